@@ -1,0 +1,1 @@
+"""SCALE type declarations, their portable registry and their codecs."""

@@ -1,0 +1,98 @@
+"""The `paratrain` command line."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2, no traceback."""
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paratrain", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    devnet = commands.add_parser("devnet", help="run the embedded Substrate-compatible development node")
+    devnet.add_argument("--port", type=int, default=9944, help="JSON-RPC port, WebSocket and HTTP (default 9944)")
+    devnet.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    storage = devnet.add_mutually_exclusive_group()
+    storage.add_argument("--tmp", action="store_true", help="keep the chain in memory only (the default)")
+    storage.add_argument("--base-path", type=Path, help="directory where finalized blocks and state persist")
+    devnet.add_argument("--block-time", type=_positive, metavar="MS",
+                        help="author a block every MS milliseconds (default: instant seal)")
+    devnet.add_argument("--finality-lag", type=_non_negative, default=0, metavar="N",
+                        help="finalize blocks N behind the best block (default 0: immediately)")
+
+    demo = commands.add_parser("demo", help="start devnet and run the main job end to end")
+    demo.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "devnet":
+            return asyncio.run(_run_devnet(args))
+        if args.command == "demo":
+            from paratrain.demo import run_demo
+
+            return run_demo(port=args.port)
+    except CliError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+async def _run_devnet(args: argparse.Namespace) -> int:
+    from devnet.node import Node, NodeConfig
+
+    config = NodeConfig(base_path=args.base_path, block_time_ms=args.block_time, finality_lag=args.finality_lag)
+    try:
+        node = Node(config)
+        host, port = await node.start(args.host, args.port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    mode = f"a block every {args.block_time} ms" if args.block_time else "instant seal"
+    where = f"persisting to {args.base_path}" if args.base_path else "in memory (--tmp)"
+    print(f"devnet {node.chain_name} listening on ws://{host}:{port} and http://{host}:{port}", flush=True)
+    print(f"  {mode}, finality lag {args.finality_lag}, {where}; best block #{node.chain.best.number}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
+    print("devnet stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

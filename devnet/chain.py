@@ -15,14 +15,14 @@ from devnet.crypto import blake2_256
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.executive import HEADER_CODEC, Executive, genesis_header
 from devnet.runtime.extrinsic import Extrinsic
-from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.system import System
 from devnet.runtime.runtime import Runtime
 from devnet.runtime.validity import InvalidTransaction, ValidTransaction
-from devnet.scale.codec import codec_for, encode_compact
+from devnet.scale.codec import codec_for
 from devnet.scale.types import Bytes, Sequence
-from devnet.state import Changes, Overlay, StateStore, StateView, _SortedView
 from sortedcontainers import SortedDict
+
+from devnet.state import Changes, Overlay, SortedView, StateStore, StateView
 
 log = logging.getLogger(__name__)
 _BODY_CODEC = codec_for(Sequence(Bytes))
@@ -55,13 +55,12 @@ def dev_accounts() -> dict[str, bytes]:
 
 
 def genesis_state(runtime: Runtime, endowed: list[bytes], balance: int = DEV_BALANCE) -> Changes:
-    state = Overlay(_SortedView(SortedDict()))
+    state = Overlay(SortedView(SortedDict()))
     ctx = DispatchContext(state, 0, 0)
     for who in endowed:
         runtime.balances.deposit_creating(ctx, who, balance)
     System.LastRuntimeUpgrade.set(state, {"spec_version": runtime.spec_version,
                                           "spec_name": runtime.version["spec_name"]})
-    System.Account  # genesis events are not stored, as in FRAME
     return state.changes
 
 
@@ -246,9 +245,3 @@ class Chain:
     def close(self) -> None:
         if self.store:
             self.store.close()
-
-    def encode_body(self, block: Block) -> bytes:
-        return encode_compact(len(block.extrinsics)) + b"".join(block.extrinsics)
-
-
-__all__ = ["AlreadyImported", "Block", "Chain", "PriorityTooLow", "Balances"]

@@ -73,7 +73,7 @@ class Overlay:
         self.changes = {}
 
 
-class _SortedView:
+class SortedView:
     def __init__(self, data: SortedDict) -> None:
         self._data = data
 
@@ -90,7 +90,7 @@ class _SortedView:
 class _HistoricalView:
     """The head state with the values of later blocks rolled back."""
 
-    def __init__(self, head: _SortedView, reverted: dict[bytes, bytes | None]) -> None:
+    def __init__(self, head: SortedView, reverted: dict[bytes, bytes | None]) -> None:
         self._head, self._reverted = head, reverted
 
     def get(self, key: bytes) -> bytes | None:
@@ -107,7 +107,7 @@ class StateStore:
 
     def __init__(self, initial: dict[bytes, bytes], best_hash: bytes, keep_blocks: int = 4096) -> None:
         self._data = SortedDict(initial)
-        self._head = _SortedView(self._data)
+        self._head = SortedView(self._data)
         self._undo: OrderedDict[bytes, Changes] = OrderedDict()  # block hash -> replaced values
         self._best = best_hash
         self._base = best_hash  # the block whose state undoing every record yields

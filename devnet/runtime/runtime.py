@@ -17,7 +17,19 @@ from devnet.runtime.pallets.transaction_payment import FeeSchedule, TransactionP
 from devnet.runtime.primitives import Era, MultiAddress, MultiSignature
 from devnet.scale.codec import Codec, codec_for
 from devnet.scale.types import (
-    U32, U128, Bytes, Compact, Composite, Field, H256, Param, Sequence, Tuple, TypeSpec, Variant, VariantType, fields,
+    H256,
+    U32,
+    U128,
+    Bytes,
+    Compact,
+    Composite,
+    Field,
+    Param,
+    Sequence,
+    Tuple,
+    TypeSpec,
+    Variant,
+    VariantType,
 )
 
 RUNTIME_PATH = "paratrain_devnet_runtime"

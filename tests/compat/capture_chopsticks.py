@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import json
 import os
 import signal
@@ -264,23 +265,8 @@ class RecordingSubstrate(SubstrateInterface):
         return log
 
 
-def shape(value: Any, depth: int = 0) -> Any:
-    """A JSON description of a value's structure (keys and scalar types)."""
-    if depth > 6:
-        return "..."
-    if isinstance(value, dict):
-        return {k: shape(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0], depth + 1)] if value else []
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, str):
-        return "hex-string" if value.startswith("0x") else "string"
-    if value is None:
-        return "null"
-    return type(value).__name__
+def blake2_256_hex(hex_data: str) -> str:
+    return "0x" + hashlib.blake2b(bytes.fromhex(hex_data[2:]), digest_size=32).hexdigest()
 
 
 def jsonable(value: Any) -> Any:
@@ -358,8 +344,7 @@ class Capture:
             ("chain_getBlock", []),
             ("state_call", ["Metadata_metadata_versions", "0x"]),
             ("system_accountNextIndex", [self.alice.ss58_address]),
-            ("chain_getBlockHash", [999999]), ("chain_getHeader", ["0x" + "ab" * 32]),
-            ("chain_getBlock", ["0x" + "ab" * 32]),
+            ("chain_getBlockHash", [999999]),
             ("state_getStorage", ["0x" + "ab" * 32]),
             ("state_getKeysPaged", ["0x26aa394eea5630e07c48ae0c9558cef7b99d880ec681799c0cf30e8886371da9", 3]),
             ("no_suchMethod", []),
@@ -522,8 +507,20 @@ class Capture:
                   lambda: sub.submit_extrinsic(self.signed(self.transfer_call(self.bob), self.alice)).extrinsic_hash)
         self.ref["successful_transfer"] = success
 
+    def wait_pool_empty(self, timeout: float = 30) -> None:
+        """Wait until earlier submissions are in a block whose state is the head.
+
+        In Instant mode the pool empties when block building starts, before the
+        new head is set; dev_newBlock returns only once its block is the head.
+        """
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.raw.result("author_pendingExtrinsics", []):
+            time.sleep(0.5)
+        self.new_block()
+
     def capture_watch(self) -> None:
         """Raw author_submitAndWatchExtrinsic notification sequence."""
+        self.wait_pool_empty()
         xt = self.signed(self.transfer_call(self.bob), self.alice)
         w = RawRpc(self.url)
         try:
@@ -546,6 +543,36 @@ class Capture:
             }
         finally:
             w.close()
+        self.capture_watch_conflict()
+
+    def capture_watch_conflict(self) -> None:
+        """Two watched transfers with the same nonce (Manual mode), then one block."""
+        self.wait_pool_empty()
+        nonce = self.sub.get_account_nonce(self.alice.ss58_address)
+        xa = self.signed(self.transfer_call(self.bob, TRANSFER_AMOUNT), self.alice, nonce=nonce)
+        xb = self.signed(self.transfer_call(self.bob, TRANSFER_AMOUNT + 1), self.alice, nonce=nonce)
+        wa, wb = RawRpc(self.url), RawRpc(self.url)
+        try:
+            self.raw.result("dev_setBlockBuildMode", ["Manual"])
+            ra = wa.call("author_submitAndWatchExtrinsic", [str(xa.data)])
+            rb = wb.call("author_submitAndWatchExtrinsic", [str(xb.data)])
+            self.new_block()
+            self.new_block()
+            na = wa.drain(3)
+            nb = wb.drain(1)
+            self.ref["author_submitAndWatchExtrinsic_same_nonce"] = {
+                "description": "two different //Alice transfers with the same nonce watched in Manual "
+                               "block mode, then dev_newBlock twice",
+                "first": {"subscribe_response": ra, "notifications": na},
+                "second": {"subscribe_response": rb, "notifications": nb},
+            }
+        finally:
+            try:
+                self.raw.result("dev_setBlockBuildMode", ["Instant"])
+            except Exception:
+                pass
+            wa.close()
+            wb.close()
 
     def capture_errors(self) -> None:
         sub = self.sub
@@ -609,9 +636,13 @@ class Capture:
                 return h if h is not None else "0x" + "22" * 32
             sub.get_block_hash = fake
             try:
-                # phase 60 of period 64 with current = head + 60: birth block is in the future
+                # phase = period - 1 > head: the era's birth block lies in the future,
+                # so the runtime has no BlockHash for it
+                period = 64
+                while period <= head_number + 1:
+                    period *= 2
                 return str(self.signed(call, self.alice, nonce=nonce,
-                                       era={"period": 64, "current": head_number + 60}).data)
+                                       era={"period": period, "current": period - 1}).data)
             finally:
                 del sub.get_block_hash
         case("mortal_era_unknown_birth_block",
@@ -660,13 +691,13 @@ class Capture:
             xt = str(self.signed(self.transfer_call(self.bob), self.alice).data)
             first = self.submit_raw(xt)
             second = self.submit_raw(xt)
-            pending = self.raw.result("author_pendingExtrinsics", [])
+            pending = [blake2_256_hex(x) for x in self.raw.result("author_pendingExtrinsics", [])]
             self.new_block()
             third = self.submit_raw(xt)
             errors["duplicate_in_pool"] = {
                 "description": "same valid extrinsic submitted twice while the first is still in the pool "
                                "(Manual block mode); then again after it was included",
-                "first": first, "second": second, "pending_count": len(pending),
+                "first": first, "second": second, "pending_extrinsic_hashes": pending,
                 "after_inclusion": third}
         except Exception as exc:
             errors["duplicate_in_pool"] = {"capture_exception": f"{type(exc).__name__}: {exc}"}
@@ -718,6 +749,26 @@ class Capture:
                 c.close()
         self.ref["subscriptions"] = subs
 
+    def capture_quirks(self) -> None:
+        """Run last: chopsticks (genesis mode) answers chain_getHeader/chain_getBlock
+        for an UNKNOWN hash with the genesis block and then reports that hash as
+        block 0, which breaks CheckGenesis for every later signed extrinsic."""
+        r = self.raw
+        q: Dict[str, Any] = {"genesis_hash_before": r.result("chain_getBlockHash", [0])}
+        unknown = "0x" + "ab" * 32
+        q["chain_getHeader(unknown hash)"] = {k: v for k, v in r.call("chain_getHeader", [unknown]).items()
+                                              if k in ("result", "error")}
+        q["chain_getBlock(unknown hash)"] = {k: v for k, v in r.call("chain_getBlock", [unknown]).items()
+                                             if k in ("result", "error")}
+        q["genesis_hash_after"] = r.result("chain_getBlockHash", [0])
+        xt = self.signed(self.transfer_call(self.bob), self.alice)
+        q["valid_transfer_after_quirk"] = self.submit_raw(str(xt.data))
+        q["note"] = ("A real Substrate node returns null for an unknown block hash. chopsticks 1.5.1 in "
+                     "--genesis mode returns the genesis block under the asked hash and afterwards "
+                     "chain_getBlockHash(0) returns that hash, so clients sign with a wrong genesis hash "
+                     "(1010 badProof). Do not copy this behaviour.")
+        self.ref["chopsticks_quirks"] = q
+
     def run(self) -> Dict[str, Any]:
         self.capture_basics()
         self.capture_py_init()
@@ -726,6 +777,7 @@ class Capture:
         self.capture_watch()
         self.capture_errors()
         self.capture_subscriptions()
+        self.capture_quirks()
         if self.sub is not None:
             self.sub.close()
         self.raw.close()

@@ -1,6 +1,7 @@
 """Substrate's JSON-RPC methods over the devnet chain: plain async handlers, no transport."""
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
 from scalecodec.utils.ss58 import ss58_decode
@@ -27,6 +28,10 @@ BAD_FORMAT, POOL_INVALID_TX, POOL_UNKNOWN_VALIDITY, POOL_ALREADY_IMPORTED, POOL_
     1001, 1010, 1011, 1013, 1014)
 STATE_UNAVAILABLE = 4003  # state of a block no longer kept (sc-rpc-api state errors)
 CLIENT_ERROR = 4003
+# Least time between a watched transaction's {inBlock} and {finalized} notifications
+# (chopsticks waits 100 ms for the same reason; see _watch_extrinsic). Polkadot.js
+# needs 30-60 ms here to fetch the events, up to ~330 ms on a saturated 2-core machine.
+FINALIZED_AFTER_IN_BLOCK_S = 0.25
 
 
 def hexs(data: bytes) -> str:
@@ -277,7 +282,7 @@ class Methods:
         account = param(params, 0, "account")
         try:
             who = bytes.fromhex(account[2:]) if account.startswith("0x") else bytes.fromhex(ss58_decode(account))
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, IndexError):  # ss58_decode: IndexError on 2-3 chars
             raise invalid_params("account must be an SS58 address or 0x-prefixed public key") from None
         if len(who) != 32:
             raise invalid_params("account must be 32 bytes")
@@ -341,11 +346,34 @@ class Methods:
 
     async def _watch_extrinsic(self, params: Any, sink: Sink) -> Callable[[], None]:
         raw = parse_hex(param(params, 0, "bytes"), "extrinsic")
+        loop = asyncio.get_running_loop()
+        in_block_at: list[float] = []
+        delayed: list[asyncio.TimerHandle] = []
+
+        def send_final(status: Any) -> None:
+            sink(status)
+            sink.close()
 
         def listener(status: Any) -> None:
-            sink(status)
+            if isinstance(status, dict) and "inBlock" in status:
+                in_block_at.append(loop.time())
+            if isinstance(status, dict) and "finalized" in status and in_block_at:
+                # With immediate finality {finalized} would follow {inBlock} at once, and
+                # Polkadot.js (switchMap in signAndSend) drops the InBlock result while it
+                # still fetches that block's events: hold {finalized} back, as chopsticks does.
+                wait = in_block_at[-1] + FINALIZED_AFTER_IN_BLOCK_S - loop.time()
+                if wait > 0:
+                    delayed.append(loop.call_later(wait, send_final, status))
+                    return
             if isinstance(status, str) or "finalized" in status:
-                sink.close()
+                send_final(status)
+            else:
+                sink(status)
+
+        def cancel() -> None:
+            self.chain.unwatch(tx_hash, listener)
+            for handle in delayed:
+                handle.cancel()
 
         try:
             tx_hash = self.chain.submit(raw, listener)
@@ -353,7 +381,7 @@ class Methods:
             raise author_error(exc) from None
         sink("ready")
         self.node.transactions_arrived()
-        return lambda: self.chain.unwatch(tx_hash, listener)
+        return cancel
 
     def table(self) -> dict[str, Handler]:
         handlers: dict[str, Handler] = {}

@@ -364,7 +364,7 @@ class RpcServer:
         """Answer one frame or HTTP body: the reply (None when none is due) and new subscriptions."""
         try:
             payload = json.loads(data.decode() if isinstance(data, bytes) else data)
-        except ValueError:  # also UnicodeDecodeError
+        except (ValueError, RecursionError):  # also UnicodeDecodeError; RecursionError: nesting too deep
             return _error_reply(None, RpcError.standard(PARSE_ERROR)), []
         if not isinstance(payload, list):
             reply, sink = await self._call(payload, conn)

@@ -36,8 +36,8 @@ HEADER_CODEC = codec_for(Header)
 _U32 = codec_for(U32)
 
 
-def dispatch_info(weight: int) -> dict[str, Any]:
-    return {"weight": {"ref_time": weight, "proof_size": 0}, "class": ("Normal", None), "pays_fee": ("Yes", None)}
+def dispatch_info(weight: int, dispatch_class: str = "Normal") -> dict[str, Any]:
+    return {"weight": {"ref_time": weight, "proof_size": 0}, "class": (dispatch_class, None), "pays_fee": ("Yes", None)}
 
 
 @dataclass
@@ -68,13 +68,11 @@ class Executive:
     def validate(self, state: StateView, raw: bytes, best_number: int,
                  best_hash: bytes) -> tuple[Extrinsic, ValidTransaction]:
         """Check a transaction against the best state; raises TransactionValidityError or BadFormat."""
-        if len(raw) > MAX_NORMAL_LENGTH:
-            raise InvalidTransaction("ExhaustsResources")
         ext = self.decode(raw)
         if not ext.signed:
             raise UnknownTransaction("NoUnsignedValidator")
         kind, sender = ext.address
-        if kind not in ("Id", "Address32"):
+        if kind != "Id":  # AccountIdLookup: the signature does not cover the address's encoding
             raise UnknownTransaction("CannotLookup")
         birth_hash = self._birth_hash(state, ext.era, best_number, best_hash)
         additional = (_U32.encode(self.runtime.spec_version) + _U32.encode(self.runtime.transaction_version)
@@ -88,7 +86,7 @@ class Executive:
         if ext.nonce < account["nonce"]:
             raise InvalidTransaction("Stale")
         weight = self.total_weight(ext)
-        if weight > MAX_NORMAL_WEIGHT:
+        if weight > MAX_NORMAL_WEIGHT or len(raw) > MAX_NORMAL_LENGTH:  # CheckWeight, after decode and proof
             raise InvalidTransaction("ExhaustsResources")
         fee = self.fees.fee(weight, len(raw), ext.tip)
         free = account["data"]["free"]
@@ -210,11 +208,12 @@ class Executive:
             del ctx.events[mark:]
         if fee_paid is not None:
             ctx.deposit_event(TransactionPayment, "TransactionFeePaid", fee_paid)
+        # The only unsigned call is the timestamp inherent, Mandatory in FRAME.
+        info = dispatch_info(weight, "Mandatory" if origin is None else "Normal")
         if error is None:
-            ctx.deposit_event(System, "ExtrinsicSuccess", {"dispatch_info": dispatch_info(weight)})
+            ctx.deposit_event(System, "ExtrinsicSuccess", {"dispatch_info": info})
         else:
-            ctx.deposit_event(System, "ExtrinsicFailed",
-                              {"dispatch_error": error, "dispatch_info": dispatch_info(weight)})
+            ctx.deposit_event(System, "ExtrinsicFailed", {"dispatch_error": error, "dispatch_info": info})
 
     def _store_events(self, ctx: DispatchContext, number: int) -> None:
         codec = self.runtime.event_record_codec

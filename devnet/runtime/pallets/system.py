@@ -10,7 +10,7 @@ from devnet.runtime.primitives import (
 )
 from devnet.crypto import blake2_256
 from devnet.scale.types import (
-    U16, U32, AccountId, Bytes, Composite, Compact, H256, Sequence, Str, Tuple, fields,
+    U16, U32, AccountId, Bytes, Composite, Compact, H256, Param, Sequence, Str, Tuple, fields,
 )
 
 EMPTY_ACCOUNT: dict[str, Any] = {
@@ -23,8 +23,11 @@ LastRuntimeUpgradeInfo = Composite(("frame_system", "LastRuntimeUpgradeInfo"), f
 
 
 def event_record_type(runtime_event: Any) -> Composite:
+    # EventRecord<E, T> carries its type params as in FRAME: Polkadot.js finds the
+    # runtime's Event type through the first one and cannot build its registry without it.
     return Composite(("frame_system", "EventRecord"), fields(
-        ("phase", Phase, "Phase"), ("event", runtime_event, "E"), ("topics", Sequence(H256), "Vec<T>")))
+        ("phase", Phase, "Phase"), ("event", runtime_event, "E"), ("topics", Sequence(H256), "Vec<T>")),
+        (Param("E", runtime_event), Param("T", H256)))
 
 
 class System(Pallet):

@@ -11,6 +11,9 @@ from typing import Any
 
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
+from devnet.runtime.pallets.models import Models
+from devnet.runtime.pallets.task_bounties import TaskBounties
+from devnet.runtime.pallets.workers import Workers
 from devnet.runtime.pallets.system import System, event_record_type
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.transaction_payment import FeeSchedule, TransactionPayment
@@ -97,8 +100,12 @@ class Runtime:
         self.timestamp = Timestamp(minimum_period_ms=minimum_period_ms)
         self.balances = Balances(existential_deposit=EXISTENTIAL_DEPOSIT)
         self.payment = TransactionPayment(fees)
+        self.workers = Workers(self.balances)
+        self.models = Models()
+        self.task_bounties = TaskBounties(self.balances, self.workers, self.models)
         self.pallets: list[Pallet] = sorted(
-            [self.system, self.timestamp, self.balances, self.payment, *extra_pallets], key=lambda p: p.index)
+            [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
+             self.models, *extra_pallets], key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 
         self.call_type = VariantType((RUNTIME_PATH, "RuntimeCall"), tuple(

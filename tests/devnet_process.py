@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ class DevnetProcess:
         self.args = ["--port", "0", *args]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.output: list[str] = []  # the node's output after start-up, drained so the pipe never fills
 
     @property
     def ws_url(self) -> str:
@@ -42,8 +44,14 @@ class DevnetProcess:
             match = _LISTENING.search(line)
             if match:
                 self.port = int(match.group(2))
+                threading.Thread(target=self._drain, daemon=True).start()
                 return self
         raise TimeoutError("devnet did not start")
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int:
         assert self.proc is not None

@@ -7,10 +7,13 @@ from typing import Any
 from devnet.crypto import blake2_256
 from devnet.runtime.runtime import Runtime
 from devnet.runtime.validity import BadFormat
-from devnet.scale.codec import CodecError, decode_compact, encode_compact
+from devnet.scale.codec import CodecError, codec_for, decode_compact, encode_compact
+from devnet.scale.types import U32, U128, Compact
 
 SIGNED_V4 = 0x84
 UNSIGNED_V4 = 0x04
+_NONCE = codec_for(Compact(U32))  # CheckNonce: Compact<u32>, a larger value does not decode
+_TIP = codec_for(Compact(U128))  # ChargeTransactionPayment: Compact<u128>
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,8 @@ def decode_extrinsic(runtime: Runtime, raw: bytes) -> Extrinsic:
         signature, offset = runtime.signature_codec.decode_from(raw, offset)
         extra_start = offset
         era, offset = decode_era(raw, offset)
-        nonce, offset = decode_compact(raw, offset)
-        tip, offset = decode_compact(raw, offset)
+        nonce, offset = _NONCE.decode_from(raw, offset)
+        tip, offset = _TIP.decode_from(raw, offset)
         extra_bytes = raw[extra_start:offset]
         call, end = runtime.call_codec.decode_from(raw, offset)
         if end != len(raw):

@@ -87,6 +87,35 @@ def decode_compact(data: bytes, offset: int) -> tuple[int, int]:
         raise CodecError("unexpected end of input") from None
 
 
+def _compact_bits(inner: TypeSpec) -> int | None:
+    """Width of the unsigned integer a Compact carries (through single-field newtypes); None if not one."""
+    while isinstance(inner, Composite) and len(inner.fields) == 1:
+        inner = inner.fields[0].ty
+    if isinstance(inner, Primitive) and inner.name in ("u8", "u16", "u32", "u64", "u128", "u256"):
+        return int(inner.name[1:])
+    return None
+
+
+def _compact(bits: int | None) -> Codec:
+    """Compact<uN>: like parity-scale-codec, a value that does not fit uN is an error both ways."""
+    if bits is None:
+        return Codec(encode_compact, decode_compact)
+    limit = 1 << bits
+
+    def encode(value: int) -> bytes:
+        if value >= limit:
+            raise CodecError(f"{value} out of range for Compact<u{bits}>")
+        return encode_compact(value)
+
+    def decode(data: bytes, offset: int) -> tuple[int, int]:
+        value, end = decode_compact(data, offset)
+        if value >= limit:
+            raise CodecError(f"out of range decoding Compact<u{bits}>")
+        return value, end
+
+    return Codec(encode, decode)
+
+
 def _wide_int(size: int, signed: bool) -> Codec:
     def encode(value: int) -> bytes:
         try:
@@ -318,7 +347,7 @@ class CodecFactory:
                 return _str()
             raise CodecError(f"unsupported primitive {spec.name}")
         if isinstance(spec, Compact):
-            return Codec(encode_compact, decode_compact)
+            return _compact(_compact_bits(spec.inner))
         if isinstance(spec, Sequence):
             if spec.inner == Primitive("u8"):
                 return _bytes_seq()

@@ -1,0 +1,151 @@
+"""Attestations: the one implementation of building, encoding, signing and verifying them.
+
+A worker attests to a training result with the SCALE struct the TaskBounties pallet
+declares as the `attestation` argument of `submit_result`:
+{task_id, worker, model_hash, artifact_uri, metrics, trajectory_root, checkpoints,
+code_hash, dataset_hash, started_ms, finished_ms}. The signed message is
+
+    b"paratrain/attestation/v1" + SCALE(attestation)
+
+signed with the worker's sr25519 or ed25519 key (``Keypair.sign``), and verified as
+the pallet does (``devnet.crypto.verify_signature``: a MultiSignature against the
+worker's 32-byte public key). The SCALE type is taken from the runtime metadata
+(the call argument's type id), so the encoding follows the pallet, never a copy of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ed25519_zebra
+import sr25519
+from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
+from scalecodec.type_registry import load_type_registry_preset
+from substrateinterface import Keypair, KeypairType
+from substrateinterface.utils.ss58 import ss58_decode
+
+from runtime_bindings.base import to_scale_value
+from runtime_bindings.metadata import MetadataIndex, v14_of
+
+if TYPE_CHECKING:
+    from runtime_bindings.client import Chain
+
+ATTESTATION_CONTEXT = b"paratrain/attestation/v1"
+PALLET, CALL, ARGUMENT = "TaskBounties", "submit_result", "attestation"
+ATTESTATION_FIELDS = ("task_id", "worker", "model_hash", "artifact_uri", "metrics", "trajectory_root",
+                      "checkpoints", "code_hash", "dataset_hash", "started_ms", "finished_ms")
+
+
+@dataclass(frozen=True)
+class AttestationCodec:
+    """SCALE codec of the attestation type of one runtime (or of a locally declared stand-in)."""
+
+    config: RuntimeConfigurationObject
+    type_string: str
+
+    # Construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_metadata(cls, raw_metadata: bytes) -> AttestationCodec:
+        """From SCALE-encoded metadata: the type of TaskBounties.submit_result's `attestation`."""
+        config = RuntimeConfigurationObject()
+        config.update_type_registry(load_type_registry_preset("core"))
+        metadata = config.create_scale_object("MetadataVersioned", data=ScaleBytes(raw_metadata))
+        metadata.decode()
+        config.add_portable_registry(metadata)
+        type_id = MetadataIndex(v14_of(metadata.value)).call_arg_type(PALLET, CALL, ARGUMENT)
+        return cls(config, f"scale_info::{type_id}")
+
+    @classmethod
+    def from_chain(cls, chain: Chain) -> AttestationCodec:
+        """From the runtime of a connected chain (KeyError if it has no TaskBounties.submit_result)."""
+        raw = bytes.fromhex(chain.rpc("state_getMetadata", [])[2:])
+        return cls.from_metadata(raw)
+
+    @classmethod
+    def from_type_registry(cls, types: dict[str, Any], type_string: str) -> AttestationCodec:
+        """From a scalecodec type-registry declaration: a stand-in before the pallet exists."""
+        config = RuntimeConfigurationObject()
+        config.update_type_registry(load_type_registry_preset("core"))
+        config.update_type_registry({"types": types})
+        return cls(config, type_string)
+
+    # Codec --------------------------------------------------------------------------------------
+    def encode(self, attestation: Any) -> bytes:
+        """SCALE bytes of an attestation given as a dict or dataclass (e.g. generated types.Attestation)."""
+        value = to_scale_value(attestation)
+        obj = self.config.create_scale_object(self.type_string)
+        return bytes(obj.encode(value).data)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        obj = self.config.create_scale_object(self.type_string, data=ScaleBytes(bytes(data)))
+        return obj.decode()
+
+    def payload(self, attestation: Any) -> bytes:
+        """The exact message that is signed: the context prefix and the SCALE encoding."""
+        return signing_payload(self.encode(attestation))
+
+    def sign(self, attestation: Any, keypair: Keypair) -> bytes:
+        return sign_attestation(self.encode(attestation), keypair)
+
+    def multi_signature(self, attestation: Any, keypair: Keypair) -> dict[str, str]:
+        """The signature as the `signature: MultiSignature` argument of submit_result."""
+        scheme = {KeypairType.SR25519: "Sr25519", KeypairType.ED25519: "Ed25519"}.get(keypair.crypto_type)
+        if scheme is None:
+            raise ValueError("attestations are signed with sr25519 or ed25519 keys")
+        return {scheme: "0x" + self.sign(attestation, keypair).hex()}
+
+    def verify(self, attestation: Any, signature: Any, signer: bytes | str, scheme: str | None = None) -> bool:
+        return verify_attestation(self.encode(attestation), signature, signer, scheme)
+
+
+def signing_payload(encoded_attestation: bytes) -> bytes:
+    return ATTESTATION_CONTEXT + bytes(encoded_attestation)
+
+
+def sign_attestation(encoded_attestation: bytes, keypair: Keypair) -> bytes:
+    """Sign ``ATTESTATION_CONTEXT + SCALE(attestation)`` with the worker's key."""
+    return bytes(keypair.sign(signing_payload(encoded_attestation)))
+
+
+def _public_key(signer: bytes | str | Keypair) -> bytes:
+    if isinstance(signer, Keypair):
+        return bytes(signer.public_key)
+    if isinstance(signer, (bytes, bytearray)):
+        return bytes(signer)
+    if signer.startswith("0x"):
+        return bytes.fromhex(signer[2:])
+    return bytes.fromhex(ss58_decode(signer))
+
+
+def _signature(signature: Any, scheme: str | None) -> list[tuple[str, bytes]]:
+    """(scheme, 64 bytes) candidates from a MultiSignature dict/tuple, raw bytes or 0x-hex."""
+    if isinstance(signature, dict) and len(signature) == 1:
+        scheme, signature = next(iter(signature.items()))
+    elif isinstance(signature, (tuple, list)) and len(signature) == 2 and isinstance(signature[0], str):
+        scheme, signature = signature
+    raw = bytes.fromhex(signature[2:]) if isinstance(signature, str) else bytes(signature)
+    return [(scheme, raw)] if scheme else [("Sr25519", raw), ("Ed25519", raw)]
+
+
+def verify_attestation(encoded_attestation: bytes, signature: Any, signer: bytes | str | Keypair,
+                       scheme: str | None = None) -> bool:
+    """True if `signature` (MultiSignature, raw or hex) is `signer`'s over the attestation.
+
+    Same rules as the pallet (devnet.crypto.verify_signature): Sr25519 and Ed25519 only;
+    malformed input is simply invalid. With no scheme given, either is accepted.
+    """
+    try:
+        public = _public_key(signer)
+        candidates = _signature(signature, scheme)
+    except (ValueError, TypeError):
+        return False
+    message = signing_payload(encoded_attestation)
+    for kind, raw in candidates:
+        try:
+            if kind == "Sr25519" and sr25519.verify(raw, message, public):
+                return True
+            if kind == "Ed25519" and ed25519_zebra.ed_verify(raw, message, public):
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False

@@ -1,0 +1,370 @@
+"""`Chain`: a thread-safe, typed connection to any Substrate node, over py-substrate-interface.
+
+One `SubstrateInterface` sits behind a re-entrant lock: every RPC round trip holds the
+lock, waits between polls do not, so many threads can share one `Chain` (their
+requests are serialised on the one WebSocket). For parallel throughput open one
+`Chain` per thread (`chain.clone()`).
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import websocket
+from substrateinterface import Keypair, SubstrateInterface
+from substrateinterface.exceptions import SubstrateRequestException
+
+from runtime_bindings.base import (
+    CallArgs,
+    DynamicCall,
+    EventRecord,
+    PalletApi,
+    Receipt,
+    Wait,
+    typed_event,
+)
+from runtime_bindings.errors import (
+    BindingsError,
+    ConnectionLost,
+    RpcError,
+    SubmitTimeout,
+    dispatch_error_from,
+    rpc_error_from,
+)
+from runtime_bindings.generated import GeneratedPallets
+from runtime_bindings.metadata import MetadataIndex, v14_of
+
+if TYPE_CHECKING:
+    from runtime_bindings.events import EventStreams
+
+T = TypeVar("T")
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    websocket.WebSocketException, ConnectionError, socket.timeout, OSError, BrokenPipeError,
+)
+FEE_EVENTS = (("TransactionPayment", "TransactionFeePaid"), ("AssetTxPayment", "AssetTxFeePaid"),
+              ("AssetConversionTxPayment", "AssetTxFeePaid"))
+
+
+def extrinsic_hash(raw: bytes | str) -> str:
+    """blake2_256 of an encoded extrinsic, as the node reports it (0x-hex)."""
+    if isinstance(raw, str):
+        raw = bytes.fromhex(raw.removeprefix("0x"))
+    return "0x" + hashlib.blake2b(raw, digest_size=32).hexdigest()
+
+
+class Chain(GeneratedPallets):
+    """A connection to a node. Pallets are attributes (``chain.balances``), generated or dynamic."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, submit_timeout: float = 60.0,
+                 poll_interval: float = 0.05, ss58_format: int | None = None, asset_id: Any = None) -> None:
+        """`timeout` bounds every RPC round trip (and connecting); `submit_timeout` is the default
+        wait for inclusion/finality; `asset_id` is passed to ChargeAssetTxPayment on chains that have it."""
+        self.url, self.timeout, self.submit_timeout = url, timeout, submit_timeout
+        self.poll_interval, self.ss58_format, self.asset_id = poll_interval, ss58_format, asset_id
+        self._lock = threading.RLock()
+        self._index_cache: dict[Any, MetadataIndex] = {}
+        self._pallet_cache: dict[str, PalletApi] = {}
+        self.reconnects = 0  # how often the WebSocket was re-opened after a failure
+        self._si: SubstrateInterface = self._open()
+
+    @classmethod
+    def connect(cls, url: str, *, timeout: float = 30.0, **options: Any) -> Chain:
+        return cls(url, timeout=timeout, **options)
+
+    def clone(self) -> Chain:
+        """A new, independent connection with the same settings (e.g. one per thread)."""
+        return Chain(self.url, timeout=self.timeout, submit_timeout=self.submit_timeout,
+                     poll_interval=self.poll_interval, ss58_format=self.ss58_format, asset_id=self.asset_id)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._si.close()
+            except CONNECTION_ERRORS:
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Connection -----------------------------------------------------------------------------
+    def _open(self) -> SubstrateInterface:
+        try:
+            si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
+                                    ws_options={"timeout": self.timeout}, config={"auto_reconnect": False})
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
+        return si
+
+    def reconnect(self) -> None:
+        """Drop the WebSocket and open a new one (metadata is kept unless the runtime changed)."""
+        with self._lock:
+            self.reconnects += 1
+            try:
+                self._si.close()
+            except CONNECTION_ERRORS:
+                pass
+            try:
+                self._si.connect_websocket()
+            except CONNECTION_ERRORS as exc:
+                raise ConnectionLost(f"cannot reconnect to {self.url}: {exc}") from exc
+
+    def _run(self, fn: Callable[[SubstrateInterface], T], *, retry: bool = True,
+             deadline: float | None = None) -> T:
+        """Run `fn` with the lock held; typed RPC errors; one reconnect-and-retry for idempotent reads."""
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    ws = getattr(self._si, "websocket", None)
+                    if ws is not None:
+                        limit = self.timeout if deadline is None else max(0.05, min(self.timeout,
+                                                                                     deadline - time.monotonic()))
+                        ws.settimeout(limit)
+                    return fn(self._si)
+                except SubstrateRequestException as exc:
+                    raise rpc_error_from(exc.args[0] if exc.args else str(exc)) from None
+                except CONNECTION_ERRORS as exc:
+                    if attempt or not retry:
+                        # the socket state is unknown after a timeout: start afresh next time
+                        try:
+                            self.reconnect()
+                        except ConnectionLost:
+                            pass
+                        raise ConnectionLost(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+                    self.reconnect()
+        raise AssertionError("unreachable")
+
+    def rpc(self, method: str, params: list[Any] | None = None, *, retry: bool = True,
+            deadline: float | None = None) -> Any:
+        """A raw JSON-RPC call; returns `result`, raises typed errors."""
+        response = self._run(lambda si: si.rpc_request(method, params or []), retry=retry, deadline=deadline)
+        if "error" in response:
+            raise rpc_error_from(response["error"])
+        return response.get("result")
+
+    # Metadata -------------------------------------------------------------------------------
+    def metadata(self, at: str | None = None) -> MetadataIndex:
+        def load(si: SubstrateInterface) -> MetadataIndex:
+            si.init_runtime(block_hash=at)
+            key = (si.runtime_version, si.transaction_version, si.chain)
+            index = self._index_cache.get(key)
+            if index is None:
+                index = self._index_cache[key] = MetadataIndex(v14_of(si.metadata.value))
+            return index
+        return self._run(load)
+
+    @property
+    def substrate(self) -> SubstrateInterface:
+        """The underlying SubstrateInterface; hold `chain.lock` while using it from several threads."""
+        return self._si
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def pallet(self, name: str) -> PalletApi:
+        """The API of one pallet by its metadata name: the generated class if there is one."""
+        api = self._pallet_cache.get(name)
+        if api is None:
+            cls = PalletApi._registry.get(name, PalletApi)
+            api = self._pallet_cache[name] = cls(self, name)
+        return api
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        name = self.metadata().pallet_names_by_attr().get(attr)
+        if name is None:
+            raise AttributeError(f"the runtime at {self.url} has no pallet {attr!r}")
+        return self.pallet(name)
+
+    def pallet_items(self, pallet: str) -> dict[str, Any]:
+        return self.metadata().items_by_attr(pallet)
+
+    def storage_key_count(self, pallet: str, name: str) -> int:
+        return self.metadata().storage_key_count(pallet, name)
+
+    def constant(self, pallet: str, name: str) -> Any:
+        obj = self._run(lambda si: si.get_constant(pallet, name))
+        if obj is None:
+            raise KeyError(f"{pallet}.{name}")
+        return obj.value
+
+    # Chain state ----------------------------------------------------------------------------
+    def best_hash(self) -> str:
+        return self.rpc("chain_getBlockHash", [])
+
+    def best_number(self) -> int:
+        return int(self.rpc("chain_getHeader", [])["number"], 16)
+
+    def finalized_hash(self) -> str:
+        return self.rpc("chain_getFinalizedHead", [])
+
+    def finalized_number(self) -> int:
+        return self.block_number(self.finalized_hash())
+
+    def block_hash(self, number: int) -> str | None:
+        return self.rpc("chain_getBlockHash", [number])
+
+    def block_number(self, block_hash: str) -> int:
+        header = self.rpc("chain_getHeader", [block_hash])
+        if header is None:
+            raise BindingsError(f"unknown block {block_hash}")
+        return int(header["number"], 16)
+
+    def query(self, pallet: str, name: str, params: list[Any], *, at: str | None = None) -> Any:
+        """One storage entry as scalecodec decodes it (None when an optional entry is absent)."""
+        return self._run(lambda si: si.query(pallet, name, params, block_hash=at)).value
+
+    def query_page(self, pallet: str, name: str, prefix: list[Any], *, page_size: int = 100,
+                   start_key: str | None = None, at: str | None = None) -> tuple[list[tuple[Any, Any]], str | None]:
+        """One page of a map: ([(key, value)], last raw key of the page)."""
+        def page(si: SubstrateInterface) -> tuple[list[tuple[Any, Any]], str | None]:
+            result = si.query_map(pallet, name, prefix or None, block_hash=at or si.get_chain_head(),
+                                  max_results=page_size, page_size=page_size, start_key=start_key)
+            pairs = [(k.value, v.value) for k, v in result.records]
+            return pairs, result.last_key
+        return self._run(page)
+
+    def events_at(self, block_hash: str) -> list[EventRecord]:
+        """System.Events of a block, decoded to generated event classes."""
+        def load(si: SubstrateInterface) -> list[Any]:
+            obj = si.query("System", "Events", block_hash=block_hash)
+            return [] if obj is None or obj.value is None else list(obj.value)
+        return [self._record(raw) for raw in self._run(load)]
+
+    @staticmethod
+    def _record(raw: dict[str, Any]) -> EventRecord:
+        phase: Any = raw.get("phase")
+        if raw.get("extrinsic_idx") is not None:
+            phase = {"ApplyExtrinsic": raw["extrinsic_idx"]}
+        event = typed_event(raw["module_id"], raw["event_id"], raw.get("attributes"))
+        return EventRecord(phase, event, list(raw.get("topics") or []))
+
+    # Fees -----------------------------------------------------------------------------------
+    def estimate_fee(self, call: CallArgs | DynamicCall, signer: Keypair | str) -> int:
+        """The partial fee the node quotes for `call` signed by `signer` (payment_queryInfo)."""
+        keypair = signer if isinstance(signer, Keypair) else Keypair(ss58_address=signer)
+        def query(si: SubstrateInterface) -> Any:
+            composed = si.compose_call(call.PALLET, call.CALL, call.to_value())
+            return si.get_payment_info(composed, keypair)
+        return int(self._run(query)["partialFee"])
+
+    # Submitting -----------------------------------------------------------------------------
+    def sign(self, call: CallArgs | DynamicCall, signer: Keypair, *, nonce: int | None = None, tip: int = 0,
+             asset_id: Any = None, era: Any = None) -> str:
+        """The signed extrinsic for `call`, 0x-hex (the nonce from the node, pool included, if not given)."""
+        def build(si: SubstrateInterface) -> str:
+            composed = si.compose_call(call.PALLET, call.CALL, call.to_value())
+            asset = asset_id if asset_id is not None else self.asset_id
+            xt = si.create_signed_extrinsic(composed, signer, era=era, nonce=nonce, tip=tip, tip_asset_id=asset)
+            return str(xt.data)
+        return self._run(build)
+
+    def submit(self, call: CallArgs | DynamicCall, signer: Keypair, *, wait: Wait = "inclusion",
+               timeout: float | None = None, nonce: int | None = None, tip: int = 0, asset_id: Any = None,
+               era: Any = None) -> Receipt:
+        """Sign and submit `call`; wait for nothing, inclusion or finality, never longer than `timeout`.
+
+        Raises a TransactionRejected subclass if the pool refuses it, a DispatchError subclass
+        (e.g. ``BalancesError.InsufficientBalance``) if it was included but failed, and
+        SubmitTimeout if the wait ran out.
+        """
+        if wait not in ("none", "inclusion", "finality"):
+            raise ValueError(f"wait must be 'none', 'inclusion' or 'finality', not {wait!r}")
+        timeout = self.submit_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._lock:  # one signer's nonce, signature and submission stay together
+            raw = self.sign(call, signer, nonce=nonce, tip=tip, asset_id=asset_id, era=era)
+            start = self.best_number() if wait != "none" else 0
+            xt_hash = extrinsic_hash(raw)
+            self.rpc("author_submitExtrinsic", [raw], retry=False, deadline=deadline)
+        if wait == "none":
+            return Receipt(xt_hash)
+        return self.wait_for(xt_hash, after_block=start, wait=wait, deadline=deadline, timeout=timeout,
+                             signer=signer.ss58_address)
+
+    def wait_for(self, xt_hash: str, *, after_block: int, wait: Wait = "inclusion", deadline: float | None = None,
+                 timeout: float | None = None, signer: str | None = None) -> Receipt:
+        """Poll blocks after `after_block` until the extrinsic is included (and finalized), or time runs out."""
+        timeout = self.submit_timeout if timeout is None else timeout
+        deadline = deadline if deadline is not None else time.monotonic() + timeout
+        scanned = after_block
+        delay = self.poll_interval
+        found: tuple[int, str, int] | None = None
+        while True:
+            if found is None:
+                best = self.best_number()
+                while scanned < best and found is None:
+                    number = scanned + 1
+                    block_hash = self.block_hash(number)
+                    block = self.rpc("chain_getBlock", [block_hash]) if block_hash else None
+                    if block is None:
+                        break
+                    for index, raw in enumerate(block["block"]["extrinsics"]):
+                        if extrinsic_hash(raw) == xt_hash:
+                            found = (number, block_hash, index)
+                            break
+                    scanned = number
+            if found is not None:
+                number, block_hash, index = found
+                if wait == "inclusion":
+                    return self._receipt(xt_hash, number, block_hash, index, signer, finalized=False)
+                if self.finalized_number() >= number:
+                    if self.block_hash(number) == block_hash:
+                        return self._receipt(xt_hash, number, block_hash, index, signer, finalized=True)
+                    found, scanned = None, number - 1  # that block lost a fork: look again
+                    continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SubmitTimeout(xt_hash, wait, timeout, found[1] if found else None)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.5)
+
+    def _receipt(self, xt_hash: str, number: int, block_hash: str, index: int, signer: str | None,
+                 *, finalized: bool) -> Receipt:
+        records = [r for r in self.events_at(block_hash) if r.extrinsic_index == index]
+        events = [r.event for r in records]
+        fee = None
+        for event in events:
+            if (event.pallet, event.name) in FEE_EVENTS:
+                fee = int(_attr(event, "actual_fee"))
+                break
+        if fee is None and signer is not None:
+            withdrawn = [int(_attr(e, "amount")) for e in events
+                         if (e.pallet, e.name) == ("Balances", "Withdraw") and _attr(e, "who") == signer]
+            fee = sum(withdrawn) if withdrawn else None
+        receipt = Receipt(xt_hash, block_hash, number, index, events, fee, finalized)
+        for event in events:
+            if (event.pallet, event.name) == ("System", "ExtrinsicFailed"):
+                error = _attr(event, "dispatch_error")
+                raise dispatch_error_from(error, self.metadata(block_hash).errors, receipt)
+        return receipt
+
+    # Streams --------------------------------------------------------------------------------
+    @property
+    def events(self) -> EventStreams:
+        from runtime_bindings.events import EventStreams
+        return EventStreams(self)
+
+    def __repr__(self) -> str:
+        return f"<Chain {self.url}>"
+
+
+def _attr(event: Any, name: str) -> Any:
+    """A payload field of a generated or generic event."""
+    if hasattr(event, name):
+        return getattr(event, name)
+    attributes = getattr(event, "attributes", None)
+    if isinstance(attributes, dict):
+        return attributes.get(name)
+    raise AttributeError(name)
+
+
+__all__ = ["Chain", "Keypair", "RpcError", "extrinsic_hash"]

@@ -71,6 +71,7 @@ class TxPool:
         self.entries: dict[bytes, tuple[Extrinsic, ValidTransaction]] = {}
         self._slots: dict[tuple[bytes, int], bytes] = {}
         self._next_nonce: dict[bytes, int] = {}
+        self._per_sender: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -88,11 +89,14 @@ class TxPool:
         self.entries[tx_hash] = (ext, valid)
         self._slots[(valid.sender, valid.nonce)] = tx_hash
         self._next_nonce[valid.sender] = max(self._next_nonce.get(valid.sender, 0), valid.nonce + 1)
+        self._per_sender[valid.sender] = self._per_sender.get(valid.sender, 0) + 1
 
     def remove(self, tx_hash: bytes) -> None:
         ext, valid = self.entries.pop(tx_hash)
         del self._slots[(valid.sender, valid.nonce)]
-        if not any(sender == valid.sender for sender, _ in self._slots):
+        self._per_sender[valid.sender] -= 1
+        if not self._per_sender[valid.sender]:
+            del self._per_sender[valid.sender]
             self._next_nonce.pop(valid.sender, None)
 
     def ready(self) -> list[tuple[bytes, Extrinsic, ValidTransaction]]:

@@ -1,0 +1,1 @@
+"""paratrain orchestrator: chain indexer, task scheduler and the gRPC worker API (docs/orchestrator.md)."""

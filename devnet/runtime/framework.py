@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from devnet.state import Overlay
 
 
+_KEY_CACHE_SIZE = 65_536  # per storage item; cleared when full, so memory stays bounded
+
+
 class DispatchError(Exception):
     """A dispatch failed; `value` is the sp_runtime::DispatchError as a codec value."""
 
@@ -58,6 +61,7 @@ class StorageItem:
         self._codec: Codec = codec_for(self.value)
         self._key_codecs = [(HASHERS[hasher], codec_for(ty)) for hasher, ty in self.keys]
         self._default_bytes = b"\x00" if self.default is None else self._codec.encode(self.default)
+        self._key_cache: dict[tuple[Any, ...], bytes] = {}
 
     @property
     def default_bytes(self) -> bytes:
@@ -68,9 +72,17 @@ class StorageItem:
         return self.keys[0][1] if len(self.keys) == 1 else Tuple(tuple(ty for _, ty in self.keys))
 
     def key(self, *keys: Any) -> bytes:
+        """The storage key; memoised, since a transfer derives System.Account's key a dozen times."""
+        cached = self._key_cache.get(keys)
+        if cached is not None:
+            return cached
         if len(keys) != len(self._key_codecs):
             raise TypeError(f"{self.pallet}.{self.name} takes {len(self._key_codecs)} keys")
-        return self.prefix + b"".join(h(c.encode(k)) for (h, c), k in zip(self._key_codecs, keys))
+        key = self.prefix + b"".join(h(c.encode(k)) for (h, c), k in zip(self._key_codecs, keys))
+        if len(self._key_cache) >= _KEY_CACHE_SIZE:
+            self._key_cache.clear()
+        self._key_cache[keys] = key
+        return key
 
     def partial_key(self, *keys: Any) -> bytes:
         """The prefix under which every entry sharing these leading keys lives."""

@@ -65,6 +65,8 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from devnet.scale.codec import encode_compact
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JS_DIR = REPO_ROOT / "tests" / "js"
 DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "chainspecs" / "kusama-local.json"
@@ -223,17 +225,6 @@ class ChopsticksNode(ChildNode):
 # Offline signing
 # ------------------------------------------------------------------------------------------------
 
-def compact(value: int) -> bytes:
-    if value < 1 << 6:
-        return bytes((value << 2,))
-    if value < 1 << 14:
-        return ((value << 2) | 1).to_bytes(2, "little")
-    if value < 1 << 30:
-        return ((value << 2) | 2).to_bytes(4, "little")
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "little")
-    return bytes((((len(raw) - 4) << 2) | 3,)) + raw
-
-
 @dataclass
 class Presigned:
     chain: str
@@ -290,10 +281,10 @@ def presign(url: str, count: int, fresh_senders: bool) -> Presigned:
             prefix = b"\x84\x00" + key.public_key + b"\x01"  # signed V4, MultiAddress::Id, MultiSignature::Sr25519
             chain: list[tuple[bytes, bytes]] = []
             for nonce in range(first_nonce, first_nonce + share):
-                data = call_bytes + b"\x00" + compact(nonce) + b"\x00" + additional  # immortal era, tip 0
+                data = call_bytes + b"\x00" + encode_compact(nonce) + b"\x00" + additional  # immortal era, tip 0
                 payload = hashlib.blake2b(data, digest_size=32).digest() if len(data) > 256 else data
-                body = prefix + key.sign(payload) + b"\x00" + compact(nonce) + b"\x00" + call_bytes
-                raw = compact(len(body)) + body
+                body = prefix + key.sign(payload) + b"\x00" + encode_compact(nonce) + b"\x00" + call_bytes
+                raw = encode_compact(len(body)) + body
                 chain.append((raw, hashlib.blake2b(raw, digest_size=32).digest()))
             txs[name] = chain
             # Cross-checks against py-substrate-interface's own encoder: for the first sender a
@@ -305,7 +296,7 @@ def presign(url: str, count: int, fresh_senders: bool) -> Presigned:
                 ours = chain[0][0]
                 offset = ours.index(prefix) + len(prefix)
                 signature = reference[offset:offset + 64]
-                data = call_bytes + b"\x00" + compact(first_nonce) + b"\x00" + additional
+                data = call_bytes + b"\x00" + encode_compact(first_nonce) + b"\x00" + additional
                 payload = hashlib.blake2b(data, digest_size=32).digest() if len(data) > 256 else data
                 if reference != ours[:offset] + signature + ours[offset + 64:] or not key.verify(payload, signature):
                     raise RuntimeError(f"{name}: the fast signer disagrees with substrate-interface")

@@ -41,6 +41,8 @@ from devnet_process import DevnetProcess
 from substrateinterface import Keypair, SubstrateInterface
 from websockets.asyncio.client import connect
 
+from devnet.scale.codec import encode_compact
+
 SEED = int(os.environ.get("PARATRAIN_FUZZ_SEED", "424242"))
 CONNECTIONS = 4
 SIGNED_INPUTS = 600  # well-formed, correctly signed, invalid: stale, future, unpayable, wrong era
@@ -138,7 +140,7 @@ class Inputs:
                 data = data[:cut] + bytearray(other[rng.randrange(len(other)):])
             else:  # rewrite the length prefix (keeps the body: exercises the prefix check)
                 body = data[1:] if data and data[0] & 3 == 0 else data[2:]
-                data = bytearray(_compact(max(0, len(body) + rng.choice((-2, -1, 1, 2, 0))))) + body
+                data = bytearray(encode_compact(max(0, len(body) + rng.choice((-2, -1, 1, 2, 0))))) + body
         return bytes(data)
 
     def extrinsic_bytes(self) -> bytes:
@@ -151,7 +153,7 @@ class Inputs:
                 raw = rng.randbytes(rng.choice((0, 1, 2, 3, 8, 32, 64, 100, 140, 200, 256, 1000)))
             elif roll < 0.97:  # random bytes behind a correct length prefix and a signed-extrinsic version
                 body = bytes((0x84,)) + rng.randbytes(rng.randrange(1, 220))
-                raw = _compact(len(body)) + body
+                raw = encode_compact(len(body)) + body
             else:
                 raw = rng.randbytes(rng.randrange(4096, 70_000))
             if raw not in self.forbidden:
@@ -347,17 +349,6 @@ class Inputs:
             garbage += inputs
         self.rng.shuffle(frames)
         return frames, total + garbage
-
-
-def _compact(value: int) -> bytes:
-    if value < 1 << 6:
-        return bytes((value << 2,))
-    if value < 1 << 14:
-        return ((value << 2) | 1).to_bytes(2, "little")
-    if value < 1 << 30:
-        return ((value << 2) | 2).to_bytes(4, "little")
-    size = (value.bit_length() + 7) // 8
-    return bytes((((size - 4) << 2) | 3,)) + value.to_bytes(size, "little")
 
 
 def signed_variants(client: SubstrateInterface, rng: random.Random, count: int) -> list[bytes]:

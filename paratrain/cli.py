@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="start devnet and run the main job end to end")
     demo.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
+
+    orch = commands.add_parser("orchestrator", help="index the chain and serve the gRPC worker API")
+    orch.add_argument("--chain", metavar="URL", help="node WebSocket URL (default ws://127.0.0.1:9944)")
+    orch.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
+    orch.add_argument("--db", metavar="PATH", help="SQLite index file (default orchestrator.db)")
+    orch.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
+    orch.add_argument("--metrics-port", type=_non_negative, metavar="N",
+                      help="Prometheus metrics port (0: off; default 9615)")
     return parser
 
 
@@ -63,12 +71,26 @@ def main(argv: list[str] | None = None) -> int:
             from paratrain.demo import run_demo
 
             return run_demo(port=args.port)
+        if args.command == "orchestrator":
+            return _run_orchestrator(args)
     except CliError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _run_orchestrator(args: argparse.Namespace) -> int:
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.service import run_orchestrator
+
+    try:
+        config = load_config({"chain": args.chain, "listen": args.listen, "db": args.db,
+                              "config": args.config, "metrics_port": args.metrics_port})
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return asyncio.run(run_orchestrator(config))
 
 
 async def _run_devnet(args: argparse.Namespace) -> int:

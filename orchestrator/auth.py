@@ -1,0 +1,272 @@
+"""Request signing for the worker API: signer (client side), verifier, replay cache, rate limiter.
+
+The scheme (docs/orchestrator.md, "Authentication"). Every WorkerService call carries
+the gRPC metadata
+
+    x-paratrain-account    SS58 address of the caller
+    x-paratrain-timestamp  milliseconds since the Unix epoch, decimal
+    x-paratrain-nonce      16 random bytes, hex
+    x-paratrain-signature  hex MultiSignature: 1 scheme byte (0 ed25519, 1 sr25519) ++ 64 bytes
+
+and the signature covers
+
+    b"paratrain/grpc/v1" ++ SCALE(method: str) ++ blake2_256(body) ++ u64_le(timestamp) ++ nonce
+
+where `method` is the full gRPC method path ("/paratrain.v1.WorkerService/GetTaskSpec")
+and `body` is the exact serialized request message as it travels on the wire (the
+client serializes once with `SerializeToString(deterministic=True)`, signs those
+bytes and sends the same bytes; the server hashes the raw bytes it received before
+parsing them). For the client-streaming StreamProgress the body is b"" (the stream
+is authenticated when it opens; its messages ride on it).
+
+The server refuses (Unauthenticated) missing or malformed metadata, a bad signature,
+a timestamp more than `skew_s` (30 s) from its clock and an (account, nonce) pair
+seen within the window. Everything here is pure (clock injected) and transport-free.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from scalecodec.utils.ss58 import ss58_decode, ss58_encode
+
+from devnet.crypto import verify_signature
+from orchestrator.errors import ResourceExhausted, Unauthenticated
+
+DOMAIN = b"paratrain/grpc/v1"
+HEADER_ACCOUNT = "x-paratrain-account"
+HEADER_TIMESTAMP = "x-paratrain-timestamp"
+HEADER_NONCE = "x-paratrain-nonce"
+HEADER_SIGNATURE = "x-paratrain-signature"
+HEADERS = (HEADER_ACCOUNT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+NONCE_LEN = 16
+SKEW_S = 30.0
+SCHEME_ED25519 = 0
+SCHEME_SR25519 = 1
+_SCHEMES = {SCHEME_ED25519: "Ed25519", SCHEME_SR25519: "Sr25519"}
+_MAX_HEADER_LEN = 256
+
+
+def blake2_256(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def scale_compact(n: int) -> bytes:
+    if n < 1 << 6:
+        return bytes([n << 2])
+    if n < 1 << 14:
+        return ((n << 2) | 1).to_bytes(2, "little")
+    if n < 1 << 30:
+        return ((n << 2) | 2).to_bytes(4, "little")
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "little")
+    return bytes([((len(raw) - 4) << 2) | 3]) + raw
+
+
+def scale_str(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return scale_compact(len(data)) + data
+
+
+def body_hash(body: bytes) -> bytes:
+    return blake2_256(body)
+
+
+def signing_payload(method: str, body: bytes, timestamp_ms: int, nonce: bytes) -> bytes:
+    """The exact bytes a worker signs for one call."""
+    return DOMAIN + scale_str(method) + body_hash(body) + timestamp_ms.to_bytes(8, "little") + nonce
+
+
+# ---------------------------------------------------------------- client side
+
+
+def sign_request(keypair, method: str, body: bytes, *, timestamp_ms: int | None = None,
+                 nonce: bytes | None = None, clock: Callable[[], float] = time.time) -> list[tuple[str, str]]:
+    """gRPC metadata authenticating one call, signed by `keypair` (substrateinterface.Keypair,
+    sr25519 or ed25519; the secret key never leaves the caller)."""
+    scheme = _scheme_of(keypair)
+    ts = int(clock() * 1000) if timestamp_ms is None else timestamp_ms
+    nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
+    signature = keypair.sign(signing_payload(method, body, ts, nonce))
+    if isinstance(signature, str):
+        signature = bytes.fromhex(signature.removeprefix("0x"))
+    return [
+        (HEADER_ACCOUNT, keypair.ss58_address),
+        (HEADER_TIMESTAMP, str(ts)),
+        (HEADER_NONCE, nonce.hex()),
+        (HEADER_SIGNATURE, bytes([scheme]).hex() + bytes(signature).hex()),
+    ]
+
+
+def _scheme_of(keypair) -> int:
+    crypto_type = int(getattr(keypair, "crypto_type", SCHEME_SR25519))
+    if crypto_type not in _SCHEMES:  # KeypairType: ED25519 = 0, SR25519 = 1, ECDSA = 2
+        raise ValueError("only sr25519 and ed25519 keys can sign worker API calls")
+    return crypto_type
+
+
+# ---------------------------------------------------------------- replay cache
+
+
+class ReplayCache:
+    """(account, nonce) pairs seen within the acceptance window, with bounded memory.
+
+    Entries are grouped in time buckets by their timestamp (bucket width = `window_s`);
+    a bucket is dropped once every timestamp in it is older than `now - window_s`, i.e.
+    when a replay of it would be refused as stale anyway. At most `max_entries` pairs
+    are kept: when full the cache refuses new pairs (fail closed: ResourceExhausted)
+    rather than forget live ones, which would let replays through.
+    """
+
+    def __init__(self, window_s: float = SKEW_S, max_entries: int = 1_000_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        if window_s <= 0 or max_entries <= 0:
+            raise ValueError("window_s and max_entries must be positive")
+        self.window_ms = int(window_s * 1000)
+        self.max_entries = max_entries
+        self.clock = clock
+        self._buckets: dict[int, set[bytes]] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _evict(self, now_ms: int) -> None:
+        horizon = now_ms - self.window_ms
+        for b in [b for b in self._buckets if (b + 1) * self.window_ms <= horizon]:
+            self._size -= len(self._buckets.pop(b))
+
+    def check_and_add(self, account_id: bytes, nonce: bytes, timestamp_ms: int) -> bool:
+        """True (and remembered) the first time a pair is seen in the window; False for a replay."""
+        key = bytes(account_id) + bytes(nonce)
+        with self._lock:
+            self._evict(int(self.clock() * 1000))
+            for bucket in self._buckets.values():
+                if key in bucket:
+                    return False
+            if self._size >= self.max_entries:
+                raise ResourceExhausted("too many requests in flight; retry shortly")
+            self._buckets.setdefault(timestamp_ms // self.window_ms, set()).add(key)
+            self._size += 1
+            return True
+
+
+# ---------------------------------------------------------------- rate limiter
+
+
+class RateLimiter:
+    """A token bucket per account: `rate` tokens a second, up to `burst`.
+
+    Memory is bounded by `max_accounts` (least recently seen accounts are forgotten;
+    a forgotten account starts again with a full bucket)."""
+
+    def __init__(self, rate: float, burst: float, *, max_accounts: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1 or max_accounts <= 0:
+            raise ValueError("rate must be > 0, burst >= 1, max_accounts > 0")
+        self.rate, self.burst, self.max_accounts, self.clock = float(rate), float(burst), max_accounts, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, account: str, cost: float = 1.0) -> bool:
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(account, (self.burst, now))
+            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+            ok = tokens >= cost
+            if ok:
+                tokens -= cost
+            self._buckets[account] = (tokens, now)
+            while len(self._buckets) > self.max_accounts:
+                self._buckets.popitem(last=False)
+            return ok
+
+    def check(self, account: str, cost: float = 1.0) -> None:
+        if not self.allow(account, cost):
+            raise ResourceExhausted("rate limit exceeded for this account")
+
+
+# ---------------------------------------------------------------- server side
+
+
+@dataclass(frozen=True)
+class Caller:
+    account: str  # canonical SS58 (the verifier's ss58_format)
+    public_key: bytes
+    timestamp_ms: int
+    nonce: bytes
+
+
+def _get(metadata: Mapping[str, str] | Iterable[tuple[str, str | bytes]], key: str) -> str:
+    if isinstance(metadata, Mapping):
+        value = metadata.get(key)
+    else:
+        value = next((v for k, v in metadata if k == key), None)
+    if value is None:
+        raise Unauthenticated(f"missing {key}")
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not value or len(value) > _MAX_HEADER_LEN:
+        raise Unauthenticated(f"malformed {key}")
+    return value
+
+
+class Verifier:
+    """Checks the signature metadata of one call; returns the authenticated `Caller`.
+
+    Order: metadata well-formed -> timestamp within `skew_s` -> signature -> replay. The
+    replay cache only remembers verified calls, so forged ones cannot fill it."""
+
+    def __init__(self, *, skew_s: float = SKEW_S, replay: ReplayCache | None = None,
+                 clock: Callable[[], float] = time.time, ss58_format: int = 42) -> None:
+        self.skew_ms = int(skew_s * 1000)
+        self.clock = clock
+        self.replay = replay if replay is not None else ReplayCache(window_s=skew_s, clock=clock)
+        self.ss58_format = ss58_format
+
+    def authenticate(self, metadata, method: str, body: bytes) -> Caller:
+        caller = self.check_signature(metadata, method, body)
+        self.check_replay(caller)
+        return caller
+
+    def check_signature(self, metadata, method: str, body: bytes) -> Caller:
+        account = _get(metadata, HEADER_ACCOUNT)
+        ts_text = _get(metadata, HEADER_TIMESTAMP)
+        nonce_hex = _get(metadata, HEADER_NONCE)
+        sig_hex = _get(metadata, HEADER_SIGNATURE)
+        try:
+            public = bytes.fromhex(ss58_decode(account))
+        except Exception:
+            raise Unauthenticated("x-paratrain-account is not an SS58 address") from None
+        if len(public) != 32:
+            raise Unauthenticated("x-paratrain-account is not a 32-byte account")
+        if not (ts_text.isascii() and ts_text.isdigit()) or len(ts_text) > 19:
+            raise Unauthenticated("malformed x-paratrain-timestamp")
+        ts = int(ts_text)
+        if ts >= 1 << 64:
+            raise Unauthenticated("malformed x-paratrain-timestamp")
+        try:
+            nonce = bytes.fromhex(nonce_hex)
+            sig = bytes.fromhex(sig_hex.removeprefix("0x"))
+        except ValueError:
+            raise Unauthenticated("nonce and signature must be hex") from None
+        if len(nonce) != NONCE_LEN:
+            raise Unauthenticated(f"x-paratrain-nonce must be {NONCE_LEN} bytes")
+        if len(sig) != 65 or sig[0] not in _SCHEMES:
+            raise Unauthenticated("x-paratrain-signature must be a 65-byte sr25519/ed25519 MultiSignature")
+        now_ms = int(self.clock() * 1000)
+        if abs(now_ms - ts) > self.skew_ms:
+            raise Unauthenticated("timestamp outside the accepted window (check the clock)")
+        if not verify_signature(_SCHEMES[sig[0]], sig[1:], signing_payload(method, body, ts, nonce), public):
+            raise Unauthenticated("bad signature")
+        return Caller(account=ss58_encode(public, ss58_format=self.ss58_format), public_key=public,
+                      timestamp_ms=ts, nonce=nonce)
+
+    def check_replay(self, caller: Caller) -> None:
+        if not self.replay.check_and_add(caller.public_key, caller.nonce, caller.timestamp_ms):
+            raise Unauthenticated("replayed request (nonce already used)")

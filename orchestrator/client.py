@@ -1,0 +1,274 @@
+"""Worker-side gRPC clients (grpc.aio): `WorkerClient` signs every call; `TaskClient` is public.
+
+    async with WorkerClient("127.0.0.1:50051", keypair) as client:
+        worker = await client.register_worker(Capabilities(cpus=8, gpus=1, gpu_model="H100", memory_mb=65536))
+        assignment = await client.request_assignment(wait_s=10)
+
+Each unary call serializes its request once (`SerializeToString(deterministic=True)`),
+signs blake2_256 of those bytes (orchestrator/auth.py) and sends the very same bytes
+(a pass-through serializer), so client and server hash identical bytes. StreamProgress
+signs the empty body when the stream opens.
+
+Failures raise `orchestrator.errors` exceptions by status code (InvalidArgument,
+Unauthenticated, PermissionDenied, NotFound, FailedPrecondition, ResourceExhausted,
+Unavailable for UNAVAILABLE/DEADLINE_EXCEEDED) or `RpcError` for other codes; each has
+`.code` (grpc.StatusCode) and the original grpc.aio.AioRpcError as `__cause__`.
+`SyncWorkerClient` runs a WorkerClient on a private event loop thread for blocking code.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+
+import grpc
+
+from orchestrator import errors, serde
+from orchestrator.auth import sign_request
+from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
+from paratrain.v1 import task_pb2, task_pb2_grpc, worker_pb2
+
+_WORKER = "/paratrain.v1.WorkerService/"
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """Channel TLS: `root_ca` to trust (None: system roots); with cert_chain+private_key it is mTLS."""
+
+    root_ca: bytes | None = None
+    cert_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None  # override the name checked against the server certificate
+
+    @classmethod
+    def from_files(cls, root_ca: str | Path | None = None, cert: str | Path | None = None,
+                   key: str | Path | None = None, server_name: str | None = None) -> "ClientTls":
+        read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+        return cls(read(root_ca), read(cert), read(key), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_ca, self.private_key, self.cert_chain)
+
+
+class RpcError(errors.ApiError):
+    """A status with no dedicated orchestrator.errors class (INTERNAL, UNIMPLEMENTED, ...)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.status = code.name
+
+
+_ERRORS: dict[grpc.StatusCode, type[errors.ApiError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+}
+
+
+def api_error(exc: grpc.aio.AioRpcError) -> errors.ApiError:
+    code, details = exc.code(), exc.details() or ""
+    cls = _ERRORS.get(code)
+    err = cls(details) if cls is not None else RpcError(code, details)
+    err.code = code  # type: ignore[attr-defined]
+    return err
+
+
+def _channel(target: str, tls: ClientTls | None, options: Sequence[tuple[str, Any]] | None) -> grpc.aio.Channel:
+    opts = list(options or [])
+    if tls is not None and tls.server_name:
+        opts.append(("grpc.ssl_target_name_override", tls.server_name))
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=opts)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=opts)
+
+
+@dataclass(frozen=True)
+class ProgressSummary:
+    updates: int
+    heartbeats: int
+
+
+class WorkerClient:
+    """The worker API, every call signed with `keypair` (substrateinterface.Keypair, sr25519/ed25519)."""
+
+    def __init__(self, target: str, keypair, *, tls: ClientTls | None = None,
+                 options: Sequence[tuple[str, Any]] | None = None, timeout_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keypair, self.timeout_s, self.clock = keypair, timeout_s, clock
+        self.channel = _channel(target, tls, options)
+        self._calls: dict[str, Any] = {}
+
+    @property
+    def account(self) -> str:
+        return self.keypair.ss58_address
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "WorkerClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _unary(self, name: str, request, response_type, timeout: float | None = None):
+        path = _WORKER + name
+        call = self._calls.get(path)
+        if call is None:  # raw bytes out (we sign exactly what we send), messages in
+            call = self._calls[path] = self.channel.unary_unary(
+                path, request_serializer=None, response_deserializer=response_type.FromString)
+        body = request.SerializeToString(deterministic=True)
+        metadata = sign_request(self.keypair, path, body, clock=self.clock)
+        try:
+            return await call(body, metadata=metadata, timeout=self.timeout_s if timeout is None else timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error(exc) from exc
+
+    async def register_worker(self, capabilities: Capabilities) -> WorkerView:
+        req = worker_pb2.RegisterWorkerRequest(capabilities=serde.capabilities_to_proto(capabilities))
+        resp = await self._unary("RegisterWorker", req, worker_pb2.RegisterWorkerResponse)
+        return serde.worker_from_proto(resp.worker)
+
+    async def request_assignment(self, wait_s: float = 0.0, *, timeout: float | None = None) -> Assignment | None:
+        """Long poll; the call's deadline defaults to wait_s + 5 s."""
+        wait_ms = max(0, min(int(wait_s * 1000), serde.MAX_WAIT_MS))
+        req = worker_pb2.RequestAssignmentRequest(wait_ms=wait_ms)
+        resp = await self._unary("RequestAssignment", req, worker_pb2.RequestAssignmentResponse,
+                                 timeout=wait_s + 5.0 if timeout is None else timeout)
+        return serde.assignment_from_proto(resp.assignment) if resp.HasField("assignment") else None
+
+    async def stream_progress(self, updates: AsyncIterable[Any] | Iterable[Any], *,
+                              timeout: float | None = None) -> ProgressSummary:
+        """Send ProgressUpdates (or (ProgressUpdate, heartbeat_extrinsic | None) pairs) on one stream."""
+        path = _WORKER + "StreamProgress"
+        call = self.channel.stream_unary(path, request_serializer=worker_pb2.StreamProgressRequest.SerializeToString,
+                                         response_deserializer=worker_pb2.StreamProgressResponse.FromString)
+
+        def message(item) -> worker_pb2.StreamProgressRequest:
+            if isinstance(item, ProgressUpdate):
+                return serde.stream_progress_request(item)
+            update, extrinsic = item
+            return serde.stream_progress_request(update, extrinsic)
+
+        async def requests() -> AsyncIterator[worker_pb2.StreamProgressRequest]:
+            if hasattr(updates, "__aiter__"):
+                async for item in updates:  # type: ignore[union-attr]
+                    yield message(item)
+            else:
+                for item in updates:  # type: ignore[union-attr]
+                    yield message(item)
+
+        metadata = sign_request(self.keypair, path, b"", clock=self.clock)
+        try:
+            resp = await call(requests(), metadata=metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error(exc) from exc
+        return ProgressSummary(updates=resp.updates, heartbeats=resp.heartbeats)
+
+    async def report_progress(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> ProgressSummary:
+        """One update on its own stream (a convenience over stream_progress)."""
+        return await self.stream_progress([(update, heartbeat_extrinsic)])
+
+    async def get_task_spec(self, task_id: int) -> TaskView:
+        resp = await self._unary("GetTaskSpec", worker_pb2.GetTaskSpecRequest(task_id=task_id),
+                                 worker_pb2.GetTaskSpecResponse)
+        return serde.task_from_proto(resp.task)
+
+    async def relay_extrinsic(self, task_id: int, extrinsic: bytes) -> str:
+        """Returns the extrinsic hash as 0x-hex."""
+        resp = await self._unary("RelayExtrinsic", worker_pb2.RelayExtrinsicRequest(task_id=task_id, extrinsic=extrinsic),
+                                 worker_pb2.RelayExtrinsicResponse)
+        return serde.hash_to_hex(resp.extrinsic_hash)
+
+    async def report_result(self, task_id: int, extrinsic_hash: str | bytes) -> None:
+        raw = extrinsic_hash if isinstance(extrinsic_hash, (bytes, bytearray)) else serde.hash_from_hex(extrinsic_hash)
+        await self._unary("ReportResult", worker_pb2.ReportResultRequest(task_id=task_id, extrinsic_hash=bytes(raw)),
+                          worker_pb2.ReportResultResponse)
+
+
+class TaskClient:
+    """The public TaskService (no signing)."""
+
+    def __init__(self, target: str, *, tls: ClientTls | None = None,
+                 options: Sequence[tuple[str, Any]] | None = None, timeout_s: float = 30.0) -> None:
+        self.timeout_s = timeout_s
+        self.channel = _channel(target, tls, options)
+        self.stub = task_pb2_grpc.TaskServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "TaskClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def list_tasks(self, status: TaskStatus | None = None, page_size: int = 0,
+                         page_token: str = "") -> tuple[list[TaskView], str]:
+        req = task_pb2.ListTasksRequest(status=serde.status_to_proto(status), page_size=page_size, page_token=page_token)
+        try:
+            resp = await self.stub.ListTasks(req, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error(exc) from exc
+        return [serde.task_from_proto(t) for t in resp.tasks], resp.next_page_token
+
+    async def get_task(self, task_id: int) -> TaskView:
+        try:
+            resp = await self.stub.GetTask(task_pb2.GetTaskRequest(task_id=task_id), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error(exc) from exc
+        return serde.task_from_proto(resp.task)
+
+    async def watch_task(self, task_id: int, *, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
+        call = self.stub.WatchTask(task_pb2.WatchTaskRequest(task_id=task_id), timeout=timeout)
+        try:
+            async for resp in call:
+                yield serde.task_event_from_proto(resp.event)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error(exc) from exc
+        finally:
+            call.cancel()
+
+
+class SyncWorkerClient:
+    """Blocking facade over WorkerClient: a private event loop in a daemon thread."""
+
+    def __init__(self, target: str, keypair, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="paratrain-grpc-client", daemon=True)
+        self._thread.start()
+
+        async def make() -> WorkerClient:
+            return WorkerClient(target, keypair, **kwargs)
+        self._client = self._run(make())
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+        return lambda *a, **kw: self._run(attr(*a, **kw))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._client.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> "SyncWorkerClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,411 @@
+"""The logic of every worker and task RPC, over (index, scheduler policy, relay, pub/sub, clock): no transport.
+
+`Handlers` implements `orchestrator.api.WorkerApi` and `TaskApi`; the gRPC servicers call it after
+authenticating the caller. State it keeps (sessions, reservations, long-poll waiters) lives on the
+asyncio loop that calls it; the indexer thread reaches it only through `on_block`, which hops onto
+that loop.
+
+- register_worker: the account must be an active Trainer in the index (i.e. on chain). The session's
+  capabilities are the declared ones capped by the on-chain ones (the chain checks the latter).
+- request_assignment: long poll. Waiters are served by the FairnessPolicy whenever something may have
+  changed: a new request, a finalized block (new or reopened tasks, ended claims), a reservation expiring.
+  A served waiter gets a fresh off-chain reservation (TTL `reservation_ttl`); the claim becomes binding
+  only when the worker's own signed `claim_task` is on chain, whereupon the reservation ends.
+- relay_extrinsic / report_progress: the extrinsic is decoded with the chain's metadata and must be
+  signed by the caller and be TaskBounties.{claim_task, heartbeat, release_claim, submit_result} about
+  the task named; it is relayed as is (the orchestrator never signs).
+- watch_task: first a "State" event (the task as indexed, block = the index height), then the task's
+  chain events (block > 0) and live progress ("Progress", block 0) as they happen.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
+from orchestrator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from orchestrator.index import Index
+from orchestrator.indexer import PubSub
+from orchestrator.scheduler import DEFAULT_RESERVATION_TTL, FairnessPolicy, Reservations, Waiter
+
+log = logging.getLogger(__name__)
+RELAYABLE = ("claim_task", "heartbeat", "release_claim", "submit_result")
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class ChainConstants:
+    """The runtime constants the scheduler mirrors."""
+
+    max_claims_per_worker: int = 4
+    claim_lease: int = 10
+    min_trainer_stake: int = 0
+
+    @classmethod
+    def from_chain(cls, chain: Any) -> ChainConstants:
+        return cls(max_claims_per_worker=int(chain.constant("TaskBounties", "MaxClaimsPerWorker")),
+                   claim_lease=int(chain.constant("TaskBounties", "ClaimLease")),
+                   min_trainer_stake=int(chain.constant("Workers", "MinTrainerStake")))
+
+
+@dataclass(frozen=True)
+class DecodedExtrinsic:
+    signer: str | None
+    pallet: str
+    call: str
+    args: dict[str, Any]
+
+
+class ExtrinsicDecoder:
+    """Decodes extrinsic bytes with the chain's metadata (scalecodec through the bindings' connection)."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+        self._ready = False
+
+    def decode(self, raw: bytes) -> DecodedExtrinsic:
+        from scalecodec.base import ScaleBytes
+
+        with self.chain.lock:
+            si = self.chain.substrate
+            if not self._ready:
+                si.init_runtime()
+                self._ready = True
+            try:
+                obj = si.runtime_config.create_scale_object("Extrinsic", data=ScaleBytes(bytes(raw)),
+                                                            metadata=si.metadata)
+                value = obj.decode(check_remaining=True)
+            except Exception as exc:  # noqa: BLE001 - scalecodec raises many kinds
+                raise InvalidArgument(f"not an extrinsic of this chain: {type(exc).__name__}: {exc}") from None
+        call = value.get("call") or {}
+        address = value.get("address")
+        if isinstance(address, dict):  # MultiAddress
+            address = address.get("Id") or next(iter(address.values()), None)
+        args = {a["name"]: a["value"] for a in call.get("call_args", [])}
+        return DecodedExtrinsic(address, call.get("call_module", ""), call.get("call_function", ""), args)
+
+
+@dataclass
+class _Session:
+    capabilities: Capabilities | None
+    since: float
+
+
+class Handlers:
+    """WorkerApi + TaskApi (see orchestrator/api.py for the contract of each method)."""
+
+    def __init__(self, index: Index, policy: FairnessPolicy | None = None, relay: Any = None,
+                 pubsub: PubSub | None = None, clock: Callable[[], float] = time.monotonic,
+                 constants: ChainConstants = ChainConstants(), *, decoder: ExtrinsicDecoder | None = None,
+                 reservation_ttl: float = DEFAULT_RESERVATION_TTL, max_wait_s: float = 60.0,
+                 metrics: Any = None) -> None:
+        self.index, self.relay, self.clock, self.constants = index, relay, clock, constants
+        self.policy = policy or FairnessPolicy()
+        self.pubsub = pubsub or PubSub()
+        self.decoder = decoder or (ExtrinsicDecoder(relay.chain) if relay is not None else None)
+        self.max_wait_s, self.metrics = max_wait_s, metrics
+        self.reservations = Reservations(reservation_ttl, on_reserve=index.open_tasks.hide,
+                                         on_release=index.open_tasks.unhide)
+        self.sessions: dict[str, _Session] = {}
+        self.results: dict[int, tuple[str, str]] = {}  # task -> (worker, extrinsic hash) reported
+        self._waiters: list[Waiter] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()
+
+    # Loop affinity ----------------------------------------------------------------------------
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+
+    def _ensure_loop(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def on_block(self, number: int, block_hash: str, changes: Sequence[Any]) -> None:
+        """Indexer callback (any thread): a finalized block was committed to the index."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._after_block(number, changes)
+            return
+        try:
+            loop.call_soon_threadsafe(self._after_block, number, changes)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _after_block(self, number: int, changes: Sequence[Any]) -> None:
+        for change in changes:
+            name, task_id = getattr(change, "name", None), getattr(change, "task_id", None)
+            if task_id is None or getattr(change, "pallet", None) != "TaskBounties":
+                continue
+            if name == "TaskClaimed":  # binding now: the reservation has done its job (whoever claimed)
+                self.reservations.release(task_id)
+            elif name in ("TaskAccepted", "TaskReopened", "TaskExpired", "TaskCancelled", "ResultSubmitted"):
+                self.reservations.release(task_id)
+                if self.relay is not None:
+                    self.relay.forget(task_id)
+        if self.relay is not None and self._loop is not None and self._loop.is_running():
+            self._loop.create_task(self.relay.flush(number))
+        self._dispatch()
+
+    # Workers ----------------------------------------------------------------------------------
+    def _chain_worker(self, account: str) -> WorkerView:
+        worker = self.index.worker(account)
+        if worker is None:
+            raise PermissionDenied(f"{account} is not registered as a worker on chain "
+                                   f"(register with Workers.register as a Trainer first)")
+        if worker.role != "Trainer":
+            raise PermissionDenied(f"{account} is registered as a {worker.role}, not a Trainer")
+        if not worker.active:
+            raise PermissionDenied(f"{account} is unbonding: it gets no new tasks")
+        return worker
+
+    def _effective(self, worker: WorkerView) -> WorkerView:
+        session = self.sessions.get(worker.account)
+        if session is None or session.capabilities is None:
+            return worker
+        c, d = worker.capabilities, session.capabilities
+        caps = Capabilities(min(c.cpus, d.cpus), min(c.gpus, d.gpus), c.gpu_model, min(c.memory_mb, d.memory_mb))
+        return replace(worker, capabilities=caps)
+
+    def register_worker(self, account: str, capabilities: Capabilities) -> WorkerView:
+        if capabilities is not None and min(capabilities.cpus, capabilities.gpus, capabilities.memory_mb) < 0:
+            raise InvalidArgument("capabilities must not be negative")
+        worker = self._chain_worker(account)
+        self.sessions[account] = _Session(capabilities, self.clock())
+        return self._effective(worker)
+
+    async def request_assignment(self, account: str, wait_s: float) -> Assignment | None:
+        if not isinstance(wait_s, (int, float)) or math.isnan(wait_s) or wait_s < 0:
+            raise InvalidArgument("wait_s must be a number of seconds, zero or more")
+        wait_s = min(float(wait_s), self.max_wait_s)
+        self._chain_worker(account)
+        self._ensure_loop()
+        future: asyncio.Future[Assignment] = asyncio.get_running_loop().create_future()
+        waiter = Waiter(self._effective(self._chain_worker(account)), self.policy.next_seq(), future)
+        self._waiters.append(waiter)
+        self._dispatch()
+        try:
+            if not future.done():
+                await asyncio.wait_for(asyncio.shield(future), wait_s if wait_s > 0 else 0)
+        except asyncio.TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            self._drop_waiter(waiter)
+            if future.done() and not future.cancelled():
+                self.reservations.release(future.result().task.task_id, account)
+            raise
+        self._drop_waiter(waiter)
+        if future.done() and not future.cancelled():
+            return future.result()
+        future.cancel()
+        if self.metrics is not None:
+            self.metrics.assignment_timeouts.inc()
+        return None
+
+    def _drop_waiter(self, waiter: Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        self._gauges()
+
+    def _dispatch(self) -> None:
+        """Serve waiting workers (fairness order) from the open tasks; re-arm the expiry timer."""
+        now = self.clock()
+        expired = self.reservations.expire(now)
+        if expired and self.metrics is not None:
+            self.metrics.reservations_expired.inc(len(expired))
+        live = [w for w in self._waiters if not w.data.done()]  # type: ignore[union-attr]
+        if live:
+            for waiter in live:  # refresh claims and stake from the index
+                fresh = self.index.worker(waiter.worker.account)
+                if fresh is not None:
+                    waiter.worker = self._effective(fresh)
+            served = self.policy.assign(
+                live, lambda w: self.index.open_tasks_for(w.capabilities, w.stake), self.reservations,
+                self.constants.max_claims_per_worker, now, min_trainer_stake=self.constants.min_trainer_stake,
+                block=self.index.last_block.number or None)
+            for waiter, reservation, task in served:
+                waiter.data.set_result(Assignment(task, reservation.worker, reservation.expires_at))  # type: ignore[union-attr]
+                self._waiters.remove(waiter)
+                if self.metrics is not None:
+                    self.metrics.assignments.inc()
+        self._arm_timer(now)
+        self._gauges()
+
+    def _arm_timer(self, now: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        nxt = self.reservations.next_expiry()
+        if nxt is None or self._loop is None or not self._waiters:
+            return
+        try:
+            self._timer = self._loop.call_later(max(nxt - now, 0.0) + 0.001, self._dispatch)
+        except RuntimeError:
+            self._timer = None
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.reservations.set(len(self.reservations))
+            self.metrics.waiting_workers.set(len(self._waiters))
+
+    # Ownership --------------------------------------------------------------------------------
+    def _task(self, task_id: int) -> TaskView:
+        if not isinstance(task_id, int) or task_id < 0:
+            raise InvalidArgument("task_id must be a non-negative integer")
+        task = self.index.task(task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        return task
+
+    def _holds(self, account: str, task: TaskView) -> bool:
+        """The caller holds the task on chain, or it is reserved for the caller."""
+        if task.worker == account and task.status in (TaskStatus.CLAIMED, TaskStatus.SUBMITTED):
+            return True
+        return self.reservations.holder(task.task_id, self.clock()) == account
+
+    def task_spec(self, account: str, task_id: int) -> TaskView:
+        task = self._task(task_id)
+        if not (self._holds(account, task) or task.worker == account):
+            raise PermissionDenied(f"task {task_id} is neither held by nor reserved for {account}")
+        return task
+
+    # Extrinsics -------------------------------------------------------------------------------
+    async def _decode_checked(self, account: str, task_id: int, raw: bytes,
+                              allowed: Sequence[str] = RELAYABLE) -> DecodedExtrinsic:
+        if not isinstance(raw, (bytes, bytearray)) or not raw:
+            raise InvalidArgument("the extrinsic must be non-empty bytes")
+        if self.decoder is None:
+            raise Unavailable("this orchestrator has no chain connection to relay through")
+        try:
+            decoded = await asyncio.to_thread(self.decoder.decode, bytes(raw))
+        except (InvalidArgument, Unavailable):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lost connection while loading metadata
+            raise Unavailable(f"cannot decode with the chain's metadata now: {exc}") from None
+        if decoded.signer is None:
+            raise PermissionDenied("the extrinsic is unsigned: it must be signed by the caller's own key")
+        if decoded.signer != account:
+            raise PermissionDenied(f"the extrinsic is signed by {decoded.signer}, not by the caller {account}")
+        if decoded.pallet != "TaskBounties" or decoded.call not in allowed:
+            raise InvalidArgument(f"{decoded.pallet}.{decoded.call} cannot be relayed here; only TaskBounties."
+                                  f"{{{', '.join(allowed)}}}")
+        if decoded.args.get("task_id") != task_id:
+            raise InvalidArgument(f"the extrinsic is about task {decoded.args.get('task_id')}, not {task_id}")
+        return decoded
+
+    async def relay_extrinsic(self, account: str, task_id: int, extrinsic: bytes) -> str:
+        task = self._task(task_id)
+        decoded = await self._decode_checked(account, task_id, extrinsic)
+        now = self.clock()
+        if decoded.call == "claim_task":
+            holder = self.reservations.holder(task_id, now)
+            if holder is not None and holder != account:
+                raise PermissionDenied(f"task {task_id} is reserved for another worker")
+            if task.status is not TaskStatus.OPEN:
+                raise FailedPrecondition(f"task {task_id} is {task.status.value}, not Open")
+        elif decoded.call == "submit_result":
+            if task.worker != account or task.status is not TaskStatus.CLAIMED:
+                raise PermissionDenied(f"task {task_id} is not claimed by {account}")
+        elif not self._holds(account, task):
+            raise PermissionDenied(f"task {task_id} is not claimed by {account}")
+        if self.relay is None:
+            raise Unavailable("this orchestrator has no chain connection to relay through")
+        if decoded.call == "heartbeat":
+            step = int((decoded.args.get("progress") or {}).get("step", 0))
+            sent = await self.relay.heartbeat(task_id, bytes(extrinsic), step)
+            from runtime_bindings import extrinsic_hash
+            return sent or extrinsic_hash(bytes(extrinsic))
+        return await self.relay.submit(bytes(extrinsic), decoded.call)
+
+    async def report_progress(self, account: str, update: ProgressUpdate, heartbeat_extrinsic: bytes | None) -> None:
+        task = self._task(update.task_id)
+        if not self._holds(account, task):
+            raise PermissionDenied(f"task {update.task_id} is not held by {account}")
+        if update.step < 0 or update.epoch < 0 or not math.isfinite(update.loss):
+            raise InvalidArgument("step and epoch must not be negative and loss must be finite")
+        if heartbeat_extrinsic:
+            decoded = await self._decode_checked(account, update.task_id, heartbeat_extrinsic, ("heartbeat",))
+            if self.relay is None:
+                raise Unavailable("this orchestrator has no chain connection to relay through")
+            step = int((decoded.args.get("progress") or {}).get("step", update.step))
+            await self.relay.heartbeat(update.task_id, bytes(heartbeat_extrinsic), step)
+        update = replace(update, worker=account)
+        await asyncio.to_thread(self.index.record_progress, update)
+        self.pubsub.publish(TaskEvent(update.task_id, "Progress", 0, {
+            "worker": account, "step": update.step, "epoch": update.epoch, "loss": update.loss,
+            "metrics": dict(update.metrics), "checkpoint_root": "0x" + bytes(update.checkpoint_root).hex()}))
+
+    async def report_result(self, account: str, task_id: int, extrinsic_hash: str) -> None:
+        task = self._task(task_id)
+        if not isinstance(extrinsic_hash, str) or not _HASH.match(extrinsic_hash):
+            raise InvalidArgument("extrinsic_hash must be 0x followed by 64 hex digits")
+        if task.worker != account:
+            raise PermissionDenied(f"task {task_id} is not held by {account}")
+        self.results[task_id] = (account, extrinsic_hash.lower())
+
+    # Tasks ------------------------------------------------------------------------------------
+    def list_tasks(self, status: TaskStatus | None, limit: int, page_token: str) -> tuple[list[TaskView], str]:
+        if not isinstance(limit, int) or limit < 0:
+            raise InvalidArgument("limit must be zero (the default page) or more")
+        limit = min(limit or DEFAULT_PAGE, MAX_PAGE)
+        after = -1
+        if page_token:
+            try:
+                after = int(page_token)
+            except ValueError:
+                raise InvalidArgument(f"bad page_token {page_token!r}") from None
+            if after < 0:
+                raise InvalidArgument(f"bad page_token {page_token!r}")
+        try:
+            status = None if status is None else TaskStatus(status)
+        except ValueError:
+            raise InvalidArgument(f"unknown status {status!r}") from None
+        page = self.index.tasks(status, limit + 1, after)
+        more = len(page) > limit
+        page = page[:limit]
+        return page, (str(page[-1].task_id) if more and page else "")
+
+    def get_task(self, task_id: int) -> TaskView:
+        return self._task(task_id)
+
+    def watch_task(self, task_id: int) -> AsyncIterator[TaskEvent]:
+        self._task(task_id)  # NotFound before the stream starts
+        return self._watch(task_id)
+
+    async def _watch(self, task_id: int) -> AsyncIterator[TaskEvent]:
+        sub = self.pubsub.subscribe(task_id)
+        try:
+            task = self.index.task(task_id)
+            block = self.index.last_block.number
+            assert task is not None
+            yield TaskEvent(task_id, "State", block, {
+                "status": task.status.value, "worker": task.worker, "lease_until": task.lease_until,
+                "progress_step": task.progress_step, "checkpoint_root": "0x" + task.checkpoint_root.hex()})
+            async for event in sub:
+                if 0 < event.block <= block:
+                    continue  # already in the state above
+                yield event
+        finally:
+            sub.close()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for waiter in self._waiters:
+            if not waiter.data.done():  # type: ignore[union-attr]
+                waiter.data.cancel()  # type: ignore[union-attr]
+        self._waiters.clear()
+
+
+__all__ = ["ChainConstants", "DecodedExtrinsic", "ExtrinsicDecoder", "Handlers", "RELAYABLE"]

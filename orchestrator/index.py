@@ -1,0 +1,565 @@
+"""The orchestrator's index of the chain: tasks, workers, claims, live progress and the last block applied.
+
+SQLite in WAL mode. The only writer of chain-derived rows is `Index.apply_block`, which applies one
+finalized block's changes and moves `last_block` in ONE transaction: either the whole block is in the
+index or none of it is. A block at or below `last_block` is ignored, so replaying blocks after a
+restart or a reconnect never applies anything twice; a block that does not follow `last_block`
+directly is refused (`IndexGap`), so nothing is skipped either.
+
+What `apply_block` takes, in block order:
+
+- the typed events of `runtime_bindings.generated` (TaskBounties, Workers; others are ignored), read
+  by `(event.pallet, event.name)` and their fields, and
+- `TaskRecord` / `WorkerRecord`: full rows the indexer read from chain storage *at that block* for a
+  task or worker the events only name (TaskCreated carries four fields, WorkerRegistered three).
+
+Open tasks are also kept in memory (`OpenTasks`: buckets per (requirements, min_stake), each sorted by
+id), loaded at start and updated after each commit, so the scheduler finds a worker's candidates in
+id order without scanning 100,000 rows: `open_tasks_for(capabilities, stake)`.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
+
+SCHEMA_VERSION = 1
+HELD = (TaskStatus.CLAIMED, TaskStatus.SUBMITTED)  # statuses in which a worker holds the task (ClaimsByWorker)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id INTEGER PRIMARY KEY, requester TEXT NOT NULL, recipe TEXT NOT NULL, spec_hash BLOB NOT NULL,
+    spec_uri TEXT NOT NULL, dataset_hash BLOB NOT NULL, eval_metric TEXT NOT NULL, eval_target INTEGER NOT NULL,
+    min_cpus INTEGER NOT NULL, min_gpus INTEGER NOT NULL, min_memory_mb INTEGER NOT NULL,
+    bounty TEXT NOT NULL, min_stake TEXT NOT NULL, deadline INTEGER NOT NULL, validators_required INTEGER NOT NULL,
+    status TEXT NOT NULL, worker TEXT, lease_until INTEGER, progress_step INTEGER NOT NULL DEFAULT 0,
+    checkpoint_root BLOB NOT NULL DEFAULT x'', created_at INTEGER NOT NULL DEFAULT 0,
+    updated_block INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, task_id);
+CREATE TABLE IF NOT EXISTS workers (
+    account TEXT PRIMARY KEY, role TEXT NOT NULL, stake TEXT NOT NULL, cpus INTEGER NOT NULL, gpus INTEGER NOT NULL,
+    gpu_model TEXT NOT NULL, memory_mb INTEGER NOT NULL, active INTEGER NOT NULL, updated_block INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    task_id INTEGER PRIMARY KEY, worker TEXT NOT NULL, since_block INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS claims_by_worker ON claims (worker, task_id);
+CREATE TABLE IF NOT EXISTS progress (
+    task_id INTEGER PRIMARY KEY, worker TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    loss REAL NOT NULL, metrics TEXT NOT NULL, checkpoint_root BLOB NOT NULL);
+"""
+_TABLES = ("tasks", "workers", "claims", "progress", "meta")
+
+
+class IndexGap(Exception):
+    """A block was offered that does not follow `last_block` (the caller must fetch the missing ones)."""
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task's full row as read from chain storage at the block being applied."""
+
+    task: TaskView
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker's row as read from chain storage at the block being applied (None: no longer registered)."""
+
+    account: str
+    worker: WorkerView | None
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str
+
+
+# In-memory open tasks ---------------------------------------------------------------------------
+
+class OpenTasks:
+    """Open tasks by id, bucketed by (requirements, min_stake) so a worker's candidates come out in id order.
+
+    Thread-safe: the indexer thread updates it after each commit, handlers read it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[int, TaskView] = {}
+        self._buckets: dict[tuple[Requirements, int], SortedDict] = {}
+        self._hidden: set[int] = set()  # reserved off-chain: kept out of the candidate buckets
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._by_id
+
+    def get(self, task_id: int) -> TaskView | None:
+        return self._by_id.get(task_id)
+
+    def put(self, task: TaskView) -> None:
+        with self._lock:
+            self._discard(task.task_id)
+            if task.status is TaskStatus.OPEN:
+                self._by_id[task.task_id] = task
+                if task.task_id not in self._hidden:
+                    self._bucket_add(task)
+
+    def hide(self, task_id: int) -> None:
+        """Keep `task_id` out of `for_worker` (it is reserved) until `unhide`; `all()` still lists it."""
+        with self._lock:
+            if task_id in self._hidden:
+                return
+            self._hidden.add(task_id)
+            task = self._by_id.get(task_id)
+            if task is not None:
+                self._bucket_remove(task)
+
+    def unhide(self, task_id: int) -> None:
+        with self._lock:
+            if task_id not in self._hidden:
+                return
+            self._hidden.discard(task_id)
+            task = self._by_id.get(task_id)
+            if task is not None:
+                self._bucket_add(task)
+
+    def _bucket_add(self, task: TaskView) -> None:
+        self._buckets.setdefault((task.requirements, task.min_stake), SortedDict())[task.task_id] = task
+
+    def _bucket_remove(self, task: TaskView) -> None:
+        key = (task.requirements, task.min_stake)
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.pop(task.task_id, None)
+            if not bucket:
+                del self._buckets[key]
+
+    def discard(self, task_id: int) -> None:
+        with self._lock:
+            self._discard(task_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_id.clear()
+            self._buckets.clear()
+            self._hidden.clear()
+
+    def _discard(self, task_id: int) -> None:
+        old = self._by_id.pop(task_id, None)
+        if old is not None:
+            self._bucket_remove(old)
+
+    def all(self) -> Iterator[TaskView]:
+        """Every open task in id order (a snapshot)."""
+        with self._lock:
+            tasks = sorted(self._by_id.values(), key=lambda t: t.task_id)
+        return iter(tasks)
+
+    def for_worker(self, capabilities: Capabilities | None = None, stake: int | None = None) -> Iterator[TaskView]:
+        """Open tasks whose requirements `capabilities` meet and whose min_stake `stake` covers, oldest first.
+
+        Lazy: merging the matching buckets costs O(log buckets) per task yielded, so a scheduler that stops
+        at the first acceptable task touches only a few entries even with 100,000 open tasks.
+        """
+        with self._lock:
+            keys = [key for key in self._buckets
+                    if (capabilities is None or key[0].met_by(capabilities)) and (stake is None or stake >= key[1])]
+        if len(keys) == 1:
+            return self._iter_bucket(keys[0])
+        return heapq.merge(*(self._iter_bucket(k) for k in keys), key=lambda t: t.task_id)
+
+    def _iter_bucket(self, key: tuple[Requirements, int]) -> Iterator[TaskView]:
+        """One bucket in id order, O(log n) per step, safe while the indexer changes it concurrently."""
+        last = -1
+        while True:
+            with self._lock:
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    return
+                i = bucket.bisect_right(last)
+                if i >= len(bucket):
+                    return
+                task_id, task = bucket.peekitem(i)
+            last = task_id
+            yield task
+
+
+# The index --------------------------------------------------------------------------------------
+
+class Index:
+    """SQLite index of the chain (see the module doc). One instance per process; thread-safe."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._memory = self.path == ":memory:"
+        if self._memory:  # one shared in-memory database for every thread
+            self.path = f"file:paratrain-index-{id(self)}?mode=memory&cache=shared"
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._keepalive = self._connect()  # keeps a shared in-memory db alive; also the writer
+        with self._write_lock:
+            self._keepalive.executescript(_SCHEMA)
+            self._keepalive.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self.open_tasks = OpenTasks()
+        self._last_block = self._read_last_block()
+        self._load_open_tasks()
+
+    # Connections ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, uri=self._memory, isolation_level=None, check_same_thread=False,
+                               timeout=10.0)
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        self._keepalive.close()
+
+    # Blocks -----------------------------------------------------------------------------------
+    @property
+    def last_block(self) -> BlockRef:
+        """The last block applied (number 0, hash "" before the first)."""
+        return self._last_block
+
+    def _read_last_block(self) -> BlockRef:
+        rows = dict(self._conn().execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_block', 'last_hash')").fetchall())
+        return BlockRef(int(rows.get("last_block", 0)), rows.get("last_hash", ""))
+
+    def apply_block(self, number: int, block_hash: str, events: Sequence[Any]) -> bool:
+        """Apply one finalized block's events (and storage records) atomically; False if already applied.
+
+        Raises IndexGap if `number` is not `last_block + 1`, and re-raises whatever an event's
+        application raised after rolling the whole block back.
+        """
+        with self._write_lock:
+            last = self._last_block.number
+            if number <= last:
+                return False
+            if number != last + 1:
+                raise IndexGap(f"block {number} offered after {last}: blocks {last + 1}..{number - 1} are missing")
+            conn = self._keepalive
+            touched: set[int] = set()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for event in events:
+                    self._apply(conn, number, event, touched)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(number),))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_hash', ?)", (block_hash,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._last_block = BlockRef(number, block_hash)
+            for task_id in touched:  # memory follows the committed rows only
+                task = self._task(conn, task_id)
+                if task is None or task.status is not TaskStatus.OPEN:
+                    self.open_tasks.discard(task_id)
+                else:
+                    self.open_tasks.put(task)
+            return True
+
+    def rebuild(self) -> None:
+        """Forget everything: the next block to apply is block 1 (the indexer then re-reads the chain)."""
+        with self._write_lock:
+            conn = self._keepalive
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("tasks", "workers", "claims", "progress"):
+                    conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                conn.execute("DELETE FROM meta WHERE key IN ('last_block', 'last_hash')")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._last_block = BlockRef(0, "")
+            self.open_tasks.clear()
+
+    # Event application (inside the block's transaction) ----------------------------------------
+    def _apply(self, conn: sqlite3.Connection, block: int, event: Any, touched: set[int]) -> None:
+        if isinstance(event, TaskRecord):
+            self._upsert_task(conn, block, event.task)
+            touched.add(event.task.task_id)
+            return
+        if isinstance(event, WorkerRecord):
+            if event.worker is None:
+                conn.execute("DELETE FROM workers WHERE account = ?", (event.account,))
+            else:
+                self._upsert_worker(conn, block, event.worker)
+            return
+        pallet, name = getattr(event, "pallet", None), getattr(event, "name", None)
+        if pallet == "TaskBounties":
+            self._apply_task_event(conn, block, name, event, touched)
+        elif pallet == "Workers":
+            self._apply_worker_event(conn, block, name, event)
+
+    def _apply_task_event(self, conn: sqlite3.Connection, block: int, name: str, ev: Any, touched: set[int]) -> None:
+        task_id = getattr(ev, "task_id", None)
+        if task_id is None:
+            return
+        exists = conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone() is not None
+        if not exists:
+            if name == "TaskCreated":
+                raise ValueError(f"TaskCreated for task {task_id} without its TaskRecord")
+            return  # a task created before this index began (cannot happen when indexing from block 1)
+        touched.add(task_id)
+        if name == "TaskClaimed":
+            self._set_status(conn, block, task_id, TaskStatus.CLAIMED, ev.worker, ev.lease_until)
+        elif name == "Heartbeat":
+            progress = ev.progress
+            conn.execute("UPDATE tasks SET lease_until = ?, progress_step = ?, checkpoint_root = ?, updated_block = ? "
+                         "WHERE task_id = ?", (ev.lease_until, int(progress.step), _bytes(progress.checkpoint_root),
+                                               block, task_id))
+        elif name == "ResultSubmitted":
+            self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
+        elif name == "TaskAccepted":
+            self._set_status(conn, block, task_id, TaskStatus.ACCEPTED, ev.worker, None)
+        elif name == "TaskReopened":
+            self._set_status(conn, block, task_id, TaskStatus.OPEN, None, None)
+        elif name == "TaskExpired":
+            self._set_status(conn, block, task_id, TaskStatus.EXPIRED, None, None)
+        elif name == "TaskCancelled":
+            self._set_status(conn, block, task_id, TaskStatus.CANCELLED, None, None)
+        # TaskCreated (the TaskRecord did it), ClaimReleased / LeaseExpired / VerificationTimedOut (followed by
+        # TaskReopened or TaskExpired), WorkerSlashed, VerdictSubmitted, HoldoutRevealed: nothing to change.
+
+    def _set_status(self, conn: sqlite3.Connection, block: int, task_id: int, status: TaskStatus,
+                    worker: str | None, lease_until: int | None) -> None:
+        """Move a task to `status`; the claims table follows (a worker holds Claimed and Submitted tasks)."""
+        if status in HELD:
+            conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = ?, updated_block = ? WHERE task_id = ?",
+                         (status.value, worker, lease_until, block, task_id))
+            conn.execute("INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET worker = excluded.worker",
+                         (task_id, worker, block))
+            return
+        keep_worker = status is TaskStatus.ACCEPTED
+        if status is TaskStatus.OPEN:  # the pallet clears progress when it reopens a task
+            conn.execute("UPDATE tasks SET progress_step = 0, checkpoint_root = x'' WHERE task_id = ?", (task_id,))
+            conn.execute("DELETE FROM progress WHERE task_id = ?", (task_id,))
+        conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = NULL, updated_block = ? WHERE task_id = ?",
+                     (status.value, worker if keep_worker else None, block, task_id))
+        conn.execute("DELETE FROM claims WHERE task_id = ?", (task_id,))
+
+    def _apply_worker_event(self, conn: sqlite3.Connection, block: int, name: str, ev: Any) -> None:
+        who = getattr(ev, "who", None)
+        if who is None:
+            return
+        if name == "StakeBonded":
+            conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?", (str(ev.total), block, who))
+        elif name == "StakeSlashed":
+            conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?",
+                         (str(ev.remaining), block, who))
+        elif name == "CapabilitiesUpdated":
+            caps = _capabilities(ev.capabilities)
+            conn.execute("UPDATE workers SET cpus = ?, gpus = ?, gpu_model = ?, memory_mb = ?, updated_block = ? "
+                         "WHERE account = ?", (caps.cpus, caps.gpus, caps.gpu_model, caps.memory_mb, block, who))
+        elif name == "UnbondingStarted":
+            conn.execute("UPDATE workers SET active = 0, updated_block = ? WHERE account = ?", (block, who))
+        elif name == "Withdrawn":
+            conn.execute("DELETE FROM workers WHERE account = ?", (who,))
+        # WorkerRegistered: the WorkerRecord did it.
+
+    def _upsert_task(self, conn: sqlite3.Connection, block: int, t: TaskView) -> None:
+        r = t.requirements
+        conn.execute(
+            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (t.task_id, t.requester, t.recipe, t.spec_hash, t.spec_uri, t.dataset_hash, t.eval_metric, t.eval_target,
+             r.min_cpus, r.min_gpus, r.min_memory_mb, str(t.bounty), str(t.min_stake), t.deadline,
+             t.validators_required, t.status.value, t.worker, t.lease_until, t.progress_step, t.checkpoint_root,
+             t.created_at, block))
+        if t.status in HELD:
+            conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (t.task_id, t.worker, block))
+        else:
+            conn.execute("DELETE FROM claims WHERE task_id = ?", (t.task_id,))
+
+    def _upsert_worker(self, conn: sqlite3.Connection, block: int, w: WorkerView) -> None:
+        c = w.capabilities
+        conn.execute("INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?,?,?)",
+                     (w.account, w.role, str(w.stake), c.cpus, c.gpus, c.gpu_model, c.memory_mb, int(w.active), block))
+
+    # Live progress (off chain) --------------------------------------------------------------
+    def record_progress(self, update: ProgressUpdate) -> None:
+        with self._write_lock:
+            self._keepalive.execute(
+                "INSERT OR REPLACE INTO progress VALUES (?,?,?,?,?,?,?)",
+                (update.task_id, update.worker, update.step, update.epoch, float(update.loss),
+                 json.dumps(update.metrics, sort_keys=True), update.checkpoint_root))
+
+    def progress(self, task_id: int) -> ProgressUpdate | None:
+        row = self._conn().execute("SELECT * FROM progress WHERE task_id = ?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        return ProgressUpdate(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), bytes(row[6]))
+
+    # Queries ----------------------------------------------------------------------------------
+    def task(self, task_id: int) -> TaskView | None:
+        return self._task(self._conn(), task_id)
+
+    @staticmethod
+    def _task(conn: sqlite3.Connection, task_id: int) -> TaskView | None:
+        row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else _task_from_row(row)
+
+    def tasks(self, status: TaskStatus | None = None, limit: int = 100, after_id: int = -1) -> list[TaskView]:
+        """Tasks in id order after `after_id`, optionally of one status."""
+        if status is None:
+            rows = self._conn().execute("SELECT * FROM tasks WHERE task_id > ? ORDER BY task_id LIMIT ?",
+                                        (after_id, limit)).fetchall()
+        else:
+            rows = self._conn().execute(
+                "SELECT * FROM tasks WHERE status = ? AND task_id > ? ORDER BY task_id LIMIT ?",
+                (TaskStatus(status).value, after_id, limit)).fetchall()
+        return [_task_from_row(r) for r in rows]
+
+    def count_tasks(self, status: TaskStatus | None = None) -> int:
+        if status is None:
+            return self._conn().execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+        return self._conn().execute("SELECT COUNT(*) FROM tasks WHERE status = ?",
+                                    (TaskStatus(status).value,)).fetchone()[0]
+
+    def open_tasks_for(self, capabilities: Capabilities | None = None, stake: int | None = None) -> Iterator[TaskView]:
+        """Open tasks a worker with these capabilities and stake can take, oldest first (from memory)."""
+        return self.open_tasks.for_worker(capabilities, stake)
+
+    def worker(self, account: str) -> WorkerView | None:
+        conn = self._conn()
+        row = conn.execute("SELECT * FROM workers WHERE account = ?", (account,)).fetchone()
+        if row is None:
+            return None
+        claims = conn.execute("SELECT COUNT(*) FROM claims WHERE worker = ?", (account,)).fetchone()[0]
+        return _worker_from_row(row, claims)
+
+    def workers(self) -> list[WorkerView]:
+        conn = self._conn()
+        counts = dict(conn.execute("SELECT worker, COUNT(*) FROM claims GROUP BY worker").fetchall())
+        return [_worker_from_row(r, counts.get(r[0], 0))
+                for r in conn.execute("SELECT * FROM workers ORDER BY account").fetchall()]
+
+    def claims_of(self, account: str) -> list[int]:
+        """Ids of the tasks `account` holds on chain (Claimed or Submitted), ascending."""
+        return [r[0] for r in self._conn().execute(
+            "SELECT task_id FROM claims WHERE worker = ? ORDER BY task_id", (account,)).fetchall()]
+
+    def claims(self) -> dict[int, str]:
+        return dict(self._conn().execute("SELECT task_id, worker FROM claims").fetchall())
+
+    # Start-up ---------------------------------------------------------------------------------
+    def _load_open_tasks(self) -> None:
+        self.open_tasks.clear()
+        for row in self._conn().execute("SELECT * FROM tasks WHERE status = 'Open' ORDER BY task_id"):
+            self.open_tasks.put(_task_from_row(row))
+
+
+# Conversions ------------------------------------------------------------------------------------
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("0x"):
+        return bytes.fromhex(value[2:])
+    return str(value).encode()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:]).decode("utf-8")
+        except ValueError:
+            return value
+    return str(value)
+
+
+def _capabilities(value: Any) -> Capabilities:
+    get = value.get if isinstance(value, dict) else (lambda k: getattr(value, k))
+    return Capabilities(int(get("cpus")), int(get("gpus")), _text(get("gpu_model")), int(get("memory_mb")))
+
+
+def _task_from_row(row: Sequence[Any]) -> TaskView:
+    return TaskView(
+        task_id=row[0], requester=row[1], recipe=row[2], spec_hash=bytes(row[3]), spec_uri=row[4],
+        dataset_hash=bytes(row[5]), eval_metric=row[6], eval_target=row[7],
+        requirements=Requirements(row[8], row[9], row[10]), bounty=int(row[11]), min_stake=int(row[12]),
+        deadline=row[13], validators_required=row[14], status=TaskStatus(row[15]), worker=row[16],
+        lease_until=row[17], progress_step=row[18], checkpoint_root=bytes(row[19]), created_at=row[20])
+
+
+def _worker_from_row(row: Sequence[Any], claims: int) -> WorkerView:
+    return WorkerView(account=row[0], role=row[1], stake=int(row[2]),
+                      capabilities=Capabilities(row[3], row[4], row[5], row[6]), active=bool(row[7]),
+                      active_claims=claims)
+
+
+def _enum(value: Any) -> tuple[str, Any]:
+    """scalecodec's enum value: "Name" or {"Name": payload}."""
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and len(value) == 1:
+        (name, payload), = value.items()
+        return name, payload
+    if isinstance(value, tuple):
+        return value[0], value[1] if len(value) > 1 else None
+    raise ValueError(f"not an enum value: {value!r}")
+
+
+def task_view_from_chain(task_id: int, task: Any) -> TaskView:
+    """A TaskView from `runtime_bindings.generated.types.Task` (as `chain.task_bounties.tasks(id)` returns)."""
+    status_name, payload = _enum(task.status)
+    worker = lease_until = None
+    if isinstance(payload, dict):
+        worker = payload.get("worker")
+        lease_until = payload.get("lease_until")
+    spec, req = task.spec, task.spec.requirements
+    progress = task.progress
+    return TaskView(
+        task_id=task_id, requester=task.requester, recipe=_text(spec.recipe), spec_hash=_bytes(spec.spec_hash),
+        spec_uri=_text(spec.spec_uri), dataset_hash=_bytes(spec.dataset_hash), eval_metric=_text(spec.eval_metric),
+        eval_target=int(spec.eval_target),
+        requirements=Requirements(int(req.min_cpus), int(req.min_gpus), int(req.min_memory_mb)),
+        bounty=int(task.bounty), min_stake=int(task.min_stake), deadline=int(task.deadline),
+        validators_required=int(task.validators_required), status=TaskStatus(status_name), worker=worker,
+        lease_until=lease_until, progress_step=int(progress.step) if progress else 0,
+        checkpoint_root=_bytes(progress.checkpoint_root) if progress else b"", created_at=int(task.created_at))
+
+
+def worker_view_from_chain(account: str, info: Any) -> WorkerView:
+    """A WorkerView from `runtime_bindings.generated.types.WorkerInfo`."""
+    role, _ = _enum(info.role)
+    status, _ = _enum(info.status)
+    return WorkerView(account=account, role=role, stake=int(info.stake),
+                      capabilities=_capabilities(info.capabilities), active=status == "Active",
+                      active_claims=int(info.active_claims))
+
+
+def with_status(task: TaskView, status: TaskStatus, **changes: Any) -> TaskView:
+    return replace(task, status=status, **changes)
+
+
+__all__ = ["BlockRef", "Index", "IndexGap", "OpenTasks", "TaskRecord", "WorkerRecord", "task_view_from_chain",
+           "worker_view_from_chain"]

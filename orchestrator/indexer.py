@@ -1,0 +1,344 @@
+"""The chain indexer: follows finalized blocks and keeps `orchestrator.index.Index` in step with the chain.
+
+It streams finalized blocks with `runtime_bindings` (`chain.events.finalized(from_block=last + 1)`), reads
+from storage *at that block* the full records the events only name (a created task, a registered
+worker), and hands the block to `Index.apply_block`, which applies it and records it as the last block
+in one transaction. After a restart it resumes at `index.last_block + 1`; after a lost connection the
+stream (or, when the node stays away longer, a fresh stream) resumes from the same place. A block is
+applied only after all its reads succeeded, so nothing is missed, and the index ignores a block it
+already has, so nothing is applied twice.
+
+If the chain's hash of the index's last block differs (the index belongs to another chain, e.g. a
+devnet restarted without --base-path), the index is rebuilt from block 1.
+
+Subscribers (`PubSub`) get a `TaskEvent` for each TaskBounties event after its block is committed;
+`on_block` callbacks get (number, hash, events) for the handlers (reservations, long polls, relay).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from orchestrator.domain import TaskEvent
+from orchestrator.index import Index, IndexGap, TaskRecord, WorkerRecord, task_view_from_chain, worker_view_from_chain
+from runtime_bindings import BindingsError, Chain, ConnectionLost
+
+log = logging.getLogger(__name__)
+BlockCallback = Callable[[int, str, Sequence[Any]], None]
+
+
+# Pub/sub ----------------------------------------------------------------------------------------
+
+class Subscription:
+    """A subscriber's queue on an asyncio loop; iterate it with `async for`. Ends on close or overflow."""
+
+    _END = object()
+
+    def __init__(self, hub: PubSub, task_id: int | None, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self.hub, self.task_id, self.loop = hub, task_id, loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self.closed = False
+        self.overflowed = False
+
+    def _put(self, item: Any) -> None:  # on the subscriber's loop
+        if self.closed:
+            return
+        if item is self._END:
+            self.closed = True
+            try:
+                self.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
+                self.queue.put_nowait(item)
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:  # a subscriber too slow to keep up is ended, not silently skipped
+            self.overflowed = True
+            self.hub.unsubscribe(self)
+            self._put(self._END)
+
+    async def get(self, timeout: float | None = None) -> TaskEvent | None:
+        """The next event, None when the subscription ended (or `timeout` passed)."""
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        if item is self._END:
+            self.closed = True
+            return None
+        return item
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> TaskEvent:
+        item = await self.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+        try:
+            self.loop.call_soon_threadsafe(self._put, self._END)
+        except RuntimeError:  # loop closed
+            self.closed = True
+
+
+class PubSub:
+    """In-process fan-out of TaskEvents (from any thread) to asyncio subscribers (per task or all)."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._subs: dict[int | None, set[Subscription]] = {}
+
+    def subscribe(self, task_id: int | None = None, loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
+        sub = Subscription(self, task_id, loop or asyncio.get_running_loop(), self.maxsize)
+        with self._lock:
+            self._subs.setdefault(task_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.task_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.task_id]
+
+    def publish(self, event: TaskEvent) -> None:
+        with self._lock:
+            targets = list(self._subs.get(event.task_id, ())) + list(self._subs.get(None, ()))
+        for sub in targets:
+            try:
+                sub.loop.call_soon_threadsafe(sub._put, event)
+            except RuntimeError:  # its loop is closed
+                self.unsubscribe(sub)
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+
+def task_event(number: int, event: Any) -> TaskEvent | None:
+    """The TaskEvent of a TaskBounties event (None for other pallets)."""
+    if getattr(event, "pallet", None) != "TaskBounties" or not hasattr(event, "task_id"):
+        return None
+    detail = {k: _plain(v) for k, v in dataclasses.asdict(event).items() if k != "task_id"} \
+        if dataclasses.is_dataclass(event) else {}
+    return TaskEvent(task_id=event.task_id, kind=event.name, block=number, detail=detail)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# The indexer ------------------------------------------------------------------------------------
+
+class Indexer:
+    """Follows finalized blocks into `index` on a background thread (`start`/`stop`), or step by step (`sync`)."""
+
+    def __init__(self, chain_url: str, index: Index, pubsub: PubSub | None = None, *, timeout: float = 10.0,
+                 poll_interval: float = 0.1, reconnect_timeout: float = 10.0, retry_pause: float = 0.5,
+                 rebuild_on_mismatch: bool = True) -> None:
+        self.chain_url, self.index = chain_url, index
+        self.pubsub = pubsub or PubSub()
+        self.timeout, self.poll_interval = timeout, poll_interval
+        self.reconnect_timeout, self.retry_pause = reconnect_timeout, retry_pause
+        self.rebuild_on_mismatch = rebuild_on_mismatch
+        self.chain_height = 0  # the chain's finalized height, as last seen
+        self.reconnects = 0
+        self.blocks_applied = 0
+        self.last_error: BaseException | None = None
+        self._callbacks: list[BlockCallback] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._chain: Chain | None = None
+        self._stream: Any = None
+
+    # Status -----------------------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        """The last block in the index."""
+        return self.index.last_block.number
+
+    @property
+    def lag(self) -> int:
+        """Finalized blocks the index is behind the chain (as last seen)."""
+        return max(self.chain_height - self.height, 0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def on_block(self, callback: BlockCallback) -> None:
+        """Call `callback(number, hash, events)` (on the indexer thread) after each block is committed."""
+        self._callbacks.append(callback)
+
+    # Background thread ------------------------------------------------------------------------
+    def start(self) -> Indexer:
+        if self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="paratrain-indexer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._close()
+
+    def wait_for(self, number: int, timeout: float = 30.0) -> bool:
+        """Block until the index reaches block `number` (for tests and tools)."""
+        deadline = time.monotonic() + timeout
+        while self.height < number:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _run(self) -> None:
+        pause = self.retry_pause
+        while not self._stop.is_set():
+            try:
+                self._follow()
+                pause = self.retry_pause
+            except (ConnectionLost, OSError, BindingsError) as exc:
+                self.last_error = exc
+                self.reconnects += 1
+                log.warning("indexer: chain unavailable (%s); resuming after block %d", exc, self.height)
+                self._close()
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+            except Exception as exc:  # noqa: BLE001 - keep following; the block was not applied
+                self.last_error = exc
+                log.exception("indexer: failed at block %d; retrying", self.height + 1)
+                self._close()
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _close(self) -> None:
+        self._stream = None
+        if self._chain is not None:
+            try:
+                self._chain.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._chain = None
+
+    def _connect(self) -> Chain:
+        if self._chain is None:
+            self._chain = Chain.connect(self.chain_url, timeout=self.timeout)
+        return self._chain
+
+    def _follow(self) -> None:
+        """Catch up to the finalized head in bounded streams, then poll; returns only when stopping."""
+        chain = self._connect()
+        self._check_fork(chain)
+        while not self._stop.is_set():
+            target = chain.finalized_number()
+            self.chain_height = max(self.chain_height, target)
+            if target <= self.height:
+                self._stop.wait(self.poll_interval)
+                continue
+            self._stream = chain.events.finalized(from_block=self.height + 1, to_block=target,
+                                                  poll_interval=self.poll_interval,
+                                                  reconnect_timeout=self.reconnect_timeout, own_connection=False)
+            try:
+                for block in self._stream:
+                    self.apply(chain, block.number, block.hash, block.records)
+                    if self._stop.is_set():
+                        return
+            finally:
+                self._stream = None
+
+    # Step by step -----------------------------------------------------------------------------
+    def sync(self, to_block: int | None = None) -> int:
+        """Apply every finalized block after the index's last, up to `to_block` (default: the finalized head),
+        on the calling thread; returns the new height."""
+        chain = self._connect()
+        self._check_fork(chain)
+        target = chain.finalized_number() if to_block is None else to_block
+        self.chain_height = max(self.chain_height, target)
+        if target > self.height:
+            stream = chain.events.finalized(from_block=self.height + 1, to_block=target,
+                                            poll_interval=self.poll_interval, reconnect_timeout=self.reconnect_timeout,
+                                            own_connection=False)
+            for block in stream:
+                self.apply(chain, block.number, block.hash, block.records)
+        return self.height
+
+    def _check_fork(self, chain: Chain) -> None:
+        last = self.index.last_block
+        if last.number == 0:
+            return
+        actual = chain.block_hash(last.number)
+        self.chain_height = max(self.chain_height, chain.finalized_number())
+        if actual == last.hash:
+            return
+        message = (f"the index's block {last.number} is {last.hash} but the chain at {self.chain_url} has "
+                   f"{actual}: the index belongs to another chain")
+        if not self.rebuild_on_mismatch:
+            raise IndexMismatch(message)
+        log.warning("%s; rebuilding it from block 1", message)
+        self.index.rebuild()
+
+    def apply(self, chain: Chain, number: int, block_hash: str, records: Sequence[Any]) -> bool:
+        """Enrich one block's events with storage records read at that block, apply it, then notify."""
+        if number <= self.height:
+            return False
+        events = [r.event for r in records]
+        changes: list[Any] = []
+        for event in events:
+            pallet, name = event.pallet, event.name
+            if pallet == "TaskBounties" and name == "TaskCreated":
+                task = chain.task_bounties.tasks(event.task_id, at=block_hash)
+                if task is None:
+                    raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
+                changes.append(TaskRecord(task_view_from_chain(event.task_id, task)))
+            elif pallet == "Workers" and name == "WorkerRegistered":
+                info = chain.workers.workers(event.who, at=block_hash)
+                changes.append(WorkerRecord(event.who, None if info is None else worker_view_from_chain(event.who, info)))
+            if pallet in ("TaskBounties", "Workers", "Models"):
+                changes.append(event)
+        try:
+            applied = self.index.apply_block(number, block_hash, changes)
+        except IndexGap:
+            raise BindingsError(f"block {number} does not follow the index's {self.height}") from None
+        if not applied:
+            return False
+        self.blocks_applied += 1
+        self.chain_height = max(self.chain_height, number)
+        for event in events:
+            published = task_event(number, event)
+            if published is not None:
+                self.pubsub.publish(published)
+        for callback in self._callbacks:
+            try:
+                callback(number, block_hash, changes)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop indexing
+                log.exception("indexer: block callback failed")
+        return True
+
+
+class IndexMismatch(Exception):
+    """The index was built from another chain (and rebuilding was not allowed)."""
+
+
+__all__ = ["Indexer", "IndexMismatch", "PubSub", "Subscription", "task_event"]

@@ -1,0 +1,95 @@
+from paratrain.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterWorkerRequest(_message.Message):
+    __slots__ = ("capabilities",)
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    capabilities: _common_pb2.Capabilities
+    def __init__(self, capabilities: _Optional[_Union[_common_pb2.Capabilities, _Mapping]] = ...) -> None: ...
+
+class RegisterWorkerResponse(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _common_pb2.Worker
+    def __init__(self, worker: _Optional[_Union[_common_pb2.Worker, _Mapping]] = ...) -> None: ...
+
+class RequestAssignmentRequest(_message.Message):
+    __slots__ = ("wait_ms",)
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    wait_ms: int
+    def __init__(self, wait_ms: _Optional[int] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("task", "worker", "expires_in_ms")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    task: _common_pb2.Task
+    worker: str
+    expires_in_ms: int
+    def __init__(self, task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., worker: _Optional[str] = ..., expires_in_ms: _Optional[int] = ...) -> None: ...
+
+class RequestAssignmentResponse(_message.Message):
+    __slots__ = ("assignment",)
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    assignment: Assignment
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
+
+class StreamProgressRequest(_message.Message):
+    __slots__ = ("update", "heartbeat_extrinsic")
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_EXTRINSIC_FIELD_NUMBER: _ClassVar[int]
+    update: _common_pb2.ProgressUpdate
+    heartbeat_extrinsic: bytes
+    def __init__(self, update: _Optional[_Union[_common_pb2.ProgressUpdate, _Mapping]] = ..., heartbeat_extrinsic: _Optional[bytes] = ...) -> None: ...
+
+class StreamProgressResponse(_message.Message):
+    __slots__ = ("updates", "heartbeats")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    updates: int
+    heartbeats: int
+    def __init__(self, updates: _Optional[int] = ..., heartbeats: _Optional[int] = ...) -> None: ...
+
+class GetTaskSpecRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    def __init__(self, task_id: _Optional[int] = ...) -> None: ...
+
+class GetTaskSpecResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _common_pb2.Task
+    def __init__(self, task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class RelayExtrinsicRequest(_message.Message):
+    __slots__ = ("task_id", "extrinsic")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTRINSIC_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    extrinsic: bytes
+    def __init__(self, task_id: _Optional[int] = ..., extrinsic: _Optional[bytes] = ...) -> None: ...
+
+class RelayExtrinsicResponse(_message.Message):
+    __slots__ = ("extrinsic_hash",)
+    EXTRINSIC_HASH_FIELD_NUMBER: _ClassVar[int]
+    extrinsic_hash: bytes
+    def __init__(self, extrinsic_hash: _Optional[bytes] = ...) -> None: ...
+
+class ReportResultRequest(_message.Message):
+    __slots__ = ("task_id", "extrinsic_hash")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTRINSIC_HASH_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    extrinsic_hash: bytes
+    def __init__(self, task_id: _Optional[int] = ..., extrinsic_hash: _Optional[bytes] = ...) -> None: ...
+
+class ReportResultResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,188 @@
+"""The request signing scheme, verifier, replay cache and rate limiter: pure, no gRPC."""
+from __future__ import annotations
+
+import pytest
+from substrateinterface import Keypair, KeypairType
+
+from orchestrator import auth
+from orchestrator.errors import ResourceExhausted, Unauthenticated
+
+METHOD = "/paratrain.v1.WorkerService/GetTaskSpec"
+BODY = b"\x08\x07"
+
+
+class Clock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["sr25519", "ed25519"])
+def keypair(request) -> Keypair:
+    if request.param == "sr25519":
+        return Keypair.create_from_uri("//Alice")
+    return Keypair.create_from_seed("0x" + "11" * 32, crypto_type=KeypairType.ED25519)
+
+
+def test_signing_payload_layout() -> None:
+    nonce = bytes(range(16))
+    payload = auth.signing_payload("/a/B", b"xyz", 0x0102030405060708, nonce)
+    assert payload == (b"paratrain/grpc/v1" + bytes([4 << 2]) + b"/a/B" + auth.blake2_256(b"xyz")
+                       + bytes([8, 7, 6, 5, 4, 3, 2, 1]) + nonce)
+    assert auth.scale_compact(63) == b"\xfc" and auth.scale_compact(64) == b"\x01\x01"
+    assert auth.scale_compact(1 << 14) == (1 << 16 | 2).to_bytes(4, "little")
+
+
+def test_sign_and_verify_round_trip(keypair: Keypair) -> None:
+    clock = Clock()
+    md = auth.sign_request(keypair, METHOD, BODY, clock=clock)
+    assert [k for k, _ in md] == list(auth.HEADERS)
+    caller = auth.Verifier(clock=clock).authenticate(dict(md), METHOD, BODY)
+    assert caller.account == keypair.ss58_address and caller.public_key == keypair.public_key
+
+
+def test_account_is_canonicalized_to_the_verifier_format() -> None:
+    kp = Keypair.create_from_uri("//Alice", ss58_format=2)  # Kusama form
+    clock = Clock()
+    caller = auth.Verifier(clock=clock).authenticate(auth.sign_request(kp, METHOD, BODY, clock=clock), METHOD, BODY)
+    assert caller.account == Keypair.create_from_uri("//Alice").ss58_address
+
+
+@pytest.mark.parametrize("tamper", ["body", "method", "account", "timestamp", "nonce", "signature", "scheme"])
+def test_any_tampering_is_refused(keypair: Keypair, tamper: str) -> None:
+    clock = Clock()
+    md = dict(auth.sign_request(keypair, METHOD, BODY, clock=clock))
+    method, body = METHOD, BODY
+    if tamper == "body":
+        body = b"\x08\x08"
+    elif tamper == "method":
+        method = "/paratrain.v1.WorkerService/ReportResult"
+    elif tamper == "account":
+        md[auth.HEADER_ACCOUNT] = Keypair.create_from_uri("//Bob").ss58_address
+    elif tamper == "timestamp":
+        md[auth.HEADER_TIMESTAMP] = str(int(md[auth.HEADER_TIMESTAMP]) + 1)
+    elif tamper == "nonce":
+        md[auth.HEADER_NONCE] = "00" * 16
+    elif tamper == "signature":
+        sig = bytearray.fromhex(md[auth.HEADER_SIGNATURE])
+        sig[10] ^= 1
+        md[auth.HEADER_SIGNATURE] = sig.hex()
+    elif tamper == "scheme":
+        sig = bytearray.fromhex(md[auth.HEADER_SIGNATURE])
+        sig[0] ^= 1
+        md[auth.HEADER_SIGNATURE] = sig.hex()
+    with pytest.raises(Unauthenticated):
+        auth.Verifier(clock=clock).authenticate(md, method, body)
+
+
+@pytest.mark.parametrize("header,value", [
+    (auth.HEADER_ACCOUNT, None), (auth.HEADER_ACCOUNT, "not-an-address"), (auth.HEADER_ACCOUNT, "x" * 1000),
+    (auth.HEADER_TIMESTAMP, None), (auth.HEADER_TIMESTAMP, "-5"), (auth.HEADER_TIMESTAMP, "1e3"),
+    (auth.HEADER_TIMESTAMP, "9" * 25), (auth.HEADER_NONCE, None), (auth.HEADER_NONCE, "zz"), (auth.HEADER_NONCE, "00" * 8),
+    (auth.HEADER_SIGNATURE, None), (auth.HEADER_SIGNATURE, "01" * 64), (auth.HEADER_SIGNATURE, "02" + "00" * 64),
+    (auth.HEADER_SIGNATURE, ""),
+])
+def test_malformed_metadata_is_unauthenticated(header: str, value: str | None) -> None:
+    clock = Clock()
+    md = dict(auth.sign_request(Keypair.create_from_uri("//Alice"), METHOD, BODY, clock=clock))
+    if value is None:
+        del md[header]
+    else:
+        md[header] = value
+    with pytest.raises(Unauthenticated):
+        auth.Verifier(clock=clock).authenticate(md, METHOD, BODY)
+
+
+def test_clock_skew_window() -> None:
+    kp = Keypair.create_from_uri("//Alice")
+    clock = Clock()
+    verifier = auth.Verifier(clock=clock)
+    for offset, ok in [(-30.0, True), (30.0, True), (-30.5, False), (31.0, False)]:
+        md = auth.sign_request(kp, METHOD, BODY, timestamp_ms=int((clock.t + offset) * 1000))
+        if ok:
+            verifier.authenticate(md, METHOD, BODY)
+        else:
+            with pytest.raises(Unauthenticated, match="window"):
+                verifier.authenticate(md, METHOD, BODY)
+
+
+def test_replay_refused_within_window_and_forgotten_after() -> None:
+    kp = Keypair.create_from_uri("//Alice")
+    clock = Clock()
+    verifier = auth.Verifier(clock=clock)
+    md = auth.sign_request(kp, METHOD, BODY, clock=clock)
+    verifier.authenticate(md, METHOD, BODY)
+    with pytest.raises(Unauthenticated, match="replay"):
+        verifier.authenticate(md, METHOD, BODY)
+    clock.t += 20
+    with pytest.raises(Unauthenticated, match="replay"):
+        verifier.authenticate(md, METHOD, BODY)
+    clock.t += 45  # past the window (and its bucket): the replay is refused as stale, its entry evicted
+    with pytest.raises(Unauthenticated, match="window"):
+        verifier.authenticate(md, METHOD, BODY)
+    verifier.authenticate(auth.sign_request(kp, METHOD, BODY, clock=clock), METHOD, BODY)
+    assert len(verifier.replay) == 1
+
+
+def test_forged_calls_do_not_fill_the_replay_cache() -> None:
+    clock = Clock()
+    verifier = auth.Verifier(clock=clock)
+    md = dict(auth.sign_request(Keypair.create_from_uri("//Alice"), METHOD, BODY, clock=clock))
+    with pytest.raises(Unauthenticated):
+        verifier.authenticate(md, METHOD, b"other body")
+    assert len(verifier.replay) == 0
+    verifier.authenticate(md, METHOD, BODY)  # the genuine call still goes through
+
+
+def test_replay_cache_is_bounded_by_entries_and_time() -> None:
+    clock = Clock()
+    cache = auth.ReplayCache(window_s=30, max_entries=100, clock=clock)
+    now_ms = int(clock.t * 1000)
+    for i in range(100):
+        assert cache.check_and_add(b"a" * 32, i.to_bytes(16, "big"), now_ms)
+    assert not cache.check_and_add(b"a" * 32, (5).to_bytes(16, "big"), now_ms)
+    with pytest.raises(ResourceExhausted):  # full: fail closed rather than forget live nonces
+        cache.check_and_add(b"c" * 32, b"\x00" * 16, now_ms)
+    clock.t += 61  # every bucket is now older than the window
+    assert cache.check_and_add(b"c" * 32, b"\x00" * 16, int(clock.t * 1000))
+    assert len(cache) == 1
+
+
+def test_replay_cache_many_windows_stay_small() -> None:
+    clock = Clock()
+    cache = auth.ReplayCache(window_s=30, max_entries=10_000, clock=clock)
+    for second in range(0, 3600, 1):
+        clock.t += 1
+        assert cache.check_and_add(b"a" * 32, second.to_bytes(16, "big"), int(clock.t * 1000))
+    assert len(cache) <= 90  # at most ~3 windows of one call a second
+    assert len(cache._buckets) <= 3
+
+
+def test_rate_limiter_token_bucket() -> None:
+    clock = Clock(0.0)
+    limiter = auth.RateLimiter(rate=10, burst=5, clock=clock)
+    assert all(limiter.allow("alice") for _ in range(5))
+    assert not limiter.allow("alice")
+    assert limiter.allow("bob")  # per account
+    clock.t += 0.1  # one token back
+    assert limiter.allow("alice") and not limiter.allow("alice")
+    clock.t += 100  # capped at burst
+    assert sum(limiter.allow("alice") for _ in range(20)) == 5
+    with pytest.raises(ResourceExhausted):
+        limiter.check("alice")
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    clock = Clock(0.0)
+    limiter = auth.RateLimiter(rate=1, burst=1, max_accounts=10, clock=clock)
+    for i in range(1000):
+        limiter.allow(f"acct{i}")
+    assert len(limiter._buckets) == 10
+
+
+def test_ecdsa_keys_cannot_sign() -> None:
+    kp = Keypair.create_from_private_key("0x" + "22" * 32, crypto_type=KeypairType.ECDSA)
+    with pytest.raises(ValueError):
+        auth.sign_request(kp, METHOD, BODY)

@@ -50,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="start devnet and run the main job end to end")
     demo.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
 
+    dataset = commands.add_parser("dataset", help="manage data sets in the artifact store")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    add = dataset_commands.add_parser("add", help="package a data set into the artifact store; print its hash and URI")
+    add.add_argument("source", help="built-in name (digits, breast_cancer, diabetes, tiny_shakespeare) "
+                                    "or a file (.txt, .md, .csv, .npz)")
+    add.add_argument("--store", default=None, metavar="URL",
+                     help="artifact store: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS "
+                          "or ~/.cache/paratrain/artifacts)")
+
+    from workers.daemon import add_worker_arguments  # light: no torch or Ray at import time
+
+    worker = commands.add_parser("worker", help="run the worker daemon: take tasks, train on Ray, submit results")
+    add_worker_arguments(worker)
+
     orch = commands.add_parser("orchestrator", help="index the chain and serve the gRPC worker API")
     orch.add_argument("--chain", metavar="URL", help="node WebSocket URL (default ws://127.0.0.1:9944)")
     orch.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
@@ -73,12 +87,31 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(port=args.port)
         if args.command == "orchestrator":
             return _run_orchestrator(args)
+        if args.command == "worker":
+            from workers.daemon import run_worker
+
+            return run_worker(args)
+        if args.command == "dataset":
+            return _add_dataset(args)
     except CliError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _add_dataset(args: argparse.Namespace) -> int:
+    from workers.artifacts import ArtifactStore
+    from workers.datasets import DatasetError, add_dataset
+
+    try:
+        digest, uri = add_dataset(args.source, ArtifactStore(args.store))
+    except DatasetError as exc:
+        raise CliError(str(exc)) from None
+    print(digest)
+    print(uri)
+    return 0
 
 
 def _run_orchestrator(args: argparse.Namespace) -> int:

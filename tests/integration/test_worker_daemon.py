@@ -1,0 +1,323 @@
+"""The worker daemon end to end: devnet + a real orchestrator process + a real local Ray cluster (one per module).
+
+A requester (//Alice) posts digits tasks whose spec document and data set live in her artifact store; the
+worker (//Bob, a registered Trainer) runs `workers.daemon.WorkerDaemon` with its own store; results are
+checked on chain (ResultSubmitted, attestation signature) and by re-evaluating the stored model.
+Fault cases: a data set that does not match its hash (refused, never claimed, task stays Open), the daemon
+process killed mid-training (a restart resumes its claim from the journal and reproduces the result
+bitwise), the deadline approaching (release_claim on chain, no slash).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+ray = pytest.importorskip("ray")
+
+from devnet_process import DevnetProcess
+
+from runtime_bindings import AttestationCodec, Chain, Keypair
+from runtime_bindings.generated import types as t
+from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
+from workers.daemon import DaemonConfig, WorkerDaemon, claim_state
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = 10**12
+ALICE, BOB, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Ferdie"))
+EXPECTED = 0.95  # digits_mlp's RECIPE.expected
+_LISTENING = re.compile(r"orchestrator listening on ([\d.]+):(\d+)")
+
+
+class OrchestratorProcess:
+    """`paratrain orchestrator` as a subprocess on a free loopback port."""
+
+    def __init__(self, chain_url: str, db: Path) -> None:
+        self.args = ["--chain", chain_url, "--listen", "127.0.0.1:0", "--db", str(db), "--metrics-port", "0"]
+        self.proc: subprocess.Popen[str] | None = None
+        self.target = ""
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 60) -> OrchestratorProcess:
+        self.proc = subprocess.Popen([sys.executable, "-m", "paratrain.cli", "orchestrator", *self.args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"orchestrator exited with {self.proc.wait()}: {''.join(self.output)}")
+            self.output.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.target = f"127.0.0.1:{match.group(2)}"
+                threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+                return self
+        raise TimeoutError("the orchestrator did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def chain(devnet: DevnetProcess):
+    with Chain.connect(devnet.ws_url, timeout=10) as c:
+        c.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        yield c
+
+
+@pytest.fixture(scope="module")
+def orchestrator(devnet: DevnetProcess, chain, tmp_path_factory):
+    proc = OrchestratorProcess(devnet.ws_url, tmp_path_factory.mktemp("orch") / "index.db").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def requester_store(tmp_path_factory):
+    return ArtifactStore(tmp_path_factory.mktemp("requester-store"))
+
+
+@pytest.fixture(scope="module")
+def digits(requester_store):
+    return add_dataset("digits", requester_store)
+
+
+def make_spec(dataset: DatasetRef, **hp) -> TaskSpec:
+    return TaskSpec(recipe="digits_mlp", dataset=dataset, evaluation=Evaluation("accuracy", EXPECTED),
+                    hyperparameters={"epochs": 16, **hp}, seed=11, checkpoint_every=40,
+                    limits=Limits(timeout_s=600, memory_mb=1024))
+
+
+def post_task(chain: Chain, store: ArtifactStore, spec: TaskSpec, *, blocks: int = 500,
+              dataset_hash: str | None = None) -> int:
+    """The requester's side: store the spec document, create_task with its hash, URI and the dataset hash."""
+    spec_hash = store.put(spec.canonical_bytes())
+    assert spec_hash == spec.spec_hash_hex()
+    on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
+                          dataset_hash="0x" + (dataset_hash or spec.dataset.hash), eval_metric="accuracy",
+                          eval_target=int(EXPECTED * 1_000_000), higher_is_better=True,
+                          requirements=t.Requirements(1, 0, 512), parent_model=None)
+    receipt = chain.task_bounties.create_task(ALICE, on_chain, 10 * UNIT, 0, chain.best_number() + blocks, 1, None)
+    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+
+
+def daemon_config(devnet, orchestrator, state_dir: Path, worker_store: Path, **kw) -> DaemonConfig:
+    return DaemonConfig(orchestrator=orchestrator.target, chain_url=devnet.ws_url, key="//Bob",
+                        store=str(worker_store), num_workers=2, state_dir=str(state_dir), poll_wait_s=2.0, **kw)
+
+
+def start_thread(daemon: WorkerDaemon) -> threading.Thread:
+    thread = threading.Thread(target=lambda: setattr(daemon, "exit_code", daemon.run()), daemon=True)
+    thread.start()
+    return thread
+
+
+def events_of(chain: Chain, name: str, task_id: int, since: int = 1) -> list:
+    found = []
+    for number in range(since, chain.best_number() + 1):
+        for record in chain.events_at(chain.block_hash(number)):
+            ev = record.event
+            if ev.pallet == "TaskBounties" and ev.name == name and getattr(ev, "task_id", None) == task_id:
+                found.append(ev)
+    return found
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(chain: Chain, task_id: int) -> str:
+    return claim_state(chain.task_bounties.tasks(task_id))[0]
+
+
+def reevaluate(store: ArtifactStore, spec: TaskSpec, model_hash: str) -> float:
+    import torch
+
+    from workers import tensorio
+    from workers.datasets import decode_dataset
+    from workers.recipes import get_recipe
+
+    recipe = get_recipe(spec.recipe)
+    hp = recipe.hyperparameters(spec.hyperparameters)
+    prepared = recipe.prepare(decode_dataset(store.fetch(spec.dataset.uri, spec.dataset.hash)), hp, spec.validation)
+    model = recipe.build_model(hp, prepared)
+    weights, _ = tensorio.loads(store.get(model_hash))
+    model.load_state_dict(weights)
+    model.eval()
+    with torch.no_grad():
+        return float(recipe.evaluate(model, prepared, hp)["accuracy"])
+
+
+# The main job, with a tampered data set refused on the way -------------------------------------------------
+@pytest.fixture(scope="module")
+def first_run(devnet, chain, orchestrator, cluster, requester_store, digits, tmp_path_factory):
+    digest, uri = digits
+    # a task whose data set URI serves other bytes than the hash it names: must be refused, never claimed
+    tampered = tmp_path_factory.mktemp("tampered") / "digits.ptts"
+    tampered.write_bytes(requester_store.get(add_dataset("breast_cancer", requester_store)[0]))
+    bad_spec = make_spec(DatasetRef(digest, "file://" + str(tampered)))
+    bad = post_task(chain, requester_store, bad_spec)
+    spec = make_spec(DatasetRef(digest, uri))
+    good = post_task(chain, requester_store, spec)
+    worker_store = tmp_path_factory.mktemp("worker-store")
+    daemon = WorkerDaemon(daemon_config(devnet, orchestrator, tmp_path_factory.mktemp("state"), worker_store,
+                                        max_tasks=1))
+    started = time.monotonic()
+    thread = start_thread(daemon)
+    thread.join(240)
+    assert not thread.is_alive(), "the daemon did not finish the task"
+    return {"daemon": daemon, "bad": bad, "good": good, "spec": spec, "seconds": time.monotonic() - started,
+            "worker_store": ArtifactStore(worker_store)}
+
+
+def test_task_assigned_trained_on_ray_attested_and_submitted(first_run, chain, requester_store):
+    daemon, task_id, spec = first_run["daemon"], first_run["good"], first_run["spec"]
+    assert daemon.exit_code == 0 and daemon.status.tasks_submitted == 1
+    [submitted] = [d for what, d in daemon.events if what == "submitted"]
+    assert submitted["task_id"] == task_id
+    # on chain: ResultSubmitted by the worker, the task Submitted, the stored attestation as signed
+    [event] = events_of(chain, "ResultSubmitted", task_id)
+    assert event.worker == BOB.ss58_address and event.model_hash == "0x" + submitted["model_hash"]
+    assert status_of(chain, task_id) == "Submitted"
+    stored = chain.task_bounties.results(task_id)
+    codec = AttestationCodec.from_chain(chain)
+    attestation = submitted["attestation"]
+    assert codec.verify(attestation, submitted["signature"], BOB.ss58_address)
+    assert not codec.verify(attestation, submitted["signature"], ALICE.ss58_address)
+    assert codec.verify(stored.attestation, submitted["signature"], BOB.ss58_address)  # what the chain holds
+    assert attestation["dataset_hash"] == "0x" + spec.dataset.hash
+    # the model reaches the recipe's expected accuracy: by the attested metric and by re-evaluation
+    accuracy = dict(attestation["metrics"])["accuracy"] / 1_000_000
+    assert accuracy >= EXPECTED, accuracy
+    worker_store = first_run["worker_store"]
+    assert abs(reevaluate(worker_store, spec, submitted["model_hash"]) - accuracy) < 1e-6
+    # two training workers; checkpoints committed by heartbeats; progress reached the orchestrator's relay
+    assert len(attestation["checkpoints"]) == 9  # 16 epochs x 22 steps, every 40 steps
+    assert events_of(chain, "Heartbeat", task_id), "no heartbeat reached the chain"
+    assert json.loads((daemon.state_dir / "status.json").read_text())["tasks_submitted"] == 1
+    print(f"first run (refusal + one task): {first_run['seconds']:.1f} s")
+
+
+def test_dataset_hash_mismatch_is_refused_and_never_claimed(first_run, chain):
+    daemon, bad = first_run["daemon"], first_run["bad"]
+    assert "dataset hash mismatch" in daemon.refused[bad]
+    assert any(what == "refused" and d["task_id"] == bad for what, d in daemon.events)
+    assert not events_of(chain, "TaskClaimed", bad)
+    assert status_of(chain, bad) == "Open"
+
+
+# Faults -----------------------------------------------------------------------------------------------
+def test_daemon_killed_mid_training_resumes_its_claim(first_run, devnet, chain, orchestrator, cluster,
+                                                     requester_store, digits, tmp_path):
+    spec = first_run["spec"]  # the same spec: a resumed run must reproduce the first result bitwise
+    reference = next(d for what, d in first_run["daemon"].events if what == "submitted")
+    task_id = post_task(chain, requester_store, spec)
+    state, store = tmp_path / "state", tmp_path / "worker-store"
+    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed after the kill
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.daemon", "--orchestrator", orchestrator.target, "--chain", devnet.ws_url,
+         "--key", "//Bob", "--store", str(store), "--ray-address", cluster, "--num-workers", "2",
+         "--state-dir", str(state)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    journal = state / f"task-{task_id}.json"
+    try:
+        def two_checkpoints():
+            if proc.poll() is not None:
+                raise AssertionError(f"the daemon exited: {(tmp_path / 'daemon.log').read_text()[-3000:]}")
+            try:
+                return len(json.loads(journal.read_text())["checkpoints"]) >= 2
+            except (OSError, ValueError):
+                return False
+        wait_until(two_checkpoints, 150, "two checkpoints in the journal")
+    finally:
+        proc.kill()  # SIGKILL: no clean-up at all
+        proc.wait()
+        log.close()
+    assert status_of(chain, task_id) == "Claimed"
+    killed_at = json.loads(journal.read_text())["checkpoints"]
+    # restart: the daemon finds its live claim on chain and resumes it
+    daemon = WorkerDaemon(daemon_config(devnet, orchestrator, state, store, max_tasks=1))
+    thread = start_thread(daemon)
+    thread.join(200)
+    assert not thread.is_alive()
+    assert ("resume", {"task_id": task_id}) in daemon.events
+    [train] = [d for what, d in daemon.events if what == "train"]
+    assert train["resume_from"] >= 2
+    [submitted] = [d for what, d in daemon.events if what == "submitted"]
+    assert submitted["task_id"] == task_id and status_of(chain, task_id) == "Submitted"
+    assert not events_of(chain, "TaskClaimed", task_id)[1:], "claimed twice"
+    assert submitted["model_hash"] == reference["model_hash"]
+    assert submitted["attestation"]["checkpoints"][:len(killed_at)] == ["0x" + h for h in killed_at]
+    assert submitted["trajectory_root"] == reference["trajectory_root"]
+    assert AttestationCodec.from_chain(chain).verify(submitted["attestation"], submitted["signature"],
+                                                     BOB.ss58_address)
+    assert not journal.exists()
+
+
+def test_deadline_approaching_releases_the_claim(first_run, devnet, chain, orchestrator, cluster,
+                                                 requester_store, digits, tmp_path):
+    spec = make_spec(DatasetRef(*digits), epochs=20)
+    stake_before = chain.workers.workers(BOB.ss58_address).stake
+    task_id = post_task(chain, requester_store, spec, blocks=14)
+    deadline = chain.task_bounties.tasks(task_id).deadline
+    # max_failures=0: a cancelled run ends at its first failure instead of restarting its worker group
+    daemon = WorkerDaemon(daemon_config(devnet, orchestrator, tmp_path / "state", tmp_path / "store",
+                                        max_failures=0))
+    thread = start_thread(daemon)
+    try:
+        wait_until(lambda: status_of(chain, task_id) == "Claimed", 60, "the claim")
+        # a busy chain: other accounts' transactions move the block number towards the deadline
+        def released():
+            if status_of(chain, task_id) == "Claimed" and chain.best_number() < deadline:
+                chain.balances.transfer_keep_alive(FERDIE, ALICE.ss58_address, UNIT)
+                return False
+            return status_of(chain, task_id) != "Claimed"
+        wait_until(released, 60, "the release", interval=0.3)
+        [event] = events_of(chain, "ClaimReleased", task_id)
+        assert event.worker == BOB.ss58_address
+        assert not events_of(chain, "LeaseExpired", task_id)
+        assert chain.workers.workers(BOB.ss58_address).stake == stake_before  # released, not slashed
+        assert status_of(chain, task_id) in ("Open", "Expired")
+        assert any(what == "released" and d["task_id"] == task_id for what, d in daemon.events)
+        # past the deadline the task expires and the requester gets bounty and deposit back in full
+        while chain.best_number() < deadline + 1:
+            chain.balances.transfer_keep_alive(FERDIE, ALICE.ss58_address, UNIT)
+        assert status_of(chain, task_id) == "Expired"
+        assert events_of(chain, "TaskExpired", task_id)[0].refund == 11 * UNIT
+    finally:
+        daemon.stop()
+        thread.join(120)
+    assert not thread.is_alive()
+    assert daemon.status.tasks_submitted == 0 and daemon.status.tasks_released == 1

@@ -1,0 +1,838 @@
+"""The worker daemon: `paratrain worker` takes task after task from the orchestrator and trains them on Ray.
+
+One task, end to end::
+
+    request_assignment (long poll) -> GetTaskSpec
+      -> fetch the spec document (spec_uri), verified against the on-chain spec_hash; decode it
+      -> check it: recipe on chain == recipe in the spec, dataset hash on chain == in the spec, the recipe
+         is registered (custom code only with --allow-custom-code), enough blocks before the deadline
+      -> fetch the data set, verified against dataset_hash           (any failure: refused, never claimed)
+      -> claim_task signed with the worker's own key, relayed by the orchestrator (or sent to the node
+         directly when the orchestrator cannot relay), and waited for on chain
+      -> train (workers.runner.train, Ray Train with --num-workers DDP workers); at each checkpoint:
+         a journal entry on disk, ProgressUpdate {epoch, step, loss, metrics, checkpoint root} to the
+         orchestrator with a worker-signed `heartbeat` {step, checkpoint_root} (at most one every
+         `heartbeat_interval_s`; the orchestrator relays them at a bounded block rate)
+      -> attestation from the TrainingResult, signed (runtime_bindings.AttestationCodec), submit_result
+         signed by the worker, waited for on chain (ResultSubmitted), report_result to the orchestrator.
+
+A guard thread watches the claim on chain while training: when the lease is about to lapse (fewer than
+`lease_margin_blocks` left: heartbeats relayed late or not at all) it sends a heartbeat straight to the
+node; when fewer than `deadline_margin_blocks` blocks are left before the task's deadline it sends
+`release_claim` at once (the task is given back, no slash) and cancels the training run.
+
+Restarts: the chain is the source of truth. On start the daemon reads TaskBounties.ClaimsByWorker for its
+account; every task still Claimed by it is resumed first, from the last checkpoint of the local journal
+(``<state-dir>/task-<id>.json``; checkpoints are content-addressed in the artifact store and verified by
+hash), or from the start when there is none: training is deterministic, so either way the result is the
+one the interrupted run would have produced.
+
+Stopping: SIGINT/SIGTERM stop the daemon at once, training included; the claim is KEPT on chain, so a
+restart resumes it (the lease lapses after ClaimLease blocks if no restart comes; a second signal exits
+immediately). A stopped worker that comes back finishes its work; to give a task back, let the deadline
+guard do it or send release_claim yourself.
+
+Errors a user can cause (a bad key, an unregistered account, an unreachable orchestrator or node, a bad
+task) are log lines, never tracebacks. The current state is also written to ``<state-dir>/status.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("paratrain.worker")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class DaemonError(RuntimeError):
+    """A condition that stops the daemon with a clear message (no traceback)."""
+
+
+class TaskRefused(Exception):
+    """This worker will not (or can no longer) work on a task; the message says why."""
+
+
+class TaskCancelled(Exception):
+    """Training was stopped because the claim was released (deadline) or the daemon is stopping."""
+
+
+class DaemonStopped(BaseException):
+    """Raised in the daemon's thread by SIGINT/SIGTERM: stop now, keep the claim."""
+
+
+@dataclass
+class DaemonConfig:
+    orchestrator: str
+    chain_url: str
+    key: str
+    store: str | None = None                 # artifact store root (fsspec URL or directory)
+    ray_address: str | None = None
+    num_workers: int = 2
+    use_gpu: bool = False
+    allow_custom_code: bool = False
+    state_dir: str | None = None              # journal + status.json (default ~/.cache/paratrain/worker/<account>)
+    deadline_margin_blocks: int = 3           # release the claim when fewer blocks are left before the deadline
+    lease_margin_blocks: int = 3              # heartbeat straight to the node when the lease is this close
+    min_blocks_to_claim: int = 6              # do not claim a task with fewer blocks before its deadline
+    heartbeat_interval_s: float = 2.0         # at most one heartbeat extrinsic per this many seconds
+    poll_wait_s: float = 10.0                 # long-poll duration of request_assignment
+    guard_interval_s: float = 0.3
+    max_tasks: int | None = None              # stop after this many results submitted (None: run forever)
+    max_failures: int = 2                     # Ray Train restarts of the worker group
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    gpus: int = 0
+    gpu_model: str = ""
+    memory_mb: int = 0                        # 0: the machine's memory
+    chain_timeout_s: float = 30.0
+    submit_timeout_s: float = 60.0
+
+
+@dataclass
+class Status:
+    account: str = ""
+    state: str = "starting"   # starting | idle | verifying | claiming | training | submitting | releasing | stopped
+    task_id: int | None = None
+    recipe: str | None = None
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoints: int = 0
+    checkpoint_root: str | None = None
+    lease_until: int | None = None
+    deadline: int | None = None
+    block: int | None = None
+    tasks_submitted: int = 0
+    tasks_refused: int = 0
+    tasks_released: int = 0
+    last_result: dict[str, Any] | None = None
+    last_error: str | None = None
+    updated: float = 0.0
+
+
+class CancelHook:
+    """A Ray Train step hook: stop the run (raise) once the cancel file exists. Picklable."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, step: int, rank: int) -> None:
+        if os.path.exists(self.path):
+            raise TaskCancelled(f"training cancelled by the worker daemon at step {step}")
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value or "").removeprefix("0x").lower()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    value = str(value or "")
+    if value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return value
+    return value
+
+
+def claim_state(task: Any) -> tuple[str, dict[str, Any]]:
+    """(variant, payload) of an on-chain Task's status."""
+    status = task.status
+    if isinstance(status, str):
+        return status, {}
+    if isinstance(status, dict) and len(status) == 1:
+        name, payload = next(iter(status.items()))
+        return name, dict(payload or {})
+    return str(status), {}
+
+
+class WorkerDaemon:
+    """Takes task after task. `run()` blocks; `stop()` (any thread) makes it return between tasks."""
+
+    def __init__(self, config: DaemonConfig, *, keypair: Any = None, store: Any = None) -> None:
+        self.config = config
+        self._keypair, self._store = keypair, store
+        self.status = Status()
+        self._stop = threading.Event()
+        self._status_lock = threading.Lock()
+        self.chain: Any = None
+        self.client: Any = None
+        self._codec: Any = None
+        self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
+        self.state_dir: Path | None = None
+        self.events: list[tuple[str, dict[str, Any]]] = []  # (what, detail): for tests and status
+
+    # Set-up ---------------------------------------------------------------------------------
+    @property
+    def keypair(self) -> Any:
+        if self._keypair is None:
+            from workers.keys import load_keypair
+            self._keypair = load_keypair(self.config.key)
+        return self._keypair
+
+    @property
+    def account(self) -> str:
+        return self.keypair.ss58_address
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from workers.artifacts import ArtifactStore
+            self._store = ArtifactStore(self.config.store)
+        return self._store
+
+    def _connect(self) -> None:
+        from orchestrator.client import SyncWorkerClient
+        from runtime_bindings import BindingsError, Chain
+
+        account = self.account
+        self.status.account = account
+        root = Path(self.config.state_dir or Path.home() / ".cache" / "paratrain" / "worker" / account)
+        root.mkdir(parents=True, exist_ok=True)
+        self.state_dir = root
+        try:
+            self.chain = Chain.connect(self.config.chain_url, timeout=self.config.chain_timeout_s,
+                                       submit_timeout=self.config.submit_timeout_s)
+        except BindingsError as exc:
+            raise DaemonError(f"cannot reach the chain at {self.config.chain_url}: {exc}") from None
+        info = self.chain.workers.workers(account)
+        if info is None:
+            raise DaemonError(f"{account} is not registered on chain: register it as a Trainer first "
+                              f"(Workers.register with a stake)")
+        if info.role != "Trainer":
+            raise DaemonError(f"{account} is registered as a {info.role}, not a Trainer")
+        self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
+        from orchestrator import errors
+        from orchestrator.domain import Capabilities
+
+        caps = Capabilities(self.config.cpus, self.config.gpus, self.config.gpu_model,
+                            self.config.memory_mb or _memory_mb())
+        try:
+            view = self.client.register_worker(caps)
+        except errors.Unavailable as exc:
+            raise DaemonError(f"the orchestrator at {self.config.orchestrator} is unreachable: {exc}") from None
+        except errors.ApiError as exc:
+            raise DaemonError(f"the orchestrator refused this worker: {exc}") from None
+        log.info("worker %s registered with the orchestrator %s (stake %d, capabilities %s)", account,
+                 self.config.orchestrator, view.stake, view.capabilities)
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("closing the orchestrator client: %s", exc)
+            self.client = None
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # Status -----------------------------------------------------------------------------------
+    def _set(self, **changes: Any) -> None:
+        with self._status_lock:
+            for key, value in changes.items():
+                setattr(self.status, key, value)
+            self.status.updated = time.time()
+            snapshot = asdict(self.status)
+        if self.state_dir is not None:
+            tmp = self.state_dir / f".status.{os.getpid()}.tmp"
+            try:
+                tmp.write_text(json.dumps(snapshot, indent=1, default=str))
+                os.replace(tmp, self.state_dir / "status.json")
+            except OSError:
+                pass
+
+    def _event(self, what: str, **detail: Any) -> None:
+        self.events.append((what, detail))
+
+    # Main loop --------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped (or max_tasks results); the exit status."""
+        from orchestrator import errors
+        from runtime_bindings import BindingsError
+
+        try:
+            self._connect()
+            from workers.runner import ensure_ray
+            if not _ray_initialized():
+                address = self.config.ray_address or os.environ.get("RAY_ADDRESS")
+                if address:  # the training workers' output stays in the cluster's logs
+                    ensure_ray(address, log_to_driver=False)
+                else:
+                    ensure_ray()
+            self._resume_claims()
+            while not self.stopping and not self._done():
+                self._set(state="idle", task_id=None)
+                try:
+                    assignment = self.client.request_assignment(self.config.poll_wait_s)
+                except errors.Unavailable as exc:
+                    log.warning("orchestrator unavailable (%s); retrying in 2 s", exc)
+                    self._stop.wait(2.0)
+                    continue
+                except errors.ApiError as exc:
+                    raise DaemonError(f"the orchestrator refused the assignment request: {exc}") from None
+                if assignment is None:
+                    continue
+                task = assignment.task
+                if task.task_id in self.refused:
+                    log.debug("task %d: refused before (%s), skipping", task.task_id, self.refused[task.task_id])
+                    self._stop.wait(0.5)
+                    continue
+                log.info("task %d assigned: recipe %s, bounty %d, deadline block %d", task.task_id, task.recipe,
+                         task.bounty, task.deadline)
+                self._work(task.task_id, claimed=False)
+            return EXIT_OK
+        except DaemonError as exc:
+            log.error("%s", exc)
+            self._set(state="stopped", last_error=str(exc))
+            return EXIT_ERROR
+        except BindingsError as exc:
+            log.error("the chain connection failed: %s", exc)
+            self._set(state="stopped", last_error=str(exc))
+            return EXIT_ERROR
+        finally:
+            if self.status.state != "stopped":
+                self._set(state="stopped")
+            self.close()
+
+    def _done(self) -> bool:
+        return self.config.max_tasks is not None and self.status.tasks_submitted >= self.config.max_tasks
+
+    def _resume_claims(self) -> None:
+        """Tasks still claimed by this worker on chain (a previous run died or was stopped): finish them."""
+        mine = []
+        for key, _ in self.chain.task_bounties.claims_by_worker.entries(self.account):
+            task_id = key[-1] if isinstance(key, (tuple, list)) else key
+            mine.append(int(task_id))
+        for task_id in sorted(mine):
+            task = self.chain.task_bounties.tasks(task_id)
+            state, payload = claim_state(task) if task is not None else ("Missing", {})
+            if state != "Claimed" or payload.get("worker") != self.account:
+                continue  # Submitted: in verification, nothing left to do
+            log.info("task %d is still claimed by this worker on chain (lease until block %s): resuming it",
+                     task_id, payload.get("lease_until"))
+            self._event("resume", task_id=task_id)
+            self._work(task_id, claimed=True)
+            if self.stopping:
+                return
+
+    # One task ---------------------------------------------------------------------------------
+    def _work(self, task_id: int, *, claimed: bool) -> None:
+        from orchestrator import errors
+        from runtime_bindings import BindingsError
+
+        self._set(state="verifying", task_id=task_id, step=0, total_steps=0, loss=None, metrics={},
+                  checkpoints=0, checkpoint_root=None, last_error=None)
+        try:
+            spec, task = self._verify(task_id)
+            if not claimed:
+                self._claim(task_id)
+            self._train_and_submit(task_id, spec, task, resumed=claimed)
+        except TaskRefused as exc:
+            self.refused[task_id] = str(exc)
+            self.status.tasks_refused += 1
+            self._set(last_error=f"task {task_id}: {exc}")
+            self._event("refused", task_id=task_id, reason=str(exc))
+            log.error("task %d refused: %s", task_id, exc)
+            if claimed or self._holds(task_id):
+                self._release(task_id, f"refused: {exc}")
+        except TaskCancelled as exc:
+            log.warning("task %d: %s", task_id, exc)
+        except (errors.ApiError, BindingsError) as exc:
+            self._set(last_error=f"task {task_id}: {exc}")
+            log.error("task %d: %s", task_id, exc)
+
+    def _chain_task(self, task_id: int) -> Any:
+        task = self.chain.task_bounties.tasks(task_id)
+        if task is None:
+            raise TaskRefused(f"there is no task {task_id} on chain")
+        return task
+
+    def _holds(self, task_id: int) -> bool:
+        try:
+            state, payload = claim_state(self._chain_task(task_id))
+        except TaskRefused:
+            return False
+        return state == "Claimed" and payload.get("worker") == self.account
+
+    def _verify(self, task_id: int) -> tuple[Any, Any]:
+        """The task's spec document, checked against the chain; the data set fetched and verified."""
+        from workers.artifacts import ArtifactError, ArtifactIntegrityError
+        from workers.recipes import RecipeError, get_recipe
+        from workers.spec import SpecError, decode_spec
+
+        task = self._chain_task(task_id)
+        spec_meta = task.spec
+        spec_hash, spec_uri = _hex(spec_meta.spec_hash), _text(spec_meta.spec_uri)
+        dataset_hash, recipe = _hex(spec_meta.dataset_hash), _text(spec_meta.recipe)
+        try:
+            view = self.client.get_task_spec(task_id)  # the orchestrator's view (and a permission check)
+            spec_uri = view.spec_uri or spec_uri
+        except Exception as exc:  # noqa: BLE001 - the chain has the same data: go on
+            log.debug("task %d: GetTaskSpec failed (%s); using the chain's copy", task_id, exc)
+        try:
+            raw = self.store.fetch(spec_uri, spec_hash)
+        except ArtifactIntegrityError as exc:
+            raise TaskRefused(f"the spec document at {spec_uri} does not match the on-chain spec_hash "
+                              f"(expected {exc.expected}, got {exc.actual})") from None
+        except (ArtifactError, OSError, ValueError) as exc:
+            raise TaskRefused(f"cannot fetch the spec document {spec_uri}: {exc}") from None
+        try:
+            spec = decode_spec(raw, require_canonical=True)
+        except SpecError as exc:
+            raise TaskRefused(f"the spec document is invalid: {exc}") from None
+        if spec.recipe != recipe:
+            raise TaskRefused(f"the spec's recipe {spec.recipe!r} differs from the on-chain recipe {recipe!r}")
+        if spec.dataset.hash != dataset_hash:
+            raise TaskRefused(f"dataset hash mismatch: the spec names {spec.dataset.hash}, the chain {dataset_hash}")
+        try:
+            get_recipe(spec.recipe, allow_custom=self.config.allow_custom_code)
+        except RecipeError as exc:
+            hint = "" if self.config.allow_custom_code else " (custom code runs only with --allow-custom-code)"
+            raise TaskRefused(f"{exc}{hint}") from None
+        state, payload = claim_state(task)
+        if state == "Open":
+            left = task.deadline - self.chain.best_number()
+            if left < max(self.config.min_blocks_to_claim, self.config.deadline_margin_blocks + 1):
+                raise TaskRefused(f"only {left} blocks are left before its deadline (block {task.deadline}): "
+                                  f"too few to train and submit")
+        elif not (state == "Claimed" and payload.get("worker") == self.account):
+            raise TaskRefused(f"the task is {state} on chain")
+        self._set(recipe=spec.recipe, deadline=task.deadline)
+        log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", task_id,
+                 spec_hash[:16], spec.recipe, dataset_hash[:16], spec.dataset.uri)
+        try:  # the engine reads spec.dataset.uri (verified again there): verify what is there now
+            if not self.store.exists(dataset_hash) or not spec.dataset.uri.startswith(self.store.root + "/"):
+                self.store.put(self.store.fetch(spec.dataset.uri, dataset_hash))
+        except ArtifactIntegrityError as exc:
+            raise TaskRefused(f"dataset hash mismatch: the data at {spec.dataset.uri} hashes to {exc.actual}, "
+                              f"the task requires {exc.expected}") from None
+        except (ArtifactError, OSError, ValueError) as exc:
+            raise TaskRefused(f"cannot fetch the data set {spec.dataset.uri}: {exc}") from None
+        return spec, task
+
+    # Extrinsics -------------------------------------------------------------------------------
+    def _send(self, task_id: int, call: Any, what: str, *, relay: bool = True) -> Any:
+        """Sign `call` with the worker's key, relay it through the orchestrator (or send it to the node),
+        wait until it is in a block; the Receipt (DispatchError subclasses when it failed on chain)."""
+        from orchestrator import errors
+        from runtime_bindings import (
+            InvalidTransaction,
+            TransactionRejected,
+            extrinsic_hash,
+        )
+
+        last: Exception | None = None
+        for attempt in range(3):
+            with self.chain.lock:
+                start = self.chain.best_number()
+                raw_hex = self.chain.sign(call, self.keypair)
+            raw = bytes.fromhex(raw_hex[2:])
+            xt_hash = extrinsic_hash(raw)
+            try:
+                if relay and self.client is not None:
+                    try:
+                        self.client.relay_extrinsic(task_id, raw)
+                    except errors.Unavailable as exc:
+                        log.warning("%s of task %d: the orchestrator cannot relay (%s); sending it to the node",
+                                    what, task_id, exc)
+                        self.chain.rpc("author_submitExtrinsic", [raw_hex], retry=False)
+                else:
+                    self.chain.rpc("author_submitExtrinsic", [raw_hex], retry=False)
+            except errors.FailedPrecondition as exc:
+                last = exc
+                if "Stale" in str(exc) or "Future" in str(exc) or "AlreadyImported" in str(exc):
+                    time.sleep(0.2)  # a nonce raced with another of our extrinsics: sign again
+                    continue
+                raise
+            except (InvalidTransaction, TransactionRejected) as exc:
+                last = exc
+                if getattr(exc, "kind", "") in ("Stale", "Future") or "already" in str(exc).lower():
+                    time.sleep(0.2)
+                    continue
+                raise
+            return self.chain.wait_for(xt_hash, after_block=start, wait="inclusion",
+                                       timeout=self.config.submit_timeout_s, signer=self.account)
+        raise last  # type: ignore[misc]
+
+    def _claim(self, task_id: int) -> None:
+        from runtime_bindings.generated.task_bounties import (
+            ClaimTaskCall,
+            TaskClaimedEvent,
+        )
+
+        self._set(state="claiming")
+        started = time.monotonic()
+        receipt = self._send(task_id, ClaimTaskCall(task_id=task_id), "claim_task")
+        [claimed] = receipt.find(TaskClaimedEvent) or [None]
+        lease = getattr(claimed, "lease_until", None)
+        self._set(lease_until=lease, block=receipt.block_number)
+        self._event("claimed", task_id=task_id, block=receipt.block_number, seconds=time.monotonic() - started)
+        log.info("task %d claimed on chain in block %d (lease until block %s)", task_id, receipt.block_number, lease)
+
+    def _release(self, task_id: int, why: str) -> bool:
+        from orchestrator import errors
+        from runtime_bindings import BindingsError
+        from runtime_bindings.generated.task_bounties import ReleaseClaimCall
+
+        self._set(state="releasing")
+        try:
+            receipt = self._send(task_id, ReleaseClaimCall(task_id=task_id), "release_claim", relay=False)
+        except (BindingsError, errors.ApiError) as exc:
+            log.error("task %d: release_claim failed: %s", task_id, exc)
+            return False
+        self.status.tasks_released += 1
+        self._event("released", task_id=task_id, block=receipt.block_number, why=why)
+        log.warning("task %d: claim released in block %d (%s)", task_id, receipt.block_number, why)
+        self._forget_journal(task_id)
+        return True
+
+    def _heartbeat_raw(self, task_id: int, step: int, root_hex: str) -> bytes:
+        from runtime_bindings.generated import types as t
+        from runtime_bindings.generated.task_bounties import HeartbeatCall
+
+        call = HeartbeatCall(task_id=task_id, progress=t.Progress(step=step, checkpoint_root="0x" + root_hex))
+        raw_hex = self.chain.sign(call, self.keypair)
+        return bytes.fromhex(raw_hex[2:])
+
+    # Journal ----------------------------------------------------------------------------------
+    def _journal_path(self, task_id: int) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / f"task-{task_id}.json"
+
+    def _read_journal(self, task_id: int, spec_hash: str) -> list[str]:
+        path = self._journal_path(task_id)
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        if doc.get("spec_hash") != spec_hash or doc.get("world_size") != self.config.num_workers:
+            log.info("task %d: the journal is of another spec or world size; starting from the beginning", task_id)
+            return []
+        checkpoints = [c for c in doc.get("checkpoints", []) if isinstance(c, str)]
+        while checkpoints and not self.store.exists(checkpoints[-1]):
+            checkpoints.pop()  # the store lost it: go back to one we still have
+        return checkpoints
+
+    def _write_journal(self, task_id: int, spec_hash: str, checkpoints: list[str], step: int) -> None:
+        path = self._journal_path(task_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"task_id": task_id, "spec_hash": spec_hash, "world_size": self.config.num_workers,
+                                   "checkpoints": checkpoints, "step": step}))
+        os.replace(tmp, path)
+
+    def _forget_journal(self, task_id: int) -> None:
+        try:
+            self._journal_path(task_id).unlink()
+        except OSError:
+            pass
+
+    # Training ---------------------------------------------------------------------------------
+    def _train_and_submit(self, task_id: int, spec: Any, task: Any, *, resumed: bool) -> None:
+        from orchestrator.domain import ProgressUpdate
+        from workers.engine import TrainingError
+        from workers.runner import train
+        from workers.trajectory import merkle_root_hex
+
+        spec_hash = spec.spec_hash_hex()
+        resume = self._read_journal(task_id, spec_hash) if resumed else []
+        if resume:
+            log.info("task %d: resuming from checkpoint %d (%s) of the journal", task_id, len(resume), resume[-1][:16])
+        elif resumed:
+            log.info("task %d: no usable checkpoint in the journal: training again from the start "
+                     "(deterministic: the same result)", task_id)
+        self._event("train", task_id=task_id, resume_from=len(resume))
+        trajectory = list(resume)
+        cancel_file = str(self.state_dir / f"cancel-{task_id}-{uuid.uuid4().hex[:8]}")  # type: ignore[operator]
+        cancelled = threading.Event()
+        reason: dict[str, str] = {}
+        latest = {"step": 0, "root": ""}
+        chain_progress = task.progress
+        if chain_progress is not None:
+            latest = {"step": int(chain_progress.step), "root": _hex(chain_progress.checkpoint_root)}
+        last_heartbeat = [0.0]
+        lock = threading.Lock()
+
+        def cancel(why: str) -> None:
+            reason.setdefault("why", why)
+            cancelled.set()
+            Path(cancel_file).touch()
+
+        def on_progress(p: Any) -> None:
+            if self.stopping and not cancelled.is_set():
+                cancel("the daemon is stopping")
+            if p.checkpoint_hash and p.checkpoints == len(trajectory) + 1:
+                trajectory.append(p.checkpoint_hash)
+            consistent = len(trajectory) == p.checkpoints and merkle_root_hex(trajectory) == p.checkpoint_root
+            if consistent and not p.final:
+                self._write_journal(task_id, spec_hash, trajectory, p.step)
+            self._set(step=p.step, total_steps=p.total_steps, epoch=p.epoch, loss=p.loss,
+                      metrics=dict(p.metrics), checkpoints=p.checkpoints, checkpoint_root=p.checkpoint_root)
+            log.info("task %d: step %d/%d epoch %d loss %.4f %s checkpoint %d root %s", task_id, p.step,
+                     p.total_steps, p.epoch, p.loss,
+                     " ".join(f"{k}={v:.4f}" for k, v in sorted(p.metrics.items())), p.checkpoints,
+                     p.checkpoint_root[:16])
+            if cancelled.is_set():
+                return
+            heartbeat = None
+            with lock:
+                if consistent and p.step >= latest["step"]:
+                    latest.update(step=p.step, root=p.checkpoint_root)
+                    now = time.monotonic()
+                    if now - last_heartbeat[0] >= self.config.heartbeat_interval_s and not p.final:
+                        try:
+                            heartbeat = self._heartbeat_raw(task_id, p.step, p.checkpoint_root)
+                            last_heartbeat[0] = now
+                        except Exception as exc:  # noqa: BLE001
+                            log.debug("task %d: cannot sign a heartbeat: %s", task_id, exc)
+            update = ProgressUpdate(task_id=task_id, worker=self.account, step=p.step, epoch=p.epoch,
+                                    loss=float(p.loss) if p.loss == p.loss else 0.0, metrics=dict(p.metrics),
+                                    checkpoint_root=bytes.fromhex(p.checkpoint_root) if p.checkpoint_root else b"")
+            try:
+                self.client.report_progress(update, heartbeat)
+            except Exception as exc:  # noqa: BLE001 - progress is best effort; the guard keeps the lease
+                log.info("task %d: progress not delivered to the orchestrator: %s", task_id, exc)
+
+        guard = threading.Thread(target=self._guard, name=f"paratrain-guard-{task_id}", daemon=True,
+                                 args=(task_id, cancelled, cancel, latest, lock))
+        guard_stop = threading.Event()
+        self._guard_stop = guard_stop
+        self._set(state="training")
+        log.info("task %d: training %s on Ray with %d workers%s", task_id, spec.recipe, self.config.num_workers,
+                 f" (from step {latest['step']})" if resume else "")
+        guard.start()
+        try:
+            result = train(spec, self.store, num_workers=self.config.num_workers, use_gpu=self.config.use_gpu,
+                           max_failures=self.config.max_failures, on_progress=on_progress, resume_from=resume,
+                           allow_custom=self.config.allow_custom_code, step_hook=CancelHook(cancel_file),
+                           storage_path=str(self.state_dir / "ray"))  # type: ignore[operator]
+        except TrainingError as exc:
+            if cancelled.is_set():
+                raise TaskCancelled(f"training stopped: {reason.get('why')}") from None
+            if "time limit" in str(exc) or "memory" in str(exc).lower():
+                raise TaskRefused(f"training failed within the task's limits: {exc}") from None
+            raise TaskRefused(f"training failed: {exc}") from None
+        finally:
+            guard_stop.set()
+            guard.join(timeout=10)
+            try:
+                os.unlink(cancel_file)
+            except OSError:
+                pass
+        if cancelled.is_set():
+            raise TaskCancelled(f"training stopped: {reason.get('why')}")
+        self._submit(task_id, spec, result)
+
+    def _guard(self, task_id: int, cancelled: threading.Event, cancel: Callable[[str], None],
+               latest: dict[str, Any], lock: threading.Lock) -> None:
+        """While training: keep the lease alive, release the claim before the deadline."""
+        chain = self.chain.clone()
+        try:
+            while not self._guard_stop.wait(self.config.guard_interval_s) and not cancelled.is_set():
+                try:
+                    best = chain.best_number()
+                    task = chain.task_bounties.tasks(task_id)
+                    state, payload = claim_state(task)
+                    if state != "Claimed" or payload.get("worker") != self.account:
+                        cancel(f"the claim is gone on chain (task is {state})")
+                        return
+                    lease = int(payload["lease_until"])
+                    self._set(block=best, lease_until=lease)
+                    if task.deadline - best <= self.config.deadline_margin_blocks:
+                        log.warning("task %d: %d blocks before the deadline (block %d): releasing the claim",
+                                    task_id, task.deadline - best, task.deadline)
+                        cancel(f"the deadline (block {task.deadline}) is {task.deadline - best} blocks away")
+                        self._release(task_id, f"deadline approaching: block {best} of {task.deadline}")
+                        return
+                    if lease - best <= self.config.lease_margin_blocks:
+                        with lock:
+                            on_chain = task.progress
+                            step, root = latest["step"], latest["root"]
+                            if on_chain is not None and int(on_chain.step) > step:
+                                step, root = int(on_chain.step), _hex(on_chain.checkpoint_root)
+                            raw = self._heartbeat_raw(task_id, step, root or "00" * 32)
+                        chain.rpc("author_submitExtrinsic", ["0x" + raw.hex()], retry=False)
+                        log.info("task %d: lease until block %d, now %d: heartbeat (step %d) sent to the node",
+                                 task_id, lease, best, step)
+                except Exception as exc:  # noqa: BLE001 - try again at the next tick
+                    log.debug("task %d: guard: %s", task_id, exc)
+        finally:
+            chain.close()
+
+    # Result -----------------------------------------------------------------------------------
+    def _attestation_codec(self) -> Any:
+        if self._codec is None:
+            from runtime_bindings import AttestationCodec
+            self._codec = AttestationCodec.from_chain(self.chain)
+        return self._codec
+
+    def _submit(self, task_id: int, spec: Any, result: Any) -> None:
+        from runtime_bindings.generated.task_bounties import (
+            ResultSubmittedEvent,
+            SubmitResultCall,
+        )
+
+        metric = result.metrics.get(spec.evaluation.metric)
+        if not result.target_met:
+            self._release(task_id, f"{spec.evaluation.metric} {metric} misses the target {spec.evaluation.target}")
+            raise TaskRefused(f"the trained model's {spec.evaluation.metric} is {metric}, short of the target "
+                              f"{spec.evaluation.target}: claim released rather than submitting a failing result")
+        self._set(state="submitting")
+        attestation = result.to_attestation(task_id, self.account)
+        codec = self._attestation_codec()
+        signature = codec.multi_signature(attestation, self.keypair)
+        receipt = self._send(task_id, SubmitResultCall(task_id=task_id, attestation=attestation, signature=signature),
+                             "submit_result")
+        submitted = receipt.find(ResultSubmittedEvent)
+        try:
+            self.client.report_result(task_id, receipt.extrinsic_hash)
+        except Exception as exc:  # noqa: BLE001 - the orchestrator sees it on chain anyway
+            log.info("task %d: report_result not delivered: %s", task_id, exc)
+        self._forget_journal(task_id)
+        summary = {"task_id": task_id, "model_hash": result.model_hash, "artifact_uri": result.artifact_uri,
+                   "metrics": result.metrics, "trajectory_root": result.trajectory_root,
+                   "block": receipt.block_number, "extrinsic": receipt.extrinsic_hash,
+                   "verify_until": submitted[0].verify_until if submitted else None}
+        self.status.tasks_submitted += 1
+        self._set(last_result=summary, state="idle")
+        self._event("submitted", **summary, attestation=attestation, signature=signature)
+        log.info("task %d: result submitted in block %d: model %s, %s, trajectory %s (%d checkpoints)", task_id,
+                 receipt.block_number, result.model_hash[:16],
+                 " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())), result.trajectory_root[:16],
+                 len(result.checkpoints))
+
+
+def _ray_initialized() -> bool:
+    try:
+        import ray
+        return ray.is_initialized()
+    except ImportError:
+        return False
+
+
+def _memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
+    except (ValueError, OSError, AttributeError):
+        return 4096
+
+
+# Command line -----------------------------------------------------------------------------------
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of `paratrain worker` (shared by paratrain.cli and `python -m workers.daemon`)."""
+    parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
+    parser.add_argument("--chain", default="ws://127.0.0.1:9944", metavar="URL",
+                        help="node WebSocket URL (default ws://127.0.0.1:9944)")
+    parser.add_argument("--key", required=True, metavar="KEY",
+                        help="the worker's key: a secret URI (//Name, mnemonic, 0x seed) or a keystore JSON file "
+                             "(password in $PARATRAIN_KEY_PASSWORD)")
+    parser.add_argument("--store", metavar="URI",
+                        help="artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or "
+                             "~/.cache/paratrain/artifacts)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="join this Ray cluster (default $RAY_ADDRESS, else start a local one)")
+    parser.add_argument("--num-workers", type=_positive, default=2, metavar="N",
+                        help="Ray Train workers per task (default 2)")
+    parser.add_argument("--gpu", action="store_true", help="train on GPUs (one per training worker, NCCL)")
+    parser.add_argument("--allow-custom-code", action="store_true",
+                        help="also run custom recipes (arbitrary code named by the task); off by default")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="journal and status.json (default ~/.cache/paratrain/worker/<account>)")
+    parser.add_argument("--deadline-margin", type=_positive, default=3, metavar="BLOCKS",
+                        help="release the claim when fewer blocks than this are left before the deadline (default 3)")
+    parser.add_argument("--max-tasks", type=_positive, metavar="N", help="exit after N results (default: run on)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, store=args.store,
+                        ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
+                        allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
+                        deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
+                        gpus=1 if args.gpu else 0)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """`paratrain worker`: run the daemon in the foreground until SIGINT/SIGTERM."""
+    from workers.keys import KeyLoadError, load_keypair
+
+    try:
+        keypair = load_keypair(args.key)
+    except KeyLoadError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    daemon = WorkerDaemon(config_from_args(args), keypair=keypair)
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            os._exit(130)
+        daemon.stop()
+        status = daemon.status
+        if status.task_id is not None and status.state in ("training", "claiming", "submitting"):
+            log.warning("%s: stopping; the claim on task %s is kept on chain (lease until block %s): "
+                        "restart the worker to resume from checkpoint %d (step %d)",
+                        signal.Signals(signum).name, status.task_id, status.lease_until, status.checkpoints,
+                        status.step)
+        else:
+            log.warning("%s: stopping", signal.Signals(signum).name)
+        raise DaemonStopped()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        code = daemon.run()
+    except DaemonStopped:
+        code = EXIT_OK
+    finally:
+        daemon.close()
+    log.info("worker stopped (%d submitted, %d refused, %d released)", daemon.status.tasks_submitted,
+             daemon.status.tasks_refused, daemon.status.tasks_released)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paratrain worker", description="the paratrain worker daemon")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_worker_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run_worker(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

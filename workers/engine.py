@@ -1,0 +1,225 @@
+"""The training loop: one function that runs in-process (world size 1) or on each Ray Train worker.
+
+Determinism (bitwise on CPU for a given world size):
+* ``torch.use_deterministic_algorithms(True)``, a fixed thread count (hyperparameter
+  ``threads``, default 1) and the model initialised after ``torch.manual_seed(spec.seed)``;
+* a fixed data order: a `DistributedSampler` seeded with the spec's seed, ``set_epoch(epoch)``
+  each epoch, ``drop_last`` so that every rank takes the same number of steps;
+* before step s the torch RNG is reseeded from (seed, s), so no RNG state is carried across
+  steps and a run restored from the checkpoint at step s continues exactly as the original;
+* checkpoints (model + optimizer state + step) are written in the byte-stable PTTS1 format.
+
+A checkpoint is taken every ``spec.checkpoint_every`` optimizer steps and after the last step.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data.distributed import DistributedSampler
+
+from workers import tensorio
+from workers.artifacts import ArtifactStore
+from workers.datasets import decode_dataset
+from workers.hashing import blake2_256_hex
+from workers.recipes import get_recipe
+from workers.spec import MAX_CHECKPOINTS, TaskSpec
+
+
+class TrainingError(RuntimeError):
+    """A training run that could not finish."""
+
+
+class TrainingTimeoutError(TrainingError, TimeoutError):
+    """The task's time limit (limits.timeout_s) passed."""
+
+
+class MemoryLimitError(TrainingError, MemoryError):
+    """A training worker's resident memory passed limits.memory_mb."""
+
+
+class CheckpointMismatchError(TrainingError):
+    """A checkpoint that does not belong to this task (another spec, world size or step)."""
+
+
+@dataclass
+class LoopPlan:
+    """Everything a training worker needs: picklable, shipped to Ray workers."""
+
+    spec_json: bytes
+    store: ArtifactStore
+    deadline: float                       # time.time() after which the run is abandoned
+    allow_custom: bool = False
+    resume_from: list[str] = field(default_factory=list)   # trajectory so far (checkpoint hashes)
+    replay: bool = False                  # stop after the next checkpoint, write nothing
+    step_hook: Callable[[int, int], None] | None = None    # (step just done, rank): fault injection
+    evaluate_checkpoints: bool = True
+
+
+@dataclass
+class Report:
+    """What a worker reports at each checkpoint (and at the end, final=True)."""
+
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    metrics: dict[str, float]
+    checkpoints: list[str]
+    final: bool = False
+    model_hash: str | None = None
+    card: dict[str, Any] | None = None
+
+
+def step_seed(seed: int, step: int) -> int:
+    digest = hashlib.blake2b(f"paratrain/step/{seed}/{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:  # pragma: no cover - psutil comes with Ray
+        return 0.0
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
+             report: Callable[[Report], None], resume_pointer: list[str] | None = None) -> Report:
+    """Train (or replay one segment); calls `report` at every checkpoint on every rank (metrics on rank 0)."""
+    from workers.spec import decode_spec
+
+    device = device or torch.device("cpu")
+    spec: TaskSpec = decode_spec(plan.spec_json)
+    spec_hash = spec.spec_hash_hex()
+    recipe = get_recipe(spec.recipe, allow_custom=plan.allow_custom)
+    hp = recipe.hyperparameters(spec.hyperparameters)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(int(hp.get("threads", 1)))
+
+    data = plan.store.fetch(spec.dataset.uri, spec.dataset.hash)
+    prepared = recipe.prepare(decode_dataset(data), hp, spec.validation)
+
+    torch.manual_seed(spec.seed)
+    model = recipe.build_model(hp, prepared).to(device)
+    optimizer = recipe.optimizer(model.parameters(), hp)
+
+    batch = max(1, int(hp["batch_size"]) // world_size)
+    sampler = DistributedSampler(range(len(prepared.train_x)), num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=spec.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // batch
+    if steps_per_epoch < 1:
+        raise TrainingError(f"batch_size {hp['batch_size']} is larger than the training split per worker")
+    total_steps = steps_per_epoch * int(hp["epochs"])
+    n_checkpoints = math.ceil(total_steps / spec.checkpoint_every)
+    if n_checkpoints > MAX_CHECKPOINTS:
+        raise TrainingError(f"{n_checkpoints} checkpoints (total {total_steps} steps, every "
+                            f"{spec.checkpoint_every}); at most {MAX_CHECKPOINTS}: raise checkpoint_every")
+
+    checkpoints = list(resume_pointer if resume_pointer is not None else plan.resume_from)
+    start_step = 0
+    if checkpoints:
+        model_state, optim_state, meta = tensorio.unpack_state(plan.store.get(checkpoints[-1]))
+        if meta.get("spec_hash") != spec_hash or meta.get("world_size") != world_size:
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoints[-1]} is of spec {meta.get('spec_hash')} with world size "
+                f"{meta.get('world_size')}, not {spec_hash} with {world_size}")
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        start_step = int(meta["step"])
+    if world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+    train_x, train_y = prepared.train_x, prepared.train_y
+    order: list[int] = []
+    order_epoch = -1
+    last_loss = float("nan")
+    done = start_step
+    if plan.replay and start_step >= total_steps:
+        raise TrainingError(f"checkpoint {checkpoints[-1]} is the last one: there is no segment after it")
+    model.train()
+    for step in range(start_step, total_steps):
+        if time.time() > plan.deadline:
+            raise TrainingTimeoutError(f"the task's time limit passed at step {step} of {total_steps}")
+        if step % 10 == 0 and _rss_mb() > spec.limits.memory_mb:
+            raise MemoryLimitError(f"resident memory {_rss_mb():.0f} MiB > limit {spec.limits.memory_mb} MiB")
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            sampler.set_epoch(epoch)
+            order, order_epoch = list(sampler), epoch
+        idx = torch.tensor(order[in_epoch * batch:(in_epoch + 1) * batch], dtype=torch.long)
+        x, y = train_x[idx].to(device), train_y[idx].to(device)
+        torch.manual_seed(step_seed(spec.seed, step))
+        optimizer.zero_grad(set_to_none=True)
+        loss = recipe.loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        last_loss = loss.item()
+        done = step + 1
+        if plan.step_hook is not None:
+            plan.step_hook(done, rank)
+        if done % spec.checkpoint_every and done != total_steps:
+            continue
+
+        # A checkpoint: rank 0 writes it (or, replaying, only hashes it); every rank reports.
+        metrics: dict[str, float] = {}
+        if rank == 0:
+            inner = _unwrap(model)
+            blob = tensorio.pack_state(inner.state_dict(), optimizer.state_dict(),
+                                       {"kind": "checkpoint", "spec_hash": spec_hash, "step": done, "epoch": epoch,
+                                        "world_size": world_size, "recipe": recipe.name})
+            digest = blake2_256_hex(blob) if plan.replay else plan.store.put(blob)
+            checkpoints.append(digest)
+            if plan.evaluate_checkpoints or done == total_steps:
+                metrics = _evaluate(recipe, inner, prepared, hp)
+        else:
+            checkpoints.append("")  # only rank 0's list is authoritative
+        is_last = plan.replay or done == total_steps
+        if is_last:
+            break
+        report(Report(epoch=epoch, step=done, total_steps=total_steps, loss=last_loss, metrics=metrics,
+                      checkpoints=list(checkpoints)))
+
+    # The end: rank 0 stores the model weights and its card (a replay stores nothing).
+    final = Report(epoch=max(0, done - 1) // steps_per_epoch, step=done, total_steps=total_steps, loss=last_loss,
+                   metrics={}, checkpoints=list(checkpoints), final=True)
+    if rank == 0 and not plan.replay:
+        inner = _unwrap(model)
+        final.metrics = _evaluate(recipe, inner, prepared, hp)
+        weights = tensorio.dumps(inner.state_dict(), {"kind": "model", "recipe": recipe.name, "spec_hash": spec_hash})
+        final.model_hash = plan.store.put(weights)
+        final.card = {"recipe": recipe.name, "description": recipe.description, "spec_hash": spec_hash,
+                      "dataset_hash": spec.dataset.hash, "hyperparameters": hp, "seed": spec.seed,
+                      "world_size": world_size, "steps": total_steps, "metrics": final.metrics,
+                      "evaluation": {"metric": spec.evaluation.metric, "target": spec.evaluation.target,
+                                     "mode": spec.evaluation.mode},
+                      "weights": {"hash": final.model_hash, "format": "PTTS1"}}
+        if "vocab" in prepared.info:
+            final.card["vocab"] = "".join(prepared.info["vocab"])
+    report(final)
+    return final
+
+
+def _evaluate(recipe, model: nn.Module, prepared, hp) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in recipe.evaluate(model, prepared, hp).items()}
+    model.train(was_training)
+    return metrics
+
+
+def worker_pid() -> int:
+    return os.getpid()

@@ -1,0 +1,249 @@
+"""The task spec document: what a requester asks to be trained, hashed into the on-chain spec_hash.
+
+Canonical form: JSON with sorted keys, no insignificant whitespace (``separators=(",", ":")``),
+UTF-8 (non-ASCII characters written as themselves, not ``\\u`` escapes), no NaN or infinity.
+``spec_hash = blake2_256(canonical bytes)``. Layout (version 1)::
+
+    {"checkpoint_every": 20,                      # K: a checkpoint every K optimizer steps
+     "dataset": {"hash": "<64 hex>", "uri": "file:///.../ab/abcd..."},
+     "evaluation": {"metric": "accuracy", "mode": "max", "target": 0.9},
+     "hyperparameters": {"batch_size": 64, "epochs": 10, "lr": 0.001},
+     "limits": {"memory_mb": 4096, "timeout_s": 900},
+     "recipe": "digits_mlp",
+     "seed": 0,
+     "validation": {"fraction": 0.2, "seed": 0},
+     "version": 1}
+
+Every field is checked by `TaskSpec.validate` (called by the constructor's helpers and by
+`decode_spec`); a bad document raises a `SpecError` subclass naming the field.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from workers.hashing import blake2_256, blake2_256_hex, normalize_hash
+
+SPEC_VERSION = 1
+MAX_CHECKPOINTS = 64  # the pallet's MaxCheckpoints: an attestation carries at most this many
+
+
+class SpecError(ValueError):
+    """A task spec that cannot be used."""
+
+
+class SpecDecodeError(SpecError):
+    """The bytes are not a JSON object (or not canonical where canonical form is required)."""
+
+
+class SpecValidationError(SpecError):
+    """A field is missing, of the wrong type or out of range."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+Scalar = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    hash: str  # 64 hex characters: blake2-256 of the data set's bytes in the artifact store
+    uri: str   # where to fetch it (an fsspec URL); every fetch is verified against `hash`
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: str           # e.g. "accuracy", "r2", "char_accuracy"
+    target: float         # the value the result must reach
+    mode: str = "max"     # "max": higher is better (value >= target); "min": lower is better
+
+    def met(self, value: float) -> bool:
+        return value >= self.target if self.mode == "max" else value <= self.target
+
+
+@dataclass(frozen=True)
+class Validation:
+    fraction: float = 0.2  # share of the examples held out, split deterministically with `seed`
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 900.0   # wall-clock bound of the whole training run
+    memory_mb: int = 4096      # per training worker: Ray memory resource and an RSS watchdog
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    recipe: str
+    dataset: DatasetRef
+    evaluation: Evaluation
+    hyperparameters: dict[str, Scalar] = field(default_factory=dict)
+    seed: int = 0
+    validation: Validation = field(default_factory=Validation)
+    checkpoint_every: int = 20
+    limits: Limits = field(default_factory=Limits)
+    version: int = SPEC_VERSION
+
+    # Encoding ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint_every": self.checkpoint_every,
+            "dataset": {"hash": self.dataset.hash, "uri": self.dataset.uri},
+            "evaluation": {"metric": self.evaluation.metric, "mode": self.evaluation.mode,
+                           "target": self.evaluation.target},
+            "hyperparameters": dict(self.hyperparameters),
+            "limits": {"memory_mb": self.limits.memory_mb, "timeout_s": self.limits.timeout_s},
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "validation": {"fraction": self.validation.fraction, "seed": self.validation.seed},
+            "version": self.version,
+        }
+
+    def canonical_bytes(self) -> bytes:
+        self.validate()
+        return canonical_json(self.to_dict())
+
+    def spec_hash(self) -> bytes:
+        """blake2-256 of the canonical bytes: the on-chain spec_hash (32 bytes)."""
+        return blake2_256(self.canonical_bytes())
+
+    def spec_hash_hex(self) -> str:
+        return blake2_256_hex(self.canonical_bytes())
+
+    def with_hyperparameters(self, **overrides: Scalar) -> TaskSpec:
+        return replace(self, hyperparameters={**self.hyperparameters, **overrides})
+
+    # Validation --------------------------------------------------------------------------------
+    def validate(self) -> TaskSpec:
+        _check(self.version == SPEC_VERSION, "version", f"unsupported version {self.version!r}")
+        _check(isinstance(self.recipe, str) and 0 < len(self.recipe.encode()) <= 64, "recipe",
+               "a non-empty name of at most 64 bytes")
+        _check(isinstance(self.dataset, DatasetRef), "dataset", "a {hash, uri} object")
+        try:
+            _check(normalize_hash(self.dataset.hash) == self.dataset.hash, "dataset.hash",
+                   "64 lower-case hex characters")
+        except (ValueError, TypeError, AttributeError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecValidationError("dataset.hash", "64 lower-case hex characters") from None
+        _check(isinstance(self.dataset.uri, str) and 0 < len(self.dataset.uri.encode()) <= 256, "dataset.uri",
+               "a non-empty URI of at most 256 bytes")
+        _check(isinstance(self.hyperparameters, dict), "hyperparameters", "an object")
+        for key, value in self.hyperparameters.items():
+            _check(isinstance(key, str) and key != "", "hyperparameters", "keys are non-empty strings")
+            _check(isinstance(value, (int, float, str, bool)), f"hyperparameters.{key}",
+                   "a number, string or boolean")
+            if isinstance(value, float):
+                _check(math.isfinite(value), f"hyperparameters.{key}", "must be finite")
+        _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer in [0, 2^63)")
+        ev = self.evaluation
+        _check(isinstance(ev, Evaluation), "evaluation", "a {metric, target, mode} object")
+        _check(isinstance(ev.metric, str) and 0 < len(ev.metric.encode()) <= 32, "evaluation.metric",
+               "a non-empty name of at most 32 bytes")
+        _check(_is_number(ev.target) and math.isfinite(ev.target), "evaluation.target", "a finite number")
+        _check(ev.mode in ("max", "min"), "evaluation.mode", "'max' or 'min'")
+        val = self.validation
+        _check(isinstance(val, Validation), "validation", "a {fraction, seed} object")
+        _check(_is_number(val.fraction) and 0.0 < val.fraction < 1.0, "validation.fraction",
+               "a number strictly between 0 and 1")
+        _check(_is_int(val.seed) and 0 <= val.seed < 2**63, "validation.seed", "an integer in [0, 2^63)")
+        _check(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every",
+               "a positive integer")
+        lim = self.limits
+        _check(isinstance(lim, Limits), "limits", "a {timeout_s, memory_mb} object")
+        _check(_is_number(lim.timeout_s) and 0 < lim.timeout_s <= 7 * 24 * 3600, "limits.timeout_s",
+               "positive seconds, at most a week")
+        _check(_is_int(lim.memory_mb) and 64 <= lim.memory_mb <= 1 << 20, "limits.memory_mb",
+               "an integer number of MiB, 64 or more")
+        return self
+
+    # Construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, doc: Any) -> TaskSpec:
+        _check(isinstance(doc, dict), "spec", "a JSON object")
+        known = {"checkpoint_every", "dataset", "evaluation", "hyperparameters", "limits", "recipe", "seed",
+                 "validation", "version"}
+        unknown = sorted(set(doc) - known)
+        _check(not unknown, unknown[0] if unknown else "spec", "unknown field")
+        for required in ("recipe", "dataset", "evaluation"):
+            _check(required in doc, required, "missing")
+        ds = _obj(doc["dataset"], "dataset", {"hash", "uri"}, {"hash", "uri"})
+        ev = _obj(doc["evaluation"], "evaluation", {"metric", "target", "mode"}, {"metric", "target"})
+        val = _obj(doc.get("validation", {}), "validation", {"fraction", "seed"}, set())
+        lim = _obj(doc.get("limits", {}), "limits", {"timeout_s", "memory_mb"}, set())
+        spec = cls(
+            version=doc.get("version", SPEC_VERSION),
+            recipe=doc["recipe"],
+            dataset=DatasetRef(hash=ds["hash"], uri=ds["uri"]),
+            evaluation=Evaluation(metric=ev["metric"], target=ev["target"], mode=ev.get("mode", "max")),
+            hyperparameters=doc.get("hyperparameters", {}),
+            seed=doc.get("seed", 0),
+            validation=Validation(**val),
+            checkpoint_every=doc.get("checkpoint_every", 20),
+            limits=Limits(**lim),
+        )
+        return spec.validate()
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8, no NaN/Infinity."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except ValueError as exc:
+        raise SpecValidationError("spec", f"not canonical JSON: {exc}") from None
+
+
+def encode_spec(spec: TaskSpec) -> bytes:
+    return spec.canonical_bytes()
+
+
+def decode_spec(data: bytes | str, *, require_canonical: bool = False) -> TaskSpec:
+    """Parse and validate a spec document; with `require_canonical`, the bytes must be its canonical form
+    (so that their hash is the spec_hash)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise SpecDecodeError(f"not a JSON document: {exc}") from None
+    spec = TaskSpec.from_dict(doc)
+    if require_canonical and spec.canonical_bytes() != raw:
+        raise SpecDecodeError("the document is not in canonical form (sorted keys, no whitespace, UTF-8)")
+    return spec
+
+
+def spec_hash(spec_or_bytes: TaskSpec | bytes) -> bytes:
+    if isinstance(spec_or_bytes, TaskSpec):
+        return spec_or_bytes.spec_hash()
+    return blake2_256(bytes(spec_or_bytes))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _check(condition: bool, field_name: str, message: str) -> None:
+    if not condition:
+        raise SpecValidationError(field_name, message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _obj(value: Any, name: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    _check(isinstance(value, dict), name, "an object")
+    for key in value:
+        _check(key in allowed, f"{name}.{key}", "unknown field")
+    for key in required:
+        _check(key in value, f"{name}.{key}", "missing")
+    return value

@@ -75,11 +75,13 @@ class ExtrinsicDecoder:
     def decode(self, raw: bytes) -> DecodedExtrinsic:
         from scalecodec.base import ScaleBytes
 
+        if not self._ready:
+            # through Chain (init_runtime under Chain._run): a connection lost meanwhile (e.g. the node
+            # restarted) is re-opened and retried once, not failed on forever with "socket is already closed"
+            self.chain.metadata()
+            self._ready = True
         with self.chain.lock:
             si = self.chain.substrate
-            if not self._ready:
-                si.init_runtime()
-                self._ready = True
             try:
                 obj = si.runtime_config.create_scale_object("Extrinsic", data=ScaleBytes(bytes(raw)),
                                                             metadata=si.metadata)

@@ -1,0 +1,287 @@
+"""Orchestrator benchmarks (prints figures; not a test). Goals from issue 4 in brackets.
+
+    .venv/bin/python benchmarks/orchestrator_bench.py [--seconds 8] [--clients 100] [--tasks 100000] [--blocks 600]
+
+1. Authenticated worker RPCs per second [>= 3,000/s and >= 60% of bare grpcio], 100 concurrent clients in a
+   separate process (multiprocessing, spawn), each with its own key and channel, against the orchestrator's
+   real gRPC server (build_server: auth interceptor, rate limiter, replay cache, Handlers over a SQLite index)
+   in this process. The heartbeat is `WorkerClient.report_progress`: one StreamProgress RPC per heartbeat,
+   signed on its own (account, timestamp, nonce, sr25519 signature checked by the interceptor), carrying one
+   ProgressUpdate that the handler records in the index (no heartbeat extrinsic: no chain here). Also measured:
+   the authenticated unary GetTaskSpec. The bare figure is a trivial grpc.aio server with a generic handler
+   (empty unary call, identity serializers), same client process layout, same run.
+2. Assignment latency with 100,000 open tasks in the index [p99 < 5 ms]: the index filled directly (one
+   applied block), Handlers.request_assignment(wait 0) per call: scheduler (FairnessPolicy, reservations)
+   + handlers path, no gRPC, no chain. 500 workers x 4 assignments each (every one reserves a task).
+3. Indexer catch-up in blocks per second [>= 500]: a devnet subprocess with N blocks of events (transfers and
+   task creations), then a fresh index catching up with Indexer.sync() from block 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load avg {one:.2f} (1 min) {five:.2f} (5 min), {os.cpu_count()} cpus"
+
+
+# 1. RPC throughput ------------------------------------------------------------------------------
+
+BARE = "/bench.Bare/Empty"
+
+
+def _client_process(target: str, mode: str, clients: int, seconds: float, out: mp.Queue) -> None:
+    out.put(asyncio.run(_clients(target, mode, clients, seconds)))
+
+
+async def _clients(target: str, mode: str, clients: int, seconds: float) -> tuple[int, int, float]:
+    import grpc
+
+    from orchestrator.client import WorkerClient
+    from orchestrator.domain import ProgressUpdate
+    from runtime_bindings import Keypair
+
+    keys = [Keypair.create_from_uri(f"//bench/{i}") for i in range(clients)]
+    stop = False
+    done = errors = 0
+
+    async def worker(i: int) -> None:
+        nonlocal done, errors
+        if mode == "bare":
+            channel = grpc.aio.insecure_channel(target)
+            call = channel.unary_unary(BARE, request_serializer=None, response_deserializer=None)
+            try:
+                while not stop:
+                    await call(b"", timeout=10)
+                    done += 1
+            finally:
+                await channel.close()
+            return
+        async with WorkerClient(target, keys[i]) as client:
+            step = 0
+            while not stop:
+                try:
+                    if mode == "heartbeat":
+                        step += 1
+                        await client.report_progress(ProgressUpdate(i, "", step, 0, 0.5))
+                    else:
+                        await client.get_task_spec(i)
+                    done += 1
+                except Exception:  # noqa: BLE001 - counted, reported
+                    errors += 1
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(clients)]
+    await asyncio.sleep(1.0)  # warm-up: connections, first calls
+    start_count, start = done, time.perf_counter()
+    await asyncio.sleep(seconds)
+    count, elapsed = done - start_count, time.perf_counter() - start
+    stop = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return count, errors, elapsed
+
+
+def _run_clients(target: str, mode: str, clients: int, seconds: float) -> tuple[int, int, float]:
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=_client_process, args=(target, mode, clients, seconds, out))
+    proc.start()
+    result = out.get(timeout=seconds + 120)
+    proc.join(30)
+    return result
+
+
+def _fill_index(index, workers, n_tasks: int, *, claimed: bool, requester: str, block: int = 1) -> None:
+    from orchestrator.domain import (
+        Capabilities,
+        Requirements,
+        TaskStatus,
+        TaskView,
+        WorkerView,
+    )
+    from orchestrator.index import TaskRecord, WorkerRecord
+
+    caps = Capabilities(16, 2, "H100", 128_000)
+    events = [WorkerRecord(w, WorkerView(w, "Trainer", 200 * 10**12, caps, True, 1 if claimed else 0))
+              for w in workers]
+    reqs = [Requirements(2, 1, 8_000), Requirements(4, 1, 16_000), Requirements(1, 0, 1_000)]
+    for i in range(n_tasks):
+        worker = workers[i] if claimed else None
+        events.append(TaskRecord(TaskView(
+            task_id=i, requester=requester, recipe="mnist-mlp", spec_hash=i.to_bytes(32, "big"),
+            spec_uri=f"s3://specs/{i}.yaml", dataset_hash=b"\x22" * 32, eval_metric="accuracy", eval_target=900_000,
+            requirements=reqs[i % 3], bounty=10 * 10**12, min_stake=0, deadline=10**9, validators_required=1,
+            status=TaskStatus.CLAIMED if claimed else TaskStatus.OPEN, worker=worker,
+            lease_until=10**9 if claimed else None)))
+    index.apply_block(block, "0x" + "00" * 32, events)
+
+
+async def bench_rpc(clients: int, seconds: float) -> dict[str, float]:
+    import grpc
+
+    from orchestrator.handlers import Handlers
+    from orchestrator.index import Index
+    from orchestrator.server import build_server
+    from runtime_bindings import Keypair
+
+    tmp = tempfile.mkdtemp(prefix="orch-bench-")
+    index = Index(Path(tmp) / "index.db")
+    workers = [Keypair.create_from_uri(f"//bench/{i}").ss58_address for i in range(clients)]
+    _fill_index(index, workers, clients, claimed=True, requester=Keypair.create_from_uri("//Alice").ss58_address)
+    handlers = Handlers(index)
+    handlers.bind_loop(asyncio.get_running_loop())
+
+    def registered(account: str) -> bool:
+        worker = index.worker(account)
+        return worker is not None and worker.active and worker.role == "Trainer"
+
+    server, port = build_server(handlers, handlers, listen="127.0.0.1:0", registered=registered)
+    await server.start()
+
+    async def empty(request: bytes, context) -> bytes:
+        return b""
+
+    bare = grpc.aio.server()
+    bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "bench.Bare", {"Empty": grpc.unary_unary_rpc_method_handler(empty)})])
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    await bare.start()
+    results: dict[str, float] = {}
+    try:
+        for mode, target in (("bare", f"127.0.0.1:{bare_port}"), ("heartbeat", f"127.0.0.1:{port}"),
+                             ("get_task_spec", f"127.0.0.1:{port}")):
+            print(f"  {mode}: {load()}", flush=True)
+            count, errors, elapsed = await asyncio.to_thread(_run_clients, target, mode, clients, seconds)
+            results[mode] = count / elapsed
+            results[mode + "_errors"] = errors
+            print(f"  {mode:>14}: {count / elapsed:8.0f} RPC/s ({count} in {elapsed:.1f}s, {errors} errors)", flush=True)
+    finally:
+        await server.stop(1)
+        await bare.stop(1)
+        handlers.close()
+        index.close()
+    return results
+
+
+# 2. Assignment latency --------------------------------------------------------------------------
+
+async def bench_assignment(n_tasks: int, n_workers: int = 500, per_worker: int = 4) -> dict[str, float]:
+    from orchestrator.handlers import Handlers
+    from orchestrator.index import Index
+
+    tmp = tempfile.mkdtemp(prefix="orch-bench-")
+    index = Index(Path(tmp) / "index.db")
+    workers = [f"5{'W' * 10}{i:037d}" for i in range(n_workers)]  # only compared, never decoded
+    t0 = time.perf_counter()
+    _fill_index(index, workers, n_tasks, claimed=False, requester="requester")
+    fill_s = time.perf_counter() - t0
+    assert len(index.open_tasks) == n_tasks
+    handlers = Handlers(index)
+    handlers.bind_loop(asyncio.get_running_loop())
+    samples: list[float] = []
+    assigned: set[int] = set()
+    print(f"  {n_tasks} open tasks indexed in {fill_s:.1f}s; {load()}", flush=True)
+    for _ in range(per_worker):
+        for w in workers:
+            t = time.perf_counter()
+            assignment = await handlers.request_assignment(w, 0)
+            samples.append(time.perf_counter() - t)
+            assert assignment is not None and assignment.task.task_id not in assigned
+            assigned.add(assignment.task.task_id)
+    handlers.close()
+    index.close()
+    samples.sort()
+    q = statistics.quantiles(samples, n=100)
+    result = {"p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": samples[-1] * 1000, "n": len(samples)}
+    print(f"  assignments: {len(samples)}, p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms, "
+          f"max {result['max_ms']:.3f} ms", flush=True)
+    return result
+
+
+# 3. Indexer catch-up ----------------------------------------------------------------------------
+
+def bench_catchup(n_blocks: int) -> dict[str, float]:
+    from devnet_process import DevnetProcess
+    from orchestrator_process import task_spec
+
+    from orchestrator.index import Index
+    from orchestrator.indexer import Indexer
+    from runtime_bindings import Chain, Keypair
+    from runtime_bindings.generated.balances import TransferKeepAliveCall
+    from runtime_bindings.generated.task_bounties import CreateTaskCall
+
+    signers = [Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")]
+    with DevnetProcess() as node, Chain.connect(node.ws_url, timeout=30) as chain:
+        nonces = {s.ss58_address: 0 for s in signers}
+        t0 = time.perf_counter()
+        i = 0
+        while chain.best_number() < n_blocks:
+            signer = signers[i % len(signers)]
+            if i % 2:
+                call = CreateTaskCall(spec=task_spec(i), bounty=10**12, min_stake=0, deadline=10**8,
+                                      validators_required=1, holdout_commitment=None)
+            else:
+                call = TransferKeepAliveCall(dest=signers[(i + 1) % len(signers)].ss58_address, value=10**12)
+            raw = chain.sign(call, signer, nonce=nonces[signer.ss58_address])
+            nonces[signer.ss58_address] += 1
+            chain.rpc("author_submitExtrinsic", [raw], retry=False)
+            i += 1
+        time.sleep(0.5)
+        head = chain.finalized_number()
+        print(f"  devnet: {head} blocks, {i} extrinsics ({i // 2} tasks) built in {time.perf_counter() - t0:.1f}s; "
+              f"{load()}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
+            index = Index(Path(tmp) / "index.db")
+            indexer = Indexer(node.ws_url, index, poll_interval=0.05)
+            t = time.perf_counter()
+            height = indexer.sync(head)
+            elapsed = time.perf_counter() - t
+            indexer.stop()
+            tasks = index.count_tasks()
+            index.close()
+    assert height == head, (height, head)
+    rate = head / elapsed
+    print(f"  catch-up: {head} blocks ({tasks} tasks) in {elapsed:.2f}s = {rate:.0f} blocks/s", flush=True)
+    return {"blocks": head, "seconds": elapsed, "blocks_per_s": rate}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per RPC mode")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--blocks", type=int, default=600)
+    parser.add_argument("--only", choices=("rpc", "assign", "catchup"))
+    args = parser.parse_args()
+    print(f"orchestrator benchmarks, python {sys.version.split()[0]}, {load()}", flush=True)
+    if args.only in (None, "rpc"):
+        print(f"1. authenticated worker RPCs, {args.clients} concurrent clients in a separate process", flush=True)
+        rpc = asyncio.run(bench_rpc(args.clients, args.seconds))
+        for mode in ("heartbeat", "get_task_spec"):
+            print(f"  {mode}: {rpc[mode]:.0f}/s = {100 * rpc[mode] / rpc['bare']:.0f}% of bare {rpc['bare']:.0f}/s "
+                  f"[goal >= 3000/s and >= 60%]", flush=True)
+    if args.only in (None, "assign"):
+        print(f"2. assignment latency with {args.tasks} open tasks", flush=True)
+        res = asyncio.run(bench_assignment(args.tasks))
+        print(f"  p99 {res['p99_ms']:.3f} ms [goal < 5 ms]", flush=True)
+    if args.only in (None, "catchup"):
+        print(f"3. indexer catch-up over {args.blocks} blocks", flush=True)
+        cu = bench_catchup(args.blocks)
+        print(f"  {cu['blocks_per_s']:.0f} blocks/s [goal >= 500]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the worker daemon: take tasks, train on Ray, submit results")
     add_worker_arguments(worker)
 
+    from workers.validator import add_validator_arguments  # light: no torch or Ray at import time
+
+    validator = commands.add_parser("validator", help="run a validator daemon: verify results and vote on chain")
+    add_validator_arguments(validator)
+
     orch = commands.add_parser("orchestrator", help="index the chain and serve the gRPC worker API")
     orch.add_argument("--chain", metavar="URL", help="node WebSocket URL (default ws://127.0.0.1:9944)")
     orch.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             from workers.daemon import run_worker
 
             return run_worker(args)
+        if args.command == "validator":
+            from workers.validator import run_validator
+
+            return run_validator(args)
         if args.command == "dataset":
             return _add_dataset(args)
     except CliError as exc:

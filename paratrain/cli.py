@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     orch.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
     orch.add_argument("--metrics-port", type=_non_negative, metavar="N",
                       help="Prometheus metrics port (0: off; default 9615)")
+
+    from paratrain.commands import register_people_commands  # task, account, model
+
+    register_people_commands(commands)
     return parser
 
 
@@ -102,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_validator(args)
         if args.command == "dataset":
             return _add_dataset(args)
+        from paratrain.commands import run_people_command
+
+        status = run_people_command(args)
+        if status is not None:
+            return status
     except CliError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

@@ -1,0 +1,553 @@
+"""`paratrain task create|list|show|watch|cancel`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from paratrain.cli import CliError
+from paratrain.commands.common import (
+    Node,
+    add_chain_argument,
+    add_key_argument,
+    add_orchestrator_argument,
+    add_store_argument,
+    chain_errors,
+    chain_url,
+    err,
+    hex_of,
+    load_key,
+    orchestrator_errors,
+    orchestrator_target,
+    out,
+    short,
+    text_of,
+)
+
+STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled")
+
+
+def _task_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a task id: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("a task id is zero or more")
+    return number
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return number
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    task = commands.add_parser("task", help="post, list, inspect, watch and cancel training tasks")
+    sub = task.add_subparsers(dest="task_command", required=True)
+
+    create = sub.add_parser("create", help="store the spec document and data set, post the task with its bounty")
+    create.add_argument("--recipe", required=True, help="registered recipe, e.g. digits_mlp")
+    create.add_argument("--dataset", default=None,
+                        help="built-in data set name (digits, ...), a data file, or a data set hash already "
+                             "packaged (with --dataset-uri unless it is in --store); default: the recipe's")
+    create.add_argument("--dataset-uri", default=None, metavar="URI", help="where a data set given by hash lives")
+    create.add_argument("--bounty", required=True, help="bounty in the chain's token, e.g. 10 or 2.5")
+    create.add_argument("--deadline-blocks", type=_positive, default=600, metavar="N",
+                        help="the task expires N blocks from now if unclaimed (default 600)")
+    create.add_argument("--validators", type=_positive, default=1, metavar="N",
+                        help="accepting verdicts needed (default 1)")
+    create.add_argument("--min-stake", default="0", metavar="AMOUNT", help="least worker stake, in tokens (default 0)")
+    create.add_argument("--hyperparameters", "--hp", nargs="+", default=[], metavar="K=V",
+                        help="hyperparameter overrides, e.g. epochs=5 lr=0.01")
+    create.add_argument("--metric", default=None, help="evaluation metric (default: the recipe's)")
+    create.add_argument("--target", type=float, default=None, help="evaluation target (default: the recipe's)")
+    create.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    create.add_argument("--checkpoint-every", type=_positive, default=20, metavar="K",
+                        help="a checkpoint every K optimizer steps (default 20)")
+    create.add_argument("--timeout-s", type=float, default=900.0, help="training wall-clock limit (default 900)")
+    create.add_argument("--memory-mb", type=int, default=4096, help="memory per training worker (default 4096)")
+    create.add_argument("--min-cpus", type=int, default=1, help="requirement: CPUs (default 1)")
+    create.add_argument("--min-gpus", type=int, default=0, help="requirement: GPUs (default 0)")
+    create.add_argument("--min-memory-mb", type=int, default=0, help="requirement: memory in MiB (default 0)")
+    create.add_argument("--parent-model", default=None, metavar="HASH", help="a registered model to fine-tune")
+    create.add_argument("--holdout", type=Path, default=None, metavar="FILE",
+                        help="a private holdout data file: stored, committed on chain, revealed later")
+    add_store_argument(create)
+    add_key_argument(create)
+    add_chain_argument(create)
+
+    lst = sub.add_parser("list", help="a table of tasks")
+    lst.add_argument("--status", choices=STATUSES, help="only tasks with this status")
+    lst.add_argument("--requester", metavar="ADDRESS", help="only tasks posted by this account")
+    lst.add_argument("--full", action="store_true", help="full addresses")
+    add_chain_argument(lst)
+
+    show = sub.add_parser("show", help="every field of a task; optionally its training curve as a PNG")
+    show.add_argument("task_id", type=_task_id)
+    show.add_argument("--curve", type=Path, metavar="OUT.png", help="write the training curve (loss, metrics)")
+    show.add_argument("--wait", type=_non_negative_float, default=3.0, metavar="S",
+                      help="with --curve: listen to the orchestrator's stream for up to S seconds (default 3)")
+    show.add_argument("--history", type=Path, metavar="FILE",
+                      help="with --curve: a recorded progress history (JSON lines) instead of the local one")
+    add_chain_argument(show)
+    add_orchestrator_argument(show)
+
+    watch = sub.add_parser("watch", help="a live progress bar (epoch, loss) until the task is done")
+    watch.add_argument("task_id", type=_task_id)
+    watch.add_argument("--timeout", type=_non_negative_float, default=None, metavar="S",
+                       help="stop watching after S seconds (default: never)")
+    add_store_argument(watch)
+    add_chain_argument(watch)
+    add_orchestrator_argument(watch)
+
+    cancel = sub.add_parser("cancel", help="withdraw an Open task: bounty and deposit come back")
+    cancel.add_argument("task_id", type=_task_id)
+    add_key_argument(cancel)
+    add_chain_argument(cancel)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"create": _create, "list": _list, "show": _show, "watch": _watch,
+            "cancel": _cancel}[args.task_command](args)
+
+
+# Helpers -------------------------------------------------------------------------------------------
+def status_of(task: Any) -> tuple[str, dict[str, Any]]:
+    status = task.status
+    if isinstance(status, str):
+        return status, {}
+    if isinstance(status, dict) and len(status) == 1:
+        name, detail = next(iter(status.items()))
+        return str(name), dict(detail or {})
+    return str(status), {}
+
+
+def get_task(node: Node, task_id: int) -> Any:
+    with chain_errors(node.url):
+        task = node.chain.task_bounties.tasks(task_id)
+    if task is None:
+        raise CliError(f"unknown task {task_id}: no such task on {node.url}")
+    return task
+
+
+def parse_hyperparameters(items: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CliError(f"bad hyperparameter {item!r}: expected KEY=VALUE, e.g. epochs=5")
+        raw = raw.strip()
+        value: Any
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        result[key] = value
+    return result
+
+
+def _compact_len(n: int) -> bytes:
+    if n < 1 << 6:
+        return bytes([n << 2])
+    if n < 1 << 14:
+        return ((n << 2) | 1).to_bytes(2, "little")
+    return ((n << 2) | 2).to_bytes(4, "little")
+
+
+def holdout_commitment(salt: bytes, uri: bytes) -> bytes:
+    """blake2_256(SCALE((salt: H256, holdout_uri: BoundedVec<u8>))), as the pallet checks it."""
+    import hashlib
+
+    return hashlib.blake2b(salt + _compact_len(len(uri)) + uri, digest_size=32).digest()
+
+
+def _hash_arg(value: str, what: str) -> str:
+    text = value.lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise CliError(f"bad {what} {value!r}: expected 64 hex digits")
+    return text
+
+
+# create -------------------------------------------------------------------------------------------
+def _create(args: argparse.Namespace) -> int:
+    from runtime_bindings.generated import types as t
+    from runtime_bindings.generated.task_bounties import TaskCreatedEvent
+    from workers.artifacts import ArtifactError, ArtifactStore
+    from workers.recipes import RecipeError, get_recipe
+    from workers.spec import Evaluation, Limits, SpecError, TaskSpec
+
+    keypair = load_key(args)
+    try:
+        recipe = get_recipe(args.recipe)
+    except RecipeError as exc:
+        raise CliError(str(exc)) from None
+    hyperparameters = parse_hyperparameters(args.hyperparameters)
+    unknown = sorted(set(hyperparameters) - set(recipe.defaults)) if recipe.defaults else []
+    if unknown:
+        raise CliError(f"unknown hyperparameter {unknown[0]!r} for {recipe.name} "
+                       f"(known: {', '.join(sorted(recipe.defaults))})")
+    for name, value in (("--min-cpus", args.min_cpus), ("--min-gpus", args.min_gpus),
+                        ("--min-memory-mb", args.min_memory_mb)):
+        if value < 0:
+            raise CliError(f"bad {name} {value}: must be zero or more")
+    parent = "0x" + _hash_arg(args.parent_model, "--parent-model") if args.parent_model else None
+
+    url = chain_url(args)
+    with Node(url) as node:  # connect before any storing: an unreachable node fails fast
+        bounty = node.parse_amount(args.bounty, "--bounty")
+        min_stake = node.parse_amount(args.min_stake, "--min-stake")
+        try:
+            store = ArtifactStore(args.store)
+            dataset = _dataset_ref(args, recipe, store)
+            spec = TaskSpec(recipe=recipe.name, dataset=dataset,
+                            evaluation=Evaluation(metric=args.metric or recipe.metric,
+                                                  target=recipe.expected if args.target is None else args.target,
+                                                  mode=recipe.mode),
+                            hyperparameters=hyperparameters, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            limits=Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb))
+            document = spec.canonical_bytes()
+            spec_digest = store.put(document)
+            spec_uri = store.uri(spec_digest)
+            commitment = None
+            holdout: tuple[str, str] | None = None
+            if args.holdout is not None:
+                holdout = _store_holdout(args.holdout, store)
+                commitment = "0x" + holdout_commitment(bytes.fromhex(holdout[0]), holdout[1].encode()).hex()
+        except SpecError as exc:
+            raise CliError(f"bad task spec: {exc}") from None
+        except (ArtifactError, OSError) as exc:
+            raise CliError(f"artifact store {args.store or 'default'}: {exc}") from None
+        if len(spec_uri.encode()) > 256:
+            raise CliError(f"the spec URI is longer than 256 bytes: use a shorter --store ({spec_uri})")
+
+        chain_spec = t.TaskSpec(recipe=recipe.name, spec_hash="0x" + spec_digest, spec_uri=spec_uri,
+                                dataset_hash="0x" + dataset.hash, eval_metric=spec.evaluation.metric,
+                                eval_target=round(spec.evaluation.target * 1_000_000),
+                                higher_is_better=spec.evaluation.mode == "max",
+                                requirements=t.Requirements(args.min_cpus, args.min_gpus, args.min_memory_mb),
+                                parent_model=parent)
+        with chain_errors(url, who=keypair.ss58_address):
+            deadline = node.chain.best_number() + args.deadline_blocks
+            receipt = node.chain.task_bounties.create_task(keypair, chain_spec, bounty, min_stake, deadline,
+                                                           args.validators, commitment)
+        created = receipt.find(TaskCreatedEvent)
+        if not created:
+            raise CliError("the task was included but no TaskCreated event was found")
+        task_id = int(created[0].task_id)
+        log = err()
+        log.print(f"task {task_id} created in block #{receipt.block_number}: {recipe.name} on "
+                  f"{args.dataset or recipe.dataset}, bounty {node.fmt(bounty)}, deadline block #{deadline}, "
+                  f"{args.validators} validator(s)")
+        log.print(f"  spec {spec_uri}")
+        if holdout is not None:
+            log.print(f"  holdout {holdout[1]} committed; reveal it later with salt 0x{holdout[0]} "
+                      "(kept only here: note it down)")
+        print(task_id)
+    return 0
+
+
+def _dataset_ref(args: argparse.Namespace, recipe: Any, store: Any) -> Any:
+    from workers.datasets import DatasetError, add_dataset
+    from workers.spec import DatasetRef
+
+    source = args.dataset or recipe.dataset
+    plain = source.lower().removeprefix("0x")
+    if re.fullmatch(r"[0-9a-f]{64}", plain) and not Path(source).exists():
+        uri = args.dataset_uri
+        if uri is None:
+            if not store.exists(plain):
+                raise CliError(f"data set {plain} is not in the store {store.root}: pass --dataset-uri")
+            uri = store.uri(plain)
+        return DatasetRef(hash=plain, uri=uri)
+    if args.dataset_uri:
+        raise CliError("--dataset-uri goes with a data set hash, not a name or file")
+    try:
+        digest, uri = add_dataset(source, store)
+    except DatasetError as exc:
+        raise CliError(f"bad --dataset: {exc}") from None
+    return DatasetRef(hash=digest, uri=uri)
+
+
+def _store_holdout(path: Path, store: Any) -> tuple[str, str]:
+    from workers.datasets import DatasetError, add_dataset
+
+    if not path.is_file():
+        raise CliError(f"holdout file {path} does not exist")
+    try:
+        _digest, uri = add_dataset(str(path), store)
+    except DatasetError as exc:
+        raise CliError(f"bad --holdout: {exc}") from None
+    return secrets.token_bytes(32).hex(), uri
+
+
+# list ---------------------------------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    url = chain_url(args)
+    with Node(url) as node:
+        with chain_errors(url):
+            at = node.chain.best_hash()
+            rows = sorted(node.chain.task_bounties.tasks.entries(page_size=200, at=at), key=lambda kv: int(kv[0]))
+        table = Table(title=f"tasks on {url}", title_justify="left")
+        for name, justify in (("id", "right"), ("status", "left"), ("recipe", "left"), ("bounty", "right"),
+                              ("requester", "left"), ("worker", "left"), ("step", "right"), ("deadline", "right")):
+            table.add_column(name, justify=justify, no_wrap=True)
+        shown = 0
+        for task_id, task in rows:
+            status, detail = status_of(task)
+            if args.status and status != args.status:
+                continue
+            if args.requester and task.requester != args.requester:
+                continue
+            step = str(task.progress.step) if task.progress is not None else "-"
+            table.add_row(str(task_id), status, text_of(task.spec.recipe), node.fmt(task.bounty),
+                          short(task.requester, args.full), short(detail.get("worker"), args.full), step,
+                          f"#{task.deadline}")
+            shown += 1
+    console = out()
+    if shown == 0:
+        console.print("no tasks" + (f" with status {args.status}" if args.status else "") + f" on {url}")
+        return 0
+    if args.full:
+        console.width = max(console.width, 200)
+    console.print(table)
+    return 0
+
+
+# show ---------------------------------------------------------------------------------------------
+def _show(args: argparse.Namespace) -> int:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    url = chain_url(args)
+    with Node(url) as node:
+        task = get_task(node, args.task_id)
+        with chain_errors(url):
+            result = node.chain.task_bounties.results(args.task_id)
+            genesis = node.chain.block_hash(0) or "0x"
+            best = node.chain.best_number()
+        status, detail = status_of(task)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        spec = task.spec
+        req = spec.requirements
+        rows: list[tuple[str, str]] = [
+            ("status", status + "".join(f", {k} {('#' if 'until' in k else '')}{v}" for k, v in detail.items())),
+            ("requester", task.requester),
+            ("recipe", text_of(spec.recipe)),
+            ("bounty", node.fmt(task.bounty)),
+            ("deposit", node.fmt(task.deposit)),
+            ("min stake", node.fmt(task.min_stake)),
+            ("deadline", f"block #{task.deadline} (best #{best})"),
+            ("validators", str(task.validators_required)),
+            ("evaluation", (f"{text_of(spec.eval_metric)} {'>=' if spec.higher_is_better else '<='} "
+                            f"{spec.eval_target / 1e6:g}")),
+            ("requirements", f"{req.min_cpus} CPU, {req.min_gpus} GPU, {req.min_memory_mb} MiB"),
+            ("spec hash", hex_of(spec.spec_hash)),
+            ("spec uri", text_of(spec.spec_uri)),
+            ("dataset hash", hex_of(spec.dataset_hash)),
+            ("parent model", hex_of(spec.parent_model) if spec.parent_model else "-"),
+            ("holdout", hex_of(task.holdout_commitment) if task.holdout_commitment else "-"),
+            ("created", f"block #{task.created_at}"),
+            ("attempts", str(task.attempts)),
+            ("progress", f"step {task.progress.step}, checkpoint root {hex_of(task.progress.checkpoint_root)}"
+                         if task.progress is not None else "-"),
+        ]
+        if result is not None:
+            att = result.attestation
+            metrics = ", ".join(f"{text_of(k)}={v / 1e6:g}" for k, v in att.metrics)
+            rows += [("model hash", hex_of(att.model_hash)), ("artifact", text_of(att.artifact_uri)),
+                     ("metrics", metrics or "-"), ("submitted", f"block #{result.submitted_at}"),
+                     ("verdicts", f"{len(result.accepts)} accept, {len(result.rejects)} reject")]
+        for key, value in rows:
+            grid.add_row(key, value)
+        out().print(Panel(grid, title=f"task {args.task_id}", title_align="left", expand=False))
+        if args.curve is not None:
+            _curve(args, genesis, task, status)
+    return 0
+
+
+def _curve(args: argparse.Namespace, genesis: str, task: Any, status: str) -> None:
+    from paratrain.commands import progress
+
+    if args.curve.suffix.lower() != ".png":
+        raise CliError(f"--curve {args.curve}: the curve is written as PNG, name the file *.png")
+    points: list[progress.Point] = []
+    local = progress.history_path(genesis, args.task_id, int(task.created_at))
+    if args.history is not None:
+        if not args.history.is_file():
+            raise CliError(f"history file {args.history} does not exist")
+        points = progress.load_history(args.history)
+    else:
+        points = progress.load_history(local)
+        notes: list[str] = []
+        if status not in progress.TERMINAL and args.wait > 0:
+            target = orchestrator_target(args)
+            try:
+                with orchestrator_errors(target):
+                    live, _ = asyncio.run(progress.collect(
+                        target, args.task_id, wait_s=args.wait,
+                        on_point=lambda p: progress.append_history(local, p)))
+                points += live
+            except CliError as exc:
+                notes.append(str(exc))
+        if not points and notes:
+            raise CliError(f"no training progress recorded for task {args.task_id} ({notes[0]})")
+    points = progress.merge(points)
+    if not points:
+        raise CliError(f"no training progress for task {args.task_id} (status {status}): nothing was "
+                       "reported yet; no curve written")
+    try:
+        progress.write_curve(points, args.curve, title=f"task {args.task_id}: {text_of(task.spec.recipe)}")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.curve}: {exc.strerror or exc}") from None
+    err().print(f"training curve ({len(points)} points, steps {points[0].step}..{points[-1].step}) "
+                f"written to {args.curve}")
+
+
+# watch --------------------------------------------------------------------------------------------
+def _watch(args: argparse.Namespace) -> int:
+    from paratrain.commands import progress
+
+    url = chain_url(args)
+    target = orchestrator_target(args)
+    with Node(url) as node:
+        task = get_task(node, args.task_id)
+        with chain_errors(url):
+            genesis = node.chain.block_hash(0) or "0x"
+        status, _ = status_of(task)
+        total_epochs = _epochs(task, getattr(args, "store", None))
+    console = err()
+    if status in progress.TERMINAL:
+        console.print(f"task {args.task_id} is {status}: nothing to watch")
+        return 0
+    local = progress.history_path(genesis, args.task_id, int(task.created_at))
+    with orchestrator_errors(target):
+        final = asyncio.run(_watch_live(target, args.task_id, status, total_epochs, local, args.timeout))
+    if final is None:
+        console.print(f"stopped watching task {args.task_id} after {args.timeout:g} s")
+    else:
+        console.print(f"task {args.task_id} is {final}")
+    return 0
+
+
+def _epochs(task: Any, store_root: str | None) -> int | None:
+    """The run's epoch count from the spec document, when the store can serve it."""
+    try:
+        from workers.artifacts import ArtifactStore
+        from workers.recipes import get_recipe
+        from workers.spec import decode_spec
+
+        raw = ArtifactStore(store_root).fetch(text_of(task.spec.spec_uri), hex_of(task.spec.spec_hash))
+        spec = decode_spec(raw)
+        epochs = spec.hyperparameters.get("epochs", get_recipe(spec.recipe).defaults.get("epochs"))
+        return int(epochs) if isinstance(epochs, (int, float)) and epochs > 0 else None
+    except Exception:  # noqa: BLE001 - the bar is then open-ended, nothing else changes
+        return None
+
+
+async def _watch_live(target: str, task_id: int, status: str, total_epochs: int | None, local: Path,
+                      timeout: float | None) -> str | None:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from paratrain.commands import progress as prog
+
+    state = {"status": status, "epoch": 0, "loss": None, "step": 0}
+    columns = [SpinnerColumn(), TextColumn("task {task.fields[task_id]} [bold]{task.fields[status]}[/bold]"),
+               BarColumn(), TextColumn("epoch {task.fields[epoch]}{task.fields[of]}"),
+               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=err(), transient=False) as bar:
+        job = bar.add_task("train", total=total_epochs, task_id=task_id, status=status, epoch=0,
+                           of=f"/{total_epochs}" if total_epochs else "", step=0, loss="-")
+
+        def on_event(event: Any) -> None:
+            if event.kind == "State":
+                state["status"] = str(event.detail.get("status") or state["status"])
+                step = event.detail.get("progress_step")
+                if isinstance(step, int) and step:
+                    state["step"] = step
+            elif event.kind in prog.STATUS_OF_EVENT:
+                state["status"] = prog.STATUS_OF_EVENT[event.kind]
+                if event.kind in ("TaskReopened", "ClaimReleased", "LeaseExpired"):
+                    bar.console.print(f"task {task_id}: {event.kind} in block #{event.block}; waiting for a new worker")
+            elif event.kind == "Progress":
+                point = prog.Point.from_detail(event.detail)
+                prog.append_history(local, point)
+                state.update(epoch=point.epoch, step=point.step, loss=point.loss)
+            if state["status"] == "Accepted" and total_epochs:
+                state["epoch"] = max(int(state["epoch"]), total_epochs)
+            loss = state["loss"]
+            bar.update(job, status=state["status"], epoch=state["epoch"], step=state["step"],
+                       loss="-" if loss is None else f"{loss:.4f}",
+                       completed=min(int(state["epoch"]), total_epochs) if total_epochs else None)
+
+        try:
+            await prog.collect(target, task_id, wait_s=timeout if timeout is not None else 10 ** 9,
+                               on_event=on_event)
+        except asyncio.CancelledError:
+            return None
+    return state["status"] if state["status"] in prog.TERMINAL else None
+
+
+# cancel -------------------------------------------------------------------------------------------
+def _cancel(args: argparse.Namespace) -> int:
+    from runtime_bindings import ModuleError
+    from runtime_bindings.generated.task_bounties import TaskCancelledEvent
+
+    keypair = load_key(args)
+    url = chain_url(args)
+    with Node(url) as node:
+        task = get_task(node, args.task_id)
+        status, _ = status_of(task)
+        if task.requester != keypair.ss58_address:
+            raise CliError(f"task {args.task_id} was posted by {task.requester}: only its requester may cancel it")
+        if status != "Open":
+            raise CliError(f"task {args.task_id} is {status}: only an Open task can be cancelled")
+        with chain_errors(url, who=keypair.ss58_address):
+            try:
+                receipt = node.chain.task_bounties.cancel_task(keypair, args.task_id)
+            except ModuleError as exc:
+                if exc.name == "TaskNotOpen":
+                    raise CliError(f"task {args.task_id} is no longer Open: it cannot be cancelled") from None
+                raise
+        events = receipt.find(TaskCancelledEvent)
+        refund = f", refunded {node.fmt(events[0].refund)}" if events else ""
+        out().print(f"task {args.task_id} cancelled in block #{receipt.block_number}{refund}")
+    return 0
+
+
+__all__ = ["holdout_commitment", "parse_hyperparameters", "register", "run", "status_of"]

@@ -1,0 +1,307 @@
+"""The command line for people (`paratrain task|account|model`) against a real devnet process.
+
+Commands run in-process (`paratrain.cli.main`, output captured with capsys); the no-traceback
+checks run the console script as a subprocess. The curve test starts a real orchestrator and
+posts progress through the worker API from a registered Trainer that claimed the task.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from paratrain.cli import main
+from runtime_bindings import Chain, Keypair
+
+UNIT = 10**12
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch, devnet):
+    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
+    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PARATRAIN_ARTIFACTS", str(tmp_path / "store"))
+    monkeypatch.setenv("PARATRAIN_KEYSTORE", str(tmp_path / "keys"))
+    for name in ("PARATRAIN_KEY", "PARATRAIN_ORCHESTRATOR", "PARATRAIN_KEY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def chain(devnet):
+    with Chain.connect(devnet.ws_url, timeout=10) as c:
+        yield c
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def script(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "paratrain"
+    cmd = [str(exe), *argv] if exe.exists() else [sys.executable, "-m", "paratrain.cli", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def create_task(capsys, *extra: str, key: str = "//Alice") -> int:
+    code, out, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--dataset", "digits", "--bounty", "10",
+                         "--deadline-blocks", "500", "--validators", "1", "--hyperparameters", "epochs=2", "lr=0.01",
+                         "--key", key, *extra)
+    assert code == 0, err
+    return int(out.strip().splitlines()[-1])
+
+
+# account ----------------------------------------------------------------------------------------
+def test_account_new_show_balance_transfer(capsys, tmp_path, chain):
+    keyfile = tmp_path / "me.json"
+    code, out, err = run(capsys, "account", "new", "--out", str(keyfile))
+    assert code == 0, err
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+    doc = json.loads(keyfile.read_text())
+    address = doc["address"]
+    assert address in out
+    assert doc["secretPhrase"] not in out + err  # never printed without --show-secret
+    assert "--show-secret" in err
+
+    code, _, _ = run(capsys, "account", "new", "--out", str(keyfile))
+    assert code == 2 and keyfile.read_text() == json.dumps(doc, indent=2) + "\n"
+
+    code, out, _ = run(capsys, "account", "show", "--key", str(keyfile))
+    assert code == 0 and address in out and "0x" + Keypair(ss58_address=address).public_key.hex() in out
+
+    code, out, err = run(capsys, "account", "transfer", address, "2.5", "--key", "//Alice")
+    assert code == 0, err
+    assert "sent 2.5 PARA" in out
+    assert chain.system.account(address).data.free == 25 * UNIT // 10
+
+    code, out, _ = run(capsys, "account", "balance", "--key", str(keyfile))
+    assert code == 0
+    assert "free      2.5 PARA" in out and "reserved  0 PARA" in out
+
+    bob = Keypair.create_from_uri("//Bob").ss58_address
+    code, out, err = run(capsys, "account", "transfer", bob, "1", "--key", str(keyfile))
+    assert code == 0, err
+    code, out, _ = run(capsys, "account", "balance", address)
+    assert code == 0 and "free      1.4" in out  # 1.5 less the fee
+
+
+def test_account_new_show_secret(capsys, tmp_path):
+    code, out, _ = run(capsys, "account", "new", "--out", str(tmp_path / "k.json"), "--show-secret")
+    assert code == 0
+    assert json.loads((tmp_path / "k.json").read_text())["secretPhrase"] in out
+
+
+def test_insufficient_balance(capsys, tmp_path):
+    poor = Keypair.create_from_uri("//paratrain/cli/poor")
+    code, _, err = run(capsys, "account", "transfer", poor.ss58_address, "3", "--key", "//Alice")
+    assert code == 0, err
+    code, _, err = run(capsys, "account", "transfer", Keypair.create_from_uri("//Bob").ss58_address, "1000",
+                         "--key", "//paratrain/cli/poor")
+    assert code == 2
+    assert err.startswith("error: insufficient balance") and len(err.strip().splitlines()) == 1
+    # a bounty above the balance: the reserve fails, the same clear message
+    code, _, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--bounty", "500",
+                         "--key", "//paratrain/cli/poor")
+    assert code == 2 and "insufficient balance" in err and "Traceback" not in err
+
+
+# task -------------------------------------------------------------------------------------------
+def test_task_create_list_show_cancel(capsys, tmp_path, chain):
+    from workers.artifacts import ArtifactStore
+    from workers.spec import decode_spec
+
+    before = chain.system.account(Keypair.create_from_uri("//Alice").ss58_address).data.reserved
+    task_id = create_task(capsys)
+    task = chain.task_bounties.tasks(task_id)
+    assert task.bounty == 10 * UNIT and task.validators_required == 1 and task.status == "Open"
+    # the spec document is in the store under its hash, and says what was asked
+    spec = decode_spec(ArtifactStore(tmp_path / "store").fetch(task.spec.spec_uri, task.spec.spec_hash),
+                       require_canonical=True)
+    assert spec.recipe == "digits_mlp" and spec.hyperparameters == {"epochs": 2, "lr": 0.01}
+    assert "0x" + spec.dataset.hash == task.spec.dataset_hash
+    assert ArtifactStore(tmp_path / "store").exists(spec.dataset.hash)
+
+    code, out, _ = run(capsys, "task", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.strip("│ ").startswith(f"{task_id} "))
+    assert "Open" in row and "digits_mlp" in row and "10 PARA" in row and "5Grwva" in row
+    code, out, _ = run(capsys, "task", "list", "--status", "Cancelled")
+    assert code == 0 and f"│ {task_id} " not in out.replace("│  ", "│ ")
+
+    code, out, _ = run(capsys, "task", "show", str(task_id))
+    assert code == 0
+    for text in ("task " + str(task_id), "Open", "digits_mlp", "10 PARA", "accuracy >=", "spec hash", "deadline"):
+        assert text in out
+
+    code, out, err = run(capsys, "task", "cancel", str(task_id), "--key", "//Bob")
+    assert code == 2 and "only its requester" in err
+    code, out, err = run(capsys, "task", "cancel", str(task_id), "--key", "//Alice")
+    assert code == 0, err
+    assert "cancelled" in out and "refunded 11 PARA" in out
+    assert chain.task_bounties.tasks(task_id).status == "Cancelled"
+    assert chain.system.account(Keypair.create_from_uri("//Alice").ss58_address).data.reserved == before
+    code, _, err = run(capsys, "task", "cancel", str(task_id), "--key", "//Alice")
+    assert code == 2 and "is Cancelled" in err
+
+
+def test_task_create_with_holdout_commits_it(capsys, tmp_path, chain):
+    holdout = tmp_path / "holdout.csv"
+    holdout.write_text("0.1,0.2,1\n0.3,0.4,0\n")
+    task_id = create_task(capsys, "--holdout", str(holdout))
+    assert chain.task_bounties.tasks(task_id).holdout_commitment is not None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["task", "show", "987654"], "unknown task 987654"),
+    (["task", "cancel", "987654", "--key", "//Alice"], "unknown task 987654"),
+    (["task", "create", "--recipe", "nope", "--bounty", "1", "--key", "//Alice"], "unknown recipe 'nope'"),
+    (["task", "create", "--recipe", "digits_mlp", "--bounty", "ten", "--key", "//Alice"], "bad --bounty"),
+    (["task", "create", "--recipe", "digits_mlp", "--bounty", "1", "--key", "no such thing"], "bad key"),
+    (["account", "show", "--key", "/nonexistent/key.json"], "bad key"),
+    (["account", "balance", "not-an-address"], "not a valid address"),
+    (["model", "show", "0x" + "ab" * 32], "unknown model"),
+    (["model", "show", "xyz"], "bad model hash"),
+])
+def test_user_errors_are_one_line(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_unknown_task_no_traceback(devnet):
+    result = script("task", "show", "424242", "--chain", devnet.ws_url)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: unknown task 424242: no such task on {devnet.ws_url}"]
+
+
+def test_unreachable_node_no_traceback():
+    from orchestrator_process import free_port
+
+    url = f"ws://127.0.0.1:{free_port()}"
+    for argv in (["account", "balance", Keypair.create_from_uri("//Alice").ss58_address],
+                 ["task", "list"], ["task", "create", "--recipe", "digits_mlp", "--bounty", "1", "--key", "//Alice"]):
+        result = script(*argv, "--chain", url)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"error: cannot reach the node at {url}: connection refused"
+
+
+def test_bad_arguments_exit_2():
+    result = script("task", "show", "minus-one")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "not a task id" in result.stderr
+
+
+# curve ------------------------------------------------------------------------------------------
+def test_show_curve_from_recorded_history(capsys, tmp_path):
+    task_id = create_task(capsys)
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps({"step": s, "epoch": s // 10, "loss": 2.0 / (1 + s),
+                                           "metrics": {"accuracy": min(1.0, s / 50)}, "worker": "w"}) + "\n"
+                               for s in range(0, 60, 5)))
+    png = tmp_path / "curve.png"
+    code, _, err = run(capsys, "task", "show", str(task_id), "--curve", str(png), "--history", str(history))
+    assert code == 0, err
+    data = png.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    assert "12 points" in err
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, _, err = run(capsys, "task", "show", str(task_id), "--curve", str(tmp_path / "none.png"),
+                         "--history", str(empty))
+    assert code == 2 and "no training progress" in err and not (tmp_path / "none.png").exists()
+
+
+def test_show_curve_from_the_orchestrator(capsys, tmp_path, chain, devnet):
+    from orchestrator_process import OrchestratorProcess
+
+    from orchestrator.client import WorkerClient
+    from orchestrator.domain import ProgressUpdate
+    from runtime_bindings.generated import types as t
+
+    trainer = Keypair.create_from_uri("//paratrain/cli/trainer")
+    alice = Keypair.create_from_uri("//Alice")
+    chain.balances.transfer_keep_alive(alice, trainer.ss58_address, 1_000 * UNIT)
+    chain.workers.register(trainer, "Trainer", 200 * UNIT, t.Capabilities(8, 0, "", 16_000))
+    task_id = create_task(capsys)
+    receipt = chain.task_bounties.claim_task(trainer, task_id)
+
+    with OrchestratorProcess(devnet.ws_url, tmp_path / "orch.db") as orch:
+        orch.wait_for_height(receipt.block_number)
+        png = tmp_path / "curve.png"
+
+        # nothing reported yet: said clearly, no file
+        code, _, err = run(capsys, "task", "show", str(task_id), "--curve", str(png), "--wait", "0.5",
+                           "--orchestrator", orch.target)
+        assert code == 2 and "no training progress" in err and not png.exists()
+
+        stop = threading.Event()
+
+        async def report() -> None:  # a trainer reporting every 0.2 s until the CLI is done
+            async with WorkerClient(orch.target, trainer) as client:
+                step = 0
+                while not stop.is_set():
+                    step += 1
+                    await client.report_progress(ProgressUpdate(task_id, trainer.ss58_address, step * 10, step // 3,
+                                                                1.5 / step, {"accuracy": min(1.0, 0.05 * step)}))
+                    await asyncio.sleep(0.2)
+
+        errors: list[BaseException] = []
+        poster = threading.Thread(target=lambda: _capture(errors, lambda: asyncio.run(report())))
+        poster.start()
+        try:
+            code, out, err = run(capsys, "task", "show", str(task_id), "--curve", str(png), "--wait", "3",
+                                 "--orchestrator", orch.target)
+        finally:
+            stop.set()
+            poster.join(30)
+        assert not errors, errors
+        assert code == 0, err
+        data = png.read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+        points = int(err.split("(")[1].split(" points")[0])
+        assert points >= 3 and "Claimed" in out
+
+        # the points heard were recorded locally: a later curve needs no live progress
+        png.unlink()
+        code, out, err = run(capsys, "task", "show", str(task_id), "--curve", str(png), "--wait", "0.2",
+                             "--orchestrator", orch.target)
+        assert code == 0, err
+        assert png.read_bytes().startswith(PNG_SIGNATURE)
+
+        # watch: a live view that ends cleanly after --timeout
+        start = time.monotonic()
+        code, out, err = run(capsys, "task", "watch", str(task_id), "--timeout", "1", "--orchestrator", orch.target)
+        assert code == 0, err
+        assert "stopped watching" in err and time.monotonic() - start < 30
+
+
+def _capture(errors: list[BaseException], fn) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
+
+
+def test_orchestrator_unreachable_for_watch(capsys):
+    from orchestrator_process import free_port
+
+    task_id = create_task(capsys)
+    code, _, err = run(capsys, "task", "watch", str(task_id), "--orchestrator", f"127.0.0.1:{free_port()}",
+                       "--timeout", "5")
+    assert code == 2 and "cannot reach the orchestrator" in err

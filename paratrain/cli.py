@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--finality-lag", type=_non_negative, default=0, metavar="N",
                         help="finalize blocks N behind the best block (default 0: immediately)")
 
-    demo = commands.add_parser("demo", help="start devnet and run the main job end to end")
-    demo.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
+    from paratrain.demo import add_demo_arguments  # light: rich only
+
+    demo = commands.add_parser("demo", help="run the whole market once: devnet, orchestrator, Ray, a worker and "
+                                            "validators; one digits task posted, trained, verified and paid")
+    add_demo_arguments(demo)
 
     dataset = commands.add_parser("dataset", help="manage data sets in the artifact store")
     dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
@@ -91,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "devnet":
             return asyncio.run(_run_devnet(args))
         if args.command == "demo":
-            from paratrain.demo import run_demo
+            from paratrain.demo import options_from_args, run_demo
 
-            return run_demo(port=args.port)
+            return run_demo(options=options_from_args(args))
         if args.command == "orchestrator":
             return _run_orchestrator(args)
         if args.command == "worker":

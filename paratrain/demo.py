@@ -1,23 +1,107 @@
-"""`paratrain demo`: until the training loop lands, a scripted exchange on a fresh devnet.
+"""`paratrain demo`: the whole market in one command, on embedded defaults.
 
-It starts devnet in a background thread on a free port, connects with the
-unmodified py-substrate-interface client, transfers from //Alice to //Bob
-and prints both balances before and after.
+One process starts every party and one real task goes through the loop::
+
+    devnet (thread, free port) <- orchestrator (own event loop thread: indexer + gRPC worker API)
+    Ray: a local cluster (2 CPUs), torn down at the end
+    //Alice  requester: packages the digits data set and the task spec into her artifact store, posts
+             create_task (digits_mlp, bounty, accuracy target = the recipe's 0.95, 2 validators)
+    //Bob    Trainer (registered with a stake): the worker daemon in a thread, Ray Train DDP (2 workers)
+    //Charlie, //Dave  Validators (registered with a stake): validator daemons in threads
+
+Progress is followed live from the orchestrator's WatchTask stream (claim, step/epoch/loss, heartbeats,
+submission, verdicts, acceptance). The end: the verdicts, the payout, the on-chain model record, every
+party's free and reserved balance before and after (checked against the payout and the fees each paid),
+and the training curve as a PNG. Exit status 0 only when TaskAccepted paid the worker and the worker's
+balance shows it; 1 with the reason otherwise; 130 on Ctrl-C (or SIGTERM). Every thread, the Ray cluster
+and the temporary directory (artifact stores, states, Ray's session) are gone when it returns.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
 import threading
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devnet.node import Node
-
 UNIT = 10**12
+SYMBOL = "PARA"
+BOUNTY = 100 * UNIT
+TRAINER_STAKE = 1_000 * UNIT
+VALIDATOR_STAKE = 100 * UNIT
+REQUESTER, TRAINER, VALIDATORS = "Alice", "Bob", ("Charlie", "Dave")
+RECIPE = "digits_mlp"
+DEFAULT_WORKERS = 1           # Ray Train workers of the training run (2+: DDP; the spot checks then replay on Ray)
+CHECKPOINT_EVERY = 11         # optimizer steps (half an epoch of digits): the curve's resolution
+DEFAULT_EPOCHS = 8
+CURVE_FILE = "paratrain-demo-curve.png"
+MARKER_ENV = "PARATRAIN_DEMO_RAY"      # set in the environment of every process of the demo's Ray cluster
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+FAILURES = ("WorkerSlashed", "TaskReopened", "VerificationTimedOut", "TaskExpired", "TaskCancelled",
+            "ClaimReleased", "LeaseExpired")
 
 
+class DemoFailed(Exception):
+    """The loop did not close: the message says where."""
+
+
+@dataclass
+class DemoOptions:
+    port: int = 0
+    epochs: int = DEFAULT_EPOCHS
+    out: str = "."
+    keep: bool = False
+    timeout_s: float = 600.0
+    workers: int = DEFAULT_WORKERS
+    spot_checks: int = 2
+
+
+# Command line ------------------------------------------------------------------------------------
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of `paratrain demo` (shared by paratrain.cli and `python -m paratrain.demo`)."""
+    parser.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
+    parser.add_argument("--epochs", type=_positive, default=DEFAULT_EPOCHS,
+                        help=f"training epochs of the digits classifier (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--out", default=".", metavar="DIR",
+                        help=f"where the training curve {CURVE_FILE} is written (default: here)")
+    parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
+                        help="Ray Train workers for the training run (default 1; 2 or more train with torch DDP and "
+                             "the validators replay their spot checks on Ray too, which takes minutes longer)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (artifact stores, daemon states, Ray logs)")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    return DemoOptions(port=getattr(args, "port", 0), epochs=getattr(args, "epochs", DEFAULT_EPOCHS),
+                       out=getattr(args, "out", "."), keep=getattr(args, "keep", False),
+                       workers=getattr(args, "workers", DEFAULT_WORKERS))
+
+
+# The pieces, each started and stopped on its own -------------------------------------------------
 class DevnetThread:
     """A devnet node on its own event loop thread; stopped (and its port freed) on exit."""
 
@@ -27,10 +111,12 @@ class DevnetThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="devnet", daemon=True)
         self.url = ""
-        self.node: Node | None = None
+        self.node: Any = None
         self.error: BaseException | None = None
 
     def _run(self) -> None:
+        from devnet.node import Node
+
         asyncio.set_event_loop(self._loop)
         try:
             self.node = Node()
@@ -44,44 +130,728 @@ class DevnetThread:
         self._loop.run_forever()
         self._loop.run_until_complete(self.node.stop())
 
-    def __enter__(self) -> "DevnetThread":
+    def __enter__(self) -> DevnetThread:
         self._thread.start()
-        self._ready.wait(30)
+        if not self._ready.wait(30):
+            raise DemoFailed("devnet did not start within 30 s")
         if self.error:
-            raise self.error
+            raise DemoFailed(f"devnet cannot listen on 127.0.0.1:{self._port}: {self.error}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
 
-def run_demo(port: int = 0) -> int:
-    from substrateinterface import Keypair, SubstrateInterface
+class OrchestratorThread:
+    """The orchestrator (indexer, scheduler, gRPC worker API) on its own event loop thread."""
 
-    console = Console()
-    with DevnetThread(port) as devnet:
-        console.print(f"devnet running at [bold]{devnet.url}[/bold]")
-        client = SubstrateInterface(url=devnet.url)
-        alice, bob = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
+    def __init__(self, chain_url: str, db_path: Path) -> None:
+        from orchestrator.config import OrchestratorConfig
 
-        def balances() -> dict[str, int]:
-            return {name: client.query("System", "Account", [kp.ss58_address]).value["data"]["free"]
-                    for name, kp in (("Alice", alice), ("Bob", bob))}
+        self.config = OrchestratorConfig(chain_url=chain_url, listen="127.0.0.1:0", db_path=str(db_path),
+                                         metrics_port=0, reservation_ttl_s=10.0)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="orchestrator", daemon=True)
+        self.running: Any = None
+        self.target = ""
 
-        before = balances()
-        call = client.compose_call("Balances", "transfer_keep_alive", {"dest": bob.ss58_address, "value": 5 * UNIT})
-        receipt = client.submit_extrinsic(client.create_signed_extrinsic(call, alice), wait_for_finalization=True)
-        after = balances()
-        fee, events = receipt.total_fee_amount, [f"{e.value['module_id']}.{e.value['event_id']}"
-                                                 for e in receipt.triggered_events]
-        client.close()
-    table = Table(title=f"transfer of 5 PARA, finalized in {receipt.block_hash[:18]}…")
-    for column in ("account", "before", "after", "change"):
-        table.add_column(column, justify="right")
-    for name in before:
-        table.add_row(name, f"{before[name] / UNIT:,.6f}", f"{after[name] / UNIT:,.6f}",
-                      f"{(after[name] - before[name]) / UNIT:+,.6f}")
-    console.print(table)
-    console.print(f"fee paid by Alice: {fee / UNIT:.6f} PARA; events: {', '.join(events)}")
-    return 0 if receipt.is_success and after["Bob"] - before["Bob"] == 5 * UNIT else 1
+    def __enter__(self) -> OrchestratorThread:
+        from orchestrator.service import start_orchestrator
+
+        self._thread.start()
+        self.running = self.call(start_orchestrator(self.config), 60)
+        self.target = f"127.0.0.1:{self.running.port}"
+        return self
+
+    def call(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __exit__(self, *exc: Any) -> None:
+        from orchestrator.service import stop_orchestrator
+
+        try:
+            if self.running is not None:
+                self.call(stop_orchestrator(self.running, grace=1.0), 15)
+        except Exception as exc:  # noqa: BLE001 - stopping: say it, go on
+            logging.getLogger("paratrain.demo").debug("stopping the orchestrator: %s", exc)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class RayCluster:
+    """A local Ray cluster for this demo only (its session directory in the demo's temporary directory)."""
+
+    def __init__(self, temp_dir: Path, cpus: int = 2) -> None:
+        self.temp_dir, self.cpus, self.own_dir = temp_dir, cpus, False
+        self.marker = f"{os.getpid()}-{uuid.uuid4().hex}"
+
+    def __enter__(self) -> RayCluster:
+        import ray
+
+        # Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/ and a socket path has at most
+        # 107 bytes: with a long $TMPDIR, Ray's session goes to a short directory of its own (removed too)
+        if len(str(self.temp_dir)) > 40:
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="paratrain-ray-", dir="/tmp"))
+            self.own_dir = True
+        os.environ[MARKER_ENV] = self.marker  # inherited by the raylet, its agents and every Ray worker
+        try:
+            ray.init(num_cpus=self.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     _temp_dir=str(self.temp_dir))
+        except BaseException:  # Ctrl-C in the middle of ray.init: what it started goes too
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import ray
+
+        try:
+            ray.shutdown()  # also after a ray.init that did not finish
+        except Exception as exc:  # noqa: BLE001 - the processes are ended below in any case
+            logging.getLogger("paratrain.demo").debug("ray.shutdown: %s", exc)
+        finally:
+            # a Ctrl-C in a terminal reaches Ray's processes too: the raylet may be gone before ray.shutdown()
+            # and leave its agents behind. Every process of this cluster inherited the marker: end the rest.
+            _end_processes_marked(self.marker)
+            os.environ.pop(MARKER_ENV, None)
+            if self.own_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _end_processes_marked(marker: str, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` s, every process (but this one) started with MARKER_ENV=`marker`
+    in its environment (Ray rewrites its processes' command lines, not their environments)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    def matching() -> list[int]:
+        found = []
+        try:
+            names = os.listdir("/proc")
+        except OSError:  # not Linux: ray.shutdown() is all there is
+            return []
+        for name in names:
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                continue
+        return found
+
+    pids = matching()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pids = matching()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class DaemonThread:
+    """A worker or validator daemon's `run()` on a thread; `stop()` asks it to return."""
+
+    def __init__(self, daemon: Any, name: str) -> None:
+        self.daemon, self.exit_code = daemon, None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.exit_code = self.daemon.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the demo
+            self.error = exc
+
+    def start(self) -> DaemonThread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+
+# What the demo saw ---------------------------------------------------------------------------------
+@dataclass
+class Observed:
+    task_id: int = 0
+    claimed_block: int | None = None
+    heartbeats: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)   # {step, epoch, loss, accuracy, val_loss}
+    submitted: dict[str, Any] | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    accepted: dict[str, Any] | None = None
+    failure: str | None = None
+    total_steps: int = 0
+
+
+def _name_of(accounts: dict[str, Any], address: str) -> str:
+    for name, kp in accounts.items():
+        if kp.ss58_address == address:
+            return f"//{name}"
+    return address[:10] + "…"
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    value = str(value)
+    if value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return value
+    return value
+
+
+def _para(planck: int, signed: bool = False) -> str:
+    return f"{planck / UNIT:+,.6f}" if signed else f"{planck / UNIT:,.6f}"
+
+
+def _para4(planck: int) -> str:
+    return f"{planck / UNIT:,.4f}"
+
+
+def _short(h: Any, n: int = 18) -> str:
+    h = _hex(h)
+    return h if len(h) <= n else h[:n] + "…"
+
+
+def _steps_of(epochs: int, dataset_bytes: bytes, spec: Any, world_size: int) -> int:
+    """Total optimizer steps of the run (as workers.engine computes them for `world_size` ranks)."""
+    from workers.datasets import decode_dataset
+    from workers.recipes import get_recipe
+
+    recipe = get_recipe(spec.recipe)
+    hp = recipe.hyperparameters(spec.hyperparameters)
+    prepared = recipe.prepare(decode_dataset(dataset_bytes), hp, spec.validation)
+    per_rank = len(prepared.train_x) // world_size
+    return per_rank // max(1, int(hp["batch_size"]) // world_size) * epochs
+
+
+# The demo ------------------------------------------------------------------------------------------
+class Demo:
+    def __init__(self, options: DemoOptions, console: Console) -> None:
+        from substrateinterface import Keypair
+
+        self.options, self.console = options, console
+        self.started = time.monotonic()
+        self.accounts = {n: Keypair.create_from_uri(f"//{n}") for n in (REQUESTER, TRAINER, *VALIDATORS)}
+        self.roles = {REQUESTER: "requester", TRAINER: "worker", **{v: "validator" for v in VALIDATORS}}
+        self.seen = Observed()
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.chain: Any = None
+        self.tmp: Path | None = None
+        self.worker: DaemonThread | None = None
+        self.validators: dict[str, DaemonThread] = {}
+
+    # Output ----------------------------------------------------------------------------------
+    def say(self, text: str, mark: str = "[green]✓[/green]") -> None:
+        self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim] {mark} {text}", highlight=False)
+
+    # Set-up ----------------------------------------------------------------------------------
+    def run(self, stack: ExitStack) -> int:
+        opts = self.options
+        out_dir = Path(opts.out).expanduser().resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="paratrain-demo-"))
+        if opts.keep:
+            stack.callback(lambda: self.say(f"kept the temporary directory {self.tmp}", "[cyan]i[/cyan]"))
+        else:
+            stack.callback(shutil.rmtree, self.tmp, True)
+
+        # Ray first: its processes are forked before any gRPC thread exists
+        stack.enter_context(RayCluster(self.tmp / "r", cpus=max(2, opts.workers)))
+        stack.callback(self._stop_daemons)  # before Ray goes: the daemons may be inside a Ray call
+        self.say(f"Ray: a local cluster with {max(2, opts.workers)} CPUs")
+
+        devnet = stack.enter_context(DevnetThread(opts.port))
+        self.say(f"devnet (instant seal) at [bold]{devnet.url}[/bold]")
+        from runtime_bindings import Chain
+
+        self.chain = Chain.connect(devnet.url, timeout=30)
+        stack.callback(self.chain.close)
+
+        orch = stack.enter_context(OrchestratorThread(devnet.url, self.tmp / "orchestrator.db"))
+        self.say(f"orchestrator: chain indexer + gRPC worker API at [bold]{orch.target}[/bold]")
+
+        self._register()
+        self.before = self._balances()
+        spec, total = self._post_task()
+        self.seen.total_steps = total
+        self._start_daemons(orch.target)
+        watch = asyncio.run_coroutine_threadsafe(self._watch(orch.target, self.seen.task_id), orch.loop)
+        stack.callback(watch.cancel)
+        self._follow(spec)
+        return self._settle(spec, out_dir)
+
+    def _register(self) -> None:
+        from runtime_bindings.generated import types as t
+
+        caps = t.Capabilities(max(2, self.options.workers), 0, "", 4_096)
+        chain, kp = self.chain, self.accounts
+        chain.workers.register(kp[TRAINER], "Trainer", TRAINER_STAKE, caps)
+        for name in VALIDATORS:
+            chain.workers.register(kp[name], "Validator", VALIDATOR_STAKE, caps)
+        self.say(f"registered on chain: //{TRAINER} as Trainer (stake {TRAINER_STAKE // UNIT:,} {SYMBOL}), "
+                 + ", ".join(f"//{v}" for v in VALIDATORS)
+                 + f" as Validators (stake {VALIDATOR_STAKE // UNIT:,} {SYMBOL} each)")
+
+    def _post_task(self) -> tuple[Any, int]:
+        from runtime_bindings.generated import types as t
+        from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
+        from workers.recipes import get_recipe
+
+        store = ArtifactStore(self.tmp / "alice-store")
+        digest, uri = add_dataset("digits", store)
+        target = get_recipe(RECIPE).expected
+        spec = TaskSpec(recipe=RECIPE, dataset=DatasetRef(digest, uri), evaluation=Evaluation("accuracy", target),
+                        hyperparameters={"epochs": self.options.epochs}, seed=11, checkpoint_every=CHECKPOINT_EVERY,
+                        limits=Limits(timeout_s=300, memory_mb=1024))
+        spec_hash = store.put(spec.canonical_bytes())
+        on_chain = t.TaskSpec(recipe=RECIPE, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
+                              dataset_hash="0x" + digest, eval_metric="accuracy",
+                              eval_target=round(target * 1_000_000), higher_is_better=True,
+                              requirements=t.Requirements(1, 0, 512), parent_model=None)
+        self.validators_from = self.chain.finalized_number()
+        receipt = self.chain.task_bounties.create_task(self.accounts[REQUESTER], on_chain, BOUNTY, 0,
+                                                       self.chain.best_number() + 1_000, len(VALIDATORS), None)
+        self.seen.task_id = next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+        self.posted_block = receipt.block_number
+        total = _steps_of(self.options.epochs, store.get(digest), spec, self.options.workers)
+        self.say(f"//{REQUESTER} posted task [bold]#{self.seen.task_id}[/bold] in block {receipt.block_number}: "
+                 f"{RECIPE} on digits ({self.options.epochs} epochs, {total} steps), target accuracy ≥ {target}, "
+                 f"bounty {BOUNTY // UNIT:,} {SYMBOL}, {len(VALIDATORS)} validators required")
+        return spec, total
+
+    def _start_daemons(self, target: str) -> None:
+        from workers.daemon import DaemonConfig, WorkerDaemon
+        from workers.validator import ValidatorConfig, ValidatorDaemon
+
+        tmp, url = self.tmp, self.chain.url
+        for name in VALIDATORS:
+            config = ValidatorConfig(chain_url=url, key=f"//{name}", store=str(tmp / f"{name.lower()}-store"),
+                                     state_dir=str(tmp / f"{name.lower()}-state"), spot_checks=self.options.spot_checks,
+                                     from_block=self.validators_from, poll_interval_s=0.2)
+            self.validators[name] = DaemonThread(ValidatorDaemon(config, keypair=self.accounts[name]),
+                                                 f"validator-{name}").start()
+        config = DaemonConfig(orchestrator=target, chain_url=url, key=f"//{TRAINER}", store=str(tmp / "bob-store"),
+                              num_workers=self.options.workers, state_dir=str(tmp / "bob-state"), poll_wait_s=1.0,
+                              max_tasks=1, cpus=max(2, self.options.workers), memory_mb=4_096, max_failures=0)
+        self.worker = DaemonThread(WorkerDaemon(config, keypair=self.accounts[TRAINER]), "worker").start()
+        plural = "s" if self.options.workers > 1 else ""
+        self.say(f"worker daemon //{TRAINER} ({self.options.workers} Ray Train worker{plural}) and validator daemons "
+                 + ", ".join(f"//{v}" for v in VALIDATORS) + " running")
+
+    def _stop_daemons(self) -> None:
+        daemons = [d for d in (self.worker, *self.validators.values()) if d is not None]
+        for d in daemons:
+            d.stop()
+        for d in daemons:
+            d.join(3)
+
+    async def _watch(self, target: str, task_id: int) -> None:
+        """WatchTask from the orchestrator into the queue, reconnecting until cancelled."""
+        from orchestrator import errors
+        from orchestrator.client import TaskClient
+
+        async with TaskClient(target, timeout_s=5) as client:
+            while True:
+                try:
+                    async for event in client.watch_task(task_id):
+                        self.events.put(event)
+                except (errors.NotFound, errors.Unavailable):
+                    pass  # not indexed yet / not yet serving
+                except errors.ApiError as exc:
+                    self.events.put(exc)
+                await asyncio.sleep(0.2)
+
+    # Following the task ----------------------------------------------------------------------
+    def _follow(self, spec: Any) -> None:
+        seen, deadline = self.seen, time.monotonic() + self.options.timeout_s
+        columns = (TextColumn("  [bold]training[/bold]"), BarColumn(bar_width=24), TaskProgressColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task_bar = bar.add_task("training", total=seen.total_steps, info="waiting for a worker", visible=False)
+            nudged = 0.0
+            while seen.accepted is None and seen.failure is None:
+                try:
+                    event = self.events.get(timeout=0.25)
+                except queue.Empty:
+                    event = None
+                if isinstance(event, Exception):
+                    raise DemoFailed(f"the orchestrator's WatchTask stream failed: {event}")
+                if event is not None:
+                    self._on_event(event, bar, task_bar)
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"no payout within {self.options.timeout_s:.0f} s "
+                                     f"(last state: {self._where()})")
+                self._check_daemons()
+                # a chain with a challenge period pays when it ends: with instant seal blocks only come with
+                # transactions, so author some (remarks by //Ferdie, no party of the task) while waiting
+                if len([v for v in seen.verdicts if v["accept"]]) >= len(VALIDATORS) and seen.accepted is None \
+                        and time.monotonic() - nudged > 1.0:
+                    nudged = time.monotonic()
+                    self._nudge()
+
+    def _where(self) -> str:
+        s = self.seen
+        if s.submitted is None:
+            return "training" if s.claimed_block else "waiting for the worker's claim"
+        return f"submitted, {len(s.verdicts)} of {len(VALIDATORS)} verdicts"
+
+    def _check_daemons(self) -> None:
+        worker = self.worker
+        if worker is not None and not worker.thread.is_alive() and self.seen.submitted is None:
+            d = worker.daemon
+            why = worker.error or d.status.last_error or next(iter(d.refused.values()), None) or "it stopped"
+            # the submission may be in the queue still: give the stream a moment
+            time.sleep(1.0)
+            if self.seen.submitted is None and self.events.empty():
+                raise DemoFailed(f"the worker daemon exited without submitting a result: {why}")
+        for name, v in self.validators.items():
+            if not v.thread.is_alive() and self.seen.accepted is None and self.events.empty():
+                raise DemoFailed(f"the validator daemon //{name} exited (status {v.exit_code}): "
+                                 f"{v.error or 'see the log above'}")
+
+    def _nudge(self) -> None:
+        from substrateinterface import Keypair
+
+        try:
+            self.chain.system.remark(Keypair.create_from_uri("//Ferdie"), b"paratrain demo: next block")
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            logging.getLogger("paratrain.demo").debug("remark: %s", exc)
+
+    def _on_event(self, event: Any, bar: Progress, task_bar: Any) -> None:
+        seen, kind, d = self.seen, event.kind, event.detail
+        who = lambda key: _name_of(self.accounts, str(d.get(key, "")))  # noqa: E731
+        if kind == "Progress":
+            metrics = dict(d.get("metrics") or {})
+            point = {"step": int(d["step"]), "epoch": int(d["epoch"]), "loss": float(d["loss"]), **metrics}
+            if not seen.curve or point["step"] > seen.curve[-1]["step"]:
+                seen.curve.append(point)
+            accuracy = f" · accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
+            bar.update(task_bar, completed=point["step"], visible=True,
+                       info=f"epoch {point['epoch'] + 1}/{self.options.epochs} · step {point['step']}/"
+                            f"{seen.total_steps} · loss {point['loss']:.4f}{accuracy} · heartbeats {seen.heartbeats}")
+        elif kind == "State":
+            status = d.get("status")
+            if status and status != "Open" and seen.claimed_block is None:
+                self.say(f"task #{seen.task_id} is {status} (by {who('worker')})", "[cyan]i[/cyan]")
+        elif kind == "TaskClaimed":
+            seen.claimed_block = event.block
+            self.say(f"claimed by {who('worker')} in block {event.block} (lease until block {d.get('lease_until')}): "
+                     f"spec and data set verified against their on-chain hashes; training on Ray")
+            bar.update(task_bar, visible=True, info="starting the Ray Train workers")
+        elif kind == "Heartbeat":
+            seen.heartbeats += 1
+        elif kind == "ResultSubmitted":
+            bar.update(task_bar, completed=seen.total_steps)
+            bar.stop_task(task_bar)
+            seen.submitted = {"block": event.block, **d}
+            final = seen.curve[-1] if seen.curve else {}
+            acc = f", accuracy {final['accuracy']:.4f}" if "accuracy" in final else ""
+            self.say(f"result submitted by {who('worker')} in block {event.block}: model "
+                     f"{_short(d.get('model_hash'))}{acc}, signed attestation; verification until block "
+                     f"{d.get('verify_until')}")
+        elif kind == "VerdictSubmitted":
+            verdict = dict(d.get("verdict") or {})
+            record = {"validator": str(d.get("validator")), "accept": bool(verdict.get("accept")),
+                      "measured": int(verdict.get("measured_metric", 0)),
+                      "evidence": _hex(verdict.get("evidence_hash", "")), "block": event.block}
+            seen.verdicts.append(record)
+            self.say(f"verdict by {who('validator')} in block {event.block}: "
+                     + ("[green]ACCEPT[/green]" if record["accept"] else "[red]REJECT[/red]")
+                     + f" (re-measured accuracy {record['measured'] / 1e6:.4f})")
+        elif kind == "TaskAccepted":
+            seen.accepted = {"block": event.block, **d}
+            self.say(f"[bold]accepted[/bold] in block {event.block}: bounty paid, model registered")
+        elif kind in FAILURES:
+            seen.failure = f"{kind} in block {event.block}: {d}"
+            self.say(f"{kind} in block {event.block}", "[red]✗[/red]")
+
+    # The end ---------------------------------------------------------------------------------
+    def _balances(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for name, kp in self.accounts.items():
+            data = self.chain.system.account(kp.ss58_address).data
+            out[name] = (int(data.free), int(data.reserved))
+        return out
+
+    def _chain_events(self, since: int) -> list[tuple[int, Any]]:
+        found = []
+        for number in range(since, self.chain.best_number() + 1):
+            for record in self.chain.events_at(self.chain.block_hash(number)):
+                found.append((number, record.event))
+        return found
+
+    def _settle(self, spec: Any, out_dir: Path) -> int:
+        seen, chain, kp = self.seen, self.chain, self.accounts
+        for d in self.validators.values():
+            d.stop()
+        if seen.failure:
+            raise DemoFailed(f"the task did not pay out: {seen.failure}")
+        after = self._balances()
+        events = self._chain_events(self.posted_block)
+        task_id = seen.task_id
+        accepted = [(n, e) for n, e in events if e.pallet == "TaskBounties" and e.name == "TaskAccepted"
+                    and e.task_id == task_id]
+        if not accepted:
+            raise DemoFailed(f"no TaskAccepted event for task #{task_id} on chain")
+        block, acc = accepted[0]
+        fees: dict[str, int] = {n: 0 for n in kp}
+        for _, e in events:
+            if e.pallet == "TransactionPayment" and e.name == "TransactionFeePaid":
+                for n, k in kp.items():
+                    if e.who == k.ss58_address:
+                        fees[n] += int(e.actual_fee)
+        verdicts = [e for _, e in events if e.pallet == "TaskBounties" and e.name == "VerdictSubmitted"
+                    and e.task_id == task_id]
+        accepting = [e.validator for e in verdicts if e.verdict.accept]
+        worker_reward, validator_reward = int(acc.worker_reward), int(acc.validator_reward)
+        expected = {REQUESTER: -(worker_reward + validator_reward * len(accepting)),
+                    TRAINER: worker_reward if acc.worker == kp[TRAINER].ss58_address else 0}
+        for name in VALIDATORS:
+            expected[name] = validator_reward if kp[name].ss58_address in accepting else 0
+
+        # Verdicts
+        metric_claimed = None
+        result = chain.task_bounties.results(task_id)
+        if result is not None:
+            metric_claimed = {_text(k): v for k, v in result.attestation.metrics}.get("accuracy")
+        table = Table(title=f"verdicts on task #{task_id} (quorum {len(VALIDATORS)})", title_justify="left")
+        for column in ("validator", "verdict", "measured accuracy", "claimed", "spot-checked segments", "evidence",
+                       "block"):
+            table.add_column(column)
+        votes = {n: {v["task_id"]: v for v in d.daemon.verdicts} for n, d in self.validators.items()}
+        for e in verdicts:
+            name = _name_of(kp, e.validator)
+            local = votes.get(name.lstrip("/"), {}).get(task_id, {})
+            table.add_row(name, "[green]ACCEPT[/green]" if e.verdict.accept else "[red]REJECT[/red]",
+                          f"{e.verdict.measured_metric / 1e6:.4f}",
+                          f"{metric_claimed / 1e6:.4f}" if metric_claimed is not None else "?",
+                          ", ".join(str(s) for s in local.get("segments", [])) or "-",
+                          _short(e.verdict.evidence_hash), str(next(n for n, x in events if x is e)))
+        self.console.print(table)
+
+        # Payout
+        table = Table(title=f"payout in block {block} (bounty {_para(BOUNTY)} {SYMBOL})", title_justify="left")
+        for column in ("to", "role", f"amount ({SYMBOL})"):
+            table.add_column(column, justify="left" if column != f"amount ({SYMBOL})" else "right")
+        table.add_row(_name_of(kp, acc.worker), "worker reward", _para(worker_reward))
+        for v in accepting:
+            table.add_row(_name_of(kp, v), "validator reward", _para(validator_reward))
+        table.add_row("", "total", _para(worker_reward + validator_reward * len(accepting)))
+        self.console.print(table)
+
+        # The model record
+        record = chain.models.models(_hex(acc.model_hash))
+        if record is None:
+            raise DemoFailed(f"the model {_hex(acc.model_hash)} is not registered on chain")
+        table = Table(title=f"on-chain model record Models.Models({_short(acc.model_hash, 20)})", title_justify="left",
+                      show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        table.add_row("model_hash", _hex(acc.model_hash))
+        table.add_row("owner", f"{_name_of(kp, record.owner)} ({record.owner})")
+        table.add_row("trainer", f"{_name_of(kp, record.trainer)} ({record.trainer})")
+        table.add_row("task_id", str(record.task_id))
+        table.add_row("recipe", _text(record.recipe))
+        table.add_row("dataset_hash", _hex(record.dataset_hash))
+        table.add_row("metrics", ", ".join(f"{_text(k)}={v / 1e6:.4f}" for k, v in record.metrics))
+        table.add_row("artifact_uri", _text(record.artifact_uri))
+        table.add_row("attestation_hash", _hex(record.attestation_hash))
+        table.add_row("parent", "none" if record.parent is None else _hex(record.parent))
+        table.add_row("block", str(record.block))
+        self.console.print(table)
+
+        # Balances
+        table = Table(title=f"balances ({SYMBOL}, free + reserved) before the task was posted and after the payout",
+                      title_justify="left")
+        for column in ("account", "role", "free before", "reserved before", "free after", "reserved after",
+                       "change", "fees paid", "change = payout − fees"):
+            table.add_column(column, justify="left" if column in ("account", "role") else "right")
+        ok: dict[str, bool] = {}
+        for name in kp:
+            (f0, r0), (f1, r1) = self.before[name], after[name]
+            change = (f1 + r1) - (f0 + r0)
+            ok[name] = change == expected[name] - fees[name]
+            table.add_row(f"//{name}", self.roles[name], _para4(f0), _para4(r0), _para4(f1), _para4(r1),
+                          _para(change, True), _para(fees[name]),
+                          "[green]✓[/green]" if ok[name] else "[red]✗[/red]")
+        self.console.print(table)
+
+        # The curve
+        png = out_dir / CURVE_FILE
+        self._plot(png, spec)
+        self.say(f"training curve ({len(seen.curve)} points: loss and validation accuracy by step) written to "
+                 f"[bold]{png}[/bold]")
+        paid = acc.worker == kp[TRAINER].ss58_address and worker_reward > 0 and ok[TRAINER]
+        if not paid:
+            raise DemoFailed(f"the worker's balance does not show the payout of {_para(worker_reward)} {SYMBOL}")
+        if not all(ok.values()):
+            bad = ", ".join(f"//{n}" for n, good in ok.items() if not good)
+            raise DemoFailed(f"balances do not add up for {bad}")
+        self.say(f"[bold green]the bounty reached the worker:[/bold green] //{TRAINER} +{_para(worker_reward)} "
+                 f"{SYMBOL} (TaskAccepted in block {block}), in {time.monotonic() - self.started:.1f} s")
+        return EXIT_OK
+
+    def _plot(self, png: Path, spec: Any) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        curve = self.seen.curve
+        steps = [p["step"] for p in curve]
+        fig, loss_ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+        loss_ax.plot(steps, [p["loss"] for p in curve], color="tab:blue", marker=".", label="training loss")
+        if any("val_loss" in p for p in curve):
+            val = [p for p in curve if "val_loss" in p]
+            loss_ax.plot([p["step"] for p in val], [p["val_loss"] for p in val], color="tab:cyan", linestyle="--",
+                         label="validation loss")
+        loss_ax.set_xlabel("optimizer step")
+        loss_ax.set_ylabel("loss")
+        acc_ax = loss_ax.twinx()
+        acc_ax.plot([p["step"] for p in curve if "accuracy" in p], [p["accuracy"] for p in curve if "accuracy" in p],
+                    color="tab:orange", marker=".", label="validation accuracy")
+        acc_ax.axhline(spec.evaluation.target, color="tab:red", linestyle=":", label=f"target {spec.evaluation.target}")
+        acc_ax.set_ylabel("accuracy")
+        acc_ax.set_ylim(0, 1.0)
+        handles = loss_ax.get_legend_handles_labels()[0] + acc_ax.get_legend_handles_labels()[0]
+        fig.legend(handles=handles, loc="center right", bbox_to_anchor=(0.88, 0.5))
+        loss_ax.set_title(f"paratrain demo: task #{self.seen.task_id}, {spec.recipe} on digits, "
+                          f"{self.options.workers} Ray Train worker{'s' if self.options.workers > 1 else ''}")
+        fig.tight_layout()
+        fig.savefig(png)
+        plt.close(fig)
+
+
+def run_demo(port: int = 0, *, epochs: int = DEFAULT_EPOCHS, out: str = ".", keep: bool = False,
+             options: DemoOptions | None = None, console: Console | None = None,
+             exit_process: bool = True) -> int:
+    """Run the demo; the exit status (0: the bounty reached the worker).
+
+    Interrupted (Ctrl-C, SIGTERM), it stops everything it started (status 130). With `exit_process` (the
+    command line), once everything is stopped and the output flushed, the process ends with the status at
+    once: threads of the libraries torn down under it (Ray, gRPC) get no say in the interpreter's shutdown,
+    which otherwise lingers for seconds or, after an interrupted ray.init, can crash."""
+    options = options or DemoOptions(port=port, epochs=epochs, out=out, keep=keep)
+    console = console or (Console() if sys.stdout.isatty() else Console(width=120))
+    demo = Demo(options, console)
+    previous = _interrupt_on_sigterm()
+    quiet = _quiet_libraries()
+    code = EXIT_FAILED
+    stack = ExitStack()
+    try:
+        with stack:
+            try:
+                code = demo.run(stack)
+            except DemoFailed as exc:
+                demo.say(f"[red]the demo failed:[/red] {exc}", "[red]✗[/red]")
+                code = EXIT_FAILED
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+                _ignore_interrupts()
+                logging.disable(logging.CRITICAL)  # the daemons' complaints while they are torn down
+                demo.say("interrupted: stopping the worker, validators, Ray, the orchestrator and devnet",
+                         "[yellow]![/yellow]")
+            except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+                logging.getLogger("paratrain.demo").debug("demo failed", exc_info=True)
+                demo.say(f"[red]the demo failed:[/red] {type(exc).__name__}: {exc}", "[red]✗[/red]")
+                code = EXIT_FAILED
+            finally:
+                _ignore_interrupts()  # the clean-up runs to its end
+    finally:
+        logging.disable(logging.NOTSET)
+        quiet()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    demo.say("everything stopped" + ("" if options.keep else "; temporary files removed"), "[dim]·[/dim]")
+    if exit_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _interrupt_on_sigterm() -> Any:
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _ignore_interrupts() -> None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:
+        pass
+
+
+def _quiet_libraries() -> Callable[[], None]:
+    """Ray's and Ray Train's chatter would break the live display: warnings and up only, put back after."""
+    saved = {}
+    for name in ("ray", "ray.train", "ray.tune", "ray.data", "websocket", "substrateinterface", "grpc", "urllib3",
+                 "fsspec", "filelock", "matplotlib"):
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(logging.ERROR)
+    # Ray Train's controller polls its workers every 2 s by default, and each checkpoint report waits for a poll:
+    # a short task would spend most of its time waiting. The Ray processes inherit this environment.
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
+           "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR")}
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+
+    def restore() -> None:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return restore
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paratrain demo", description="the whole market in one command")
+    add_demo_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_demo(options=options_from_args(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -269,6 +269,24 @@ class WorkerDaemon:
         self.events.append((what, detail))
 
     # Main loop --------------------------------------------------------------------------------
+    def _with_chain_retries(self, action: Callable[[], None], then: Callable[[], None] | None = None,
+                            attempts: int = 3) -> None:
+        """Run `action`; a chain error is retried after a pause (the chain holds the claim, so work resumes
+        from it: `then`), and only the last failure ends the daemon."""
+        from runtime_bindings import BindingsError
+
+        for attempt in range(1, attempts + 1):
+            try:
+                action()
+                return
+            except BindingsError as exc:
+                if attempt == attempts or self.stopping:
+                    raise
+                log.warning("chain error (%s); retrying from the chain's state in 2 s", exc)
+                self._stop.wait(2.0)
+                if then is not None:
+                    action = then
+
     def run(self) -> int:
         """Run until stopped (or max_tasks results); the exit status."""
         from orchestrator import errors
@@ -283,7 +301,7 @@ class WorkerDaemon:
                     ensure_ray(address, log_to_driver=False)
                 else:
                     ensure_ray()
-            self._resume_claims()
+            self._with_chain_retries(self._resume_claims)
             while not self.stopping and not self._done():
                 self._set(state="idle", task_id=None)
                 try:
@@ -303,7 +321,8 @@ class WorkerDaemon:
                     continue
                 log.info("task %d assigned: recipe %s, bounty %d, deadline block %d", task.task_id, task.recipe,
                          task.bounty, task.deadline)
-                self._work(task.task_id, claimed=False)
+                self._with_chain_retries(lambda: self._work(task.task_id, claimed=False),
+                                         then=self._resume_claims)
             return EXIT_OK
         except DaemonError as exc:
             log.error("%s", exc)

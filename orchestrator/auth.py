@@ -37,6 +37,7 @@ from scalecodec.utils.ss58 import ss58_decode, ss58_encode
 
 from devnet.crypto import verify_signature
 from orchestrator.errors import ResourceExhausted, Unauthenticated
+from runtime_bindings.scale import encode_compact
 
 DOMAIN = b"paratrain/grpc/v1"
 HEADER_ACCOUNT = "x-paratrain-account"
@@ -56,20 +57,9 @@ def blake2_256(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
-def scale_compact(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n << 2])
-    if n < 1 << 14:
-        return ((n << 2) | 1).to_bytes(2, "little")
-    if n < 1 << 30:
-        return ((n << 2) | 2).to_bytes(4, "little")
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "little")
-    return bytes([((len(raw) - 4) << 2) | 3]) + raw
-
-
 def scale_str(text: str) -> bytes:
     data = text.encode("utf-8")
-    return scale_compact(len(data)) + data
+    return encode_compact(len(data)) + data
 
 
 def body_hash(body: bytes) -> bytes:
@@ -228,6 +218,10 @@ class Verifier:
         self.clock = clock
         self.replay = replay if replay is not None else ReplayCache(window_s=skew_s, clock=clock)
         self.ss58_format = ss58_format
+        # SS58 text -> (public key, canonical SS58): filled only after a signature by that key verified,
+        # so forged calls cannot grow it; bounded (emptied when full).
+        self._accounts: dict[str, tuple[bytes, str]] = {}
+        self.max_cached_accounts = 100_000
 
     def authenticate(self, metadata, method: str, body: bytes) -> Caller:
         caller = self.check_signature(metadata, method, body)
@@ -239,12 +233,17 @@ class Verifier:
         ts_text = _get(metadata, HEADER_TIMESTAMP)
         nonce_hex = _get(metadata, HEADER_NONCE)
         sig_hex = _get(metadata, HEADER_SIGNATURE)
-        try:
-            public = bytes.fromhex(ss58_decode(account))
-        except Exception:
-            raise Unauthenticated("x-paratrain-account is not an SS58 address") from None
-        if len(public) != 32:
-            raise Unauthenticated("x-paratrain-account is not a 32-byte account")
+        known = self._accounts.get(account)
+        if known is not None:
+            public, canonical = known
+        else:
+            try:
+                public = bytes.fromhex(ss58_decode(account))
+            except Exception:
+                raise Unauthenticated("x-paratrain-account is not an SS58 address") from None
+            if len(public) != 32:
+                raise Unauthenticated("x-paratrain-account is not a 32-byte account")
+            canonical = None
         if not (ts_text.isascii() and ts_text.isdigit()) or len(ts_text) > 19:
             raise Unauthenticated("malformed x-paratrain-timestamp")
         ts = int(ts_text)
@@ -264,8 +263,12 @@ class Verifier:
             raise Unauthenticated("timestamp outside the accepted window (check the clock)")
         if not verify_signature(_SCHEMES[sig[0]], sig[1:], signing_payload(method, body, ts, nonce), public):
             raise Unauthenticated("bad signature")
-        return Caller(account=ss58_encode(public, ss58_format=self.ss58_format), public_key=public,
-                      timestamp_ms=ts, nonce=nonce)
+        if canonical is None:
+            canonical = ss58_encode(public, ss58_format=self.ss58_format)
+            if len(self._accounts) >= self.max_cached_accounts:
+                self._accounts.clear()
+            self._accounts[account] = (public, canonical)
+        return Caller(account=canonical, public_key=public, timestamp_ms=ts, nonce=nonce)
 
     def check_replay(self, caller: Caller) -> None:
         if not self.replay.check_and_add(caller.public_key, caller.nonce, caller.timestamp_ms):

@@ -173,9 +173,17 @@ class WorkerClient:
             raise api_error(exc) from exc
         return ProgressSummary(updates=resp.updates, heartbeats=resp.heartbeats)
 
+    async def heartbeat(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:
+        """One update (and optional worker-signed heartbeat extrinsic) as a unary Heartbeat call, signed
+        over its own bytes. Returns whether an extrinsic was accepted for relay."""
+        resp = await self._unary("Heartbeat", serde.heartbeat_request(update, heartbeat_extrinsic),
+                                 worker_pb2.HeartbeatResponse)
+        return resp.heartbeat_relayed
+
     async def report_progress(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> ProgressSummary:
-        """One update on its own stream (a convenience over stream_progress)."""
-        return await self.stream_progress([(update, heartbeat_extrinsic)])
+        """One update: a unary Heartbeat call (cheaper than a stream per update)."""
+        relayed = await self.heartbeat(update, heartbeat_extrinsic)
+        return ProgressSummary(updates=1, heartbeats=int(relayed))
 
     async def get_task_spec(self, task_id: int) -> TaskView:
         resp = await self._unary("GetTaskSpec", worker_pb2.GetTaskSpecRequest(task_id=task_id),

@@ -109,7 +109,7 @@ class Handlers:
                  pubsub: PubSub | None = None, clock: Callable[[], float] = time.monotonic,
                  constants: ChainConstants = ChainConstants(), *, decoder: ExtrinsicDecoder | None = None,
                  reservation_ttl: float = DEFAULT_RESERVATION_TTL, max_wait_s: float = 60.0,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, progress_flush_s: float = 1.0) -> None:
         self.index, self.relay, self.clock, self.constants = index, relay, clock, constants
         self.policy = policy or FairnessPolicy()
         self.pubsub = pubsub or PubSub()
@@ -122,6 +122,8 @@ class Handlers:
         self._waiters: list[Waiter] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self.progress_flush_s = progress_flush_s
         self._lock = threading.Lock()
 
     # Loop affinity ----------------------------------------------------------------------------
@@ -343,10 +345,36 @@ class Handlers:
             step = int((decoded.args.get("progress") or {}).get("step", update.step))
             await self.relay.heartbeat(update.task_id, bytes(heartbeat_extrinsic), step)
         update = replace(update, worker=account)
-        await asyncio.to_thread(self.index.record_progress, update)
+        self.index.record_progress(update)  # memory only: written in batches (see _schedule_progress_flush)
+        self._schedule_progress_flush()
+        has_subscribers = getattr(self.pubsub, "has_subscribers", None)
+        if has_subscribers is not None and not has_subscribers(update.task_id):
+            return  # nobody watches this task: skip building the event
         self.pubsub.publish(TaskEvent(update.task_id, "Progress", 0, {
             "worker": account, "step": update.step, "epoch": update.epoch, "loss": update.loss,
             "metrics": dict(update.metrics), "checkpoint_root": "0x" + bytes(update.checkpoint_root).hex()}))
+
+    def _schedule_progress_flush(self) -> None:
+        """Write recorded progress to the index about once a second (the indexer also flushes before each block)."""
+        if self._flush_timer is not None:
+            return
+        self._ensure_loop()
+        loop = self._loop
+        assert loop is not None
+
+        def write() -> None:
+            try:
+                self.index.flush_progress()
+            except Exception:  # noqa: BLE001 - kept in memory and retried with the next flush
+                log.warning("handlers: progress flush failed; retrying", exc_info=True)
+
+        def flush() -> None:  # on the loop
+            self._flush_timer = None
+            try:
+                loop.run_in_executor(None, write)
+            except RuntimeError:  # the loop or its executor is closing (close() flushes)
+                pass
+        self._flush_timer = loop.call_later(self.progress_flush_s, flush)
 
     async def report_result(self, account: str, task_id: int, extrinsic_hash: str) -> None:
         task = self._task(task_id)
@@ -404,6 +432,13 @@ class Handlers:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        try:
+            self.index.flush_progress()
+        except Exception:  # noqa: BLE001 - the index may be closed already
+            log.debug("handlers: final progress flush failed", exc_info=True)
         for waiter in self._waiters:
             if not waiter.data.done():  # type: ignore[union-attr]
                 waiter.data.cancel()  # type: ignore[union-attr]

@@ -16,11 +16,19 @@ What `apply_block` takes, in block order:
 Open tasks are also kept in memory (`OpenTasks`: buckets per (requirements, min_stake), each sorted by
 id), loaded at start and updated after each commit, so the scheduler finds a worker's candidates in
 id order without scanning 100,000 rows: `open_tasks_for(capabilities, stake)`.
+
+Hot-path reads (`task`, `worker`: every authenticated call asks them) are cached in memory; the caches
+are dropped whenever this instance commits a block or rebuilds (the only writers of those rows), with a
+generation check so that a read racing a commit never caches the older row. Live progress (off chain,
+a heartbeat every few seconds per task) is kept in memory, latest per task, and written in batches
+(`flush_progress`: by the handlers about once a second, before every block, and on close); `progress`
+answers from memory first, so readers never see an older update than the last one recorded.
 """
 from __future__ import annotations
 
 import heapq
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -197,6 +205,10 @@ class OpenTasks:
 
 # The index --------------------------------------------------------------------------------------
 
+log = logging.getLogger(__name__)
+_CACHE_MAX = 100_000  # entries per read cache (a full cache is emptied, not grown)
+
+
 class Index:
     """SQLite index of the chain (see the module doc). One instance per process; thread-safe."""
 
@@ -212,6 +224,12 @@ class Index:
             self._keepalive.executescript(_SCHEMA)
             self._keepalive.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self.open_tasks = OpenTasks()
+        self._cache_lock = threading.Lock()
+        self._generation = 0  # bumped (under _cache_lock) after every commit of chain-derived rows
+        self._task_cache: dict[int, TaskView | None] = {}
+        self._worker_cache: dict[str, WorkerView | None] = {}
+        self._progress_lock = threading.Lock()
+        self._pending_progress: dict[int, ProgressUpdate] = {}
         self._last_block = self._read_last_block()
         self._load_open_tasks()
 
@@ -232,6 +250,10 @@ class Index:
         return conn
 
     def close(self) -> None:
+        try:
+            self.flush_progress()
+        except sqlite3.Error:  # closing anyway; live progress is advisory (the chain has the heartbeats)
+            pass
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -261,6 +283,10 @@ class Index:
                 return False
             if number != last + 1:
                 raise IndexGap(f"block {number} offered after {last}: blocks {last + 1}..{number - 1} are missing")
+            try:  # recorded progress goes in before the block (which may reopen its task and clear it)
+                self.flush_progress()
+            except sqlite3.Error:  # kept in memory for the next flush; the block must not wait on it
+                log.warning("index: progress flush failed; retrying later", exc_info=True)
             conn = self._keepalive
             touched: set[int] = set()
             conn.execute("BEGIN IMMEDIATE")
@@ -274,13 +300,30 @@ class Index:
                 conn.execute("ROLLBACK")
                 raise
             self._last_block = BlockRef(number, block_hash)
+            self._invalidate()
             for task_id in touched:  # memory follows the committed rows only
                 task = self._task(conn, task_id)
                 if task is None or task.status is not TaskStatus.OPEN:
                     self.open_tasks.discard(task_id)
                 else:
                     self.open_tasks.put(task)
+                if task is None or task.status not in HELD:  # progress recorded meanwhile is moot
+                    with self._progress_lock:
+                        self._pending_progress.pop(task_id, None)
             return True
+
+    def _invalidate(self) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            self._task_cache.clear()
+            self._worker_cache.clear()
+
+    def _cache_put(self, cache: dict, key: Any, value: Any, generation: int) -> None:
+        with self._cache_lock:
+            if generation == self._generation:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[key] = value
 
     def rebuild(self) -> None:
         """Forget everything: the next block to apply is block 1 (the indexer then re-reads the chain)."""
@@ -296,6 +339,9 @@ class Index:
                 conn.execute("ROLLBACK")
                 raise
             self._last_block = BlockRef(0, "")
+            self._invalidate()
+            with self._progress_lock:
+                self._pending_progress.clear()
             self.open_tasks.clear()
 
     # Event application (inside the block's transaction) ----------------------------------------
@@ -402,13 +448,38 @@ class Index:
 
     # Live progress (off chain) --------------------------------------------------------------
     def record_progress(self, update: ProgressUpdate) -> None:
+        """Remember the latest update of a task (in memory; written by the next `flush_progress`)."""
+        with self._progress_lock:
+            self._pending_progress[update.task_id] = update
+
+    def flush_progress(self) -> int:
+        """Write the progress recorded since the last flush in one transaction; returns the rows written."""
         with self._write_lock:
-            self._keepalive.execute(
-                "INSERT OR REPLACE INTO progress VALUES (?,?,?,?,?,?,?)",
-                (update.task_id, update.worker, update.step, update.epoch, float(update.loss),
-                 json.dumps(update.metrics, sort_keys=True), update.checkpoint_root))
+            with self._progress_lock:
+                if not self._pending_progress:
+                    return 0
+                pending, self._pending_progress = self._pending_progress, {}
+            rows = [(u.task_id, u.worker, u.step, u.epoch, float(u.loss), json.dumps(u.metrics, sort_keys=True),
+                     u.checkpoint_root) for u in pending.values()]
+            conn = self._keepalive
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO progress VALUES (?,?,?,?,?,?,?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                with self._progress_lock:  # keep them for the next flush unless newer ones came meanwhile
+                    for task_id, update in pending.items():
+                        self._pending_progress.setdefault(task_id, update)
+                raise
+            return len(rows)
 
     def progress(self, task_id: int) -> ProgressUpdate | None:
+        with self._progress_lock:
+            pending = self._pending_progress.get(task_id)
+        if pending is not None:
+            return pending
         row = self._conn().execute("SELECT * FROM progress WHERE task_id = ?", (task_id,)).fetchone()
         if row is None:
             return None
@@ -416,7 +487,14 @@ class Index:
 
     # Queries ----------------------------------------------------------------------------------
     def task(self, task_id: int) -> TaskView | None:
-        return self._task(self._conn(), task_id)
+        generation = self._generation
+        try:
+            return self._task_cache[task_id]
+        except KeyError:
+            pass
+        task = self._task(self._conn(), task_id)
+        self._cache_put(self._task_cache, task_id, task, generation)
+        return task
 
     @staticmethod
     def _task(conn: sqlite3.Connection, task_id: int) -> TaskView | None:
@@ -445,12 +523,19 @@ class Index:
         return self.open_tasks.for_worker(capabilities, stake)
 
     def worker(self, account: str) -> WorkerView | None:
+        generation = self._generation
+        try:
+            return self._worker_cache[account]
+        except KeyError:
+            pass
         conn = self._conn()
         row = conn.execute("SELECT * FROM workers WHERE account = ?", (account,)).fetchone()
-        if row is None:
-            return None
-        claims = conn.execute("SELECT COUNT(*) FROM claims WHERE worker = ?", (account,)).fetchone()[0]
-        return _worker_from_row(row, claims)
+        worker = None
+        if row is not None:
+            claims = conn.execute("SELECT COUNT(*) FROM claims WHERE worker = ?", (account,)).fetchone()[0]
+            worker = _worker_from_row(row, claims)
+        self._cache_put(self._worker_cache, account, worker, generation)
+        return worker
 
     def workers(self) -> list[WorkerView]:
         conn = self._conn()

@@ -30,6 +30,7 @@ from runtime_bindings import BindingsError, Chain, ConnectionLost
 
 log = logging.getLogger(__name__)
 BlockCallback = Callable[[int, str, Sequence[Any]], None]
+INDEXED_PALLETS = ("TaskBounties", "Workers", "Models")  # the pallets whose events the index follows
 
 
 # Pub/sub ----------------------------------------------------------------------------------------
@@ -122,6 +123,11 @@ class PubSub:
             except RuntimeError:  # its loop is closed
                 self.unsubscribe(sub)
 
+    def has_subscribers(self, task_id: int) -> bool:
+        """Whether an event about `task_id` would reach anyone (lets publishers skip building it)."""
+        subs = self._subs  # read without the lock: a subscriber joining meanwhile gets the next event
+        return bool(subs.get(task_id) or subs.get(None))
+
     def subscriber_count(self) -> int:
         with self._lock:
             return sum(len(s) for s in self._subs.values())
@@ -153,8 +159,10 @@ class Indexer:
 
     def __init__(self, chain_url: str, index: Index, pubsub: PubSub | None = None, *, timeout: float = 10.0,
                  poll_interval: float = 0.1, reconnect_timeout: float = 10.0, retry_pause: float = 0.5,
-                 rebuild_on_mismatch: bool = True) -> None:
+                 rebuild_on_mismatch: bool = True, batch: int = 256) -> None:
         self.chain_url, self.index = chain_url, index
+        self.batch = batch
+        self._range_reads = True
         self.pubsub = pubsub or PubSub()
         self.timeout, self.poll_interval = timeout, poll_interval
         self.reconnect_timeout, self.retry_pause = reconnect_timeout, retry_pause
@@ -257,14 +265,14 @@ class Indexer:
             if target <= self.height:
                 self._stop.wait(self.poll_interval)
                 continue
-            self._stream = chain.events.finalized(from_block=self.height + 1, to_block=target,
-                                                  poll_interval=self.poll_interval,
-                                                  reconnect_timeout=self.reconnect_timeout, own_connection=False)
+            self._stream = self._blocks(chain, target)
             try:
-                for block in self._stream:
-                    self.apply(chain, block.number, block.hash, block.records)
-                    if self._stop.is_set():
-                        return
+                for blocks in self._stream.batches():
+                    tasks = self._prefetch_tasks(chain, blocks)
+                    for block in blocks:
+                        self.apply(chain, block.number, block.hash, block.records, tasks)
+                        if self._stop.is_set():
+                            return
             finally:
                 self._stream = None
 
@@ -277,12 +285,17 @@ class Indexer:
         target = chain.finalized_number() if to_block is None else to_block
         self.chain_height = max(self.chain_height, target)
         if target > self.height:
-            stream = chain.events.finalized(from_block=self.height + 1, to_block=target,
-                                            poll_interval=self.poll_interval, reconnect_timeout=self.reconnect_timeout,
-                                            own_connection=False)
-            for block in stream:
-                self.apply(chain, block.number, block.hash, block.records)
+            for blocks in self._blocks(chain, target).batches():
+                tasks = self._prefetch_tasks(chain, blocks)
+                for block in blocks:
+                    self.apply(chain, block.number, block.hash, block.records, tasks)
         return self.height
+
+    def _blocks(self, chain: Chain, target: int) -> Any:
+        """The finalized blocks after the index's last up to `target`, in order: fetched in batches with only
+        the indexed pallets' events decoded (other events change nothing here)."""
+        return chain.events.catch_up(self.height + 1, target, pallets=INDEXED_PALLETS, batch=self.batch,
+                                     reconnect_timeout=self.reconnect_timeout)
 
     def _check_fork(self, chain: Chain) -> None:
         last = self.index.last_block
@@ -299,8 +312,59 @@ class Indexer:
         log.warning("%s; rebuilding it from block 1", message)
         self.index.rebuild()
 
-    def apply(self, chain: Chain, number: int, block_hash: str, records: Sequence[Any]) -> bool:
-        """Enrich one block's events with storage records read at that block, apply it, then notify."""
+    def _prefetch_tasks(self, chain: Chain, blocks: Sequence[Any]) -> dict[tuple[int, int], Any]:
+        """The TaskBounties.Tasks records of the tasks created in `blocks`, each as stored at its creation
+        block, keyed by (block number, task id): one `state_queryStorage` over the batch instead of a
+        storage read per task. Empty (apply() then reads each) when the node refuses the range query."""
+        wanted = [(b.number, r.event.task_id) for b in blocks for r in b.records
+                  if r.event.pallet == "TaskBounties" and r.event.name == "TaskCreated"]
+        if not wanted or not self._range_reads:
+            return {}
+        from scalecodec.base import ScaleBytes
+
+        numbers = {b.hash: b.number for b in blocks}
+        try:
+            # the runtime of this batch is loaded already: its events were split and decoded with it
+            with chain.lock:
+                si = chain.substrate
+                keys = _task_keys(si, [tid for _, tid in wanted])
+                value_type = si.metadata.get_metadata_pallet("TaskBounties").get_storage_function("Tasks") \
+                    .get_value_type_string()
+                config, metadata = si.runtime_config, si.metadata
+            history: dict[str, list[tuple[int, str | None]]] = {}
+            key_list = sorted(set(keys.values()))
+            for i in range(0, len(key_list), 1000):
+                for entry in chain.rpc("state_queryStorage", [key_list[i:i + 1000], blocks[0].hash, blocks[-1].hash]):
+                    number = numbers.get(entry["block"])
+                    if number is None:
+                        raise BindingsError("state_queryStorage answered a block outside the range")
+                    for key, value in entry.get("changes") or []:
+                        history.setdefault(key, []).append((number, value))
+            decode = chain.pallet("TaskBounties").tasks._decode  # the generated record class
+            out: dict[tuple[int, int], Any] = {}
+            for number, tid in wanted:
+                value = None
+                for at, v in history.get(keys[tid], ()):
+                    if at <= number:
+                        value = v
+                if value is None:
+                    continue  # apply() reads it (and fails loudly if it is really absent)
+                with chain.lock:
+                    obj = config.create_scale_object(value_type, data=ScaleBytes(value), metadata=metadata)
+                    obj.decode(check_remaining=True)
+                out[(number, tid)] = decode(obj.value)
+            return out
+        except ConnectionLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a node without the (unsafe) range query
+            log.info("indexer: batched task reads unavailable (%s); reading tasks one by one", exc)
+            self._range_reads = False
+            return {}
+
+    def apply(self, chain: Chain, number: int, block_hash: str, records: Sequence[Any],
+              tasks: dict[tuple[int, int], Any] | None = None) -> bool:
+        """Enrich one block's events with storage records read at that block, apply it, then notify.
+        `tasks` may hold created tasks' records already read at this block, keyed (number, task id)."""
         if number <= self.height:
             return False
         events = [r.event for r in records]
@@ -308,14 +372,16 @@ class Indexer:
         for event in events:
             pallet, name = event.pallet, event.name
             if pallet == "TaskBounties" and name == "TaskCreated":
-                task = chain.task_bounties.tasks(event.task_id, at=block_hash)
+                task = (tasks or {}).get((number, event.task_id))
+                if task is None:
+                    task = chain.task_bounties.tasks(event.task_id, at=block_hash)
                 if task is None:
                     raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
                 changes.append(TaskRecord(task_view_from_chain(event.task_id, task)))
             elif pallet == "Workers" and name == "WorkerRegistered":
                 info = chain.workers.workers(event.who, at=block_hash)
                 changes.append(WorkerRecord(event.who, None if info is None else worker_view_from_chain(event.who, info)))
-            if pallet in ("TaskBounties", "Workers", "Models"):
+            if pallet in INDEXED_PALLETS:
                 changes.append(event)
         try:
             applied = self.index.apply_block(number, block_hash, changes)
@@ -335,6 +401,29 @@ class Indexer:
             except Exception:  # noqa: BLE001 - a listener's bug must not stop indexing
                 log.exception("indexer: block callback failed")
         return True
+
+
+def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:
+    """Storage keys of TaskBounties.Tasks entries: the map's prefix and hasher taken from the first key
+    substrate-interface builds, the rest computed directly (SCALE u64 key), checked against it."""
+    from devnet.crypto import HASHERS
+
+    def make(tid: int) -> str:
+        return "0x" + si.create_storage_key("TaskBounties", "Tasks", [tid]).to_hex().removeprefix("0x")
+
+    ids = list(dict.fromkeys(task_ids))
+    first = make(ids[0])
+    hashers = si.metadata.get_metadata_pallet("TaskBounties").get_storage_function("Tasks").get_param_hashers()
+    hasher = HASHERS.get(hashers[0]) if hashers and len(hashers) == 1 else None
+    if hasher is None:
+        return {tid: make(tid) for tid in ids}
+    prefix = bytes.fromhex(first[2:])[:32]
+
+    def fast(tid: int) -> str:
+        return "0x" + (prefix + hasher(tid.to_bytes(8, "little"))).hex()
+    if fast(ids[0]) != first:
+        return {tid: make(tid) for tid in ids}
+    return {tid: fast(tid) for tid in ids}
 
 
 class IndexMismatch(Exception):

@@ -273,7 +273,16 @@ def stream_progress_request(update: ProgressUpdate, heartbeat_extrinsic: bytes |
     return msg
 
 
-def stream_progress_from_proto(msg: worker_pb2.StreamProgressRequest, account: str) -> tuple[ProgressUpdate, bytes | None]:
+def heartbeat_request(update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> worker_pb2.HeartbeatRequest:
+    msg = worker_pb2.HeartbeatRequest(update=progress_to_proto(update))
+    if heartbeat_extrinsic is not None:
+        msg.heartbeat_extrinsic = heartbeat_extrinsic
+    return msg
+
+
+def stream_progress_from_proto(msg: worker_pb2.StreamProgressRequest | worker_pb2.HeartbeatRequest,
+                               account: str) -> tuple[ProgressUpdate, bytes | None]:
+    """(update, heartbeat extrinsic | None) of a StreamProgressRequest or a HeartbeatRequest (same fields)."""
     _check(msg.HasField("update"), "update is required")
     update = progress_from_proto(msg.update, account)
     extrinsic = None

@@ -162,6 +162,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: Verifier, limiter: RateLimiter | None,
                  registered: Callable[[str], bool] | None = None, on_rpc: RpcObserver | None = None) -> None:
         self.verifier, self.limiter, self.registered, self.on_rpc = verifier, limiter, registered, on_rpc
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def authenticate(self, metadata, method: str, body: bytes) -> str:
         """Raises ApiError; returns the caller's account. Pure: usable without a server."""
@@ -178,8 +179,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if handler is None or not (method.startswith(_WORKER_PREFIX) or method.startswith(_TASK_PREFIX)):
             return handler
+        # The wrapper of a method is built once and reused: it reads the call's metadata from its context.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)  # bounded: only the paratrain.v1 methods get here
+        return wrapped
+
+    def _wrap(self, method: str, handler):
         secured = method.startswith(_WORKER_PREFIX)
-        metadata = tuple(details.invocation_metadata or ())
         parse = _parser(handler.request_deserializer)
         this = self
 
@@ -187,7 +196,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if not secured:
                 return
             try:
-                account = this.authenticate(metadata, method, body)
+                account = this.authenticate(context.invocation_metadata() or (), method, body)
             except ApiError as exc:
                 await _abort(context, exc)
             _caller.set(account)
@@ -314,6 +323,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 updates += 1
                 heartbeats += extrinsic is not None
             return worker_pb2.StreamProgressResponse(updates=updates, heartbeats=heartbeats)
+        except Exception as exc:
+            await _abort(context, exc)
+
+    async def Heartbeat(self, request, context):
+        try:
+            account = caller_account()
+            update, extrinsic = serde.stream_progress_from_proto(request, account)
+            await self.api.report_progress(account, update, extrinsic)
+            return worker_pb2.HeartbeatResponse(heartbeat_relayed=extrinsic is not None)
         except Exception as exc:
             await _abort(context, exc)
 

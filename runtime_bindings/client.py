@@ -97,7 +97,7 @@ class Chain(GeneratedPallets):
     def _open(self) -> SubstrateInterface:
         try:
             si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
-                                    ws_options={"timeout": self.timeout}, config={"auto_reconnect": False})
+                                    ws_options={"timeout": self.timeout, "skip_utf8_validation": True}, config={"auto_reconnect": False})
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
         return si

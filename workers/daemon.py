@@ -667,11 +667,19 @@ class WorkerDaemon:
 
     def _guard(self, task_id: int, cancelled: threading.Event, cancel: Callable[[str], None],
                latest: dict[str, Any], lock: threading.Lock) -> None:
-        """While training: keep the lease alive, release the claim before the deadline."""
-        chain = self.chain.clone()
+        """While training: keep the lease alive, release the claim before the deadline.
+
+        The guard has its own connection (a SubstrateInterface is not thread-safe); it is opened
+        lazily and reopened after a failure, so a node that is down only costs a tick.
+        """
+        from runtime_bindings import ConnectionLost
+
+        chain: Any = None
         try:
             while not self._guard_stop.wait(self.config.guard_interval_s) and not cancelled.is_set():
                 try:
+                    if chain is None:
+                        chain = self.chain.clone()
                     best = chain.best_number()
                     task = chain.task_bounties.tasks(task_id)
                     state, payload = claim_state(task)
@@ -696,10 +704,16 @@ class WorkerDaemon:
                         chain.rpc("author_submitExtrinsic", ["0x" + raw.hex()], retry=False)
                         log.info("task %d: lease until block %d, now %d: heartbeat (step %d) sent to the node",
                                  task_id, lease, best, step)
+                except ConnectionLost as exc:
+                    log.debug("task %d: guard: %s", task_id, exc)
+                    if chain is not None:
+                        chain.close()
+                    chain = None
                 except Exception as exc:  # noqa: BLE001 - try again at the next tick
                     log.debug("task %d: guard: %s", task_id, exc)
         finally:
-            chain.close()
+            if chain is not None:
+                chain.close()
 
     # Result -----------------------------------------------------------------------------------
     def _attestation_codec(self) -> Any:

@@ -56,6 +56,20 @@ class StreamProgressResponse(_message.Message):
     heartbeats: int
     def __init__(self, updates: _Optional[int] = ..., heartbeats: _Optional[int] = ...) -> None: ...
 
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("update", "heartbeat_extrinsic")
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_EXTRINSIC_FIELD_NUMBER: _ClassVar[int]
+    update: _common_pb2.ProgressUpdate
+    heartbeat_extrinsic: bytes
+    def __init__(self, update: _Optional[_Union[_common_pb2.ProgressUpdate, _Mapping]] = ..., heartbeat_extrinsic: _Optional[bytes] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("heartbeat_relayed",)
+    HEARTBEAT_RELAYED_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_relayed: bool
+    def __init__(self, heartbeat_relayed: _Optional[bool] = ...) -> None: ...
+
 class GetTaskSpecRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,11 @@ class WorkerServiceStub:
                 request_serializer=paratrain_dot_v1_dot_worker__pb2.ReportResultRequest.SerializeToString,
                 response_deserializer=paratrain_dot_v1_dot_worker__pb2.ReportResultResponse.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/paratrain.v1.WorkerService/Heartbeat',
+                request_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -121,6 +126,17 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """One progress update of a task the caller holds, optionally carrying a
+        worker-signed heartbeat extrinsic (relayed at a bounded rate as for
+        StreamProgress). Unary and signed per call: the cheap way to send periodic
+        heartbeats. The latest update per task is kept in memory and written to
+        the index in batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +169,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ReportResult,
                     request_deserializer=paratrain_dot_v1_dot_worker__pb2.ReportResultRequest.FromString,
                     response_serializer=paratrain_dot_v1_dot_worker__pb2.ReportResultResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.FromString,
+                    response_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +339,33 @@ class WorkerService:
             '/paratrain.v1.WorkerService/ReportResult',
             paratrain_dot_v1_dot_worker__pb2.ReportResultRequest.SerializeToString,
             paratrain_dot_v1_dot_worker__pb2.ReportResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paratrain.v1.WorkerService/Heartbeat',
+            paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
+            paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,

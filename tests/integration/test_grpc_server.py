@@ -516,3 +516,13 @@ async def test_tls_and_mtls() -> None:
         assert len(harness.api.calls) == 1
     finally:
         await harness.server.stop(None)
+
+
+async def test_unary_heartbeat(h: Harness) -> None:
+    async with h.worker() as c:
+        assert await c.heartbeat(ProgressUpdate(7, "", 3, 1, 0.25, {"acc": 0.5}), b"hb") is True
+        summary = await c.report_progress(ProgressUpdate(7, "", 4, 1, 0.2))  # the unary path too
+        assert (summary.updates, summary.heartbeats) == (1, 0)
+    progress = [call for call in h.api.calls if call[0] == "report_progress"]
+    assert progress[0][1:] == (ALICE.ss58_address, ProgressUpdate(7, ALICE.ss58_address, 3, 1, 0.25, {"acc": 0.5}), b"hb")
+    assert progress[1][2].step == 4 and progress[1][3] is None

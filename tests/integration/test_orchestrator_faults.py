@@ -40,8 +40,9 @@ UNIT = 10**12
 async def test_orchestrator_sigkill_half_way_loses_nothing_claims_nothing_twice(tmp_path) -> None:
     n_workers, n_tasks = 25, 100
     started = time.monotonic()
-    # a block every 3 s: ClaimLease (10 blocks) outlasts the claims, the kill and the restart
-    with DevnetProcess("--block-time", "3000") as node:
+    # a block every 6 s: ClaimLease (10 blocks, 60 s) outlasts the claims, the kill and the restart, even on a
+    # loaded 2-core machine
+    with DevnetProcess("--block-time", "6000") as node:
         chain = Chain.connect(node.ws_url, timeout=10)
         workers = keypairs("faults-worker", n_workers)
         try:

@@ -6,6 +6,7 @@ from substrateinterface import Keypair, KeypairType
 
 from orchestrator import auth
 from orchestrator.errors import ResourceExhausted, Unauthenticated
+from runtime_bindings.scale import encode_compact
 
 METHOD = "/paratrain.v1.WorkerService/GetTaskSpec"
 BODY = b"\x08\x07"
@@ -31,8 +32,8 @@ def test_signing_payload_layout() -> None:
     payload = auth.signing_payload("/a/B", b"xyz", 0x0102030405060708, nonce)
     assert payload == (b"paratrain/grpc/v1" + bytes([4 << 2]) + b"/a/B" + auth.blake2_256(b"xyz")
                        + bytes([8, 7, 6, 5, 4, 3, 2, 1]) + nonce)
-    assert auth.scale_compact(63) == b"\xfc" and auth.scale_compact(64) == b"\x01\x01"
-    assert auth.scale_compact(1 << 14) == (1 << 16 | 2).to_bytes(4, "little")
+    assert encode_compact(63) == b"\xfc" and encode_compact(64) == b"\x01\x01"
+    assert encode_compact(1 << 14) == (1 << 16 | 2).to_bytes(4, "little")
 
 
 def test_sign_and_verify_round_trip(keypair: Keypair) -> None:

@@ -157,3 +157,39 @@ def test_assignment_candidates_fast_with_100k_open_tasks(index: Index) -> None:
     assert len(index.open_tasks) == 100_000  # reserved, still open on chain
     reservations.expire(now=31)
     assert next(index.open_tasks_for(w.capabilities, w.stake)).task_id == 0  # expired: offered again
+
+
+def test_progress_is_batched_and_cleared_when_reopened(tmp_path) -> None:
+    from orchestrator.domain import ProgressUpdate
+
+    path = tmp_path / "p.db"
+    index = Index(path)
+    index.apply_block(1, "0x01", registered("bob") + created(0) + created(1))
+    index.apply_block(2, "0x02", [tb.TaskClaimedEvent(0, "bob", 12), tb.TaskClaimedEvent(1, "bob", 12)])
+    for step in (1, 2, 3):  # coalesced: only the latest per task is written
+        index.record_progress(ProgressUpdate(0, "bob", step, 0, 0.5))
+    index.record_progress(ProgressUpdate(1, "bob", 7, 0, 0.5))
+    assert index.progress(0).step == 3  # answered from memory before any flush
+    assert index.flush_progress() == 2 and index.flush_progress() == 0
+    assert index.progress(0).step == 3 and index.progress(1).step == 7
+    index.record_progress(ProgressUpdate(0, "bob", 4, 0, 0.5))
+    index.record_progress(ProgressUpdate(1, "bob", 8, 0, 0.5))
+    index.apply_block(3, "0x03", [tb.TaskReopenedEvent(1)])  # flushes first, then the block clears task 1
+    assert index.progress(0).step == 4 and index.progress(1) is None
+    index.record_progress(ProgressUpdate(0, "bob", 5, 0, 0.5))
+    index.close()  # flushes
+    again = Index(path)
+    assert again.progress(0).step == 5 and again.progress(1) is None
+    again.close()
+
+
+def test_cached_reads_follow_blocks(index: Index) -> None:
+    index.apply_block(1, "0x01", registered("bob") + created(0))
+    assert index.task(0).status is TaskStatus.OPEN and index.worker("bob").active_claims == 0
+    assert index.task(0) is index.task(0)  # cached
+    assert index.task(5) is None and index.worker("carol") is None
+    index.apply_block(2, "0x02", [tb.TaskClaimedEvent(0, "bob", 12)] + created(5) + registered("carol"))
+    assert index.task(0).status is TaskStatus.CLAIMED and index.worker("bob").active_claims == 1
+    assert index.task(5) is not None and index.worker("carol") is not None
+    index.rebuild()
+    assert index.task(0) is None and index.worker("bob") is None

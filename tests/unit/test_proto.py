@@ -75,7 +75,8 @@ def test_services_and_methods() -> None:
     worker = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
     assert worker.full_name == "paratrain.v1.WorkerService"
     assert [m.name for m in worker.methods] == [
-        "RegisterWorker", "RequestAssignment", "StreamProgress", "GetTaskSpec", "RelayExtrinsic", "ReportResult"]
+        "RegisterWorker", "RequestAssignment", "StreamProgress", "GetTaskSpec", "RelayExtrinsic", "ReportResult",
+            "Heartbeat"]
     assert worker.methods_by_name["StreamProgress"].client_streaming
     task = task_pb2.DESCRIPTOR.services_by_name["TaskService"]
     assert [m.name for m in task.methods] == ["ListTasks", "GetTask", "WatchTask"]

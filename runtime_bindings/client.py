@@ -228,7 +228,7 @@ class Chain(GeneratedPallets):
         def page(si: SubstrateInterface) -> tuple[list[tuple[Any, Any]], str | None]:
             result = si.query_map(pallet, name, prefix or None, block_hash=at or si.get_chain_head(),
                                   max_results=page_size, page_size=page_size, start_key=start_key)
-            pairs = [(k.value, v.value) for k, v in result.records]
+            pairs = [(_key_value(k), v.value) for k, v in result.records]
             return pairs, result.last_key
         return self._run(page)
 
@@ -263,7 +263,11 @@ class Chain(GeneratedPallets):
         def build(si: SubstrateInterface) -> str:
             composed = si.compose_call(call.PALLET, call.CALL, call.to_value())
             asset = asset_id if asset_id is not None else self.asset_id
-            xt = si.create_signed_extrinsic(composed, signer, era=era, nonce=nonce, tip=tip, tip_asset_id=asset)
+            # system_accountNextIndex counts the sender's pooled transactions; substrate-interface's own
+            # default (AccountNonceApi) does not, so two quick submissions would share a nonce
+            use = nonce if nonce is not None else int(
+                si.rpc_request("system_accountNextIndex", [signer.ss58_address])["result"])
+            xt = si.create_signed_extrinsic(composed, signer, era=era, nonce=use, tip=tip, tip_asset_id=asset)
             return str(xt.data)
         return self._run(build)
 
@@ -368,3 +372,11 @@ def _attr(event: Any, name: str) -> Any:
 
 
 __all__ = ["Chain", "Keypair", "RpcError", "extrinsic_hash"]
+
+
+def _key_value(key: Any) -> Any:
+    """A map key as a plain value: substrate-interface returns the keys a query left open as a tuple of
+    SCALE objects (several keys) or as one SCALE object (one key)."""
+    if isinstance(key, tuple):
+        return tuple(part.value for part in key)
+    return key.value

@@ -20,6 +20,7 @@ from runtime_bindings import (
     system,
     types,
 )
+from runtime_bindings.generated import task_bounties
 from runtime_bindings.generated.balances import BalancesError, TransferKeepAliveCall
 
 UNIT = 10**12
@@ -177,3 +178,33 @@ def test_finalized_stream_resumes_after_restart(tmp_path, alice: Keypair, bob: K
     assert stream.reconnects >= 1
     transfers = [e for b in seen for e in b.events if isinstance(e, balances.TransferEvent)]
     assert len(transfers) == 4
+
+
+def test_pipelined_submissions_take_the_pool_into_the_nonce(chain: Chain, alice: Keypair, bob: Keypair) -> None:
+    """Two submissions without waiting: the second is signed with the nonce after the pooled first one."""
+    before = chain.system.account(bob.ss58_address).data.free
+    receipts = [chain.balances.transfer_keep_alive(alice, bob.ss58_address, UNIT, wait="none") for _ in range(2)]
+    assert receipts[0].extrinsic_hash != receipts[1].extrinsic_hash
+    deadline = time.monotonic() + 10
+    while chain.system.account(bob.ss58_address).data.free != before + 2 * UNIT:
+        assert time.monotonic() < deadline, "both transfers were not included"
+        time.sleep(0.05)
+
+
+def test_double_map_entries_with_and_without_a_prefix(chain: Chain, alice: Keypair) -> None:
+    """A double map's entries: the full key tuples when no key is given, the second key under a prefix."""
+    trainer = Keypair.create_from_uri("//BindingsTrainer")
+    chain.balances.transfer_keep_alive(alice, trainer.ss58_address, 2_000 * UNIT)
+    chain.workers.register(trainer, "Trainer", 1_000 * UNIT, types.Capabilities(2, 0, "", 8_000))
+    spec = {"recipe": "digits_mlp", "spec_hash": "0x" + "11" * 32, "spec_uri": "file:///spec.json",
+            "dataset_hash": "0x" + "22" * 32, "eval_metric": "accuracy", "eval_target": 900_000,
+            "higher_is_better": True, "requirements": {"min_cpus": 1, "min_gpus": 0, "min_memory_mb": 1},
+            "parent_model": None}
+    ids = []
+    for _ in range(2):
+        receipt = chain.task_bounties.create_task(alice, spec, 10 * UNIT, 0, chain.best_number() + 500, 1, None)
+        ids.append(receipt.find(task_bounties.TaskCreatedEvent)[0].task_id)
+        chain.task_bounties.claim_task(trainer, ids[-1])
+    everything = dict(chain.task_bounties.claims_by_worker.entries())
+    assert {(trainer.ss58_address, i) for i in ids} <= set(everything)
+    assert sorted(k for k, _ in chain.task_bounties.claims_by_worker.entries(trainer.ss58_address)) == sorted(ids)

@@ -22,7 +22,7 @@ from devnet.scale.codec import codec_for
 from devnet.scale.types import Bytes, Sequence
 from sortedcontainers import SortedDict
 
-from devnet.state import Changes, Overlay, SortedView, StateStore, StateView
+from devnet.state import Changes, Overlay, SortedView, StateStore, StateView, StorageChanges
 
 log = logging.getLogger(__name__)
 _BODY_CODEC = codec_for(Sequence(Bytes))
@@ -175,6 +175,11 @@ class Chain:
 
     def state_at(self, block_hash: bytes | None = None) -> StateView:
         return self.state.at(block_hash or self.best.hash)
+
+    def query_storage(self, keys: list[bytes], first: Block, last: Block) -> StorageChanges:
+        """The changes of `keys` over the blocks first..last (state_queryStorage; see StateStore.query).
+        Raises StateDiscarded when `first` is older than the kept history."""
+        return self.state.query(keys, first.hash, last.hash)
 
     def account_next_index(self, who: bytes) -> int:
         nonce = System.Account.get(self.state.head, who)["nonce"]

@@ -11,6 +11,7 @@ from devnet.chain import Chain
 from devnet.metadata import encode_metadata
 from devnet.rpc.methods import Methods
 from devnet.rpc.server import RpcLimits, RpcServer
+from devnet.runtime.pallets.task_bounties import DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS
 from devnet.runtime.runtime import CHAIN_NAME, SS58_PREFIX, TOKEN_DECIMALS, TOKEN_SYMBOL, Runtime
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ class NodeConfig:
     block_time_ms: int | None = None  # None: instant seal
     finality_lag: int = 0
     rpc_limits: RpcLimits = RpcLimits()
+    challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS  # TaskBounties.ChallengePeriod; 0 pays at once
+    verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS  # TaskBounties.VerificationGrace (ms)
 
 
 class Node:
@@ -33,7 +36,8 @@ class Node:
 
     def __init__(self, config: NodeConfig = NodeConfig(), runtime: Runtime | None = None) -> None:
         self.config = config
-        self.runtime = runtime or Runtime()
+        self.runtime = runtime or Runtime(challenge_period_ms=config.challenge_period_ms,
+                                          verification_grace_ms=config.verification_grace_ms)
         self.metadata = encode_metadata(self.runtime)
         store = BlockStore(config.base_path / "chain.sqlite") if config.base_path else None
         self.chain = Chain(self.runtime, store=store, finality_lag=config.finality_lag)

@@ -19,6 +19,21 @@ bytes and sends the same bytes; the server hashes the raw bytes it received befo
 parsing them). For the client-streaming StreamProgress the body is b"" (the stream
 is authenticated when it opens; its messages ride on it).
 
+Signed streams (HeartbeatStream). The stream opens as above (body b""), and then
+every message carries its own timestamp, nonce and signature (by the key that opened
+the stream) over
+
+    b"paratrain/grpc/v1/stream-message" ++ SCALE(method: str) ++ stream_nonce
+        ++ u64_le(sequence) ++ blake2_256(body) ++ u64_le(timestamp) ++ nonce
+
+where `stream_nonce` is the x-paratrain-nonce of the opening call (so a message
+cannot be replayed into another stream) and `sequence` counts the stream's
+messages from 1 (so none can be dropped, repeated or reordered unnoticed). Each
+message then gets the same checks as a unary call: timestamp window, signature,
+and (server.py) registration, rate limit, and the replay cache for its nonce.
+The two payloads cannot collide: after the common "paratrain/grpc/v1" prefix a
+unary payload has a SCALE compact length, which never starts with the byte "/".
+
 The server refuses (Unauthenticated) missing or malformed metadata, a bad signature,
 a timestamp more than `skew_s` (30 s) from its clock and an (account, nonce) pair
 seen within the window. Everything here is pure (clock injected) and transport-free.
@@ -40,6 +55,7 @@ from orchestrator.errors import ResourceExhausted, Unauthenticated
 from runtime_bindings.scale import encode_compact
 
 DOMAIN = b"paratrain/grpc/v1"
+STREAM_DOMAIN = b"paratrain/grpc/v1/stream-message"
 HEADER_ACCOUNT = "x-paratrain-account"
 HEADER_TIMESTAMP = "x-paratrain-timestamp"
 HEADER_NONCE = "x-paratrain-nonce"
@@ -62,13 +78,32 @@ def scale_str(text: str) -> bytes:
     return encode_compact(len(data)) + data
 
 
+_METHOD_PREFIXES: dict[str, bytes] = {}  # method -> SCALE(method), for the few methods a server has
+
+
+def _scale_method(method: str) -> bytes:
+    encoded = _METHOD_PREFIXES.get(method)
+    if encoded is None:
+        encoded = scale_str(method)
+        if len(_METHOD_PREFIXES) < 1024:  # bounded: unknown method names (fuzz) are not kept
+            _METHOD_PREFIXES[method] = encoded
+    return encoded
+
+
 def body_hash(body: bytes) -> bytes:
     return blake2_256(body)
 
 
 def signing_payload(method: str, body: bytes, timestamp_ms: int, nonce: bytes) -> bytes:
     """The exact bytes a worker signs for one call."""
-    return DOMAIN + scale_str(method) + body_hash(body) + timestamp_ms.to_bytes(8, "little") + nonce
+    return DOMAIN + _scale_method(method) + body_hash(body) + timestamp_ms.to_bytes(8, "little") + nonce
+
+
+def message_signing_payload(method: str, stream_nonce: bytes, sequence: int, body: bytes,
+                            timestamp_ms: int, nonce: bytes) -> bytes:
+    """The exact bytes a worker signs for one message of a signed stream."""
+    return (STREAM_DOMAIN + _scale_method(method) + stream_nonce + sequence.to_bytes(8, "little") + body_hash(body)
+            + timestamp_ms.to_bytes(8, "little") + nonce)
 
 
 # ---------------------------------------------------------------- client side
@@ -90,6 +125,29 @@ def sign_request(keypair, method: str, body: bytes, *, timestamp_ms: int | None 
         (HEADER_NONCE, nonce.hex()),
         (HEADER_SIGNATURE, bytes([scheme]).hex() + bytes(signature).hex()),
     ]
+
+
+@dataclass(frozen=True)
+class SignedMessage:
+    """The authentication fields of one signed-stream message (HeartbeatStreamRequest's)."""
+
+    sequence: int
+    timestamp_ms: int
+    nonce: bytes
+    signature: bytes  # MultiSignature: scheme byte ++ 64 bytes
+
+
+def sign_message(keypair, method: str, stream_nonce: bytes, sequence: int, body: bytes, *,
+                 timestamp_ms: int | None = None, nonce: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> SignedMessage:
+    """Sign one message of the stream opened with `stream_nonce` (see the module docstring)."""
+    scheme = _scheme_of(keypair)
+    ts = int(clock() * 1000) if timestamp_ms is None else timestamp_ms
+    nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
+    signature = keypair.sign(message_signing_payload(method, stream_nonce, sequence, body, ts, nonce))
+    if isinstance(signature, str):
+        signature = bytes.fromhex(signature.removeprefix("0x"))
+    return SignedMessage(sequence, ts, nonce, bytes([scheme]) + bytes(signature))
 
 
 def _scheme_of(keypair) -> int:
@@ -192,11 +250,24 @@ class Caller:
     nonce: bytes
 
 
-def _get(metadata: Mapping[str, str] | Iterable[tuple[str, str | bytes]], key: str) -> str:
-    if isinstance(metadata, Mapping):
-        value = metadata.get(key)
-    else:
-        value = next((v for k, v in metadata if k == key), None)
+_HEADER_SET = frozenset(HEADERS)
+
+
+def _headers(metadata: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> Mapping[str, str | bytes]:
+    """The paratrain headers of a call's metadata, in one pass (the first of a repeated key counts)."""
+    if isinstance(metadata, dict):
+        return metadata
+    if not isinstance(metadata, (tuple, list)) and isinstance(metadata, Mapping):
+        return metadata
+    found: dict[str, str | bytes] = {}
+    for key, value in metadata:
+        if key in _HEADER_SET and key not in found:
+            found[key] = value
+    return found
+
+
+def _get(metadata: Mapping[str, str | bytes], key: str) -> str:
+    value = metadata.get(key)
     if value is None:
         raise Unauthenticated(f"missing {key}")
     if isinstance(value, bytes):
@@ -229,6 +300,7 @@ class Verifier:
         return caller
 
     def check_signature(self, metadata, method: str, body: bytes) -> Caller:
+        metadata = _headers(metadata)
         account = _get(metadata, HEADER_ACCOUNT)
         ts_text = _get(metadata, HEADER_TIMESTAMP)
         nonce_hex = _get(metadata, HEADER_NONCE)
@@ -269,6 +341,23 @@ class Verifier:
                 self._accounts.clear()
             self._accounts[account] = (public, canonical)
         return Caller(account=canonical, public_key=public, timestamp_ms=ts, nonce=nonce)
+
+    def check_message(self, opener: Caller, method: str, expected_sequence: int, body: bytes,
+                      sequence: int, timestamp_ms: int, nonce: bytes, signature: bytes) -> Caller:
+        """One message of a signed stream opened by `opener` (already authenticated): returns the message's
+        `Caller` (the opener's account, the message's timestamp and nonce) for the replay check."""
+        if sequence != expected_sequence:
+            raise Unauthenticated(f"message out of sequence: expected {expected_sequence}, got {sequence}")
+        if len(nonce) != NONCE_LEN:
+            raise Unauthenticated(f"message nonce must be {NONCE_LEN} bytes")
+        if len(signature) != 65 or signature[0] not in _SCHEMES:
+            raise Unauthenticated("message signature must be a 65-byte sr25519/ed25519 MultiSignature")
+        if abs(int(self.clock() * 1000) - timestamp_ms) > self.skew_ms:
+            raise Unauthenticated("message timestamp outside the accepted window (check the clock)")
+        payload = message_signing_payload(method, opener.nonce, sequence, body, timestamp_ms, nonce)
+        if not verify_signature(_SCHEMES[signature[0]], signature[1:], payload, opener.public_key):
+            raise Unauthenticated("bad message signature")
+        return Caller(account=opener.account, public_key=opener.public_key, timestamp_ms=timestamp_ms, nonce=nonce)
 
     def check_replay(self, caller: Caller) -> None:
         if not self.replay.check_and_add(caller.public_key, caller.nonce, caller.timestamp_ms):

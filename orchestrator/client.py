@@ -9,6 +9,14 @@ signs blake2_256 of those bytes (orchestrator/auth.py) and sends the very same b
 (a pass-through serializer), so client and server hash identical bytes. StreamProgress
 signs the empty body when the stream opens.
 
+Heartbeats: `heartbeat()` (and `report_progress()`) is one unary Heartbeat call per
+heartbeat, signed per call. `heartbeat_stream()` keeps one HeartbeatStream open and
+sends each heartbeat as a message signed on its own (orchestrator/auth.py, "Signed
+streams"): the same checks on the server, without a new call per heartbeat.
+
+    async with client.heartbeat_stream() as hb:
+        relayed = await hb.send(update, heartbeat_extrinsic)   # waits for the server's answer
+
 Failures raise `orchestrator.errors` exceptions by status code (InvalidArgument,
 Unauthenticated, PermissionDenied, NotFound, FailedPrecondition, ResourceExhausted,
 Unavailable for UNAVAILABLE/DEADLINE_EXCEEDED) or `RpcError` for other codes; each has
@@ -27,7 +35,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequen
 import grpc
 
 from orchestrator import errors, serde
-from orchestrator.auth import sign_request
+from orchestrator.auth import HEADER_NONCE, sign_message, sign_request
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
 from paratrain.v1 import task_pb2, task_pb2_grpc, worker_pb2
 
@@ -74,7 +82,10 @@ _ERRORS: dict[grpc.StatusCode, type[errors.ApiError]] = {
 
 
 def api_error(exc: grpc.aio.AioRpcError) -> errors.ApiError:
-    code, details = exc.code(), exc.details() or ""
+    return status_error(exc.code(), exc.details() or "")
+
+
+def status_error(code: grpc.StatusCode, details: str) -> errors.ApiError:
     cls = _ERRORS.get(code)
     err = cls(details) if cls is not None else RpcError(code, details)
     err.code = code  # type: ignore[attr-defined]
@@ -185,6 +196,10 @@ class WorkerClient:
         relayed = await self.heartbeat(update, heartbeat_extrinsic)
         return ProgressSummary(updates=1, heartbeats=int(relayed))
 
+    def heartbeat_stream(self, *, timeout: float | None = None) -> "HeartbeatStream":
+        """A long-lived HeartbeatStream (opened on the first send; see HeartbeatStream)."""
+        return HeartbeatStream(self, timeout=timeout)
+
     async def get_task_spec(self, task_id: int) -> TaskView:
         resp = await self._unary("GetTaskSpec", worker_pb2.GetTaskSpecRequest(task_id=task_id),
                                  worker_pb2.GetTaskSpecResponse)
@@ -200,6 +215,93 @@ class WorkerClient:
         raw = extrinsic_hash if isinstance(extrinsic_hash, (bytes, bytearray)) else serde.hash_from_hex(extrinsic_hash)
         await self._unary("ReportResult", worker_pb2.ReportResultRequest(task_id=task_id, extrinsic_hash=bytes(raw)),
                           worker_pb2.ReportResultResponse)
+
+
+class HeartbeatStream:
+    """Heartbeats as messages on one HeartbeatStream call, each signed on its own.
+
+    `send` waits for the server's answer to that message and returns whether its extrinsic was
+    accepted for relay. A refused message ends the stream on the server with the status a unary
+    Heartbeat would have got: `send` raises the same typed error (orchestrator.errors), and the
+    next `send` opens a new stream. Sends are serialized (one message in flight per stream)."""
+
+    METHOD = _WORKER + "HeartbeatStream"
+
+    def __init__(self, client: WorkerClient, *, timeout: float | None = None) -> None:
+        self.client, self.timeout = client, timeout
+        self._call: Any = None
+        self._stream_nonce = b""
+        self._sequence = 0
+        self._lock = asyncio.Lock()
+        self.opened = 0  # streams opened so far
+
+    def _open(self) -> None:
+        metadata = sign_request(self.client.keypair, self.METHOD, b"", clock=self.client.clock)
+        self._stream_nonce = bytes.fromhex(dict(metadata)[HEADER_NONCE])
+        self._sequence = 0
+        method = self.client.channel.stream_stream(
+            self.METHOD, request_serializer=worker_pb2.HeartbeatStreamRequest.SerializeToString,
+            response_deserializer=worker_pb2.HeartbeatStreamResponse.FromString)
+        self._call = method(metadata=metadata, timeout=self.timeout)
+        self.opened += 1
+
+    async def send(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:
+        body = serde.heartbeat_request(update, heartbeat_extrinsic).SerializeToString(deterministic=True)
+        async with self._lock:
+            if self._call is None:
+                self._open()
+            call = self._call
+            self._sequence += 1
+            signed = sign_message(self.client.keypair, self.METHOD, self._stream_nonce, self._sequence, body,
+                                  clock=self.client.clock)
+            request = worker_pb2.HeartbeatStreamRequest(heartbeat=body, sequence=signed.sequence,
+                                                        timestamp_ms=signed.timestamp_ms, nonce=signed.nonce,
+                                                        signature=signed.signature)
+            try:
+                await call.write(request)
+                response = await call.read()
+                if response is grpc.aio.EOF:  # the server ended the stream: its status says why
+                    code = await call.code()
+                    if code != grpc.StatusCode.OK:
+                        raise status_error(code, await call.details() or "")
+                    raise errors.Unavailable("the server closed the heartbeat stream")
+            except grpc.aio.AioRpcError as exc:
+                self._reset()
+                raise api_error(exc) from exc
+            except asyncio.InvalidStateError:  # the call had already ended with OK (e.g. server shutdown)
+                self._reset()
+                raise errors.Unavailable("the heartbeat stream has ended") from None
+            except BaseException:
+                self._reset()
+                raise
+            if response.sequence != signed.sequence:
+                self._reset()
+                raise errors.Unavailable(f"heartbeat stream answered message {response.sequence}, "
+                                         f"not {signed.sequence}")
+            return response.heartbeat_relayed
+
+    def _reset(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+    async def close(self) -> None:
+        """End the stream (done writing; the server's OK ends the call)."""
+        async with self._lock:
+            call, self._call = self._call, None
+            if call is None:
+                return
+            try:
+                await call.done_writing()
+                await call.code()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass
+
+    async def __aenter__(self) -> "HeartbeatStream":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
 
 
 class TaskClient:
@@ -268,6 +370,10 @@ class SyncWorkerClient:
             return attr
         return lambda *a, **kw: self._run(attr(*a, **kw))
 
+    def heartbeat_stream(self, **kwargs: Any) -> "SyncHeartbeatStream":
+        """A blocking facade over WorkerClient.heartbeat_stream (same loop thread)."""
+        return SyncHeartbeatStream(self, self._client.heartbeat_stream(**kwargs))
+
     def close(self) -> None:
         if self._loop.is_running():
             self._run(self._client.close())
@@ -276,6 +382,25 @@ class SyncWorkerClient:
         self._loop.close()
 
     def __enter__(self) -> "SyncWorkerClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SyncHeartbeatStream:
+    """Blocking `send`/`close` of a HeartbeatStream, run on its SyncWorkerClient's loop."""
+
+    def __init__(self, owner: SyncWorkerClient, stream: HeartbeatStream) -> None:
+        self._owner, self._stream = owner, stream
+
+    def send(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:
+        return self._owner._run(self._stream.send(update, heartbeat_extrinsic))
+
+    def close(self) -> None:
+        self._owner._run(self._stream.close())
+
+    def __enter__(self) -> "SyncHeartbeatStream":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,6 +15,8 @@ class TaskStatus(str, Enum):
     ACCEPTED = "Accepted"
     EXPIRED = "Expired"
     CANCELLED = "Cancelled"
+    APPROVED = "Approved"  # a quorum accepted; paid when the challenge period ends (the worker still holds it)
+    CHALLENGED = "Challenged"  # a validator challenged the approval; a larger quorum settles it
 
 
 @dataclass(frozen=True)

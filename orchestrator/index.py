@@ -41,7 +41,8 @@ from sortedcontainers import SortedDict
 from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
 
 SCHEMA_VERSION = 1
-HELD = (TaskStatus.CLAIMED, TaskStatus.SUBMITTED)  # statuses in which a worker holds the task (ClaimsByWorker)
+# statuses in which a worker holds the task (the pallet's ClaimsByWorker): never assignable to another
+HELD = (TaskStatus.CLAIMED, TaskStatus.SUBMITTED, TaskStatus.APPROVED, TaskStatus.CHALLENGED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -381,6 +382,11 @@ class Index:
                                                block, task_id))
         elif name == "ResultSubmitted":
             self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
+        elif name == "ResultApproved":
+            self._set_status(conn, block, task_id, TaskStatus.APPROVED, ev.worker, None)
+        elif name == "ResultChallenged":  # the event names the challenger; the worker is the one holding it
+            worker = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+            self._set_status(conn, block, task_id, TaskStatus.CHALLENGED, worker, None)
         elif name == "TaskAccepted":
             self._set_status(conn, block, task_id, TaskStatus.ACCEPTED, ev.worker, None)
         elif name == "TaskReopened":
@@ -390,11 +396,13 @@ class Index:
         elif name == "TaskCancelled":
             self._set_status(conn, block, task_id, TaskStatus.CANCELLED, None, None)
         # TaskCreated (the TaskRecord did it), ClaimReleased / LeaseExpired / VerificationTimedOut (followed by
-        # TaskReopened or TaskExpired), WorkerSlashed, VerdictSubmitted, HoldoutRevealed: nothing to change.
+        # TaskReopened or TaskExpired), ChallengeUpheld (followed by TaskReopened or TaskExpired),
+        # ChallengeDismissed / ChallengeTimedOut (followed by TaskAccepted), WorkerSlashed, VerdictSubmitted,
+        # HoldoutRevealed: nothing to change.
 
     def _set_status(self, conn: sqlite3.Connection, block: int, task_id: int, status: TaskStatus,
                     worker: str | None, lease_until: int | None) -> None:
-        """Move a task to `status`; the claims table follows (a worker holds Claimed and Submitted tasks)."""
+        """Move a task to `status`; the claims table follows (a worker holds the tasks in HELD statuses)."""
         if status in HELD:
             conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = ?, updated_block = ? WHERE task_id = ?",
                          (status.value, worker, lease_until, block, task_id))

@@ -268,7 +268,7 @@ class Indexer:
             self._stream = self._blocks(chain, target)
             try:
                 for blocks in self._stream.batches():
-                    tasks = self._prefetch_tasks(chain, blocks)
+                    tasks = self._prefetch_tasks(chain, blocks, self._stream)
                     for block in blocks:
                         self.apply(chain, block.number, block.hash, block.records, tasks)
                         if self._stop.is_set():
@@ -285,8 +285,9 @@ class Indexer:
         target = chain.finalized_number() if to_block is None else to_block
         self.chain_height = max(self.chain_height, target)
         if target > self.height:
-            for blocks in self._blocks(chain, target).batches():
-                tasks = self._prefetch_tasks(chain, blocks)
+            stream = self._blocks(chain, target)
+            for blocks in stream.batches():
+                tasks = self._prefetch_tasks(chain, blocks, stream)
                 for block in blocks:
                     self.apply(chain, block.number, block.hash, block.records, tasks)
         return self.height
@@ -312,7 +313,7 @@ class Indexer:
         log.warning("%s; rebuilding it from block 1", message)
         self.index.rebuild()
 
-    def _prefetch_tasks(self, chain: Chain, blocks: Sequence[Any]) -> dict[tuple[int, int], Any]:
+    def _prefetch_tasks(self, chain: Chain, blocks: Sequence[Any], stream: Any = None) -> dict[tuple[int, int], Any]:
         """The TaskBounties.Tasks records of the tasks created in `blocks`, each as stored at its creation
         block, keyed by (block number, task id): one `state_queryStorage` over the batch instead of a
         storage read per task. Empty (apply() then reads each) when the node refuses the range query."""
@@ -321,6 +322,8 @@ class Indexer:
         if not wanted or not self._range_reads:
             return {}
         from scalecodec.base import ScaleBytes
+
+        from runtime_bindings.fastscale import decode_all
 
         numbers = {b.hash: b.number for b in blocks}
         try:
@@ -341,6 +344,8 @@ class Indexer:
                     for key, value in entry.get("changes") or []:
                         history.setdefault(key, []).append((number, value))
             decode = chain.pallet("TaskBounties").tasks._decode  # the generated record class
+            # compiled from the metadata's type registry when the batch had one runtime; else scalecodec
+            fast = stream.storage_decoder("TaskBounties", "Tasks") if stream is not None else None
             out: dict[tuple[int, int], Any] = {}
             for number, tid in wanted:
                 value = None
@@ -349,6 +354,12 @@ class Indexer:
                         value = v
                 if value is None:
                     continue  # apply() reads it (and fails loudly if it is really absent)
+                if fast is not None:
+                    try:
+                        out[(number, tid)] = decode(decode_all(fast, bytes.fromhex(value[2:])))
+                        continue
+                    except (ValueError, IndexError, KeyError, TypeError):
+                        pass  # scalecodec says what is wrong with it
                 with chain.lock:
                     obj = config.create_scale_object(value_type, data=ScaleBytes(value), metadata=metadata)
                     obj.decode(check_remaining=True)

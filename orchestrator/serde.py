@@ -51,6 +51,8 @@ _STATUS_TO_PROTO = {
     TaskStatus.ACCEPTED: common_pb2.TASK_STATUS_ACCEPTED,
     TaskStatus.EXPIRED: common_pb2.TASK_STATUS_EXPIRED,
     TaskStatus.CANCELLED: common_pb2.TASK_STATUS_CANCELLED,
+    TaskStatus.APPROVED: common_pb2.TASK_STATUS_APPROVED,
+    TaskStatus.CHALLENGED: common_pb2.TASK_STATUS_CHALLENGED,
 }
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
 _ROLE_TO_PROTO = {"Trainer": common_pb2.WORKER_ROLE_TRAINER, "Validator": common_pb2.WORKER_ROLE_VALIDATOR}

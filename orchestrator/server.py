@@ -19,6 +19,12 @@ ambiguity (unknown fields, field order, map order): the client signs the bytes i
 sends. For the client-streaming StreamProgress the signed body is b"". TaskService
 is public and read-only: its calls skip authentication but get the same parsing.
 
+Signed streams (HeartbeatStream): the stream opens like StreamProgress (signed empty
+body, same checks), and then the interceptor checks every message on its own before
+the servicer sees it (`AuthInterceptor.authenticate_message`: sequence, timestamp,
+signature by the opening key over the message's own bytes, registration, rate limit,
+replay cache for its nonce). A refused message ends the stream with its status.
+
 Per WorkerService call, in order: signature metadata (UNAUTHENTICATED) ->
 `registered(account)` if given (PERMISSION_DENIED) -> per-account token bucket
 (RESOURCE_EXHAUSTED) -> replay cache (UNAUTHENTICATED). Nothing reaches the api
@@ -41,7 +47,7 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator import serde
 from orchestrator.api import TaskApi, WorkerApi
-from orchestrator.auth import SKEW_S, RateLimiter, ReplayCache, Verifier
+from orchestrator.auth import SKEW_S, Caller, RateLimiter, ReplayCache, Verifier
 from orchestrator.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
 from paratrain.v1 import task_pb2, task_pb2_grpc, worker_pb2, worker_pb2_grpc
 
@@ -52,6 +58,9 @@ TASK_SERVICE = task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
 _WORKER_PREFIX = f"/{WORKER_SERVICE}/"
 _TASK_PREFIX = f"/{TASK_SERVICE}/"
 _MAX_DETAILS = 512
+HEARTBEAT_STREAM = _WORKER_PREFIX + "HeartbeatStream"
+# signed-stream methods -> the envelope field that holds the signed body
+SIGNED_STREAMS: dict[str, str] = {HEARTBEAT_STREAM: "heartbeat"}
 
 STATUS_CODES: dict[str, grpc.StatusCode] = {code.name: code for code in grpc.StatusCode}
 
@@ -105,7 +114,7 @@ class ServerLimits:
     max_connection_age_ms: int | None = None
     max_concurrent_streams: int = 1_000  # per connection
     max_concurrent_rpcs: int | None = None  # per server; beyond it RESOURCE_EXHAUSTED
-    rate_per_s: float = 100.0  # per account: calls (and StreamProgress messages) a second
+    rate_per_s: float = 100.0  # per account: calls (and StreamProgress / HeartbeatStream messages) a second
     rate_burst: float = 200.0
     rate_max_accounts: int = 100_000
     skew_s: float = SKEW_S
@@ -133,6 +142,8 @@ class ServerLimits:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """Answer the call with the status of `exc` (raises grpc.aio.AbortError)."""
+    if isinstance(exc, grpc.aio.AbortError):  # already answered (e.g. by the interceptor, inside a stream)
+        raise exc
     if isinstance(exc, ApiError):
         code = STATUS_CODES.get(exc.status, grpc.StatusCode.UNKNOWN)
         details = (str(exc) or exc.status)[:_MAX_DETAILS]
@@ -166,13 +177,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def authenticate(self, metadata, method: str, body: bytes) -> str:
         """Raises ApiError; returns the caller's account. Pure: usable without a server."""
-        caller = self.verifier.check_signature(metadata, method, body)
+        return self.authenticate_caller(metadata, method, body).account
+
+    def authenticate_caller(self, metadata, method: str, body: bytes) -> Caller:
+        return self._admit(self.verifier.check_signature(metadata, method, body))
+
+    def authenticate_message(self, opener: Caller, method: str, expected_sequence: int, envelope: Any,
+                             body_field: str = "heartbeat") -> Caller:
+        """One message of a signed stream opened by `opener`: raises ApiError. Pure: usable without a server."""
+        caller = self.verifier.check_message(opener, method, expected_sequence, getattr(envelope, body_field),
+                                             envelope.sequence, envelope.timestamp_ms, envelope.nonce,
+                                             envelope.signature)
+        return self._admit(caller)
+
+    def _admit(self, caller: Caller) -> Caller:
+        """After the signature: registration -> rate limit -> replay (only verified calls reach the cache)."""
         if self.registered is not None and not self.registered(caller.account):
             raise PermissionDenied("account is not registered on chain as an active worker")
         if self.limiter is not None:
             self.limiter.check(caller.account)
         self.verifier.check_replay(caller)
-        return caller.account
+        return caller
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -192,14 +217,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         parse = _parser(handler.request_deserializer)
         this = self
 
-        async def admit(context, body: bytes) -> None:
+        async def admit(context, body: bytes) -> Caller | None:
             if not secured:
-                return
+                return None
             try:
-                account = this.authenticate(context.invocation_metadata() or (), method, body)
+                caller = this.authenticate_caller(context.invocation_metadata() or (), method, body)
             except ApiError as exc:
                 await _abort(context, exc)
-            _caller.set(account)
+            _caller.set(caller.account)
+            return caller
 
         def observe(start: float, context) -> None:
             if this.on_rpc is not None:
@@ -270,16 +296,42 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
 
         inner_ss = handler.stream_stream
+        body_field = SIGNED_STREAMS.get(method) if secured else None
+
+        def signed_requests(raw_iterator, context, opener: Caller) -> AsyncIterator[Any]:
+            async def gen():
+                expected = 1
+                async for raw in raw_iterator:
+                    try:
+                        envelope = parse(raw)
+                        this.authenticate_message(opener, method, expected, envelope, body_field)
+                    except ApiError as exc:
+                        await _abort(context, exc)
+                    expected += 1
+                    yield envelope
+            return gen()
 
         async def stream_stream(raw_iterator, context):
             start = time.perf_counter()
             try:
-                await admit(context, b"")
-                async for response in inner_ss(requests(raw_iterator, context), context):
+                opener = await admit(context, b"")
+                if body_field is not None and opener is not None:
+                    messages = signed_requests(raw_iterator, context, opener)
+                else:
+                    messages = requests(raw_iterator, context)
+                async for response in inner_ss(messages, context):
                     yield response
             finally:
                 observe(start, context)
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
+
+
+def _heartbeat_of(signed: worker_pb2.HeartbeatStreamRequest) -> worker_pb2.HeartbeatRequest:
+    """The HeartbeatRequest inside a signed stream message (its bytes were verified, now parsed)."""
+    try:
+        return worker_pb2.HeartbeatRequest.FromString(signed.heartbeat)
+    except Exception:  # DecodeError, bad UTF-8, recursion limits...
+        raise InvalidArgument("malformed heartbeat message") from None
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
@@ -332,6 +384,17 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             update, extrinsic = serde.stream_progress_from_proto(request, account)
             await self.api.report_progress(account, update, extrinsic)
             return worker_pb2.HeartbeatResponse(heartbeat_relayed=extrinsic is not None)
+        except Exception as exc:
+            await _abort(context, exc)
+
+    async def HeartbeatStream(self, request_iterator, context):
+        try:
+            account = caller_account()
+            async for signed in request_iterator:  # each one authenticated by the interceptor
+                update, extrinsic = serde.stream_progress_from_proto(_heartbeat_of(signed), account)
+                await self.api.report_progress(account, update, extrinsic)
+                yield worker_pb2.HeartbeatStreamResponse(sequence=signed.sequence,
+                                                         heartbeat_relayed=extrinsic is not None)
         except Exception as exc:
             await _abort(context, exc)
 

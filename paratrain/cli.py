@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="author a block every MS milliseconds (default: instant seal)")
     devnet.add_argument("--finality-lag", type=_non_negative, default=0, metavar="N",
                         help="finalize blocks N behind the best block (default 0: immediately)")
+    devnet.add_argument("--challenge-period-ms", type=_non_negative, metavar="MS",
+                        help="milliseconds in which an approved result may be challenged before it pays out "
+                             "(TaskBounties.ChallengePeriod; default 5000; 0: pay at once)")
+    devnet.add_argument("--verification-grace-ms", type=_positive, metavar="MS",
+                        help="milliseconds validators have to reach a quorum on a submitted result, and on a "
+                             "challenged one (TaskBounties.VerificationGrace; default 60000)")
 
     from paratrain.demo import add_demo_arguments  # light: rich only
 
@@ -148,9 +154,13 @@ def _run_orchestrator(args: argparse.Namespace) -> int:
 
 
 async def _run_devnet(args: argparse.Namespace) -> int:
-    from devnet.node import Node, NodeConfig
+    from devnet.node import DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS, Node, NodeConfig
 
-    config = NodeConfig(base_path=args.base_path, block_time_ms=args.block_time, finality_lag=args.finality_lag)
+    # the default lives with the pallet; the parser stays free of devnet imports (they are not light)
+    period = DEFAULT_CHALLENGE_PERIOD_MS if args.challenge_period_ms is None else args.challenge_period_ms
+    grace = DEFAULT_VERIFICATION_GRACE_MS if args.verification_grace_ms is None else args.verification_grace_ms
+    config = NodeConfig(base_path=args.base_path, block_time_ms=args.block_time, finality_lag=args.finality_lag,
+                        challenge_period_ms=period, verification_grace_ms=grace)
     try:
         node = Node(config)
         host, port = await node.start(args.host, args.port)
@@ -159,7 +169,9 @@ async def _run_devnet(args: argparse.Namespace) -> int:
     mode = f"a block every {args.block_time} ms" if args.block_time else "instant seal"
     where = f"persisting to {args.base_path}" if args.base_path else "in memory (--tmp)"
     print(f"devnet {node.chain_name} listening on ws://{host}:{port} and http://{host}:{port}", flush=True)
-    print(f"  {mode}, finality lag {args.finality_lag}, {where}; best block #{node.chain.best.number}", flush=True)
+    print(f"  {mode}, finality lag {args.finality_lag}, challenge period {period} ms, "
+          f"verification grace {grace} ms, {where}; "
+          f"best block #{node.chain.best.number}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,8 +9,10 @@ One process starts every party and one real task goes through the loop::
     //Bob    Trainer (registered with a stake): the worker daemon in a thread, Ray Train DDP (2 workers)
     //Charlie, //Dave  Validators (registered with a stake): validator daemons in threads
 
-Progress is followed live from the orchestrator's WatchTask stream (claim, step/epoch/loss, heartbeats,
-submission, verdicts, acceptance). The end: the verdicts, the payout, the on-chain model record, every
+devnet runs with a challenge period (5 s by default, `--challenge-period-ms`): the quorum of accepts makes
+the result Approved, and once the period is over unchallenged the worker daemon sends finalize_result and
+is paid. Progress is followed live from the orchestrator's WatchTask stream (claim, step/epoch/loss,
+heartbeats, submission, verdicts, approval and its challenge period, payout). The end: the verdicts, the payout, the on-chain model record, every
 party's free and reserved balance before and after (checked against the payout and the fees each paid),
 and the training curve as a PNG. Exit status 0 only when TaskAccepted paid the worker and the worker's
 balance shows it; 1 with the reason otherwise; 130 on Ctrl-C (or SIGTERM). Every thread, the Ray cluster
@@ -50,11 +52,12 @@ RECIPE = "digits_mlp"
 DEFAULT_WORKERS = 1           # Ray Train workers of the training run (2+: DDP; the spot checks then replay on Ray)
 CHECKPOINT_EVERY = 11         # optimizer steps (half an epoch of digits): the curve's resolution
 DEFAULT_EPOCHS = 8
+DEFAULT_CHALLENGE_PERIOD_MS = 5_000   # devnet's own default: long enough to read, short enough to wait for
 CURVE_FILE = "paratrain-demo-curve.png"
 MARKER_ENV = "PARATRAIN_DEMO_RAY"      # set in the environment of every process of the demo's Ray cluster
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 FAILURES = ("WorkerSlashed", "TaskReopened", "VerificationTimedOut", "TaskExpired", "TaskCancelled",
-            "ClaimReleased", "LeaseExpired")
+            "ClaimReleased", "LeaseExpired", "ChallengeUpheld")
 
 
 class DemoFailed(Exception):
@@ -70,6 +73,7 @@ class DemoOptions:
     timeout_s: float = 600.0
     workers: int = DEFAULT_WORKERS
     spot_checks: int = 2
+    challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS
 
 
 # Command line ------------------------------------------------------------------------------------
@@ -77,6 +81,13 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
     return number
 
 
@@ -90,6 +101,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
                         help="Ray Train workers for the training run (default 1; 2 or more train with torch DDP and "
                              "the validators replay their spot checks on Ray too, which takes minutes longer)")
+    parser.add_argument("--challenge-period-ms", type=_non_negative, default=DEFAULT_CHALLENGE_PERIOD_MS,
+                        metavar="MS", help="devnet's challenge period: how long an approved result may be challenged "
+                                           f"before it pays (default {DEFAULT_CHALLENGE_PERIOD_MS}; 0: pay at once)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (artifact stores, daemon states, Ray logs)")
     return parser
@@ -98,15 +112,16 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
     return DemoOptions(port=getattr(args, "port", 0), epochs=getattr(args, "epochs", DEFAULT_EPOCHS),
                        out=getattr(args, "out", "."), keep=getattr(args, "keep", False),
-                       workers=getattr(args, "workers", DEFAULT_WORKERS))
+                       workers=getattr(args, "workers", DEFAULT_WORKERS),
+                       challenge_period_ms=getattr(args, "challenge_period_ms", DEFAULT_CHALLENGE_PERIOD_MS))
 
 
 # The pieces, each started and stopped on its own -------------------------------------------------
 class DevnetThread:
     """A devnet node on its own event loop thread; stopped (and its port freed) on exit."""
 
-    def __init__(self, port: int = 0) -> None:
-        self._port = port
+    def __init__(self, port: int = 0, challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS) -> None:
+        self._port, self._challenge_period_ms = port, challenge_period_ms
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="devnet", daemon=True)
@@ -115,11 +130,11 @@ class DevnetThread:
         self.error: BaseException | None = None
 
     def _run(self) -> None:
-        from devnet.node import Node
+        from devnet.node import Node, NodeConfig
 
         asyncio.set_event_loop(self._loop)
         try:
-            self.node = Node()
+            self.node = Node(NodeConfig(challenge_period_ms=self._challenge_period_ms))
             host, port = self._loop.run_until_complete(self.node.start("127.0.0.1", self._port))
             self.url = f"ws://{host}:{port}"
         except BaseException as exc:  # reported to the starting thread
@@ -295,6 +310,7 @@ class Observed:
     curve: list[dict[str, float]] = field(default_factory=list)   # {step, epoch, loss, accuracy, val_loss}
     submitted: dict[str, Any] | None = None
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    approved: dict[str, Any] | None = None      # ResultApproved: {block, challenge_until, ...}
     accepted: dict[str, Any] | None = None
     failure: str | None = None
     total_steps: int = 0
@@ -386,8 +402,10 @@ class Demo:
         stack.callback(self._stop_daemons)  # before Ray goes: the daemons may be inside a Ray call
         self.say(f"Ray: a local cluster with {max(2, opts.workers)} CPUs")
 
-        devnet = stack.enter_context(DevnetThread(opts.port))
-        self.say(f"devnet (instant seal) at [bold]{devnet.url}[/bold]")
+        devnet = stack.enter_context(DevnetThread(opts.port, opts.challenge_period_ms))
+        period = f"challenge period {opts.challenge_period_ms / 1000:g} s" if opts.challenge_period_ms \
+            else "no challenge period"
+        self.say(f"devnet (instant seal, {period}) at [bold]{devnet.url}[/bold]")
         from runtime_bindings import Chain
 
         self.chain = Chain.connect(devnet.url, timeout=30)
@@ -458,7 +476,7 @@ class Demo:
                                                  f"validator-{name}").start()
         config = DaemonConfig(orchestrator=target, chain_url=url, key=f"//{TRAINER}", store=str(tmp / "bob-store"),
                               num_workers=self.options.workers, state_dir=str(tmp / "bob-state"), poll_wait_s=1.0,
-                              max_tasks=1, cpus=max(2, self.options.workers), memory_mb=4_096, max_failures=0)
+                              cpus=max(2, self.options.workers), memory_mb=4_096, max_failures=0)
         self.worker = DaemonThread(WorkerDaemon(config, keypair=self.accounts[TRAINER]), "worker").start()
         plural = "s" if self.options.workers > 1 else ""
         self.say(f"worker daemon //{TRAINER} ({self.options.workers} Ray Train worker{plural}) and validator daemons "
@@ -494,7 +512,6 @@ class Demo:
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=False) as bar:
             task_bar = bar.add_task("training", total=seen.total_steps, info="waiting for a worker", visible=False)
-            nudged = 0.0
             while seen.accepted is None and seen.failure is None:
                 try:
                     event = self.events.get(timeout=0.25)
@@ -508,17 +525,15 @@ class Demo:
                     raise DemoFailed(f"no payout within {self.options.timeout_s:.0f} s "
                                      f"(last state: {self._where()})")
                 self._check_daemons()
-                # a chain with a challenge period pays when it ends: with instant seal blocks only come with
-                # transactions, so author some (remarks by //Ferdie, no party of the task) while waiting
-                if len([v for v in seen.verdicts if v["accept"]]) >= len(VALIDATORS) and seen.accepted is None \
-                        and time.monotonic() - nudged > 1.0:
-                    nudged = time.monotonic()
-                    self._nudge()
 
     def _where(self) -> str:
+        from workers.payout import moment_text
+
         s = self.seen
         if s.submitted is None:
             return "training" if s.claimed_block else "waiting for the worker's claim"
+        if s.approved is not None:
+            return f"approved, challenge period until {moment_text(int(s.approved['challenge_until']))}"
         return f"submitted, {len(s.verdicts)} of {len(VALIDATORS)} verdicts"
 
     def _check_daemons(self) -> None:
@@ -530,20 +545,18 @@ class Demo:
             time.sleep(1.0)
             if self.seen.submitted is None and self.events.empty():
                 raise DemoFailed(f"the worker daemon exited without submitting a result: {why}")
+        if worker is not None and not worker.thread.is_alive() and self.seen.approved is not None \
+                and self.seen.accepted is None and self.events.empty():
+            raise DemoFailed(f"the worker daemon exited before finalizing its payout: "
+                             f"{worker.error or worker.daemon.status.last_error or 'it stopped'}")
         for name, v in self.validators.items():
             if not v.thread.is_alive() and self.seen.accepted is None and self.events.empty():
                 raise DemoFailed(f"the validator daemon //{name} exited (status {v.exit_code}): "
                                  f"{v.error or 'see the log above'}")
 
-    def _nudge(self) -> None:
-        from substrateinterface import Keypair
-
-        try:
-            self.chain.system.remark(Keypair.create_from_uri("//Ferdie"), b"paratrain demo: next block")
-        except Exception as exc:  # noqa: BLE001 - the next tick tries again
-            logging.getLogger("paratrain.demo").debug("remark: %s", exc)
-
     def _on_event(self, event: Any, bar: Progress, task_bar: Any) -> None:
+        from workers.payout import moment_text
+
         seen, kind, d = self.seen, event.kind, event.detail
         who = lambda key: _name_of(self.accounts, str(d.get(key, "")))  # noqa: E731
         if kind == "Progress":
@@ -573,8 +586,8 @@ class Demo:
             final = seen.curve[-1] if seen.curve else {}
             acc = f", accuracy {final['accuracy']:.4f}" if "accuracy" in final else ""
             self.say(f"result submitted by {who('worker')} in block {event.block}: model "
-                     f"{_short(d.get('model_hash'))}{acc}, signed attestation; verification until block "
-                     f"{d.get('verify_until')}")
+                     f"{_short(d.get('model_hash'))}{acc}, signed attestation; validators have until "
+                     f"{moment_text(int(d.get('verify_until') or 0))}")
         elif kind == "VerdictSubmitted":
             verdict = dict(d.get("verdict") or {})
             record = {"validator": str(d.get("validator")), "accept": bool(verdict.get("accept")),
@@ -584,9 +597,22 @@ class Demo:
             self.say(f"verdict by {who('validator')} in block {event.block}: "
                      + ("[green]ACCEPT[/green]" if record["accept"] else "[red]REJECT[/red]")
                      + f" (re-measured accuracy {record['measured'] / 1e6:.4f})")
+        elif kind == "ResultApproved":
+            seen.approved = {"block": event.block, **d}
+            until = int(d.get("challenge_until", 0))
+            approvers = len(self.chain.task_bounties.results(seen.task_id).approved_by)
+            self.say(f"[bold]approved[/bold] by {approvers} validators in block {event.block}; challenge period until "
+                     f"{moment_text(until)} ({max(0, until - time.time() * 1000) / 1000:.1f} s): any other staked "
+                     f"validator may challenge it with a deposit until then", "[cyan]i[/cyan]")
+        elif kind == "ResultChallenged":
+            self.say(f"challenged by {who('challenger')} in block {event.block}: a challenge round settles it by "
+                     f"{moment_text(int(d.get('settle_until') or 0))}", "[yellow]![/yellow]")
+        elif kind in ("ChallengeDismissed", "ChallengeTimedOut"):
+            self.say(f"{kind} in block {event.block}: the approval stands", "[cyan]i[/cyan]")
         elif kind == "TaskAccepted":
             seen.accepted = {"block": event.block, **d}
-            self.say(f"[bold]accepted[/bold] in block {event.block}: bounty paid, model registered")
+            how = " (challenge period over, unchallenged)" if seen.approved is not None else ""
+            self.say(f"[bold]accepted[/bold] in block {event.block}{how}: bounty paid, model registered")
         elif kind in FAILURES:
             seen.failure = f"{kind} in block {event.block}: {d}"
             self.say(f"{kind} in block {event.block}", "[red]✗[/red]")
@@ -608,8 +634,7 @@ class Demo:
 
     def _settle(self, spec: Any, out_dir: Path) -> int:
         seen, chain, kp = self.seen, self.chain, self.accounts
-        for d in self.validators.values():
-            d.stop()
+        self._stop_daemons()  # the worker's finalize_result, if it sent one, is done now
         if seen.failure:
             raise DemoFailed(f"the task did not pay out: {seen.failure}")
         after = self._balances()
@@ -656,6 +681,11 @@ class Demo:
         self.console.print(table)
 
         # Payout
+        if seen.approved is not None:
+            payouts = self.worker.daemon.payouts if self.worker is not None else None
+            by_worker = payouts is not None and any(p["task_id"] == task_id and p["finalized"] for p in payouts.paid)
+            self.say(f"the challenge period ended unchallenged; the payout in block {block} was made by "
+                     + (f"//{TRAINER}'s finalize_result" if by_worker else "the chain's on_initialize"))
         table = Table(title=f"payout in block {block} (bounty {_para(BOUNTY)} {SYMBOL})", title_justify="left")
         for column in ("to", "role", f"amount ({SYMBOL})"):
             table.add_column(column, justify="left" if column != f"amount ({SYMBOL})" else "right")

@@ -243,6 +243,8 @@ class EventSplitter:
         sk = _Skippers(types)
         self._phase, self._event, self._topics = sk.skip(fields["phase"]), sk.skip(fields["event"]), sk.skip(fields["topics"])
         self.pallets = {int(p["index"]): p["name"] for p in metadata.v14["pallets"]}
+        self.fields = fields
+
 
     def split(self, raw: bytes) -> list[tuple[str, int, int]]:
         """(pallet name, start, end) of every record."""
@@ -258,6 +260,48 @@ class EventSplitter:
         if off != len(raw):
             raise ValueError(f"System.Events: {len(raw) - off} bytes left over")
         return out
+
+
+class RecordDecoder:
+    """Decodes System.Events records with compiled decoders (runtime_bindings.fastscale) to the dicts
+    scalecodec gives (`Chain._record` takes them). `decode` answers None for a record it cannot do."""
+
+    def __init__(self, metadata: Any, fields: dict[str, int], config: Any) -> None:
+        from runtime_bindings.fastscale import Codecs
+
+        types = metadata.types
+        self.codecs = Codecs(types, config)
+        self._phases = {int(v["index"]): (v["name"], bool(v.get("fields")))
+                        for v in types[fields["phase"]]["def"]["variant"]["variants"]}
+        self._events: dict[int, tuple[str, dict[int, Any]]] = {}
+        for v in types[fields["event"]]["def"]["variant"]["variants"]:
+            inner = (v.get("fields") or [{}])[0].get("type")
+            if inner is None or "variant" not in types[inner]["def"] or len(v["fields"]) != 1:
+                continue
+            self._events[int(v["index"])] = (v["name"], self.codecs.variant_payloads(inner))
+
+    def decode(self, raw: bytes, start: int, end: int) -> dict[str, Any] | None:
+        try:
+            name, has_index = self._phases[raw[start]]
+            off = start + 1
+            extrinsic_idx = None
+            if has_index:
+                if name != "ApplyExtrinsic":
+                    return None
+                extrinsic_idx = int.from_bytes(raw[off:off + 4], "little")
+                off += 4
+            module, events = self._events[raw[off]]
+            event_id, payload = events[raw[off + 1]]
+            off += 2
+            attributes = None
+            if payload is not None:
+                attributes, off = payload(raw, off)
+            if raw[off] != 0 or off + 1 != end:  # topics: only an empty list is done here
+                return None
+        except (KeyError, IndexError, ValueError):
+            return None
+        return {"phase": name, "extrinsic_idx": extrinsic_idx, "module_id": module, "event_id": event_id,
+                "attributes": attributes, "topics": []}
 
 
 class CatchUp:
@@ -277,6 +321,10 @@ class CatchUp:
         self.reconnect_timeout = reconnect_timeout
         self.last_number = from_block - 1
         self._splitters: dict[int, tuple[EventSplitter, str, Any]] = {}
+        self._records: dict[int, RecordDecoder] = {}
+        self._storage_decoders: dict[tuple[int, str, str], Any] = {}
+        self._meta: dict[int, tuple[Any, Any]] = {}
+        self._current_spec: int | None = None  # the runtime of the whole last batch (None: mixed)
         self._batch_rpc = True
         self._range_rpc = True
 
@@ -336,9 +384,33 @@ class CatchUp:
                 key = "0x" + si.create_storage_key("System", "Events").to_hex().removeprefix("0x")
                 value_type = si.metadata.get_metadata_pallet("System").get_storage_function("Events") \
                     .get_value_type_string()
-                found = self._splitters[spec] = (EventSplitter(metadata), key, (si.runtime_config, si.metadata,
-                                                                                  value_type))
+                splitter = EventSplitter(metadata)
+                found = self._splitters[spec] = (splitter, key, (si.runtime_config, si.metadata, value_type))
+                self._records[id(splitter)] = RecordDecoder(metadata, splitter.fields, si.runtime_config)
+                self._meta[spec] = (metadata, si.runtime_config)
         return found
+
+    def storage_decoder(self, pallet: str, name: str) -> Any:
+        """A compiled decoder (runtime_bindings.fastscale) of a storage entry's value for the runtime of the
+        last batch fetched, or None (unsupported: decode it with scalecodec)."""
+        from runtime_bindings.fastscale import Codecs, Unsupported
+
+        spec = self._current_spec
+        if spec is None or spec not in self._meta:
+            return None
+        metadata, config = self._meta[spec]
+        key = (spec, pallet, name)
+        if key not in self._storage_decoders:
+            decoder = None
+            try:
+                entry = next(e for e in metadata.storage(pallet) if e["name"] == name)
+                ty = entry["type"]
+                tid = ty["Plain"] if "Plain" in ty else ty["Map"]["value"]
+                decoder = Codecs(metadata.types, config).decoder(tid)
+            except (StopIteration, KeyError, Unsupported):
+                decoder = None
+            self._storage_decoders[key] = decoder
+        return self._storage_decoders[key]
 
     def _raw_events(self, key: str, hashes: list[str]) -> list[bytes]:
         chain = self._chain
@@ -374,9 +446,11 @@ class CatchUp:
         chain = self._chain
         hashes = self._hashes(first, last)
         spec = self._runtime(hashes[0])
+        self._current_spec = None
         if self._runtime(hashes[-1]) != spec:  # an upgrade inside the batch: block by block
             return [BlockEvents(n, h, chain.events_at(h)) for n, h in zip(range(first, last + 1), hashes)]
         splitter, key, (config, metadata, value_type) = self._splitter(hashes[0], spec)
+        self._current_spec = spec
         blocks = []
         decoded: dict[bytes, list[EventRecord]] = {}
         for number, block_hash, raw in zip(range(first, last + 1), hashes, self._raw_events(key, hashes)):
@@ -396,6 +470,11 @@ class CatchUp:
         wanted = [(s, e) for pallet, s, e in parts if self.pallets is None or pallet in self.pallets]
         if not wanted:
             return []
+        fast = self._records.get(id(splitter))
+        if fast is not None:
+            values = [fast.decode(raw, s, e) for s, e in wanted]
+            if all(v is not None for v in values):
+                return [chain_cls._record(v) for v in values]
         data = encode_compact(len(wanted)) + b"".join(raw[s:e] for s, e in wanted)
         with self._chain.lock:
             obj = config.create_scale_object(value_type, data=ScaleBytes(data), metadata=metadata)

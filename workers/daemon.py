@@ -9,7 +9,9 @@ One task, end to end::
       -> fetch the data set, verified against dataset_hash           (any failure: refused, never claimed)
       -> claim_task signed with the worker's own key, relayed by the orchestrator (or sent to the node
          directly when the orchestrator cannot relay), and waited for on chain
-      -> train (workers.runner.train, Ray Train with --num-workers DDP workers); at each checkpoint:
+      -> train (workers.runner.train on the daemon's WarmTrainer: one long-lived Ray Train run with
+         --num-workers workers, DDP when 2+, started with the daemon, so a task starts on training workers
+         that already run); at each checkpoint:
          a journal entry on disk, ProgressUpdate {epoch, step, loss, metrics, checkpoint root} to the
          orchestrator with a worker-signed `heartbeat` {step, checkpoint_root} (at most one every
          `heartbeat_interval_s`; the orchestrator relays them at a bounded block rate)
@@ -21,8 +23,16 @@ A guard thread watches the claim on chain while training: when the lease is abou
 node; when fewer than `deadline_margin_blocks` blocks are left before the task's deadline it sends
 `release_claim` at once (the task is given back, no slash) and cancels the training run.
 
+Payouts (workers.payout): on a chain with a challenge period a quorum of accepts makes the result Approved
+until ``challenge_until``; the daemon watches the results it submitted between assignment polls (the long
+poll is cut short when a look is due) and sends finalize_result once the period is over, so the bounty
+reaches it even on an idle instant-seal chain. It goes on taking tasks meanwhile. ``--max-tasks`` still
+exits after N results: a payout still due then is made at the next start, by on_initialize, or by anyone
+(`paratrain task finalize`).
+
 Restarts: the chain is the source of truth. On start the daemon reads TaskBounties.ClaimsByWorker for its
-account; every task still Claimed by it is resumed first, from the last checkpoint of the local journal
+account; the results it still holds (Submitted, Approved, Challenged) are watched for their payout, and
+every task still Claimed by it is resumed first, from the last checkpoint of the local journal
 (``<state-dir>/task-<id>.json``; checkpoints are content-addressed in the artifact store and verified by
 hash), or from the start when there is none: training is deterministic, so either way the result is the
 one the interrupted run would have produced.
@@ -78,7 +88,7 @@ class DaemonConfig:
     key: str
     store: str | None = None                 # artifact store root (fsspec URL or directory)
     ray_address: str | None = None
-    num_workers: int = 2
+    num_workers: int = 1                      # Ray Train workers (DDP when 2+; pays off only for heavy recipes)
     use_gpu: bool = False
     allow_custom_code: bool = False
     state_dir: str | None = None              # journal + status.json (default ~/.cache/paratrain/worker/<account>)
@@ -117,6 +127,8 @@ class Status:
     tasks_submitted: int = 0
     tasks_refused: int = 0
     tasks_released: int = 0
+    tasks_paid: int = 0
+    payouts_pending: int = 0
     last_result: dict[str, Any] | None = None
     last_error: str | None = None
     updated: float = 0.0
@@ -173,6 +185,7 @@ class WorkerDaemon:
         self._status_lock = threading.Lock()
         self.chain: Any = None
         self.client: Any = None
+        self.payouts: Any = None                # workers.payout.Payouts, once connected
         self._codec: Any = None
         self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
         self.state_dir: Path | None = None
@@ -217,6 +230,9 @@ class WorkerDaemon:
                               f"(Workers.register with a stake)")
         if info.role != "Trainer":
             raise DaemonError(f"{account} is registered as a {info.role}, not a Trainer")
+        from workers.payout import Payouts
+
+        self.payouts = Payouts(self.chain, self.keypair)
         self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
         from orchestrator import errors
         from orchestrator.domain import Capabilities
@@ -242,6 +258,9 @@ class WorkerDaemon:
         if self.chain is not None:
             self.chain.close()
             self.chain = None
+        if getattr(self, "_trainer", None) is not None:
+            self._trainer.close()  # the warm worker group gives its CPUs back (in the background)
+            self._trainer = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -301,11 +320,13 @@ class WorkerDaemon:
                     ensure_ray(address, log_to_driver=False)
                 else:
                     ensure_ray()
+            self._warm_trainer()  # the Ray Train worker group starts now, not when the first task comes
             self._with_chain_retries(self._resume_claims)
             while not self.stopping and not self._done():
+                self._settle_payouts()
                 self._set(state="idle", task_id=None)
                 try:
-                    assignment = self.client.request_assignment(self.config.poll_wait_s)
+                    assignment = self.client.request_assignment(self.payouts.wait_s(self.config.poll_wait_s))
                 except errors.Unavailable as exc:
                     log.warning("orchestrator unavailable (%s); retrying in 2 s", exc)
                     self._stop.wait(2.0)
@@ -340,8 +361,20 @@ class WorkerDaemon:
     def _done(self) -> bool:
         return self.config.max_tasks is not None and self.status.tasks_submitted >= self.config.max_tasks
 
+    def _settle_payouts(self) -> None:
+        """Between polls: finalize the Approved results whose challenge period is over (workers.payout)."""
+        payouts = self.payouts
+        paid = len(payouts.paid)
+        payouts.settle()
+        for record in payouts.paid[paid:]:
+            self._event("paid", **record)
+        self._set(tasks_paid=len(payouts.paid), payouts_pending=len(payouts.held))
+
     def _resume_claims(self) -> None:
-        """Tasks still claimed by this worker on chain (a previous run died or was stopped): finish them."""
+        """Tasks still claimed by this worker on chain (a previous run died or was stopped): finish them;
+        its results still held on chain are watched for their payout."""
+        from workers.payout import HELD
+
         mine = []
         for key, _ in self.chain.task_bounties.claims_by_worker.entries(self.account):
             task_id = key[-1] if isinstance(key, (tuple, list)) else key
@@ -349,8 +382,10 @@ class WorkerDaemon:
         for task_id in sorted(mine):
             task = self.chain.task_bounties.tasks(task_id)
             state, payload = claim_state(task) if task is not None else ("Missing", {})
+            if state in HELD and payload.get("worker") == self.account:
+                self.payouts.track(task_id)  # under verification, Approved or challenged: watch its payout
             if state != "Claimed" or payload.get("worker") != self.account:
-                continue  # Submitted: in verification, nothing left to do
+                continue
             log.info("task %d is still claimed by this worker on chain (lease until block %s): resuming it",
                      task_id, payload.get("lease_until"))
             self._event("resume", task_id=task_id)
@@ -647,7 +682,8 @@ class WorkerDaemon:
             result = train(spec, self.store, num_workers=self.config.num_workers, use_gpu=self.config.use_gpu,
                            max_failures=self.config.max_failures, on_progress=on_progress, resume_from=resume,
                            allow_custom=self.config.allow_custom_code, step_hook=CancelHook(cancel_file),
-                           storage_path=str(self.state_dir / "ray"))  # type: ignore[operator]
+                           storage_path=str(self.state_dir / "ray"),  # type: ignore[operator]
+                           trainer=self._warm_trainer())
         except TrainingError as exc:
             if cancelled.is_set():
                 raise TaskCancelled(f"training stopped: {reason.get('why')}") from None
@@ -664,6 +700,17 @@ class WorkerDaemon:
         if cancelled.is_set():
             raise TaskCancelled(f"training stopped: {reason.get('why')}")
         self._submit(task_id, spec, result)
+
+    def _warm_trainer(self) -> Any:
+        """The daemon's long-lived Ray Train worker group (workers.runner.WarmTrainer), started once: a task
+        then starts on training workers that already run, and a dead group is started again."""
+        from workers.runner import WarmTrainer
+
+        if getattr(self, "_trainer", None) is None:
+            self._trainer = WarmTrainer(self.config.num_workers, use_gpu=self.config.use_gpu,
+                                        storage_path=str(self.state_dir / "ray") if self.state_dir else None,
+                                        name=f"paratrain-worker-{self.account[:8]}")
+        return self._trainer.start()
 
     def _guard(self, task_id: int, cancelled: threading.Event, cancel: Callable[[str], None],
                latest: dict[str, Any], lock: threading.Lock) -> None:
@@ -745,6 +792,7 @@ class WorkerDaemon:
         except Exception as exc:  # noqa: BLE001 - the orchestrator sees it on chain anyway
             log.info("task %d: report_result not delivered: %s", task_id, exc)
         self._forget_journal(task_id)
+        self.payouts.track(task_id)
         summary = {"task_id": task_id, "model_hash": result.model_hash, "artifact_uri": result.artifact_uri,
                    "metrics": result.metrics, "trajectory_root": result.trajectory_root,
                    "block": receipt.block_number, "extrinsic": receipt.extrinsic_hash,
@@ -752,10 +800,12 @@ class WorkerDaemon:
         self.status.tasks_submitted += 1
         self._set(last_result=summary, state="idle")
         self._event("submitted", **summary, attestation=attestation, signature=signature)
-        log.info("task %d: result submitted in block %d: model %s, %s, trajectory %s (%d checkpoints)", task_id,
-                 receipt.block_number, result.model_hash[:16],
+        from workers.payout import moment_text
+
+        log.info("task %d: result submitted in block %d: model %s, %s, trajectory %s (%d checkpoints); "
+                 "verify by %s", task_id, receipt.block_number, result.model_hash[:16],
                  " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())), result.trajectory_root[:16],
-                 len(result.checkpoints))
+                 len(result.checkpoints), moment_text(int(summary["verify_until"])) if submitted else "?")
 
 
 def _ray_initialized() -> bool:
@@ -794,8 +844,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "~/.cache/paratrain/artifacts)")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="join this Ray cluster (default $RAY_ADDRESS, else start a local one)")
-    parser.add_argument("--num-workers", type=_positive, default=2, metavar="N",
-                        help="Ray Train workers per task (default 2)")
+    parser.add_argument("--num-workers", type=_positive, default=1, metavar="N",
+                        help="Ray Train workers per task (default 1; 2 or more train with DDP, which pays off "
+                             "only when a step's compute outweighs its all-reduce, e.g. char_lm)")
     parser.add_argument("--gpu", action="store_true", help="train on GPUs (one per training worker, NCCL)")
     parser.add_argument("--allow-custom-code", action="store_true",
                         help="also run custom recipes (arbitrary code named by the task); off by default")

@@ -1,17 +1,26 @@
 """Running a task: in-process, or on a Ray cluster with Ray Train's TorchTrainer (DDP).
 
-`train(spec, store, num_workers=2)` trains a task on Ray: it joins the cluster that is already
+`train(spec, store, num_workers=1)` trains a task on Ray: it joins the cluster that is already
 initialised, or the one at ``RAY_ADDRESS`` (e.g. a KubeRay head), or starts a local one. Each
 training worker runs `workers.engine.run_loop`; DDP over gloo on CPU, NCCL with ``use_gpu``.
-Rank 0 writes each checkpoint into the artifact store and reports a Ray Train checkpoint that
-holds only the trajectory so far (the list of hashes); when a worker process dies, Ray Train
-(``FailureConfig(max_failures)``) restarts the worker group, which restores model and optimizer
-from the last checkpoint in *our* store, verified by hash, and finishes with the same result.
+
+`WarmTrainer` is a long-lived Ray Train run (one ``TorchTrainer.fit()``) whose training function takes
+task after task from a `TaskBoard` actor: the worker daemon keeps one, so that a task starts on training
+workers that already exist instead of paying Ray Train's start-up (actors, processes, imports, process
+group) each time. `train(..., trainer=warm)` runs a task on it; without one, `train` starts a group for
+the task alone. Either way `train` returns as soon as rank 0's final report (model in the store) is in,
+and a group of its own is torn down in the background.
+
+Rank 0 writes each checkpoint into the artifact store and posts the trajectory so far to the board;
+when a worker process dies, Ray Train restarts the worker group (``FailureConfig``), which resumes the
+task from the last checkpoint in *our* store, verified by hash, and finishes with the same result; a
+task fails after more than ``max_failures`` such restarts.
 `train_local` runs the same loop in this process (world size 1, no Ray).
 `replay_segment` re-executes one segment from a checkpoint for a validator's spot check.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,19 +28,27 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from workers import tensorio
 from workers.artifacts import ArtifactStore
-from workers.engine import LoopPlan, Report, TrainingError, TrainingTimeoutError, run_loop
+from workers.engine import (
+    CheckpointMismatchError,
+    LoopPlan,
+    MemoryLimitError,
+    Report,
+    TrainingError,
+    TrainingTimeoutError,
+    run_loop,
+)
 from workers.recipes import code_hash, get_recipe
 from workers.spec import TaskSpec
 from workers.trajectory import merkle_root_hex
 
 METRIC_SCALE = 1_000_000  # the pallet's metrics are i64 micro-units
-TRAJECTORY_FILE = "trajectory.json"
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,12 @@ def train_local(spec: TaskSpec, store: ArtifactStore, *, on_progress: ProgressCa
 
 # On Ray -----------------------------------------------------------------------------------------
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
-    """Join the running Ray (or `address`, or RAY_ADDRESS), else start a local one."""
+    """Join the running Ray (or `address`, or RAY_ADDRESS), else start a local one.
+
+    A local cluster runs its worker processes at normal priority (``worker_niceness`` 0; Ray's default
+    is nice 15, at which training loses every core to any other process of the host). Set
+    ``RAY_worker_niceness`` to keep Ray's default; on a cluster started elsewhere (``ray start``, KubeRay)
+    set it there."""
     import ray
 
     if ray.is_initialized():
@@ -136,113 +158,425 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     if address:
         ray.init(address=address, **init_kwargs)
     else:
+        if "RAY_worker_niceness" not in os.environ:
+            init_kwargs.setdefault("_system_config", {}).setdefault("worker_niceness", 0)
         ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
 
 
-def _ray_worker_entry(config: dict[str, Any]) -> None:
+class TaskBoard:
+    """The coordinator of a `WarmTrainer` (an asyncio Ray actor that takes no CPU).
+
+    The driver submits tasks; rank 0 of the worker group takes them one after another (`next`) and posts
+    its reports; the driver follows a task's reports (`wait`). The board also holds each running task's
+    trajectory so far, so that a worker group that Ray Train restarts after a worker process died resumes
+    the task from its last checkpoint, and counts those restarts against the task's ``max_failures``."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._pending: list[str] = []
+        self._current: str | None = None
+        self._closed = False
+        self._cond = asyncio.Condition()
+        self._workers: dict[int, Any] = {}     # rank -> the Ray Train worker actor (for abort)
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def _wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        import asyncio
+
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(predicate), timeout)
+            except TimeoutError:
+                return predicate()
+        return True
+
+    def _finish(self, job_id: str, state: str, error: dict[str, str] | None = None) -> None:
+        job = self._jobs[job_id]
+        if job["state"] in ("done", "failed"):
+            return
+        job["state"], job["error"] = state, error
+        if job_id in self._pending:
+            self._pending.remove(job_id)
+
+    def _handout(self, job_id: str) -> dict[str, Any]:
+        job = self._jobs[job_id]
+        self._current = job_id
+        job["state"] = "running"
+        return {"op": "task", "id": job_id, "pointer": list(job["pointer"]), "attempt": job["attempts"]}
+
+    # the driver
+    async def submit(self, job_id: str, plan: LoopPlan, max_failures: int) -> None:
+        self._jobs[job_id] = {"plan": plan, "pointer": list(plan.resume_from), "max_failures": max_failures,
+                              "attempts": 0, "state": "pending", "error": None, "events": []}
+        self._pending.append(job_id)
+        await self._notify()
+
+    async def wait(self, job_id: str, since: int, timeout: float) -> tuple[list[dict[str, Any]], str, Any]:
+        """The task's reports from index `since`, its state and error; returns early on news."""
+        job = self._jobs[job_id]
+        await self._wait(lambda: len(job["events"]) > since or job["state"] in ("done", "failed"), timeout)
+        return job["events"][since:], job["state"], job["error"]
+
+    async def cancel(self, job_id: str, error: dict[str, str]) -> list[Any]:
+        """Give up a task (it is not resumed after a restart); the worker actors, for the caller to kill."""
+        self._finish(job_id, "failed", error)
+        await self._notify()
+        return list(self._workers.values())
+
+    async def forget(self, job_id: str) -> None:
+        """Drop a finished task's record (the driver has read it)."""
+        job = self._jobs.get(job_id)
+        if job is not None and job["state"] in ("done", "failed"):
+            del self._jobs[job_id]
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._notify()
+
+    # the worker group
+    async def next(self, fresh: bool, timeout: float) -> dict[str, Any]:
+        """Rank 0 asks for work: the task to (re)start, or {"op": "idle"} after `timeout`, or "stop".
+        `fresh`: a new worker group (Ray Train started or restarted it)."""
+        job = self._jobs.get(self._current) if self._current is not None else None
+        if job is not None and fresh and job["state"] == "running":  # the group died under it: resume it
+            job["attempts"] += 1
+            if job["attempts"] > job["max_failures"]:
+                self._finish(self._current, "failed", {  # type: ignore[arg-type]
+                    "type": "TrainingError",
+                    "message": f"the Ray Train worker group failed {job['attempts']} times during the task "
+                               f"(max_failures {job['max_failures']})"})
+                await self._notify()
+            else:
+                job["events"].append({"kind": "restart", "attempt": job["attempts"]})
+                await self._notify()
+                return self._handout(self._current)  # type: ignore[arg-type]
+        self._current = None
+        if not await self._wait(lambda: bool(self._pending) or self._closed, timeout):
+            return {"op": "idle"}
+        if not self._pending:
+            return {"op": "stop"}
+        return self._handout(self._pending.pop(0))
+
+    async def plan(self, job_id: str) -> LoopPlan | None:
+        job = self._jobs.get(job_id)
+        return job["plan"] if job is not None else None
+
+    async def register(self, rank: int, actor: Any) -> None:
+        self._workers[rank] = actor
+
+    async def report(self, job_id: str, payload: dict[str, Any]) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job["state"] != "running":
+            return
+        job["events"].append({"kind": "report", "report": payload})
+        if payload["final"]:
+            self._finish(job_id, "done")
+        elif not job["plan"].replay:
+            job["pointer"] = list(payload["checkpoints"])
+        await self._notify()
+
+    async def fail(self, job_id: str, error: dict[str, str]) -> None:
+        if job_id in self._jobs:
+            self._finish(job_id, "failed", error)
+        await self._notify()
+
+
+_IDLE_POLL_S = 30.0  # rank 0's long poll; every rank meets in a broadcast at least this often (gloo timeout)
+
+
+def _warm_entry(config: dict[str, Any]) -> None:
+    """The training function of a `WarmTrainer`: task after task until the board closes."""
+    import ray
     import ray.train
     import ray.train.torch
 
-    plan: LoopPlan = config["plan"]
-    queue = config.get("queue")
+    board = config["board"]
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    pointer = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            with open(os.path.join(directory, TRAJECTORY_FILE)) as f:
-                pointer = json.load(f)["checkpoints"]
+    device = ray.train.torch.get_device()
+    with contextlib.suppress(Exception):  # only used to abort a hung task
+        ray.get(board.register.remote(rank, ray.get_runtime_context().current_actor))
+    fresh = True
+    while True:
+        order = ray.get(board.next.remote(fresh, _IDLE_POLL_S)) if rank == 0 else None
+        if world_size > 1:
+            import torch.distributed as dist
 
-    def report(r: Report) -> None:
-        payload = dataclasses.asdict(r)
-        if rank == 0 and queue is not None:
-            queue.put(payload)
-        metrics = {"step": r.step, "final": r.final, "report": json.dumps(payload)}
-        if rank == 0 and not r.final and not plan.replay:
-            with tempfile.TemporaryDirectory() as directory:
-                with open(os.path.join(directory, TRAJECTORY_FILE), "w") as f:
-                    json.dump({"checkpoints": r.checkpoints}, f)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            box = [order]
+            dist.broadcast_object_list(box, src=0)
+            order = box[0]
+        fresh = False
+        if order["op"] == "stop":
+            return
+        if order["op"] != "task":
+            continue
+        job_id = order["id"]
+        plan: LoopPlan | None = ray.get(board.plan.remote(job_id))
+        if plan is None:  # given up by the driver meanwhile
+            continue
+        hook = _TaggingHook(plan.step_hook) if plan.step_hook is not None else None
+        if hook is not None:
+            plan = dataclasses.replace(plan, step_hook=hook)
+
+        def report(r: Report, job_id: str = job_id) -> None:
+            if rank == 0:
+                board.report.remote(job_id, dataclasses.asdict(r))  # no wait: training goes on
+
+        try:
+            run_loop(plan, rank=rank, world_size=world_size, device=device, report=report,
+                     resume_pointer=order["pointer"])
+        except Exception as exc:
+            # The task's own failure (a limit, a bad checkpoint, the step hook's cancellation; anything
+            # with one worker) fails the task. With several workers, any other error may come from a
+            # peer that died (a collective broke): Ray Train restarts the group, which resumes the task.
+            if world_size == 1 or isinstance(exc, TrainingError) or (hook is not None and hook.raised):
+                ray.get(board.fail.remote(job_id, {"type": type(exc).__name__, "message": str(exc)}))
+            if world_size > 1:
+                raise  # the ranks' collectives may be out of step: Ray Train restarts the worker group
+
+
+class _TaggingHook:
+    """Wraps a step hook and remembers that it raised (a cancellation, not a broken collective)."""
+
+    def __init__(self, inner: Callable[[int, int], None]) -> None:
+        self.inner, self.raised = inner, False
+
+    def __call__(self, step: int, rank: int) -> None:
+        try:
+            self.inner(step, rank)
+        except Exception:
+            self.raised = True
+            raise
+
+
+_WARM: weakref.WeakSet[WarmTrainer] = weakref.WeakSet()  # live ones in this process (replays may share them)
+
+
+class WarmTrainer:
+    """A long-lived Ray Train run: one ``TorchTrainer.fit()`` whose training function takes task after
+    task, so that a task starts on training workers that already exist (torch imported, process group up).
+
+    `run(plan)` trains one task and returns its final report as soon as rank 0 has posted it (the model
+    is in the store by then). A training worker process that dies makes Ray Train restart the worker
+    group (``FailureConfig(max_failures=-1)``); the new group resumes the task from its last checkpoint,
+    and the task fails once it has seen more than its own ``max_failures`` restarts. A task that raises
+    (time or memory limit, cancellation) fails alone: with one worker the group takes the next task at
+    once; with several, Ray Train restarts the group first (their collectives may be out of step).
+
+    The group holds its CPUs (and GPUs) while it lives: `close()` gives them back. Ray memory is not
+    reserved (``memory_mb=0``, the default): each task's ``limits.memory_mb`` is enforced by the
+    engine's RSS watchdog."""
+
+    def __init__(self, num_workers: int = 1, *, use_gpu: bool = False, memory_mb: int = 0,
+                 storage_path: str | None = None, name: str | None = None) -> None:
+        self.num_workers, self.use_gpu, self.memory_mb = num_workers, use_gpu, memory_mb
+        self.storage_path = storage_path or os.path.join(tempfile.gettempdir(), "paratrain-ray")
+        self.name = name or f"paratrain-warm-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._board: Any = None
+        self._thread: threading.Thread | None = None
+        self._outcome: dict[str, Any] = {}
+        self._job: str | None = None
+        self._ray_job: str | None = None
+        _WARM.add(self)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and _ray_job() == self._ray_job
+
+    @property
+    def busy(self) -> bool:
+        return self._run_lock.locked()
+
+    def start(self) -> WarmTrainer:
+        """Start the worker group in the background (idempotent); the first task waits for it."""
+        with self._lock:
+            if self.alive:
+                return self
+            self._abandon()
+            import ray
+            from ray.train import FailureConfig, RunConfig, ScalingConfig
+            from ray.train.torch import TorchConfig, TorchTrainer
+
+            ensure_ray()
+            self._ray_job = _ray_job()
+            board = ray.remote(num_cpus=0)(TaskBoard).remote()
+            resources: dict[str, float] = {"CPU": 1}
+            if self.memory_mb:
+                resources["memory"] = self.memory_mb * 2**20
+            if self.use_gpu:
+                resources["GPU"] = 1
+            trainer = TorchTrainer(
+                _warm_entry, train_loop_config={"board": board},
+                torch_config=TorchConfig(backend="nccl" if self.use_gpu else "gloo"),
+                scaling_config=ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
+                                             resources_per_worker=resources),
+                run_config=RunConfig(name=f"{self.name}-{uuid.uuid4().hex[:6]}", storage_path=self.storage_path,
+                                     failure_config=FailureConfig(max_failures=-1)))
+            outcome: dict[str, Any] = {}
+
+            def fit() -> None:
+                try:
+                    outcome["result"] = trainer.fit()
+                except BaseException as exc:  # noqa: BLE001 - reported by run()
+                    outcome["error"] = exc
+
+            self._board, self._outcome = board, outcome
+            self._thread = threading.Thread(target=fit, name=f"paratrain-fit-{self.name}", daemon=True)
+            self._thread.start()
+            return self
+
+    def run(self, plan: LoopPlan, *, max_failures: int = 2,
+            on_progress: Callable[[Report], None] | None = None) -> Report:
+        """Train one task (`plan`) on the group; its final report. Tasks run one at a time."""
+        import ray
+
+        with self._run_lock:
+            self.start()
+            board, thread, outcome = self._board, self._thread, self._outcome
+            job_id = uuid.uuid4().hex
+            ray.get(board.submit.remote(job_id, plan, max_failures))
+            self._job = job_id
+            hard_deadline = plan.deadline + 30.0
+            since = 0
+            try:
+                while True:
+                    if time.time() > hard_deadline:
+                        _abort(board, job_id, "the task's time limit passed (the Ray run did not stop)")
+                        raise TrainingTimeoutError("the task's time limit passed (the Ray run did not stop)")
+                    events, state, error = ray.get(board.wait.remote(job_id, since, 1.0))
+                    since += len(events)
+                    final = None
+                    for event in events:
+                        if event["kind"] != "report":
+                            continue
+                        report = Report(**event["report"])
+                        if report.final:
+                            final = report
+                        if on_progress is not None:
+                            on_progress(report)
+                    if state == "done" and final is not None:
+                        return final
+                    if state == "failed":
+                        raise _training_error(error)
+                    if not thread.is_alive():  # type: ignore[union-attr]
+                        error = outcome.get("error")
+                        raise TrainingError(f"training failed: {error or 'the Ray Train run ended'}") from error
+            finally:
+                self._job = None
+                with contextlib.suppress(Exception):
+                    board.forget.remote(job_id)
+
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop the group (the loop ends, fit() returns, the CPUs are given back); waits at most `wait_s`."""
+        import ray
+
+        with self._lock:
+            board, thread = self._board, self._thread
+            self._board = self._thread = None
+        if board is None:
+            return
+        try:
+            board.close.remote()
+        except Exception:  # noqa: BLE001 - Ray is gone already
+            return
+
+        def reap() -> None:
+            if thread is not None:
+                thread.join(60)
+            with contextlib.suppress(Exception):
+                ray.kill(board)
+
+        if wait_s > 0 and thread is not None:
+            thread.join(wait_s)
+        if thread is None or not thread.is_alive():
+            reap()
         else:
-            ray.train.report(metrics)
+            threading.Thread(target=reap, name=f"paratrain-close-{self.name}", daemon=True).start()
 
-    run_loop(plan, rank=rank, world_size=world_size, device=ray.train.torch.get_device(), report=report,
-             resume_pointer=pointer)
+    def _abandon(self) -> None:
+        """Forget a dead (or other-cluster) group."""
+        if self._board is not None and _ray_job() == self._ray_job:
+            self.close()
+        self._board = self._thread = None
+
+
+def _abort(board: Any, job_id: str, why: str) -> None:
+    """Give up a hung task: the board forgets it, and its worker actors are killed (Ray Train sees them die
+    and starts a new group, which takes the next task)."""
+    import ray
+
+    with contextlib.suppress(Exception):
+        workers = ray.get(board.cancel.remote(job_id, {"type": "TrainingTimeoutError", "message": why}), timeout=10)
+        for actor in workers:
+            ray.kill(actor)
+
+
+def _ray_job() -> str | None:
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_job_id()
+
+
+def _training_error(error: dict[str, str] | None) -> TrainingError:
+    error = error or {"type": "TrainingError", "message": "unknown error"}
+    kind, message = error.get("type", ""), error.get("message", "")
+    if kind == "TrainingTimeoutError":
+        return TrainingTimeoutError(message)
+    if kind == "MemoryLimitError":
+        return MemoryLimitError(message)
+    if kind == "CheckpointMismatchError":
+        return CheckpointMismatchError(message)
+    return TrainingError(f"training failed: {kind}: {message}")
 
 
 def _fit_on_ray(plan: LoopPlan, *, num_workers: int, use_gpu: bool, max_failures: int, memory_mb: int,
-                on_progress: ProgressCallback | None, storage_path: str | None, name: str) -> Report:
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.util.queue import Empty, Queue
-
-    ensure_ray()
-    queue = Queue(actor_options={"num_cpus": 0})  # rank 0's reports: progress, and the final one
-    resources = {"CPU": 1, "memory": memory_mb * 2**20}
-    if use_gpu:
-        resources["GPU"] = 1
-    trainer = TorchTrainer(
-        _ray_worker_entry,
-        train_loop_config={"plan": plan, "queue": queue},
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(
-            name=name, storage_path=storage_path or os.path.join(tempfile.gettempdir(), "paratrain-ray"),
-            failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
-    outcome: dict[str, Any] = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=fit, name=f"paratrain-fit-{name}", daemon=True)
-    thread.start()
-    hard_deadline = plan.deadline + 30.0
-    final: Report | None = None
+                on_progress: ProgressCallback | None, storage_path: str | None, name: str,
+                trainer: WarmTrainer | None = None) -> Report:
+    """Run `plan` on `trainer`, or on a one-off `WarmTrainer` that is torn down in the background after the
+    final report (the result does not wait for Ray Train's shutdown)."""
+    own = trainer is None
+    if trainer is None:
+        trainer = WarmTrainer(num_workers, use_gpu=use_gpu, memory_mb=memory_mb, storage_path=storage_path,
+                              name=name)
+    elif trainer.num_workers != num_workers or trainer.use_gpu != use_gpu:
+        raise ValueError(f"the warm trainer has {trainer.num_workers} workers (gpu {trainer.use_gpu}), "
+                         f"not {num_workers} (gpu {use_gpu})")
     try:
-        while thread.is_alive() or not queue.empty():
-            if time.time() > hard_deadline:
-                raise TrainingTimeoutError("the task's time limit passed (the Ray run did not stop)")
-            try:
-                report = Report(**queue.get(timeout=0.5))
-            except Empty:
-                continue
-            if report.final:
-                final = report
-            if on_progress is not None:
-                on_progress(_progress(report))
+        return trainer.run(plan, max_failures=max_failures,
+                           on_progress=(lambda r: on_progress(_progress(r))) if on_progress else None)
     finally:
-        queue.shutdown(force=True)
-    if "error" in outcome:
-        error = outcome["error"]
-        if "TrainingTimeoutError" in repr(error) or "TrainingTimeoutError" in str(error):
-            raise TrainingTimeoutError(str(error)) from error
-        raise TrainingError(f"training failed: {error}") from error
-    if final is None:
-        raise TrainingError("the Ray run reported no result")
-    return final
+        if own:
+            trainer.close()
 
 
-def train(spec: TaskSpec, store: ArtifactStore, *, num_workers: int = 2, use_gpu: bool = False,
+def train(spec: TaskSpec, store: ArtifactStore, *, num_workers: int = 1, use_gpu: bool = False,
           max_failures: int = 2, on_progress: ProgressCallback | None = None, resume_from: list[str] | None = None,
           allow_custom: bool = False, step_hook: Callable[[int, int], None] | None = None,
-          storage_path: str | None = None) -> TrainingResult:
-    """Train `spec` under Ray Train's TorchTrainer with `num_workers` DDP workers; the result, ready to attest."""
+          storage_path: str | None = None, trainer: WarmTrainer | None = None) -> TrainingResult:
+    """Train `spec` under Ray Train's TorchTrainer with `num_workers` DDP workers; the result, ready to attest.
+
+    With `trainer` (a `WarmTrainer` of `num_workers` workers) the task runs on its long-lived worker group;
+    without, on a group started for this task alone."""
     spec.validate()
     get_recipe(spec.recipe, allow_custom=allow_custom)
+    if trainer is not None:
+        num_workers, use_gpu = trainer.num_workers, trainer.use_gpu
     started = time.time()
     plan = _plan(spec, store, started, allow_custom=allow_custom, resume_from=list(resume_from or []),
                  step_hook=step_hook)
     name = f"paratrain-{spec.spec_hash_hex()[:16]}-{uuid.uuid4().hex[:8]}"
     final = _fit_on_ray(plan, num_workers=num_workers, use_gpu=use_gpu, max_failures=max_failures,
                         memory_mb=spec.limits.memory_mb, on_progress=on_progress, storage_path=storage_path,
-                        name=name)
+                        name=name, trainer=trainer)
     return _finish(spec, store, final, started, num_workers)
 
 
@@ -267,9 +601,11 @@ def replay_segment(spec: TaskSpec, store: ArtifactStore, checkpoint_i: str | Non
     if world_size == 1 and not use_gpu:
         final = run_loop(plan, report=lambda r: None)
     else:
+        shared = next((w for w in list(_WARM) if w.alive and not w.busy and w.num_workers == world_size
+                       and w.use_gpu == use_gpu), None)  # a warm group of this process holds the CPUs anyway
         final = _fit_on_ray(plan, num_workers=world_size, use_gpu=use_gpu, max_failures=0,
                             memory_mb=spec.limits.memory_mb, on_progress=None, storage_path=None,
-                            name=f"paratrain-replay-{uuid.uuid4().hex[:8]}")
+                            name=f"paratrain-replay-{uuid.uuid4().hex[:8]}", trainer=shared)
     return final.checkpoints[-1]
 
 
@@ -279,5 +615,5 @@ def spot_check(spec: TaskSpec, store: ArtifactStore, checkpoints: list[str], ind
     return replay_segment(spec, store, previous, **kw) == checkpoints[index]
 
 
-__all__ = ["Progress", "TrainingResult", "checkpoint_info", "ensure_ray", "replay_segment", "spot_check", "train",
+__all__ = ["Progress", "TrainingResult", "WarmTrainer", "checkpoint_info", "ensure_ray", "replay_segment", "spot_check", "train",
            "train_local"]

@@ -28,6 +28,16 @@ from workers.hashing import blake2_256, blake2_256_hex, normalize_hash
 
 SPEC_VERSION = 1
 MAX_CHECKPOINTS = 64  # the pallet's MaxCheckpoints: an attestation carries at most this many
+# How many checkpoints a task should aim at (`checkpoint_every_for`). A validator replays Q of the n
+# segments between checkpoints and hashes every checkpoint: its CPU is about Q/n of the training plus a
+# cost per checkpoint (the worker pays one too: an evaluation and a store write). The deterrent does not
+# depend on n: forging a share f of the segments saves f of the work and is caught with probability
+# 1-(1-f)^Q >= f (about Q*f for small f), so it never pays while the slashable stake exceeds the cost of
+# the whole training; Q = 2 doubles the margin for small forgeries.
+# n = 64 (the pallet's maximum) keeps the replays at ~3% of the training with Q = 2: verification
+# <= 10% of the training from about 2,000 digits-sized steps on. For large models, where 64 checkpoints
+# weigh on storage and on the validators' downloads, aim lower. See docs/benchmarks.md (issue 6).
+DEFAULT_CHECKPOINTS = 64
 
 
 class SpecError(ValueError):
@@ -188,6 +198,14 @@ class TaskSpec:
             limits=Limits(**lim),
         )
         return spec.validate()
+
+
+def checkpoint_every_for(total_steps: int, checkpoints: int = DEFAULT_CHECKPOINTS) -> int:
+    """K (``checkpoint_every``) that gives about `checkpoints` checkpoints over `total_steps` optimizer steps,
+    never more than MAX_CHECKPOINTS. The fixed default K (20) suits runs of at most 1,280 steps only: a
+    requester who knows the run's length should use this (`workers.engine.total_steps` counts them)."""
+    checkpoints = max(1, min(int(checkpoints), MAX_CHECKPOINTS))
+    return max(1, math.ceil(int(total_steps) / checkpoints))
 
 
 def canonical_json(value: Any) -> bytes:

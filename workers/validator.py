@@ -6,25 +6,41 @@ One result, end to end::
       -> the task is still Submitted with that attestation; this validator is neither the worker nor the
          requester and has not voted on it (on chain: TaskBounties.Verdicts; locally: the state file)
       -> where the requester committed a hidden holdout: wait for HoldoutRevealed (at most until
-         `holdout_margin_blocks` before verify_until; then judge without it)
+         `holdout_margin_ms` before verify_until, a Timestamp.Now moment in ms; then judge without it)
       -> the spec document (spec_uri, verified against the on-chain spec_hash), the model weights and every
          checkpoint copied into this validator's store from the store the artifact_uri names, verified by hash
       -> checks (workers.verification): model_hash, checkpoints, trajectory root recomputed; dataset and code
-         hash; the claimed metric re-measured on the validation split; the revealed holdout against the
-         task's target; Q segments chosen from H (choose_segments) re-executed from their starting
-         checkpoint (workers.runner.replay_segment: in this process for world size 1, on Ray otherwise)
-         and compared bitwise with the attested next checkpoint
+         hash; the trajectory's end: the checkpoints are the spec's whole schedule (its spec hash, one world
+         size, the steps up to the spec's total steps, `workers.engine.total_steps`) and the model is,
+         bitwise, the last checkpoint's; the claimed metric re-measured on the validation split (weights
+         that cannot be loaded or evaluated fail it); the revealed holdout against the task's target; Q
+         segments chosen from H (choose_segments) re-executed from their starting checkpoint
+         (workers.runner.replay_segment: in this process for world size 1, on Ray otherwise) and compared
+         bitwise with the attested next checkpoint
       -> the evidence document (canonical JSON) put in the artifact store; submit_verdict{accept,
          measured_metric (micro-units), evidence_hash = blake2-256 of the document}.
 
+Challenge period (a chain whose ChallengePeriod is above 0): a quorum of accepts makes the task Approved
+until ``challenge_until`` (a Timestamp.Now moment, ms) instead of paying at once. A validator whose own
+check rejects an Approved result (it voted reject and was outvoted, or it finished verifying after the
+quorum) calls challenge_result with the evidence hash of its evidence document while the chain's time is
+before challenge_until; it never challenges a result it accepted (one of ``approved_by``). On
+ResultChallenged every validator but the challenger votes in the challenge round (quorum
+2 * validators_required + 1), with its cached verdict on that attestation when it has one, else after
+verifying it. The decision is `workers.verification.next_step`.
+
 Restarts: the daemon follows `chain.events.finalized` and keeps ``<state-dir>/state.json``: the last
-finalized block whose events it took in, the results it still has to judge, and the ones it voted on. The
-file is written atomically after each block and after each vote, so a restarted validator resumes at the
-next block (nothing missed) and never votes twice (the state file, and TaskBounties.Verdicts on chain,
-are both consulted before every vote).
+finalized block whose events it took in, the results it still has to judge, its verdicts by attestation
+hash, and the votes it cast, by round (``task:attestation:first`` / ``task:attestation:challenge``; a
+challenge is the challenger's vote in the challenge round). The file is written atomically after each
+block and after each vote, so a restarted validator resumes at the next block (nothing missed) and never
+votes twice in a round (the state file, and TaskBounties.Verdicts on chain, are both consulted first).
 
 Errors a user can cause (a bad key, an unregistered account, an unreachable node) are log lines, never
-tracebacks; SIGINT/SIGTERM stop the daemon between steps.
+tracebacks; SIGINT/SIGTERM stop the daemon between steps. Nothing a worker submits stops the daemon: an
+unexpected error while judging one result is logged with its traceback, that result is tried again later
+(``max_judge_attempts`` times in all, counted in the state file across restarts) and then abstained from,
+and the other results are judged meanwhile.
 """
 from __future__ import annotations
 
@@ -39,20 +55,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.payout import moment_text, task_status
 from workers.verification import (
+    ABSTAIN,
+    CHALLENGE,
+    CHALLENGE_ROUND,
+    FIRST_ROUND,
+    HOLDOUT_MARGIN_MS,
     HOLDOUT_TOLERANCE,
     METRIC_TOLERANCE,
+    VOTE,
     Check,
     as_hex,
     as_text,
+    await_holdout,
+    check_final_model,
+    check_trajectory_schedule,
     choose_segments,
     claimed_metrics,
     compare_metric,
     compare_replay,
     compare_target,
     decide,
+    document_meta,
     evidence_document,
     may_vote,
+    next_step,
+    round_of,
     segment_start,
     store_root_of,
     to_micro,
@@ -76,6 +105,11 @@ class Abstain(Exception):
     """This validator cannot judge the result (e.g. the requester's spec document is unreachable)."""
 
 
+class ModelUnusable(Exception):
+    """The attested model weights cannot be loaded into the task's model or evaluated: the worker's fault
+    (another architecture, a document that is not PTTS1, ...), a failed check, never a crash."""
+
+
 @dataclass
 class ValidatorConfig:
     chain_url: str
@@ -86,7 +120,9 @@ class ValidatorConfig:
     state_dir: str | None = None              # state.json (default ~/.cache/paratrain/validator/<account>)
     metric_tolerance: float = METRIC_TOLERANCE
     holdout_tolerance: float = HOLDOUT_TOLERANCE
-    holdout_margin_blocks: int = 3            # judge without the holdout when verify_until is this close
+    holdout_margin_ms: int = HOLDOUT_MARGIN_MS  # judge without the holdout when verify_until is this close (ms)
+    max_judge_attempts: int = 3               # a result whose judging fails unexpectedly: tries before abstaining
+    retry_delay_s: float = 2.0                # first wait before trying again (doubling)
     from_block: int | None = None             # first block to read when there is no state (default: finalized head)
     max_verdicts: int | None = None           # exit after this many verdicts (None: run forever)
     poll_interval_s: float = 0.3
@@ -100,7 +136,8 @@ class ValidatorState:
 
     last_block: int | None = None
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)   # task id -> {attestation_hash, ...}
-    voted: dict[str, dict[str, Any]] = field(default_factory=dict)     # "task:attestation_hash" -> verdict
+    voted: dict[str, dict[str, Any]] = field(default_factory=dict)     # "task:attestation_hash:round" -> vote
+    judged: dict[str, dict[str, Any]] = field(default_factory=dict)    # attestation_hash -> own verdict
 
     @classmethod
     def load(cls, path: Path) -> ValidatorState:
@@ -110,8 +147,11 @@ class ValidatorState:
             return cls()
         except (OSError, ValueError) as exc:
             raise ValidatorError(f"the state file {path} is unreadable: {exc}") from None
-        return cls(last_block=doc.get("last_block"), pending=dict(doc.get("pending", {})),
-                   voted=dict(doc.get("voted", {})))
+        # a state file written before rounds existed keys its votes "task:attestation": first-round votes
+        voted = {key if key.count(":") == 2 else f"{key}:{FIRST_ROUND}": vote
+                 for key, vote in dict(doc.get("voted", {})).items()}
+        return cls(last_block=doc.get("last_block"), pending=dict(doc.get("pending", {})), voted=voted,
+                   judged=dict(doc.get("judged", {})))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -119,18 +159,8 @@ class ValidatorState:
         os.replace(tmp, path)
 
 
-def _vote_key(task_id: int, attestation_hash: str) -> str:
-    return f"{task_id}:{as_hex(attestation_hash)}"
-
-
-def _status(task: Any) -> tuple[str, dict[str, Any]]:
-    status = task.status
-    if isinstance(status, str):
-        return status, {}
-    if isinstance(status, dict) and len(status) == 1:
-        name, payload = next(iter(status.items()))
-        return name, dict(payload or {})
-    return str(status), {}
+def _vote_key(task_id: int, attestation_hash: str, round_: str) -> str:
+    return f"{task_id}:{as_hex(attestation_hash)}:{round_}"
 
 
 class ValidatorDaemon:
@@ -244,71 +274,146 @@ class ValidatorDaemon:
         return self.config.max_verdicts is not None and len(self.verdicts) >= self.config.max_verdicts
 
     def _take_in(self, block: Any) -> None:
-        """Record one finalized block's ResultSubmitted and HoldoutRevealed events, then the block itself."""
+        """Record one finalized block's events about results (submitted, revealed holdout, approved,
+        challenged, settled), then the block itself."""
         for record in block.records:
             event = record.event
-            if event.pallet != "TaskBounties":
+            if event.pallet != "TaskBounties" or not hasattr(event, "task_id"):
                 continue
+            key = str(int(event.task_id))
             if event.name == "ResultSubmitted":
-                key = str(int(event.task_id))
                 self.state.pending[key] = {"attestation_hash": as_hex(event.attestation_hash),
                                            "worker": event.worker, "block": block.number,
                                            "block_hash": as_hex(block.hash), "verify_until": int(event.verify_until)}
                 log.info("task %s: result submitted in block %d (model %s)", key, block.number,
                          as_hex(event.model_hash)[:16])
-            elif event.name == "HoldoutRevealed" and str(int(event.task_id)) in self.state.pending:
-                self.state.pending[str(int(event.task_id))]["holdout_revealed"] = True
+            elif event.name == "HoldoutRevealed" and key in self.state.pending:
+                self.state.pending[key]["holdout_revealed"] = True
+            elif event.name in ("ResultApproved", "ResultChallenged"):
+                self._take_in_round(key, event, block)
+            elif event.name in ("ChallengeUpheld", "ChallengeDismissed", "ChallengeTimedOut"):
+                log.info("task %s: %s in block %d (challenger %s)", key, event.name, block.number, event.challenger)
         self.state.last_block = block.number
         self._save()
 
+    def _take_in_round(self, key: str, event: Any, block: Any) -> None:
+        """ResultApproved (a challenge may be due) or ResultChallenged (a vote in the challenge round is)."""
+        result = self.chain.task_bounties.results(int(key), at="0x" + as_hex(block.hash))
+        if result is None:
+            return
+        attestation_hash = as_hex(result.attestation_hash)
+        entry = self.state.pending.get(key)
+        if entry is None or entry.get("attestation_hash") != attestation_hash:  # else: keep its randomness
+            self.state.pending[key] = {"attestation_hash": attestation_hash, "block": block.number}
+        if event.name == "ResultApproved":
+            log.info("task %s: result approved by %d validator(s) in block %d; challenge period until %s", key,
+                     len(result.approved_by), block.number, moment_text(int(event.challenge_until)))
+        else:
+            log.info("task %s: result challenged by %s in block %d (deposit %d, settle by %s): "
+                     "a challenge round is open", key, event.challenger, block.number, int(event.deposit),
+                     moment_text(int(event.settle_until)))
+
     def _judge_pending(self) -> None:
+        from runtime_bindings import BindingsError
+
         for key in sorted(self.state.pending, key=int):
             if self.stopping or self._done():
                 return
             entry = self.state.pending[key]
+            if float(entry.get("retry_at", 0)) > time.time():
+                continue
             try:
                 finished = self._judge(int(key), entry)
             except Abstain as exc:
                 log.warning("task %s: abstaining: %s", key, exc)
                 self.skipped.append({"task_id": int(key), "reason": str(exc)})
                 finished = True
+            except (ValidatorError, BindingsError):
+                raise  # the chain connection (or the daemon's own set-up): not this result's doing
+            except Exception as exc:  # noqa: BLE001 - one result never stops the daemon
+                finished = self._judging_failed(key, entry, exc)
             if finished:
                 self.state.pending.pop(key, None)
                 self._save()
 
+    def _judging_failed(self, key: str, entry: dict[str, Any], exc: Exception) -> bool:
+        """An unexpected error judging one result: logged; tried again later, at most max_judge_attempts
+        times in all (the count survives restarts), then abstained from. True when it is given up."""
+        attempts = int(entry.get("errors", 0)) + 1
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("task %s: judging failed (attempt %d of %d): %s", key, attempts,
+                  self.config.max_judge_attempts, error, exc_info=exc)
+        if attempts >= self.config.max_judge_attempts:
+            reason = f"judging failed {attempts} times, giving up: {error}"
+            log.warning("task %s: abstaining: %s", key, reason)
+            self.skipped.append({"task_id": int(key), "reason": reason})
+            return True
+        entry.update(errors=attempts, last_error=error,
+                     retry_at=time.time() + self.config.retry_delay_s * 2 ** (attempts - 1))
+        self._save()
+        return False
+
     # One result -------------------------------------------------------------------------------
     def _judge(self, task_id: int, entry: dict[str, Any]) -> bool:
-        """Verify and vote; True when the entry is done with (voted, or nothing left to vote on)."""
-        chain = self.chain
-        task = chain.task_bounties.tasks(task_id)
-        result = chain.task_bounties.results(task_id)
-        state, payload = _status(task) if task is not None else ("Missing", {})
-        if state != "Submitted" or result is None or as_hex(result.attestation_hash) != entry["attestation_hash"]:
-            self.skipped.append({"task_id": task_id, "reason": f"no longer under verification ({state})"})
-            return True
-        key = _vote_key(task_id, entry["attestation_hash"])
-        on_chain = chain.task_bounties.verdicts(task_id, self.account) is not None
-        allowed, why = may_vote(self.account, payload.get("worker", ""), task.requester,
-                                on_chain or key in self.state.voted)
-        if not allowed:
-            log.info("task %d: not voting: %s", task_id, why)
-            self.skipped.append({"task_id": task_id, "reason": why})
-            return True
-        holdout = chain.task_bounties.holdouts(task_id) if task.holdout_commitment is not None else None
-        if task.holdout_commitment is not None and holdout is None:
-            left = int(payload["verify_until"]) - chain.best_number()
-            if left > self.config.holdout_margin_blocks:
-                return False  # wait for the requester's reveal
-            log.info("task %d: the holdout was not revealed; judging on the validation split only", task_id)
-        started = time.process_time()
-        verdict, segments, extra = self.verify(task_id, task, result.attestation, entry["block_hash"], holdout)
-        extra["cpu_s"] = round(time.process_time() - started, 3)
-        document = evidence_document(task_id=task_id, attestation_hash=entry["attestation_hash"],
-                                     validator=self.account, randomness=entry["block_hash"], verdict=verdict,
-                                     segments=segments, extra=extra)
-        evidence = self.store.put(document)
-        self._vote(task_id, key, verdict, evidence, segments)
+        """Verify, then vote, challenge or abstain as the task's status asks (`next_step`); True when the
+        entry is done with, False to look again at the next poll."""
+        chain, attestation_hash = self.chain, entry["attestation_hash"]
+        verdict = self.state.judged.get(attestation_hash)
+        while True:  # at most twice: a verification, then the step on the status read after it
+            task = chain.task_bounties.tasks(task_id)
+            result = chain.task_bounties.results(task_id)
+            state, payload = task_status(task)
+            if result is None or as_hex(result.attestation_hash) != attestation_hash:
+                return self._abstain(task_id, f"no longer under verification ({state})")
+            allowed, why = may_vote(self.account, payload.get("worker", ""), task.requester, False)
+            if not allowed:
+                return self._abstain(task_id, why)
+            round_ = round_of(state)
+            key = _vote_key(task_id, attestation_hash, round_)
+            on_chain = state != "Approved" and chain.task_bounties.verdicts(task_id, self.account) is not None
+            step = next_step(state, accept=None if verdict is None else bool(verdict["accept"]),
+                             voted_this_round=on_chain or key in self.state.voted,
+                             approved_me=self.account in (result.approved_by or []),
+                             challenger_me=payload.get("challenger") == self.account,
+                             now_ms=int(chain.timestamp.now() or 0) if state == "Approved" else None,
+                             challenge_until=payload.get("challenge_until"))
+            if step.action == ABSTAIN:
+                return self._abstain(task_id, step.reason)
+            if step.action == VOTE:
+                return self._vote(task_id, key, round_, verdict)
+            if step.action == CHALLENGE:
+                return self._challenge(task_id, key, verdict)
+            holdout = chain.task_bounties.holdouts(task_id) if task.holdout_commitment is not None else None
+            if task.holdout_commitment is not None and holdout is None:
+                # the chain's time, or the local clock where it is ahead (an idle instant-seal chain's Now is
+                # its last block's): waiting less only means judging without the holdout, never too late
+                now_ms = max(int(chain.timestamp.now() or 0), int(time.time() * 1000))
+                if state == "Submitted" and await_holdout(int(payload["verify_until"]), now_ms,
+                                                          self.config.holdout_margin_ms):
+                    return False  # wait for the requester's reveal
+                log.info("task %d: the holdout was not revealed; judging on the validation split only", task_id)
+            randomness = entry.get("block_hash") or as_hex(chain.block_hash(int(result.submitted_at)))
+            verdict = self._verdict(task_id, task, result, randomness, holdout)
+
+    def _abstain(self, task_id: int, why: str) -> bool:
+        log.info("task %d: not voting: %s", task_id, why)
+        self.skipped.append({"task_id": task_id, "reason": why})
         return True
+
+    def _verdict(self, task_id: int, task: Any, result: Any, randomness: str, holdout: Any) -> dict[str, Any]:
+        """Verify the attestation, store the evidence document; the verdict, cached by attestation hash (a
+        challenge round re-uses it: same attestation, same randomness, same checks)."""
+        attestation_hash = as_hex(result.attestation_hash)
+        started = time.process_time()
+        verdict, segments, extra = self.verify(task_id, task, result.attestation, randomness, holdout)
+        extra["cpu_s"] = round(time.process_time() - started, 3)
+        document = evidence_document(task_id=task_id, attestation_hash=attestation_hash, validator=self.account,
+                                     randomness=randomness, verdict=verdict, segments=segments, extra=extra)
+        record = {"accept": verdict.accept, "measured_metric": verdict.measured_metric,
+                  "evidence_hash": self.store.put(document), "segments": segments, "reasons": verdict.reasons}
+        self.state.judged[attestation_hash] = record
+        self._save()
+        return record
 
     def verify(self, task_id: int, task: Any, attestation: Any, randomness: str,
                holdout: Any = None) -> tuple[Any, list[int], dict[str, Any]]:
@@ -322,31 +427,54 @@ class ValidatorDaemon:
         except (ArtifactError, OSError, ValueError, SpecError) as exc:
             raise Abstain(f"the spec document {spec_uri} is unusable: {exc}") from None
         self._fetch_artifacts(attestation)
-        checks: list[Check] = verify_hashes(attestation, self.store)
+        checkpoints = [as_hex(h) for h in (attestation["checkpoints"] if isinstance(attestation, dict)
+                                             else attestation.checkpoints)]
+        model_hash = as_hex(attestation["model_hash"] if isinstance(attestation, dict) else attestation.model_hash)
+        # the hash checks read every checkpoint and the model once: keep what the trajectory checks need (the
+        # checkpoints' metadata, the model's and the last checkpoint's bytes) rather than read them again
+        metas: dict[str, dict[str, Any] | None] = {}
+        kept: dict[str, bytes] = {}
+
+        def on_read(digest: str, data: bytes) -> None:
+            metas[digest] = document_meta(data)
+            if digest == model_hash or (checkpoints and digest == checkpoints[-1]):
+                kept[digest] = data
+
+        checks: list[Check] = verify_hashes(attestation, self.store, on_read)
         checks.append(self._code_check(spec, attestation))
         dataset = as_hex(attestation.dataset_hash if not isinstance(attestation, dict) else attestation["dataset_hash"])
         checks.append(Check("dataset_hash", dataset == spec.dataset.hash,
                             {"attested": dataset, "spec": spec.dataset.hash,
                              **({"reason": "the attested data set is not the task's"}
                                 if dataset != spec.dataset.hash else {})}))
+        # the trajectory's end (byte comparisons, nothing evaluated), once the documents are the named ones and
+        # the recipe is one this validator runs (the schedule's total steps come from the recipe's data split)
+        if all(c.ok for c in checks):
+            checks.append(self._schedule_check(spec, spec_hash, [metas.get(h) for h in checkpoints]))
+            checks.append(check_final_model(kept.get(model_hash), kept.get(checkpoints[-1]), spec_hash=spec_hash))
         artifacts_ok = all(c.ok for c in checks)
         metric_name = spec.evaluation.metric
         higher = bool(task.spec.higher_is_better)
-        checkpoints = [as_hex(h) for h in (attestation["checkpoints"] if isinstance(attestation, dict)
-                                             else attestation.checkpoints)]
-        model_hash = as_hex(attestation["model_hash"] if isinstance(attestation, dict) else attestation.model_hash)
         measured_micro, segments, extra = 0, [], {"spec_hash": spec_hash, "metric": metric_name}
         if artifacts_ok:
-            measured = self.measure(spec, model_hash)
-            measured_micro = to_micro(measured[metric_name]) if metric_name in measured else 0
-            extra["measured"] = {k: to_micro(v) for k, v in sorted(measured.items())}
-            claimed = claimed_metrics(attestation).get(metric_name)
-            checks.append(compare_metric(claimed, measured.get(metric_name, float("nan")),
-                                         self.config.metric_tolerance, higher, name=metric_name)
-                          if metric_name in measured else
-                          Check("metric", False, {"reason": f"the recipe does not measure {metric_name!r}"}))
-            if holdout is not None:
-                checks.append(self._holdout_check(spec, model_hash, holdout, int(task.spec.eval_target), higher))
+            try:
+                measured = self.measure(spec, model_hash)
+            except ModelUnusable as exc:
+                measured = None
+                checks.append(Check("metric", False, {"metric": metric_name,
+                                                      "claimed": claimed_metrics(attestation).get(metric_name),
+                                                      "error": str(exc),
+                                                      "reason": f"the model weights cannot be evaluated: {exc}"}))
+            if measured is not None:
+                measured_micro = to_micro(measured[metric_name]) if metric_name in measured else 0
+                extra["measured"] = {k: to_micro(v) for k, v in sorted(measured.items())}
+                claimed = claimed_metrics(attestation).get(metric_name)
+                checks.append(compare_metric(claimed, measured.get(metric_name, float("nan")),
+                                             self.config.metric_tolerance, higher, name=metric_name)
+                              if metric_name in measured else
+                              Check("metric", False, {"reason": f"the recipe does not measure {metric_name!r}"}))
+                if holdout is not None:
+                    checks.append(self._holdout_check(spec, model_hash, holdout, int(task.spec.eval_target), higher))
             segments = choose_segments(randomness, len(checkpoints), self.config.spot_checks)
             for index in segments:
                 checks.append(self._replay(spec, checkpoints, index))
@@ -372,6 +500,14 @@ class ValidatorDaemon:
             except (ArtifactError, OSError, ValueError) as exc:
                 log.info("artifact %s not fetched from %s: %s", digest[:16], root, exc)
 
+    def _schedule_check(self, spec: Any, spec_hash: str, metas: list[dict[str, Any] | None]) -> Check:
+        """The checkpoints are the spec's whole schedule; the total steps for their world size are the
+        engine's own count (`workers.engine.total_steps`, the data set read from this validator's store)."""
+        from workers.engine import total_steps
+
+        return check_trajectory_schedule(metas, spec_hash=spec_hash, checkpoint_every=int(spec.checkpoint_every),
+                                         total_steps=lambda world_size: total_steps(spec, self.store, world_size))
+
     @staticmethod
     def _code_check(spec: Any, attestation: Any) -> Check:
         from workers.recipes import RecipeError, code_hash, get_recipe
@@ -386,7 +522,9 @@ class ValidatorDaemon:
                                        **({} if ok else {"reason": "not the registered recipe's code"})})
 
     def measure(self, spec: Any, model_hash: str, holdout_data: bytes | None = None) -> dict[str, float]:
-        """The recipe's metrics of the stored model: on the validation split, or on holdout data."""
+        """The recipe's metrics of the stored model: on the validation split, or on holdout data.
+        ModelUnusable: the weights cannot be loaded into the task's model (another architecture, not a PTTS1
+        document, ...) or evaluated; errors preparing the task's own data and model propagate as they are."""
         with _TORCH_LOCK:
             return self._measure(spec, model_hash, holdout_data)
 
@@ -410,11 +548,17 @@ class ValidatorDaemon:
                                 torch.cat([held.train_y, held.val_y]), prepared.info)
         torch.manual_seed(spec.seed)
         model = recipe.build_model(hp, prepared)
-        weights, _ = tensorio.loads(self.store.get(model_hash))
-        model.load_state_dict(weights)
-        model.eval()
-        with torch.no_grad():
-            return {k: float(v) for k, v in recipe.evaluate(model, prepared, hp).items()}
+        data = self.store.get(model_hash)
+        try:  # from here on, what fails is the worker's weights
+            weights, _ = tensorio.loads(data)
+            model.load_state_dict(weights)
+            model.eval()
+            with torch.no_grad():
+                return {k: float(v) for k, v in recipe.evaluate(model, prepared, hp).items()}
+        except MemoryError:
+            raise
+        except Exception as exc:  # any error of the weights is a failed check, never a crash
+            raise ModelUnusable(f"{type(exc).__name__}: {exc}") from exc
 
     def _holdout_check(self, spec: Any, model_hash: str, holdout: Any, target: int, higher: bool) -> Check:
         import fsspec
@@ -429,6 +573,8 @@ class ValidatorDaemon:
                     data = f.read()
             measured = self.measure(spec, model_hash, holdout_data=data)[spec.evaluation.metric]
         except Exception as exc:  # noqa: BLE001 - the requester's data: judge without it, say why
+            # (ModelUnusable included: the same weights were measured on the validation split just before, so
+            # an error here is the holdout's)
             log.warning("the revealed holdout %s is unusable: %s", uri, exc)
             return Check("holdout", True, {"uri": uri, "skipped": f"unusable holdout: {exc}"})
         check = compare_target(measured, target, self.config.holdout_tolerance, higher)
@@ -440,36 +586,69 @@ class ValidatorDaemon:
         start = segment_start(checkpoints, index)
         try:
             world_size = int(checkpoint_info(self.store, checkpoints[index])["world_size"])
-            if world_size > 1:
-                from workers.runner import ensure_ray
-                ensure_ray(self.config.ray_address, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the worker's fault
+            return compare_replay(index, start, checkpoints[index], None, error=f"{type(exc).__name__}: {exc}")
+        if world_size > 1:  # outside the try: no Ray here is this machine's problem, never the worker's
+            from workers.runner import ensure_ray
+            ensure_ray(self.config.ray_address, log_to_driver=False)
+        try:
             with _TORCH_LOCK:
                 replayed = replay_segment(spec, self.store, start, world_size=world_size)
+        except (OSError, MemoryError):
+            raise  # the machine's (disk, memory, a lost Ray node): retried, then abstained, never a reject
         except Exception as exc:  # noqa: BLE001 - a checkpoint that cannot be replayed fails the check
             return compare_replay(index, start, checkpoints[index], None, error=f"{type(exc).__name__}: {exc}")
         return compare_replay(index, start, checkpoints[index], replayed)
 
-    def _vote(self, task_id: int, key: str, verdict: Any, evidence: str, segments: list[int]) -> None:
+    def _vote(self, task_id: int, key: str, round_: str, verdict: dict[str, Any]) -> bool:
         from runtime_bindings import DispatchError
         from runtime_bindings.generated import types as t
 
-        value = t.Verdict(accept=verdict.accept, measured_metric=verdict.measured_metric,
-                          evidence_hash="0x" + evidence)
+        value = t.Verdict(accept=verdict["accept"], measured_metric=verdict["measured_metric"],
+                          evidence_hash="0x" + verdict["evidence_hash"])
         try:
             receipt = self.chain.task_bounties.submit_verdict(self.keypair, task_id, value)
         except DispatchError as exc:
             log.warning("task %d: the verdict was refused on chain: %s", task_id, exc)
             self.skipped.append({"task_id": task_id, "reason": f"refused on chain: {exc}"})
-            return
-        record = {"task_id": task_id, "accept": verdict.accept, "measured_metric": verdict.measured_metric,
-                  "evidence_hash": evidence, "segments": segments, "reasons": verdict.reasons,
-                  "block": receipt.block_number}
-        self.state.voted[key] = record
+            return True
+        self._record(key, {"task_id": task_id, "round": round_, **verdict, "block": receipt.block_number})
+        log.info("task %d: %s%s (measured %d, segments %s, evidence %s)%s", task_id,
+                 "ACCEPT" if verdict["accept"] else "REJECT",
+                 " in the challenge round" if round_ != FIRST_ROUND else "", verdict["measured_metric"],
+                 verdict["segments"], verdict["evidence_hash"][:16],
+                 "" if verdict["accept"] else f": {'; '.join(verdict['reasons'])}")
+        return True
+
+    def _challenge(self, task_id: int, key: str, verdict: dict[str, Any]) -> bool:
+        """challenge_result with the evidence of its rejecting verdict (the deposit is reserved on chain)."""
+        from runtime_bindings import DispatchError, ModuleError
+
+        try:
+            receipt = self.chain.task_bounties.challenge_result(self.keypair, task_id,
+                                                                "0x" + verdict["evidence_hash"])
+        except DispatchError as exc:
+            if isinstance(exc, ModuleError) and exc.name == "NotApproved":
+                log.info("task %d: not challenged: the result is no longer Approved (challenged by another "
+                         "validator first, or paid out); looking again", task_id)
+                return False
+            log.warning("task %d: the challenge was refused on chain: %s", task_id, exc)
+            self.skipped.append({"task_id": task_id, "reason": f"challenge refused on chain: {exc}"})
+            return True
+        opened = next((e for e in receipt.events if e.name == "ResultChallenged"), None)
+        self._record(key, {"task_id": task_id, "round": CHALLENGE_ROUND, "challenge": True, **verdict,
+                           "block": receipt.block_number})
+        settle = getattr(opened, "settle_until", None)
+        log.info("task %d: CHALLENGED the approved result in block %d (deposit %s reserved, settle by %s, "
+                 "evidence %s): %s", task_id, receipt.block_number, getattr(opened, "deposit", "?"),
+                 moment_text(int(settle)) if settle is not None else "?", verdict["evidence_hash"][:16],
+                 "; ".join(verdict["reasons"]))
+        return True
+
+    def _record(self, key: str, vote: dict[str, Any]) -> None:
+        self.state.voted[key] = vote
         self._save()
-        self.verdicts.append(record)
-        log.info("task %d: %s (measured %d, segments %s, evidence %s)%s", task_id,
-                 "ACCEPT" if verdict.accept else "REJECT", verdict.measured_metric, segments, evidence[:16],
-                 "" if verdict.accept else f": {'; '.join(verdict.reasons)}")
+        self.verdicts.append(vote)
 
 
 # Command line -----------------------------------------------------------------------------------
@@ -501,6 +680,9 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                         help=f"claimed vs re-measured metric, absolute (default {METRIC_TOLERANCE})")
     parser.add_argument("--holdout-tolerance", type=float, default=HOLDOUT_TOLERANCE, metavar="X",
                         help=f"holdout metric below the task's target, absolute (default {HOLDOUT_TOLERANCE})")
+    parser.add_argument("--holdout-margin-ms", type=_non_negative, default=HOLDOUT_MARGIN_MS, metavar="MS",
+                        help="stop waiting for a committed holdout's reveal when the verification window has this "
+                             f"many ms left, and judge without it (default {HOLDOUT_MARGIN_MS})")
     parser.add_argument("--from-block", type=_non_negative, metavar="N",
                         help="first block to read when there is no state file (default: the finalized head)")
     parser.add_argument("--max-verdicts", type=_non_negative, metavar="N", help="exit after N verdicts")
@@ -511,7 +693,8 @@ def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
     return ValidatorConfig(chain_url=args.chain, key=args.key, store=args.store, spot_checks=args.spot_checks,
                            ray_address=args.ray_address, state_dir=args.state_dir,
                            metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
-                           from_block=args.from_block, max_verdicts=args.max_verdicts)
+                           holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,
+                           max_verdicts=args.max_verdicts)
 
 
 def run_validator(args: argparse.Namespace) -> int:

@@ -7,6 +7,15 @@ records (name, ok, detail) and the verdict is ``accept = all(check.ok)``:
   to it, at ``artifact_uri`` too; every checkpoint named in the attestation exists and hashes to its name;
   the ``trajectory_root`` equals the Merkle root recomputed from the checkpoint list (`recompute_root`,
   RFC 9162 tree over blake2-256, `workers.trajectory`).
+* the trajectory's end (`check_trajectory_schedule`, `check_final_model`): every checkpoint is a PTTS1
+  checkpoint document of the task's spec (its ``spec_hash``), all of one world size, at the steps the engine
+  checkpoints a whole run at (`checkpoint_schedule`: every ``checkpoint_every`` optimizer steps and after the
+  last, ``min((i+1)*every, total)``, with ``total`` the spec's total steps for that world size,
+  `workers.engine.total_steps`), so a run stopped early is rejected; and the model is the trajectory's end:
+  a model document of the task's spec whose tensors equal the model part of the last checkpoint bitwise
+  (same names, dtypes, shapes and bytes: both are written from the same state by the same run, on any
+  device), so weights from elsewhere are rejected however good they are. Both read only the PTTS1 headers
+  and raw bytes (`read_ptts1`, no torch): hash and byte comparisons, no evaluation.
 * the claimed metric (`compare_metric`): the attested value (i64 micro-units, as the pallet stores it) is
   compared with the validator's own measurement on the validation split: an honest claim is at most
   ``tolerance`` better than the measurement (a lower claim is not fraud). Evaluation is deterministic on
@@ -30,6 +39,11 @@ of (near) equal width, ``[floor(j*n/q), floor((j+1)*n/q))``; stratum j contribut
 The indices are therefore distinct, spread over the whole run, and any other validator (or the worker,
 afterwards) can recompute them from the block hash.
 
+Rounds (`next_step`): on a chain with a challenge period a result is voted on in a first round (status
+Submitted) and, if a validator challenges its approval (status Approved -> Challenged), in a challenge
+round; `next_step` decides from the status and what the validator knows whether it verifies, votes,
+challenges or abstains (docs/validators.md has the table).
+
 Evidence: `evidence_document` builds a canonical JSON document (sorted keys, no whitespace, UTF-8) of the
 checks done, the measured metric, the chosen segments and the hashes compared; it is stored in the
 artifact store, whose name for it, blake2-256 of the bytes, is the verdict's ``evidence_hash``.
@@ -39,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -136,28 +150,35 @@ def check_trajectory_root(attestation: Any) -> Check:
     return Check("trajectory_root", ok, detail)
 
 
-def _read(store: Any, digest: str) -> tuple[bool, str]:
-    """(ok, reason) of reading `digest` from the store, verified by hash."""
+OnRead = Callable[[str, bytes], None]
+
+
+def _read(store: Any, digest: str, on_read: OnRead | None = None) -> tuple[bool, str]:
+    """(ok, reason) of reading `digest` from the store, verified by hash; `on_read(digest, data)` sees the
+    verified bytes (so that a caller looks into them without reading them twice)."""
     from workers.artifacts import ArtifactIntegrityError, ArtifactNotFoundError
 
     try:
-        store.get(digest)
-        return True, ""
+        data = store.get(digest)
     except ArtifactNotFoundError:
         return False, "not in the artifact store"
     except ArtifactIntegrityError as exc:
         return False, f"tampered: the stored bytes hash to {exc.actual}"
     except (OSError, ValueError) as exc:
         return False, f"unreadable: {exc}"
+    if on_read is not None:
+        on_read(digest, data)
+    return True, ""
 
 
-def verify_hashes(attestation: Any, store: Any) -> list[Check]:
-    """Model weights (in the store and at artifact_uri), every checkpoint, and the trajectory root."""
+def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None) -> list[Check]:
+    """Model weights (in the store and at artifact_uri), every checkpoint, and the trajectory root.
+    `on_read(digest, data)` is called with the verified bytes of the model and of every checkpoint read."""
     from workers.artifacts import ArtifactError
 
     checks: list[Check] = []
     model = as_hex(field_of(attestation, "model_hash"))
-    ok, reason = _read(store, model)
+    ok, reason = _read(store, model, on_read)
     checks.append(Check("model_hash", ok, {"model_hash": model, **({"reason": reason} if not ok else {})}))
     uri = as_text(field_of(attestation, "artifact_uri"))
     if ok and uri != store.uri(model):
@@ -168,7 +189,7 @@ def verify_hashes(attestation: Any, store: Any) -> list[Check]:
             checks.append(Check("artifact_uri", False, {"uri": uri, "reason": f"the weights at the URI: {exc}"}))
     missing: dict[str, str] = {}
     for digest in (as_hex(h) for h in field_of(attestation, "checkpoints")):
-        ok, reason = _read(store, digest)
+        ok, reason = _read(store, digest, on_read)
         if not ok:
             missing[digest] = reason
     checks.append(Check("checkpoints", not missing,
@@ -176,6 +197,162 @@ def verify_hashes(attestation: Any, store: Any) -> list[Check]:
                          **({"reason": "checkpoints missing or tampered", "bad": missing} if missing else {})}))
     checks.append(check_trajectory_root(attestation))
     return checks
+
+
+# The trajectory's end ------------------------------------------------------------------------------------
+PTTS1_MAGIC = b"PTTS1\n"  # workers.tensorio's format, read here without torch
+
+
+@dataclass(frozen=True)
+class TensorDocument:
+    """A PTTS1 document (`workers.tensorio`) read without torch: its metadata and, per tensor name, the
+    header entry (dtype, shape, offset, nbytes); `raw(name)` is the tensor's bytes."""
+
+    meta: dict[str, Any]
+    entries: dict[str, dict[str, Any]]
+    body: memoryview
+
+    def raw(self, name: str) -> bytes:
+        entry = self.entries[name]
+        return self.body[entry["offset"]:entry["offset"] + entry["nbytes"]].tobytes()
+
+
+def read_ptts1(data: bytes) -> TensorDocument:
+    """The header of a PTTS1 document, checked for consistency (every tensor inside the body); ValueError
+    for anything else. Reads no tensor: the bytes stay where they are."""
+    data = bytes(data)
+    start = len(PTTS1_MAGIC) + 8
+    if not data.startswith(PTTS1_MAGIC) or len(data) < start:
+        raise ValueError("not a PTTS1 tensor document")
+    (length,) = struct.unpack_from("<Q", data, len(PTTS1_MAGIC))
+    if start + length > len(data):
+        raise ValueError("truncated PTTS1 header")
+    try:
+        header = json.loads(data[start:start + length].decode("utf-8"))
+        meta, listed = header["meta"], header["tensors"]
+        if not isinstance(meta, dict) or not isinstance(listed, list):
+            raise TypeError("meta and tensors must be an object and a list")
+        body = memoryview(data)[start + length:]
+        entries: dict[str, dict[str, Any]] = {}
+        for entry in listed:
+            name, offset, nbytes = str(entry["name"]), entry["offset"], entry["nbytes"]
+            shape = entry["shape"]
+            if not (isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset
+                    and 0 <= nbytes and offset + nbytes <= len(body)):
+                raise ValueError(f"tensor {name!r} lies outside the document")
+            if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise ValueError(f"tensor {name!r} has a bad shape {shape!r}")
+            if name in entries:
+                raise ValueError(f"tensor {name!r} is listed twice")
+            entries[name] = {"dtype": str(entry["dtype"]), "shape": list(shape), "offset": offset, "nbytes": nbytes}
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"bad PTTS1 header: {exc}") from None
+    return TensorDocument(meta=meta, entries=entries, body=body)
+
+
+def document_meta(data: bytes) -> dict[str, Any] | None:
+    """The metadata of a PTTS1 document (None: not one)."""
+    try:
+        return read_ptts1(data).meta
+    except ValueError:
+        return None
+
+
+def checkpoint_schedule(total_steps: int, checkpoint_every: int) -> list[int]:
+    """The steps at which the engine checkpoints a whole run (`workers.engine.run_loop`): every
+    `checkpoint_every` optimizer steps, and after the last step."""
+    if total_steps <= 0 or checkpoint_every <= 0:
+        return []
+    count = -(-total_steps // checkpoint_every)
+    return [min((i + 1) * checkpoint_every, total_steps) for i in range(count)]
+
+
+def _abridged(values: Sequence[Any], limit: int = 12) -> list[Any]:
+    values = list(values)
+    return values if len(values) <= limit else [*values[:limit // 2], "...", *values[-(limit // 2):]]
+
+
+def check_trajectory_schedule(metas: Sequence[Mapping[str, Any] | None], *, spec_hash: str, checkpoint_every: int,
+                              total_steps: Callable[[int], int]) -> Check:
+    """The checkpoints (their PTTS1 metadata, in attested order; None for a document that is not PTTS1) are
+    those of the whole run of the task's spec: each a checkpoint of `spec_hash`, all of one world size w, at
+    exactly the steps `checkpoint_schedule(total_steps(w), checkpoint_every)`. A trajectory stopped early,
+    thinned out, reordered, padded, or taken from another spec fails."""
+    spec_hash = as_hex(spec_hash)
+    detail: dict[str, Any] = {"checkpoints": len(metas), "spec_hash": spec_hash, "checkpoint_every": checkpoint_every}
+    problems: list[str] = []
+    unreadable = [i for i, m in enumerate(metas) if not isinstance(m, Mapping)]
+    if not metas:
+        problems.append("the attestation names no checkpoint")
+    if unreadable:
+        problems.append(f"checkpoints {_abridged(unreadable)} are not PTTS1 documents")
+    readable = [m for m in metas if isinstance(m, Mapping)]
+    not_checkpoints = [i for i, m in enumerate(metas) if isinstance(m, Mapping) and m.get("kind") != "checkpoint"]
+    if not_checkpoints:
+        problems.append(f"documents {_abridged(not_checkpoints)} are not checkpoints")
+    other_spec = sorted({str(m.get("spec_hash")) for m in readable if m.get("spec_hash") != spec_hash})
+    if other_spec:
+        problems.append(f"checkpoints of another spec ({', '.join(h[:16] for h in other_spec[:3])}), not the task's")
+    sizes = {m.get("world_size") for m in readable}
+    world = next(iter(sizes)) if len(sizes) == 1 else None
+    if readable and not (isinstance(world, int) and not isinstance(world, bool) and world >= 1):
+        problems.append(f"the checkpoints' world sizes {sorted(map(str, sizes))} are not one positive number")
+        world = None
+    steps = [m.get("step") for m in readable]
+    detail.update(world_size=world, steps=_abridged(steps))
+    if world is not None and not unreadable:
+        total = int(total_steps(world))
+        expected = checkpoint_schedule(total, checkpoint_every)
+        detail.update(total_steps=total, expected_steps=_abridged(expected))
+        if steps != expected:
+            if steps and steps == expected[:len(steps)]:
+                problems.append(f"the trajectory stops at step {steps[-1]} of {total}: the last "
+                                f"{len(expected) - len(steps)} of {len(expected)} checkpoints are missing")
+            else:
+                problems.append(f"the checkpoint steps are not the spec's schedule ({len(expected)} checkpoints, "
+                                f"every {checkpoint_every} of {total} steps at world size {world})")
+    if problems:
+        detail["reason"] = "; ".join(problems)
+    return Check("trajectory_schedule", not problems, detail)
+
+
+def check_final_model(model: bytes | None, last_checkpoint: bytes | None, *, spec_hash: str) -> Check:
+    """The model is the end of the trajectory: a PTTS1 model document of the task's spec whose tensors are,
+    bitwise, the model part (``model/<name>``) of the last checkpoint: same names, dtypes, shapes and bytes."""
+    spec_hash = as_hex(spec_hash)
+    detail: dict[str, Any] = {"spec_hash": spec_hash}
+    if model is None or last_checkpoint is None:
+        return Check("final_model", False, {**detail, "reason": "the model or the last checkpoint was not read"})
+    try:
+        weights = read_ptts1(model)
+    except ValueError as exc:
+        return Check("final_model", False, {**detail, "reason": f"the model weights are unreadable: {exc}"})
+    try:
+        last = read_ptts1(last_checkpoint)
+    except ValueError as exc:
+        return Check("final_model", False, {**detail, "reason": f"the last checkpoint is unreadable: {exc}"})
+    problems: list[str] = []
+    if weights.meta.get("kind") != "model":
+        problems.append(f"the model document is a {weights.meta.get('kind')!r}, not a model")
+    if weights.meta.get("spec_hash") != spec_hash:
+        problems.append(f"the model is of spec {str(weights.meta.get('spec_hash'))[:16]}, not the task's")
+    prefix = "model/"
+    state = {name[len(prefix):]: name for name in last.entries if name.startswith(prefix)}
+    missing, extra = sorted(set(state) - set(weights.entries)), sorted(set(weights.entries) - set(state))
+    differ = [name for name in sorted(set(state) & set(weights.entries))
+              if (weights.entries[name]["dtype"], weights.entries[name]["shape"])
+              != (last.entries[state[name]]["dtype"], last.entries[state[name]]["shape"])
+              or weights.raw(name) != last.raw(state[name])]
+    detail.update(tensors=len(weights.entries), checkpoint_tensors=len(state))
+    if missing or extra:
+        problems.append(f"the model's tensors are not the last checkpoint's (missing {_abridged(missing, 6)}, "
+                        f"extra {_abridged(extra, 6)})")
+    if differ:
+        detail["differ"] = _abridged(differ, 8)
+        problems.append(f"{len(differ)} of the model's tensors differ from the last checkpoint's")
+    if problems:
+        detail["reason"] = "; ".join(problems) + ": the model is not the end of the attested trajectory"
+    return Check("final_model", not problems, detail)
 
 
 def store_root_of(uri: str) -> str | None:
@@ -264,6 +441,17 @@ def tensors_close(a: dict[str, Any], b: dict[str, Any], *, rtol: float = 1e-5, a
              else torch.allclose(a[k], b[k], rtol=rtol, atol=atol)) for k in a)
 
 
+# The revealed holdout ----------------------------------------------------------------------------------
+HOLDOUT_MARGIN_MS = 15_000    # stop waiting for the holdout's reveal this long before the verification window ends
+
+
+def await_holdout(verify_until_ms: int, now_ms: int, margin_ms: int = HOLDOUT_MARGIN_MS) -> bool:
+    """Whether a validator still waits for the requester's holdout reveal on a Submitted result: while more
+    than `margin_ms` of the verification window (``verify_until``, a Timestamp.Now moment, ms) are left at
+    `now_ms`; after that it judges on the validation split alone, so that its vote lands in the window."""
+    return int(verify_until_ms) - int(now_ms) > int(margin_ms)
+
+
 # Voting rules -------------------------------------------------------------------------------------------
 def may_vote(me: str, worker: str, requester: str, already_voted: bool) -> tuple[bool, str]:
     """Whether a validator may vote on a result (the pallet refuses the same; the daemon never tries)."""
@@ -274,6 +462,61 @@ def may_vote(me: str, worker: str, requester: str, already_voted: bool) -> tuple
     if already_voted:
         return False, "already voted on this result"
     return True, ""
+
+
+# Rounds and challenges ----------------------------------------------------------------------------------
+FIRST_ROUND, CHALLENGE_ROUND = "first", "challenge"
+VERIFY, VOTE, CHALLENGE, ABSTAIN = "verify", "vote", "challenge", "abstain"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a validator does next about a result: `verify` (its verdict is needed and not known yet),
+    `vote` (submit_verdict in the current round), `challenge` (challenge_result) or `abstain` (why)."""
+
+    action: str
+    reason: str = ""
+
+
+def round_of(status: str) -> str:
+    """The voting round a task status belongs to: an Approved result can only be voted on by challenging it,
+    so Approved and Challenged are both the challenge round (one key in the never-vote-twice record)."""
+    return CHALLENGE_ROUND if status in ("Approved", "Challenged") else FIRST_ROUND
+
+
+def next_step(status: str, *, accept: bool | None, voted_this_round: bool, approved_me: bool = False,
+              challenger_me: bool = False, now_ms: int | None = None, challenge_until: int | None = None) -> Step:
+    """The validator's next step on a result, from the task's status and what it knows.
+
+    `accept`: its own verdict on this attestation (None: not verified yet); `voted_this_round`: it voted in
+    the status's round already (a challenge counts as its vote in the challenge round); `approved_me`: it is
+    one of the result's `approved_by`; `now_ms` / `challenge_until`: the chain's Timestamp.Now and the
+    Approved status's end of the challenge period (the chain's clock decides, not the validator's).
+    It never challenges a result it accepted, nor once the period is over (the pallet would refuse it).
+    """
+    if status == "Submitted":
+        if voted_this_round:
+            return Step(ABSTAIN, "already voted on this result")
+        return Step(VERIFY if accept is None else VOTE)
+    if status == "Challenged":
+        if challenger_me:
+            return Step(ABSTAIN, "its challenge is its vote in the challenge round")
+        if voted_this_round:
+            return Step(ABSTAIN, "already voted in the challenge round")
+        return Step(VERIFY if accept is None else VOTE)
+    if status == "Approved":
+        if approved_me:
+            return Step(ABSTAIN, "it is one of the approving validators: it never challenges a result it accepted")
+        if voted_this_round:
+            return Step(ABSTAIN, "already challenged this result")
+        if now_ms is None or challenge_until is None or now_ms >= challenge_until:
+            return Step(ABSTAIN, f"the challenge period is over (chain time {now_ms} ms, until {challenge_until} ms)")
+        if accept is None:
+            return Step(VERIFY)
+        if accept:
+            return Step(ABSTAIN, "its own check accepts the approved result: nothing to challenge")
+        return Step(CHALLENGE)
+    return Step(ABSTAIN, f"no longer under verification ({status})")
 
 
 # Evidence -----------------------------------------------------------------------------------------------
@@ -297,24 +540,41 @@ def evidence_hash(document: bytes) -> str:
 
 
 __all__ = [
+    "ABSTAIN",
+    "CHALLENGE",
+    "CHALLENGE_ROUND",
+    "FIRST_ROUND",
+    "HOLDOUT_MARGIN_MS",
     "HOLDOUT_TOLERANCE",
     "METRIC_SCALE",
     "METRIC_TOLERANCE",
+    "VERIFY",
+    "VOTE",
     "Check",
+    "Step",
+    "TensorDocument",
     "Verdict",
     "as_hex",
     "as_text",
+    "await_holdout",
+    "check_final_model",
     "check_trajectory_root",
+    "check_trajectory_schedule",
+    "checkpoint_schedule",
     "choose_segments",
     "claimed_metrics",
     "compare_metric",
     "compare_replay",
     "compare_target",
     "decide",
+    "document_meta",
     "evidence_document",
     "evidence_hash",
     "may_vote",
+    "next_step",
+    "read_ptts1",
     "recompute_root",
+    "round_of",
     "segment_start",
     "store_root_of",
     "tensors_close",

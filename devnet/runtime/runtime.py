@@ -12,7 +12,9 @@ from typing import Any
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.models import Models
-from devnet.runtime.pallets.task_bounties import TaskBounties
+from devnet.runtime.pallets.task_bounties import (
+    DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS, TaskBounties,
+)
 from devnet.runtime.pallets.workers import Workers
 from devnet.runtime.pallets.system import System, event_record_type
 from devnet.runtime.pallets.timestamp import Timestamp
@@ -89,7 +91,9 @@ class Runtime:
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
-                 fees: FeeSchedule = FeeSchedule(), extra_pallets: tuple[Pallet, ...] = ()) -> None:
+                 fees: FeeSchedule = FeeSchedule(), extra_pallets: tuple[Pallet, ...] = (),
+                 challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS,
+                 verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS) -> None:
         self.version: dict[str, Any] = {
             "spec_name": SPEC_NAME, "impl_name": "paratrain-devnet-py", "authoring_version": 1,
             "spec_version": self.spec_version, "impl_version": 1,
@@ -102,7 +106,9 @@ class Runtime:
         self.payment = TransactionPayment(fees)
         self.workers = Workers(self.balances)
         self.models = Models()
-        self.task_bounties = TaskBounties(self.balances, self.workers, self.models)
+        self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
+                                          challenge_period_ms=challenge_period_ms,
+                                          verification_grace_ms=verification_grace_ms)
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
              self.models, *extra_pallets], key=lambda p: p.index)

@@ -21,7 +21,8 @@ TERMINAL = ("Accepted", "Expired", "Cancelled")
 # the pallet events that change a task's status, and the status each leads to
 STATUS_OF_EVENT = {"TaskClaimed": "Claimed", "ResultSubmitted": "Submitted", "TaskAccepted": "Accepted",
                    "TaskExpired": "Expired", "TaskCancelled": "Cancelled", "TaskReopened": "Open",
-                   "ClaimReleased": "Open", "LeaseExpired": "Open", "VerificationTimedOut": "Expired"}
+                   "ClaimReleased": "Open", "LeaseExpired": "Open", "VerificationTimedOut": "Expired",
+                   "ResultApproved": "Approved", "ResultChallenged": "Challenged"}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`paratrain task create|list|show|watch|cancel`."""
+"""`paratrain task create|list|show|watch|cancel|finalize|challenge` (the last two: paratrain.commands.challenge)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from paratrain.cli import CliError
+from paratrain.commands import challenge
 from paratrain.commands.common import (
     Node,
     add_chain_argument,
@@ -26,8 +27,9 @@ from paratrain.commands.common import (
     short,
     text_of,
 )
+from runtime_bindings.scale import encode_compact
 
-STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled")
+STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled", "Approved", "Challenged")
 
 
 def _task_id(value: str) -> int:
@@ -123,11 +125,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("task_id", type=_task_id)
     add_key_argument(cancel)
     add_chain_argument(cancel)
+    challenge.register(sub, _task_id)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"create": _create, "list": _list, "show": _show, "watch": _watch,
-            "cancel": _cancel}[args.task_command](args)
+    return {"create": _create, "list": _list, "show": _show, "watch": _watch, "cancel": _cancel,
+            "finalize": challenge.run_finalize, "challenge": challenge.run_challenge}[args.task_command](args)
 
 
 # Helpers -------------------------------------------------------------------------------------------
@@ -172,19 +175,11 @@ def parse_hyperparameters(items: list[str]) -> dict[str, Any]:
     return result
 
 
-def _compact_len(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n << 2])
-    if n < 1 << 14:
-        return ((n << 2) | 1).to_bytes(2, "little")
-    return ((n << 2) | 2).to_bytes(4, "little")
-
-
 def holdout_commitment(salt: bytes, uri: bytes) -> bytes:
     """blake2_256(SCALE((salt: H256, holdout_uri: BoundedVec<u8>))), as the pallet checks it."""
     import hashlib
 
-    return hashlib.blake2b(salt + _compact_len(len(uri)) + uri, digest_size=32).digest()
+    return hashlib.blake2b(salt + encode_compact(len(uri)) + uri, digest_size=32).digest()
 
 
 def _hash_arg(value: str, what: str) -> str:
@@ -315,6 +310,7 @@ def _list(args: argparse.Namespace) -> int:
         with chain_errors(url):
             at = node.chain.best_hash()
             rows = sorted(node.chain.task_bounties.tasks.entries(page_size=200, at=at), key=lambda kv: int(kv[0]))
+            now_ms = int(node.chain.timestamp.now(at=at) or 0)
         table = Table(title=f"tasks on {url}", title_justify="left")
         for name, justify in (("id", "right"), ("status", "left"), ("recipe", "left"), ("bounty", "right"),
                               ("requester", "left"), ("worker", "left"), ("step", "right"), ("deadline", "right")):
@@ -327,7 +323,10 @@ def _list(args: argparse.Namespace) -> int:
             if args.requester and task.requester != args.requester:
                 continue
             step = str(task.progress.step) if task.progress is not None else "-"
-            table.add_row(str(task_id), status, text_of(task.spec.recipe), node.fmt(task.bounty),
+            with chain_errors(url):
+                result = node.chain.task_bounties.results(task_id, at=at) if status == "Challenged" else None
+            shown_status = challenge.list_status(status, detail, now_ms, result)
+            table.add_row(str(task_id), shown_status, text_of(task.spec.recipe), node.fmt(task.bounty),
                           short(task.requester, args.full), short(detail.get("worker"), args.full), step,
                           f"#{task.deadline}")
             shown += 1
@@ -353,6 +352,7 @@ def _show(args: argparse.Namespace) -> int:
             result = node.chain.task_bounties.results(args.task_id)
             genesis = node.chain.block_hash(0) or "0x"
             best = node.chain.best_number()
+            now_ms = int(node.chain.timestamp.now() or 0)
         status, detail = status_of(task)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
@@ -360,7 +360,7 @@ def _show(args: argparse.Namespace) -> int:
         spec = task.spec
         req = spec.requirements
         rows: list[tuple[str, str]] = [
-            ("status", status + "".join(f", {k} {('#' if 'until' in k else '')}{v}" for k, v in detail.items())),
+            *challenge.show_rows(node, args.task_id, status, detail, result, now_ms),
             ("requester", task.requester),
             ("recipe", text_of(spec.recipe)),
             ("bounty", node.fmt(task.bounty)),
@@ -386,7 +386,9 @@ def _show(args: argparse.Namespace) -> int:
             metrics = ", ".join(f"{text_of(k)}={v / 1e6:g}" for k, v in att.metrics)
             rows += [("model hash", hex_of(att.model_hash)), ("artifact", text_of(att.artifact_uri)),
                      ("metrics", metrics or "-"), ("submitted", f"block #{result.submitted_at}"),
-                     ("verdicts", f"{len(result.accepts)} accept, {len(result.rejects)} reject")]
+                     ("verdicts", f"{len(result.accepts)} accept, {len(result.rejects)} reject"
+                                  + (f" in the challenge round (quorum {2 * task.validators_required + 1})"
+                                     if status == "Challenged" else ""))]
         for key, value in rows:
             grid.add_row(key, value)
         out().print(Panel(grid, title=f"task {args.task_id}", title_align="left", expand=False))

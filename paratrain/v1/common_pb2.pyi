@@ -16,6 +16,8 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_ACCEPTED: _ClassVar[TaskStatus]
     TASK_STATUS_EXPIRED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
+    TASK_STATUS_APPROVED: _ClassVar[TaskStatus]
+    TASK_STATUS_CHALLENGED: _ClassVar[TaskStatus]
 
 class WorkerRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +31,8 @@ TASK_STATUS_SUBMITTED: TaskStatus
 TASK_STATUS_ACCEPTED: TaskStatus
 TASK_STATUS_EXPIRED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
+TASK_STATUS_APPROVED: TaskStatus
+TASK_STATUS_CHALLENGED: TaskStatus
 WORKER_ROLE_UNSPECIFIED: WorkerRole
 WORKER_ROLE_TRAINER: WorkerRole
 WORKER_ROLE_VALIDATOR: WorkerRole

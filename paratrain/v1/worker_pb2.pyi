@@ -70,6 +70,28 @@ class HeartbeatResponse(_message.Message):
     heartbeat_relayed: bool
     def __init__(self, heartbeat_relayed: _Optional[bool] = ...) -> None: ...
 
+class HeartbeatStreamRequest(_message.Message):
+    __slots__ = ("heartbeat", "sequence", "timestamp_ms", "nonce", "signature")
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    heartbeat: bytes
+    sequence: int
+    timestamp_ms: int
+    nonce: bytes
+    signature: bytes
+    def __init__(self, heartbeat: _Optional[bytes] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., nonce: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class HeartbeatStreamResponse(_message.Message):
+    __slots__ = ("sequence", "heartbeat_relayed")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_RELAYED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    heartbeat_relayed: bool
+    def __init__(self, sequence: _Optional[int] = ..., heartbeat_relayed: _Optional[bool] = ...) -> None: ...
+
 class GetTaskSpecRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

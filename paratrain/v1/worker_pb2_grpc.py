@@ -70,6 +70,11 @@ class WorkerServiceStub:
                 request_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatStream = channel.stream_stream(
+                '/paratrain.v1.WorkerService/HeartbeatStream',
+                request_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.SerializeToString,
+                response_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -137,6 +142,18 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatStream(self, request_iterator, context):
+        """Heartbeats on one long-lived stream, each message signed on its own (see
+        HeartbeatStreamRequest) and checked as a unary call is: signature by the
+        account that opened the stream, timestamp window, nonce replay, rate
+        limit, registration. Every accepted message is answered with one
+        response carrying its sequence; a refused message ends the stream with
+        the status the unary Heartbeat would have answered (reopen to go on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +191,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.FromString,
                     response_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.HeartbeatStream,
+                    request_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.FromString,
+                    response_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +388,33 @@ class WorkerService:
             '/paratrain.v1.WorkerService/Heartbeat',
             paratrain_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
             paratrain_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/paratrain.v1.WorkerService/HeartbeatStream',
+            paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.SerializeToString,
+            paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,13 +108,34 @@ class RevealHoldoutCall(CallArgs):
 
 @dataclass(frozen=True)
 class SubmitVerdictCall(CallArgs):
-    """An active Validator (not the worker, not the requester) votes once on the submitted result."""
+    """An active Validator (not the worker or requester) votes once per round; a challenge round needs 2v+1."""
 
     PALLET: ClassVar[str] = "TaskBounties"
     CALL: ClassVar[str] = "submit_verdict"
 
     task_id: int
     verdict: t.Verdict
+
+
+@dataclass(frozen=True)
+class ChallengeResultCall(CallArgs):
+    """A Validator disputes an Approved result in its challenge period, reserving ChallengeDeposit."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    CALL: ClassVar[str] = "challenge_result"
+
+    task_id: int
+    evidence_hash: str | bytes
+
+
+@dataclass(frozen=True)
+class FinalizeResultCall(CallArgs):
+    """Anyone pays out an Approved result whose challenge period is over (a later block's hook does too)."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    CALL: ClassVar[str] = "finalize_result"
+
+    task_id: int
 
 
 # Events -----------------------------------------------------------------------------------------
@@ -222,7 +243,7 @@ class LeaseExpiredEvent(TypedEvent):
 
 @dataclass(frozen=True)
 class ResultSubmittedEvent(TypedEvent):
-    """A signed attestation was submitted; validators may now vote."""
+    """A signed attestation was submitted; validators may vote until `verify_until` (ms of Timestamp.Now)."""
 
     PALLET: ClassVar[str] = "TaskBounties"
     NAME: ClassVar[str] = "ResultSubmitted"
@@ -347,7 +368,7 @@ class TaskExpiredEvent(TypedEvent):
 
 @dataclass(frozen=True)
 class VerificationTimedOutEvent(TypedEvent):
-    """No quorum within VerificationGrace: resolved without a slash."""
+    """No quorum within VerificationGrace (ms): resolved without a slash."""
 
     PALLET: ClassVar[str] = "TaskBounties"
     NAME: ClassVar[str] = "VerificationTimedOut"
@@ -358,6 +379,90 @@ class VerificationTimedOutEvent(TypedEvent):
     @classmethod
     def from_value(cls, v: Any) -> VerificationTimedOutEvent:
         return cls(task_id=v["task_id"], worker=v["worker"])
+
+
+@dataclass(frozen=True)
+class ResultApprovedEvent(TypedEvent):
+    """A quorum accepted the result; it pays out unless challenged before `challenge_until` (ms)."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ResultApproved"
+
+    task_id: int
+    worker: str
+    challenge_until: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ResultApprovedEvent:
+        return cls(task_id=v["task_id"], worker=v["worker"], challenge_until=v["challenge_until"])
+
+
+@dataclass(frozen=True)
+class ResultChallengedEvent(TypedEvent):
+    """A validator challenged an approved result; a larger quorum settles it by `settle_until` (ms)."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ResultChallenged"
+
+    task_id: int
+    challenger: str
+    deposit: int
+    settle_until: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ResultChallengedEvent:
+        return cls(
+            task_id=v["task_id"],
+            challenger=v["challenger"],
+            deposit=v["deposit"],
+            settle_until=v["settle_until"],
+        )
+
+
+@dataclass(frozen=True)
+class ChallengeUpheldEvent(TypedEvent):
+    """The challenge round rejected the result: the worker is slashed, the challenger's deposit returned."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ChallengeUpheld"
+
+    task_id: int
+    challenger: str
+
+    @classmethod
+    def from_value(cls, v: Any) -> ChallengeUpheldEvent:
+        return cls(task_id=v["task_id"], challenger=v["challenger"])
+
+
+@dataclass(frozen=True)
+class ChallengeDismissedEvent(TypedEvent):
+    """The challenge round accepted the result: the challenger's deposit went to its accepters."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ChallengeDismissed"
+
+    task_id: int
+    challenger: str
+    slashed: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ChallengeDismissedEvent:
+        return cls(task_id=v["task_id"], challenger=v["challenger"], slashed=v["slashed"])
+
+
+@dataclass(frozen=True)
+class ChallengeTimedOutEvent(TypedEvent):
+    """No quorum in the challenge round: the deposit is returned and the original approval stands."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ChallengeTimedOut"
+
+    task_id: int
+    challenger: str
+
+    @classmethod
+    def from_value(cls, v: Any) -> ChallengeTimedOutEvent:
+        return cls(task_id=v["task_id"], challenger=v["challenger"])
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -402,6 +507,9 @@ class TaskBountiesError(ModuleError):
     CannotJudgeOwnWork: ClassVar[type[TaskBountiesError]]
     AlreadyVoted: ClassVar[type[TaskBountiesError]]
     ExpiryQueueFull: ClassVar[type[TaskBountiesError]]
+    NotApproved: ClassVar[type[TaskBountiesError]]
+    ChallengePeriodOver: ClassVar[type[TaskBountiesError]]
+    ChallengePeriodNotOver: ClassVar[type[TaskBountiesError]]
 
 
 class TaskNotFound(TaskBountiesError):
@@ -636,7 +744,7 @@ class CannotJudgeOwnWork(TaskBountiesError):
 
 
 class AlreadyVoted(TaskBountiesError):
-    """The validator already voted on this result."""
+    """The validator already voted on this result (in this round, or approved it)."""
 
     name: ClassVar[str] = "AlreadyVoted"
     error_index: ClassVar[int | None] = 33
@@ -647,6 +755,27 @@ class ExpiryQueueFull(TaskBountiesError):
 
     name: ClassVar[str] = "ExpiryQueueFull"
     error_index: ClassVar[int | None] = 34
+
+
+class NotApproved(TaskBountiesError):
+    """The task's result is not Approved (awaiting the end of its challenge period)."""
+
+    name: ClassVar[str] = "NotApproved"
+    error_index: ClassVar[int | None] = 35
+
+
+class ChallengePeriodOver(TaskBountiesError):
+    """The challenge period of this result has ended."""
+
+    name: ClassVar[str] = "ChallengePeriodOver"
+    error_index: ClassVar[int | None] = 36
+
+
+class ChallengePeriodNotOver(TaskBountiesError):
+    """The challenge period of this result has not ended yet."""
+
+    name: ClassVar[str] = "ChallengePeriodNotOver"
+    error_index: ClassVar[int | None] = 37
 
 
 # API --------------------------------------------------------------------------------------------
@@ -796,11 +925,44 @@ class TaskBountiesApi(PalletApi):
         timeout: float | None = None,
         **options: Any,
     ) -> Receipt:
-        """An active Validator (not the worker, not the requester) votes once on the submitted result.
+        """An active Validator (not the worker or requester) votes once per round; a challenge round needs 2v+1.
 
         Submits the call signed by `signer`; see `Chain.submit`.
         """
         call = SubmitVerdictCall(task_id=task_id, verdict=verdict)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def challenge_result(
+        self,
+        signer: Keypair,
+        task_id: int,
+        evidence_hash: str | bytes,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Receipt:
+        """A Validator disputes an Approved result in its challenge period, reserving ChallengeDeposit.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = ChallengeResultCall(task_id=task_id, evidence_hash=evidence_hash)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def finalize_result(
+        self,
+        signer: Keypair,
+        task_id: int,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Receipt:
+        """Anyone pays out an Approved result whose challenge period is over (a later block's hook does too).
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = FinalizeResultCall(task_id=task_id)
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     @property
@@ -835,7 +997,7 @@ class TaskBountiesApi(PalletApi):
 
     @property
     def verdicts(self) -> StorageMap[tuple[int, str], t.Verdict | None]:
-        """(task, validator) -> verdict on the result under verification.
+        """(task, validator) -> verdict on the result under verification (current round).
 
         `TaskBounties.Verdicts`, a storage map with 2 keys (absent entries read as None).
         """
@@ -863,7 +1025,7 @@ class TaskBountiesApi(PalletApi):
 
     @property
     def claims_by_worker(self) -> StorageMap[tuple[str, int], None]:
-        """(worker, task) -> (): tasks a worker holds (Claimed or Submitted).
+        """(worker, task) -> (): tasks a worker holds (Claimed, Submitted, Approved or Challenged).
 
         `TaskBounties.ClaimsByWorker`, a storage map with 2 keys (absent entries read as None).
         """
@@ -886,9 +1048,17 @@ class TaskBountiesApi(PalletApi):
         return StorageMap(self._chain, "TaskBounties", "DeadlineExpiries", key_count=1)
 
     @property
-    def verification_expiries(self) -> StorageMap[int, list[int]]:
-        """block -> tasks whose verification window closes at that block.
+    def verification_deadlines(self) -> StorageValue[list[tuple[int, int]]]:
+        """(verify_until or settle_until, task) of every Submitted or Challenged task, in due order (FIFO).
 
-        `TaskBounties.VerificationExpiries`, a storage map with 1 key.
+        `TaskBounties.VerificationDeadlines`, a storage value.
         """
-        return StorageMap(self._chain, "TaskBounties", "VerificationExpiries", key_count=1)
+        return StorageValue(self._chain, "TaskBounties", "VerificationDeadlines")
+
+    @property
+    def pending_payouts(self) -> StorageValue[list[tuple[int, int]]]:
+        """(challenge_until, task) of every Approved task, in due order (FIFO).
+
+        `TaskBounties.PendingPayouts`, a storage value.
+        """
+        return StorageValue(self._chain, "TaskBounties", "PendingPayouts")

@@ -92,6 +92,25 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Challenge:
+    """`pallet_task_bounties::types::Challenge`."""
+
+    challenger: str
+    deposit: int
+    evidence_hash: str | bytes
+    opened_at: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Challenge:
+        return cls(
+            challenger=v["challenger"],
+            deposit=v["deposit"],
+            evidence_hash=v["evidence_hash"],
+            opened_at=v["opened_at"],
+        )
+
+
+@dataclass(frozen=True)
 class Digest:
     """`sp_runtime::generic::digest::Digest`."""
 
@@ -287,6 +306,8 @@ class SubmittedResult:
     submitted_at: int
     accepts: list[str]
     rejects: list[str]
+    approved_by: list[str]
+    challenge: Challenge | None
 
     @classmethod
     def from_value(cls, v: Any) -> SubmittedResult:
@@ -297,6 +318,8 @@ class SubmittedResult:
             submitted_at=v["submitted_at"],
             accepts=v["accepts"],
             rejects=v["rejects"],
+            approved_by=v["approved_by"],
+            challenge=(None if v["challenge"] is None else Challenge.from_value(v["challenge"])),
         )
 
 
@@ -367,7 +390,7 @@ class TaskSpec:
 TaskStatus: TypeAlias = Any
 """`pallet_task_bounties::types::TaskStatus`, an enum: a variant name, or {name: payload} for a variant with data.
 
-Variants: Open, Claimed, Submitted, Accepted, Expired, Cancelled."""
+Variants: Open, Claimed, Submitted, Accepted, Expired, Cancelled, Approved, Challenged."""
 
 
 @dataclass(frozen=True)

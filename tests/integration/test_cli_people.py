@@ -206,6 +206,103 @@ def test_bad_arguments_exit_2():
     assert result.returncode == 2 and "Traceback" not in result.stderr and "not a task id" in result.stderr
 
 
+# challenge period: task show|list, finalize, challenge ------------------------------------------------
+PERIOD_MS = 20_000  # long enough for the commands run inside it on a loaded machine
+BOB, CHARLIE, DAVE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Bob", "Charlie", "Dave", "Ferdie"))
+
+
+@pytest.fixture(scope="module")
+def period_chain():
+    """A devnet of its own with a challenge period; //Bob a Trainer, //Charlie and //Dave Validators."""
+    from devnet_process import DevnetProcess
+
+    from runtime_bindings.generated import types as t
+
+    with DevnetProcess("--challenge-period-ms", str(PERIOD_MS)) as node, Chain.connect(node.ws_url, timeout=10) as c:
+        c.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        for validator in (CHARLIE, DAVE):
+            c.workers.register(validator, "Validator", 100 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        yield c
+
+
+def approved_task(capsys, chain) -> int:
+    """A task created with the CLI, claimed by //Bob, a signed result submitted, approved by //Charlie."""
+    from runtime_bindings import AttestationCodec
+    from runtime_bindings.generated import types as t
+    from workers.hashing import blake2_256_hex
+
+    task_id = create_task(capsys, "--chain", chain.url)
+    chain.task_bounties.claim_task(BOB, task_id)
+    checkpoint = "0x" + blake2_256_hex(f"checkpoint of task {task_id}".encode())
+    attestation = {"task_id": task_id, "worker": BOB.ss58_address,
+                   "model_hash": "0x" + blake2_256_hex(f"model of task {task_id}".encode()),
+                   "artifact_uri": "file:///nowhere/model", "metrics": [("accuracy", 960_000)],
+                   "trajectory_root": checkpoint, "checkpoints": [checkpoint], "code_hash": "0x" + "00" * 32,
+                   "dataset_hash": chain.task_bounties.tasks(task_id).spec.dataset_hash, "started_ms": 1,
+                   "finished_ms": 2}
+    signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
+    chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
+    chain.task_bounties.submit_verdict(CHARLIE, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))
+    assert "Approved" in chain.task_bounties.tasks(task_id).status
+    return task_id
+
+
+def test_approved_and_challenged_tasks_shown_finalized_and_challenged(capsys, monkeypatch, period_chain):
+    chain = period_chain
+    monkeypatch.setenv("PARATRAIN_CHAIN", chain.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    challenged = approved_task(capsys, chain)
+    code, out, _ = run(capsys, "task", "show", str(challenged))
+    assert code == 0
+    assert "Approved, worker " + BOB.ss58_address in out and "challenge period until" in out and "s left" in out
+    assert "approved by" in out and CHARLIE.ss58_address[:6] in out
+    code, out, _ = run(capsys, "task", "list", "--status", "Approved")
+    row = next(line for line in out.splitlines() if line.strip("│ ").startswith(f"{challenged} "))
+    assert "Approved (" in row and "s left)" in row
+    # the period is running: finalize is refused with the time left, no traceback
+    code, _, err = run(capsys, "task", "finalize", str(challenged), "--key", "//Ferdie")
+    assert code == 2 and "the challenge period is not over" in err and len(err.strip().splitlines()) == 1
+
+    # //Dave (a validator who did not approve it) challenges it with his evidence's hash
+    dave_reserved = chain.system.account(DAVE.ss58_address).data.reserved
+    code, out, err = run(capsys, "task", "challenge", str(challenged), "--evidence", "ab" * 32, "--key", "//Dave")
+    assert code == 0, err
+    assert f"task {challenged} challenged in block #" in out and "deposit 10 PARA reserved" in out
+    assert chain.system.account(DAVE.ss58_address).data.reserved == dave_reserved + 10 * UNIT
+    code, out, _ = run(capsys, "task", "show", str(challenged))
+    assert f"Challenged, worker {BOB.ss58_address}, challenger {DAVE.ss58_address}" in out
+    assert "0 accept, 1 reject in the challenge round (quorum 3)" in out and "0x" + "ab" * 32 in out
+    code, out, _ = run(capsys, "task", "list")
+    assert "Challenged (1 reject, 0 accept)" in out
+    for argv in (("finalize", str(challenged), "--key", "//Ferdie"),
+                 ("challenge", str(challenged), "--evidence", "cd" * 32, "--key", "//Charlie")):
+        code, _, err = run(capsys, "task", *argv)
+        assert code == 2 and f"task {challenged} is Challenged: only an Approved task" in err
+
+    # another one, unchallenged: once its period is over anyone pays it out
+    paid = approved_task(capsys, chain)
+    until = dict(chain.task_bounties.tasks(paid).status["Approved"])["challenge_until"]
+    time.sleep(max(0.0, until / 1000 - time.time()) + 0.2)
+    bob_free = chain.system.account(BOB.ss58_address).data.free
+    code, out, err = run(capsys, "task", "finalize", str(paid), "--key", "//Ferdie")
+    assert code == 0, err
+    assert f"task {paid} finalized in block #" in out and f"worker {BOB.ss58_address} paid 9 PARA" in out
+    assert chain.system.account(BOB.ss58_address).data.free == bob_free + 9 * UNIT
+    assert "Accepted" in chain.task_bounties.tasks(paid).status
+    code, _, err = run(capsys, "task", "finalize", str(paid), "--key", "//Ferdie")
+    assert code == 2 and "already Accepted" in err
+
+
+def test_finalize_and_challenge_user_errors(capsys):
+    task_id = create_task(capsys)
+    code, _, err = run(capsys, "task", "finalize", str(task_id), "--key", "//Ferdie")
+    assert code == 2 and f"task {task_id} is Open: only an Approved task" in err
+    result = script("task", "challenge", str(task_id), "--evidence", "xyz", "--key", "//Dave")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "not a 32-byte hash" in result.stderr
+    result = script("task", "finalize", "424242", "--key", "//Ferdie")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "unknown task 424242" in result.stderr
+
+
 # curve ------------------------------------------------------------------------------------------
 def test_show_curve_from_recorded_history(capsys, tmp_path):
     task_id = create_task(capsys)

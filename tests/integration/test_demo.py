@@ -1,5 +1,8 @@
 """`paratrain demo`, the README's main command, end to end: the real console script as a subprocess.
 
+The full run goes through devnet's default challenge period: the result is approved, then paid once the
+period is over by the worker daemon's own finalize_result.
+
 The demo runs in a session of its own with $TMPDIR pointing at a fresh directory, so everything it starts
 can be found: its descendants (sampled from /proc while it runs: devnet and orchestrator threads live in
 it, Ray's GCS, raylet, workers and Ray Train actors are processes), every process of its session, and
@@ -135,6 +138,11 @@ def test_the_demo_pays_the_worker_and_leaves_nothing_behind(tmp_path):
         print(f"demo: exit {code} in {seconds:.1f} s; {len(run.seen)} processes started")
         assert code == 0, text[-4000:]
         # the end: verdicts, payout, model record, balances, curve; and the reason for exit 0
+        # devnet's default challenge period: approved first, paid by the worker's finalize_result after it
+        for words in ("challenge period 5 s", "approved by 2 validators", "challenge period until",
+                      "the challenge period ended unchallenged", "made by //Bob's finalize_result"):
+            assert words in text, words
+        assert text.index("approved by 2 validators") < text.index("accepted in block")
         for words in ("verdicts on task", "ACCEPT", "payout in block", "worker reward", "validator reward",
                       "on-chain model record", "model_hash", "trainer", "balances", "free before", "reserved",
                       "the bounty reached the worker", "everything stopped"):

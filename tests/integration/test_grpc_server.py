@@ -214,6 +214,9 @@ async def test_sync_client() -> None:
         def use() -> WorkerView:
             with SyncWorkerClient(harness.target, ALICE) as c:
                 assert c.get_task_spec(7).task_id == 7
+                with c.heartbeat_stream() as hb:
+                    assert hb.send(ProgressUpdate(7, "", 1, 0, 0.5), b"hb") is True
+                    assert hb.send(ProgressUpdate(7, "", 2, 0, 0.5)) is False
                 return c.register_worker(CAPS)
         view = await asyncio.to_thread(use)
         assert view.account == ALICE.ss58_address
@@ -526,3 +529,169 @@ async def test_unary_heartbeat(h: Harness) -> None:
     progress = [call for call in h.api.calls if call[0] == "report_progress"]
     assert progress[0][1:] == (ALICE.ss58_address, ProgressUpdate(7, ALICE.ss58_address, 3, 1, 0.25, {"acc": 0.5}), b"hb")
     assert progress[1][2].step == 4 and progress[1][3] is None
+
+
+# ---------------------------------------------------------------- heartbeat stream (each message signed)
+
+HB = W + "HeartbeatStream"
+
+
+def _stream_message(keypair, stream_nonce: bytes, sequence: int, update: ProgressUpdate, extrinsic=None, **kw):
+    from orchestrator import serde
+
+    body = serde.heartbeat_request(update, extrinsic).SerializeToString(deterministic=True)
+    msg = auth.sign_message(keypair, HB, stream_nonce, sequence, body, **kw)
+    return worker_pb2.HeartbeatStreamRequest(heartbeat=body, sequence=msg.sequence, timestamp_ms=msg.timestamp_ms,
+                                             nonce=msg.nonce, signature=msg.signature)
+
+
+def _open_raw(h: Harness, keypair=ALICE, metadata=None):
+    md = signed(HB, b"", keypair) if metadata is None else metadata
+    call = h.channel.stream_stream(HB, request_serializer=worker_pb2.HeartbeatStreamRequest.SerializeToString,
+                                   response_deserializer=worker_pb2.HeartbeatStreamResponse.FromString)(
+        metadata=md, timeout=5)
+    return call, (bytes.fromhex(dict(md)[auth.HEADER_NONCE]) if md else b"")
+
+
+async def test_heartbeat_stream_round_trips(h: Harness) -> None:
+    async with h.worker() as c:
+        async with c.heartbeat_stream() as hb:
+            for step in range(1, 6):
+                assert await hb.send(ProgressUpdate(7, "", step, 0, 1.0 / step, {"acc": step / 10}),
+                                     b"hb" if step % 2 else None) is bool(step % 2)
+            assert hb.opened == 1
+        async with c.heartbeat_stream() as hb:  # a second stream of the same account
+            assert await hb.send(ProgressUpdate(7, "", 6, 0, 0.1)) is False
+    progress = [call for call in h.api.calls if call[0] == "report_progress"]
+    assert [p[2].step for p in progress] == [1, 2, 3, 4, 5, 6]
+    assert all(p[1] == ALICE.ss58_address and p[2].worker == ALICE.ss58_address for p in progress)
+    assert progress[2][2] == ProgressUpdate(7, ALICE.ss58_address, 3, 0, 1.0 / 3, {"acc": 0.3})
+    assert [p[3] for p in progress[:5]] == [b"hb", None, b"hb", None, b"hb"]
+
+
+async def test_heartbeat_stream_ed25519(h: Harness) -> None:
+    h.api.tasks[7] = make_task(7, DAVE_ED.ss58_address)
+    async with h.worker(DAVE_ED) as c, c.heartbeat_stream() as hb:
+        assert await hb.send(ProgressUpdate(7, "", 1, 0, 0.5)) is False
+    assert h.api.calls[-1][1] == DAVE_ED.ss58_address
+
+
+async def test_heartbeat_stream_refused_message_ends_the_stream_with_the_unary_status(h: Harness) -> None:
+    async with h.worker() as c, c.heartbeat_stream() as hb:
+        await hb.send(ProgressUpdate(7, "", 1, 0, 0.5))
+        with pytest.raises(PermissionDenied):
+            await hb.send(ProgressUpdate(8, "", 1, 0, 0.5))  # Bob's task
+        with pytest.raises(NotFound):
+            await hb.send(ProgressUpdate(404, "", 1, 0, 0.5))
+        with pytest.raises(InvalidArgument):
+            await hb.send(ProgressUpdate(7, "", 2, 0, float("nan")))
+        with pytest.raises(InvalidArgument):
+            await hb.send(ProgressUpdate(7, BOB.ss58_address, 2, 0, 0.5))
+        assert await hb.send(ProgressUpdate(7, "", 3, 0, 0.5)) is False  # a new stream
+        assert hb.opened == 5
+    assert [c[2].step for c in h.api.calls if c[0] == "report_progress" and c[2].task_id == 7] == [1, 3]
+
+
+async def test_heartbeat_stream_messages_are_each_authenticated(h: Harness) -> None:
+    """Forged, replayed, out-of-order, stale or foreign messages end the stream UNAUTHENTICATED and never reach
+    the api; the messages before them did."""
+    update = ProgressUpdate(7, "", 1, 0, 0.5)
+
+    def spoil(kind: str, nonce: bytes) -> list[worker_pb2.HeartbeatStreamRequest]:
+        good = _stream_message(ALICE, nonce, 1, update)
+        if kind == "forged signature":
+            bad = _stream_message(ALICE, nonce, 2, update)
+            bad.signature = bad.signature[:-1] + bytes([bad.signature[-1] ^ 1])
+        elif kind == "other key":
+            bad = _stream_message(BOB, nonce, 2, update)
+        elif kind == "replayed message":
+            bad = good
+        elif kind == "skipped sequence":
+            bad = _stream_message(ALICE, nonce, 3, update)
+        elif kind == "other stream":
+            bad = _stream_message(ALICE, b"\x00" * 16, 2, update)
+        elif kind == "stale":
+            bad = _stream_message(ALICE, nonce, 2, update, timestamp_ms=int((time.time() - 31) * 1000))
+        elif kind == "body swapped":
+            bad = _stream_message(ALICE, nonce, 2, update)
+            bad.heartbeat = _stream_message(ALICE, nonce, 2, ProgressUpdate(7, "", 99, 0, 0.5)).heartbeat
+        elif kind == "unsigned":
+            bad = worker_pb2.HeartbeatStreamRequest(heartbeat=good.heartbeat, sequence=2)
+        else:
+            raise AssertionError(kind)
+        return [good, bad]
+
+    kinds = ["forged signature", "other key", "replayed message", "skipped sequence", "other stream", "stale",
+             "body swapped", "unsigned"]
+    for kind in kinds:
+        before = len(h.api.calls)
+        call, nonce = _open_raw(h)
+        good, bad = spoil(kind, nonce)
+        await call.write(good)
+        assert (await call.read()).sequence == 1
+        await call.write(bad)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+        assert (await call.code()) == grpc.StatusCode.UNAUTHENTICATED, kind
+        assert len(h.api.calls) == before + 1, kind  # only the good message
+    # the stream itself must be opened with a valid signature over the empty body
+    for md in (None, signed(HB, b"x"), signed(W + "Heartbeat", b"")):
+        call = h.channel.stream_stream(HB, request_serializer=None, response_deserializer=None)(
+            metadata=md, timeout=5)
+        assert await call.code() == grpc.StatusCode.UNAUTHENTICATED  # refused as it opens, before any message
+    # a message replayed into a second stream (its signature names the first stream)
+    call, nonce = _open_raw(h)
+    first = _stream_message(ALICE, nonce, 1, update)
+    await call.write(first)
+    await call.read()
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    call2, _ = _open_raw(h)
+    await call2.write(first)
+    assert await call2.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_heartbeat_stream_checks_registration_and_rate_per_message() -> None:
+    allowed = {ALICE.ss58_address}
+    harness = await start(registered=lambda account: account in allowed,
+                          limits=ServerLimits(rate_per_s=0.001, rate_burst=4))
+    try:
+        async with harness.worker(ALICE) as c, c.heartbeat_stream() as hb:
+            await hb.send(ProgressUpdate(7, "", 1, 0, 0.5))  # the opening call and this message: 2 tokens
+            await hb.send(ProgressUpdate(7, "", 2, 0, 0.5))
+            allowed.clear()  # e.g. the worker unbonded meanwhile
+            with pytest.raises(PermissionDenied):
+                await hb.send(ProgressUpdate(7, "", 3, 0, 0.5))
+            allowed.add(ALICE.ss58_address)
+            with pytest.raises(ResourceExhausted):  # the reopening took the last token
+                await hb.send(ProgressUpdate(7, "", 4, 0, 0.5))
+        assert [call[2].step for call in harness.api.calls] == [1, 2]
+    finally:
+        await harness.server.stop(None)
+
+
+async def test_heartbeat_stream_malformed_messages(h: Harness) -> None:
+    for raw in (b"\xff\xff", b"\x0a\x02\xff\xfe", b"\x10" + b"\xff" * 11):
+        call = h.channel.stream_stream(HB, request_serializer=None, response_deserializer=None)(
+            metadata=signed(HB, b""), timeout=5)
+        await call.write(raw)
+        assert await call.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED), raw
+    # a validly signed envelope around bytes that are no HeartbeatRequest
+    call, nonce = _open_raw(h)
+    msg = auth.sign_message(ALICE, HB, nonce, 1, b"\xff\xff\xff")
+    await call.write(worker_pb2.HeartbeatStreamRequest(heartbeat=b"\xff\xff\xff", sequence=1, timestamp_ms=msg.timestamp_ms,
+                                                       nonce=msg.nonce, signature=msg.signature))
+    assert await call.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # random messages: never INTERNAL/UNKNOWN, never reach the api. One message per stream, answered before
+    # anything else is written, as HeartbeatStream clients do: a grpc.aio client that writes after the server
+    # ended the stream reports INTERNAL "Internal error from Core" instead of the server's status (grpc#36066).
+    rng = random.Random(99)
+    for _ in range(40):
+        call = h.channel.stream_stream(HB, request_serializer=None, response_deserializer=None)(
+            metadata=signed(HB, b""), timeout=5)
+        await call.write(rng.randbytes(rng.randint(0, 300)))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+        assert await call.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+                                         grpc.StatusCode.DEADLINE_EXCEEDED), await call.details()
+    assert h.api.calls == []

@@ -1,7 +1,9 @@
 """Workers, TaskBounties and Models end to end, through unmodified substrate-interface against devnet.
 
 Roles (one devnet per module): Alice requests, Bob and Charlie train, Dave, Eve and Ferdie validate.
-Block-count paths (lease, deadline, verification timeout) advance the chain with System.remark.
+Block-count paths (lease, deadline) advance the chain with System.remark. The verification window is time
+(VerificationGrace, ms of Timestamp.Now; 60 s by default, long enough for every other test here): its
+timeout is tested on a devnet of its own started with a short `--verification-grace-ms`.
 """
 from __future__ import annotations
 
@@ -116,8 +118,10 @@ def to_client(attestation_value: dict[str, Any]) -> dict[str, Any]:
 
 # Fixtures -------------------------------------------------------------------------------------
 import threading  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
+from devnet_process import DevnetProcess  # noqa: E402
 
 from devnet.runtime.pallets.task_bounties import holdout_commitment  # noqa: E402
 
@@ -165,8 +169,11 @@ def test_metadata_declares_pallets_and_constants(chain: Chain) -> None:
     assert chain.constant("TaskBounties", "ClaimLease") == 10
     assert chain.constant("TaskBounties", "ValidatorRewardShare") == 100_000_000
     for name in ("TaskDeposit", "VerificationGrace", "MaxClaimsPerWorker", "SlashFraction", "LeaseSlashFraction",
-                 "MaxExpiriesPerBlock", "MaxUriLen"):
+                 "MaxExpiriesPerBlock", "MaxUriLen", "ChallengeDeposit"):
         assert chain.constant("TaskBounties", name) is not None
+    # DevnetProcess starts devnet with --challenge-period-ms 0: a quorum pays at once, as these tests expect
+    assert chain.constant("TaskBounties", "ChallengePeriod") == 0
+    assert chain.constant("TaskBounties", "VerificationGrace") == 60_000  # ms: devnet's default
     assert chain.worker(BOB)["role"] == "Trainer" and chain.worker(DAVE)["role"] == "Validator"
 
 
@@ -205,6 +212,8 @@ def test_happy_path_pays_bounty_and_registers_model(chain: Chain) -> None:
     r = chain.ok(EVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})
     fees_eve = fee(r)
     accepted = events(r, "TaskBounties", "TaskAccepted")[0]
+    assert not events(r, "TaskBounties", "ResultApproved")  # period 0: never Approved, paid in the same call
+    assert chain.client.query("TaskBounties", "PendingPayouts").value == []
     share = bounty * chain.constant("TaskBounties", "ValidatorRewardShare") // 10**9
     assert accepted["validator_reward"] == share // 2 and accepted["worker_reward"] == bounty - share
     assert events(r, "Models", "ModelRegistered")[0]["owner"] == ALICE.ss58_address
@@ -367,21 +376,72 @@ def test_deadline_expiry_refunds_open_task(chain: Chain) -> None:
     chain.fails("TaskNotOpen", BOB, "TaskBounties", "claim_task", {"task_id": task_id})
 
 
-def test_verification_timeout_refunds_without_slash(chain: Chain) -> None:
+SHORT_GRACE_MS = 3_000
+
+
+@pytest.fixture()
+def short_grace() -> Any:
+    """A devnet of its own whose verification window is SHORT_GRACE_MS: Bob trains, Dave and Eve validate."""
+    with DevnetProcess("--verification-grace-ms", str(SHORT_GRACE_MS)) as node:
+        c = Chain(node.ws_url)
+        try:
+            assert c.constant("TaskBounties", "VerificationGrace") == SHORT_GRACE_MS
+            c.ok(BOB, "Workers", "register", {"role": "Trainer", "stake": TRAINER_STAKE, "capabilities": caps()})
+            for validator in (DAVE, EVE):
+                c.ok(validator, "Workers", "register",
+                     {"role": "Validator", "stake": VALIDATOR_STAKE, "capabilities": caps(gpus=0)})
+            yield c
+        finally:
+            c.close()
+
+
+def block_time(c: Chain, block_hash: str) -> int:
+    """Timestamp.Now of a block (the pallet's clock for verify_until)."""
+    return c.client.query("Timestamp", "Now", block_hash=block_hash).value
+
+
+def parent_time(c: Chain, block_hash: str) -> int:
+    """Timestamp.Now of a block's parent: what the block's on_initialize compares moments with."""
+    return block_time(c, c.client.get_block_header(block_hash)["header"]["parentHash"])
+
+
+def test_verification_timeout_is_time_and_refunds_without_slash(short_grace: Chain) -> None:
+    chain = short_grace
     task_id = create(chain, validators_required=2)
     chain.ok(BOB, "TaskBounties", "claim_task", {"task_id": task_id})
     receipt, _ = submit_result(chain, task_id, BOB)
     verify_until = events(receipt, "TaskBounties", "ResultSubmitted")[0]["verify_until"]
+    assert verify_until == block_time(chain, receipt.block_hash) + SHORT_GRACE_MS
+    assert chain.task(task_id)["status"]["Submitted"]["verify_until"] == verify_until
+    assert [tuple(e) for e in chain.client.query("TaskBounties", "VerificationDeadlines").value] == [
+        (verify_until, task_id)]
     chain.ok(DAVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})
     stake, a0 = chain.worker(BOB)["stake"], chain.account(ALICE)
     task = chain.task(task_id)
-    chain.advance_to(verify_until, FERDIE)
+    # More blocks than the old block-counted grace (10): the window is time, still open.
+    # The worker's own remarks: more blocks than the old block-counted grace (10), and the window is still open.
+    spam = [chain.ok(BOB, "System", "remark", {"remark": "0x00"}) for _ in range(12)]
+    assert block_time(chain, spam[-1].block_hash) < verify_until, "the window closed first: machine too slow?"
+    assert "Submitted" in chain.task(task_id)["status"]
+
+    time.sleep(max(verify_until / 1000 - time.time(), 0) + 0.05)
+    for _ in range(3):  # the first block whose parent's Now is past verify_until times it out
+        r = chain.ok(FERDIE, "System", "remark", {"remark": "0x00"})
+        if chain.task(task_id)["status"] == "Expired":
+            break
     assert chain.task(task_id)["status"] == "Expired"
+    assert parent_time(chain, r.block_hash) >= verify_until
+    timed_out = [e.value for e in chain.client.get_events(r.block_hash) if e.value["module_id"] == "TaskBounties"
+                 and e.value["event_id"] == "VerificationTimedOut"]
+    assert len(timed_out) == 1 and timed_out[0]["phase"] == "Initialization"
+    assert timed_out[0]["attributes"] == {"task_id": task_id, "worker": BOB.ss58_address}
     assert chain.worker(BOB)["stake"] == stake and chain.worker(BOB)["active_claims"] == 0
     assert chain.worker(DAVE)["pending_verdicts"] == 0
+    assert chain.client.query("TaskBounties", "VerificationDeadlines").value == []
     a1 = chain.account(ALICE)
     assert a1["reserved"] == a0["reserved"] - task["bounty"] - task["deposit"]
     assert a1["free"] == a0["free"] + task["bounty"] + task["deposit"]
+    chain.fails("NotSubmitted", EVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})
 
 
 def test_reject_after_deadline_expires_with_refund(chain: Chain) -> None:

@@ -1,4 +1,7 @@
-"""The training engine on a real local Ray cluster (one per module), two DDP training workers on CPU."""
+"""The training engine on a real local Ray cluster (one per module), two DDP training workers on CPU.
+
+Most tasks run on one `WarmTrainer` (a long-lived Ray Train run that takes task after task, as the worker
+daemon keeps one); the last test trains on a group started for the task alone and must give the same bytes."""
 from __future__ import annotations
 
 import time
@@ -10,6 +13,7 @@ ray = pytest.importorskip("ray")
 
 from workers import (ArtifactStore, CrashOnce, DatasetRef, Evaluation, TaskSpec, add_dataset, merkle_root_hex,  # noqa: E402
                      replay_segment, train, verify_inclusion, inclusion_proof)
+from workers.runner import WarmTrainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +23,13 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def warm(cluster, tmp_path_factory):
+    trainer = WarmTrainer(2, storage_path=str(tmp_path_factory.mktemp("ray-warm")))
+    yield trainer
+    trainer.close(wait_s=30)
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,10 @@ def spec(store):
 
 
 @pytest.fixture(scope="module")
-def baseline(cluster, store, spec, tmp_path_factory):
+def baseline(warm, store, spec):
     events = []
     started = time.monotonic()
-    result = train(spec, store, num_workers=2, on_progress=events.append,
-                   storage_path=str(tmp_path_factory.mktemp("ray")))
+    result = train(spec, store, num_workers=2, on_progress=events.append, trainer=warm)
     return result, events, time.monotonic() - started
 
 
@@ -69,15 +79,40 @@ def test_replay_segment_reproduces_the_next_checkpoint_bitwise(baseline, store, 
     assert replay_segment(spec, store, result.checkpoints[1]) == result.checkpoints[2]
 
 
-def test_worker_killed_mid_training_resumes_with_the_same_result(baseline, store, spec, tmp_path):
+def test_worker_killed_mid_training_resumes_with_the_same_result(baseline, warm, store, spec, tmp_path):
     result, _, _ = baseline
     marker = tmp_path / "crashed"
     events = []
-    # rank 1's process dies right after step 100: the run goes back to the checkpoint at step 80.
+    # rank 1's process dies right after step 100: Ray Train restarts the worker group, which goes back to
+    # the checkpoint at step 80 and finishes the same task.
     again = train(spec, store, num_workers=2, max_failures=2, on_progress=events.append,
-                  step_hook=CrashOnce(step=100, marker=str(marker), rank=1), storage_path=str(tmp_path / "ray"))
+                  step_hook=CrashOnce(step=100, marker=str(marker), rank=1), trainer=warm)
     assert marker.exists(), "the fault was not injected"
     assert again.model_hash == result.model_hash
     assert again.checkpoints == result.checkpoints
     assert again.trajectory_root == result.trajectory_root
     assert again.metrics == result.metrics
+    # the restarted group lives on and takes the next task at once
+    started = time.monotonic()
+    third = train(spec, store, num_workers=2, trainer=warm)
+    assert third.model_hash == result.model_hash and third.checkpoints == result.checkpoints
+    print(f"next task on the restarted warm group: {time.monotonic() - started:.2f} s")
+
+
+def test_a_task_that_fails_leaves_the_warm_group_usable(baseline, warm, store, spec):
+    from workers.engine import TrainingError
+
+    def boom(step: int, rank: int) -> None:
+        if step == 50:
+            raise RuntimeError("cancelled by the test")
+
+    with pytest.raises(TrainingError, match="cancelled by the test"):
+        train(spec, store, num_workers=2, step_hook=boom, trainer=warm)
+    assert train(spec, store, num_workers=2, trainer=warm).model_hash == baseline[0].model_hash
+
+
+def test_a_group_of_its_own_gives_the_same_result(baseline, warm, store, spec, tmp_path):
+    warm.close(wait_s=60)  # its two CPUs are the cluster's two
+    result, _, _ = baseline
+    alone = train(spec, store, num_workers=2, storage_path=str(tmp_path / "ray"))
+    assert alone.model_hash == result.model_hash and alone.checkpoints == result.checkpoints

@@ -4,15 +4,28 @@ No Ray: the worker's side is `workers.runner.train_local` (world size 1, in this
 worker's own signed claim_task / submit_result through runtime_bindings; the spot checks replay
 world-size-1 segments in-process. //Alice requests, //Bob trains, //Charlie and //Dave validate (two
 ValidatorDaemon threads, validators_required = 2). One training run serves every case (the same spec):
-an attestation with an inflated metric (rejected by both, WorkerSlashed), then the honest attestation
-(accepted by both: TaskAccepted, bounty paid, model registered, validators rewarded), then a validator
-restarted from its state file (resumes, votes on nothing twice).
+an attestation with an inflated metric (rejected by both, WorkerSlashed), the same for a task with a
+committed holdout (awaited while more than `holdout_margin_ms` of the verification window, ms of
+Timestamp.Now, are left; judged with it once revealed), then the honest attestation (accepted by both:
+TaskAccepted, bounty paid, model registered, validators rewarded), then a validator restarted from its
+state file (resumes, votes on nothing twice).
+
+Challenge period (a devnet of its own per case, DevnetProcess("--challenge-period-ms", ...)): an honest
+result is Approved by //Charlie and //Dave (neither challenges what it accepted) and, the chain idle, the
+worker side (workers.payout.Payouts, as the worker daemon runs it) finalizes the payout itself once the 3 s
+period is over; and a lazy validator (//Eve, a registered Validator that submits an accept verdict without
+checking anything) approves an inflated result alone (validators_required = 1): one of three honest daemons
+(//Charlie, //Dave, //Ferdie) challenges it with its evidence, the two others vote in the challenge round,
+three rejects uphold it (WorkerSlashed, the challenger's deposit returned). That case's period is long
+(60 s): the honest validators must verify inside it, and a loaded machine is slow.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,14 +37,17 @@ from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
 from workers.hashing import blake2_256_hex
+from workers.payout import Payouts
 from workers.runner import train_local
 from workers.validator import ValidatorConfig, ValidatorDaemon
-from workers.verification import choose_segments
+from workers.verification import as_hex, choose_segments
 
 UNIT = 10**12
 BOUNTY = 10 * UNIT
 TARGET = 0.9
-ALICE, BOB, CHARLIE, DAVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))
+ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (Keypair.create_from_uri(f"//{n}")
+                                          for n in ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"))
+CAPS = t.Capabilities(2, 0, "", 8_000)
 
 
 @pytest.fixture(scope="module")
@@ -59,31 +75,42 @@ def trained(tmp_path_factory):
             "train_s": time.monotonic() - started}
 
 
-@pytest.fixture(scope="module")
-def validators(devnet, chain, tmp_path_factory):
+@contextlib.contextmanager
+def running_validators(chain: Chain, names: tuple[str, ...], tmp_path_factory):
+    """ValidatorDaemon threads (one per name) following `chain` from its finalized head."""
     start = chain.finalized_number()
     daemons, threads = {}, {}
-    for name in ("Charlie", "Dave"):
-        config = ValidatorConfig(chain_url=devnet.ws_url, key=f"//{name}",
+    for name in names:
+        config = ValidatorConfig(chain_url=chain.url, key=f"//{name}",
                                  store=str(tmp_path_factory.mktemp(f"{name}-store")),
                                  state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
                                  from_block=start, poll_interval_s=0.2)
         daemons[name] = ValidatorDaemon(config)
         threads[name] = threading.Thread(target=daemons[name].run, name=f"validator-{name}", daemon=True)
         threads[name].start()
-    yield {"daemons": daemons, "threads": threads}
-    for name, daemon in daemons.items():
-        daemon.stop()
-        threads[name].join(60)
+    try:
+        yield {"daemons": daemons, "threads": threads}
+    finally:
+        for name, daemon in daemons.items():
+            daemon.stop()
+            threads[name].join(60)
 
 
-def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore) -> int:
+@pytest.fixture(scope="module")
+def validators(chain, tmp_path_factory):
+    with running_validators(chain, ("Charlie", "Dave"), tmp_path_factory) as running:
+        yield running
+
+
+def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore, validators_required: int = 2,
+              holdout_commitment: str | None = None) -> int:
     spec_hash = spec.spec_hash_hex()
     on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
                           dataset_hash="0x" + spec.dataset.hash, eval_metric="accuracy",
                           eval_target=int(TARGET * 1_000_000), higher_is_better=True,
                           requirements=t.Requirements(1, 0, 512), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, on_chain, BOUNTY, 0, chain.best_number() + 500, 2, None)
+    receipt = chain.task_bounties.create_task(ALICE, on_chain, BOUNTY, 0, chain.best_number() + 500,
+                                              validators_required, holdout_commitment)
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
 
 
@@ -119,14 +146,20 @@ def votes_on(validators, task_id: int) -> dict[str, dict]:
             for name, d in validators["daemons"].items()}
 
 
-def test_inflated_metric_is_rejected_by_both_and_the_worker_slashed(chain, trained, validators):
-    result, spec = trained["result"], trained["spec"]
-    task_id = post_task(chain, spec, trained["requester"])
-    attestation = result.to_attestation(task_id, BOB.ss58_address)
+def inflated(attestation: dict) -> dict:
+    """The attestation with its accuracy claimed 0.03 higher than measured."""
     real = dict(attestation["metrics"])["accuracy"]
     attestation["metrics"] = [(k, min(v + 30_000, 1_000_000) if k == "accuracy" else v)
                               for k, v in attestation["metrics"]]
     assert dict(attestation["metrics"])["accuracy"] > real + 100
+    return attestation
+
+
+def test_inflated_metric_is_rejected_by_both_and_the_worker_slashed(chain, trained, validators):
+    result, spec = trained["result"], trained["spec"]
+    task_id = post_task(chain, spec, trained["requester"])
+    real = dict(result.to_attestation(task_id, BOB.ss58_address)["metrics"])["accuracy"]
+    attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
     stake_before = chain.workers.workers(BOB.ss58_address).stake
     receipt = claim_and_submit(chain, task_id, attestation)
     started = time.monotonic()
@@ -144,6 +177,38 @@ def test_inflated_metric_is_rejected_by_both_and_the_worker_slashed(chain, train
         assert vote is not None and not vote["accept"], name
         assert [r.split(":")[0] for r in vote["reasons"]] == ["metric"], vote["reasons"]  # only the metric failed
     assert events_of(chain, "TaskReopened", task_id, receipt.block_number)
+
+
+def test_a_committed_holdout_is_awaited_then_the_result_judged_with_it(chain, trained, validators):
+    """The requester committed a hidden holdout: the validators take the result in and wait (the verification
+    window, 60 s of Timestamp.Now on this devnet, is far from its last holdout_margin_ms) without voting; once
+    the requester reveals it they measure the model on it as well, and vote."""
+    from paratrain.commands.task import holdout_commitment
+
+    result, spec = trained["result"], trained["spec"]
+    salt, uri = bytes([7]) * 32, spec.dataset.uri.encode()  # the requester's data set stands for the holdout
+    task_id = post_task(chain, spec, trained["requester"],
+                        holdout_commitment="0x" + holdout_commitment(salt, uri).hex())
+    attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
+    receipt = claim_and_submit(chain, task_id, attestation)
+    daemons = validators["daemons"].values()
+    verify_until = events_of(chain, "ResultSubmitted", task_id, receipt.block_number)[0].verify_until
+    margin = next(iter(daemons)).config.holdout_margin_ms
+    assert verify_until - chain.timestamp.now(at=receipt.block_hash) > margin + 10_000
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(str(task_id) in d.state.pending for d in daemons):
+        time.sleep(0.2)
+    time.sleep(1.0)  # several polls: each looks at the result and waits for the reveal
+    assert all(str(task_id) in d.state.pending for d in daemons)
+    assert not events_of(chain, "VerdictSubmitted", task_id, receipt.block_number)
+    revealed = chain.task_bounties.reveal_holdout(ALICE, task_id, "0x" + salt.hex(), uri)
+    slashed = wait_for_event(chain, "WorkerSlashed", task_id, revealed.block_number)
+    assert slashed.worker == BOB.ss58_address
+    for name, vote in votes_on(validators, task_id).items():
+        assert vote is not None and [r.split(":")[0] for r in vote["reasons"]] == ["metric"], (name, vote)
+        evidence = json.loads(validators["daemons"][name].store.get(vote["evidence_hash"]))
+        [holdout] = [c for c in evidence["checks"] if c["name"] == "holdout"]
+        assert holdout["ok"] and "skipped" not in holdout["detail"] and holdout["detail"]["uri"] == uri.decode()
 
 
 def test_honest_result_is_accepted_paid_and_registered(chain, trained, validators):
@@ -191,7 +256,7 @@ def test_a_restarted_validator_resumes_and_never_votes_twice(devnet, chain, trai
     daemon.stop()
     validators["threads"]["Charlie"].join(60)
     state = json.loads((daemon.state_path).read_text())
-    assert state["last_block"] >= 1 and not state["pending"] and len(state["voted"]) == 2
+    assert state["last_block"] >= 1 and not state["pending"] and len(state["voted"]) == 3
     head = chain.finalized_number()
     restarted = ValidatorDaemon(daemon.config)
     thread = threading.Thread(target=restarted.run, daemon=True)
@@ -212,3 +277,120 @@ def test_a_restarted_validator_resumes_and_never_votes_twice(devnet, chain, trai
         assert chain.task_bounties.verdicts(task_id, CHARLIE.ss58_address) is None  # resolved, cleared on chain
         voters = [v.validator for v in events_of(chain, "VerdictSubmitted", task_id)]
         assert voters.count(CHARLIE.ss58_address) == 1
+
+
+# Challenge period -------------------------------------------------------------------------------------------
+HONEST = ("Charlie", "Dave", "Ferdie")
+
+
+@contextlib.contextmanager
+def market(period_ms: int, honest: tuple[str, ...], tmp_path_factory):
+    """A devnet with a challenge period: //Bob a Trainer; //Eve, //Charlie, //Dave, //Ferdie Validators, a
+    ValidatorDaemon for each of `honest`."""
+    with DevnetProcess("--challenge-period-ms", str(period_ms)) as node, \
+            Chain.connect(node.ws_url, timeout=10) as chain:
+        chain.workers.register(BOB, "Trainer", 1_000 * UNIT, CAPS)
+        for validator in (CHARLIE, DAVE, FERDIE, EVE):
+            chain.workers.register(validator, "Validator", 100 * UNIT, CAPS)
+        with running_validators(chain, honest, tmp_path_factory) as running:
+            yield SimpleNamespace(chain=chain, daemons=running["daemons"])
+
+
+@pytest.fixture(scope="module")
+def short_period(tmp_path_factory):
+    with market(3_000, ("Charlie", "Dave"), tmp_path_factory) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def long_period(tmp_path_factory):
+    with market(60_000, HONEST, tmp_path_factory) as m:
+        yield m
+
+
+def fee_paid(chain: Chain, block: int, who: str) -> int:
+    return sum(int(r.event.actual_fee) for r in chain.events_at(chain.block_hash(block))
+               if r.event.name == "TransactionFeePaid" and r.event.who == who)
+
+
+def test_challenge_period_honest_result_approved_then_finalized_by_the_worker(short_period, trained):
+    chain, daemons = short_period.chain, short_period.daemons
+    result = trained["result"]
+    task_id = post_task(chain, trained["spec"], trained["requester"])
+    receipt = claim_and_submit(chain, task_id, result.to_attestation(task_id, BOB.ss58_address))
+    approved = wait_for_event(chain, "ResultApproved", task_id, receipt.block_number)
+    assert approved.worker == BOB.ss58_address
+    assert sorted(chain.task_bounties.results(task_id).approved_by) == sorted([CHARLIE.ss58_address,
+                                                                               DAVE.ss58_address])
+    assert not events_of(chain, "TaskAccepted", task_id)  # escrowed until the period is over
+
+    # the worker's side, as its daemon runs it between assignment polls
+    payouts = Payouts(chain, BOB)
+    payouts.track(task_id)
+    bob_before = chain.system.account(BOB.ss58_address).data.free
+    deadline = time.monotonic() + 60
+    while not payouts.paid and time.monotonic() < deadline:
+        payouts.settle()
+        time.sleep(0.2)
+    [paid] = payouts.paid
+    assert paid["task_id"] == task_id and paid["finalized"], paid  # an idle chain: the worker paid itself
+    [accepted] = events_of(chain, "TaskAccepted", task_id)
+    paid_at = chain.timestamp.now(at=chain.block_hash(paid["block"]))
+    assert paid_at >= approved.challenge_until
+    assert accepted.worker_reward == paid["worker_reward"] == BOUNTY - 2 * (BOUNTY // 10 // 2)
+    fee = fee_paid(chain, paid["block"], BOB.ss58_address)
+    assert chain.system.account(BOB.ss58_address).data.free == bob_before + accepted.worker_reward - fee
+    assert chain.models.models("0x" + result.model_hash).task_id == task_id
+    # nobody challenged: each approver, told of the approval, declined to challenge what it accepted
+    assert not events_of(chain, "ResultChallenged", task_id)
+    for name, daemon in daemons.items():
+        assert [v["round"] for v in daemon.verdicts if v["task_id"] == task_id] == ["first"], name
+        assert any("never challenges a result it accepted" in s["reason"]
+                   for s in daemon.skipped if s["task_id"] == task_id), (name, daemon.skipped)
+
+
+def test_a_lazy_approval_is_challenged_and_the_challenge_upheld(long_period, trained):
+    chain, daemons = long_period.chain, long_period.daemons
+    result = trained["result"]
+    task_id = post_task(chain, trained["spec"], trained["requester"], validators_required=1)
+    attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
+    claimed = dict(attestation["metrics"])["accuracy"]
+    accounts = {name: Keypair.create_from_uri(f"//{name}").ss58_address for name in HONEST}
+    before = {name: chain.system.account(a).data for name, a in accounts.items()}
+    stake_before = chain.workers.workers(BOB.ss58_address).stake
+    receipt = claim_and_submit(chain, task_id, attestation)
+    # //Eve approves at once, without any check: the quorum of one is reached
+    chain.task_bounties.submit_verdict(EVE, task_id, t.Verdict(True, claimed, "0x" + "00" * 32))
+    approved = wait_for_event(chain, "ResultApproved", task_id, receipt.block_number)
+    assert chain.task_bounties.results(task_id).approved_by == [EVE.ss58_address]
+    started = time.monotonic()
+    challenged = wait_for_event(chain, "ResultChallenged", task_id, receipt.block_number, timeout=180)
+    upheld = wait_for_event(chain, "ChallengeUpheld", task_id, receipt.block_number, timeout=180)
+    print(f"approved -> challenged -> upheld in {time.monotonic() - started:.1f} s")
+    challenger = next(name for name, a in accounts.items() if a == challenged.challenger)
+    assert upheld.challenger == challenged.challenger
+    [slashed] = events_of(chain, "WorkerSlashed", task_id, receipt.block_number)
+    assert slashed.worker == BOB.ss58_address and slashed.amount > 0
+    assert chain.workers.workers(BOB.ss58_address).stake == stake_before - slashed.amount
+    assert events_of(chain, "TaskReopened", task_id, receipt.block_number)
+    assert not events_of(chain, "TaskAccepted", task_id)
+    # the challenge round: the challenger's reject (its challenge) and the two others' rejects (quorum 3)
+    round_votes = [v for v in events_of(chain, "VerdictSubmitted", task_id, receipt.block_number)
+                   if v.validator != EVE.ss58_address]
+    assert sorted(v.validator for v in round_votes) == sorted(a for n, a in accounts.items() if n != challenger)
+    assert not any(v.verdict.accept for v in round_votes)
+    # the challenger's deposit came back, and it had its share of the slash
+    after = chain.system.account(challenged.challenger).data
+    assert after.reserved == before[challenger].reserved
+    assert after.free > before[challenger].free + 30 * UNIT  # a third of half the 200 PARA slash, less fees
+    [submitted] = events_of(chain, "ResultSubmitted", task_id, receipt.block_number)
+    key = f"{task_id}:{as_hex(submitted.attestation_hash)}:challenge"  # never twice in this round
+    for name, daemon in daemons.items():
+        votes = [v for v in daemon.verdicts if v["task_id"] == task_id]
+        assert [v["round"] for v in votes] == ["challenge"] and not votes[0]["accept"], (name, votes)
+        assert bool(votes[0].get("challenge")) == (name == challenger)
+        assert [r.split(":")[0] for r in votes[0]["reasons"]] == ["metric"]
+        assert daemon.state.voted[key]["evidence_hash"] == votes[0]["evidence_hash"], name
+        evidence = json.loads(daemon.store.get(votes[0]["evidence_hash"]))
+        assert not evidence["accept"] and evidence["measured_metric"] < claimed
+    assert chain.task_bounties.results(task_id) is None and approved.worker == BOB.ss58_address

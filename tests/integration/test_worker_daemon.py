@@ -5,7 +5,9 @@ worker (//Bob, a registered Trainer) runs `workers.daemon.WorkerDaemon` with its
 checked on chain (ResultSubmitted, attestation signature) and by re-evaluating the stored model.
 Fault cases: a data set that does not match its hash (refused, never claimed, task stays Open), the daemon
 process killed mid-training (a restart resumes its claim from the journal and reproduces the result
-bitwise), the deadline approaching (release_claim on chain, no slash).
+bitwise), the deadline approaching (release_claim on chain, no slash). Challenge period (a devnet and an
+orchestrator of their own): a (re)started daemon finds its Approved result among its claims on chain and
+finalizes the payout once the period is over, polling for assignments meanwhile.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from workers.daemon import DaemonConfig, WorkerDaemon, claim_state
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
-ALICE, BOB, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Ferdie"))
+ALICE, BOB, CHARLIE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Ferdie"))
 EXPECTED = 0.95  # digits_mlp's RECIPE.expected
 _LISTENING = re.compile(r"orchestrator listening on ([\d.]+):(\d+)")
 
@@ -321,3 +323,51 @@ def test_deadline_approaching_releases_the_claim(first_run, devnet, chain, orche
         thread.join(120)
     assert not thread.is_alive()
     assert daemon.status.tasks_submitted == 0 and daemon.status.tasks_released == 1
+
+
+# Challenge period ---------------------------------------------------------------------------------------
+def approved_result(chain: Chain, store: ArtifactStore, spec: TaskSpec) -> int:
+    """A task claimed by //Bob with a signed (untrained) result, approved by //Charlie alone."""
+    from workers.hashing import blake2_256_hex
+
+    task_id = post_task(chain, store, spec)
+    chain.task_bounties.claim_task(BOB, task_id)
+    checkpoint = "0x" + blake2_256_hex(f"checkpoint of task {task_id}".encode())
+    attestation = {"task_id": task_id, "worker": BOB.ss58_address,
+                   "model_hash": "0x" + blake2_256_hex(f"model of task {task_id}".encode()),
+                   "artifact_uri": "file:///nowhere/model", "metrics": [("accuracy", 960_000)],
+                   "trajectory_root": checkpoint, "checkpoints": [checkpoint], "code_hash": "0x" + "00" * 32,
+                   "dataset_hash": "0x" + spec.dataset.hash, "started_ms": 1, "finished_ms": 2}
+    signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
+    chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
+    chain.task_bounties.submit_verdict(CHARLIE, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))
+    return task_id
+
+
+def test_restarted_daemon_finalizes_its_approved_result(cluster, requester_store, digits, tmp_path):
+    with DevnetProcess("--challenge-period-ms", "4000") as node, Chain.connect(node.ws_url, timeout=10) as chain:
+        chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        chain.workers.register(CHARLIE, "Validator", 100 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        orchestrator = OrchestratorProcess(node.ws_url, tmp_path / "index.db").start()
+        try:
+            task_id = approved_result(chain, requester_store, make_spec(DatasetRef(*digits)))
+            until = chain.task_bounties.tasks(task_id).status["Approved"]["challenge_until"]
+            config = DaemonConfig(orchestrator=orchestrator.target, chain_url=node.ws_url, key="//Bob",
+                                  store=str(tmp_path / "store"), state_dir=str(tmp_path / "state"), poll_wait_s=10.0)
+            daemon = WorkerDaemon(config)
+            thread = start_thread(daemon)
+            try:
+                wait_until(lambda: status_of(chain, task_id) == "Accepted", 60, "the payout")
+                wait_until(lambda: any(what == "paid" for what, _ in daemon.events), 10, "the daemon's record")
+            finally:
+                daemon.stop()
+                thread.join(30)
+        finally:
+            orchestrator.stop()
+        [paid] = [d for what, d in daemon.events if what == "paid"]
+        assert paid["task_id"] == task_id and paid["finalized"] and paid["worker_reward"] == 9 * UNIT
+        # paid once the period was over, and soon: the 10 s long poll was cut short for it
+        paid_at = chain.timestamp.now(at=chain.block_hash(paid["block"]))
+        assert until <= paid_at < until + 8_000, (paid_at - until)
+        assert daemon.exit_code == 0 and daemon.status.tasks_paid == 1 and daemon.status.payouts_pending == 0
+        assert list(chain.task_bounties.claims_by_worker.entries(BOB.ss58_address)) == []  # the claim ended

@@ -187,3 +187,81 @@ def test_ecdsa_keys_cannot_sign() -> None:
     kp = Keypair.create_from_private_key("0x" + "22" * 32, crypto_type=KeypairType.ECDSA)
     with pytest.raises(ValueError):
         auth.sign_request(kp, METHOD, BODY)
+
+
+# ---------------------------------------------------------------- signed stream messages
+
+STREAM = "/paratrain.v1.WorkerService/HeartbeatStream"
+
+
+def _open(keypair: Keypair, clock: Clock) -> tuple[auth.Verifier, auth.Caller]:
+    verifier = auth.Verifier(clock=clock)
+    opener = verifier.authenticate(auth.sign_request(keypair, STREAM, b"", clock=clock), STREAM, b"")
+    return verifier, opener
+
+
+def _check(verifier: auth.Verifier, opener: auth.Caller, expected: int, body: bytes,
+           msg: auth.SignedMessage, method: str = STREAM) -> auth.Caller:
+    caller = verifier.check_message(opener, method, expected, body, msg.sequence, msg.timestamp_ms, msg.nonce,
+                                    msg.signature)
+    verifier.check_replay(caller)
+    return caller
+
+
+def test_message_payload_layout_and_domain_separation() -> None:
+    nonce, stream_nonce = bytes(range(16)), bytes(range(16, 32))
+    payload = auth.message_signing_payload("/a/B", stream_nonce, 3, b"xyz", 0x0102030405060708, nonce)
+    assert payload == (b"paratrain/grpc/v1/stream-message" + bytes([4 << 2]) + b"/a/B" + stream_nonce
+                       + (3).to_bytes(8, "little") + auth.blake2_256(b"xyz") + bytes([8, 7, 6, 5, 4, 3, 2, 1]) + nonce)
+    # after the shared "paratrain/grpc/v1" a unary payload has a compact length, never "/" (0b11: big-integer mode)
+    assert all(not encode_compact(n).startswith(b"/") for n in (0, 1, 11, 63, 64, 200, 1 << 14, (1 << 30) - 1))
+
+
+def test_stream_messages_round_trip(keypair: Keypair) -> None:
+    clock = Clock()
+    verifier, opener = _open(keypair, clock)
+    for seq in (1, 2, 3):
+        body = bytes([seq])
+        msg = auth.sign_message(keypair, STREAM, opener.nonce, seq, body, clock=clock)
+        caller = _check(verifier, opener, seq, body, msg)
+        assert caller.account == keypair.ss58_address and caller.nonce == msg.nonce
+    assert len(verifier.replay) == 4  # the opening call and three messages
+
+
+@pytest.mark.parametrize("tamper", ["body", "sequence", "skipped", "stream", "method", "other key", "timestamp",
+                                    "stale", "nonce", "short nonce", "signature", "scheme", "replay"])
+def test_stream_message_tampering_is_refused(keypair: Keypair, tamper: str) -> None:
+    clock = Clock()
+    verifier, opener = _open(keypair, clock)
+    first = auth.sign_message(keypair, STREAM, opener.nonce, 1, b"a", clock=clock)
+    _check(verifier, opener, 1, b"a", first)
+    body, expected, method = b"b", 2, STREAM
+    msg = auth.sign_message(keypair, STREAM, opener.nonce, 2, body, clock=clock)
+    if tamper == "body":
+        body = b"c"
+    elif tamper == "sequence":  # a genuine message 2 presented as another position
+        expected = 3
+    elif tamper == "skipped":
+        msg = auth.sign_message(keypair, STREAM, opener.nonce, 3, body, clock=clock)
+    elif tamper == "stream":  # signed for another stream of the same account
+        msg = auth.sign_message(keypair, STREAM, b"\x00" * 16, 2, body, clock=clock)
+    elif tamper == "method":
+        method = "/paratrain.v1.WorkerService/Other"
+    elif tamper == "other key":
+        msg = auth.sign_message(Keypair.create_from_uri("//Bob"), STREAM, opener.nonce, 2, body, clock=clock)
+    elif tamper == "timestamp":
+        msg = auth.SignedMessage(2, msg.timestamp_ms + 1, msg.nonce, msg.signature)
+    elif tamper == "stale":
+        msg = auth.sign_message(keypair, STREAM, opener.nonce, 2, body, timestamp_ms=int((clock.t - 31) * 1000))
+    elif tamper == "nonce":
+        msg = auth.SignedMessage(2, msg.timestamp_ms, b"\x01" * 16, msg.signature)
+    elif tamper == "short nonce":
+        msg = auth.SignedMessage(2, msg.timestamp_ms, msg.nonce[:8], msg.signature)
+    elif tamper == "signature":
+        msg = auth.SignedMessage(2, msg.timestamp_ms, msg.nonce, msg.signature[:-1] + bytes([msg.signature[-1] ^ 1]))
+    elif tamper == "scheme":
+        msg = auth.SignedMessage(2, msg.timestamp_ms, msg.nonce, bytes([2]) + msg.signature[1:])
+    elif tamper == "replay":  # message 1's nonce again, validly signed at position 2 (the cache refuses it)
+        msg = auth.sign_message(keypair, STREAM, opener.nonce, 2, body, nonce=first.nonce, clock=clock)
+    with pytest.raises(Unauthenticated):
+        _check(verifier, opener, expected, body, msg, method)

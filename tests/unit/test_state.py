@@ -127,6 +127,77 @@ def test_historical_view_under_an_overlay(store: StateStore) -> None:
     assert overlay.get(b"\x00a") is None and overlay.get(b"\x00c") == b"c1"
 
 
+# Range queries (state_queryStorage) ---------------------------------------------------------------
+
+def per_block_query(states: list[dict[bytes, bytes]], wanted: list[bytes], first: int) -> list:
+    """The reference answer, block by block from full states: the first block with every key, then each block
+    with the keys whose value differs from the block before (devnet's former per-block algorithm)."""
+    result, previous = [], {}
+    for offset, state in enumerate(states):
+        changes = []
+        for key in wanted:
+            value = state.get(key)
+            if offset == 0 or previous.get(key) != value:
+                changes.append((key, value))
+            previous[key] = value
+        if changes:
+            result.append((block_hash(first + offset), changes))
+    return result
+
+
+def test_query_walks_forward_over_the_range(store: StateStore) -> None:
+    store.apply_block(block_hash(1), {b"\x00a": b"a1", b"\x00c": b"c1"})
+    store.apply_block(block_hash(2), {b"\x00a": b"a1"})  # rewritten with the same value: no change reported
+    store.apply_block(block_hash(3), {b"\x00c": None, b"\x01z": b"z3"})
+    store.apply_block(block_hash(4), {b"\x00b": b"b4"})
+    store.apply_block(block_hash(5), {b"\x00c": b"c5", b"\x00a": b"a5"})
+    a, b, c, z = b"\x00a", b"\x00b", b"\x00c", b"\x01z"
+    assert store.query([a, c, z], block_hash(0), block_hash(5)) == [
+        (block_hash(0), [(a, b"genesis-a"), (c, None), (z, b"z")]),
+        (block_hash(1), [(a, b"a1"), (c, b"c1")]),
+        (block_hash(3), [(c, None), (z, b"z3")]),
+        (block_hash(5), [(a, b"a5"), (c, b"c5")]),
+    ]
+    assert store.query([c, a], block_hash(2), block_hash(4)) == [(block_hash(2), [(c, b"c1"), (a, b"a1")]),
+                                                                 (block_hash(3), [(c, None)])]
+    assert store.query([b, b], block_hash(4), block_hash(4)) == [(block_hash(4), [(b, b"b4"), (b, b"b4")])]
+    assert store.query([], block_hash(0), block_hash(5)) == []
+    assert store.query([b"\x02never"], block_hash(1), block_hash(5)) == [(block_hash(1), [(b"\x02never", None)])]
+    with pytest.raises(ValueError):
+        store.query([a], block_hash(3), block_hash(2))
+    with pytest.raises(StateDiscarded):
+        store.query([a], b"\x99" * 32, block_hash(2))
+
+
+def test_query_and_reads_across_pruning() -> None:
+    store = StateStore({b"k": b"0", b"j": b"0"}, block_hash(0), keep_blocks=3)
+    states = [{b"k": b"0", b"j": b"0"}]
+    for n in range(1, 9):
+        changes = {b"k": str(n).encode()} if n % 2 else {b"j": str(n).encode(), b"k": None}
+        store.apply_block(block_hash(n), changes)
+        state = dict(states[-1])
+        for key, value in changes.items():
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        states.append(state)
+    for first in range(5, 9):  # kept: the base (5) and the three blocks after it
+        for last in range(first, 9):
+            assert store.query([b"k", b"j"], block_hash(first), block_hash(last)) == per_block_query(
+                states[first:last + 1], [b"k", b"j"], first)
+        assert store.at(block_hash(first)).get(b"k") == states[first].get(b"k")
+    view = store.at(block_hash(6))
+    with pytest.raises(StateDiscarded):
+        store.query([b"k"], block_hash(4), block_hash(8))
+    store.apply_block(block_hash(9), {b"k": b"9"})  # the view reads live: still right while its block is kept
+    assert view.get(b"j") == states[6].get(b"j") and view.get(b"k") == states[6].get(b"k")
+    assert list(view.iter_prefix(b"")) == sorted(states[6].items())
+    store.apply_block(block_hash(10), {})  # block 6 is pruned now
+    with pytest.raises(StateDiscarded):
+        view.get(b"k")
+
+
 # Overlay semantics --------------------------------------------------------------------------------
 
 def test_overlay_child_commit_and_discard() -> None:
@@ -202,6 +273,15 @@ class StoreMachine(RuleBasedStateMachine):
         number = data.draw(st.integers(0, len(self.history) - 2 - self.KEEP))
         with pytest.raises(StateDiscarded):
             self.store.at(block_hash(number))
+
+    @rule(data=st.data())
+    def query_a_kept_range(self, data: st.DataObject) -> None:
+        oldest = max(0, len(self.history) - 1 - self.KEEP)
+        first = data.draw(st.integers(oldest, len(self.history) - 1))
+        last = data.draw(st.integers(first, len(self.history) - 1))
+        wanted = data.draw(st.lists(keys, max_size=6))  # duplicates included
+        got = self.store.query(wanted, block_hash(first), block_hash(last))
+        assert got == per_block_query([self.history[n] for n in range(first, last + 1)], wanted, first)
 
     @invariant()
     def head_is_the_latest_state(self) -> None:

@@ -1,32 +1,57 @@
-"""pallet_task_bounties: training tasks with escrowed bounties, claims, attested results, verdicts.
+"""pallet_task_bounties: training tasks with escrowed bounties, claims, attested results, verdicts, challenges.
 
 Lifecycle (`TaskStatus`, stored in `Task.status`):
 
     Open --claim_task--> Claimed{worker, lease_until} --submit_result--> Submitted{worker, verify_until}
       ^                     |  heartbeat: lease_until moves on                |
       |                     |  release_claim / lease lapses (slash)           | validators_required accepts
-      +---------------------+  (Expired instead when past the deadline)       +--> Accepted{worker, model_hash}
-      |                                                                       | validators_required rejects
-      +<-- reject: SlashFraction of the stake slashed, task reopens ----------+ (Expired when past the deadline)
+      +---------------------+  (Expired instead when past the deadline)       +--> Approved{worker, challenge_until}
+      |                                                                       |    (ChallengePeriod 0: Accepted at once)
+      +<-- reject: SlashFraction of the stake slashed, task reopens ----------+ validators_required rejects
+      |    (Expired when past the deadline)
+      |    Approved --period over: finalize_result, or on_initialize--> Accepted{worker, model_hash}
+      |    Approved --challenge_result--> Challenged{worker, challenger, settle_until}
+      |    Challenged --quorum of accepts (dismissed) / no quorum by settle_until (timed out)--> Accepted
+      +<-- Challenged --quorum of rejects (upheld): worker slashed as on a reject
     Open --cancel_task--> Cancelled         Open past its deadline --> Expired (full refund)
     Submitted with no quorum by verify_until --> Expired (no slash, full refund)
 
-Block numbers: `deadline`, `lease_until`, `verify_until` are block numbers; a
-lease lapses, an Open task expires and a verification times out in the
-`on_initialize` of that block. `lease_until` and `verify_until` are the block
-the task is actually scheduled at: when that block's expiry slot already
-holds MaxExpiriesPerBlock entries the entry spills to the next block with
-room (at most MaxExpirySpill blocks later, else the call fails with
-ExpiryQueueFull). Each hook processes at most 3 * MaxExpiriesPerBlock tasks.
+Block numbers: `deadline` and `lease_until` are block numbers; a lease lapses and an Open task expires in
+the `on_initialize` of that block. `lease_until` is the block the task is actually scheduled at: when that
+block's expiry slot already holds MaxExpiriesPerBlock entries the entry spills to the next block with room
+(at most MaxExpirySpill blocks later, else the call fails with ExpiryQueueFull).
+
+Moments: `verify_until`, `challenge_until` and `settle_until` are ms of pallet_timestamp's `Now`, not
+blocks. With instant seal blocks come only with transactions, so a window counted in blocks would never
+end on an idle chain, and anyone could end it at will: a worker that sends a few cheap transactions (say,
+remarks) right after submitting a fraud would close a block-counted verification window before any
+validator votes (VerificationTimedOut: no slash). `submit_result` opens the first round's window until
+`now + VerificationGrace` (ms; devnet `--verification-grace-ms`, default 60 s), `challenge_result` the
+challenge round's until `now + VerificationGrace` too. Both are queued in `VerificationDeadlines` and
+Approved tasks in `PendingPayouts`: FIFOs of `(moment, task)`, in due order since the grace and the
+period are constant and `Now` never decreases; every way out of a status unqueues its entry. A block's
+`on_initialize` runs before its timestamp inherent (as in FRAME), so it compares with the *previous*
+block's `Now`: a window (or period) ends with the first block whose previous block's `Now` is at or past
+it; a verdict dispatched before that still counts. Each hook processes at most MaxExpiriesPerBlock entries
+per queue (4 queues), the rest in later blocks.
+
+Challenge period (docs/devnet.md has the full rules): a first-round quorum makes the result Approved until
+`now + ChallengePeriod` (0: paid at once, never Approved); the bounty stays escrowed, the worker keeps the
+claim and `approved_by` their verdicts. A Validator that is not the worker, the requester or an approver
+may `challenge_result` before then with ChallengeDeposit: a challenge round (quorum
+`2 * validators_required + 1`, VerificationGrace ms, the challenger's vote its first reject; `accepts` /
+`rejects` always hold the current round) upholds (worker slashed to the round's rejecters, deposit back,
+task reopens), dismisses (deposit split among the round's accepters, remainder to the worker, then paid
+with them) or times out (deposit back, paid with `approved_by`). Unchallenged, `finalize_result` (anyone)
+or a later block's `on_initialize` (`PendingPayouts`) pays with `approved_by`.
 
 Money: `create_task` reserves `bounty + TaskDeposit` from the requester.
-Acceptance: the worker receives `bounty - ValidatorRewardShare * bounty`, the
-accepting validators split the reward share equally (the worker gets the
-division's remainder), the deposit is unreserved. Rejection: SlashFraction of
-the worker's stake is slashed, half to the requester, half split equally
-among the rejecting validators; the division's remainder is burned. A lapsed
-lease slashes LeaseSlashFraction of the stake to the requester. Expiry,
-cancellation and a verification timeout return bounty and deposit in full.
+Payout: the worker receives `bounty - ValidatorRewardShare * bounty`, the deciding round's accepting
+validators split the reward share equally (the worker gets the division's remainder), the deposit is
+unreserved. Rejection: SlashFraction of the worker's stake is slashed, half to the requester, half
+split equally among the rejecting validators; the division's remainder is burned. A lapsed lease
+slashes LeaseSlashFraction of the stake to the requester. Expiry, cancellation and a verification
+timeout return bounty and deposit in full.
 
 Attestation signature: the worker signs
 `b"paratrain/attestation/v1" ++ SCALE(Attestation)` with its account key
@@ -39,6 +64,7 @@ uri). The requester reveals salt and URI with `reveal_holdout` once a result
 is submitted.
 
 Metrics: `(name, value)` pairs, value an i64 in micro-units (see pallet_models).
+The types, events and errors are declared in task_bounties_types.py.
 """
 from __future__ import annotations
 
@@ -47,83 +73,22 @@ from typing import Any, Callable
 
 from devnet.crypto import blake2_256, verify_signature
 from devnet.runtime.context import DispatchContext
-from devnet.runtime.framework import BAD_ORIGIN, Constant, DispatchError, ErrorDef, EventDef, Pallet, StorageItem, call
-from devnet.runtime.pallets.models import I64, BoundedBytes, Metrics, Models
+from devnet.runtime.framework import BAD_ORIGIN, Constant, DispatchError, Pallet, StorageItem, call
+from devnet.runtime.pallets.models import BoundedBytes, Models
+from devnet.runtime.pallets.task_bounties_types import (
+    ATTESTATION_CODEC, ATTESTATION_DOMAIN, ERRORS, EVENTS, PALLET, TASK_ID, Attestation, Holdout, PendingPayout,
+    Perbill, Progress, SubmittedResult, Task, TaskSpec, Verdict, VerificationDeadline, attestation_message,
+    holdout_commitment, perbill_mul,
+)
+from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.workers import UNIT, Workers
 from devnet.runtime.primitives import MultiSignature
-from devnet.scale.codec import codec_for
-from devnet.scale.types import (
-    U32, U64, U128, AccountId, Bool, Composite, Field, H256, Option, Sequence, Tuple, enum, fields,
-)
+from devnet.scale.types import U32, U64, U128, AccountId, H256, Option, Sequence, Tuple
 
 log = logging.getLogger(__name__)
-PALLET = "pallet_task_bounties"
-ATTESTATION_DOMAIN = b"paratrain/attestation/v1"
-PERBILL = 1_000_000_000
-
-Perbill = Composite(("sp_arithmetic", "per_things", "Perbill"), (Field(None, U32, "u32"),))
-Requirements = Composite((PALLET, "types", "Requirements"), fields(
-    ("min_cpus", U32, "u32"), ("min_gpus", U32, "u32"), ("min_memory_mb", U64, "u64")))
-TaskSpec = Composite((PALLET, "types", "TaskSpec"), fields(
-    ("recipe", BoundedBytes, "BoundedVec<u8, T::MaxRecipeLen>"), ("spec_hash", H256, "H256"),
-    ("spec_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"), ("dataset_hash", H256, "H256"),
-    ("eval_metric", BoundedBytes, "BoundedVec<u8, T::MaxMetricNameLen>"), ("eval_target", I64, "i64"),
-    ("higher_is_better", Bool, "bool"), ("requirements", Requirements, "Requirements"),
-    ("parent_model", Option(H256), "Option<H256>")))
-TaskStatus = enum(
-    (PALLET, "types", "TaskStatus"),
-    ("Open", ()),
-    ("Claimed", fields(("worker", AccountId, "T::AccountId"), ("lease_until", U32, "BlockNumberFor<T>"))),
-    ("Submitted", fields(("worker", AccountId, "T::AccountId"), ("verify_until", U32, "BlockNumberFor<T>"))),
-    ("Accepted", fields(("worker", AccountId, "T::AccountId"), ("model_hash", H256, "H256"))),
-    ("Expired", ()),
-    ("Cancelled", ()),
-)
-Progress = Composite((PALLET, "types", "Progress"), fields(("step", U64, "u64"), ("checkpoint_root", H256, "H256")))
-Task = Composite((PALLET, "types", "Task"), fields(
-    ("requester", AccountId, "T::AccountId"), ("spec", TaskSpec, "TaskSpec<T>"), ("bounty", U128, "BalanceOf<T>"),
-    ("deposit", U128, "BalanceOf<T>"), ("min_stake", U128, "BalanceOf<T>"), ("deadline", U32, "BlockNumberFor<T>"),
-    ("validators_required", U32, "u32"), ("holdout_commitment", Option(H256), "Option<H256>"),
-    ("status", TaskStatus, "TaskStatus<T>"), ("created_at", U32, "BlockNumberFor<T>"),
-    ("attempts", U32, "u32"), ("progress", Option(Progress), "Option<Progress>")))
-Attestation = Composite((PALLET, "types", "Attestation"), fields(
-    ("task_id", U64, "TaskId"), ("worker", AccountId, "T::AccountId"), ("model_hash", H256, "H256"),
-    ("artifact_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"), ("metrics", Metrics, "Metrics<T>"),
-    ("trajectory_root", H256, "H256"), ("checkpoints", Sequence(H256), "BoundedVec<H256, T::MaxCheckpoints>"),
-    ("code_hash", H256, "H256"), ("dataset_hash", H256, "H256"), ("started_ms", U64, "u64"),
-    ("finished_ms", U64, "u64")))
-Verdict = Composite((PALLET, "types", "Verdict"), fields(
-    ("accept", Bool, "bool"), ("measured_metric", I64, "i64"), ("evidence_hash", H256, "H256")))
-SubmittedResult = Composite((PALLET, "types", "SubmittedResult"), fields(
-    ("attestation", Attestation, "Attestation<T>"), ("attestation_hash", H256, "H256"),
-    ("relayer", AccountId, "T::AccountId"), ("submitted_at", U32, "BlockNumberFor<T>"),
-    ("accepts", Sequence(AccountId), "BoundedVec<T::AccountId, T::MaxValidatorsRequired>"),
-    ("rejects", Sequence(AccountId), "BoundedVec<T::AccountId, T::MaxValidatorsRequired>")))
-Holdout = Composite((PALLET, "types", "Holdout"), fields(
-    ("salt", H256, "H256"), ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
-    ("revealed_at", U32, "BlockNumberFor<T>")))
-
-ATTESTATION_CODEC = codec_for(Attestation)
-COMMITMENT_CODEC = codec_for(Tuple((H256, BoundedBytes)))
-
-
-def attestation_message(attestation: dict[str, Any]) -> bytes:
-    """The bytes a worker signs: the domain tag followed by the SCALE attestation."""
-    return ATTESTATION_DOMAIN + ATTESTATION_CODEC.encode(attestation)
-
-
-def holdout_commitment(salt: bytes, holdout_uri: bytes) -> bytes:
-    return blake2_256(COMMITMENT_CODEC.encode((salt, holdout_uri)))
-
-
-def perbill_mul(parts: int, amount: int) -> int:
-    return amount * parts // PERBILL
-
-
-_TASK = ("task_id", U64, "TaskId")
-_WORKER = ("worker", AccountId, "T::AccountId")
-_BAL = lambda name: (name, U128, "BalanceOf<T>")  # noqa: E731
-_BLOCK = lambda name: (name, U32, "BlockNumberFor<T>")  # noqa: E731
+DEFAULT_CHALLENGE_PERIOD_MS = 5_000
+DEFAULT_VERIFICATION_GRACE_MS = 60_000
+_TASK = TASK_ID
 
 
 class TaskBounties(Pallet):
@@ -136,93 +101,40 @@ class TaskBounties(Pallet):
     Results = StorageItem(SubmittedResult, (("Twox64Concat", U64),),
                           docs="The result under verification (and the accepted one) per task.")
     Verdicts = StorageItem(Verdict, (("Twox64Concat", U64), ("Blake2_128Concat", AccountId)),
-                           docs="(task, validator) -> verdict on the result under verification.")
+                           docs="(task, validator) -> verdict on the result under verification (current round).")
     Holdouts = StorageItem(Holdout, (("Twox64Concat", U64),), docs="Revealed holdout data per task.")
     ClaimsByWorker = StorageItem(Tuple(), (("Blake2_128Concat", AccountId), ("Twox64Concat", U64)),
-                                 docs="(worker, task) -> (): tasks a worker holds (Claimed or Submitted).")
+                                 docs="(worker, task) -> (): tasks a worker holds (Claimed, Submitted, Approved "
+                                      "or Challenged).")
     LeaseExpiries = StorageItem(Sequence(U64), (("Twox64Concat", U32),), default=[],
                                 docs="block -> tasks whose lease lapses at that block.")
     DeadlineExpiries = StorageItem(Sequence(U64), (("Twox64Concat", U32),), default=[],
                                    docs="block -> tasks to expire at that block if still Open.")
-    VerificationExpiries = StorageItem(Sequence(U64), (("Twox64Concat", U32),), default=[],
-                                       docs="block -> tasks whose verification window closes at that block.")
+    VerificationDeadlines = StorageItem(Sequence(VerificationDeadline), default=[],
+                                        docs="(verify_until or settle_until, task) of every Submitted or Challenged "
+                                             "task, in due order (FIFO).")
+    PendingPayouts = StorageItem(Sequence(PendingPayout), default=[],
+                                 docs="(challenge_until, task) of every Approved task, in due order (FIFO).")
 
-    events = (
-        EventDef("TaskCreated", fields(_TASK, ("requester", AccountId, "T::AccountId"), _BAL("bounty"),
-                                       _BLOCK("deadline")), "A task was posted; bounty and deposit are reserved."),
-        EventDef("TaskCancelled", fields(_TASK, _BAL("refund")), "The requester cancelled an Open task."),
-        EventDef("TaskClaimed", fields(_TASK, _WORKER, _BLOCK("lease_until")), "A trainer claimed a task."),
-        EventDef("Heartbeat", fields(_TASK, _WORKER, ("progress", Progress, "Progress"), _BLOCK("lease_until")),
-                 "The worker committed progress and extended its lease."),
-        EventDef("ClaimReleased", fields(_TASK, _WORKER), "The worker gave the task back."),
-        EventDef("LeaseExpired", fields(_TASK, _WORKER), "The worker's lease lapsed."),
-        EventDef("ResultSubmitted", fields(_TASK, _WORKER, ("model_hash", H256, "H256"),
-                                           ("attestation_hash", H256, "H256"), _BLOCK("verify_until")),
-                 "A signed attestation was submitted; validators may now vote."),
-        EventDef("HoldoutRevealed", fields(_TASK, ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>")),
-                 "The requester revealed the committed holdout data."),
-        EventDef("VerdictSubmitted", fields(_TASK, ("validator", AccountId, "T::AccountId"),
-                                            ("verdict", Verdict, "Verdict")), "A validator voted."),
-        EventDef("TaskAccepted", fields(_TASK, _WORKER, ("model_hash", H256, "H256"), _BAL("worker_reward"),
-                                        _BAL("validator_reward")),
-                 "A quorum accepted the result: the bounty is paid (`validator_reward` per accepting validator)."),
-        EventDef("WorkerSlashed", fields(_TASK, _WORKER, _BAL("amount"), _BAL("burned")),
-                 "Part of the worker's stake was slashed: routed to requester and validators, `burned` destroyed."),
-        EventDef("TaskReopened", fields(_TASK), "The task is Open again."),
-        EventDef("TaskExpired", fields(_TASK, _BAL("refund")), "The task expired; bounty and deposit returned."),
-        EventDef("VerificationTimedOut", fields(_TASK, _WORKER),
-                 "No quorum within VerificationGrace: resolved without a slash."),
-    )
-    errors = tuple(ErrorDef(n, d) for n, d in (
-        ("TaskNotFound", "No task with this id."),
-        ("NotRequester", "Only the task's requester may do this."),
-        ("TaskNotOpen", "The task is not Open."),
-        ("NotClaimed", "The task is not Claimed."),
-        ("NotClaimant", "The caller (or the attestation's worker) does not hold the claim."),
-        ("NotSubmitted", "The task has no result under verification."),
-        ("BountyTooLow", "The bounty is below MinBounty."),
-        ("DeadlineInPast", "The deadline is not after the current block."),
-        ("DeadlinePassed", "The task's deadline has passed."),
-        ("InvalidValidatorsRequired", "validators_required is 0 or above MaxValidatorsRequired."),
-        ("RecipeTooLong", "The recipe is longer than MaxRecipeLen."),
-        ("UriTooLong", "A URI is longer than MaxUriLen."),
-        ("MetricNameTooLong", "A metric name is longer than MaxMetricNameLen."),
-        ("TooManyMetrics", "More than MaxMetrics metrics."),
-        ("TooManyCheckpoints", "More than MaxCheckpoints checkpoints."),
-        ("UnknownParentModel", "The parent model is not registered."),
-        ("NotTrainer", "The caller is not an active Trainer."),
-        ("NotValidator", "The caller is not an active Validator."),
-        ("InsufficientStake", "The worker's stake is below the task's (or the role's) minimum."),
-        ("RequirementsNotMet", "The worker's capabilities do not meet the task's requirements."),
-        ("TooManyClaims", "The worker already holds MaxClaimsPerWorker claims."),
-        ("RequesterCannotWork", "The requester may not claim or judge its own task."),
-        ("ProgressRegressed", "The progress step went backwards."),
-        ("AttestationMismatch", "The attestation's task id does not match."),
-        ("DatasetMismatch", "The attestation's dataset hash differs from the task's."),
-        ("InvalidTimestamps", "finished_ms is before started_ms."),
-        ("BadAttestationSignature", "The signature is not the worker's over the attestation."),
-        ("ModelAlreadyRegistered", "A model with this hash is already registered."),
-        ("NoHoldoutCommitment", "The task has no holdout commitment."),
-        ("HoldoutAlreadyRevealed", "The holdout was already revealed."),
-        ("HoldoutNotRevealable", "The holdout may be revealed only once a result is submitted."),
-        ("HoldoutMismatch", "salt and holdout_uri do not match the commitment."),
-        ("CannotJudgeOwnWork", "The worker may not judge its own result."),
-        ("AlreadyVoted", "The validator already voted on this result."),
-        ("ExpiryQueueFull", "No expiry slot within MaxExpirySpill blocks has room."),
-    ))
+    events = EVENTS
+    errors = ERRORS
 
     def __init__(self, balances: Any, workers: Workers, models: Models, *, task_deposit: int = UNIT,
-                 min_bounty: int = UNIT, claim_lease: int = 10, verification_grace: int = 10,
+                 min_bounty: int = UNIT, claim_lease: int = 10,
+                 verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS,
                  max_claims_per_worker: int = 4, max_validators_required: int = 8,
                  validator_reward_share: int = 100_000_000, slash_fraction: int = 200_000_000,
                  lease_slash_fraction: int = 50_000_000, max_expiries_per_block: int = 32,
                  max_expiry_spill: int = 64, max_recipe_len: int = 64, max_uri_len: int = 256,
-                 max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64) -> None:
+                 max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
+                 challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT) -> None:
         type(self).constants = (
             Constant("TaskDeposit", U128, task_deposit, "Reserved from the requester per task, returned at the end."),
             Constant("MinBounty", U128, min_bounty, "The least bounty a task may offer."),
             Constant("ClaimLease", U32, claim_lease, "Blocks a claim (or a heartbeat) keeps the task."),
-            Constant("VerificationGrace", U32, verification_grace, "Blocks validators have to reach a quorum."),
+            Constant("VerificationGrace", U64, verification_grace_ms,
+                     "Milliseconds (of Timestamp.Now) validators have to reach a quorum (in the first round and in "
+                     "a challenge round)."),
             Constant("MaxClaimsPerWorker", U32, max_claims_per_worker, "Tasks a worker may hold at once."),
             Constant("MaxValidatorsRequired", U32, max_validators_required, "The largest quorum a task may ask."),
             Constant("ValidatorRewardShare", Perbill, validator_reward_share,
@@ -237,10 +149,14 @@ class TaskBounties(Pallet):
             Constant("MaxMetricNameLen", U32, max_metric_name_len, "The longest metric name, in bytes."),
             Constant("MaxMetrics", U32, max_metrics, "The most metrics an attestation carries."),
             Constant("MaxCheckpoints", U32, max_checkpoints, "The most checkpoint hashes an attestation carries."),
+            Constant("ChallengePeriod", U64, challenge_period_ms,
+                     "Milliseconds (of Timestamp.Now) an approved result may be challenged; 0 pays at once."),
+            Constant("ChallengeDeposit", U128, challenge_deposit,
+                     "Reserved from a challenger: returned if upheld or timed out, slashed if dismissed."),
         )
         self.balances, self.workers, self.models = balances, workers, models
         self.task_deposit, self.min_bounty = task_deposit, min_bounty
-        self.claim_lease, self.verification_grace = claim_lease, verification_grace
+        self.claim_lease, self.verification_grace = claim_lease, verification_grace_ms
         self.max_claims, self.max_validators = max_claims_per_worker, max_validators_required
         self.validator_reward_share, self.slash_fraction = validator_reward_share, slash_fraction
         self.lease_slash_fraction = lease_slash_fraction
@@ -248,6 +164,7 @@ class TaskBounties(Pallet):
         self.max_recipe_len, self.max_uri_len = max_recipe_len, max_uri_len
         self.max_metric_name_len, self.max_metrics, self.max_checkpoints = (
             max_metric_name_len, max_metrics, max_checkpoints)
+        self.challenge_period, self.challenge_deposit = challenge_period_ms, challenge_deposit
 
     # Requester calls -------------------------------------------------------------------------
     @call(0, ("spec", TaskSpec, "TaskSpec<T>"), ("bounty", U128, "BalanceOf<T>"),
@@ -387,14 +304,14 @@ class TaskBounties(Pallet):
         if self.models.exists(ctx.state, attestation["model_hash"]):
             raise TaskBounties.error("ModelAlreadyRegistered")
         self._unschedule(ctx, TaskBounties.LeaseExpiries, payload["lease_until"], task_id)
-        verify_until = self._schedule(ctx, TaskBounties.VerificationExpiries,
-                                      ctx.block_number + self.verification_grace, task_id)
+        verify_until = self._queue_verification(ctx, task_id)
         attestation_hash = blake2_256(ATTESTATION_CODEC.encode(attestation))
         task["status"] = ("Submitted", {"worker": payload["worker"], "verify_until": verify_until})
         TaskBounties.Tasks.set(ctx.state, task_id, task)
         TaskBounties.Results.set(ctx.state, task_id, {
             "attestation": attestation, "attestation_hash": attestation_hash, "relayer": relayer,
-            "submitted_at": ctx.block_number, "accepts": [], "rejects": []})
+            "submitted_at": ctx.block_number, "accepts": [], "rejects": [], "approved_by": [],
+            "challenge": None})
         ctx.deposit_event(TaskBounties, "ResultSubmitted", {
             "task_id": task_id, "worker": payload["worker"], "model_hash": attestation["model_hash"],
             "attestation_hash": attestation_hash, "verify_until": verify_until})
@@ -412,7 +329,7 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("NoHoldoutCommitment")
         if TaskBounties.Holdouts.contains(ctx.state, task_id):
             raise TaskBounties.error("HoldoutAlreadyRevealed")
-        if task["status"][0] not in ("Submitted", "Accepted"):
+        if task["status"][0] not in ("Submitted", "Approved", "Challenged", "Accepted"):
             raise TaskBounties.error("HoldoutNotRevealable")
         self._check_len(holdout_uri, self.max_uri_len, "UriTooLong")
         if holdout_commitment(salt, holdout_uri) != task["holdout_commitment"]:
@@ -421,14 +338,15 @@ class TaskBounties(Pallet):
                                   {"salt": salt, "holdout_uri": holdout_uri, "revealed_at": ctx.block_number})
         ctx.deposit_event(TaskBounties, "HoldoutRevealed", {"task_id": task_id, "holdout_uri": holdout_uri})
 
+    # Validator calls -------------------------------------------------------------------------
     @call(7, _TASK, ("verdict", Verdict, "Verdict"), weight=400_000_000)
     def submit_verdict(self, ctx: DispatchContext, origin: bytes | None, task_id: int,
                        verdict: dict[str, Any]) -> None:
-        """An active Validator (not the worker, not the requester) votes once on the submitted result."""
+        """An active Validator (not the worker or requester) votes once per round; a challenge round needs 2v+1."""
         who = _signed(origin)
         task = self._task(ctx, task_id)
         status, payload = task["status"]
-        if status != "Submitted":
+        if status not in ("Submitted", "Challenged"):
             raise TaskBounties.error("NotSubmitted")
         info = self.workers.active_with_role(ctx, who, "Validator")
         if info is None:
@@ -447,16 +365,97 @@ class TaskBounties(Pallet):
         TaskBounties.Results.set(ctx.state, task_id, result)
         self.workers.adjust(ctx, who, verdicts=1)
         ctx.deposit_event(TaskBounties, "VerdictSubmitted", {"task_id": task_id, "validator": who, "verdict": verdict})
-        if len(result["accepts"]) >= task["validators_required"]:
-            self._accept(ctx, task_id, task, result)
-        elif len(result["rejects"]) >= task["validators_required"]:
-            self._reject(ctx, task_id, task, result)
+        if status == "Submitted":
+            if len(result["accepts"]) >= task["validators_required"]:
+                self._approve(ctx, task_id, task, result)
+            elif len(result["rejects"]) >= task["validators_required"]:
+                self._reject(ctx, task_id, task, result)
+        elif len(result["accepts"]) >= self.challenge_quorum(task):
+            self._dismiss_challenge(ctx, task_id, task, result)
+        elif len(result["rejects"]) >= self.challenge_quorum(task):
+            self._uphold_challenge(ctx, task_id, task, result)
+
+    @call(8, _TASK, ("evidence_hash", H256, "H256"), weight=400_000_000)
+    def challenge_result(self, ctx: DispatchContext, origin: bytes | None, task_id: int, evidence_hash: bytes) -> None:
+        """A Validator disputes an Approved result in its challenge period, reserving ChallengeDeposit."""
+        who = _signed(origin)
+        task = self._task(ctx, task_id)
+        status, payload = task["status"]
+        if status != "Approved":
+            raise TaskBounties.error("NotApproved")
+        # Who first: a worker is a Trainer, so the role check would hide why the worker may not challenge.
+        if who == payload["worker"]:
+            raise TaskBounties.error("CannotJudgeOwnWork")
+        if who == task["requester"]:
+            raise TaskBounties.error("RequesterCannotWork")
+        info = self.workers.active_with_role(ctx, who, "Validator")
+        if info is None:
+            raise TaskBounties.error("NotValidator")
+        if info["stake"] < self.workers.min_stake["Validator"]:
+            raise TaskBounties.error("InsufficientStake")
+        result = TaskBounties.Results.get(ctx.state, task_id)
+        if who in result["approved_by"]:
+            raise TaskBounties.error("AlreadyVoted")
+        if Timestamp.Now.get(ctx.state) >= payload["challenge_until"]:
+            raise TaskBounties.error("ChallengePeriodOver")
+        self.balances.reserve(ctx, who, self.challenge_deposit)
+        self._unqueue_payout(ctx, task_id)
+        self._clear_round(ctx, task_id, result)
+        settle_until = self._queue_verification(ctx, task_id)
+        TaskBounties.Verdicts.set(ctx.state, task_id, who,
+                                  {"accept": False, "measured_metric": 0, "evidence_hash": evidence_hash})
+        self.workers.adjust(ctx, who, verdicts=1)
+        result["accepts"], result["rejects"] = [], [who]
+        result["challenge"] = {"challenger": who, "deposit": self.challenge_deposit, "evidence_hash": evidence_hash,
+                               "opened_at": ctx.block_number}
+        TaskBounties.Results.set(ctx.state, task_id, result)
+        task["status"] = ("Challenged", {"worker": payload["worker"], "challenger": who, "settle_until": settle_until})
+        TaskBounties.Tasks.set(ctx.state, task_id, task)
+        ctx.deposit_event(TaskBounties, "ResultChallenged", {
+            "task_id": task_id, "challenger": who, "deposit": self.challenge_deposit, "settle_until": settle_until})
+
+    @call(9, _TASK, weight=500_000_000)
+    def finalize_result(self, ctx: DispatchContext, origin: bytes | None, task_id: int) -> None:
+        """Anyone pays out an Approved result whose challenge period is over (a later block's hook does too)."""
+        _signed(origin)
+        task = self._task(ctx, task_id)
+        status, payload = task["status"]
+        if status != "Approved":
+            raise TaskBounties.error("NotApproved")
+        if Timestamp.Now.get(ctx.state) < payload["challenge_until"]:
+            raise TaskBounties.error("ChallengePeriodNotOver")
+        result = TaskBounties.Results.get(ctx.state, task_id)
+        self._pay_out(ctx, task_id, task, result, result["approved_by"])
+
+    @staticmethod
+    def challenge_quorum(task: dict[str, Any]) -> int:
+        """Verdicts that settle a challenge round: a strict majority of a round twice the first's size."""
+        return 2 * task["validators_required"] + 1
 
     # Resolution ------------------------------------------------------------------------------
-    def _accept(self, ctx: DispatchContext, task_id: int, task: dict[str, Any], result: dict[str, Any]) -> None:
-        worker, verify_until = task["status"][1]["worker"], task["status"][1]["verify_until"]
+    def _approve(self, ctx: DispatchContext, task_id: int, task: dict[str, Any], result: dict[str, Any]) -> None:
+        """The first round's quorum accepted: Approved for ChallengePeriod, or paid at once when it is 0."""
+        if not self.challenge_period:
+            self._pay_out(ctx, task_id, task, result, result["accepts"])
+            return
+        worker = task["status"][1]["worker"]
+        self._unqueue_verification(ctx, task_id)
+        challenge_until = Timestamp.Now.get(ctx.state) + self.challenge_period
+        result["approved_by"] = list(result["accepts"])
+        TaskBounties.Results.set(ctx.state, task_id, result)
+        task["status"] = ("Approved", {"worker": worker, "challenge_until": challenge_until})
+        TaskBounties.Tasks.set(ctx.state, task_id, task)
+        # the period is constant, so appending keeps the queue in due order
+        TaskBounties.PendingPayouts.set(ctx.state, TaskBounties.PendingPayouts.get(ctx.state)
+                                        + [(challenge_until, task_id)])
+        ctx.deposit_event(TaskBounties, "ResultApproved",
+                          {"task_id": task_id, "worker": worker, "challenge_until": challenge_until})
+
+    def _pay_out(self, ctx: DispatchContext, task_id: int, task: dict[str, Any], result: dict[str, Any],
+                 validators: list[bytes]) -> None:
+        """Pay the bounty: the worker, the reward share to `validators` (the deciding round's accepters)."""
+        worker = task["status"][1]["worker"]
         attestation, requester, bounty = result["attestation"], task["requester"], task["bounty"]
-        validators = result["accepts"]
         each = perbill_mul(self.validator_reward_share, bounty) // len(validators)
         worker_reward = bounty - each * len(validators)
         self.balances.repatriate_reserved(ctx, requester, worker, worker_reward, "Free")
@@ -464,7 +463,7 @@ class TaskBounties(Pallet):
             if each:
                 self.balances.repatriate_reserved(ctx, requester, validator, each, "Free")
         self.balances.unreserve(ctx, requester, task["deposit"])
-        self._close_verification(ctx, task_id, worker, verify_until, result)
+        self._close_verification(ctx, task_id, task, result)
         task["status"] = ("Accepted", {"worker": worker, "model_hash": attestation["model_hash"]})
         TaskBounties.Tasks.set(ctx.state, task_id, task)
         self.workers.record(ctx, worker, "tasks_completed")
@@ -479,7 +478,8 @@ class TaskBounties(Pallet):
                 "attestation_hash": result["attestation_hash"], "block": ctx.block_number})
 
     def _reject(self, ctx: DispatchContext, task_id: int, task: dict[str, Any], result: dict[str, Any]) -> None:
-        worker, verify_until = task["status"][1]["worker"], task["status"][1]["verify_until"]
+        """The current round's rejecters won: slash the worker to requester and rejecters, reopen the task."""
+        worker = task["status"][1]["worker"]
         stake = Workers.Workers.get(ctx.state, worker)["stake"]
         amount = perbill_mul(self.slash_fraction, stake)
         to_requester = amount // 2
@@ -490,17 +490,47 @@ class TaskBounties(Pallet):
         self.workers.record(ctx, worker, "tasks_rejected")
         ctx.deposit_event(TaskBounties, "WorkerSlashed",
                           {"task_id": task_id, "worker": worker, "amount": slashed, "burned": max(burned, 0)})
-        self._close_verification(ctx, task_id, worker, verify_until, result)
+        self._close_verification(ctx, task_id, task, result)
         TaskBounties.Results.remove(ctx.state, task_id)
         self._reopen_or_expire(ctx, task_id, task)
 
-    def _close_verification(self, ctx: DispatchContext, task_id: int, worker: bytes, verify_until: int,
+    def _uphold_challenge(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
+                          result: dict[str, Any]) -> None:
+        challenge = result["challenge"]
+        self.balances.unreserve(ctx, challenge["challenger"], challenge["deposit"])
+        ctx.deposit_event(TaskBounties, "ChallengeUpheld", {"task_id": task_id, "challenger": challenge["challenger"]})
+        self._reject(ctx, task_id, task, result)
+
+    def _dismiss_challenge(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
+                           result: dict[str, Any]) -> None:
+        """The challenger lost: its deposit goes to the challenge round's accepters, then the result pays out."""
+        challenger, deposit = result["challenge"]["challenger"], result["challenge"]["deposit"]
+        accepters = result["accepts"]
+        each = deposit // len(accepters)
+        routes = [(v, each) for v in accepters] + [(task["status"][1]["worker"], deposit - each * len(accepters))]
+        slashed = 0
+        for dest, part in routes:
+            if part:
+                slashed += part - self.balances.repatriate_reserved(ctx, challenger, dest, part, "Free")
+        ctx.deposit_event(TaskBounties, "ChallengeDismissed",
+                          {"task_id": task_id, "challenger": challenger, "slashed": slashed})
+        self._pay_out(ctx, task_id, task, result, accepters)
+
+    def _close_verification(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
                             result: dict[str, Any]) -> None:
-        self._unschedule(ctx, TaskBounties.VerificationExpiries, verify_until, task_id)
+        """Leave the verifying statuses: unschedule, clear the current round's verdicts, end the claim."""
+        status, payload = task["status"]
+        if status in ("Submitted", "Challenged"):
+            self._unqueue_verification(ctx, task_id)
+        elif status == "Approved":
+            self._unqueue_payout(ctx, task_id)
+        self._clear_round(ctx, task_id, result)
+        self._end_claim(ctx, task_id, payload["worker"])
+
+    def _clear_round(self, ctx: DispatchContext, task_id: int, result: dict[str, Any]) -> None:
         for voter in result["accepts"] + result["rejects"]:
             TaskBounties.Verdicts.remove(ctx.state, task_id, voter)
             self.workers.adjust(ctx, voter, verdicts=-1)
-        self._end_claim(ctx, task_id, worker)
 
     def _end_claim(self, ctx: DispatchContext, task_id: int, worker: bytes) -> None:
         TaskBounties.ClaimsByWorker.remove(ctx.state, worker, task_id)
@@ -529,20 +559,23 @@ class TaskBounties(Pallet):
 
     # Hooks -----------------------------------------------------------------------------------
     def on_initialize(self, ctx: DispatchContext) -> None:
-        """Lapsed leases, Open tasks past their deadline, verification windows that closed: bounded."""
+        """Lapsed leases, Open tasks past their deadline, closed verification windows, due payouts: bounded."""
         number = ctx.block_number
         for queue, handler in ((TaskBounties.LeaseExpiries, self._lease_lapsed),
-                               (TaskBounties.DeadlineExpiries, self._deadline_reached),
-                               (TaskBounties.VerificationExpiries, self._verification_timed_out)):
+                               (TaskBounties.DeadlineExpiries, self._deadline_reached)):
             for task_id in queue.take(ctx.state, number)[:self.max_expiries]:
                 self._guarded(ctx, handler, task_id)
+        for until, task_id in self._take_due(ctx, TaskBounties.VerificationDeadlines):
+            self._guarded(ctx, self._verification_timed_out, task_id, until)
+        for _, task_id in self._take_due(ctx, TaskBounties.PendingPayouts):
+            self._guarded(ctx, self._payout_due, task_id)
 
-    def _guarded(self, ctx: DispatchContext, handler: Callable[[DispatchContext, int], None], task_id: int) -> None:
+    def _guarded(self, ctx: DispatchContext, handler: Callable[..., None], task_id: int, *args: Any) -> None:
         """Run one expiry in its own layer: a failure discards its writes and events, never the block."""
         outer, mark = ctx.state, len(ctx.events)
         ctx.state = outer.child()
         try:
-            handler(ctx, task_id)
+            handler(ctx, task_id, *args)
             ctx.state.commit()
         except Exception:
             log.exception("expiry of task %d failed", task_id)
@@ -572,18 +605,74 @@ class TaskBounties(Pallet):
             return  # a claimed or submitted task resolves through its lease or its verification
         self._expire(ctx, task_id, task)
 
-    def _verification_timed_out(self, ctx: DispatchContext, task_id: int) -> None:
+    def _verification_timed_out(self, ctx: DispatchContext, task_id: int, until: int) -> None:
         task = TaskBounties.Tasks.get(ctx.state, task_id)
-        if task is None or task["status"][0] != "Submitted" or task["status"][1]["verify_until"] != ctx.block_number:
+        if task is None:
             return
-        worker = task["status"][1]["worker"]
-        result = TaskBounties.Results.take(ctx.state, task_id)
-        for voter in result["accepts"] + result["rejects"]:
-            TaskBounties.Verdicts.remove(ctx.state, task_id, voter)
-            self.workers.adjust(ctx, voter, verdicts=-1)
-        self._end_claim(ctx, task_id, worker)
-        ctx.deposit_event(TaskBounties, "VerificationTimedOut", {"task_id": task_id, "worker": worker})
-        self._expire(ctx, task_id, task)
+        # every way out of Submitted and Challenged unqueues the task; checked anyway (a stale entry is skipped)
+        status, payload = task["status"]
+        if status == "Submitted" and payload["verify_until"] == until:
+            result = TaskBounties.Results.take(ctx.state, task_id)
+            self._clear_round(ctx, task_id, result)
+            self._end_claim(ctx, task_id, payload["worker"])
+            ctx.deposit_event(TaskBounties, "VerificationTimedOut", {"task_id": task_id, "worker": payload["worker"]})
+            self._expire(ctx, task_id, task)
+        elif status == "Challenged" and payload["settle_until"] == until:
+            result = TaskBounties.Results.get(ctx.state, task_id)
+            challenge = result["challenge"]
+            self.balances.unreserve(ctx, challenge["challenger"], challenge["deposit"])
+            ctx.deposit_event(TaskBounties, "ChallengeTimedOut",
+                              {"task_id": task_id, "challenger": challenge["challenger"]})
+            self._pay_out(ctx, task_id, task, result, result["approved_by"])
+
+    def _take_due(self, ctx: DispatchContext, fifo: StorageItem) -> list[tuple[int, int]]:
+        """Pop up to MaxExpiriesPerBlock (moment, task) entries of a FIFO in due order whose moment the previous
+        block's `Timestamp.Now` reached (this hook runs before the block's timestamp inherent, as in FRAME)."""
+        now = Timestamp.Now.get(ctx.state)
+        queue = fifo.get(ctx.state)
+        due = 0
+        while due < min(len(queue), self.max_expiries) and queue[due][0] <= now:
+            due += 1
+        if not due:
+            return []
+        if due == len(queue):
+            fifo.remove(ctx.state)
+        else:
+            fifo.set(ctx.state, queue[due:])
+        return [tuple(entry) for entry in queue[:due]]
+
+    def _payout_due(self, ctx: DispatchContext, task_id: int) -> None:
+        task = TaskBounties.Tasks.get(ctx.state, task_id)
+        # every way out of Approved unqueues the task; checked anyway, as paying twice must be impossible
+        if task is None or task["status"][0] != "Approved":
+            return
+        result = TaskBounties.Results.get(ctx.state, task_id)
+        self._pay_out(ctx, task_id, task, result, result["approved_by"])
+
+    def _unqueue_payout(self, ctx: DispatchContext, task_id: int) -> None:
+        self._unqueue(ctx, TaskBounties.PendingPayouts, task_id)
+
+    def _queue_verification(self, ctx: DispatchContext, task_id: int) -> int:
+        """Open a verification window (a first round or a challenge round) of VerificationGrace ms from now;
+        returns its end. The grace is constant and Now never decreases, so appending keeps the FIFO in due order."""
+        until = Timestamp.Now.get(ctx.state) + self.verification_grace
+        TaskBounties.VerificationDeadlines.set(ctx.state, TaskBounties.VerificationDeadlines.get(ctx.state)
+                                               + [(until, task_id)])
+        return until
+
+    def _unqueue_verification(self, ctx: DispatchContext, task_id: int) -> None:
+        self._unqueue(ctx, TaskBounties.VerificationDeadlines, task_id)
+
+    @staticmethod
+    def _unqueue(ctx: DispatchContext, fifo: StorageItem, task_id: int) -> None:
+        queue = fifo.get(ctx.state)
+        kept = [entry for entry in queue if entry[1] != task_id]
+        if len(kept) == len(queue):
+            return
+        if kept:
+            fifo.set(ctx.state, kept)
+        else:
+            fifo.remove(ctx.state)
 
     # Helpers ---------------------------------------------------------------------------------
     def _task(self, ctx: DispatchContext, task_id: int) -> dict[str, Any]:
@@ -631,5 +720,5 @@ def _signed(origin: bytes | None) -> bytes:
     return origin
 
 
-__all__ = ["ATTESTATION_DOMAIN", "Attestation", "TaskBounties", "attestation_message", "holdout_commitment",
-           "DispatchError"]
+__all__ = ["ATTESTATION_DOMAIN", "Attestation", "DEFAULT_CHALLENGE_PERIOD_MS", "DEFAULT_VERIFICATION_GRACE_MS",
+           "TaskBounties", "attestation_message", "holdout_commitment", "DispatchError"]

@@ -474,31 +474,19 @@ class WarmTrainer:
                     board.forget.remote(job_id)
 
     def close(self, wait_s: float = 0.0) -> None:
-        """Stop the group (the loop ends, fit() returns, the CPUs are given back); waits at most `wait_s`."""
-        import ray
-
+        """Stop the group: the loop ends, fit() returns and the CPUs are given back; waits at most `wait_s`
+        for that. The board actor goes with its last handle. Nothing here runs after `close` returns, so
+        that no thread of ours touches Ray after the caller's ``ray.shutdown()`` (any Ray call there would
+        start a new local cluster)."""
         with self._lock:
             board, thread = self._board, self._thread
             self._board = self._thread = None
         if board is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # Ray is gone already: so is the group
             board.close.remote()
-        except Exception:  # noqa: BLE001 - Ray is gone already
-            return
-
-        def reap() -> None:
-            if thread is not None:
-                thread.join(60)
-            with contextlib.suppress(Exception):
-                ray.kill(board)
-
         if wait_s > 0 and thread is not None:
             thread.join(wait_s)
-        if thread is None or not thread.is_alive():
-            reap()
-        else:
-            threading.Thread(target=reap, name=f"paratrain-close-{self.name}", daemon=True).start()
 
     def _abandon(self) -> None:
         """Forget a dead (or other-cluster) group."""

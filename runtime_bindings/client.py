@@ -11,7 +11,8 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import websocket
@@ -96,8 +97,11 @@ class Chain(GeneratedPallets):
     # Connection -----------------------------------------------------------------------------
     def _open(self) -> SubstrateInterface:
         try:
-            si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
-                                    ws_options={"timeout": self.timeout, "skip_utf8_validation": True}, config={"auto_reconnect": False})
+            with _REGISTRY_GATE.writing():  # loads a type registry and metadata: no decoding meanwhile
+                si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
+                                        ws_options={"timeout": self.timeout, "skip_utf8_validation": True},
+                                        config={"auto_reconnect": False})
+                si.init_runtime()
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
         return si
@@ -118,7 +122,7 @@ class Chain(GeneratedPallets):
     def _run(self, fn: Callable[[SubstrateInterface], T], *, retry: bool = True,
              deadline: float | None = None) -> T:
         """Run `fn` with the lock held; typed RPC errors; one reconnect-and-retry for idempotent reads."""
-        with self._lock:
+        with self._lock, _REGISTRY_GATE.reading():
             for attempt in (0, 1):
                 try:
                     ws = getattr(self._si, "websocket", None)
@@ -380,3 +384,66 @@ def _key_value(key: Any) -> Any:
     if isinstance(key, tuple):
         return tuple(part.value for part in key)
     return key.value
+
+
+class _RegistryGate:
+    """Shared decoding, exclusive registry loading, across every Chain of the process.
+
+    scalecodec attaches the configuration in use to its shared decoder classes (`Compact`, `Struct`, ...)
+    on every lookup, so a SubstrateInterface that is loading its type registry and metadata in one thread
+    makes another thread's decoding look types up in a half-filled registry ("Decoder class for
+    Compact<u32> not found"). Loading is rare (a new connection); decoding runs concurrently as before.
+    Re-entrant per thread for readers; a waiting writer holds new readers back so that it cannot starve.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+        self._local = threading.local()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        if getattr(self._local, "depth", 0):  # opened from inside this thread's read: it cannot wait for itself
+            yield
+            return
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+_REGISTRY_GATE = _RegistryGate()

@@ -88,24 +88,28 @@ class Background:
         if self.gate is not None and not self.gate.wait(SUBSCRIPTION_TIMEOUT_S):
             return
         try:
-            with SubstrateInterface(url=self.url) as other:
-                charlie = Keypair.create_from_uri("//Charlie")
-                time.sleep(0.3)
-                while not self.stop.is_set() and self.sent < 20:
-                    receipt = transfer(other, charlie, self.dest, self.value, wait_for_inclusion=True)
-                    assert receipt.is_success, receipt.error_message
-                    self.sent += 1
-                    self.stop.wait(0.5)
+            charlie = Keypair.create_from_uri("//Charlie")
+            time.sleep(0.3)
+            while not self.stop.is_set() and self.sent < 20:
+                receipt = transfer(self.other, charlie, self.dest, self.value, wait_for_inclusion=True)
+                assert receipt.is_success, receipt.error_message
+                self.sent += 1
+                self.stop.wait(0.5)
         except BaseException as exc:  # reported by the test thread
             self.errors.append(exc)
 
     def __enter__(self) -> "Background":
+        # The connection loads its runtime on the test's thread, before any subscription decodes: scalecodec
+        # keeps the configuration being loaded on shared decoder classes, so a load beside decoding breaks it.
+        self.other = SubstrateInterface(url=self.url)
+        self.other.init_runtime()
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(SUBSCRIPTION_TIMEOUT_S)
+        self.other.close()
         assert not self.thread.is_alive(), "background transfer thread hung"
         assert not self.errors, self.errors
 

@@ -166,12 +166,6 @@ class CpuSampler:
 
 
 # ================================================================================================
-def total_steps_for(n_train: int, batch: int, epochs: int, world_size: int) -> int:
-    """As workers.engine.run_loop: DistributedSampler(drop_last) then batch // world_size per step."""
-    per_rank = n_train // world_size
-    return (per_rank // max(1, batch // world_size)) * epochs
-
-
 def block_events(chain, first: int, last: int, task_id: int) -> list[dict[str, Any]]:
     """The TaskBounties events of `task_id` in blocks first..last, each with its block and moment (ms)."""
     out = []
@@ -235,6 +229,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
     from runtime_bindings.generated import types as t
     from workers.artifacts import ArtifactStore
     from workers.datasets import add_dataset, decode_dataset
+    from workers.engine import steps_of
     from workers.recipes import get_recipe
     from workers.spec import DatasetRef, Evaluation, Limits, TaskSpec
 
@@ -253,7 +248,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
     hp = recipe.hyperparameters({"epochs": args.epochs})
     probe_spec = TaskSpec(recipe=recipe.name, dataset=ref, evaluation=Evaluation(recipe.metric, 0.0, recipe.mode))
     n_train = len(recipe.prepare(decode_dataset(requester.get(digest)), hp, probe_spec.validation).train_x)
-    total = total_steps_for(n_train, int(hp["batch_size"]), args.epochs, args.workers)
+    total = steps_of(n_train, int(hp["batch_size"]), args.epochs, args.workers)
     every = max(1, math.ceil(total / args.checkpoints))
     low_target = 0.1 if recipe.mode == "max" else 1e9  # every run reaches it: the worker never withholds
     log(f"{recipe.name}: {args.epochs} epochs = {total} steps with {args.workers} worker(s), a checkpoint every "

@@ -297,20 +297,15 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {msg}", flush=True)
 
 
-def total_steps_for(n_train: int, batch: int, epochs: int, world_size: int) -> int:
-    """As workers.engine.run_loop: DistributedSampler(drop_last) then batch // world_size per step."""
-    per_rank = n_train // world_size
-    return (per_rank // max(1, batch // world_size)) * epochs
-
-
 def make_spec(recipe_name: str, dataset_ref, epochs: int, *, checkpoints: int, n_train: int, hp_extra: dict,
               seed: int, timeout_s: float, target: float):
+    from workers.engine import steps_of
     from workers.recipes import get_recipe
     from workers.spec import Evaluation, Limits, TaskSpec, Validation
 
     recipe = get_recipe(recipe_name)
     hp = recipe.hyperparameters({"epochs": epochs, **hp_extra})
-    total = total_steps_for(n_train, int(hp["batch_size"]), epochs, 1)
+    total = steps_of(n_train, int(hp["batch_size"]), epochs, 1)
     every = max(1, math.ceil(total / checkpoints))
     return TaskSpec(recipe=recipe_name, dataset=dataset_ref,
                     evaluation=Evaluation(recipe.metric, target, recipe.mode),
@@ -465,6 +460,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
     from runtime_bindings.generated import types as t
     from workers.artifacts import ArtifactStore
     from workers.datasets import add_dataset
+    from workers.engine import steps_of
     from workers.spec import DatasetRef
 
     unit = 10**12
@@ -497,7 +493,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
         rec = timings.setdefault(task_id, {})
         steps_dir = tmp / f"steps-e2e-{task_id}"
         steps_dir.mkdir(exist_ok=True)
-        total = total_steps_for(n_train, int(hp["batch_size"]), epochs, kw.get("num_workers", 2))
+        total = steps_of(n_train, int(hp["batch_size"]), epochs, kw.get("num_workers", 2))
         kw["step_hook"] = StepTimer(str(steps_dir), total, inner=kw.get("step_hook"))
         inner_progress = kw.get("on_progress")
 
@@ -774,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from workers.artifacts import ArtifactStore
     from workers.datasets import add_dataset
+    from workers.engine import steps_of
     from workers.recipes import get_recipe
     from workers.spec import DatasetRef
 
@@ -812,10 +809,10 @@ def main(argv: list[str] | None = None) -> int:
                          seed=1, timeout_s=timeout, target=0.0)
         hp = recipe.hyperparameters(spec.hyperparameters)
         cfg = plain_config(spec, hp, corpus, str(tmp / "plain-model.pt"))
-        steps1 = total_steps_for(n_train, int(hp["batch_size"]), epochs, 1)
+        steps1 = steps_of(n_train, int(hp["batch_size"]), epochs, 1)
         for w in worker_counts:
-            if total_steps_for(n_train, int(hp["batch_size"]), epochs, w) != steps1:
-                log(f"note: {w} workers take {total_steps_for(n_train, int(hp['batch_size']), epochs, w)} steps, "
+            if steps_of(n_train, int(hp["batch_size"]), epochs, w) != steps1:
+                log(f"note: {w} workers take {steps_of(n_train, int(hp['batch_size']), epochs, w)} steps, "
                     f"not {steps1} (drop_last per rank)")
         runs: list[Run] = []
 
@@ -852,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
                          timeout_s=600, target=0.0)
         warmups = {}
         for w in worker_counts:
-            total_w = total_steps_for(n_train, int(hp["batch_size"]), epochs, w)
+            total_w = steps_of(n_train, int(hp["batch_size"]), epochs, w)
             trainer = WarmTrainer(w, storage_path=str(tmp / "ray-results"))
             t0 = time.time()
             train(warm, store, num_workers=w, trainer=trainer)  # starts the group, one small task: untimed

@@ -354,18 +354,6 @@ def _short(h: Any, n: int = 18) -> str:
     return h if len(h) <= n else h[:n] + "…"
 
 
-def _steps_of(epochs: int, dataset_bytes: bytes, spec: Any, world_size: int) -> int:
-    """Total optimizer steps of the run (as workers.engine computes them for `world_size` ranks)."""
-    from workers.datasets import decode_dataset
-    from workers.recipes import get_recipe
-
-    recipe = get_recipe(spec.recipe)
-    hp = recipe.hyperparameters(spec.hyperparameters)
-    prepared = recipe.prepare(decode_dataset(dataset_bytes), hp, spec.validation)
-    per_rank = len(prepared.train_x) // world_size
-    return per_rank // max(1, int(hp["batch_size"]) // world_size) * epochs
-
-
 # The demo ------------------------------------------------------------------------------------------
 class Demo:
     def __init__(self, options: DemoOptions, console: Console) -> None:
@@ -439,6 +427,7 @@ class Demo:
     def _post_task(self) -> tuple[Any, int]:
         from runtime_bindings.generated import types as t
         from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
+        from workers.engine import total_steps
         from workers.recipes import get_recipe
 
         store = ArtifactStore(self.tmp / "alice-store")
@@ -457,7 +446,7 @@ class Demo:
                                                        self.chain.best_number() + 1_000, len(VALIDATORS), None)
         self.seen.task_id = next(e.task_id for e in receipt.events if e.name == "TaskCreated")
         self.posted_block = receipt.block_number
-        total = _steps_of(self.options.epochs, store.get(digest), spec, self.options.workers)
+        total = total_steps(spec, store, self.options.workers)
         self.say(f"//{REQUESTER} posted task [bold]#{self.seen.task_id}[/bold] in block {receipt.block_number}: "
                  f"{RECIPE} on digits ({self.options.epochs} epochs, {total} steps), target accuracy ≥ {target}, "
                  f"bounty {BOUNTY // UNIT:,} {SYMBOL}, {len(VALIDATORS)} validators required")

@@ -31,7 +31,7 @@ from workers.artifacts import ArtifactStore
 from workers.datasets import decode_dataset
 from workers.hashing import blake2_256_hex
 from workers.recipes import get_recipe
-from workers.spec import MAX_CHECKPOINTS, TaskSpec
+from workers.spec import MAX_CHECKPOINTS, TaskSpec, checkpoint_every_for
 
 
 class TrainingError(RuntimeError):
@@ -108,13 +108,34 @@ def _reseed(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def total_steps(spec: TaskSpec, store: ArtifactStore, world_size: int = 1) -> int:
-    """The optimizer steps `run_loop` takes for `spec` with `world_size` ranks (reads the data set)."""
+def steps_of(train_examples: int, batch_size: int, epochs: int, world_size: int = 1) -> int:
+    """The optimizer steps of a run: each rank takes its share of the training split (DistributedSampler
+    with drop_last) in batches of ``batch_size // world_size``. `run_loop`, validators, the demo and the
+    benchmarks all count with this, so that checkpoint schedules agree everywhere."""
+    per_rank = int(train_examples) // world_size
+    return per_rank // max(1, int(batch_size) // world_size) * int(epochs)
+
+
+def total_steps(spec: TaskSpec, store: ArtifactStore, world_size: int = 1,
+                dataset_bytes: bytes | None = None) -> int:
+    """The optimizer steps `run_loop` takes for `spec` with `world_size` ranks (reads the data set from
+    `store` unless its bytes are given)."""
+    recipe = get_recipe(spec.recipe, allow_custom=True)
+    hp = recipe.hyperparameters(spec.hyperparameters)
+    data = dataset_bytes if dataset_bytes is not None else store.fetch(spec.dataset.uri, spec.dataset.hash)
+    prepared = recipe.prepare(decode_dataset(data), hp, spec.validation)
+    return steps_of(len(prepared.train_x), hp["batch_size"], hp["epochs"], world_size)
+
+
+def checkpoint_every_auto(spec: TaskSpec, store: ArtifactStore, max_world_size: int = 16) -> int:
+    """K for a spec whose requester did not choose one: about DEFAULT_CHECKPOINTS checkpoints, and at most
+    MAX_CHECKPOINTS at every world size up to `max_world_size`. The worker's world size is unknown when a
+    task is posted, and the step count moves a little with it (each rank's share is rounded down)."""
     recipe = get_recipe(spec.recipe, allow_custom=True)
     hp = recipe.hyperparameters(spec.hyperparameters)
     prepared = recipe.prepare(decode_dataset(store.fetch(spec.dataset.uri, spec.dataset.hash)), hp, spec.validation)
-    per_rank = len(prepared.train_x) // world_size
-    return per_rank // max(1, int(hp["batch_size"]) // world_size) * int(hp["epochs"])
+    most = max(steps_of(len(prepared.train_x), hp["batch_size"], hp["epochs"], w) for w in range(1, max_world_size + 1))
+    return checkpoint_every_for(most)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -150,7 +171,7 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
     steps_per_epoch = len(sampler) // batch
     if steps_per_epoch < 1:
         raise TrainingError(f"batch_size {hp['batch_size']} is larger than the training split per worker")
-    total_steps = steps_per_epoch * int(hp["epochs"])
+    total_steps = steps_of(len(prepared.train_x), hp["batch_size"], hp["epochs"], world_size)
     n_checkpoints = math.ceil(total_steps / spec.checkpoint_every)
     if n_checkpoints > MAX_CHECKPOINTS:
         raise TrainingError(f"{n_checkpoints} checkpoints (total {total_steps} steps, every "

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import re
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--metric", default=None, help="evaluation metric (default: the recipe's)")
     create.add_argument("--target", type=float, default=None, help="evaluation target (default: the recipe's)")
     create.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    create.add_argument("--checkpoint-every", type=_positive, default=20, metavar="K",
-                        help="a checkpoint every K optimizer steps (default 20)")
+    create.add_argument("--checkpoint-every", type=_positive, default=None, metavar="K",
+                        help="a checkpoint every K optimizer steps (default: about 64 checkpoints over the run, "
+                             "the most an attestation carries)")
     create.add_argument("--timeout-s", type=float, default=900.0, help="training wall-clock limit (default 900)")
     create.add_argument("--memory-mb", type=int, default=4096, help="memory per training worker (default 4096)")
     create.add_argument("--min-cpus", type=int, default=1, help="requirement: CPUs (default 1)")
@@ -195,6 +197,7 @@ def _create(args: argparse.Namespace) -> int:
     from runtime_bindings.generated.task_bounties import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
     from workers.recipes import RecipeError, get_recipe
+    from workers.engine import checkpoint_every_auto
     from workers.spec import Evaluation, Limits, SpecError, TaskSpec
 
     keypair = load_key(args)
@@ -224,8 +227,12 @@ def _create(args: argparse.Namespace) -> int:
                             evaluation=Evaluation(metric=args.metric or recipe.metric,
                                                   target=recipe.expected if args.target is None else args.target,
                                                   mode=recipe.mode),
-                            hyperparameters=hyperparameters, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            hyperparameters=hyperparameters, seed=args.seed, checkpoint_every=args.checkpoint_every or 1,
                             limits=Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb))
+            if args.checkpoint_every is None:
+                spec = replace(spec, checkpoint_every=checkpoint_every_auto(spec, store))
+            else:
+                _check_checkpoint_count(spec, store)
             document = spec.canonical_bytes()
             spec_digest = store.put(document)
             spec_uri = store.uri(spec_digest)
@@ -265,6 +272,20 @@ def _create(args: argparse.Namespace) -> int:
                       "(kept only here: note it down)")
         print(task_id)
     return 0
+
+
+def _check_checkpoint_count(spec: Any, store: Any) -> None:
+    """Refuse a --checkpoint-every that no worker could honour (an attestation carries at most
+    MAX_CHECKPOINTS checkpoints), at creation rather than after a worker has claimed the task."""
+    from workers.engine import total_steps
+    from workers.spec import MAX_CHECKPOINTS
+
+    steps = total_steps(spec, store)
+    count = -(-steps // spec.checkpoint_every)
+    if count > MAX_CHECKPOINTS:
+        raise CliError(f"--checkpoint-every {spec.checkpoint_every} gives {count} checkpoints over the run's "
+                       f"{steps} steps; at most {MAX_CHECKPOINTS}: use {-(-steps // MAX_CHECKPOINTS)} or more, "
+                       f"or leave it out")
 
 
 def _dataset_ref(args: argparse.Namespace, recipe: Any, store: Any) -> Any:

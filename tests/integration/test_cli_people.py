@@ -120,6 +120,7 @@ def test_insufficient_balance(capsys, tmp_path):
 # task -------------------------------------------------------------------------------------------
 def test_task_create_list_show_cancel(capsys, tmp_path, chain):
     from workers.artifacts import ArtifactStore
+    from workers.engine import total_steps
     from workers.spec import decode_spec
 
     before = chain.system.account(Keypair.create_from_uri("//Alice").ss58_address).data.reserved
@@ -130,6 +131,8 @@ def test_task_create_list_show_cancel(capsys, tmp_path, chain):
     spec = decode_spec(ArtifactStore(tmp_path / "store").fetch(task.spec.spec_uri, task.spec.spec_hash),
                        require_canonical=True)
     assert spec.recipe == "digits_mlp" and spec.hyperparameters == {"epochs": 2, "lr": 0.01}
+    # no --checkpoint-every on a short run (44 steps): a checkpoint after every step
+    assert total_steps(spec, ArtifactStore(tmp_path / "store")) == 44 and spec.checkpoint_every == 1
     assert "0x" + spec.dataset.hash == task.spec.dataset_hash
     assert ArtifactStore(tmp_path / "store").exists(spec.dataset.hash)
 
@@ -154,6 +157,30 @@ def test_task_create_list_show_cancel(capsys, tmp_path, chain):
     assert chain.system.account(Keypair.create_from_uri("//Alice").ss58_address).data.reserved == before
     code, _, err = run(capsys, "task", "cancel", str(task_id), "--key", "//Alice")
     assert code == 2 and "is Cancelled" in err
+
+
+def test_task_create_aims_at_64_checkpoints(capsys, tmp_path, chain):
+    """Without --checkpoint-every a longer run gets about 64 checkpoints, never more than an attestation
+    carries at any world size; a K that would exceed it is refused before anything is posted."""
+    from workers.artifacts import ArtifactStore
+    from workers.engine import total_steps
+    from workers.spec import MAX_CHECKPOINTS, decode_spec
+    from workers.verification import checkpoint_schedule
+
+    task_id = create_task(capsys, "--hyperparameters", "epochs=30")
+    store = ArtifactStore(tmp_path / "store")
+    task = chain.task_bounties.tasks(task_id)
+    spec = decode_spec(store.fetch(task.spec.spec_uri, task.spec.spec_hash))
+    for world_size in (1, 2, 3, 5, 8):
+        count = len(checkpoint_schedule(total_steps(spec, store, world_size), spec.checkpoint_every))
+        assert 48 <= count <= MAX_CHECKPOINTS, (world_size, count)
+    assert run(capsys, "task", "cancel", str(task_id), "--key", "//Alice")[0] == 0
+
+    tasks_before = chain.task_bounties.next_task_id()
+    code, _, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--bounty", "1", "--key", "//Alice",
+                       "--hyperparameters", "epochs=30", "--checkpoint-every", "2")
+    assert code == 2 and "330 checkpoints" in err and "at most 64" in err and "Traceback" not in err
+    assert chain.task_bounties.next_task_id() == tasks_before
 
 
 def test_task_create_with_holdout_commits_it(capsys, tmp_path, chain):

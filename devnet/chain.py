@@ -30,6 +30,11 @@ DEV_ACCOUNT_NAMES = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 DEV_BALANCE = 1 << 60
 
 
+class IncompatibleChainData(Exception):
+    """A --base-path chain written by another runtime (spec name or spec_version): this runtime has no
+    migration for it, and would misread its storage."""
+
+
 class AlreadyImported(Exception):
     """The same transaction is already in the pool (JSON-RPC 1013)."""
 
@@ -144,6 +149,13 @@ class Chain:
             self._append(Block(row.number, row.hash, HEADER_CODEC.decode(row.header), row.header,
                                _BODY_CODEC.decode(row.body)))
         self.state = StateStore(self.store.load_state(), self.blocks[-1].hash)  # type: ignore[union-attr]
+        written_by = System.LastRuntimeUpgrade.get(self.state.head)
+        mine = {"spec_name": self.runtime.version["spec_name"], "spec_version": self.runtime.spec_version}
+        if written_by is None or (written_by["spec_name"], written_by["spec_version"]) != tuple(mine.values()):
+            found = f"{written_by['spec_name']} spec_version {written_by['spec_version']}" if written_by else "no version"
+            raise IncompatibleChainData(f"the stored chain was written by runtime {found}; this node runs "
+                                        f"{mine['spec_name']} spec_version {mine['spec_version']} and has no "
+                                        f"migration for it: start with --tmp or a new --base-path")
         self.finalized_number = self.blocks[-1].number
         log.info("restored %d finalized blocks, best #%d", len(stored), self.best.number)
 

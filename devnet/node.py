@@ -40,7 +40,12 @@ class Node:
                                           verification_grace_ms=config.verification_grace_ms)
         self.metadata = encode_metadata(self.runtime)
         store = BlockStore(config.base_path / "chain.sqlite") if config.base_path else None
-        self.chain = Chain(self.runtime, store=store, finality_lag=config.finality_lag)
+        try:
+            self.chain = Chain(self.runtime, store=store, finality_lag=config.finality_lag)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         methods = Methods(self)
         self.server = RpcServer(methods.table(), methods.subscriptions(), limits=config.rpc_limits)
         self.listen_addresses: list[str] = []

@@ -154,6 +154,7 @@ def _run_orchestrator(args: argparse.Namespace) -> int:
 
 
 async def _run_devnet(args: argparse.Namespace) -> int:
+    from devnet.chain import IncompatibleChainData
     from devnet.node import DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS, Node, NodeConfig
 
     # the default lives with the pallet; the parser stays free of devnet imports (they are not light)
@@ -163,6 +164,9 @@ async def _run_devnet(args: argparse.Namespace) -> int:
                         challenge_period_ms=period, verification_grace_ms=grace)
     try:
         node = Node(config)
+    except IncompatibleChainData as exc:
+        raise CliError(f"{args.base_path}: {exc}") from None
+    try:
         host, port = await node.start(args.host, args.port)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None

@@ -87,7 +87,9 @@ API_VERSIONS = (  # (blake2_64 of the API's name, version); only APIs that state
 class Runtime:
     """The assembled runtime: pallets by index, derived types and codecs."""
 
-    spec_version = 1
+    # Raised whenever storage or call encodings change, so that a node refuses a --base-path chain that it
+    # would misread (devnet has no migrations). 2: the challenge period and verification windows in ms.
+    spec_version = 2
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,

@@ -210,7 +210,8 @@ def test_invalid_transactions_are_refused(chain: Chain) -> None:
     bad_proofs = [
         signed_extrinsic(ALICE, call_bytes, nonce=0, genesis_hash=chain.genesis_hash, signature=bytes(64)),
         signed_extrinsic(ALICE, call_bytes, nonce=0, genesis_hash=b"\x01" * 32),  # signed for another chain
-        signed_extrinsic(ALICE, call_bytes, nonce=0, genesis_hash=chain.genesis_hash, spec_version=2),
+        signed_extrinsic(ALICE, call_bytes, nonce=0, genesis_hash=chain.genesis_hash,
+                        spec_version=chain.runtime.spec_version + 1),
         signed_extrinsic(ALICE, call_bytes, nonce=0, genesis_hash=chain.genesis_hash, tx_version=9),
     ]
     for raw in bad_proofs:

@@ -38,6 +38,7 @@ from runtime_bindings.errors import (
 )
 from runtime_bindings.generated import GeneratedPallets
 from runtime_bindings.metadata import MetadataIndex, v14_of
+from runtime_bindings.metadata_cache import MetadataRegion
 
 if TYPE_CHECKING:
     from runtime_bindings.events import EventStreams
@@ -101,10 +102,27 @@ class Chain(GeneratedPallets):
                 si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
                                         ws_options={"timeout": self.timeout, "skip_utf8_validation": True},
                                         config={"auto_reconnect": False})
+                si.cache_region = self._metadata_region(si)
                 si.init_runtime()
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
         return si
+
+    @staticmethod
+    def _metadata_region(si: SubstrateInterface) -> MetadataRegion | None:
+        """The process-wide decoded metadata for this node's chain and runtime (None: the node would not
+        say, and this connection decodes its own)."""
+        try:
+            genesis = si.rpc_request("chain_getBlockHash", [0]).get("result")
+            metadata = si.rpc_request("state_getMetadata", []).get("result")
+        except SubstrateRequestException:
+            return None
+        if not isinstance(genesis, str) or not isinstance(metadata, str):
+            return None
+        try:
+            return MetadataRegion(genesis, metadata)
+        except ValueError:  # not hex
+            return None
 
     def reconnect(self) -> None:
         """Drop the WebSocket and open a new one (metadata is kept unless the runtime changed)."""

@@ -208,3 +208,15 @@ def test_double_map_entries_with_and_without_a_prefix(chain: Chain, alice: Keypa
     everything = dict(chain.task_bounties.claims_by_worker.entries())
     assert {(trainer.ss58_address, i) for i in ids} <= set(everything)
     assert sorted(k for k, _ in chain.task_bounties.claims_by_worker.entries(trainer.ss58_address)) == sorted(ids)
+
+
+def test_connections_share_decoded_metadata_per_runtime(chain: Chain, devnet) -> None:
+    """A second connection to the same runtime reuses the decoded metadata (no 0.5 s decode); a node
+    whose runtime differs only in a constant (same genesis, same spec_version) gets its own."""
+    with Chain.connect(devnet.ws_url) as other:
+        assert other.substrate.metadata is chain.substrate.metadata
+    with DevnetProcess("--challenge-period-ms", "1234") as node, Chain.connect(node.ws_url) as different:
+        assert different.block_hash(0) == chain.block_hash(0)
+        assert different.substrate.metadata is not chain.substrate.metadata
+        assert different.constant("TaskBounties", "ChallengePeriod") == 1234
+        assert chain.constant("TaskBounties", "ChallengePeriod") == 0

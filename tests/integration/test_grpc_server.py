@@ -414,7 +414,25 @@ async def test_health_serving_and_reflection(h: Harness) -> None:
 # ---------------------------------------------------------------- fuzz
 
 
-async def test_fuzz_random_bodies_every_method(h: Harness) -> None:
+def _client_write_race(exc: grpc.aio.AioRpcError) -> bool:
+    """grpc.aio's own INTERNAL for a client-streaming call whose server ended it (here: refused a malformed
+    message) while the client was still writing the next one; the server's status is then lost to the
+    client, so the server-side record below is what the test checks for those."""
+    return exc.code() == grpc.StatusCode.INTERNAL and exc.details().startswith("Internal error from Core")
+
+
+async def test_fuzz_random_bodies_every_method() -> None:
+    served: list[tuple[str, str]] = []  # (method, status) as the server answered, whatever the client saw
+    h = await start(on_rpc=lambda method, code, _seconds: served.append((method, code)))
+    try:
+        await _fuzz_random_bodies(h)
+    finally:
+        await h.channel.close()
+        await h.server.stop(None)
+    assert served and not [entry for entry in served if entry[1] in ("UNKNOWN", "INTERNAL")]
+
+
+async def _fuzz_random_bodies(h: Harness) -> None:
     rng = random.Random(1234)
     methods = [W + m for m in ("RegisterWorker", "RequestAssignment", "GetTaskSpec", "RelayExtrinsic", "ReportResult")]
     methods += [T + m for m in ("ListTasks", "GetTask")]
@@ -453,7 +471,7 @@ async def test_fuzz_random_bodies_every_method(h: Harness) -> None:
             await stream(iter(msgs), metadata=signed(W + "StreamProgress", b""), timeout=5)
             code = grpc.StatusCode.OK
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
+            code = grpc.StatusCode.OK if len(msgs) > 1 and _client_write_race(exc) else exc.code()
         assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED)
         try:
             [m async for m in watch(body(), timeout=5)]

@@ -397,7 +397,8 @@ class Index:
             self._set_status(conn, block, task_id, TaskStatus.CANCELLED, None, None)
         # TaskCreated (the TaskRecord did it), ClaimReleased / LeaseExpired / VerificationTimedOut (followed by
         # TaskReopened or TaskExpired), ChallengeUpheld (followed by TaskReopened or TaskExpired),
-        # ChallengeDismissed / ChallengeTimedOut (followed by TaskAccepted), WorkerSlashed, VerdictSubmitted,
+        # ChallengeDismissed / ChallengeTimedOut (followed by TaskAccepted), WorkerSlashed, ApproverSlashed (the
+        # stake change comes as Workers.StakeSlashed), VerdictSubmitted,
         # HoldoutRevealed: nothing to change.
 
     def _set_status(self, conn: sqlite3.Connection, block: int, task_id: int, status: TaskStatus,

@@ -68,12 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="artifact store: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS "
                           "or ~/.cache/paratrain/artifacts)")
 
-    from workers.daemon import add_worker_arguments  # light: no torch or Ray at import time
+    from workers.daemon_cli import add_validator_arguments, add_worker_arguments  # light: no torch or Ray
 
     worker = commands.add_parser("worker", help="run the worker daemon: take tasks, train on Ray, submit results")
     add_worker_arguments(worker)
-
-    from workers.validator import add_validator_arguments  # light: no torch or Ray at import time
 
     validator = commands.add_parser("validator", help="run a validator daemon: verify results and vote on chain")
     add_validator_arguments(validator)
@@ -106,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "orchestrator":
             return _run_orchestrator(args)
         if args.command == "worker":
-            from workers.daemon import run_worker
+            from workers.daemon_cli import run_worker
 
             return run_worker(args)
         if args.command == "validator":
-            from workers.validator import run_validator
+            from workers.daemon_cli import run_validator
 
             return run_validator(args)
         if args.command == "dataset":

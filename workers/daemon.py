@@ -47,11 +47,9 @@ task) are log lines, never tracebacks. The current state is also written to ``<s
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -60,9 +58,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.journal import Journal
+
 log = logging.getLogger("paratrain.worker")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR = 0, 1
 
 
 class DaemonError(RuntimeError):
@@ -189,6 +189,7 @@ class WorkerDaemon:
         self._codec: Any = None
         self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
         self.state_dir: Path | None = None
+        self.journal: Journal | None = None
         self.events: list[tuple[str, dict[str, Any]]] = []  # (what, detail): for tests and status
 
     # Set-up ---------------------------------------------------------------------------------
@@ -219,6 +220,7 @@ class WorkerDaemon:
         root = Path(self.config.state_dir or Path.home() / ".cache" / "paratrain" / "worker" / account)
         root.mkdir(parents=True, exist_ok=True)
         self.state_dir = root
+        self.journal = Journal(root, self.config.num_workers, lambda digest: self.store.exists(digest))
         try:
             self.chain = Chain.connect(self.config.chain_url, timeout=self.config.chain_timeout_s,
                                        submit_timeout=self.config.submit_timeout_s)
@@ -561,7 +563,7 @@ class WorkerDaemon:
         self.status.tasks_released += 1
         self._event("released", task_id=task_id, block=receipt.block_number, why=why)
         log.warning("task %d: claim released in block %d (%s)", task_id, receipt.block_number, why)
-        self._forget_journal(task_id)
+        self.journal.forget(task_id)
         return True
 
     def _heartbeat_raw(self, task_id: int, step: int, root_hex: str) -> bytes:
@@ -572,38 +574,6 @@ class WorkerDaemon:
         raw_hex = self.chain.sign(call, self.keypair)
         return bytes.fromhex(raw_hex[2:])
 
-    # Journal ----------------------------------------------------------------------------------
-    def _journal_path(self, task_id: int) -> Path:
-        assert self.state_dir is not None
-        return self.state_dir / f"task-{task_id}.json"
-
-    def _read_journal(self, task_id: int, spec_hash: str) -> list[str]:
-        path = self._journal_path(task_id)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return []
-        if doc.get("spec_hash") != spec_hash or doc.get("world_size") != self.config.num_workers:
-            log.info("task %d: the journal is of another spec or world size; starting from the beginning", task_id)
-            return []
-        checkpoints = [c for c in doc.get("checkpoints", []) if isinstance(c, str)]
-        while checkpoints and not self.store.exists(checkpoints[-1]):
-            checkpoints.pop()  # the store lost it: go back to one we still have
-        return checkpoints
-
-    def _write_journal(self, task_id: int, spec_hash: str, checkpoints: list[str], step: int) -> None:
-        path = self._journal_path(task_id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"task_id": task_id, "spec_hash": spec_hash, "world_size": self.config.num_workers,
-                                   "checkpoints": checkpoints, "step": step}))
-        os.replace(tmp, path)
-
-    def _forget_journal(self, task_id: int) -> None:
-        try:
-            self._journal_path(task_id).unlink()
-        except OSError:
-            pass
-
     # Training ---------------------------------------------------------------------------------
     def _train_and_submit(self, task_id: int, spec: Any, task: Any, *, resumed: bool) -> None:
         from orchestrator.domain import ProgressUpdate
@@ -612,7 +582,7 @@ class WorkerDaemon:
         from workers.trajectory import merkle_root_hex
 
         spec_hash = spec.spec_hash_hex()
-        resume = self._read_journal(task_id, spec_hash) if resumed else []
+        resume = self.journal.checkpoints(task_id, spec_hash) if resumed else []
         if resume:
             log.info("task %d: resuming from checkpoint %d (%s) of the journal", task_id, len(resume), resume[-1][:16])
         elif resumed:
@@ -642,7 +612,7 @@ class WorkerDaemon:
                 trajectory.append(p.checkpoint_hash)
             consistent = len(trajectory) == p.checkpoints and merkle_root_hex(trajectory) == p.checkpoint_root
             if consistent and not p.final:
-                self._write_journal(task_id, spec_hash, trajectory, p.step)
+                self.journal.record(task_id, spec_hash, trajectory, p.step)
             self._set(step=p.step, total_steps=p.total_steps, epoch=p.epoch, loss=p.loss,
                       metrics=dict(p.metrics), checkpoints=p.checkpoints, checkpoint_root=p.checkpoint_root)
             log.info("task %d: step %d/%d epoch %d loss %.4f %s checkpoint %d root %s", task_id, p.step,
@@ -791,7 +761,7 @@ class WorkerDaemon:
             self.client.report_result(task_id, receipt.extrinsic_hash)
         except Exception as exc:  # noqa: BLE001 - the orchestrator sees it on chain anyway
             log.info("task %d: report_result not delivered: %s", task_id, exc)
-        self._forget_journal(task_id)
+        self.journal.forget(task_id)
         self.payouts.track(task_id)
         summary = {"task_id": task_id, "model_hash": result.model_hash, "artifact_uri": result.artifact_uri,
                    "metrics": result.metrics, "trajectory_root": result.trajectory_root,
@@ -823,100 +793,7 @@ def _memory_mb() -> int:
         return 4096
 
 
-# Command line -----------------------------------------------------------------------------------
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return number
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of `paratrain worker` (shared by paratrain.cli and `python -m workers.daemon`)."""
-    parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
-    parser.add_argument("--chain", default="ws://127.0.0.1:9944", metavar="URL",
-                        help="node WebSocket URL (default ws://127.0.0.1:9944)")
-    parser.add_argument("--key", required=True, metavar="KEY",
-                        help="the worker's key: a secret URI (//Name, mnemonic, 0x seed) or a keystore JSON file "
-                             "(password in $PARATRAIN_KEY_PASSWORD)")
-    parser.add_argument("--store", metavar="URI",
-                        help="artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or "
-                             "~/.cache/paratrain/artifacts)")
-    parser.add_argument("--ray-address", metavar="ADDR",
-                        help="join this Ray cluster (default $RAY_ADDRESS, else start a local one)")
-    parser.add_argument("--num-workers", type=_positive, default=1, metavar="N",
-                        help="Ray Train workers per task (default 1; 2 or more train with DDP, which pays off "
-                             "only when a step's compute outweighs its all-reduce, e.g. char_lm)")
-    parser.add_argument("--gpu", action="store_true", help="train on GPUs (one per training worker, NCCL)")
-    parser.add_argument("--allow-custom-code", action="store_true",
-                        help="also run custom recipes (arbitrary code named by the task); off by default")
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="journal and status.json (default ~/.cache/paratrain/worker/<account>)")
-    parser.add_argument("--deadline-margin", type=_positive, default=3, metavar="BLOCKS",
-                        help="release the claim when fewer blocks than this are left before the deadline (default 3)")
-    parser.add_argument("--max-tasks", type=_positive, metavar="N", help="exit after N results (default: run on)")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> DaemonConfig:
-    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, store=args.store,
-                        ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
-                        allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
-                        deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
-                        gpus=1 if args.gpu else 0)
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    """`paratrain worker`: run the daemon in the foreground until SIGINT/SIGTERM."""
-    from workers.keys import KeyLoadError, load_keypair
-
-    try:
-        keypair = load_keypair(args.key)
-    except KeyLoadError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    daemon = WorkerDaemon(config_from_args(args), keypair=keypair)
-    signals = {"count": 0}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            os._exit(130)
-        daemon.stop()
-        status = daemon.status
-        if status.task_id is not None and status.state in ("training", "claiming", "submitting"):
-            log.warning("%s: stopping; the claim on task %s is kept on chain (lease until block %s): "
-                        "restart the worker to resume from checkpoint %d (step %d)",
-                        signal.Signals(signum).name, status.task_id, status.lease_until, status.checkpoints,
-                        status.step)
-        else:
-            log.warning("%s: stopping", signal.Signals(signum).name)
-        raise DaemonStopped()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        code = daemon.run()
-    except DaemonStopped:
-        code = EXIT_OK
-    finally:
-        daemon.close()
-    log.info("worker stopped (%d submitted, %d refused, %d released)", daemon.status.tasks_submitted,
-             daemon.status.tasks_refused, daemon.status.tasks_released)
-    return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="paratrain worker", description="the paratrain worker daemon")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_worker_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return run_worker(args)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from workers.daemon_cli import add_worker_arguments, run_worker, standalone
+
+    raise SystemExit(standalone("paratrain worker", add_worker_arguments, run_worker))

@@ -44,11 +44,9 @@ and the other results are judged meanwhile.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,7 +88,7 @@ from workers.verification import (
 
 log = logging.getLogger("paratrain.validator")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR = 0, 1
 STATE_FILE = "state.json"
 # torch's default generator and thread count are process-wide: replays and evaluations of validators that
 # share a process (threads, tests, the demo) run one at a time, or one replay's seeding would disturb another's
@@ -293,6 +291,9 @@ class ValidatorDaemon:
                 self._take_in_round(key, event, block)
             elif event.name in ("ChallengeUpheld", "ChallengeDismissed", "ChallengeTimedOut"):
                 log.info("task %s: %s in block %d (challenger %s)", key, event.name, block.number, event.challenger)
+            elif event.name == "ApproverSlashed" and event.validator == self.account:
+                log.warning("task %s: this validator's approval was overturned by a challenge: %s of its stake "
+                            "slashed in block %d", key, event.amount, block.number)
         self.state.last_block = block.number
         self._save()
 
@@ -651,89 +652,7 @@ class ValidatorDaemon:
         self.verdicts.append(vote)
 
 
-# Command line -----------------------------------------------------------------------------------
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return number
-
-
-def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of `paratrain validator` (shared by paratrain.cli and `python -m workers.validator`)."""
-    parser.add_argument("--chain", default="ws://127.0.0.1:9944", metavar="URL",
-                        help="node WebSocket URL (default ws://127.0.0.1:9944)")
-    parser.add_argument("--key", required=True, metavar="KEY",
-                        help="the validator's key: a secret URI (//Name, mnemonic, 0x seed) or a keystore JSON "
-                             "file (password in $PARATRAIN_KEY_PASSWORD)")
-    parser.add_argument("--store", metavar="URI",
-                        help="artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or "
-                             "~/.cache/paratrain/artifacts)")
-    parser.add_argument("--spot-checks", type=_non_negative, default=2, metavar="Q",
-                        help="checkpoint segments re-executed per result, chosen from on-chain randomness "
-                             "(default 2)")
-    parser.add_argument("--ray-address", metavar="ADDR",
-                        help="Ray cluster for replays of multi-worker runs (default $RAY_ADDRESS, else local)")
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="state.json: resume point and votes (default ~/.cache/paratrain/validator/<account>)")
-    parser.add_argument("--metric-tolerance", type=float, default=METRIC_TOLERANCE, metavar="X",
-                        help=f"claimed vs re-measured metric, absolute (default {METRIC_TOLERANCE})")
-    parser.add_argument("--holdout-tolerance", type=float, default=HOLDOUT_TOLERANCE, metavar="X",
-                        help=f"holdout metric below the task's target, absolute (default {HOLDOUT_TOLERANCE})")
-    parser.add_argument("--holdout-margin-ms", type=_non_negative, default=HOLDOUT_MARGIN_MS, metavar="MS",
-                        help="stop waiting for a committed holdout's reveal when the verification window has this "
-                             f"many ms left, and judge without it (default {HOLDOUT_MARGIN_MS})")
-    parser.add_argument("--from-block", type=_non_negative, metavar="N",
-                        help="first block to read when there is no state file (default: the finalized head)")
-    parser.add_argument("--max-verdicts", type=_non_negative, metavar="N", help="exit after N verdicts")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> ValidatorConfig:
-    return ValidatorConfig(chain_url=args.chain, key=args.key, store=args.store, spot_checks=args.spot_checks,
-                           ray_address=args.ray_address, state_dir=args.state_dir,
-                           metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
-                           holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,
-                           max_verdicts=args.max_verdicts)
-
-
-def run_validator(args: argparse.Namespace) -> int:
-    """`paratrain validator`: run the daemon in the foreground until SIGINT/SIGTERM."""
-    from workers.keys import KeyLoadError, load_keypair
-
-    try:
-        keypair = load_keypair(args.key)
-    except KeyLoadError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    daemon = ValidatorDaemon(config_from_args(args), keypair=keypair)
-    signals = {"count": 0}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            os._exit(130)
-        log.warning("%s: stopping after the current step", signal.Signals(signum).name)
-        daemon.stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    code = daemon.run()
-    log.info("validator stopped (%d verdicts)", len(daemon.verdicts))
-    return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="paratrain validator", description="the paratrain validator daemon")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_validator_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("websocket", "substrateinterface", "urllib3", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return run_validator(args)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from workers.daemon_cli import add_validator_arguments, run_validator, standalone
+
+    raise SystemExit(standalone("paratrain validator", add_validator_arguments, run_validator))

@@ -465,6 +465,23 @@ class ChallengeTimedOutEvent(TypedEvent):
         return cls(task_id=v["task_id"], challenger=v["challenger"])
 
 
+@dataclass(frozen=True)
+class ApproverSlashedEvent(TypedEvent):
+    """A validator approved a result that the challenge round rejected: ApproverSlashFraction of its stake went to the challenger."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    NAME: ClassVar[str] = "ApproverSlashed"
+
+    task_id: int
+    validator: str
+    challenger: str
+    amount: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ApproverSlashedEvent:
+        return cls(task_id=v["task_id"], validator=v["validator"], challenger=v["challenger"], amount=v["amount"])
+
+
 # Errors -----------------------------------------------------------------------------------------
 
 

@@ -375,7 +375,8 @@ def perbill(parts: int, amount: int) -> int:
 
 def constants(chain: Chain) -> dict[str, int]:
     return {name: int(chain.constant("TaskBounties", name)) for name in
-            ("SlashFraction", "LeaseSlashFraction", "ValidatorRewardShare", "ClaimLease", "TaskDeposit")}
+            ("SlashFraction", "LeaseSlashFraction", "ApproverSlashFraction", "ValidatorRewardShare", "ClaimLease",
+             "TaskDeposit")}
 
 
 # Outcomes ----------------------------------------------------------------------------------------------------
@@ -669,7 +670,8 @@ def test_a_colluding_approval_is_challenged_and_the_larger_quorum_slashes(challe
     """validators_required = 1: //Eve accepts an inflated metric before the honest validators, so the result is
     Approved for 3 s; an honest validator challenges (deposit reserved), the challenge round's quorum of
     2 * 1 + 1 = 3 rejects upholds it: the worker slashed to the requester and the three rejecters, the
-    challenger's deposit returned, Eve paid nothing, the task reopened, no model registered."""
+    challenger's deposit returned, Eve paid nothing and slashed to the challenger for her approval, the task
+    reopened, no model registered."""
     chain, group = challenge_net
     start = chain.best_number()
     result, spec = runs.honest(), runs.spec()
@@ -700,9 +702,15 @@ def test_a_colluding_approval_is_challenged_and_the_larger_quorum_slashes(challe
     to_requester = amount // 2
     each = (amount - to_requester) // 3
     assert (outcome.amount, outcome.burned) == (amount, amount - to_requester - 3 * each)
+    # Eve approved the fraud: ApproverSlashFraction of her stake to the challenger
+    penalty = perbill(c["ApproverSlashFraction"], before.stake[EVE.ss58_address])
+    [approver] = named(events, "ApproverSlashed")
+    assert (approver.validator, approver.challenger, approver.amount) == (EVE.ss58_address, upheld.challenger, penalty)
+    challenger = next(k for k in (CHARLIE, DAVE, FERDIE) if k.ss58_address == upheld.challenger)
+    free = {ALICE: to_requester, CHARLIE: each, DAVE: each, FERDIE: each}
+    free[challenger] += penalty
     # the challenger's deposit was reserved, then returned in full: its reserve is back where it was
-    assert_ledger(chain, before, free={ALICE: to_requester, CHARLIE: each, DAVE: each, FERDIE: each},
-                  reserved={BOB: -amount}, stake={BOB: -amount})
+    assert_ledger(chain, before, free=free, reserved={BOB: -amount, EVE: -penalty}, stake={BOB: -amount, EVE: -penalty})
     task = chain.task_bounties.tasks(task_id)
     assert status_of(task)[0] == "Open" and task.attempts == 1 and chain.task_bounties.results(task_id) is None
     assert chain.models.models("0x" + result.model_hash) is None

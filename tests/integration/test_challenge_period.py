@@ -274,10 +274,12 @@ def test_who_may_challenge_and_a_challenge_that_times_out(chain: Chain) -> None:
     assert chain.client.query("TaskBounties", "Verdicts", [task_id, DAVE.ss58_address]).value is None
     assert chain.client.query("TaskBounties", "Verdicts", [task_id, EVE.ss58_address]).value == {
         "accept": False, "measured_metric": 0, "evidence_hash": EVIDENCE}
-    assert chain.worker(DAVE)["pending_verdicts"] == votes0[DAVE.ss58_address]
+    # The approver stays bound (no unregistering, so no escaping a slash) until the challenge settles.
+    assert chain.worker(DAVE)["pending_verdicts"] == votes0[DAVE.ss58_address] + 1
     assert chain.worker(EVE)["pending_verdicts"] == votes0[EVE.ss58_address] + 1
     assert queued(chain, task_id) == [] and in_verification(chain, task_id) == [settle_until]
     book.fails("HasPendingVerdicts", EVE, "Workers", "unregister")
+    book.fails("HasPendingVerdicts", DAVE, "Workers", "unregister")
     book.fails("AlreadyVoted", EVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(False)})
     assert challenge(book, task_id, FERDIE).error_message["name"] == "NotApproved"
     last = book.fails("NotApproved", CHARLIE, "TaskBounties", "finalize_result", {"task_id": task_id})
@@ -298,6 +300,7 @@ def test_who_may_challenge_and_a_challenge_that_times_out(chain: Chain) -> None:
     assert e3 == {**e2, "free": e2["free"] + DEPOSIT, "reserved": e2["reserved"] - DEPOSIT}
     assert b2["free"] == b1["free"] + BOUNTY - share and d2["free"] == d1["free"] + share
     assert chain.worker(EVE)["pending_verdicts"] == votes0[EVE.ss58_address]
+    assert chain.worker(DAVE)["pending_verdicts"] == votes0[DAVE.ss58_address]  # the approver is free again
     assert model(chain, model_hash)["trainer"] == BOB.ss58_address
     assert in_verification(chain, task_id) == [] and queued(chain, task_id) == []
 
@@ -309,6 +312,7 @@ def test_a_challenge_upheld_by_the_larger_quorum_slashes_the_worker(chain: Chain
     quorum = 2 * 1 + 1
     stake, rejected = chain.worker(CHARLIE)["stake"], chain.client.query(
         "Workers", "Reputation", [CHARLIE.ss58_address]).value["tasks_rejected"]
+    approver_stake = chain.worker(DAVE)["stake"]
     a0, c0, d0, e0, f0 = (chain.account(k) for k in (ALICE, CHARLIE, DAVE, EVE, FERDIE))
     book.fees.clear()
     # Dave approved in the first round and may vote again; a challenge-round voter cannot unregister.
@@ -328,10 +332,17 @@ def test_a_challenge_upheld_by_the_larger_quorum_slashes_the_worker(chain: Chain
     assert c1["reserved"] == c0["reserved"] - amount and c1["free"] == c0["free"]
     a1 = chain.account(ALICE)  # the task reopened: the bounty stays reserved
     assert a1 == {**a0, "free": a0["free"] + to_requester}
-    assert chain.account(DAVE)["free"] == d0["free"] + each - book.fee(DAVE)
+    # Dave approved the result the round rejected: ApproverSlashFraction of its stake goes to the challenger,
+    # although it turned and rejected in the challenge round (where it earns a rejecter's share)
+    penalty = approver_stake * chain.constant("TaskBounties", "ApproverSlashFraction") // 10**9
+    assert penalty > 0 and events(r, "TaskBounties", "ApproverSlashed") == [
+        {"task_id": task_id, "validator": DAVE.ss58_address, "challenger": EVE.ss58_address, "amount": penalty}]
+    assert chain.worker(DAVE)["stake"] == approver_stake - penalty
+    d1 = chain.account(DAVE)
+    assert d1 == {**d0, "free": d0["free"] + each - book.fee(DAVE), "reserved": d0["reserved"] - penalty}
     assert chain.account(FERDIE)["free"] == f0["free"] + each - book.fee(FERDIE)
     e1 = chain.account(EVE)
-    assert e1 == {**e0, "free": e0["free"] + each + DEPOSIT, "reserved": e0["reserved"] - DEPOSIT}
+    assert e1 == {**e0, "free": e0["free"] + each + DEPOSIT + penalty, "reserved": e0["reserved"] - DEPOSIT}
     task = chain.task(task_id)
     assert task["status"] == "Open" and task["attempts"] == 1 and result(chain, task_id) is None
     assert model(chain, model_hash) is None

@@ -190,7 +190,10 @@ class Harness:
                 assert info["active_claims"] == len(claims[who])
                 votes = sum(1 for t, task in tasks.items() if task["status"][0] in VOTING
                             and TaskBounties.Verdicts.contains(self.state, t, who))
-                assert info["pending_verdicts"] == votes
+                # an approver of a challenged result stays bound until the challenge settles
+                bound = sum(1 for t, task in tasks.items() if task["status"][0] == "Challenged"
+                            and who in TaskBounties.Results.get(self.state, t)["approved_by"])
+                assert info["pending_verdicts"] == votes + bound
             else:
                 assert not claims[who]
 
@@ -425,18 +428,25 @@ def test_challenge_rounds_in_process() -> None:
     assert status(1)[0] == "Accepted" and free(t1) == w0 + bounty - 3 * reward + deposit - 3 * each
     assert all(free(v) == frees[v] + each + reward for v in (v1, v3, v4)) and free(v2) == frees[v2]
 
-    # Upheld: the worker is slashed to the requester and the round's rejecters; the deposit comes back.
+    # Upheld: the worker is slashed to the requester and the round's rejecters; the deposit comes back; the
+    # approver v1 is slashed to the challenger even though it turned and rejected in the challenge round.
     approved(2)
     assert h.dispatch(v2, "TaskBounties", "challenge_result", task_id=2, evidence_hash=bytes(32))
     assert not h.dispatch(v2, "TaskBounties", "submit_verdict", task_id=2, verdict=verdict(False))  # voted
+    assert not h.dispatch(v1, "Workers", "unregister")  # bound while the challenge of its approval is open
     stake, r0 = Workers.Workers.get(h.state, t1)["stake"], free(requester)
+    approver_stake = Workers.Workers.get(h.state, v1)["stake"]
     frees = {v: free(v) for v in (v1, v2, v3)}
     for v in (v3, v1):
         assert h.dispatch(v, "TaskBounties", "submit_verdict", task_id=2, verdict=verdict(False))
     h.check()
     amount = stake * TaskBounties.constant("SlashFraction") // 10**9
+    penalty = approver_stake * TaskBounties.constant("ApproverSlashFraction") // 10**9
+    each = (amount - amount // 2) // 3
     assert status(2)[0] == "Open" and Workers.Workers.get(h.state, t1)["stake"] == stake - amount
-    assert free(requester) == r0 + amount // 2 and free(v2) == frees[v2] + deposit + (amount - amount // 2) // 3
+    assert free(requester) == r0 + amount // 2 and free(v2) == frees[v2] + deposit + each + penalty
+    assert Workers.Workers.get(h.state, v1)["stake"] == approver_stake - penalty and free(v1) == frees[v1] + each
+    assert Workers.Workers.get(h.state, v1)["pending_verdicts"] == 0
 
     # Timed out: no quorum within VerificationGrace (ms); the deposit comes back and the approval stands.
     approved(3)

@@ -40,8 +40,9 @@ Challenge period (docs/devnet.md has the full rules): a first-round quorum makes
 claim and `approved_by` their verdicts. A Validator that is not the worker, the requester or an approver
 may `challenge_result` before then with ChallengeDeposit: a challenge round (quorum
 `2 * validators_required + 1`, VerificationGrace ms, the challenger's vote its first reject; `accepts` /
-`rejects` always hold the current round) upholds (worker slashed to the round's rejecters, deposit back,
-task reopens), dismisses (deposit split among the round's accepters, remainder to the worker, then paid
+`rejects` always hold the current round; the approvers stay bound: no unregistering until it settles) upholds
+(worker slashed to the round's rejecters, deposit back, each approver slashed ApproverSlashFraction of its stake
+to the challenger, task reopens), dismisses (deposit split among the round's accepters, remainder to the worker, then paid
 with them) or times out (deposit back, paid with `approved_by`). Unchallenged, `finalize_result` (anyone)
 or a later block's `on_initialize` (`PendingPayouts`) pays with `approved_by`.
 
@@ -69,6 +70,7 @@ The types, events and errors are declared in task_bounties_types.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from devnet.crypto import blake2_256, verify_signature
@@ -124,7 +126,8 @@ class TaskBounties(Pallet):
                  verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS,
                  max_claims_per_worker: int = 4, max_validators_required: int = 8,
                  validator_reward_share: int = 100_000_000, slash_fraction: int = 200_000_000,
-                 lease_slash_fraction: int = 50_000_000, max_expiries_per_block: int = 32,
+                 lease_slash_fraction: int = 50_000_000, approver_slash_fraction: int = 100_000_000,
+                 max_expiries_per_block: int = 32,
                  max_expiry_spill: int = 64, max_recipe_len: int = 64, max_uri_len: int = 256,
                  max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
                  challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT) -> None:
@@ -142,6 +145,9 @@ class TaskBounties(Pallet):
             Constant("SlashFraction", Perbill, slash_fraction, "The part of the stake a rejected result costs."),
             Constant("LeaseSlashFraction", Perbill, lease_slash_fraction,
                      "The part of the stake a lapsed lease costs (paid to the requester)."),
+            Constant("ApproverSlashFraction", Perbill, approver_slash_fraction,
+                     "The part of its stake a validator loses for approving a result that a challenge round "
+                     "rejects (paid to the challenger)."),
             Constant("MaxExpiriesPerBlock", U32, max_expiries_per_block, "Entries per expiry slot (per queue)."),
             Constant("MaxExpirySpill", U32, max_expiry_spill, "How many blocks later a full slot may spill to."),
             Constant("MaxRecipeLen", U32, max_recipe_len, "The longest recipe name, in bytes."),
@@ -159,7 +165,7 @@ class TaskBounties(Pallet):
         self.claim_lease, self.verification_grace = claim_lease, verification_grace_ms
         self.max_claims, self.max_validators = max_claims_per_worker, max_validators_required
         self.validator_reward_share, self.slash_fraction = validator_reward_share, slash_fraction
-        self.lease_slash_fraction = lease_slash_fraction
+        self.lease_slash_fraction, self.approver_slash_fraction = lease_slash_fraction, approver_slash_fraction
         self.max_expiries, self.max_spill = max_expiries_per_block, max_expiry_spill
         self.max_recipe_len, self.max_uri_len = max_recipe_len, max_uri_len
         self.max_metric_name_len, self.max_metrics, self.max_checkpoints = (
@@ -400,7 +406,8 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("ChallengePeriodOver")
         self.balances.reserve(ctx, who, self.challenge_deposit)
         self._unqueue_payout(ctx, task_id)
-        self._clear_round(ctx, task_id, result)
+        # a new round: everyone may vote again, but the approvers stay bound (no unregistering) until it settles
+        self._clear_round(ctx, task_id, result, keep_pending=result["approved_by"])
         settle_until = self._queue_verification(ctx, task_id)
         TaskBounties.Verdicts.set(ctx.state, task_id, who,
                                   {"accept": False, "measured_metric": 0, "evidence_hash": evidence_hash})
@@ -496,10 +503,26 @@ class TaskBounties(Pallet):
 
     def _uphold_challenge(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
                           result: dict[str, Any]) -> None:
-        challenge = result["challenge"]
-        self.balances.unreserve(ctx, challenge["challenger"], challenge["deposit"])
-        ctx.deposit_event(TaskBounties, "ChallengeUpheld", {"task_id": task_id, "challenger": challenge["challenger"]})
+        """The challenger won: its deposit back, every approver slashed to it, the worker slashed as on a reject.
+
+        An approver is slashed even when it rejects in the challenge round: otherwise approving without
+        checking would cost nothing to a validator that watches for challenges and turns."""
+        challenger, deposit = result["challenge"]["challenger"], result["challenge"]["deposit"]
+        self.balances.unreserve(ctx, challenger, deposit)
+        ctx.deposit_event(TaskBounties, "ChallengeUpheld", {"task_id": task_id, "challenger": challenger})
+        for approver in self._release_approvers(ctx, result):
+            info = Workers.Workers.get(ctx.state, approver)
+            amount = perbill_mul(self.approver_slash_fraction, info["stake"]) if info else 0
+            slashed = self.workers.slash_stake(ctx, approver, amount, [(challenger, amount)])
+            ctx.deposit_event(TaskBounties, "ApproverSlashed",
+                              {"task_id": task_id, "validator": approver, "challenger": challenger, "amount": slashed})
         self._reject(ctx, task_id, task, result)
+
+    def _release_approvers(self, ctx: DispatchContext, result: dict[str, Any]) -> list[bytes]:
+        """The challenge is settled: the first round's approvers are free to unregister again."""
+        for approver in result["approved_by"]:
+            self.workers.adjust(ctx, approver, verdicts=-1)
+        return list(result["approved_by"])
 
     def _dismiss_challenge(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
                            result: dict[str, Any]) -> None:
@@ -514,6 +537,7 @@ class TaskBounties(Pallet):
                 slashed += part - self.balances.repatriate_reserved(ctx, challenger, dest, part, "Free")
         ctx.deposit_event(TaskBounties, "ChallengeDismissed",
                           {"task_id": task_id, "challenger": challenger, "slashed": slashed})
+        self._release_approvers(ctx, result)
         self._pay_out(ctx, task_id, task, result, accepters)
 
     def _close_verification(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
@@ -527,10 +551,13 @@ class TaskBounties(Pallet):
         self._clear_round(ctx, task_id, result)
         self._end_claim(ctx, task_id, payload["worker"])
 
-    def _clear_round(self, ctx: DispatchContext, task_id: int, result: dict[str, Any]) -> None:
+    def _clear_round(self, ctx: DispatchContext, task_id: int, result: dict[str, Any],
+                     keep_pending: Sequence[bytes] = ()) -> None:
+        """Remove the current round's verdicts; their voters' pending counts drop, except `keep_pending`'s."""
         for voter in result["accepts"] + result["rejects"]:
             TaskBounties.Verdicts.remove(ctx.state, task_id, voter)
-            self.workers.adjust(ctx, voter, verdicts=-1)
+            if voter not in keep_pending:
+                self.workers.adjust(ctx, voter, verdicts=-1)
 
     def _end_claim(self, ctx: DispatchContext, task_id: int, worker: bytes) -> None:
         TaskBounties.ClaimsByWorker.remove(ctx.state, worker, task_id)
@@ -623,6 +650,7 @@ class TaskBounties(Pallet):
             self.balances.unreserve(ctx, challenge["challenger"], challenge["deposit"])
             ctx.deposit_event(TaskBounties, "ChallengeTimedOut",
                               {"task_id": task_id, "challenger": challenge["challenger"]})
+            self._release_approvers(ctx, result)
             self._pay_out(ctx, task_id, task, result, result["approved_by"])
 
     def _take_due(self, ctx: DispatchContext, fifo: StorageItem) -> list[tuple[int, int]]:

@@ -144,6 +144,9 @@ EVENTS = (
              "The challenge round accepted the result: the challenger's deposit went to its accepters."),
     EventDef("ChallengeTimedOut", fields(TASK_ID, _CHALLENGER),
              "No quorum in the challenge round: the deposit is returned and the original approval stands."),
+    EventDef("ApproverSlashed", fields(TASK_ID, ("validator", AccountId, "T::AccountId"), _CHALLENGER, _bal("amount")),
+             "A validator approved a result that the challenge round rejected: ApproverSlashFraction of its stake "
+             "went to the challenger."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No task with this id."),

@@ -1,0 +1,202 @@
+"""`paratrain worker` and `paratrain validator`: their options, and running either daemon in the foreground.
+
+Light at import time (no torch, Ray or chain client): `paratrain.cli` builds its parser from here, and the
+daemons' modules are imported only when one runs. Both daemons stop on the first SIGINT/SIGTERM and exit at
+once on a second; a bad key is one log line and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
+
+worker_log = logging.getLogger("paratrain.worker")
+validator_log = logging.getLogger("paratrain.validator")
+
+EXIT_OK, EXIT_USAGE = 0, 2  # EXIT_USAGE: a user error (a bad key), as everywhere in paratrain
+DEFAULT_CHAIN = "ws://127.0.0.1:9944"
+STORE_HELP = "artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or ~/.cache/paratrain/artifacts)"
+NOISY_LOGGERS = ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec")
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
+def _key_argument(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument("--key", required=True, metavar="KEY",
+                        help=f"the {whose}'s key: a secret URI (//Name, mnemonic, 0x seed) or a keystore JSON file "
+                             "(password in $PARATRAIN_KEY_PASSWORD)")
+
+
+# The worker -------------------------------------------------------------------------------------
+def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
+    parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
+    _key_argument(parser, "worker")
+    parser.add_argument("--store", metavar="URI", help=STORE_HELP)
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="join this Ray cluster (default $RAY_ADDRESS, else start a local one)")
+    parser.add_argument("--num-workers", type=positive, default=1, metavar="N",
+                        help="Ray Train workers per task (default 1; 2 or more train with DDP, which pays off "
+                             "only when a step's compute outweighs its all-reduce, e.g. char_lm)")
+    parser.add_argument("--gpu", action="store_true", help="train on GPUs (one per training worker, NCCL)")
+    parser.add_argument("--allow-custom-code", action="store_true",
+                        help="also run custom recipes (arbitrary code named by the task); off by default")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="journal and status.json (default ~/.cache/paratrain/worker/<account>)")
+    parser.add_argument("--deadline-margin", type=positive, default=3, metavar="BLOCKS",
+                        help="release the claim when fewer blocks than this are left before the deadline (default 3)")
+    parser.add_argument("--max-tasks", type=positive, metavar="N", help="exit after N results (default: run on)")
+    return parser
+
+
+def worker_config(args: argparse.Namespace) -> Any:
+    from workers.daemon import DaemonConfig
+
+    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, store=args.store,
+                        ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
+                        allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
+                        deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
+                        gpus=1 if args.gpu else 0)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """`paratrain worker`: the worker daemon until SIGINT/SIGTERM (or --max-tasks results)."""
+    from workers.daemon import DaemonStopped, WorkerDaemon
+
+    keypair = _load_key(args.key, worker_log)
+    if keypair is None:
+        return EXIT_USAGE
+    daemon = WorkerDaemon(worker_config(args), keypair=keypair)
+
+    def on_stop(name: str) -> None:
+        daemon.stop()
+        status = daemon.status
+        if status.task_id is not None and status.state in ("training", "claiming", "submitting"):
+            worker_log.warning("%s: stopping; the claim on task %s is kept on chain (lease until block %s): "
+                        "restart the worker to resume from checkpoint %d (step %d)",
+                        name, status.task_id, status.lease_until, status.checkpoints, status.step)
+        else:
+            worker_log.warning("%s: stopping", name)
+        raise DaemonStopped()  # out of training at once: the claim stays, a restart resumes it
+
+    _stop_on_signals(on_stop)
+    try:
+        code = daemon.run()
+    except DaemonStopped:
+        code = EXIT_OK
+    finally:
+        daemon.close()
+    worker_log.info("worker stopped (%d submitted, %d refused, %d released)", daemon.status.tasks_submitted,
+             daemon.status.tasks_refused, daemon.status.tasks_released)
+    return code
+
+
+# The validator ----------------------------------------------------------------------------------
+def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
+    _key_argument(parser, "validator")
+    parser.add_argument("--store", metavar="URI", help=STORE_HELP)
+    parser.add_argument("--spot-checks", type=non_negative, default=2, metavar="Q",
+                        help="checkpoint segments re-executed per result, chosen from on-chain randomness "
+                             "(default 2)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="Ray cluster for replays of multi-worker runs (default $RAY_ADDRESS, else local)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="state.json: resume point and votes (default ~/.cache/paratrain/validator/<account>)")
+    parser.add_argument("--metric-tolerance", type=float, default=METRIC_TOLERANCE, metavar="X",
+                        help=f"claimed vs re-measured metric, absolute (default {METRIC_TOLERANCE})")
+    parser.add_argument("--holdout-tolerance", type=float, default=HOLDOUT_TOLERANCE, metavar="X",
+                        help=f"holdout metric below the task's target, absolute (default {HOLDOUT_TOLERANCE})")
+    parser.add_argument("--holdout-margin-ms", type=non_negative, default=HOLDOUT_MARGIN_MS, metavar="MS",
+                        help="stop waiting for a committed holdout's reveal when the verification window has this "
+                             f"many ms left, and judge without it (default {HOLDOUT_MARGIN_MS})")
+    parser.add_argument("--from-block", type=non_negative, metavar="N",
+                        help="first block to read when there is no state file (default: the finalized head)")
+    parser.add_argument("--max-verdicts", type=non_negative, metavar="N", help="exit after N verdicts")
+    return parser
+
+
+def validator_config(args: argparse.Namespace) -> Any:
+    from workers.validator import ValidatorConfig
+
+    return ValidatorConfig(chain_url=args.chain, key=args.key, store=args.store, spot_checks=args.spot_checks,
+                           ray_address=args.ray_address, state_dir=args.state_dir,
+                           metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
+                           holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,
+                           max_verdicts=args.max_verdicts)
+
+
+def run_validator(args: argparse.Namespace) -> int:
+    """`paratrain validator`: the validator daemon until SIGINT/SIGTERM (or --max-verdicts verdicts)."""
+    from workers.validator import ValidatorDaemon
+
+    keypair = _load_key(args.key, validator_log)
+    if keypair is None:
+        return EXIT_USAGE
+    daemon = ValidatorDaemon(validator_config(args), keypair=keypair)
+
+    def on_stop(name: str) -> None:
+        validator_log.warning("%s: stopping after the current step", name)
+        daemon.stop()
+
+    _stop_on_signals(on_stop)
+    code = daemon.run()
+    validator_log.info("validator stopped (%d verdicts)", len(daemon.verdicts))
+    return code
+
+
+# Shared -----------------------------------------------------------------------------------------
+def _load_key(spec: str, log: logging.Logger) -> Any:
+    from workers.keys import KeyLoadError, load_keypair
+
+    try:
+        return load_keypair(spec)
+    except KeyLoadError as exc:
+        log.error("%s", exc)
+        return None
+
+
+def _stop_on_signals(on_stop: Callable[[str], None]) -> None:
+    """SIGINT/SIGTERM call `on_stop(signal name)`; a second one exits at once (status 130)."""
+    count = 0
+
+    def handler(signum: int, _frame: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            os._exit(130)
+        on_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def standalone(prog: str, add_arguments: Callable[[argparse.ArgumentParser], Any],
+               run: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
+    """`python -m workers.daemon` / `python -m workers.validator`: the same command, logging at INFO."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run(args)

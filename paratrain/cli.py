@@ -10,25 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from paratrain.argtypes import non_negative, positive
+
 console = Console(stderr=True)
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2, no traceback."""
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     storage = devnet.add_mutually_exclusive_group()
     storage.add_argument("--tmp", action="store_true", help="keep the chain in memory only (the default)")
     storage.add_argument("--base-path", type=Path, help="directory where finalized blocks and state persist")
-    devnet.add_argument("--block-time", type=_positive, metavar="MS",
+    devnet.add_argument("--block-time", type=positive, metavar="MS",
                         help="author a block every MS milliseconds (default: instant seal)")
-    devnet.add_argument("--finality-lag", type=_non_negative, default=0, metavar="N",
+    devnet.add_argument("--finality-lag", type=non_negative, default=0, metavar="N",
                         help="finalize blocks N behind the best block (default 0: immediately)")
-    devnet.add_argument("--challenge-period-ms", type=_non_negative, metavar="MS",
+    devnet.add_argument("--challenge-period-ms", type=non_negative, metavar="MS",
                         help="milliseconds in which an approved result may be challenged before it pays out "
                              "(TaskBounties.ChallengePeriod; default 5000; 0: pay at once)")
-    devnet.add_argument("--verification-grace-ms", type=_positive, metavar="MS",
+    devnet.add_argument("--verification-grace-ms", type=positive, metavar="MS",
                         help="milliseconds validators have to reach a quorum on a submitted result, and on a "
                              "challenged one (TaskBounties.VerificationGrace; default 60000)")
 
@@ -81,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     orch.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
     orch.add_argument("--db", metavar="PATH", help="SQLite index file (default orchestrator.db)")
     orch.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
-    orch.add_argument("--metrics-port", type=_non_negative, metavar="N",
+    orch.add_argument("--metrics-port", type=non_negative, metavar="N",
                       help="Prometheus metrics port (0: off; default 9615)")
 
     from paratrain.commands import register_people_commands  # task, account, model

@@ -42,6 +42,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from paratrain.argtypes import non_negative, positive
+
 UNIT = 10**12
 SYMBOL = "PARA"
 BOUNTY = 100 * UNIT
@@ -77,31 +79,17 @@ class DemoOptions:
 
 
 # Command line ------------------------------------------------------------------------------------
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return number
-
-
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of `paratrain demo` (shared by paratrain.cli and `python -m paratrain.demo`)."""
     parser.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
-    parser.add_argument("--epochs", type=_positive, default=DEFAULT_EPOCHS,
+    parser.add_argument("--epochs", type=positive, default=DEFAULT_EPOCHS,
                         help=f"training epochs of the digits classifier (default {DEFAULT_EPOCHS})")
     parser.add_argument("--out", default=".", metavar="DIR",
                         help=f"where the training curve {CURVE_FILE} is written (default: here)")
-    parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
+    parser.add_argument("--workers", type=positive, default=DEFAULT_WORKERS, metavar="N",
                         help="Ray Train workers for the training run (default 1; 2 or more train with torch DDP and "
                              "the validators replay their spot checks on Ray too, which takes minutes longer)")
-    parser.add_argument("--challenge-period-ms", type=_non_negative, default=DEFAULT_CHALLENGE_PERIOD_MS,
+    parser.add_argument("--challenge-period-ms", type=non_negative, default=DEFAULT_CHALLENGE_PERIOD_MS,
                         metavar="MS", help="devnet's challenge period: how long an approved result may be challenged "
                                            f"before it pays (default {DEFAULT_CHALLENGE_PERIOD_MS}; 0: pay at once)")
     parser.add_argument("--keep", action="store_true",

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from paratrain.argtypes import non_negative, positive
 from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
 
 worker_log = logging.getLogger("paratrain.worker")
@@ -22,20 +23,6 @@ EXIT_OK, EXIT_USAGE = 0, 2  # EXIT_USAGE: a user error (a bad key), as everywher
 DEFAULT_CHAIN = "ws://127.0.0.1:9944"
 STORE_HELP = "artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or ~/.cache/paratrain/artifacts)"
 NOISY_LOGGERS = ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec")
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return number
-
-
-def non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return number
 
 
 def _key_argument(parser: argparse.ArgumentParser, whose: str) -> None:

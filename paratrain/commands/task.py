@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from paratrain.argtypes import non_negative_float, positive
 from paratrain.cli import CliError
 from paratrain.commands import challenge
 from paratrain.commands.common import (
@@ -43,26 +44,6 @@ def _task_id(value: str) -> int:
     return number
 
 
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
-    return number
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     task = commands.add_parser("task", help="post, list, inspect, watch and cancel training tasks")
     sub = task.add_subparsers(dest="task_command", required=True)
@@ -74,9 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "packaged (with --dataset-uri unless it is in --store); default: the recipe's")
     create.add_argument("--dataset-uri", default=None, metavar="URI", help="where a data set given by hash lives")
     create.add_argument("--bounty", required=True, help="bounty in the chain's token, e.g. 10 or 2.5")
-    create.add_argument("--deadline-blocks", type=_positive, default=600, metavar="N",
+    create.add_argument("--deadline-blocks", type=positive, default=600, metavar="N",
                         help="the task expires N blocks from now if unclaimed (default 600)")
-    create.add_argument("--validators", type=_positive, default=1, metavar="N",
+    create.add_argument("--validators", type=positive, default=1, metavar="N",
                         help="accepting verdicts needed (default 1)")
     create.add_argument("--min-stake", default="0", metavar="AMOUNT", help="least worker stake, in tokens (default 0)")
     create.add_argument("--hyperparameters", "--hp", nargs="+", default=[], metavar="K=V",
@@ -84,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--metric", default=None, help="evaluation metric (default: the recipe's)")
     create.add_argument("--target", type=float, default=None, help="evaluation target (default: the recipe's)")
     create.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    create.add_argument("--checkpoint-every", type=_positive, default=None, metavar="K",
+    create.add_argument("--checkpoint-every", type=positive, default=None, metavar="K",
                         help="a checkpoint every K optimizer steps (default: about 64 checkpoints over the run, "
                              "the most an attestation carries)")
     create.add_argument("--timeout-s", type=float, default=900.0, help="training wall-clock limit (default 900)")
@@ -108,7 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="every field of a task; optionally its training curve as a PNG")
     show.add_argument("task_id", type=_task_id)
     show.add_argument("--curve", type=Path, metavar="OUT.png", help="write the training curve (loss, metrics)")
-    show.add_argument("--wait", type=_non_negative_float, default=3.0, metavar="S",
+    show.add_argument("--wait", type=non_negative_float, default=3.0, metavar="S",
                       help="with --curve: listen to the orchestrator's stream for up to S seconds (default 3)")
     show.add_argument("--history", type=Path, metavar="FILE",
                       help="with --curve: a recorded progress history (JSON lines) instead of the local one")
@@ -117,7 +98,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     watch = sub.add_parser("watch", help="a live progress bar (epoch, loss) until the task is done")
     watch.add_argument("task_id", type=_task_id)
-    watch.add_argument("--timeout", type=_non_negative_float, default=None, metavar="S",
+    watch.add_argument("--timeout", type=non_negative_float, default=None, metavar="S",
                        help="stop watching after S seconds (default: never)")
     add_store_argument(watch)
     add_chain_argument(watch)

@@ -76,9 +76,22 @@ class ArtifactStore:
         """Store `data`; its hash (64 hex). Idempotent."""
         data = bytes(data)
         digest = blake2_256_hex(data)
+        self._write(digest, data)
+        return digest
+
+    def copy_from(self, source: ArtifactStore, digest: str | bytes) -> bytes:
+        """Copy one object from another store into this one; its bytes, verified (once: the hash checked on
+        reading is the name it is written under)."""
+        digest = normalize_hash(digest)
+        data = source.get(digest)
+        self._write(digest, data)
+        return data
+
+    def _write(self, digest: str, data: bytes) -> None:
+        """Write `data`, whose blake2-256 the caller has just computed or checked, under `digest`."""
         path = self._path(digest)
         if self.fs.exists(path):
-            return digest
+            return
         parent = path.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         if self._local:  # atomic on a local disk: concurrent writers and crashes leave no partial object
@@ -88,7 +101,6 @@ class ArtifactStore:
             os.replace(tmp, path)
         else:
             self.fs.pipe_file(path, data)
-        return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         return self.put(Path(path).read_bytes())
@@ -120,7 +132,8 @@ class ArtifactStore:
         if self.exists(expected):
             self.get(expected)
             return expected
-        return self.put(self.fetch(uri, expected, **storage_options))
+        self._write(expected, self.fetch(uri, expected, **storage_options))
+        return expected
 
     def _cat(self, uri: str, **storage_options: Any) -> bytes:
         try:

@@ -49,6 +49,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -427,7 +428,6 @@ class ValidatorDaemon:
             spec = decode_spec(self.store.fetch(spec_uri, spec_hash), require_canonical=True)
         except (ArtifactError, OSError, ValueError, SpecError) as exc:
             raise Abstain(f"the spec document {spec_uri} is unusable: {exc}") from None
-        self._fetch_artifacts(attestation)
         checkpoints = [as_hex(h) for h in (attestation["checkpoints"] if isinstance(attestation, dict)
                                              else attestation.checkpoints)]
         model_hash = as_hex(attestation["model_hash"] if isinstance(attestation, dict) else attestation.model_hash)
@@ -441,7 +441,8 @@ class ValidatorDaemon:
             if digest == model_hash or (checkpoints and digest == checkpoints[-1]):
                 kept[digest] = data
 
-        checks: list[Check] = verify_hashes(attestation, self.store, on_read)
+        copied = self._fetch_artifacts(attestation, on_read)
+        checks: list[Check] = verify_hashes(attestation, self.store, on_read, verified=copied)
         checks.append(self._code_check(spec, attestation))
         dataset = as_hex(attestation.dataset_hash if not isinstance(attestation, dict) else attestation["dataset_hash"])
         checks.append(Check("dataset_hash", dataset == spec.dataset.hash,
@@ -483,23 +484,27 @@ class ValidatorDaemon:
             checks.append(Check("metric", False, {"reason": "not measured: the artifacts failed their checks"}))
         return decide(checks, measured_micro), segments, extra
 
-    def _fetch_artifacts(self, attestation: Any) -> None:
-        """Copy the model and checkpoints from the store the artifact_uri names into ours (each verified)."""
+    def _fetch_artifacts(self, attestation: Any, on_read: Callable[[str, bytes], None]) -> set[str]:
+        """Copy the model and checkpoints from the store the artifact_uri names into ours, each verified by
+        hash once, its bytes shown to `on_read`; returns the digests copied (verify_hashes reads only the
+        others)."""
         from workers.artifacts import ArtifactError, ArtifactStore
 
         field_of = (lambda n: attestation[n]) if isinstance(attestation, dict) else (lambda n: getattr(attestation, n))
         root = store_root_of(as_text(field_of("artifact_uri")))
         if root is None or root == self.store.root:
-            return
-        source = ArtifactStore(root)
-        for digest in [field_of("model_hash"), *field_of("checkpoints")]:
-            digest = as_hex(digest)
+            return set()
+        source, copied = ArtifactStore(root), set()
+        for digest in dict.fromkeys(as_hex(d) for d in [field_of("model_hash"), *field_of("checkpoints")]):
             if self.store.exists(digest):
                 continue
             try:
-                self.store.put(source.get(digest))
+                on_read(digest, self.store.copy_from(source, digest))
             except (ArtifactError, OSError, ValueError) as exc:
                 log.info("artifact %s not fetched from %s: %s", digest[:16], root, exc)
+                continue
+            copied.add(digest)
+        return copied
 
     def _schedule_check(self, spec: Any, spec_hash: str, metas: list[dict[str, Any] | None]) -> Check:
         """The checkpoints are the spec's whole schedule; the total steps for their world size are the

@@ -62,6 +62,19 @@ def test_fetch_verifies_against_the_expected_hash(store, tmp_path):
     assert store.get(copied) == b"data set bytes"
 
 
+def test_copy_from_another_store_verifies_once_and_refuses_tampered_objects(store, tmp_path):
+    source = ArtifactStore(tmp_path / "worker-store")
+    good, bad = source.put(b"checkpoint 1"), source.put(b"checkpoint 2")
+    assert store.copy_from(source, "0x" + good) == b"checkpoint 1" and store.get(good) == b"checkpoint 1"
+    with open(source.uri(bad).removeprefix("file://"), "wb") as f:
+        f.write(b"a forged checkpoint")
+    with pytest.raises(ArtifactIntegrityError):
+        store.copy_from(source, bad)
+    assert not store.exists(bad)  # nothing written under a name its bytes do not hash to
+    with pytest.raises(ArtifactNotFoundError):
+        store.copy_from(source, blake(b"never stored"))
+
+
 def test_other_fsspec_backends_and_pickling():
     import pickle
 

@@ -95,6 +95,20 @@ def test_verify_hashes_shows_each_verified_document_once(store):
     assert all(blake2_256_hex(data) == digest for digest, data in seen)  # verified bytes only
 
 
+def test_verify_hashes_does_not_read_again_what_was_just_copied(store):
+    """The validator copies a worker's objects into its store (each verified by hash on the copy and shown
+    to on_read then): verify_hashes reads only the others."""
+    att = attestation_in(store, 3)
+    copied = {att["model_hash"][2:], att["checkpoints"][1][2:]}
+    for digest in copied:  # whatever is on disk now is not looked at again
+        with open(store._path(digest), "wb") as f:
+            f.write(b"overwritten after the verified copy")
+    seen: list[str] = []
+    checks = verify_hashes(att, store, lambda digest, data: seen.append(digest), verified=copied)
+    assert all(c.ok for c in checks), checks
+    assert seen == [att["checkpoints"][0][2:], att["checkpoints"][2][2:]]
+
+
 def test_model_not_in_the_store_fails(store, tmp_path):
     att = attestation_in(store)
     att["model_hash"] = "0x" + blake2_256_hex(b"weights nobody stored")

@@ -116,26 +116,25 @@ def steps_of(train_examples: int, batch_size: int, epochs: int, world_size: int 
     return per_rank // max(1, int(batch_size) // world_size) * int(epochs)
 
 
-def total_steps(spec: TaskSpec, store: ArtifactStore, world_size: int = 1,
-                dataset_bytes: bytes | None = None) -> int:
-    """The optimizer steps `run_loop` takes for `spec` with `world_size` ranks (reads the data set from
-    `store` unless its bytes are given)."""
-    recipe = get_recipe(spec.recipe, allow_custom=True)
-    hp = recipe.hyperparameters(spec.hyperparameters)
-    data = dataset_bytes if dataset_bytes is not None else store.fetch(spec.dataset.uri, spec.dataset.hash)
-    prepared = recipe.prepare(decode_dataset(data), hp, spec.validation)
-    return steps_of(len(prepared.train_x), hp["batch_size"], hp["epochs"], world_size)
+def total_steps(spec: TaskSpec, store: ArtifactStore, world_size: int = 1) -> int:
+    """The optimizer steps `run_loop` takes for `spec` with `world_size` ranks (reads the data set)."""
+    return steps_of(*_run_shape(spec, store), world_size)
 
 
 def checkpoint_every_auto(spec: TaskSpec, store: ArtifactStore, max_world_size: int = 16) -> int:
     """K for a spec whose requester did not choose one: about DEFAULT_CHECKPOINTS checkpoints, and at most
     MAX_CHECKPOINTS at every world size up to `max_world_size`. The worker's world size is unknown when a
     task is posted, and the step count moves a little with it (each rank's share is rounded down)."""
+    shape = _run_shape(spec, store)
+    return checkpoint_every_for(max(steps_of(*shape, w) for w in range(1, max_world_size + 1)))
+
+
+def _run_shape(spec: TaskSpec, store: ArtifactStore) -> tuple[int, int, int]:
+    """(training examples, batch size, epochs) of `spec`: the data set fetched and split as `run_loop` does."""
     recipe = get_recipe(spec.recipe, allow_custom=True)
     hp = recipe.hyperparameters(spec.hyperparameters)
     prepared = recipe.prepare(decode_dataset(store.fetch(spec.dataset.uri, spec.dataset.hash)), hp, spec.validation)
-    most = max(steps_of(len(prepared.train_x), hp["batch_size"], hp["epochs"], w) for w in range(1, max_world_size + 1))
-    return checkpoint_every_for(most)
+    return len(prepared.train_x), int(hp["batch_size"]), int(hp["epochs"])
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -54,6 +54,7 @@ import pytest
 pytest.importorskip("torch")
 
 from devnet_process import DevnetProcess
+from forgeries import relabel
 
 from runtime_bindings import AttestationCodec, Chain, DispatchError, Keypair
 from runtime_bindings.generated import task_bounties as tb
@@ -808,17 +809,7 @@ def truncated_run(runs: Runs) -> dict:
 
 def relabelled_run(runs: Runs, result: TrainingResult, spec: TaskSpec) -> dict:
     """`result`'s checkpoints and model with their metadata naming `spec` (a worker lying in its metadata)."""
-    from workers import tensorio
-
-    store, spec_hash = runs.worker, spec.spec_hash_hex()
-    checkpoints = []
-    for digest in result.checkpoints:
-        state, optim, meta = tensorio.unpack_state(store.get(digest))
-        checkpoints.append(store.put(tensorio.pack_state(state, optim, {**meta, "spec_hash": spec_hash})))
-    weights, meta = tensorio.loads(store.get(result.model_hash))
-    model_hash = store.put(tensorio.dumps(weights, {**meta, "spec_hash": spec_hash}))
-    return {"model_hash": "0x" + model_hash, "artifact_uri": store.uri(model_hash),
-            "trajectory_root": "0x" + merkle_root_hex(checkpoints), "checkpoints": ["0x" + h for h in checkpoints]}
+    return relabel(runs.worker, result.checkpoints, result.model_hash, spec.spec_hash_hex())
 
 
 def test_weights_from_a_training_stopped_early_are_slashed(chain, runs, validators):

@@ -22,8 +22,8 @@ import pytest
 from devnet_process import DevnetProcess
 from substrateinterface import Keypair
 from test_pallets_lifecycle import (
-    ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE, TRAINER_STAKE, UNIT, VALIDATOR_STAKE, Chain, caps, events, fee, spec,
-    submit_result, verdict,
+    ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE, UNIT, Chain, caps, events, fee, spec,
+    register_roles, submit_result, verdict,
 )
 
 from orchestrator.domain import TaskStatus
@@ -51,11 +51,7 @@ def devnet() -> Iterator[DevnetProcess]:
 @pytest.fixture(scope="module")
 def chain(devnet: DevnetProcess) -> Iterator[Chain]:
     c = Chain(devnet.ws_url)
-    for trainer in (BOB, CHARLIE):
-        c.ok(trainer, "Workers", "register", {"role": "Trainer", "stake": TRAINER_STAKE, "capabilities": caps()})
-    for validator in (DAVE, EVE, FERDIE):
-        c.ok(validator, "Workers", "register",
-             {"role": "Validator", "stake": VALIDATOR_STAKE, "capabilities": caps(gpus=0)})
+    register_roles(c)
     c.ok(ALICE, "Balances", "transfer_keep_alive", {"dest": V4.ss58_address, "value": 1_000 * UNIT})
     c.ok(V4, "Workers", "register", {"role": "Validator", "stake": 100 * UNIT, "capabilities": caps(gpus=0)})
     # The least stake and 9 PARA free: less than the 10 PARA deposit.

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from forgeries import placeholder_attestation
 
 from paratrain.cli import main
 from runtime_bindings import Chain, Keypair
@@ -256,17 +257,10 @@ def approved_task(capsys, chain) -> int:
     """A task created with the CLI, claimed by //Bob, a signed result submitted, approved by //Charlie."""
     from runtime_bindings import AttestationCodec
     from runtime_bindings.generated import types as t
-    from workers.hashing import blake2_256_hex
 
     task_id = create_task(capsys, "--chain", chain.url)
     chain.task_bounties.claim_task(BOB, task_id)
-    checkpoint = "0x" + blake2_256_hex(f"checkpoint of task {task_id}".encode())
-    attestation = {"task_id": task_id, "worker": BOB.ss58_address,
-                   "model_hash": "0x" + blake2_256_hex(f"model of task {task_id}".encode()),
-                   "artifact_uri": "file:///nowhere/model", "metrics": [("accuracy", 960_000)],
-                   "trajectory_root": checkpoint, "checkpoints": [checkpoint], "code_hash": "0x" + "00" * 32,
-                   "dataset_hash": chain.task_bounties.tasks(task_id).spec.dataset_hash, "started_ms": 1,
-                   "finished_ms": 2}
+    attestation = placeholder_attestation(task_id, BOB.ss58_address, chain.task_bounties.tasks(task_id).spec.dataset_hash)
     signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
     chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
     chain.task_bounties.submit_verdict(CHARLIE, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))

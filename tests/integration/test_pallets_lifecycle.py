@@ -130,14 +130,19 @@ DAVE, EVE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Dave", "Eve", 
 TRAINER_STAKE, VALIDATOR_STAKE = 1_000 * UNIT, 500 * UNIT
 
 
-@pytest.fixture(scope="module")
-def chain(devnet) -> Any:
-    c = Chain(devnet.ws_url)
+def register_roles(c: Chain) -> None:
+    """Bob and Charlie as Trainers, Dave, Eve and Ferdie as Validators (the roles of these tests)."""
     for trainer in (BOB, CHARLIE):
         c.ok(trainer, "Workers", "register", {"role": "Trainer", "stake": TRAINER_STAKE, "capabilities": caps()})
     for validator in (DAVE, EVE, FERDIE):
         c.ok(validator, "Workers", "register",
              {"role": "Validator", "stake": VALIDATOR_STAKE, "capabilities": caps(gpus=0)})
+
+
+@pytest.fixture(scope="module")
+def chain(devnet) -> Any:
+    c = Chain(devnet.ws_url)
+    register_roles(c)
     yield c
     c.close()
 

@@ -27,6 +27,7 @@ pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
 from devnet_process import DevnetProcess
+from forgeries import placeholder_attestation
 
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
@@ -328,16 +329,10 @@ def test_deadline_approaching_releases_the_claim(first_run, devnet, chain, orche
 # Challenge period ---------------------------------------------------------------------------------------
 def approved_result(chain: Chain, store: ArtifactStore, spec: TaskSpec) -> int:
     """A task claimed by //Bob with a signed (untrained) result, approved by //Charlie alone."""
-    from workers.hashing import blake2_256_hex
 
     task_id = post_task(chain, store, spec)
     chain.task_bounties.claim_task(BOB, task_id)
-    checkpoint = "0x" + blake2_256_hex(f"checkpoint of task {task_id}".encode())
-    attestation = {"task_id": task_id, "worker": BOB.ss58_address,
-                   "model_hash": "0x" + blake2_256_hex(f"model of task {task_id}".encode()),
-                   "artifact_uri": "file:///nowhere/model", "metrics": [("accuracy", 960_000)],
-                   "trajectory_root": checkpoint, "checkpoints": [checkpoint], "code_hash": "0x" + "00" * 32,
-                   "dataset_hash": "0x" + spec.dataset.hash, "started_ms": 1, "finished_ms": 2}
+    attestation = placeholder_attestation(task_id, BOB.ss58_address, "0x" + spec.dataset.hash)
     signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
     chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
     chain.task_bounties.submit_verdict(CHARLIE, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))

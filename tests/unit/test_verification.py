@@ -9,6 +9,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from forgeries import relabel
 
 from workers import ArtifactStore
 from workers.hashing import blake2_256_hex
@@ -573,17 +574,8 @@ def test_checkpoints_from_another_data_order_fail_the_replay(runs):
 
 def relabelled(runs, result) -> dict:
     """`result`'s artifacts with their metadata naming the task's spec (a worker lying in its metadata)."""
-    from workers import tensorio
-
-    store, spec_hash = runs["store"], runs["spec"].spec_hash_hex()
-    checkpoints = []
-    for digest in result.checkpoints:
-        state, optim, meta_ = tensorio.unpack_state(store.get(digest))
-        checkpoints.append(store.put(tensorio.pack_state(state, optim, {**meta_, "spec_hash": spec_hash})))
-    weights, meta_ = tensorio.loads(store.get(result.model_hash))
-    model = store.put(tensorio.dumps(weights, {**meta_, "spec_hash": spec_hash}))
-    return {**result.to_attestation(1, "5Worker"), "model_hash": "0x" + model, "artifact_uri": store.uri(model),
-            "checkpoints": ["0x" + h for h in checkpoints], "trajectory_root": "0x" + merkle_root_hex(checkpoints)}
+    return {**result.to_attestation(1, "5Worker"),
+            **relabel(runs["store"], result.checkpoints, result.model_hash, runs["spec"].spec_hash_hex())}
 
 
 def test_weights_of_another_architecture_fail_the_checks_never_the_validator(runs):

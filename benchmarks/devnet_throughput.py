@@ -69,7 +69,7 @@ from devnet.scale.codec import encode_compact
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JS_DIR = REPO_ROOT / "tests" / "js"
-DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "chainspecs" / "kusama-local.json"
+DEFAULT_SPEC = REPO_ROOT / "tests" / "fixtures" / "chainspecs" / "kusama-local.json"
 DEV_ACCOUNTS = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 TRANSFER_VALUE = 10**10  # 0.01 unit at 12 decimals, above both chains' existential deposit
 console = Console(width=None if sys.stdout.isatty() else 140)

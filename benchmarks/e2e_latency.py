@@ -300,6 +300,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
         for name in names:
             cmd = [sys.executable, "-m", "paratrain.cli", "validator", "--chain", devnet.ws_url, "--key", f"//{name}",
                    "--store", str(tmp / f"{name.lower()}-store"), "--state-dir", str(tmp / f"{name.lower()}-state"),
+                   "--trust-store", str(tmp / "alice-store"), "--trust-store", str(tmp / "bob-store"),
                    "--from-block", str(from_block)]
             if args.spot_checks is not None:
                 cmd += ["--spot-checks", str(args.spot_checks)]
@@ -314,7 +315,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
         runner_mod.train = probed_train
         daemon = daemon_mod.WorkerDaemon(daemon_mod.DaemonConfig(
             orchestrator=orch.target, chain_url=devnet.ws_url, key="//Bob", store=str(tmp / "bob-store"),
-            num_workers=args.workers, state_dir=str(tmp / "bob-state")))
+            trusted_stores=(str(tmp / "alice-store"),), num_workers=args.workers, state_dir=str(tmp / "bob-state")))
         submits: dict[int, float] = {}
         orig_claim, orig_submit = daemon._claim, daemon._submit
 

@@ -523,7 +523,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
         runner_mod.train = timed_train
         daemon = daemon_mod.WorkerDaemon(daemon_mod.DaemonConfig(
             orchestrator=orch.target, chain_url=devnet.ws_url, key="//Bob", store=str(store_root / "worker"),
-            num_workers=num_workers, state_dir=str(tmp / "worker-state"), poll_wait_s=2.0,
+            trusted_stores=(requester.root,), num_workers=num_workers, state_dir=str(tmp / "worker-state"), poll_wait_s=2.0,
             max_tasks=args.e2e_tasks))
         claim_times: dict[int, dict[str, float]] = {}
         submit_times: dict[int, dict[str, float]] = {}

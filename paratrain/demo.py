@@ -445,14 +445,17 @@ class Demo:
         from workers.validator import ValidatorConfig, ValidatorDaemon
 
         tmp, url = self.tmp, self.chain.url
+        # each party opens its own store and the stores it was told to trust (the URI policy, docs/security.md):
+        # the worker reads the requester's spec and data set; validators also copy the worker's checkpoints
+        requester, worker = str(tmp / "alice-store"), str(tmp / "bob-store")
         for name in VALIDATORS:
             config = ValidatorConfig(chain_url=url, key=f"//{name}", store=str(tmp / f"{name.lower()}-store"),
-                                     state_dir=str(tmp / f"{name.lower()}-state"), spot_checks=self.options.spot_checks,
+                                     trusted_stores=(requester, worker), state_dir=str(tmp / f"{name.lower()}-state"), spot_checks=self.options.spot_checks,
                                      from_block=self.validators_from, poll_interval_s=0.2)
             self.validators[name] = DaemonThread(ValidatorDaemon(config, keypair=self.accounts[name]),
                                                  f"validator-{name}").start()
-        config = DaemonConfig(orchestrator=target, chain_url=url, key=f"//{TRAINER}", store=str(tmp / "bob-store"),
-                              num_workers=self.options.workers, state_dir=str(tmp / "bob-state"), poll_wait_s=1.0,
+        config = DaemonConfig(orchestrator=target, chain_url=url, key=f"//{TRAINER}", store=worker,
+                              trusted_stores=(requester,), num_workers=self.options.workers, state_dir=str(tmp / "bob-state"), poll_wait_s=1.0,
                               cpus=max(2, self.options.workers), memory_mb=4_096, max_failures=0)
         self.worker = DaemonThread(WorkerDaemon(config, keypair=self.accounts[TRAINER]), "worker").start()
         plural = "s" if self.options.workers > 1 else ""

@@ -7,22 +7,37 @@ fsspec URL: a local directory (the default, ``~/.cache/paratrain/artifacts`` or
 storage options passed through to fsspec. Writes are idempotent (same bytes, same name); every
 read is verified: bytes whose hash differs from the name raise `ArtifactIntegrityError` and are
 never returned.
+
+`ArtifactStore.fetch` is the one path for bytes that someone else named (a spec document, a data set, a
+holdout, a worker's checkpoints): an object this store already holds is served from here by its hash;
+anything else is opened only if the store's `UriPolicy` lets the URI through (`workers.uri_policy`), read
+only up to the limit of its kind (`FetchLimits`, checked against the size the backend reports before
+reading and again while reading), hashed as it streams, and returned only once it matches. A refusal or a
+mismatch names the URI and the reason, never a local file's size or hash.
 """
 from __future__ import annotations
 
+import enum
+import hashlib
 import os
+import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from workers.hashing import blake2_256_hex, normalize_hash
+from workers.uri_policy import REMOTE_SCHEMES, UriPolicy, UriRefused, normalize_root
 
 HASH_DIR = "blake2b256"
 DEFAULT_ROOT_ENV = "PARATRAIN_ARTIFACTS"
+MIB = 1 << 20
+_CHUNK = MIB
+_SPOOL = 8 * MIB  # what a fetch keeps in memory before it spills to a temporary file
 
 
 class ArtifactError(Exception):
@@ -34,11 +49,48 @@ class ArtifactNotFoundError(ArtifactError, FileNotFoundError):
 
 
 class ArtifactIntegrityError(ArtifactError):
-    """The bytes fetched do not hash to the expected value (tampered, truncated or a wrong reference)."""
+    """The bytes fetched do not hash to the expected value (tampered, truncated or a wrong reference).
+    `actual` is kept for the local log; the message does not carry it (it would tell a remote party the
+    hash of whatever lies at a path it chose)."""
 
     def __init__(self, expected: str, actual: str, where: str) -> None:
-        super().__init__(f"hash mismatch for {where}: expected {expected}, got {actual}")
+        super().__init__(f"the bytes at {where} do not hash to {expected}")
         self.expected, self.actual, self.where = expected, actual, where
+
+
+class FetchRefused(ArtifactError):
+    """The URI is not one this node opens (`UriPolicy`), or what lies there is not a plain object."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(str(UriRefused(uri, reason)))
+        self.uri, self.reason = uri, reason
+
+
+class ArtifactTooLarge(FetchRefused):
+    """The object is larger than the limit of its kind: refused before (or while) reading it."""
+
+
+class Kind(enum.Enum):
+    """What is fetched: each kind has its own size limit."""
+
+    SPEC = "spec document"
+    DATASET = "data set"
+    HOLDOUT = "holdout"
+    ARTIFACT = "artifact"  # model weights and checkpoints
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """The most bytes a fetch of each kind reads (the operator's choice; see docs/security.md)."""
+
+    spec_bytes: int = 1 * MIB
+    dataset_bytes: int = 1024 * MIB
+    artifact_bytes: int = 1024 * MIB
+
+    def of(self, kind: Kind) -> int:
+        if kind is Kind.SPEC:
+            return self.spec_bytes
+        return self.artifact_bytes if kind is Kind.ARTIFACT else self.dataset_bytes
 
 
 def default_root() -> str:
@@ -46,30 +98,33 @@ def default_root() -> str:
 
 
 class ArtifactStore:
-    """Content-addressed blobs under an fsspec root URL."""
+    """Content-addressed blobs under an fsspec root URL. `policy` says which other URIs `fetch` opens (by
+    default none but this store's own); `limits` bound every fetch."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, **storage_options: Any) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, policy: UriPolicy | None = None,
+                 limits: FetchLimits | None = None, **storage_options: Any) -> None:
         root = str(root) if root is not None else default_root()
         if "://" not in root:
             root = "file://" + str(Path(root).expanduser().resolve())
-        self.root = root.rstrip("/")
+        self.root = normalize_root(root)
         self.storage_options = storage_options
         self.fs, self._root_path = url_to_fs(self.root, **storage_options)
         self._local = isinstance(self.fs, LocalFileSystem)
+        self.policy = (policy or UriPolicy()).with_roots([self.root])
+        self.limits = limits or FetchLimits()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
 
-    def __reduce__(self):  # picklable for Ray workers: re-opened from the URL there
-        return (_reopen, (self.root, self.storage_options))
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable for Ray workers: re-opened from the URL there
+        return (_reopen, (self.root, self.storage_options, self.policy, self.limits))
 
     # Naming -------------------------------------------------------------------------------------
     def _path(self, digest: str) -> str:
         return f"{self._root_path}/{HASH_DIR}/{digest[:2]}/{digest}"
 
     def uri(self, digest: str | bytes) -> str:
-        digest = normalize_hash(digest)
-        return f"{self.root}/{HASH_DIR}/{digest[:2]}/{digest}"
+        return object_uri(self.root, digest)
 
     # Writing ------------------------------------------------------------------------------------
     def put(self, data: bytes) -> str:
@@ -78,14 +133,6 @@ class ArtifactStore:
         digest = blake2_256_hex(data)
         self._write(digest, data)
         return digest
-
-    def copy_from(self, source: ArtifactStore, digest: str | bytes) -> bytes:
-        """Copy one object from another store into this one; its bytes, verified (once: the hash checked on
-        reading is the name it is written under)."""
-        digest = normalize_hash(digest)
-        data = source.get(digest)
-        self._write(digest, data)
-        return data
 
     def _write(self, digest: str, data: bytes) -> None:
         """Write `data`, whose blake2-256 the caller has just computed or checked, under `digest`."""
@@ -119,28 +166,97 @@ class ArtifactStore:
             raise ArtifactNotFoundError(f"no artifact {digest} in {self.root}") from None
         return verify(data, digest, self.uri(digest))
 
-    def fetch(self, uri: str, expected_hash: str | bytes, **storage_options: Any) -> bytes:
-        """Bytes from any fsspec URI (in this store or elsewhere), verified against `expected_hash`."""
+    def fetch(self, uri: str, expected_hash: str | bytes, *, kind: Kind = Kind.ARTIFACT, keep: bool = False,
+              prefer_local: bool = True) -> bytes:
+        """The bytes `uri` names, verified against `expected_hash`. With `prefer_local`, an object this store
+        holds is served from here (same hash, same bytes) and the URI is not opened; otherwise the URI must
+        pass the policy (FetchRefused), the object must be within the kind's limit (ArtifactTooLarge) and
+        hash as expected (ArtifactIntegrityError). `keep` writes what was fetched into this store."""
         expected = normalize_hash(expected_hash)
-        if uri.startswith(self.root + "/"):
-            return self.get(expected) if uri == self.uri(expected) else verify(self._cat(uri), expected, uri)
-        return verify(self._cat(uri, **storage_options), expected, uri)
+        if prefer_local and self.exists(expected):
+            return self.get(expected)
+        try:
+            target = self.policy.check(uri)
+        except UriRefused as exc:
+            raise FetchRefused(uri, exc.reason) from None
+        data = self._read_bounded(target, uri, expected, self.limits.of(kind), kind)
+        if keep:
+            self._write(expected, data)
+        return data
 
-    def fetch_into_store(self, uri: str, expected_hash: str | bytes, **storage_options: Any) -> str:
+    def fetch_into_store(self, uri: str, expected_hash: str | bytes, *, kind: Kind = Kind.ARTIFACT) -> str:
         """Copy a remote, verified object into this store; its hash."""
         expected = normalize_hash(expected_hash)
-        if self.exists(expected):
-            self.get(expected)
-            return expected
-        self._write(expected, self.fetch(uri, expected, **storage_options))
+        if not self.exists(expected):
+            self.fetch(uri, expected, kind=kind, keep=True)
         return expected
 
-    def _cat(self, uri: str, **storage_options: Any) -> bytes:
+    def _read_bounded(self, target: str, uri: str, expected: str, limit: int, kind: Kind) -> bytes:
+        """Stream the object at `target` (an URI the policy returned) into a spooled buffer, hashing as it goes;
+        at most `limit` bytes are read, and only a regular file (or a remote object) is opened at all."""
+        options = self.storage_options if target.startswith(self.root + "/") else {}
+        if target.split("://", 1)[0].lower() in REMOTE_SCHEMES:
+            options = {**options, "allow_redirects": False}  # a redirect would leave the policy behind
         try:
-            with fsspec.open(uri, "rb", **(storage_options or self.storage_options)) as f:
-                return f.read()
+            fs, path = url_to_fs(target, **options)
+            info = fs.info(path)
+            if info.get("type") not in ("file", None):
+                raise FetchRefused(uri, "not a regular file")
+            size = info.get("size")
+            if isinstance(size, int) and size > limit:
+                raise ArtifactTooLarge(uri, f"larger than the {limit:,}-byte limit for a {kind.value}")
+            digest = hashlib.blake2b(digest_size=32)
+            read = 0
+            with fs.open(path, "rb") as source, tempfile.SpooledTemporaryFile(max_size=_SPOOL) as buffer:
+                while chunk := source.read(min(_CHUNK, limit + 1 - read)):
+                    read += len(chunk)
+                    if read > limit:
+                        raise ArtifactTooLarge(uri, f"larger than the {limit:,}-byte limit for a {kind.value}")
+                    digest.update(chunk)
+                    buffer.write(chunk)
+                actual = digest.hexdigest()
+                if actual != expected:
+                    raise ArtifactIntegrityError(expected, actual, uri)
+                buffer.seek(0)
+                return buffer.read()
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"nothing at {uri}") from None
+        except ArtifactError:
+            raise
+        except (OSError, ValueError) as exc:  # the backend's own errors (a refused connection, a bad URL)
+            raise ArtifactError(f"cannot read {uri}: {type(exc).__name__}") from None
+
+
+class FetchSettings(Protocol):
+    """What a daemon's configuration says about its store and the URIs it opens (DaemonConfig and
+    ValidatorConfig both carry these fields)."""
+
+    store: str | None
+    trusted_stores: tuple[str, ...]
+    allow_remote_uris: bool
+    allow_private_addresses: bool
+    limits: FetchLimits
+
+
+def open_store(settings: FetchSettings) -> ArtifactStore:
+    """The daemon's own artifact store, opening other URIs by the operator's policy and limits."""
+    policy = UriPolicy(tuple(settings.trusted_stores), allow_remote=settings.allow_remote_uris,
+                       allow_private=settings.allow_private_addresses)
+    return ArtifactStore(settings.store, policy=policy, limits=settings.limits)
+
+
+def object_uri(root: str, digest: str | bytes) -> str:
+    """Where a store rooted at `root` keeps the object `digest`."""
+    digest = normalize_hash(digest)
+    return f"{normalize_root(root)}/{HASH_DIR}/{digest[:2]}/{digest}"
+
+
+def store_root_of(uri: str) -> str | None:
+    """The store root of a content-addressed URI ``<root>/blake2b256/<hh>/<hash>`` (None for other URIs)."""
+    parts = uri.rstrip("/").rsplit("/", 3)
+    if len(parts) == 4 and parts[1] == HASH_DIR and len(parts[3]) == 64 and parts[2] == parts[3][:2]:
+        return parts[0]
+    return None
 
 
 def verify(data: bytes, expected: str, where: str) -> bytes:
@@ -150,5 +266,6 @@ def verify(data: bytes, expected: str, where: str) -> bytes:
     return data
 
 
-def _reopen(root: str, storage_options: dict[str, Any]) -> ArtifactStore:
-    return ArtifactStore(root, **storage_options)
+def _reopen(root: str, storage_options: dict[str, Any], policy: UriPolicy | None = None,
+            limits: FetchLimits | None = None) -> ArtifactStore:
+    return ArtifactStore(root, policy=policy, limits=limits, **storage_options)

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, FetchLimits, Kind, open_store
 from workers.journal import Journal
 
 log = logging.getLogger("paratrain.worker")
@@ -87,6 +88,10 @@ class DaemonConfig:
     chain_url: str
     key: str
     store: str | None = None                 # artifact store root (fsspec URL or directory)
+    trusted_stores: tuple[str, ...] = ()      # the other stores whose URIs it opens: the requesters'
+    allow_remote_uris: bool = False           # http(s) URIs outside those stores, public addresses only
+    allow_private_addresses: bool = False     # ... and loopback or private ones too
+    limits: FetchLimits = field(default_factory=FetchLimits)
     ray_address: str | None = None
     num_workers: int = 1                      # Ray Train workers (DDP when 2+; pays off only for heavy recipes)
     use_gpu: bool = False
@@ -205,10 +210,9 @@ class WorkerDaemon:
         return self.keypair.ss58_address
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ArtifactStore:
         if self._store is None:
-            from workers.artifacts import ArtifactStore
-            self._store = ArtifactStore(self.config.store)
+            self._store = open_store(self.config)
         return self._store
 
     def _connect(self) -> None:
@@ -435,8 +439,9 @@ class WorkerDaemon:
         return state == "Claimed" and payload.get("worker") == self.account
 
     def _verify(self, task_id: int) -> tuple[Any, Any]:
-        """The task's spec document, checked against the chain; the data set fetched and verified."""
-        from workers.artifacts import ArtifactError, ArtifactIntegrityError
+        """The task's spec document, checked against the chain; the data set fetched and verified. Both are
+        the requester's: whatever their URIs do (refused by the URI policy, too large, unreachable, another
+        hash), the task is refused and never claimed, or released without a slash when it was."""
         from workers.recipes import RecipeError, get_recipe
         from workers.spec import SpecError, decode_spec
 
@@ -450,12 +455,12 @@ class WorkerDaemon:
         except Exception as exc:  # noqa: BLE001 - the chain has the same data: go on
             log.debug("task %d: GetTaskSpec failed (%s); using the chain's copy", task_id, exc)
         try:
-            raw = self.store.fetch(spec_uri, spec_hash)
-        except ArtifactIntegrityError as exc:
+            raw = self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC)
+        except ArtifactIntegrityError:
             raise TaskRefused(f"the spec document at {spec_uri} does not match the on-chain spec_hash "
-                              f"(expected {exc.expected}, got {exc.actual})") from None
-        except (ArtifactError, OSError, ValueError) as exc:
-            raise TaskRefused(f"cannot fetch the spec document {spec_uri}: {exc}") from None
+                              f"{spec_hash}") from None
+        except (ArtifactError, OSError, ValueError, MemoryError) as exc:
+            raise TaskRefused(f"cannot fetch the spec document: {exc}") from None
         try:
             spec = decode_spec(raw, require_canonical=True)
         except SpecError as exc:
@@ -480,14 +485,13 @@ class WorkerDaemon:
         self._set(recipe=spec.recipe, deadline=task.deadline)
         log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", task_id,
                  spec_hash[:16], spec.recipe, dataset_hash[:16], spec.dataset.uri)
-        try:  # the engine reads spec.dataset.uri (verified again there): verify what is there now
-            if not self.store.exists(dataset_hash) or not spec.dataset.uri.startswith(self.store.root + "/"):
-                self.store.put(self.store.fetch(spec.dataset.uri, dataset_hash))
-        except ArtifactIntegrityError as exc:
-            raise TaskRefused(f"dataset hash mismatch: the data at {spec.dataset.uri} hashes to {exc.actual}, "
-                              f"the task requires {exc.expected}") from None
-        except (ArtifactError, OSError, ValueError) as exc:
-            raise TaskRefused(f"cannot fetch the data set {spec.dataset.uri}: {exc}") from None
+        try:  # into this store, where the engine reads it by hash (verified again there)
+            self.store.get(self.store.fetch_into_store(spec.dataset.uri, dataset_hash, kind=Kind.DATASET))
+        except ArtifactIntegrityError:
+            raise TaskRefused(f"dataset hash mismatch: the data at {spec.dataset.uri} is not the {dataset_hash} "
+                              f"the task requires") from None
+        except (ArtifactError, OSError, ValueError, MemoryError) as exc:
+            raise TaskRefused(f"cannot fetch the data set: {exc}") from None
         return spec, task
 
     # Extrinsics -------------------------------------------------------------------------------

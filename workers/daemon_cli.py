@@ -31,12 +31,38 @@ def _key_argument(parser: argparse.ArgumentParser, whose: str) -> None:
                              "(password in $PARATRAIN_KEY_PASSWORD)")
 
 
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The artifact store and the URI policy: which other stores' URIs the daemon opens (docs/security.md)."""
+    parser.add_argument("--store", metavar="URI", help=STORE_HELP)
+    parser.add_argument("--trust-store", action="append", default=[], metavar="URI",
+                        help="another artifact store whose URIs this daemon opens (a requester's, a worker's); "
+                             "repeat for more; also $PARATRAIN_TRUSTED_STORES (comma-separated). Nothing else "
+                             "named on chain is opened")
+    parser.add_argument("--allow-remote-uris", action="store_true",
+                        help="also open http(s) URIs outside the trusted stores, on public addresses only")
+    parser.add_argument("--allow-private-addresses", action="store_true",
+                        help="with --allow-remote-uris: loopback, private and link-local addresses too")
+    parser.add_argument("--max-dataset-mb", type=positive, default=1024, metavar="MB",
+                        help="largest data set or holdout fetched (default 1024)")
+    parser.add_argument("--max-artifact-mb", type=positive, default=1024, metavar="MB",
+                        help="largest model or checkpoint fetched (default 1024)")
+
+
+def _fetch_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from workers.artifacts import MIB, FetchLimits
+    from workers.uri_policy import roots_from_env
+
+    return {"store": args.store, "trusted_stores": (*args.trust_store, *roots_from_env()),
+            "allow_remote_uris": args.allow_remote_uris, "allow_private_addresses": args.allow_private_addresses,
+            "limits": FetchLimits(dataset_bytes=args.max_dataset_mb * MIB, artifact_bytes=args.max_artifact_mb * MIB)}
+
+
 # The worker -------------------------------------------------------------------------------------
 def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
     parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
     _key_argument(parser, "worker")
-    parser.add_argument("--store", metavar="URI", help=STORE_HELP)
+    _store_arguments(parser)
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="join this Ray cluster (default $RAY_ADDRESS, else start a local one)")
     parser.add_argument("--num-workers", type=positive, default=1, metavar="N",
@@ -56,7 +82,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def worker_config(args: argparse.Namespace) -> Any:
     from workers.daemon import DaemonConfig
 
-    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, store=args.store,
+    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, **_fetch_settings(args),
                         ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
                         allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
                         deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
@@ -99,7 +125,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
     _key_argument(parser, "validator")
-    parser.add_argument("--store", metavar="URI", help=STORE_HELP)
+    _store_arguments(parser)
     parser.add_argument("--spot-checks", type=non_negative, default=2, metavar="Q",
                         help="checkpoint segments re-executed per result, chosen from on-chain randomness "
                              "(default 2)")
@@ -123,7 +149,7 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 def validator_config(args: argparse.Namespace) -> Any:
     from workers.validator import ValidatorConfig
 
-    return ValidatorConfig(chain_url=args.chain, key=args.key, store=args.store, spot_checks=args.spot_checks,
+    return ValidatorConfig(chain_url=args.chain, key=args.key, **_fetch_settings(args), spot_checks=args.spot_checks,
                            ray_address=args.ray_address, state_dir=args.state_dir,
                            metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
                            holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
 from workers import tensorio
-from workers.artifacts import ArtifactStore
+from workers.artifacts import ArtifactStore, Kind
 from workers.datasets import decode_dataset
 from workers.hashing import blake2_256_hex
 from workers.recipes import get_recipe
@@ -133,7 +133,8 @@ def _run_shape(spec: TaskSpec, store: ArtifactStore) -> tuple[int, int, int]:
     """(training examples, batch size, epochs) of `spec`: the data set fetched and split as `run_loop` does."""
     recipe = get_recipe(spec.recipe, allow_custom=True)
     hp = recipe.hyperparameters(spec.hyperparameters)
-    prepared = recipe.prepare(decode_dataset(store.fetch(spec.dataset.uri, spec.dataset.hash)), hp, spec.validation)
+    data = store.fetch(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET)
+    prepared = recipe.prepare(decode_dataset(data), hp, spec.validation)
     return len(prepared.train_x), int(hp["batch_size"]), int(hp["epochs"])
 
 
@@ -157,7 +158,7 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
     # that already holds other memory, while a Ray worker starts near this baseline anyway.
     baseline_mb = _rss_mb()
 
-    data = plan.store.fetch(spec.dataset.uri, spec.dataset.hash)
+    data = plan.store.fetch(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET)
     prepared = recipe.prepare(decode_dataset(data), hp, spec.validation)
 
     torch.manual_seed(spec.seed)

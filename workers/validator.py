@@ -54,6 +54,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.artifacts import (
+    ArtifactError,
+    ArtifactStore,
+    FetchLimits,
+    Kind,
+    object_uri,
+    open_store,
+    store_root_of,
+)
 from workers.payout import moment_text, task_status
 from workers.verification import (
     ABSTAIN,
@@ -82,7 +91,6 @@ from workers.verification import (
     next_step,
     round_of,
     segment_start,
-    store_root_of,
     to_micro,
     verify_hashes,
 )
@@ -114,6 +122,10 @@ class ValidatorConfig:
     chain_url: str
     key: str
     store: str | None = None                  # artifact store root (fsspec URL or directory)
+    trusted_stores: tuple[str, ...] = ()      # the other stores whose URIs it opens: requesters' and workers'
+    allow_remote_uris: bool = False           # http(s) URIs outside those stores, public addresses only
+    allow_private_addresses: bool = False     # ... and loopback or private ones too
+    limits: FetchLimits = field(default_factory=FetchLimits)
     spot_checks: int = 2                      # Q: segments re-executed per result
     ray_address: str | None = None            # for replays of world size > 1
     state_dir: str | None = None              # state.json (default ~/.cache/paratrain/validator/<account>)
@@ -189,10 +201,9 @@ class ValidatorDaemon:
         return self.keypair.ss58_address
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ArtifactStore:
         if self._store is None:
-            from workers.artifacts import ArtifactStore
-            self._store = ArtifactStore(self.config.store)
+            self._store = open_store(self.config)
         return self._store
 
     def _connect(self) -> None:
@@ -420,14 +431,17 @@ class ValidatorDaemon:
     def verify(self, task_id: int, task: Any, attestation: Any, randomness: str,
                holdout: Any = None) -> tuple[Any, list[int], dict[str, Any]]:
         """All checks of one attestation: (Verdict, the segments replayed, extra evidence)."""
-        from workers.artifacts import ArtifactError
         from workers.spec import SpecError, decode_spec
 
         spec_hash, spec_uri = as_hex(task.spec.spec_hash), as_text(task.spec.spec_uri)
         try:
-            spec = decode_spec(self.store.fetch(spec_uri, spec_hash), require_canonical=True)
+            spec = decode_spec(self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC), require_canonical=True)
         except (ArtifactError, OSError, ValueError, SpecError) as exc:
             raise Abstain(f"the spec document {spec_uri} is unusable: {exc}") from None
+        try:  # the requester's data set, read by the checks below from this store: its fault if unusable
+            self.store.fetch_into_store(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET)
+        except (ArtifactError, ValueError) as exc:
+            raise Abstain(f"the data set {spec.dataset.uri} is unusable: {exc}") from None
         checkpoints = [as_hex(h) for h in (attestation["checkpoints"] if isinstance(attestation, dict)
                                              else attestation.checkpoints)]
         model_hash = as_hex(attestation["model_hash"] if isinstance(attestation, dict) else attestation.model_hash)
@@ -487,19 +501,22 @@ class ValidatorDaemon:
     def _fetch_artifacts(self, attestation: Any, on_read: Callable[[str, bytes], None]) -> set[str]:
         """Copy the model and checkpoints from the store the artifact_uri names into ours, each verified by
         hash once, its bytes shown to `on_read`; returns the digests copied (verify_hashes reads only the
-        others)."""
-        from workers.artifacts import ArtifactError, ArtifactStore
-
+        others). Only a store this validator trusts is read (its URI policy): objects it cannot copy are
+        missing, which fails the worker's hash checks."""
         field_of = (lambda n: attestation[n]) if isinstance(attestation, dict) else (lambda n: getattr(attestation, n))
         root = store_root_of(as_text(field_of("artifact_uri")))
         if root is None or root == self.store.root:
             return set()
-        source, copied = ArtifactStore(root), set()
+        if not self.store.policy.allows_root(root):
+            log.info("artifacts not fetched: the artifact_uri names a store this validator does not trust (%s)",
+                     root[:160])
+            return set()
+        copied = set()
         for digest in dict.fromkeys(as_hex(d) for d in [field_of("model_hash"), *field_of("checkpoints")]):
             if self.store.exists(digest):
                 continue
             try:
-                on_read(digest, self.store.copy_from(source, digest))
+                on_read(digest, self.store.fetch(object_uri(root, digest), digest, kind=Kind.ARTIFACT, keep=True))
             except (ArtifactError, OSError, ValueError) as exc:
                 log.info("artifact %s not fetched from %s: %s", digest[:16], root, exc)
                 continue
@@ -545,8 +562,8 @@ class ValidatorDaemon:
         recipe = get_recipe(spec.recipe)
         hp = recipe.hyperparameters(spec.hyperparameters)
         torch.set_num_threads(int(hp.get("threads", 1)))
-        prepared = recipe.prepare(decode_dataset(self.store.fetch(spec.dataset.uri, spec.dataset.hash)), hp,
-                                  spec.validation)
+        prepared = recipe.prepare(decode_dataset(self.store.fetch(spec.dataset.uri, spec.dataset.hash,
+                                                                  kind=Kind.DATASET)), hp, spec.validation)
         if holdout_data is not None:
             # the holdout goes through the recipe's own preparation; all of its examples are evaluated
             held = recipe.prepare(decode_dataset(holdout_data), hp, spec.validation)
@@ -567,17 +584,18 @@ class ValidatorDaemon:
             raise ModelUnusable(f"{type(exc).__name__}: {exc}") from exc
 
     def _holdout_check(self, spec: Any, model_hash: str, holdout: Any, target: int, higher: bool) -> Check:
-        import fsspec
-
+        """The model on the requester's revealed holdout. The holdout is read like any other object (the URI
+        policy, the data set limit) and only when its bytes are bound to a hash: unusable holdouts are the
+        requester's fault, so the check is skipped with the reason, never failed."""
         uri = as_text(holdout.holdout_uri)
         try:
-            root = store_root_of(uri)
-            if root is not None:  # content-addressed: verified against the hash in its name
-                data = self.store.fetch(uri, uri.rsplit("/", 1)[1])
-            else:
-                with fsspec.open(uri, "rb") as f:
-                    data = f.read()
+            if store_root_of(uri) is None:
+                raise ValueError("the URI is not content-addressed (<store>/blake2b256/<hh>/<hash>): its bytes "
+                                 "are bound to no hash")
+            data = self.store.fetch(uri, uri.rsplit("/", 1)[1], kind=Kind.HOLDOUT)
             measured = self.measure(spec, model_hash, holdout_data=data)[spec.evaluation.metric]
+        except MemoryError:
+            raise  # this machine's: retried, then abstained, never a verdict
         except Exception as exc:  # noqa: BLE001 - the requester's data: judge without it, say why
             # (ModelUnusable included: the same weights were measured on the validation split just before, so
             # an error here is the holdout's)

@@ -57,6 +57,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workers.artifacts import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    store_root_of,
+)
 from workers.hashing import blake2_256_hex, normalize_hash
 from workers.trajectory import merkle_root_hex
 
@@ -156,14 +162,12 @@ OnRead = Callable[[str, bytes], None]
 def _read(store: Any, digest: str, on_read: OnRead | None = None) -> tuple[bool, str]:
     """(ok, reason) of reading `digest` from the store, verified by hash; `on_read(digest, data)` sees the
     verified bytes (so that a caller looks into them without reading them twice)."""
-    from workers.artifacts import ArtifactIntegrityError, ArtifactNotFoundError
-
     try:
         data = store.get(digest)
     except ArtifactNotFoundError:
         return False, "not in the artifact store"
-    except ArtifactIntegrityError as exc:
-        return False, f"tampered: the stored bytes hash to {exc.actual}"
+    except ArtifactIntegrityError:
+        return False, "tampered: the stored bytes do not hash to their name"
     except (OSError, ValueError) as exc:
         return False, f"unreadable: {exc}"
     if on_read is not None:
@@ -176,9 +180,8 @@ def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None,
     """Model weights (in the store and at artifact_uri), every checkpoint, and the trajectory root.
     `on_read(digest, data)` is called with the verified bytes of the model and of every checkpoint read;
     the objects named in `verified` were just copied into the store by hash (and shown to `on_read` then),
-    so they are not read again."""
-    from workers.artifacts import ArtifactError
-
+    so they are not read again. The artifact_uri is read from where it points (it must pass the store's
+    URI policy): the worker attested that the weights are there."""
     def read(digest: str) -> tuple[bool, str]:
         return (True, "") if digest in verified else _read(store, digest, on_read)
 
@@ -189,7 +192,7 @@ def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None,
     uri = as_text(field_of(attestation, "artifact_uri"))
     if ok and uri != store.uri(model):
         try:
-            store.fetch(uri, model)
+            store.fetch(uri, model, prefer_local=False)
             checks.append(Check("artifact_uri", True, {"uri": uri}))
         except (ArtifactError, OSError, ValueError) as exc:
             checks.append(Check("artifact_uri", False, {"uri": uri, "reason": f"the weights at the URI: {exc}"}))
@@ -359,16 +362,6 @@ def check_final_model(model: bytes | None, last_checkpoint: bytes | None, *, spe
     if problems:
         detail["reason"] = "; ".join(problems) + ": the model is not the end of the attested trajectory"
     return Check("final_model", not problems, detail)
-
-
-def store_root_of(uri: str) -> str | None:
-    """The store root of a content-addressed URI ``<root>/blake2b256/<hh>/<hash>`` (None for other URIs)."""
-    from workers.artifacts import HASH_DIR
-
-    parts = uri.rstrip("/").rsplit("/", 3)
-    if len(parts) == 4 and parts[1] == HASH_DIR and len(parts[3]) == 64 and parts[2] == parts[3][:2]:
-        return parts[0]
-    return None
 
 
 # Metrics ------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 Starts ``@acala-network/chopsticks`` (installed by ``npm install`` in
 ``tests/js``) on a free loopback port with the Kusama local test-net chain
-spec from ``../shared/chainspecs``, drives it with py-substrate-interface and
+spec from ``tests/fixtures/chainspecs``, drives it with py-substrate-interface and
 with raw websocket JSON-RPC, and writes what it saw to
 ``tests/compat/chopsticks_reference.json``:
 
@@ -46,7 +46,7 @@ from substrateinterface.exceptions import SubstrateRequestException
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = REPO_ROOT / "tests" / "js"
-DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "chainspecs" / "kusama-local.json"
+DEFAULT_SPEC = REPO_ROOT / "tests" / "fixtures" / "chainspecs" / "kusama-local.json"
 DEFAULT_OUT = Path(__file__).resolve().parent / "chopsticks_reference.json"
 
 STARTUP_TIMEOUT_S = 240
@@ -811,7 +811,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "_about": {
                 "generated_by": "tests/compat/capture_chopsticks.py",
                 "chopsticks": "@acala-network/chopsticks 1.5.1",
-                "chain_spec": "shared/chainspecs/kusama-local.json",
+                "chain_spec": "tests/fixtures/chainspecs/kusama-local.json",
                 "client": "substrate-interface " + _version("substrate-interface"),
                 "scalecodec": _version("scalecodec"),
                 "capture_seconds": round(time.time() - started, 1),

@@ -2,7 +2,7 @@
 
 ``ChopsticksNode`` runs ``@acala-network/chopsticks`` (``npm install`` in
 ``tests/js``) offline on a chain spec (default: the Kusama local test net in
-``../shared/chainspecs``), bound to 127.0.0.1 on a free port, in its own process
+``tests/fixtures/chainspecs``), bound to 127.0.0.1 on a free port, in its own process
 group. ``stop()`` terminates the whole group (SIGTERM, then SIGKILL); it also
 runs at interpreter exit, and on Linux the node gets SIGKILL if the process that
 started it dies without cleaning up (the kernel's parent-death signal: start it
@@ -49,7 +49,7 @@ import websocket  # websocket-client
 ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = ROOT / "tests" / "js"
 CHOPSTICKS_BIN = JS_DIR / "node_modules" / ".bin" / "chopsticks"
-CHAINSPECS = ROOT.parent / "shared" / "chainspecs"
+CHAINSPECS = ROOT / "tests" / "fixtures" / "chainspecs"
 KUSAMA_LOCAL = CHAINSPECS / "kusama-local.json"
 STARTUP_TIMEOUT_S = 240.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before chopsticks binds it

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.compat
 
 ROOT = Path(__file__).resolve().parents[2]
 CHOPSTICKS = ROOT / "tests" / "js" / "node_modules" / ".bin" / "chopsticks"
-SPECS = ROOT.parent / "shared" / "chainspecs"
+SPECS = ROOT / "tests" / "fixtures" / "chainspecs"
 STARTUP_S = 240
 
 # What a transfer beyond the free balance fails with: devnet's pallet is the classic

@@ -1,6 +1,6 @@
 """Differential test: the same operations against chopsticks (Kusama local) and devnet give the same shapes.
 
-Both nodes run for real: chopsticks 1.5.1 on ``../shared/chainspecs/kusama-local.json``
+Both nodes run for real: chopsticks 1.5.1 on ``tests/fixtures/chainspecs/kusama-local.json``
 (one per module, see ``chopsticks_node.py``) and ``paratrain devnet``. Every
 transaction is built by py-substrate-interface on each chain with that chain's
 own metadata, genesis hash and runtime version, and submitted raw with

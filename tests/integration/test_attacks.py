@@ -63,6 +63,7 @@ from runtime_bindings.generated import workers as wk
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
 from workers.runner import TrainingResult, train_local
 from workers.trajectory import merkle_root_hex
+from workers.uri_policy import UriPolicy
 
 UNIT = 10**12
 BOUNTY = 10 * UNIT
@@ -85,8 +86,9 @@ class Runs:
 
     def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
         self.requester = ArtifactStore(tmp_path_factory.mktemp("requester-store"))
-        self.worker = ArtifactStore(tmp_path_factory.mktemp("worker-store"))
+        self.worker = ArtifactStore(tmp_path_factory.mktemp("worker-store"), policy=UriPolicy((self.requester.root,)))
         self.dataset = DatasetRef(*add_dataset("digits", self.requester))
+        self.stores = (self.requester.root, self.worker.root)  # what a validator trusts to judge these runs
         self._cache: dict[str, TrainingResult] = {}
         self._lock = threading.Lock()
 
@@ -170,13 +172,14 @@ class Validators:
             self.threads[name].join(60)
 
 
-def start_validators(url: str, names: tuple[str, ...], from_block: int, tmp_path_factory) -> Validators:
+def start_validators(url: str, names: tuple[str, ...], from_block: int, tmp_path_factory,
+                     trusted: tuple[str, ...]) -> Validators:
     from workers.validator import ValidatorConfig, ValidatorDaemon
 
     group = Validators({}, {})
     for name in names:
         config = ValidatorConfig(chain_url=url, key=f"//{name}", store=str(tmp_path_factory.mktemp(f"{name}-store")),
-                                 state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
+                                 trusted_stores=trusted, state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
                                  from_block=from_block, poll_interval_s=0.2)
         daemon = group.daemons[name] = ValidatorDaemon(config)
 
@@ -191,8 +194,9 @@ def start_validators(url: str, names: tuple[str, ...], from_block: int, tmp_path
 
 
 @pytest.fixture(scope="module")
-def validators(devnet, chain, tmp_path_factory) -> Iterator[Validators]:
-    group = start_validators(devnet.ws_url, ("Charlie", "Dave"), chain.finalized_number(), tmp_path_factory)
+def validators(devnet, chain, runs, tmp_path_factory) -> Iterator[Validators]:
+    group = start_validators(devnet.ws_url, ("Charlie", "Dave"), chain.finalized_number(), tmp_path_factory,
+                             runs.stores)
     yield group
     group.stop()
 
@@ -659,7 +663,8 @@ def challenge_net(runs, tmp_path_factory) -> Iterator[tuple[Chain, Validators]]:
         c.workers.register(BOB, "Trainer", TRAINER_STAKE, CAPS)
         for validator in (CHARLIE, DAVE, FERDIE, EVE):
             c.workers.register(validator, "Validator", VALIDATOR_STAKE, CAPS)
-        group = start_validators(node.ws_url, ("Charlie", "Dave", "Ferdie"), c.finalized_number(), tmp_path_factory)
+        group = start_validators(node.ws_url, ("Charlie", "Dave", "Ferdie"), c.finalized_number(), tmp_path_factory,
+                                 runs.stores)
         try:
             yield c, group
         finally:

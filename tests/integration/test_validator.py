@@ -39,6 +39,7 @@ from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add
 from workers.hashing import blake2_256_hex
 from workers.payout import Payouts
 from workers.runner import train_local
+from workers.uri_policy import UriPolicy
 from workers.validator import ValidatorConfig, ValidatorDaemon
 from workers.verification import as_hex, choose_segments
 
@@ -68,21 +69,27 @@ def trained(tmp_path_factory):
                     evaluation=Evaluation("accuracy", TARGET), hyperparameters={"epochs": 6}, seed=11,
                     checkpoint_every=22, limits=Limits(timeout_s=300, memory_mb=1024))
     requester.put(spec.canonical_bytes())
-    worker_store = ArtifactStore(tmp_path_factory.mktemp("worker-store"))
+    worker_store = ArtifactStore(tmp_path_factory.mktemp("worker-store"), policy=UriPolicy((requester.root,)))
     started = time.monotonic()
     result = train_local(spec, worker_store)
     return {"spec": spec, "requester": requester, "worker_store": worker_store, "result": result,
             "train_s": time.monotonic() - started}
 
 
+def stores_of(trained: dict) -> tuple[str, ...]:
+    """The stores a validator must trust to judge the trained run: the requester's and the worker's."""
+    return trained["requester"].root, trained["worker_store"].root
+
+
 @contextlib.contextmanager
-def running_validators(chain: Chain, names: tuple[str, ...], tmp_path_factory):
-    """ValidatorDaemon threads (one per name) following `chain` from its finalized head."""
+def running_validators(chain: Chain, names: tuple[str, ...], tmp_path_factory, trusted: tuple[str, ...]):
+    """ValidatorDaemon threads (one per name) following `chain` from its finalized head, trusting the stores
+    `trusted` (the requester's and the worker's)."""
     start = chain.finalized_number()
     daemons, threads = {}, {}
     for name in names:
         config = ValidatorConfig(chain_url=chain.url, key=f"//{name}",
-                                 store=str(tmp_path_factory.mktemp(f"{name}-store")),
+                                 store=str(tmp_path_factory.mktemp(f"{name}-store")), trusted_stores=trusted,
                                  state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
                                  from_block=start, poll_interval_s=0.2)
         daemons[name] = ValidatorDaemon(config)
@@ -97,8 +104,8 @@ def running_validators(chain: Chain, names: tuple[str, ...], tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def validators(chain, tmp_path_factory):
-    with running_validators(chain, ("Charlie", "Dave"), tmp_path_factory) as running:
+def validators(chain, trained, tmp_path_factory):
+    with running_validators(chain, ("Charlie", "Dave"), tmp_path_factory, stores_of(trained)) as running:
         yield running
 
 
@@ -284,7 +291,7 @@ HONEST = ("Charlie", "Dave", "Ferdie")
 
 
 @contextlib.contextmanager
-def market(period_ms: int, honest: tuple[str, ...], tmp_path_factory):
+def market(period_ms: int, honest: tuple[str, ...], tmp_path_factory, trusted: tuple[str, ...]):
     """A devnet with a challenge period: //Bob a Trainer; //Eve, //Charlie, //Dave, //Ferdie Validators, a
     ValidatorDaemon for each of `honest`."""
     with DevnetProcess("--challenge-period-ms", str(period_ms)) as node, \
@@ -292,19 +299,19 @@ def market(period_ms: int, honest: tuple[str, ...], tmp_path_factory):
         chain.workers.register(BOB, "Trainer", 1_000 * UNIT, CAPS)
         for validator in (CHARLIE, DAVE, FERDIE, EVE):
             chain.workers.register(validator, "Validator", 100 * UNIT, CAPS)
-        with running_validators(chain, honest, tmp_path_factory) as running:
+        with running_validators(chain, honest, tmp_path_factory, trusted) as running:
             yield SimpleNamespace(chain=chain, daemons=running["daemons"])
 
 
 @pytest.fixture(scope="module")
-def short_period(tmp_path_factory):
-    with market(3_000, ("Charlie", "Dave"), tmp_path_factory) as m:
+def short_period(trained, tmp_path_factory):
+    with market(3_000, ("Charlie", "Dave"), tmp_path_factory, stores_of(trained)) as m:
         yield m
 
 
 @pytest.fixture(scope="module")
-def long_period(tmp_path_factory):
-    with market(60_000, HONEST, tmp_path_factory) as m:
+def long_period(trained, tmp_path_factory):
+    with market(60_000, HONEST, tmp_path_factory, stores_of(trained)) as m:
         yield m
 
 

@@ -195,8 +195,10 @@ def first_run(devnet, chain, orchestrator, cluster, requester_store, digits, tmp
     spec = make_spec(DatasetRef(digest, uri))
     good = post_task(chain, requester_store, spec)
     worker_store = tmp_path_factory.mktemp("worker-store")
+    # the worker trusts the requester's store, and the folder of the tampered copy: what it gets from there is
+    # refused for its hash (a URI outside both would be refused by the URI policy before anything is read)
     daemon = WorkerDaemon(daemon_config(devnet, orchestrator, tmp_path_factory.mktemp("state"), worker_store,
-                                        max_tasks=1))
+                                        max_tasks=1, trusted_stores=(requester_store.root, str(tampered.parent))))
     started = time.monotonic()
     thread = start_thread(daemon)
     thread.join(240)
@@ -251,7 +253,7 @@ def test_daemon_killed_mid_training_resumes_its_claim(first_run, devnet, chain, 
     log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed after the kill
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.daemon", "--orchestrator", orchestrator.target, "--chain", devnet.ws_url,
-         "--key", "//Bob", "--store", str(store), "--ray-address", cluster, "--num-workers", "2",
+         "--key", "//Bob", "--store", str(store), "--trust-store", requester_store.root, "--ray-address", cluster, "--num-workers", "2",
          "--state-dir", str(state)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     journal = state / f"task-{task_id}.json"
@@ -271,7 +273,8 @@ def test_daemon_killed_mid_training_resumes_its_claim(first_run, devnet, chain, 
     assert status_of(chain, task_id) == "Claimed"
     killed_at = json.loads(journal.read_text())["checkpoints"]
     # restart: the daemon finds its live claim on chain and resumes it
-    daemon = WorkerDaemon(daemon_config(devnet, orchestrator, state, store, max_tasks=1))
+    daemon = WorkerDaemon(daemon_config(devnet, orchestrator, state, store, max_tasks=1,
+                                        trusted_stores=(requester_store.root,)))
     thread = start_thread(daemon)
     thread.join(200)
     assert not thread.is_alive()
@@ -297,7 +300,7 @@ def test_deadline_approaching_releases_the_claim(first_run, devnet, chain, orche
     deadline = chain.task_bounties.tasks(task_id).deadline
     # max_failures=0: a cancelled run ends at its first failure instead of restarting its worker group
     daemon = WorkerDaemon(daemon_config(devnet, orchestrator, tmp_path / "state", tmp_path / "store",
-                                        max_failures=0))
+                                        max_failures=0, trusted_stores=(requester_store.root,)))
     thread = start_thread(daemon)
     try:
         wait_until(lambda: status_of(chain, task_id) == "Claimed", 60, "the claim")
@@ -348,7 +351,8 @@ def test_restarted_daemon_finalizes_its_approved_result(cluster, requester_store
             task_id = approved_result(chain, requester_store, make_spec(DatasetRef(*digits)))
             until = chain.task_bounties.tasks(task_id).status["Approved"]["challenge_until"]
             config = DaemonConfig(orchestrator=orchestrator.target, chain_url=node.ws_url, key="//Bob",
-                                  store=str(tmp_path / "store"), state_dir=str(tmp_path / "state"), poll_wait_s=10.0)
+                                  store=str(tmp_path / "store"), trusted_stores=(requester_store.root,),
+                                  state_dir=str(tmp_path / "state"), poll_wait_s=10.0)
             daemon = WorkerDaemon(config)
             thread = start_thread(daemon)
             try:

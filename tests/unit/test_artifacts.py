@@ -8,7 +8,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from workers import tensorio  # noqa: E402
-from workers.artifacts import ArtifactIntegrityError, ArtifactNotFoundError, ArtifactStore  # noqa: E402
+from workers.artifacts import (  # noqa: E402
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ArtifactStore,
+    FetchRefused,
+)
+from workers.uri_policy import UriPolicy  # noqa: E402
 from workers.datasets import BUILTIN_DATASETS, DatasetError, add_dataset, decode_dataset, package  # noqa: E402
 
 
@@ -51,10 +57,14 @@ def test_tampered_bytes_are_refused(store):
         store.fetch(store.uri(digest), digest)
 
 
-def test_fetch_verifies_against_the_expected_hash(store, tmp_path):
-    other = tmp_path / "elsewhere.bin"
+def test_fetch_verifies_against_the_expected_hash(tmp_path):
+    other = tmp_path / "elsewhere" / "data.bin"
+    other.parent.mkdir()
     other.write_bytes(b"data set bytes")
     uri = "file://" + str(other)
+    with pytest.raises(FetchRefused):  # not a store this one trusts
+        ArtifactStore(tmp_path / "store").fetch(uri, blake(b"data set bytes"))
+    store = ArtifactStore(tmp_path / "store", policy=UriPolicy((str(other.parent),)))
     assert store.fetch(uri, blake(b"data set bytes")) == b"data set bytes"
     with pytest.raises(ArtifactIntegrityError):
         store.fetch(uri, blake(b"what the spec promised"))
@@ -62,17 +72,19 @@ def test_fetch_verifies_against_the_expected_hash(store, tmp_path):
     assert store.get(copied) == b"data set bytes"
 
 
-def test_copy_from_another_store_verifies_once_and_refuses_tampered_objects(store, tmp_path):
+def test_copy_from_another_store_verifies_once_and_refuses_tampered_objects(tmp_path):
     source = ArtifactStore(tmp_path / "worker-store")
+    store = ArtifactStore(tmp_path / "store", policy=UriPolicy((source.root,)))
     good, bad = source.put(b"checkpoint 1"), source.put(b"checkpoint 2")
-    assert store.copy_from(source, "0x" + good) == b"checkpoint 1" and store.get(good) == b"checkpoint 1"
+    assert store.fetch(source.uri(good), "0x" + good, keep=True) == b"checkpoint 1"
+    assert store.get(good) == b"checkpoint 1"
     with open(source.uri(bad).removeprefix("file://"), "wb") as f:
         f.write(b"a forged checkpoint")
     with pytest.raises(ArtifactIntegrityError):
-        store.copy_from(source, bad)
+        store.fetch(source.uri(bad), bad, keep=True)
     assert not store.exists(bad)  # nothing written under a name its bytes do not hash to
     with pytest.raises(ArtifactNotFoundError):
-        store.copy_from(source, blake(b"never stored"))
+        store.fetch(source.uri(blake(b"never stored")), blake(b"never stored"), keep=True)
 
 
 def test_other_fsspec_backends_and_pickling():

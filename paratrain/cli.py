@@ -7,10 +7,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from paratrain.argtypes import non_negative, positive
+
+if TYPE_CHECKING:
+    from devnet.rpc import RpcLimits
 
 console = Console(stderr=True)
 
@@ -40,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--verification-grace-ms", type=positive, metavar="MS",
                         help="milliseconds validators have to reach a quorum on a submitted result, and on a "
                              "challenged one (TaskBounties.VerificationGrace; default 60000)")
+    rpc = devnet.add_argument_group("RPC connection limits (docs/devnet.md)")
+    rpc.add_argument("--rpc-max-connections", type=positive, metavar="N",
+                     help="live WebSockets plus HTTP requests being answered (default 100)")
+    rpc.add_argument("--rpc-max-connections-per-ip", type=positive, metavar="N",
+                     help="sockets one client address may hold open, live or not (default 50)")
+    rpc.add_argument("--rpc-max-pending-handshakes", type=positive, metavar="N",
+                     help="sockets that have not sent their request in full yet (default 256)")
+    rpc.add_argument("--rpc-handshake-timeout-ms", type=positive, metavar="MS",
+                     help="a socket's time to send its request headers (and HTTP body) (default 10000)")
+    rpc.add_argument("--rpc-idle-timeout-ms", type=positive, metavar="MS",
+                     help="a WebSocket without subscriptions or requests is closed after MS quiet ms "
+                          "(default 300000)")
 
     from paratrain.demo import add_demo_arguments  # light: rich only
 
@@ -139,6 +155,20 @@ def _run_orchestrator(args: argparse.Namespace) -> int:
     return asyncio.run(run_orchestrator(config))
 
 
+def _rpc_limits(args: argparse.Namespace) -> RpcLimits:
+    """devnet's RpcLimits with the flags given; the others keep the defaults, which live with the server."""
+    from dataclasses import replace
+
+    from devnet.rpc import RpcLimits
+
+    given = {"max_connections": args.rpc_max_connections,
+             "max_connections_per_address": args.rpc_max_connections_per_ip,
+             "max_pending_handshakes": args.rpc_max_pending_handshakes,
+             "handshake_timeout_s": args.rpc_handshake_timeout_ms and args.rpc_handshake_timeout_ms / 1000,
+             "idle_timeout_s": args.rpc_idle_timeout_ms and args.rpc_idle_timeout_ms / 1000}
+    return replace(RpcLimits(), **{name: value for name, value in given.items() if value is not None})
+
+
 async def _run_devnet(args: argparse.Namespace) -> int:
     from devnet.chain import IncompatibleChainData
     from devnet.node import DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS, Node, NodeConfig
@@ -147,7 +177,7 @@ async def _run_devnet(args: argparse.Namespace) -> int:
     period = DEFAULT_CHALLENGE_PERIOD_MS if args.challenge_period_ms is None else args.challenge_period_ms
     grace = DEFAULT_VERIFICATION_GRACE_MS if args.verification_grace_ms is None else args.verification_grace_ms
     config = NodeConfig(base_path=args.base_path, block_time_ms=args.block_time, finality_lag=args.finality_lag,
-                        challenge_period_ms=period, verification_grace_ms=grace)
+                        challenge_period_ms=period, verification_grace_ms=grace, rpc_limits=_rpc_limits(args))
     try:
         node = Node(config)
     except IncompatibleChainData as exc:

@@ -11,6 +11,15 @@ so TCP pushes back on the client) and at most ``send_queue_len`` notifications
 wait to be written (beyond that the client is too slow and is disconnected).
 Subscriptions cost no task: a producer calls its ``Sink``, which queues a frame
 for the connection's single writer task.
+
+Sockets are bounded too (``devnet.rpc.admission``): a socket has
+``handshake_timeout_s`` to send its request in full, and until then it is
+pending, counted apart from the live connections; every socket counts against
+its client address. A WebSocket that is idle (no subscription, no request in
+flight, no frame received) for ``idle_timeout_s`` is closed, and when every
+live slot is taken the connection idle longest makes way for a new one, as
+nginx reuses idle keep-alive connections when it runs out: silent clients
+cannot lock out those that talk.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import logging
 import secrets
 import string
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +37,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from devnet.rpc.admission import Admission
 from devnet.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -51,8 +62,10 @@ Cancel = Callable[[], None]
 # A compact, reusable encoder: json.dumps with options builds a new encoder per call.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _SUB_ID_ALPHABET = string.ascii_letters + string.digits
+_WS_CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 _JSON_CONTENT_TYPES = frozenset({"application/json", "application/json-rpc"})
-_SLOW_CLIENT_CLOSE_S = 1.0
+_SLOW_CLIENT_CLOSE_S = 1.0  # how long a closing client gets to take the close frame before the socket is aborted
+EVICTABLE_AFTER_S = 1.0  # a full server closes only connections idle this long: a new one gets time to talk
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,12 @@ class RpcLimits:
     max_batch_len: int = 1000
     max_requests_in_flight: int = 1024  # per connection; reading pauses beyond it
     send_queue_len: int = 1024  # notifications waiting per connection before it is dropped
+    # Sockets (docs/devnet.md says why these values): a request's headers, and an HTTP body, within
+    # handshake_timeout_s of the socket's accept (an HTTP body on a kept-alive socket: of its headers).
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 300.0  # a WebSocket with nothing to do; also a kept-alive HTTP socket
+    max_pending_handshakes: int = 256  # sockets that have not sent their request in full yet
+    max_connections_per_address: int = 50  # sockets from one client address, pending or live
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,20 @@ class _Connection:
         self._notes = 0  # notifications held or queued
         self._wakeup = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
+        self._last_activity = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        """A subscription, or a request not answered yet: the client is waiting, not idle."""
+        return bool(self.subs or self.tasks or self._queue)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the client last had something going on (0 while busy)."""
+        return 0.0 if self.busy else now - self._last_activity
+
+    def touch(self) -> None:
+        """Something happened for the client (a frame, a reply, a subscription ended): idle from now."""
+        self._last_activity = time.monotonic()
 
     def new_sink(self, subscription: Subscription) -> Sink:
         sub_id = "".join(secrets.choice(_SUB_ID_ALPHABET) for _ in range(16))
@@ -166,6 +199,7 @@ class _Connection:
 
     def forget(self, sink: Sink) -> None:
         self.subs.pop(sink.sub_id, None)
+        self.touch()
         if sink._held:
             self._notes -= len(sink._held)
             sink._held = None
@@ -175,7 +209,7 @@ class _Connection:
             return
         if self._notes >= self._limits.send_queue_len:
             log.warning("client too slow: %d notifications queued, closing", self._notes)
-            self._close_slow_client()
+            self.close(WSCloseCode.POLICY_VIOLATION, b"send queue overflow")
             return
         self._notes += 1
         if sink._held is not None:
@@ -213,6 +247,7 @@ class _Connection:
                 await self.ws.send_str(text)
                 if is_response:
                     self.in_flight.release()
+                    self.touch()
                 else:
                     self._notes -= 1
         except ConnectionError:  # the peer went away; the read loop ends too
@@ -230,17 +265,17 @@ class _Connection:
                 self.in_flight.release()
         self._queue.clear()
 
-    def _close_slow_client(self) -> None:
+    def close(self, code: int, message: bytes) -> None:
+        """Close from the server's side; the read loop sees the close and ends (idempotent)."""
+        if self._closer is not None:
+            return
         self.shut_down()
-        self._closer = asyncio.get_running_loop().create_task(self._close_or_abort())
+        self._closer = asyncio.get_running_loop().create_task(self._close_or_abort(code, message))
 
-    async def _close_or_abort(self) -> None:
+    async def _close_or_abort(self, code: int, message: bytes) -> None:
         """Send a close frame, but a client that does not read may never take it: then abort."""
         try:
-            await asyncio.wait_for(
-                self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"send queue overflow"),
-                _SLOW_CLIENT_CLOSE_S,
-            )
+            await asyncio.wait_for(self.ws.close(code=code, message=message), _SLOW_CLIENT_CLOSE_S)
         except asyncio.TimeoutError:
             if self._transport is not None:
                 self._transport.abort()
@@ -263,9 +298,13 @@ class RpcServer:
         if len(set(names)) != len(names):
             raise ValueError("method names must be unique")
         self._limits = limits
-        self._connections: set[_Connection] = set()
-        self._active = 0  # open WebSockets plus HTTP requests being served
+        self._connections: set[_Connection] = set()  # WebSockets holding a live slot
+        self._http_active = 0  # HTTP requests being answered, each holding a live slot
+        self._admission = Admission(handshake_timeout_s=limits.handshake_timeout_s,
+                                    max_pending=limits.max_pending_handshakes,
+                                    max_per_address=limits.max_connections_per_address)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
 
     def method_names(self) -> list[str]:
         """Every callable name, sorted: what Substrate's rpc_methods lists."""
@@ -276,11 +315,14 @@ class RpcServer:
         app = web.Application(client_max_size=self._limits.max_request_bytes)
         app.router.add_get("/", self._serve_websocket)
         app.router.add_post("/", self._serve_http)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # aiohttp's keep-alive timeout closes an HTTP socket that waits for its next request.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                     keepalive_timeout=self._limits.idle_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
+        # Not a TCPSite: every socket must pass the admission layer before aiohttp sees it.
+        factory = self._admission.protocol_factory(self._runner.server)
+        self._listener = await asyncio.get_running_loop().create_server(factory, host, port, backlog=128)
+        bound = self._listener.sockets[0].getsockname()
         return bound[0], bound[1]
 
     async def stop(self) -> None:
@@ -291,28 +333,44 @@ class RpcServer:
         await asyncio.gather(
             *(c.ws.close(code=WSCloseCode.GOING_AWAY) for c in connections), return_exceptions=True
         )
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
+    def _has_room(self) -> bool:
+        """A live slot is free, or the connection idle longest gives its slot up (closed, going away)."""
+        if len(self._connections) + self._http_active < self._limits.max_connections:
+            return True
+        now = time.monotonic()
+        idle = [(c.idle_for(now), c) for c in self._connections]
+        victim_idle, victim = max(idle, key=lambda pair: pair[0], default=(0.0, None))
+        if victim is None or victim_idle < EVICTABLE_AFTER_S:
+            return False
+        log.info("all %d connections taken: closing one idle for %.0f s", len(self._connections), victim_idle)
+        self._connections.discard(victim)
+        victim.close(WSCloseCode.GOING_AWAY, b"server full: idle connection closed")
+        return True
+
     async def _serve_websocket(self, request: web.Request) -> web.StreamResponse:
-        if self._active >= self._limits.max_connections:
-            return _too_many_connections()
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_request_bytes, compress=False)
         if not ws.can_prepare(request).ok:
             return web.Response(
                 status=405, text="Used HTTP Method is not allowed. POST is required\n"
             )
-        self._active += 1
+        if not self._has_room():
+            return _too_many_connections()
+        self._admission.handshake_done(request.transport)  # the upgrade request is all a WebSocket sends
+        conn = _Connection(ws, request, self._limits)
+        self._connections.add(conn)
         try:
             await ws.prepare(request)
-            conn = _Connection(ws, request, self._limits)
-            self._connections.add(conn)
             writer = asyncio.create_task(conn.write_loop())
             try:
                 await self._read_loop(conn)
             finally:
-                self._connections.discard(conn)
                 conn.shut_down()
                 writer.cancel()
                 # Like jsonrpsee, let calls already started finish (their replies are dropped).
@@ -320,13 +378,25 @@ class RpcServer:
                     await asyncio.gather(*conn.tasks, return_exceptions=True)
             return ws
         finally:
-            self._active -= 1
+            self._connections.discard(conn)
 
     async def _read_loop(self, conn: _Connection) -> None:
         # aiohttp closes the socket with 1009 on an over-limit frame, before its
         # payload is read: the frame cannot be answered, unlike over HTTP.
-        async for msg in conn.ws:
+        while True:
+            # None: the close is under way, the next message is its end
+            timeout = None if conn.closing else self._limits.idle_timeout_s - conn.idle_for(time.monotonic())
+            if timeout is not None and timeout <= 0:
+                conn.close(WSCloseCode.GOING_AWAY, b"idle timeout")
+                continue
+            try:
+                msg = await conn.ws.receive(timeout=timeout)
+            except asyncio.TimeoutError:  # busy meanwhile, or idle long enough: the top of the loop decides
+                continue
+            if msg.type in _WS_CLOSED:
+                return
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                conn.touch()
                 await conn.in_flight.acquire()
                 task = asyncio.create_task(self._handle_frame(conn, msg.data))
                 conn.tasks.add(task)
@@ -339,24 +409,29 @@ class RpcServer:
             conn.activate(sink)
 
     async def _serve_http(self, request: web.Request) -> web.StreamResponse:
-        if self._active >= self._limits.max_connections:
+        if not self._has_room():
             return _too_many_connections()
         if request.content_type not in _JSON_CONTENT_TYPES:
             return web.Response(
                 status=415,
                 text="Supplied content type is not allowed. Content-Type: application/json is required\n",
             )
-        self._active += 1
         try:
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                error = exceeded_limit(OVERSIZED_REQUEST, self._limits.max_request_bytes)
-                return _json_response(_error_reply(None, error), status=413)
+            body = await asyncio.wait_for(request.read(), self._limits.handshake_timeout_s)
+        except web.HTTPRequestEntityTooLarge:
+            error = exceeded_limit(OVERSIZED_REQUEST, self._limits.max_request_bytes)
+            return _json_response(_error_reply(None, error), status=413)
+        except asyncio.TimeoutError:  # a body that stalls is a handshake that never finished
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=408)
+        self._admission.handshake_done(request.transport)
+        self._http_active += 1
+        try:
             reply, _ = await self._process(body, None)
             return _json_response(reply or "")
         finally:
-            self._active -= 1
+            self._http_active -= 1
 
     async def _process(
         self, data: str | bytes, conn: _Connection | None
@@ -482,4 +557,6 @@ def _json_response(text: str, status: int = 200) -> web.Response:
 
 
 def _too_many_connections() -> web.Response:
-    return web.Response(status=429, text="Too many connections. Please try again later.")
+    response = web.Response(status=429, text="Too many connections. Please try again later.")
+    response.force_close()  # a refused client keeps no socket (and no slot of its address) open
+    return response

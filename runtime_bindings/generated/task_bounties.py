@@ -527,6 +527,7 @@ class TaskBountiesError(ModuleError):
     NotApproved: ClassVar[type[TaskBountiesError]]
     ChallengePeriodOver: ClassVar[type[TaskBountiesError]]
     ChallengePeriodNotOver: ClassVar[type[TaskBountiesError]]
+    DeadlineTooFar: ClassVar[type[TaskBountiesError]]
 
 
 class TaskNotFound(TaskBountiesError):
@@ -768,7 +769,7 @@ class AlreadyVoted(TaskBountiesError):
 
 
 class ExpiryQueueFull(TaskBountiesError):
-    """No expiry slot within MaxExpirySpill blocks has room."""
+    """No expiry slot within MaxExpirySpill blocks (and up to u32::MAX) has room."""
 
     name: ClassVar[str] = "ExpiryQueueFull"
     error_index: ClassVar[int | None] = 34
@@ -793,6 +794,13 @@ class ChallengePeriodNotOver(TaskBountiesError):
 
     name: ClassVar[str] = "ChallengePeriodNotOver"
     error_index: ClassVar[int | None] = 37
+
+
+class DeadlineTooFar(TaskBountiesError):
+    """The deadline is more than MaxDeadlineBlocks after the current block."""
+
+    name: ClassVar[str] = "DeadlineTooFar"
+    error_index: ClassVar[int | None] = 38
 
 
 # API --------------------------------------------------------------------------------------------

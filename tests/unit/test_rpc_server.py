@@ -378,9 +378,52 @@ async def test_thousands_of_idle_subscriptions() -> None:
 
 
 async def test_too_many_connections() -> None:
-    async with running(RpcLimits(max_connections=1)) as (_, url), ws_client(url):
+    """A connection with a subscription is in use: it keeps its slot however long it has been quiet."""
+    async with running(RpcLimits(max_connections=1)) as (_, url), ws_client(url) as ws:
+        assert "result" in await rpc(ws, call("test_subscribe"))
+        await receive(ws)  # the current value
+        await asyncio.sleep(1.2)  # past EVICTABLE_AFTER_S
         status, text = await post(url, call("echo"))
         assert (status, text) == (429, "Too many connections. Please try again later.")
+
+
+async def test_a_full_server_closes_the_idlest_connection_for_a_new_one() -> None:
+    async with running(RpcLimits(max_connections=2)) as (_, url), ws_client(url) as idle, ws_client(url) as busy:
+        assert "result" in await rpc(busy, call("test_subscribe"))
+        await receive(busy)
+        assert (await post(url, call("echo")))[0] == 429  # both just connected: not idle long enough yet
+        await asyncio.sleep(1.2)
+        assert (await post(url, call("echo", ["in"]))) == (200, '{"jsonrpc":"2.0","result":["in"],"id":1}')
+        closed = await idle.receive(timeout=TIMEOUT)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == aiohttp.WSCloseCode.GOING_AWAY
+        assert (await rpc(busy, call("echo", ["kept"])))["result"] == ["kept"]
+
+
+async def test_an_idle_websocket_is_closed_unless_it_has_subscriptions() -> None:
+    async with running(RpcLimits(idle_timeout_s=0.3)) as (_, url), ws_client(url) as idle, \
+            ws_client(url) as subscribed:
+        assert "result" in await rpc(subscribed, call("test_subscribe"))
+        await receive(subscribed)
+        assert (await rpc(idle, call("echo")))["result"] == []  # a request answered starts the idle clock anew
+        closed = await idle.receive(timeout=TIMEOUT)
+        assert (closed.type, closed.extra) == (aiohttp.WSMsgType.CLOSE, "idle timeout")
+        await asyncio.sleep(0.5)
+        assert (await rpc(subscribed, call("echo", ["alive"])))["result"] == ["alive"]
+
+
+async def test_a_socket_without_a_complete_request_is_closed_at_the_handshake_deadline() -> None:
+    limits = RpcLimits(handshake_timeout_s=0.3, max_connections_per_address=3)
+    async with running(limits) as (_, url):
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        streams = [await asyncio.open_connection(host, int(port)) for _ in range(3)]
+        streams[1][1].write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        streams[2][1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 9\r\n\r\n")  # a body that never comes
+        refused_reader, _ = await asyncio.open_connection(host, int(port))  # a 4th from this address
+        assert await asyncio.wait_for(refused_reader.read(), TIMEOUT) == b""
+        for reader, _ in streams:
+            assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # no response owed, just closed
+        assert (await post(url, call("echo", ["after"])))[0] == 200
 
 
 async def test_method_names_lists_every_callable_name_sorted() -> None:
@@ -388,3 +431,16 @@ async def test_method_names_lists_every_callable_name_sorted() -> None:
     assert names == sorted(names)
     assert {"echo", "test_subscribe", "test_unsubscribe"} <= set(names)
     assert "test_value" not in names
+
+
+async def test_unfinished_handshakes_are_capped_apart_from_live_connections() -> None:
+    async with running(RpcLimits(max_pending_handshakes=2, max_connections=1)) as (_, url), ws_client(url) as ws:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        silent = [await asyncio.open_connection(host, int(port)) for _ in range(2)]  # pending; the ws is live
+        refused_reader, _ = await asyncio.open_connection(host, int(port))
+        assert await asyncio.wait_for(refused_reader.read(), TIMEOUT) == b""
+        assert "result" in await rpc(ws, call("test_subscribe"))  # live, and in use: never evicted
+        await receive(ws)
+        silent[0][1].close()
+        await asyncio.sleep(0.1)
+        assert (await post(url, call("echo")))[0] == 429  # admitted as pending; the one live slot is taken

@@ -19,7 +19,9 @@ Lifecycle (`TaskStatus`, stored in `Task.status`):
 Block numbers: `deadline` and `lease_until` are block numbers; a lease lapses and an Open task expires in
 the `on_initialize` of that block. `lease_until` is the block the task is actually scheduled at: when that
 block's expiry slot already holds MaxExpiriesPerBlock entries the entry spills to the next block with room
-(at most MaxExpirySpill blocks later, else the call fails with ExpiryQueueFull).
+(at most MaxExpirySpill blocks later, and never past u32::MAX, else the call fails with ExpiryQueueFull).
+A deadline may be at most MaxDeadlineBlocks ahead of the current block (DeadlineTooFar), so a slot and its
+spill stay far below u32::MAX on any chain younger than u32::MAX - MaxDeadlineBlocks blocks.
 
 Moments: `verify_until`, `challenge_until` and `settle_until` are ms of pallet_timestamp's `Now`, not
 blocks. With instant seal blocks come only with transactions, so a window counted in blocks would never
@@ -90,6 +92,7 @@ from devnet.scale.types import U32, U64, U128, AccountId, H256, Option, Sequence
 log = logging.getLogger(__name__)
 DEFAULT_CHALLENGE_PERIOD_MS = 5_000
 DEFAULT_VERIFICATION_GRACE_MS = 60_000
+BLOCK_NUMBER_MAX = 2**32 - 1  # BlockNumberFor<T> is u32: no expiry slot exists beyond it
 _TASK = TASK_ID
 
 
@@ -127,8 +130,8 @@ class TaskBounties(Pallet):
                  max_claims_per_worker: int = 4, max_validators_required: int = 8,
                  validator_reward_share: int = 100_000_000, slash_fraction: int = 200_000_000,
                  lease_slash_fraction: int = 50_000_000, approver_slash_fraction: int = 100_000_000,
-                 max_expiries_per_block: int = 32,
-                 max_expiry_spill: int = 64, max_recipe_len: int = 64, max_uri_len: int = 256,
+                 max_expiries_per_block: int = 32, max_expiry_spill: int = 64,
+                 max_deadline_blocks: int = 100_000_000, max_recipe_len: int = 64, max_uri_len: int = 256,
                  max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
                  challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT) -> None:
         type(self).constants = (
@@ -159,6 +162,8 @@ class TaskBounties(Pallet):
                      "Milliseconds (of Timestamp.Now) an approved result may be challenged; 0 pays at once."),
             Constant("ChallengeDeposit", U128, challenge_deposit,
                      "Reserved from a challenger: returned if upheld or timed out, slashed if dismissed."),
+            Constant("MaxDeadlineBlocks", U32, max_deadline_blocks,
+                     "How many blocks after the current one a task's deadline may be."),
         )
         self.balances, self.workers, self.models = balances, workers, models
         self.task_deposit, self.min_bounty = task_deposit, min_bounty
@@ -167,6 +172,7 @@ class TaskBounties(Pallet):
         self.validator_reward_share, self.slash_fraction = validator_reward_share, slash_fraction
         self.lease_slash_fraction, self.approver_slash_fraction = lease_slash_fraction, approver_slash_fraction
         self.max_expiries, self.max_spill = max_expiries_per_block, max_expiry_spill
+        self.max_deadline_blocks = max_deadline_blocks
         self.max_recipe_len, self.max_uri_len = max_recipe_len, max_uri_len
         self.max_metric_name_len, self.max_metrics, self.max_checkpoints = (
             max_metric_name_len, max_metrics, max_checkpoints)
@@ -189,6 +195,8 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("BountyTooLow")
         if deadline <= ctx.block_number:
             raise TaskBounties.error("DeadlineInPast")
+        if deadline - ctx.block_number > self.max_deadline_blocks:
+            raise TaskBounties.error("DeadlineTooFar")
         if not 1 <= validators_required <= self.max_validators:
             raise TaskBounties.error("InvalidValidatorsRequired")
         if spec["parent_model"] is not None and not self.models.exists(ctx.state, spec["parent_model"]):
@@ -723,8 +731,10 @@ class TaskBounties(Pallet):
             raise TaskBounties.error(error)
 
     def _schedule(self, ctx: DispatchContext, queue: StorageItem, block: int, task_id: int) -> int:
-        """Put `task_id` in the first slot at or after `block` with room; returns that block."""
-        for at in range(block, block + self.max_spill + 1):
+        """Put `task_id` in the first slot at or after `block` with room; returns that block.
+
+        The spill stops at u32::MAX: a later slot has no storage key (its block number does not encode)."""
+        for at in range(block, min(block + self.max_spill, BLOCK_NUMBER_MAX) + 1):
             entries = queue.get(ctx.state, at)
             if len(entries) < self.max_expiries:
                 queue.set(ctx.state, at, entries + [task_id])

@@ -183,8 +183,9 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("HoldoutMismatch", "salt and holdout_uri do not match the commitment."),
     ("CannotJudgeOwnWork", "The worker may not judge its own result."),
     ("AlreadyVoted", "The validator already voted on this result (in this round, or approved it)."),
-    ("ExpiryQueueFull", "No expiry slot within MaxExpirySpill blocks has room."),
+    ("ExpiryQueueFull", "No expiry slot within MaxExpirySpill blocks (and up to u32::MAX) has room."),
     ("NotApproved", "The task's result is not Approved (awaiting the end of its challenge period)."),
     ("ChallengePeriodOver", "The challenge period of this result has ended."),
     ("ChallengePeriodNotOver", "The challenge period of this result has not ended yet."),
+    ("DeadlineTooFar", "The deadline is more than MaxDeadlineBlocks after the current block."),
 ))

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from orchestrator.columns import is_u64
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
 from orchestrator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from orchestrator.index import Index
@@ -265,8 +266,8 @@ class Handlers:
 
     # Ownership --------------------------------------------------------------------------------
     def _task(self, task_id: int) -> TaskView:
-        if not isinstance(task_id, int) or task_id < 0:
-            raise InvalidArgument("task_id must be a non-negative integer")
+        if not is_u64(task_id):  # no chain task has such an id (TaskId is a u64)
+            raise InvalidArgument("task_id must be an integer in 0..2^64-1")
         task = self.index.task(task_id)
         if task is None:
             raise NotFound(f"no task {task_id}")
@@ -336,8 +337,8 @@ class Handlers:
         task = self._task(update.task_id)
         if not self._holds(account, task):
             raise PermissionDenied(f"task {update.task_id} is not held by {account}")
-        if update.step < 0 or update.epoch < 0 or not math.isfinite(update.loss):
-            raise InvalidArgument("step and epoch must not be negative and loss must be finite")
+        if not (is_u64(update.step) and is_u64(update.epoch)) or not math.isfinite(update.loss):
+            raise InvalidArgument("step and epoch must be integers in 0..2^64-1 and loss must be finite")
         if heartbeat_extrinsic:
             decoded = await self._decode_checked(account, update.task_id, heartbeat_extrinsic, ("heartbeat",))
             if self.relay is None:
@@ -390,14 +391,7 @@ class Handlers:
         if not isinstance(limit, int) or limit < 0:
             raise InvalidArgument("limit must be zero (the default page) or more")
         limit = min(limit or DEFAULT_PAGE, MAX_PAGE)
-        after = -1
-        if page_token:
-            try:
-                after = int(page_token)
-            except ValueError:
-                raise InvalidArgument(f"bad page_token {page_token!r}") from None
-            if after < 0:
-                raise InvalidArgument(f"bad page_token {page_token!r}")
+        after = _after_id(page_token) if page_token else -1
         try:
             status = None if status is None else TaskStatus(status)
         except ValueError:
@@ -444,6 +438,15 @@ class Handlers:
             if not waiter.data.done():  # type: ignore[union-attr]
                 waiter.data.cancel()  # type: ignore[union-attr]
         self._waiters.clear()
+
+
+def _after_id(page_token: str) -> int:
+    """The task id a page token continues after. Tokens are the decimal task ids this server hands out, so
+    anything else (signs, spaces, underscores, ids beyond u64) is refused rather than read by int()."""
+    after = int(page_token) if page_token.isascii() and page_token.isdigit() and len(page_token) <= 20 else -1
+    if not is_u64(after):
+        raise InvalidArgument(f"bad page_token {page_token[:40]!r}")
+    return after
 
 
 __all__ = ["ChainConstants", "DecodedExtrinsic", "ExtrinsicDecoder", "Handlers", "RELAYABLE"]

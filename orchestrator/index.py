@@ -13,6 +13,11 @@ What `apply_block` takes, in block order:
 - `TaskRecord` / `WorkerRecord`: full rows the indexer read from chain storage *at that block* for a
   task or worker the events only name (TaskCreated carries four fields, WorkerRegistered three).
 
+Every value the chain can hold is stored exactly (orchestrator.columns: u64 as INTEGER offset by -2^63, u128
+as 16-byte big-endian BLOBs), so SQL order and comparisons are the chain's. A change holding a value the
+index still cannot store is skipped alone (logged) and the block goes on: one record never stops the index.
+A file written by another SCHEMA_VERSION is dropped and rebuilt from the chain.
+
 Open tasks are also kept in memory (`OpenTasks`: buckets per (requirements, min_stake), each sorted by
 id), loaded at start and updated after each commit, so the scheduler finds a worker's candidates in
 id order without scanning 100,000 rows: `open_tasks_for(capabilities, stake)`.
@@ -38,25 +43,28 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
+from orchestrator.columns import (U64_MAX, is_u64, load_u64, load_u128, store_i64, store_opt_u32, store_u32,
+                                  store_u64, store_u128)
 from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: u64 columns offset by -2^63, u128 columns 16-byte big-endian BLOBs (orchestrator.columns)
 # statuses in which a worker holds the task (the pallet's ClaimsByWorker): never assignable to another
 HELD = (TaskStatus.CLAIMED, TaskStatus.SUBMITTED, TaskStatus.APPROVED, TaskStatus.CHALLENGED)
 
+# Each column's chain type decides its storage (see orchestrator.columns): u64 columns hold value - 2^63,
+# u128 columns 16-byte big-endian BLOBs, u32 / i64 columns the value itself.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id INTEGER PRIMARY KEY, requester TEXT NOT NULL, recipe TEXT NOT NULL, spec_hash BLOB NOT NULL,
     spec_uri TEXT NOT NULL, dataset_hash BLOB NOT NULL, eval_metric TEXT NOT NULL, eval_target INTEGER NOT NULL,
     min_cpus INTEGER NOT NULL, min_gpus INTEGER NOT NULL, min_memory_mb INTEGER NOT NULL,
-    bounty TEXT NOT NULL, min_stake TEXT NOT NULL, deadline INTEGER NOT NULL, validators_required INTEGER NOT NULL,
-    status TEXT NOT NULL, worker TEXT, lease_until INTEGER, progress_step INTEGER NOT NULL DEFAULT 0,
-    checkpoint_root BLOB NOT NULL DEFAULT x'', created_at INTEGER NOT NULL DEFAULT 0,
-    updated_block INTEGER NOT NULL DEFAULT 0);
+    bounty BLOB NOT NULL, min_stake BLOB NOT NULL, deadline INTEGER NOT NULL, validators_required INTEGER NOT NULL,
+    status TEXT NOT NULL, worker TEXT, lease_until INTEGER, progress_step INTEGER NOT NULL,
+    checkpoint_root BLOB NOT NULL, created_at INTEGER NOT NULL, updated_block INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, task_id);
 CREATE TABLE IF NOT EXISTS workers (
-    account TEXT PRIMARY KEY, role TEXT NOT NULL, stake TEXT NOT NULL, cpus INTEGER NOT NULL, gpus INTEGER NOT NULL,
+    account TEXT PRIMARY KEY, role TEXT NOT NULL, stake BLOB NOT NULL, cpus INTEGER NOT NULL, gpus INTEGER NOT NULL,
     gpu_model TEXT NOT NULL, memory_mb INTEGER NOT NULL, active INTEGER NOT NULL, updated_block INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (
     task_id INTEGER PRIMARY KEY, worker TEXT NOT NULL, since_block INTEGER NOT NULL);
@@ -66,10 +74,18 @@ CREATE TABLE IF NOT EXISTS progress (
     loss REAL NOT NULL, metrics TEXT NOT NULL, checkpoint_root BLOB NOT NULL);
 """
 _TABLES = ("tasks", "workers", "claims", "progress", "meta")
+# what a value the index cannot store raises (Unrepresentable is a ValueError; sqlite3 raises OverflowError for
+# an int beyond 64 bits and InterfaceError for a type it cannot bind): that change is skipped, not the block
+_UNSTORABLE = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError)
 
 
 class IndexGap(Exception):
     """A block was offered that does not follow `last_block` (the caller must fetch the missing ones)."""
+
+
+class MissingRecord(ValueError):
+    """A TaskCreated came without its TaskRecord: the caller's mistake, not the chain's data, so the whole
+    block is refused (unlike a value the index cannot store, which skips that one change)."""
 
 
 @dataclass(frozen=True)
@@ -222,8 +238,7 @@ class Index:
         self._write_lock = threading.RLock()
         self._keepalive = self._connect()  # keeps a shared in-memory db alive; also the writer
         with self._write_lock:
-            self._keepalive.executescript(_SCHEMA)
-            self._keepalive.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._open_schema(self._keepalive)
         self.open_tasks = OpenTasks()
         self._cache_lock = threading.Lock()
         self._generation = 0  # bumped (under _cache_lock) after every commit of chain-derived rows
@@ -233,6 +248,20 @@ class Index:
         self._pending_progress: dict[int, ProgressUpdate] = {}
         self._last_block = self._read_last_block()
         self._load_open_tasks()
+
+    @staticmethod
+    def _open_schema(conn: sqlite3.Connection) -> None:
+        """Create the tables, or drop and recreate them when they were written by another schema version:
+        rows of another encoding would decode into wrong values, and the index is rebuilt from the chain
+        anyway (last_block goes with the tables, so the indexer starts again at block 1)."""
+        found = _stored_schema(conn)
+        drop = ""
+        if found not in (None, str(SCHEMA_VERSION)):
+            log.warning("index: schema version %s found, this is %d: rebuilding the index from the chain",
+                        found, SCHEMA_VERSION)
+            drop = "".join(f"DROP TABLE IF EXISTS {table};" for table in _TABLES)
+        conn.executescript(f"BEGIN IMMEDIATE;{drop}{_SCHEMA}"  # one transaction: no half-migrated file
+                           f"INSERT OR REPLACE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');COMMIT;")
 
     # Connections ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -293,7 +322,7 @@ class Index:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for event in events:
-                    self._apply(conn, number, event, touched)
+                    self._apply_or_skip(conn, number, event, touched)
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(number),))
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_hash', ?)", (block_hash,))
                 conn.execute("COMMIT")
@@ -346,10 +375,26 @@ class Index:
             self.open_tasks.clear()
 
     # Event application (inside the block's transaction) ----------------------------------------
+    def _apply_or_skip(self, conn: sqlite3.Connection, block: int, change: Any, touched: set[int]) -> None:
+        """Apply one change under its own savepoint. A change holding a value the index cannot store (there
+        should be none: every column fits its chain type) is undone alone and logged, and the rest of the
+        block is applied: one bad record must never stop the index, whose blocks are otherwise retried forever.
+        Other errors (disk, locks) still undo the whole block, for a retry."""
+        conn.execute("SAVEPOINT change")
+        try:
+            self._apply(conn, block, change, touched)
+        except MissingRecord:
+            raise
+        except _UNSTORABLE:
+            conn.execute("ROLLBACK TO change")
+            log.error("index: block %d: %s not indexed: a value it cannot store", block, _describe(change),
+                      exc_info=True)
+        conn.execute("RELEASE change")
+
     def _apply(self, conn: sqlite3.Connection, block: int, event: Any, touched: set[int]) -> None:
         if isinstance(event, TaskRecord):
+            touched.add(event.task.task_id)  # before the write: a record skipped still came (see TaskCreated)
             self._upsert_task(conn, block, event.task)
-            touched.add(event.task.task_id)
             return
         if isinstance(event, WorkerRecord):
             if event.worker is None:
@@ -367,25 +412,26 @@ class Index:
         task_id = getattr(ev, "task_id", None)
         if task_id is None:
             return
-        exists = conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone() is not None
+        key = store_u64(task_id)
+        exists = conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (key,)).fetchone() is not None
         if not exists:
-            if name == "TaskCreated":
-                raise ValueError(f"TaskCreated for task {task_id} without its TaskRecord")
-            return  # a task created before this index began (cannot happen when indexing from block 1)
+            if name == "TaskCreated" and task_id not in touched:
+                raise MissingRecord(f"TaskCreated for task {task_id} without its TaskRecord")
+            return  # its record was skipped, or it was created before this index began (not when from block 1)
         touched.add(task_id)
         if name == "TaskClaimed":
             self._set_status(conn, block, task_id, TaskStatus.CLAIMED, ev.worker, ev.lease_until)
         elif name == "Heartbeat":
             progress = ev.progress
             conn.execute("UPDATE tasks SET lease_until = ?, progress_step = ?, checkpoint_root = ?, updated_block = ? "
-                         "WHERE task_id = ?", (ev.lease_until, int(progress.step), _bytes(progress.checkpoint_root),
-                                               block, task_id))
+                         "WHERE task_id = ?", (store_u32(ev.lease_until), store_u64(progress.step),
+                                               _bytes(progress.checkpoint_root), block, key))
         elif name == "ResultSubmitted":
             self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
         elif name == "ResultApproved":
             self._set_status(conn, block, task_id, TaskStatus.APPROVED, ev.worker, None)
         elif name == "ResultChallenged":  # the event names the challenger; the worker is the one holding it
-            worker = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+            worker = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (key,)).fetchone()[0]
             self._set_status(conn, block, task_id, TaskStatus.CHALLENGED, worker, None)
         elif name == "TaskAccepted":
             self._set_status(conn, block, task_id, TaskStatus.ACCEPTED, ev.worker, None)
@@ -404,33 +450,35 @@ class Index:
     def _set_status(self, conn: sqlite3.Connection, block: int, task_id: int, status: TaskStatus,
                     worker: str | None, lease_until: int | None) -> None:
         """Move a task to `status`; the claims table follows (a worker holds the tasks in HELD statuses)."""
+        key = store_u64(task_id)
         if status in HELD:
             conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = ?, updated_block = ? WHERE task_id = ?",
-                         (status.value, worker, lease_until, block, task_id))
+                         (status.value, worker, store_opt_u32(lease_until), block, key))
             conn.execute("INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET worker = excluded.worker",
-                         (task_id, worker, block))
+                         (key, worker, block))
             return
         keep_worker = status is TaskStatus.ACCEPTED
         if status is TaskStatus.OPEN:  # the pallet clears progress when it reopens a task
-            conn.execute("UPDATE tasks SET progress_step = 0, checkpoint_root = x'' WHERE task_id = ?", (task_id,))
-            conn.execute("DELETE FROM progress WHERE task_id = ?", (task_id,))
+            conn.execute("UPDATE tasks SET progress_step = ?, checkpoint_root = x'' WHERE task_id = ?",
+                         (store_u64(0), key))
+            conn.execute("DELETE FROM progress WHERE task_id = ?", (key,))
         conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = NULL, updated_block = ? WHERE task_id = ?",
-                     (status.value, worker if keep_worker else None, block, task_id))
-        conn.execute("DELETE FROM claims WHERE task_id = ?", (task_id,))
+                     (status.value, worker if keep_worker else None, block, key))
+        conn.execute("DELETE FROM claims WHERE task_id = ?", (key,))
 
     def _apply_worker_event(self, conn: sqlite3.Connection, block: int, name: str, ev: Any) -> None:
         who = getattr(ev, "who", None)
         if who is None:
             return
         if name == "StakeBonded":
-            conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?", (str(ev.total), block, who))
+            conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?",
+                         (store_u128(ev.total), block, who))
         elif name == "StakeSlashed":
             conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?",
-                         (str(ev.remaining), block, who))
+                         (store_u128(ev.remaining), block, who))
         elif name == "CapabilitiesUpdated":
-            caps = _capabilities(ev.capabilities)
             conn.execute("UPDATE workers SET cpus = ?, gpus = ?, gpu_model = ?, memory_mb = ?, updated_block = ? "
-                         "WHERE account = ?", (caps.cpus, caps.gpus, caps.gpu_model, caps.memory_mb, block, who))
+                         "WHERE account = ?", (*_capabilities_row(_capabilities(ev.capabilities)), block, who))
         elif name == "UnbondingStarted":
             conn.execute("UPDATE workers SET active = 0, updated_block = ? WHERE account = ?", (block, who))
         elif name == "Withdrawn":
@@ -438,26 +486,25 @@ class Index:
         # WorkerRegistered: the WorkerRecord did it.
 
     def _upsert_task(self, conn: sqlite3.Connection, block: int, t: TaskView) -> None:
-        r = t.requirements
-        conn.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (t.task_id, t.requester, t.recipe, t.spec_hash, t.spec_uri, t.dataset_hash, t.eval_metric, t.eval_target,
-             r.min_cpus, r.min_gpus, r.min_memory_mb, str(t.bounty), str(t.min_stake), t.deadline,
-             t.validators_required, t.status.value, t.worker, t.lease_until, t.progress_step, t.checkpoint_root,
-             t.created_at, block))
+        row = _task_row(t, block)  # every value encoded before anything is written
+        conn.execute("INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         if t.status in HELD:
-            conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (t.task_id, t.worker, block))
+            conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (row[0], t.worker, block))
         else:
-            conn.execute("DELETE FROM claims WHERE task_id = ?", (t.task_id,))
+            conn.execute("DELETE FROM claims WHERE task_id = ?", (row[0],))
 
     def _upsert_worker(self, conn: sqlite3.Connection, block: int, w: WorkerView) -> None:
-        c = w.capabilities
         conn.execute("INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?,?,?)",
-                     (w.account, w.role, str(w.stake), c.cpus, c.gpus, c.gpu_model, c.memory_mb, int(w.active), block))
+                     (w.account, w.role, store_u128(w.stake), *_capabilities_row(w.capabilities), int(w.active), block))
 
     # Live progress (off chain) --------------------------------------------------------------
     def record_progress(self, update: ProgressUpdate) -> None:
-        """Remember the latest update of a task (in memory; written by the next `flush_progress`)."""
+        """Remember the latest update of a task (in memory; written by the next `flush_progress`).
+
+        Raises Unrepresentable for an update the index cannot store (a step beyond u64...), here rather than at
+        the flush: the indexer flushes before every block, and a row it can never write must not hold blocks up.
+        """
+        _progress_row(update)
         with self._progress_lock:
             self._pending_progress[update.task_id] = update
 
@@ -468,8 +515,7 @@ class Index:
                 if not self._pending_progress:
                     return 0
                 pending, self._pending_progress = self._pending_progress, {}
-            rows = [(u.task_id, u.worker, u.step, u.epoch, float(u.loss), json.dumps(u.metrics, sort_keys=True),
-                     u.checkpoint_root) for u in pending.values()]
+            rows = [_progress_row(u) for u in pending.values()]
             conn = self._keepalive
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -489,13 +535,17 @@ class Index:
             pending = self._pending_progress.get(task_id)
         if pending is not None:
             return pending
-        row = self._conn().execute("SELECT * FROM progress WHERE task_id = ?", (task_id,)).fetchone()
+        if not is_u64(task_id):
+            return None
+        row = self._conn().execute("SELECT * FROM progress WHERE task_id = ?", (store_u64(task_id),)).fetchone()
         if row is None:
             return None
-        return ProgressUpdate(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), bytes(row[6]))
+        return ProgressUpdate(load_u64(row[0]), row[1], load_u64(row[2]), load_u64(row[3]), row[4], json.loads(row[5]),
+                              bytes(row[6]))
 
     # Queries ----------------------------------------------------------------------------------
     def task(self, task_id: int) -> TaskView | None:
+        """The task `task_id` as indexed; None also for an id no chain task can have (negative, beyond u64)."""
         generation = self._generation
         try:
             return self._task_cache[task_id]
@@ -507,18 +557,23 @@ class Index:
 
     @staticmethod
     def _task(conn: sqlite3.Connection, task_id: int) -> TaskView | None:
-        row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        if not is_u64(task_id):
+            return None
+        row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (store_u64(task_id),)).fetchone()
         return None if row is None else _task_from_row(row)
 
     def tasks(self, status: TaskStatus | None = None, limit: int = 100, after_id: int = -1) -> list[TaskView]:
-        """Tasks in id order after `after_id`, optionally of one status."""
+        """Tasks in id order after `after_id` (any int: -1 lists from the first), optionally of one status."""
+        first = max(after_id + 1, 0)
+        if first > U64_MAX:
+            return []
         if status is None:
-            rows = self._conn().execute("SELECT * FROM tasks WHERE task_id > ? ORDER BY task_id LIMIT ?",
-                                        (after_id, limit)).fetchall()
+            rows = self._conn().execute("SELECT * FROM tasks WHERE task_id >= ? ORDER BY task_id LIMIT ?",
+                                        (store_u64(first), limit)).fetchall()
         else:
             rows = self._conn().execute(
-                "SELECT * FROM tasks WHERE status = ? AND task_id > ? ORDER BY task_id LIMIT ?",
-                (TaskStatus(status).value, after_id, limit)).fetchall()
+                "SELECT * FROM tasks WHERE status = ? AND task_id >= ? ORDER BY task_id LIMIT ?",
+                (TaskStatus(status).value, store_u64(first), limit)).fetchall()
         return [_task_from_row(r) for r in rows]
 
     def count_tasks(self, status: TaskStatus | None = None) -> int:
@@ -554,11 +609,12 @@ class Index:
 
     def claims_of(self, account: str) -> list[int]:
         """Ids of the tasks `account` holds on chain (Claimed or Submitted), ascending."""
-        return [r[0] for r in self._conn().execute(
+        return [load_u64(r[0]) for r in self._conn().execute(
             "SELECT task_id FROM claims WHERE worker = ? ORDER BY task_id", (account,)).fetchall()]
 
     def claims(self) -> dict[int, str]:
-        return dict(self._conn().execute("SELECT task_id, worker FROM claims").fetchall())
+        return {load_u64(task_id): worker
+                for task_id, worker in self._conn().execute("SELECT task_id, worker FROM claims").fetchall()}
 
     # Start-up ---------------------------------------------------------------------------------
     def _load_open_tasks(self) -> None:
@@ -580,13 +636,16 @@ def _bytes(value: Any) -> bytes:
 
 
 def _text(value: Any) -> str:
+    """A BoundedVec<u8> in runtime_bindings' form: UTF-8 text, or "0x" and hex when the bytes are not UTF-8.
+
+    A str from the bindings is already in that form and is kept as it is: re-reading "0x41" as hex would turn
+    the text the chain holds ("0x41") into another one ("A")."""
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, str) and value.startswith("0x"):
+        raw = bytes(value)
         try:
-            return bytes.fromhex(value[2:]).decode("utf-8")
-        except ValueError:
-            return value
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + raw.hex()
     return str(value)
 
 
@@ -595,19 +654,56 @@ def _capabilities(value: Any) -> Capabilities:
     return Capabilities(int(get("cpus")), int(get("gpus")), _text(get("gpu_model")), int(get("memory_mb")))
 
 
+def _capabilities_row(c: Capabilities) -> tuple[int, int, str, int]:
+    """(cpus, gpus, gpu_model, memory_mb) as stored: the order of both the workers table and its UPDATE."""
+    return store_u32(c.cpus), store_u32(c.gpus), c.gpu_model, store_u64(c.memory_mb)
+
+
+def _task_row(t: TaskView, block: int) -> tuple[Any, ...]:
+    r = t.requirements
+    return (store_u64(t.task_id), t.requester, t.recipe, t.spec_hash, t.spec_uri, t.dataset_hash, t.eval_metric,
+            store_i64(t.eval_target), store_u32(r.min_cpus), store_u32(r.min_gpus), store_u64(r.min_memory_mb),
+            store_u128(t.bounty), store_u128(t.min_stake), store_u32(t.deadline), store_u32(t.validators_required),
+            t.status.value, t.worker, store_opt_u32(t.lease_until), store_u64(t.progress_step), t.checkpoint_root,
+            store_u32(t.created_at), block)
+
+
 def _task_from_row(row: Sequence[Any]) -> TaskView:
     return TaskView(
-        task_id=row[0], requester=row[1], recipe=row[2], spec_hash=bytes(row[3]), spec_uri=row[4],
+        task_id=load_u64(row[0]), requester=row[1], recipe=row[2], spec_hash=bytes(row[3]), spec_uri=row[4],
         dataset_hash=bytes(row[5]), eval_metric=row[6], eval_target=row[7],
-        requirements=Requirements(row[8], row[9], row[10]), bounty=int(row[11]), min_stake=int(row[12]),
-        deadline=row[13], validators_required=row[14], status=TaskStatus(row[15]), worker=row[16],
-        lease_until=row[17], progress_step=row[18], checkpoint_root=bytes(row[19]), created_at=row[20])
+        requirements=Requirements(row[8], row[9], load_u64(row[10])), bounty=load_u128(row[11]),
+        min_stake=load_u128(row[12]), deadline=row[13], validators_required=row[14], status=TaskStatus(row[15]),
+        worker=row[16], lease_until=row[17], progress_step=load_u64(row[18]), checkpoint_root=bytes(row[19]),
+        created_at=row[20])
 
 
 def _worker_from_row(row: Sequence[Any], claims: int) -> WorkerView:
-    return WorkerView(account=row[0], role=row[1], stake=int(row[2]),
-                      capabilities=Capabilities(row[3], row[4], row[5], row[6]), active=bool(row[7]),
+    return WorkerView(account=row[0], role=row[1], stake=load_u128(row[2]),
+                      capabilities=Capabilities(row[3], row[4], row[5], load_u64(row[6])), active=bool(row[7]),
                       active_claims=claims)
+
+
+def _progress_row(u: ProgressUpdate) -> tuple[Any, ...]:
+    return (store_u64(u.task_id), u.worker, store_u64(u.step), store_u64(u.epoch), float(u.loss),
+            json.dumps(u.metrics, sort_keys=True), u.checkpoint_root)
+
+
+def _stored_schema(conn: sqlite3.Connection) -> str | None:
+    """The schema version an existing index file was written with; None for a new file ("?" if unrecorded)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    return "?" if row is None else row[0]
+
+
+def _describe(change: Any) -> str:
+    """What a change is about, for the log of one that was skipped."""
+    if isinstance(change, TaskRecord):
+        return f"the record of task {change.task.task_id}"
+    if isinstance(change, WorkerRecord):
+        return f"the record of worker {change.account}"
+    return f"event {getattr(change, 'pallet', '?')}.{getattr(change, 'name', type(change).__name__)}"
 
 
 def _enum(value: Any) -> tuple[str, Any]:

@@ -388,10 +388,16 @@ class Indexer:
                     task = chain.task_bounties.tasks(event.task_id, at=block_hash)
                 if task is None:
                     raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
-                changes.append(TaskRecord(task_view_from_chain(event.task_id, task)))
+                view = _converted(task_view_from_chain, event.task_id, task, number)
+                if view is None:
+                    continue  # neither the record nor its event: the index then ignores the task's later events
+                changes.append(TaskRecord(view))
             elif pallet == "Workers" and name == "WorkerRegistered":
                 info = chain.workers.workers(event.who, at=block_hash)
-                changes.append(WorkerRecord(event.who, None if info is None else worker_view_from_chain(event.who, info)))
+                worker = None if info is None else _converted(worker_view_from_chain, event.who, info, number)
+                if info is not None and worker is None:
+                    continue  # likewise: its later events then update nothing
+                changes.append(WorkerRecord(event.who, worker))
             if pallet in INDEXED_PALLETS:
                 changes.append(event)
         try:
@@ -412,6 +418,18 @@ class Indexer:
             except Exception:  # noqa: BLE001 - a listener's bug must not stop indexing
                 log.exception("indexer: block callback failed")
         return True
+
+
+def _converted(convert: Callable[[Any, Any], Any], key: Any, record: Any, number: int) -> Any | None:
+    """`convert(key, record)`: a storage record as the index takes it, or None (logged) when its values do
+    not convert (an enum variant this version does not know...). A record the index cannot hold must not
+    stop the indexer, which would retry its block forever; it is left out of the index instead."""
+    try:
+        return convert(key, record)
+    except (ValueError, TypeError) as exc:
+        log.error("indexer: block %d: %s(%r, ...) failed, so that record is not indexed: %s", number,
+                  convert.__name__, key, exc)
+        return None
 
 
 def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:

@@ -713,3 +713,78 @@ async def test_heartbeat_stream_malformed_messages(h: Harness) -> None:
         assert await call.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
                                          grpc.StatusCode.DEADLINE_EXCEEDED), await call.details()
     assert h.api.calls == []
+
+
+# ---------------------------------------------------------------- ids and numbers at their ends, on a real index
+
+
+U32, U64, U128 = (1 << 32) - 1, (1 << 64) - 1, (1 << 128) - 1
+
+
+def extreme_task(task_id: int, worker: str | None) -> TaskView:
+    """Every field at an end of its chain type (what the chain can hold and the API must carry)."""
+    return TaskView(task_id=task_id, requester=BOB.ss58_address, recipe="0x41", spec_hash=b"\xff" * 32,
+                    spec_uri="s3://" + "u" * 251, dataset_hash=b"\x00" * 32, eval_metric="0xfffe",
+                    eval_target=-(1 << 63), requirements=Requirements(U32, U32, U64), bounty=U128, min_stake=U128,
+                    deadline=U32, validators_required=U32, status=TaskStatus.CLAIMED if worker else TaskStatus.OPEN,
+                    worker=worker, lease_until=U32 if worker else None, created_at=U32)
+
+
+async def test_ids_and_numbers_at_their_ends_answer_not_found_or_invalid_argument() -> None:
+    """Handlers over a real Index: an id beyond the index (0, 2^64-1) is NOT_FOUND, a number the API refuses
+    INVALID_ARGUMENT, never INTERNAL; a task whose values sit at their type's ends is served exactly."""
+    from orchestrator.handlers import Handlers
+    from orchestrator.index import Index, TaskRecord, WorkerRecord
+
+    index = Index()
+    alice = ALICE.ss58_address
+    held, open_ = extreme_task(U64 - 1, alice), extreme_task(1, None)
+    index.apply_block(1, "0x01", [WorkerRecord(alice, WorkerView(alice, "Trainer", U128, Capabilities(U32, U32, "", U64),
+                                                                 True)), TaskRecord(held), TaskRecord(open_)])
+    handlers = Handlers(index)
+    server, port = build_server(handlers, handlers, listen="127.0.0.1:0",
+                                registered=lambda account: index.worker(account) is not None)
+    await server.start()
+    h = Harness(FakeApi(), server, port)
+    try:
+        async with TaskClient(h.target) as c:
+            assert await c.get_task(U64 - 1) == held and await c.get_task(1) == open_
+            for task_id in (0, U64, 2, U64 - 2):
+                with pytest.raises(NotFound):
+                    await c.get_task(task_id)
+                with pytest.raises(NotFound):
+                    [e async for e in c.watch_task(task_id)]
+            assert [t.task_id for t in (await c.list_tasks(page_size=U32))[0]] == [1, U64 - 1]
+            assert (await c.list_tasks(page_size=1)) == ([open_], "1")
+            assert (await c.list_tasks(page_token="1")) == ([held], "")
+            for token in (str(U64 - 1), str(U64)):
+                assert await c.list_tasks(page_token=token) == ([], "")
+            for token in (str(U64 + 1), "9" * 512, "-1", "+1", "1_0", " 1"):
+                with pytest.raises(InvalidArgument):
+                    await c.list_tasks(page_token=token)
+        watch = h.channel.unary_stream(T + "WatchTask", request_serializer=None, response_deserializer=None)
+        call = watch(task_pb2.WatchTaskRequest(task_id=U64 - 1).SerializeToString())
+        state = task_pb2.WatchTaskResponse.FromString(await call.read()).event
+        call.cancel()
+        assert (state.task_id, state.kind, state.detail["lease_until"].int_value) == (U64 - 1, "State", U32)
+        async with h.worker() as w:
+            assert await w.get_task_spec(U64 - 1) == held
+            assert await w.heartbeat(ProgressUpdate(U64 - 1, "", U64, U64, 0.5)) is False
+            assert index.progress(U64 - 1).step == U64
+            not_found = [w.get_task_spec(U64), w.get_task_spec(0), w.relay_extrinsic(U64, b"\x84x"),
+                         w.report_result(U64, b"\x01" * 32), w.heartbeat(ProgressUpdate(U64, "", 0, 0, 0.5)),
+                         w.report_progress(ProgressUpdate(0, "", U64, U64, 0.5))]
+            for coro in not_found:
+                with pytest.raises(NotFound):
+                    await coro
+            invalid = [w.register_worker(Capabilities(U32, U32, "", U64)),
+                       w._unary("RequestAssignment", worker_pb2.RequestAssignmentRequest(wait_ms=U32),
+                                worker_pb2.RequestAssignmentResponse)]
+            for coro in invalid:
+                with pytest.raises(InvalidArgument):
+                    await coro
+    finally:
+        await h.channel.close()
+        await server.stop(None)
+        handlers.close()
+        index.close()

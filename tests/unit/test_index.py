@@ -193,3 +193,134 @@ def test_cached_reads_follow_blocks(index: Index) -> None:
     assert index.task(5) is not None and index.worker("carol") is not None
     index.rebuild()
     assert index.task(0) is None and index.worker("bob") is None
+
+
+# Values at the extremes of their chain types ------------------------------------------------------
+
+U32, U64, U128 = (1 << 32) - 1, (1 << 64) - 1, (1 << 128) - 1
+EXTREME_IDS = [0, 1, (1 << 63) - 1, 1 << 63, U64]
+MAX_CAPS = Capabilities(U32, U32, "\x00" + "é" * 31, U64)
+
+
+def extreme(task_id: int) -> TaskView:
+    """A task whose every number is at an end of its chain type, with long, NUL-holding and non-UTF-8 text."""
+    low = task_id % 2 == 0
+    return replace(view(task_id), recipe="0x41" if low else "r" * 64, spec_uri="\x00" * 256,
+                   eval_metric="0xfffe" if low else "", eval_target=-(1 << 63) if low else (1 << 63) - 1,
+                   requirements=Requirements(U32, 0, U64) if low else Requirements(0, U32, 1),
+                   bounty=U128 if low else 1, min_stake=U128 if low else 0, deadline=U32,
+                   validators_required=U32, created_at=U32)
+
+
+def test_values_at_their_type_extremes_round_trip_and_keep_their_order(tmp_path) -> None:
+    path = tmp_path / "x.db"
+    index = Index(path)
+    whale = WorkerView("whale", "Trainer", U128, MAX_CAPS, True)
+    changes: list[object] = [WorkerRecord("whale", whale)]
+    for task_id in reversed(EXTREME_IDS):
+        changes += [TaskRecord(extreme(task_id)), tb.TaskCreatedEvent(task_id, "alice", 1, U32)]
+    assert index.apply_block(1, "0x01", changes)
+    index.apply_block(2, "0x02", [tb.TaskClaimedEvent(1 << 63, "whale", U32), tb.TaskClaimedEvent(1, "whale", U32),
+                                  tb.HeartbeatEvent(1 << 63, "whale", t.Progress(U64, "0x" + "ab" * 32), U32),
+                                  wk.StakeBondedEvent("whale", 0, U128)])
+    index.close()
+    index = Index(path)  # everything below is read back from the file, open tasks included
+    try:
+        assert [x.task_id for x in index.tasks()] == EXTREME_IDS
+        assert [x.task_id for x in index.tasks(after_id=(1 << 63) - 1)] == [1 << 63, U64]
+        assert index.tasks(after_id=U64) == [] and index.tasks(after_id=1 << 70) == []
+        assert [x.task_id for x in index.tasks(TaskStatus.OPEN, after_id=-5)] == [0, (1 << 63) - 1, U64]
+        for task_id in (0, (1 << 63) - 1, U64):
+            assert index.task(task_id) == extreme(task_id)
+        held = index.task(1 << 63)
+        assert (held.progress_step, held.lease_until, held.status) == (U64, U32, TaskStatus.CLAIMED)
+        assert index.task(-1) is None and index.task(1 << 64) is None and index.task(2) is None
+        assert index.claims_of("whale") == [1, 1 << 63] and index.claims() == {1: "whale", 1 << 63: "whale"}
+        assert index.worker("whale") == replace(whale, active_claims=2)
+        # matching at the ends: memory 2^64-1 meets min_memory_mb 2^64-1, one megabyte less does not
+        assert [x.task_id for x in index.open_tasks_for(MAX_CAPS, U128)] == [0, (1 << 63) - 1, U64]
+        assert [x.task_id for x in index.open_tasks_for(replace(MAX_CAPS, memory_mb=U64 - 1), U128)] == [
+            (1 << 63) - 1, U64]
+        assert [x.task_id for x in index.open_tasks_for(MAX_CAPS, U128 - 1)] == [(1 << 63) - 1, U64]
+        assert [x.task_id for x in index.open_tasks_for(replace(MAX_CAPS, gpus=U32 - 1), U128)] == [0]
+    finally:
+        index.close()
+
+
+def test_progress_at_u64_extremes(tmp_path) -> None:
+    from orchestrator.columns import Unrepresentable
+    from orchestrator.domain import ProgressUpdate
+
+    path = tmp_path / "p.db"
+    index = Index(path)
+    index.apply_block(1, "0x01", registered("bob") + [TaskRecord(replace(view(U64), status=TaskStatus.CLAIMED,
+                                                                         worker="bob", lease_until=U32))])
+    index.record_progress(ProgressUpdate(U64, "bob", U64, U64, 0.25, {"acc": 1.0}, b"\x01" * 32))
+    with pytest.raises(Unrepresentable):  # refused when recorded, so no flush before a block can trip on it
+        index.record_progress(ProgressUpdate(U64, "bob", 1 << 64, 0, 0.25))
+    assert index.apply_block(2, "0x02", [])  # flushed first
+    index.close()
+    again = Index(path)
+    assert again.progress(U64) == ProgressUpdate(U64, "bob", U64, U64, 0.25, {"acc": 1.0}, b"\x01" * 32)
+    assert again.progress(1 << 64) is None
+    again.close()
+
+
+def test_a_value_the_index_cannot_store_skips_that_change_not_the_block(index: Index, caplog) -> None:
+    """The chain cannot hold these either (the records are built by hand): the index must still go on."""
+    too_big = replace(view(0), requirements=Requirements(2, 1, 1 << 64))
+    changes = [TaskRecord(too_big), tb.TaskCreatedEvent(0, "alice", 1, 100)] + created(1) + registered("bob")
+    changes += [wk.StakeBondedEvent("bob", 1, 1 << 128)]
+    with caplog.at_level("ERROR", logger="orchestrator.index"):
+        assert index.apply_block(1, "0x01", changes)
+    assert index.task(0) is None and index.task(1) is not None
+    assert index.worker("bob").stake == 10**15  # its stake event was skipped, its record kept
+    assert "the record of task 0 not indexed" in caplog.text and "event Workers.StakeBonded not indexed" in caplog.text
+    assert [x.task_id for x in index.open_tasks_for()] == [1]
+    # later blocks keep being applied; events about the skipped task change nothing
+    assert index.apply_block(2, "0x02", [tb.TaskClaimedEvent(0, "bob", 12)] + created(2))
+    assert index.last_block.number == 2 and index.task(0) is None and index.task(2) is not None
+
+
+def test_an_index_of_another_schema_version_is_rebuilt(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the version 1 layout: u128 as decimal TEXT, u64 as plain INTEGER
+        conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                           "INSERT INTO meta VALUES ('schema', '1'), ('last_block', '7'), ('last_hash', '0x07');"
+                           "CREATE TABLE tasks (task_id INTEGER PRIMARY KEY, bounty TEXT NOT NULL);"
+                           "INSERT INTO tasks VALUES (3, '1000');")
+    index = Index(path)
+    try:
+        assert index.last_block.number == 0 and index.tasks() == []  # the indexer starts again at block 1
+        assert index.apply_block(1, "0x01", created(3))
+        assert index.task(3) == view(3)
+    finally:
+        index.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+
+
+def test_indexer_leaves_out_a_record_it_cannot_convert_and_goes_on(index: Index, caplog) -> None:
+    """A stored task whose status this version does not know (variants are only ever appended): that task is
+    left out, the block and the ones after it are applied."""
+    from types import SimpleNamespace
+
+    from orchestrator.indexer import Indexer
+
+    def stored(status: object) -> t.Task:
+        spec = t.TaskSpec(b"mnist", "0x" + "11" * 32, b"s3://s", "0x" + "22" * 32, b"accuracy", 900_000, True,
+                          t.Requirements(2, 1, U64), None)
+        return t.Task("alice", spec, 10**13, 10**12, U128, 100, 1, None, status, 1, 0, None)
+
+    def records(*task_ids: int) -> list[object]:
+        return [SimpleNamespace(event=tb.TaskCreatedEvent(i, "alice", 10**13, 100)) for i in task_ids]
+
+    indexer = Indexer("ws://127.0.0.1:1", index)  # apply() reads nothing from the chain when given the records
+    with caplog.at_level("ERROR", logger="orchestrator.indexer"):
+        assert indexer.apply(None, 1, "0x01", records(0, 1), {(1, 0): stored("Paused"), (1, 1): stored("Open")})
+    assert "task_view_from_chain(0, ...) failed, so that record is not indexed" in caplog.text
+    assert index.task(0) is None and index.task(1).requirements.min_memory_mb == U64
+    assert indexer.apply(None, 2, "0x02", records(2), {(2, 2): stored("Open")})
+    assert [x.task_id for x in index.tasks()] == [1, 2] and index.last_block.number == 2

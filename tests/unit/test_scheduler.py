@@ -50,6 +50,21 @@ def test_can_take(w: WorkerView, t: TaskView, ok: bool) -> None:
     assert can_take(w, t) is ok
 
 
+U32, U64, U128 = (1 << 32) - 1, (1 << 64) - 1, (1 << 128) - 1
+MAX_CAPS = Capabilities(U32, U32, "x", U64)
+
+
+@pytest.mark.parametrize("w,t,ok", [  # the chain's types at their ends: the comparisons are the pallet's
+    (worker(caps=MAX_CAPS, stake=U128), task(U64, cpus=U32, gpus=U32, mem=U64, min_stake=U128, deadline=U32), True),
+    (worker(caps=replace(MAX_CAPS, memory_mb=U64 - 1), stake=U128), task(0, cpus=U32, gpus=U32, mem=U64), False),
+    (worker(caps=replace(MAX_CAPS, cpus=U32 - 1), stake=U128), task(0, cpus=U32, gpus=0, mem=0), False),
+    (worker(caps=MAX_CAPS, stake=U128 - 1), task(0, min_stake=U128), False),
+    (worker(caps=Capabilities(0, 0, "", 0), stake=0), task(0, cpus=0, gpus=0, mem=0, deadline=U32), True),
+])
+def test_can_take_at_the_extremes(w: WorkerView, t: TaskView, ok: bool) -> None:
+    assert can_take(w, t, block=U32 - 1) is ok
+
+
 def test_min_trainer_stake_and_deadline() -> None:
     assert not can_take(worker(stake=50), task(0), min_trainer_stake=100)
     assert not can_take(worker(), task(0, deadline=10), block=10)

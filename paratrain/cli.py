@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from paratrain.argtypes import non_negative, positive
+from paratrain.argtypes import non_negative, port_or_off, positive
 
 if TYPE_CHECKING:
     from devnet.rpc import RpcLimits
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     orch.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
     orch.add_argument("--db", metavar="PATH", help="SQLite index file (default orchestrator.db)")
     orch.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
-    orch.add_argument("--metrics-port", type=non_negative, metavar="N",
+    orch.add_argument("--metrics-port", type=port_or_off, metavar="N",
                       help="Prometheus metrics port (0: off; default 9615)")
 
     from paratrain.commands import register_people_commands  # task, account, model

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from paratrain.argtypes import non_negative, positive
+from paratrain.argtypes import add_key_arguments, non_negative, positive
 from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
 
 worker_log = logging.getLogger("paratrain.worker")
@@ -26,9 +26,8 @@ NOISY_LOGGERS = ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec")
 
 
 def _key_argument(parser: argparse.ArgumentParser, whose: str) -> None:
-    parser.add_argument("--key", required=True, metavar="KEY",
-                        help=f"the {whose}'s key: a secret URI (//Name, mnemonic, 0x seed) or a keystore JSON file "
-                             "(password in $PARATRAIN_KEY_PASSWORD)")
+    add_key_arguments(parser, f"the {whose}'s key (a keystore's password only from $PARATRAIN_KEY_PASSWORD: a "
+                              "daemon does not prompt)")
 
 
 def _store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +78,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def worker_config(args: argparse.Namespace) -> Any:
+def worker_config(args: argparse.Namespace, key: str) -> Any:
     from workers.daemon import DaemonConfig
 
-    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=args.key, **_fetch_settings(args),
+    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=key, **_fetch_settings(args),
                         ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
                         allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
                         deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
@@ -93,10 +92,11 @@ def run_worker(args: argparse.Namespace) -> int:
     """`paratrain worker`: the worker daemon until SIGINT/SIGTERM (or --max-tasks results)."""
     from workers.daemon import DaemonStopped, WorkerDaemon
 
-    keypair = _load_key(args.key, worker_log)
-    if keypair is None:
+    loaded = _load_key(args, worker_log)
+    if loaded is None:
         return EXIT_USAGE
-    daemon = WorkerDaemon(worker_config(args), keypair=keypair)
+    key, keypair = loaded
+    daemon = WorkerDaemon(worker_config(args, key), keypair=keypair)
 
     def on_stop(name: str) -> None:
         daemon.stop()
@@ -146,10 +146,10 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     return parser
 
 
-def validator_config(args: argparse.Namespace) -> Any:
+def validator_config(args: argparse.Namespace, key: str) -> Any:
     from workers.validator import ValidatorConfig
 
-    return ValidatorConfig(chain_url=args.chain, key=args.key, **_fetch_settings(args), spot_checks=args.spot_checks,
+    return ValidatorConfig(chain_url=args.chain, key=key, **_fetch_settings(args), spot_checks=args.spot_checks,
                            ray_address=args.ray_address, state_dir=args.state_dir,
                            metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
                            holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,
@@ -160,10 +160,11 @@ def run_validator(args: argparse.Namespace) -> int:
     """`paratrain validator`: the validator daemon until SIGINT/SIGTERM (or --max-verdicts verdicts)."""
     from workers.validator import ValidatorDaemon
 
-    keypair = _load_key(args.key, validator_log)
-    if keypair is None:
+    loaded = _load_key(args, validator_log)
+    if loaded is None:
         return EXIT_USAGE
-    daemon = ValidatorDaemon(validator_config(args), keypair=keypair)
+    key, keypair = loaded
+    daemon = ValidatorDaemon(validator_config(args, key), keypair=keypair)
 
     def on_stop(name: str) -> None:
         validator_log.warning("%s: stopping after the current step", name)
@@ -176,11 +177,16 @@ def run_validator(args: argparse.Namespace) -> int:
 
 
 # Shared -----------------------------------------------------------------------------------------
-def _load_key(spec: str, log: logging.Logger) -> Any:
-    from workers.keys import KeyLoadError, load_keypair
+def _load_key(args: argparse.Namespace, log: logging.Logger) -> tuple[str, Any] | None:
+    """(what the daemon's config names as its key, the keypair) from --key-file, --key or $PARATRAIN_KEY,
+    or None once the reason is logged; a secret in argv is logged as a warning first."""
+    from workers.keys import COMMAND_LINE_WARNING, KeyLoadError, key_source, load_key_source
 
     try:
-        return load_keypair(spec)
+        source = key_source(args.key, args.key_file)
+        if source.secret_in_argv:
+            log.warning("%s", COMMAND_LINE_WARNING)
+        return source.value, load_key_source(source)
     except KeyLoadError as exc:
         log.error("%s", exc)
         return None

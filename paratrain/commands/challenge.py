@@ -14,6 +14,7 @@ import argparse
 import time
 from typing import Any
 
+from paratrain import argtypes
 from paratrain.cli import CliError
 from paratrain.commands.common import (
     Node,
@@ -31,21 +32,21 @@ from paratrain.commands.common import (
 def _hash(value: str) -> str:
     text = value.lower().removeprefix("0x")
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise argparse.ArgumentTypeError(f"not a 32-byte hash: {value!r} (expected 64 hex digits)")
+        raise argparse.ArgumentTypeError(f"not a 32-byte hash: {argtypes.shown(value)} (expected 64 hex digits)")
     return text
 
 
-def register(sub: argparse._SubParsersAction, task_id: Any) -> None:
-    """Add `task finalize` and `task challenge` (task.py owns the `task` parser and the argument types)."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `task finalize` and `task challenge` (task.py owns the `task` parser)."""
     finalize = sub.add_parser("finalize", help="pay out an Approved task whose challenge period is over "
                                                "(anyone may; the worker's daemon does it too)")
-    finalize.add_argument("task_id", type=task_id)
+    finalize.add_argument("task_id", type=argtypes.task_id)
     add_key_argument(finalize)
     add_chain_argument(finalize)
 
     challenge = sub.add_parser("challenge", help="challenge an Approved result within its challenge period "
                                                  "(a staked Validator; the challenge deposit is reserved)")
-    challenge.add_argument("task_id", type=task_id)
+    challenge.add_argument("task_id", type=argtypes.task_id)
     challenge.add_argument("--evidence", required=True, type=_hash, metavar="HASH",
                            help="blake2-256 of the evidence document (as the validator daemon stores it)")
     add_key_argument(challenge)

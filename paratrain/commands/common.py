@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import os
 import re
+import sys
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, Self
 
 from rich.console import Console
+from rich.markup import escape
 
+from paratrain.argtypes import BALANCE_DECIMALS, Amount, add_key_arguments
 from paratrain.cli import CliError
 
 DEFAULT_CHAIN = "ws://127.0.0.1:9944"
 DEFAULT_ORCHESTRATOR = "127.0.0.1:50051"
-CHAIN_ENV, ORCH_ENV, KEY_ENV = "PARATRAIN_CHAIN", "PARATRAIN_ORCHESTRATOR", "PARATRAIN_KEY"
+CHAIN_ENV, ORCH_ENV = "PARATRAIN_CHAIN", "PARATRAIN_ORCHESTRATOR"
 
 
 def out() -> Console:
@@ -34,9 +39,7 @@ def add_chain_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_key_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument("--key", metavar="KEY", default=None,
-                        help="signing key: a keystore JSON file or a secret URI such as //Alice "
-                             f"(default ${KEY_ENV}" + (")" if required else "; optional)"))
+    add_key_arguments(parser, "the signing key" if required else "the account's key (optional)")
 
 
 def add_orchestrator_argument(parser: argparse.ArgumentParser) -> None:
@@ -62,16 +65,29 @@ def orchestrator_target(args: argparse.Namespace) -> str:
 
 
 # Keys ---------------------------------------------------------------------------------------------
-def load_key(args: argparse.Namespace) -> Any:
-    from workers.keys import KeyLoadError, load_keypair
+def key_given(args: argparse.Namespace) -> bool:
+    """Whether the options or the environment name a key (for commands where one is optional)."""
+    from workers.keys import KEY_ENV
 
-    key = getattr(args, "key", None) or os.environ.get(KEY_ENV)
-    if not key:
-        raise CliError("no key given: pass --key with a keystore file or a secret URI such as //Alice")
+    return bool(getattr(args, "key", None) or getattr(args, "key_file", None) or os.environ.get(KEY_ENV))
+
+
+def load_key(args: argparse.Namespace) -> Any:
+    """The signing keypair from --key-file, --key or $PARATRAIN_KEY; a secret in argv is warned about, and an
+    encrypted keystore asks for its password when there is a terminal to ask on."""
+    from workers.keys import COMMAND_LINE_WARNING, KeyLoadError, key_source, load_key_source
+
     try:
-        return load_keypair(key)
+        source = key_source(getattr(args, "key", None), getattr(args, "key_file", None))
+        if source.secret_in_argv:
+            err().print(f"[yellow]warning:[/yellow] {escape(COMMAND_LINE_WARNING)}")
+        return load_key_source(source, ask_password=_ask_password if sys.stdin.isatty() else None)
     except KeyLoadError as exc:
         raise CliError(f"bad key: {exc}") from None
+
+
+def _ask_password(path: Path) -> str:
+    return getpass.getpass(f"password for {path}: ")
 
 
 def check_address(address: str, ss58_format: int | None = None) -> str:
@@ -111,21 +127,15 @@ class Node:
         self.close()
 
     # Amounts ------------------------------------------------------------------------------------
-    def parse_amount(self, text: str, what: str = "amount") -> int:
-        """'10', '0.5', '10 PARA' -> planck; too many decimals or a negative value is an error."""
-        raw = text.strip()
-        if raw.upper().endswith(self.symbol.upper()):
-            raw = raw[: -len(self.symbol)].strip()
-        try:
-            value = Decimal(raw.replace("_", ""))
-        except InvalidOperation:
-            raise CliError(f"bad {what} {text!r}: expected a number of {self.symbol}, e.g. 10 or 0.5") from None
-        if not value.is_finite() or value < 0:
-            raise CliError(f"bad {what} {text!r}: must be zero or more")
-        planck = value * (Decimal(10) ** self.decimals)
-        if planck != planck.to_integral_value():
-            raise CliError(f"bad {what} {text!r}: at most {self.decimals} decimals")
-        return int(planck)
+    def planck(self, amount: Amount, what: str = "amount") -> int:
+        """An amount parsed by argtypes.amount, checked against this chain's token (its symbol, if one was
+        written, and its decimals, which the parser assumed)."""
+        if amount.symbol is not None and amount.symbol.upper() != self.symbol.upper():
+            raise CliError(f"bad {what}: this chain's token is {self.symbol}, not {amount.symbol}")
+        if self.decimals != BALANCE_DECIMALS:
+            raise CliError(f"the chain at {self.url} reports {self.decimals} token decimals; paratrain's amounts "
+                           f"have {BALANCE_DECIMALS}")
+        return amount.planck
 
     def fmt(self, planck: int) -> str:
         return format_amount(planck, self.decimals, self.symbol)

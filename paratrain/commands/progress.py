@@ -95,38 +95,107 @@ def merge(points: list[Point]) -> list[Point]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-async def collect(target: str, task_id: int, *, wait_s: float, on_point: Callable[[Point], None] | None = None,
-                  on_event: Callable[[Any], None] | None = None) -> tuple[list[Point], str | None]:
-    """Listen to WatchTask for up to `wait_s` seconds (or until the task is terminal): the progress
-    points heard and the last status known."""
+@dataclass
+class Backoff:
+    """The wait before each reconnect: doubling from `first` to `most`, and back to `first` once a stream
+    has stayed up for `most` seconds (a healthy one). A stream that ends or fails at once therefore costs
+    one connection per `most` seconds at worst, never a busy loop."""
+
+    first: float = 0.5
+    most: float = 15.0
+    _next: float = field(init=False, default=0.0)
+
+    def after(self, lived_s: float) -> float:
+        """The delay before the next attempt, given how long the last stream lasted."""
+        if lived_s >= self.most or not self._next:
+            self._next = self.first
+        delay = self._next
+        self._next = min(self.most, delay * 2)
+        return delay
+
+
+OnRetry = Callable[[float, str], None]
+
+
+@dataclass
+class _Heard:
+    points: list[Point] = field(default_factory=list)
+    status: str | None = None
+    events: int = 0
+
+
+async def collect(target: str, task_id: int, *, wait_s: float | None,
+                  on_point: Callable[[Point], None] | None = None, on_event: Callable[[Any], None] | None = None,
+                  on_retry: OnRetry | None = None, backoff: Backoff | None = None) -> tuple[list[Point], str | None]:
+    """Follow WatchTask for up to `wait_s` seconds (None: until the task is terminal): the progress points
+    heard and the last status known.
+
+    A stream that ends, or fails after the orchestrator has answered once, is reopened after a `backoff`
+    delay (`on_retry(delay, reason)` says so), since the orchestrator ends streams itself (max_watch_s) and
+    restarts. A failure before anything was heard is raised: a wrong address or a stopped orchestrator is
+    better said at once than retried in silence. Malformed progress is skipped, not fatal."""
     from orchestrator.client import TaskClient
 
-    points: list[Point] = []
-    status: str | None = None
+    heard = _Heard()
+    backoff = backoff or Backoff()
+    retryable = _retryable()
 
-    async def listen() -> None:
-        nonlocal status
+    async def follow() -> None:
+        loop = asyncio.get_running_loop()
         async with TaskClient(target, timeout_s=10) as client:
-            async for event in client.watch_task(task_id):
-                if on_event is not None:
-                    on_event(event)
-                if event.kind == "State":
-                    status = str(event.detail.get("status") or status)
-                elif event.kind == "Progress":
-                    point = Point.from_detail(event.detail)
-                    points.append(point)
-                    if on_point is not None:
-                        on_point(point)
-                elif event.kind in STATUS_OF_EVENT:
-                    status = STATUS_OF_EVENT[event.kind]
-                if status in TERMINAL:
-                    return
+            while True:
+                opened = loop.time()
+                try:
+                    if await _listen(client, task_id, heard, on_point, on_event):
+                        return
+                    reason = "the stream ended"
+                except retryable as exc:
+                    if not heard.events:
+                        raise
+                    reason = str(exc) or type(exc).__name__
+                delay = backoff.after(loop.time() - opened)
+                if on_retry is not None:
+                    on_retry(delay, reason)
+                await asyncio.sleep(delay)
 
     try:
-        await asyncio.wait_for(listen(), timeout=wait_s)
+        await asyncio.wait_for(follow(), timeout=wait_s)
     except TimeoutError:
         pass
-    return points, status
+    return heard.points, heard.status
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    """Statuses worth another stream: unavailable, overloaded, or an error with no meaning for this request
+    (INTERNAL, UNKNOWN, ...); a refusal (NOT_FOUND, INVALID_ARGUMENT, ...) would only be refused again."""
+    from orchestrator import errors
+    from orchestrator.client import RpcError
+
+    return errors.Unavailable, errors.ResourceExhausted, RpcError
+
+
+async def _listen(client: Any, task_id: int, heard: _Heard, on_point: Callable[[Point], None] | None,
+                  on_event: Callable[[Any], None] | None) -> bool:
+    """One WatchTask stream; True once the task is terminal, False when the stream ends."""
+    async for event in client.watch_task(task_id):
+        heard.events += 1
+        if event.kind == "Progress":
+            try:
+                point = Point.from_detail(event.detail)
+            except (TypeError, ValueError, OverflowError):
+                continue  # progress the orchestrator could not have meant: skip it
+            heard.points.append(point)
+            if on_point is not None:
+                on_point(point)
+        elif event.kind == "State":
+            heard.status = str(event.detail.get("status") or heard.status)
+        elif event.kind in STATUS_OF_EVENT:
+            heard.status = STATUS_OF_EVENT[event.kind]
+        if on_event is not None:
+            on_event(event)
+        if heard.status in TERMINAL:
+            return True
+    return False
 
 
 def write_curve(points: list[Point], path: Path, *, title: str) -> None:

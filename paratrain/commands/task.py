@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from paratrain.argtypes import non_negative_float, positive
+from paratrain import argtypes
 from paratrain.cli import CliError
 from paratrain.commands import challenge
 from paratrain.commands.common import (
@@ -34,16 +34,6 @@ from runtime_bindings.scale import encode_compact
 STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled", "Approved", "Challenged")
 
 
-def _task_id(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a task id: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("a task id is zero or more")
-    return number
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     task = commands.add_parser("task", help="post, list, inspect, watch and cancel training tasks")
     sub = task.add_subparsers(dest="task_command", required=True)
@@ -54,25 +44,31 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="built-in data set name (digits, ...), a data file, or a data set hash already "
                              "packaged (with --dataset-uri unless it is in --store); default: the recipe's")
     create.add_argument("--dataset-uri", default=None, metavar="URI", help="where a data set given by hash lives")
-    create.add_argument("--bounty", required=True, help="bounty in the chain's token, e.g. 10 or 2.5")
-    create.add_argument("--deadline-blocks", type=positive, default=600, metavar="N",
+    create.add_argument("--bounty", required=True, type=argtypes.amount,
+                        help="bounty in the chain's token, e.g. 10 or 2.5")
+    create.add_argument("--deadline-blocks", type=argtypes.block_count, default=600, metavar="N",
                         help="the task expires N blocks from now if unclaimed (default 600)")
-    create.add_argument("--validators", type=positive, default=1, metavar="N",
+    create.add_argument("--validators", type=argtypes.count, default=1, metavar="N",
                         help="accepting verdicts needed (default 1)")
-    create.add_argument("--min-stake", default="0", metavar="AMOUNT", help="least worker stake, in tokens (default 0)")
+    create.add_argument("--min-stake", type=argtypes.amount, default=argtypes.Amount(0, None), metavar="AMOUNT",
+                        help="least worker stake, in tokens (default 0)")
     create.add_argument("--hyperparameters", "--hp", nargs="+", default=[], metavar="K=V",
                         help="hyperparameter overrides, e.g. epochs=5 lr=0.01")
     create.add_argument("--metric", default=None, help="evaluation metric (default: the recipe's)")
-    create.add_argument("--target", type=float, default=None, help="evaluation target (default: the recipe's)")
-    create.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    create.add_argument("--checkpoint-every", type=positive, default=None, metavar="K",
+    create.add_argument("--target", type=argtypes.metric_value, default=None,
+                        help="evaluation target (default: the recipe's)")
+    create.add_argument("--seed", type=argtypes.seed, default=0, help="training seed (default 0)")
+    create.add_argument("--checkpoint-every", type=argtypes.count, default=None, metavar="K",
                         help="a checkpoint every K optimizer steps (default: about 64 checkpoints over the run, "
                              "the most an attestation carries)")
-    create.add_argument("--timeout-s", type=float, default=900.0, help="training wall-clock limit (default 900)")
-    create.add_argument("--memory-mb", type=int, default=4096, help="memory per training worker (default 4096)")
-    create.add_argument("--min-cpus", type=int, default=1, help="requirement: CPUs (default 1)")
-    create.add_argument("--min-gpus", type=int, default=0, help="requirement: GPUs (default 0)")
-    create.add_argument("--min-memory-mb", type=int, default=0, help="requirement: memory in MiB (default 0)")
+    create.add_argument("--timeout-s", type=argtypes.timeout, default=900.0,
+                        help="training wall-clock limit (default 900)")
+    create.add_argument("--memory-mb", type=argtypes.count, default=4096,
+                        help="memory per training worker (default 4096)")
+    create.add_argument("--min-cpus", type=argtypes.count_or_zero, default=1, help="requirement: CPUs (default 1)")
+    create.add_argument("--min-gpus", type=argtypes.count_or_zero, default=0, help="requirement: GPUs (default 0)")
+    create.add_argument("--min-memory-mb", type=argtypes.megabytes, default=0,
+                        help="requirement: memory in MiB (default 0)")
     create.add_argument("--parent-model", default=None, metavar="HASH", help="a registered model to fine-tune")
     create.add_argument("--holdout", type=Path, default=None, metavar="FILE",
                         help="a private holdout data file: stored, committed on chain, revealed later")
@@ -87,9 +83,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_chain_argument(lst)
 
     show = sub.add_parser("show", help="every field of a task; optionally its training curve as a PNG")
-    show.add_argument("task_id", type=_task_id)
+    show.add_argument("task_id", type=argtypes.task_id)
     show.add_argument("--curve", type=Path, metavar="OUT.png", help="write the training curve (loss, metrics)")
-    show.add_argument("--wait", type=non_negative_float, default=3.0, metavar="S",
+    show.add_argument("--wait", type=argtypes.seconds, default=3.0, metavar="S",
                       help="with --curve: listen to the orchestrator's stream for up to S seconds (default 3)")
     show.add_argument("--history", type=Path, metavar="FILE",
                       help="with --curve: a recorded progress history (JSON lines) instead of the local one")
@@ -97,18 +93,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_orchestrator_argument(show)
 
     watch = sub.add_parser("watch", help="a live progress bar (epoch, loss) until the task is done")
-    watch.add_argument("task_id", type=_task_id)
-    watch.add_argument("--timeout", type=non_negative_float, default=None, metavar="S",
+    watch.add_argument("task_id", type=argtypes.task_id)
+    watch.add_argument("--timeout", type=argtypes.timeout, default=None, metavar="S",
                        help="stop watching after S seconds (default: never)")
     add_store_argument(watch)
     add_chain_argument(watch)
     add_orchestrator_argument(watch)
 
     cancel = sub.add_parser("cancel", help="withdraw an Open task: bounty and deposit come back")
-    cancel.add_argument("task_id", type=_task_id)
+    cancel.add_argument("task_id", type=argtypes.task_id)
     add_key_argument(cancel)
     add_chain_argument(cancel)
-    challenge.register(sub, _task_id)
+    challenge.register(sub)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,17 +154,19 @@ def parse_hyperparameters(items: list[str]) -> dict[str, Any]:
     return result
 
 
-def holdout_commitment(salt: bytes, uri: bytes) -> bytes:
-    """blake2_256(SCALE((salt: H256, holdout_uri: BoundedVec<u8>))), as the pallet checks it."""
+def holdout_commitment(salt: bytes, holdout_hash: bytes, holdout_size: int, uri: bytes) -> bytes:
+    """blake2_256(SCALE((salt: H256, holdout_hash: H256, holdout_size: u64, holdout_uri: BoundedVec<u8>))), as
+    the pallet checks it: the holdout's bytes are committed as well as their location."""
     import hashlib
 
-    return hashlib.blake2b(salt + encode_compact(len(uri)) + uri, digest_size=32).digest()
+    encoded = salt + holdout_hash + holdout_size.to_bytes(8, "little") + encode_compact(len(uri)) + uri
+    return hashlib.blake2b(encoded, digest_size=32).digest()
 
 
 def _hash_arg(value: str, what: str) -> str:
     text = value.lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise CliError(f"bad {what} {value!r}: expected 64 hex digits")
+        raise CliError(f"bad {what} {argtypes.shown(value)}: expected 64 hex digits")
     return text
 
 
@@ -191,16 +189,12 @@ def _create(args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"unknown hyperparameter {unknown[0]!r} for {recipe.name} "
                        f"(known: {', '.join(sorted(recipe.defaults))})")
-    for name, value in (("--min-cpus", args.min_cpus), ("--min-gpus", args.min_gpus),
-                        ("--min-memory-mb", args.min_memory_mb)):
-        if value < 0:
-            raise CliError(f"bad {name} {value}: must be zero or more")
     parent = "0x" + _hash_arg(args.parent_model, "--parent-model") if args.parent_model else None
 
     url = chain_url(args)
     with Node(url) as node:  # connect before any storing: an unreachable node fails fast
-        bounty = node.parse_amount(args.bounty, "--bounty")
-        min_stake = node.parse_amount(args.min_stake, "--min-stake")
+        bounty = node.planck(args.bounty, "--bounty")
+        min_stake = node.planck(args.min_stake, "--min-stake")
         try:
             store = ArtifactStore(args.store)
             dataset = _dataset_ref(args, recipe, store)
@@ -218,10 +212,12 @@ def _create(args: argparse.Namespace) -> int:
             spec_digest = store.put(document)
             spec_uri = store.uri(spec_digest)
             commitment = None
-            holdout: tuple[str, str] | None = None
+            holdout: tuple[str, str, int, str] | None = None
             if args.holdout is not None:
                 holdout = _store_holdout(args.holdout, store)
-                commitment = "0x" + holdout_commitment(bytes.fromhex(holdout[0]), holdout[1].encode()).hex()
+                salt, digest, size, uri = holdout
+                commitment = "0x" + holdout_commitment(bytes.fromhex(salt), bytes.fromhex(digest), size,
+                                                       uri.encode()).hex()
         except SpecError as exc:
             raise CliError(f"bad task spec: {exc}") from None
         except (ArtifactError, OSError) as exc:
@@ -237,6 +233,9 @@ def _create(args: argparse.Namespace) -> int:
                                 parent_model=parent)
         with chain_errors(url, who=keypair.ss58_address):
             deadline = node.chain.best_number() + args.deadline_blocks
+            if deadline > argtypes.U32_MAX:
+                raise CliError(f"--deadline-blocks {args.deadline_blocks}: the deadline would be past the last "
+                               f"block number a chain can have ({argtypes.U32_MAX})")
             receipt = node.chain.task_bounties.create_task(keypair, chain_spec, bounty, min_stake, deadline,
                                                            args.validators, commitment)
         created = receipt.find(TaskCreatedEvent)
@@ -249,8 +248,8 @@ def _create(args: argparse.Namespace) -> int:
                   f"{args.validators} validator(s)")
         log.print(f"  spec {spec_uri}")
         if holdout is not None:
-            log.print(f"  holdout {holdout[1]} committed; reveal it later with salt 0x{holdout[0]} "
-                      "(kept only here: note it down)")
+            log.print(f"  holdout {holdout[3]} committed; reveal it later with salt 0x{holdout[0]}, hash "
+                      f"0x{holdout[1]} and size {holdout[2]} (kept only here: note them down)")
         print(task_id)
     return 0
 
@@ -291,16 +290,17 @@ def _dataset_ref(args: argparse.Namespace, recipe: Any, store: Any) -> Any:
     return DatasetRef(hash=digest, uri=uri)
 
 
-def _store_holdout(path: Path, store: Any) -> tuple[str, str]:
+def _store_holdout(path: Path, store: Any) -> tuple[str, str, int, str]:
+    """The holdout packaged into the store: (salt, hash, size, URI), what the commitment binds."""
     from workers.datasets import DatasetError, add_dataset
 
     if not path.is_file():
         raise CliError(f"holdout file {path} does not exist")
     try:
-        _digest, uri = add_dataset(str(path), store)
+        digest, uri = add_dataset(str(path), store)
     except DatasetError as exc:
         raise CliError(f"bad --holdout: {exc}") from None
-    return secrets.token_bytes(32).hex(), uri
+    return secrets.token_bytes(32).hex(), digest, len(store.get(digest)), uri
 
 
 # list ---------------------------------------------------------------------------------------------
@@ -456,10 +456,10 @@ def _watch(args: argparse.Namespace) -> int:
     local = progress.history_path(genesis, args.task_id, int(task.created_at))
     with orchestrator_errors(target):
         final = asyncio.run(_watch_live(target, args.task_id, status, total_epochs, local, args.timeout))
-    if final is None:
-        console.print(f"stopped watching task {args.task_id} after {args.timeout:g} s")
-    else:
+    if final in progress.TERMINAL:
         console.print(f"task {args.task_id} is {final}")
+    else:  # collect only returns early for a terminal status: the timeout ran out
+        console.print(f"stopped watching task {args.task_id} after {args.timeout:g} s")
     return 0
 
 
@@ -480,6 +480,11 @@ def _epochs(task: Any, store_root: str | None) -> int | None:
 
 async def _watch_live(target: str, task_id: int, status: str, total_epochs: int | None, local: Path,
                       timeout: float | None) -> str | None:
+    """The live bar until the task is terminal or `timeout` runs out; the last status heard.
+
+    Ctrl-C is not caught here: asyncio.run turns it into KeyboardInterrupt, which the people's commands
+    report as one line with status 130. The bar is drawn on a terminal only (transient elsewhere), so a
+    redirected stderr gets the messages and not a dump of the last frame."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -488,17 +493,32 @@ async def _watch_live(target: str, task_id: int, status: str, total_epochs: int 
         TimeElapsedColumn,
     )
 
+    from rich.markup import escape
+
     from paratrain.commands import progress as prog
 
-    state = {"status": status, "epoch": 0, "loss": None, "step": 0}
+    console = err()
+    state: dict[str, Any] = {"status": status, "epoch": 0, "loss": None, "step": 0, "note": ""}
     columns = [SpinnerColumn(), TextColumn("task {task.fields[task_id]} [bold]{task.fields[status]}[/bold]"),
                BarColumn(), TextColumn("epoch {task.fields[epoch]}{task.fields[of]}"),
-               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=err(), transient=False) as bar:
+               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+               TextColumn("{task.fields[note]}")]
+    with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
         job = bar.add_task("train", total=total_epochs, task_id=task_id, status=status, epoch=0,
-                           of=f"/{total_epochs}" if total_epochs else "", step=0, loss="-")
+                           of=f"/{total_epochs}" if total_epochs else "", step=0, loss="-", note="")
+
+        def redraw() -> None:
+            if state["status"] == "Accepted" and total_epochs:
+                state["epoch"] = max(int(state["epoch"]), total_epochs)
+            loss = state["loss"]
+            # what the orchestrator sent is shown as text: a "[" in it must not be read as markup
+            bar.update(job, status=escape(str(state["status"])[:40]), epoch=state["epoch"], step=state["step"],
+                       note=escape(state["note"]),
+                       loss="-" if loss is None else f"{loss:.4f}",
+                       completed=min(int(state["epoch"]), total_epochs) if total_epochs else None)
 
         def on_event(event: Any) -> None:
+            state["note"] = ""
             if event.kind == "State":
                 state["status"] = str(event.detail.get("status") or state["status"])
                 step = event.detail.get("progress_step")
@@ -508,23 +528,19 @@ async def _watch_live(target: str, task_id: int, status: str, total_epochs: int 
                 state["status"] = prog.STATUS_OF_EVENT[event.kind]
                 if event.kind in ("TaskReopened", "ClaimReleased", "LeaseExpired"):
                     bar.console.print(f"task {task_id}: {event.kind} in block #{event.block}; waiting for a new worker")
-            elif event.kind == "Progress":
-                point = prog.Point.from_detail(event.detail)
-                prog.append_history(local, point)
-                state.update(epoch=point.epoch, step=point.step, loss=point.loss)
-            if state["status"] == "Accepted" and total_epochs:
-                state["epoch"] = max(int(state["epoch"]), total_epochs)
-            loss = state["loss"]
-            bar.update(job, status=state["status"], epoch=state["epoch"], step=state["step"],
-                       loss="-" if loss is None else f"{loss:.4f}",
-                       completed=min(int(state["epoch"]), total_epochs) if total_epochs else None)
+            redraw()
 
-        try:
-            await prog.collect(target, task_id, wait_s=timeout if timeout is not None else 10 ** 9,
-                               on_event=on_event)
-        except asyncio.CancelledError:
-            return None
-    return state["status"] if state["status"] in prog.TERMINAL else None
+        def on_point(point: prog.Point) -> None:
+            prog.append_history(local, point)
+            state.update(epoch=point.epoch, step=point.step, loss=point.loss)
+
+        def on_retry(delay: float, reason: str) -> None:
+            state["note"] = f"(orchestrator: {reason[:80]}; reconnecting in {delay:g} s)"
+            redraw()
+
+        _, final = await prog.collect(target, task_id, wait_s=timeout, on_event=on_event, on_point=on_point,
+                                      on_retry=on_retry)
+    return final
 
 
 # cancel -------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def create_task(capsys, *extra: str, key: str = "//Alice") -> int:
 # account ----------------------------------------------------------------------------------------
 def test_account_new_show_balance_transfer(capsys, tmp_path, chain):
     keyfile = tmp_path / "me.json"
-    code, out, err = run(capsys, "account", "new", "--out", str(keyfile))
+    code, out, err = run(capsys, "account", "new", "--out", str(keyfile), "--no-password")
     assert code == 0, err
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     doc = json.loads(keyfile.read_text())
@@ -76,7 +76,7 @@ def test_account_new_show_balance_transfer(capsys, tmp_path, chain):
     assert doc["secretPhrase"] not in out + err  # never printed without --show-secret
     assert "--show-secret" in err
 
-    code, _, _ = run(capsys, "account", "new", "--out", str(keyfile))
+    code, _, _ = run(capsys, "account", "new", "--out", str(keyfile), "--no-password")
     assert code == 2 and keyfile.read_text() == json.dumps(doc, indent=2) + "\n"
 
     code, out, _ = run(capsys, "account", "show", "--key", str(keyfile))
@@ -99,22 +99,21 @@ def test_account_new_show_balance_transfer(capsys, tmp_path, chain):
 
 
 def test_account_new_show_secret(capsys, tmp_path):
-    code, out, _ = run(capsys, "account", "new", "--out", str(tmp_path / "k.json"), "--show-secret")
+    code, out, _ = run(capsys, "account", "new", "--out", str(tmp_path / "k.json"), "--show-secret", "--no-password")
     assert code == 0
     assert json.loads((tmp_path / "k.json").read_text())["secretPhrase"] in out
 
 
-def test_insufficient_balance(capsys, tmp_path):
+def test_insufficient_balance(capsys, tmp_path, monkeypatch):
     poor = Keypair.create_from_uri("//paratrain/cli/poor")
     code, _, err = run(capsys, "account", "transfer", poor.ss58_address, "3", "--key", "//Alice")
     assert code == 0, err
-    code, _, err = run(capsys, "account", "transfer", Keypair.create_from_uri("//Bob").ss58_address, "1000",
-                         "--key", "//paratrain/cli/poor")
+    monkeypatch.setenv("PARATRAIN_KEY", "//paratrain/cli/poor")  # no --key warning: the error is the one line
+    code, _, err = run(capsys, "account", "transfer", Keypair.create_from_uri("//Bob").ss58_address, "1000")
     assert code == 2
     assert err.startswith("error: insufficient balance") and len(err.strip().splitlines()) == 1
     # a bounty above the balance: the reserve fails, the same clear message
-    code, _, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--bounty", "500",
-                         "--key", "//paratrain/cli/poor")
+    code, _, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--bounty", "500")
     assert code == 2 and "insufficient balance" in err and "Traceback" not in err
 
 
@@ -191,18 +190,21 @@ def test_task_create_with_holdout_commits_it(capsys, tmp_path, chain):
     assert chain.task_bounties.tasks(task_id).holdout_commitment is not None
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["task", "show", "987654"], "unknown task 987654"),
-    (["task", "cancel", "987654", "--key", "//Alice"], "unknown task 987654"),
-    (["task", "create", "--recipe", "nope", "--bounty", "1", "--key", "//Alice"], "unknown recipe 'nope'"),
-    (["task", "create", "--recipe", "digits_mlp", "--bounty", "ten", "--key", "//Alice"], "bad --bounty"),
-    (["task", "create", "--recipe", "digits_mlp", "--bounty", "1", "--key", "no such thing"], "bad key"),
-    (["account", "show", "--key", "/nonexistent/key.json"], "bad key"),
-    (["account", "balance", "not-an-address"], "not a valid address"),
-    (["model", "show", "0x" + "ab" * 32], "unknown model"),
-    (["model", "show", "xyz"], "bad model hash"),
+@pytest.mark.parametrize("argv, key, message", [
+    (["task", "show", "987654"], None, "unknown task 987654"),
+    (["task", "cancel", "987654"], "//Alice", "unknown task 987654"),
+    (["task", "create", "--recipe", "nope", "--bounty", "1"], "//Alice", "unknown recipe 'nope'"),
+    (["task", "create", "--recipe", "digits_mlp", "--bounty", "1 DOT"], "//Alice", "bad --bounty"),
+    (["task", "create", "--recipe", "digits_mlp", "--bounty", "1"], "no such thing", "bad key"),
+    (["account", "show", "--key", "/nonexistent/key.json"], None, "bad key"),
+    (["account", "show", "--key-file", "/nonexistent/key"], None, "bad key"),
+    (["account", "balance", "not-an-address"], None, "not a valid address"),
+    (["model", "show", "0x" + "ab" * 32], None, "unknown model"),
+    (["model", "show", "xyz"], None, "bad model hash"),
 ])
-def test_user_errors_are_one_line(capsys, argv, message):
+def test_user_errors_are_one_line(capsys, monkeypatch, argv, key, message):
+    if key is not None:  # from the environment: a --key secret would add its warning line
+        monkeypatch.setenv("PARATRAIN_KEY", key)
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err
@@ -222,8 +224,8 @@ def test_unreachable_node_no_traceback():
 
     url = f"ws://127.0.0.1:{free_port()}"
     for argv in (["account", "balance", Keypair.create_from_uri("//Alice").ss58_address],
-                 ["task", "list"], ["task", "create", "--recipe", "digits_mlp", "--bounty", "1", "--key", "//Alice"]):
-        result = script(*argv, "--chain", url)
+                 ["task", "list"], ["task", "create", "--recipe", "digits_mlp", "--bounty", "1"]):
+        result = script(*argv, "--chain", url, env={"PARATRAIN_KEY": "//Alice"})
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         assert result.stderr.strip() == f"error: cannot reach the node at {url}: connection refused"
@@ -231,7 +233,92 @@ def test_unreachable_node_no_traceback():
 
 def test_bad_arguments_exit_2():
     result = script("task", "show", "minus-one")
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "not a task id" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "not an integer" in result.stderr
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """argparse's refusal: status 2, its usage line(s), then exactly one error line; returns that line."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("usage: ") and [line for line in lines if "error:" in line] == [lines[-1]]
+    return lines[-1]
+
+
+def test_out_of_range_numbers_are_one_line(devnet):
+    """The tester's two tracebacks: a task id past u64, an amount past u128 (and past any float)."""
+    alice = Keypair.create_from_uri("//Alice").ss58_address
+    line = usage_error(script("task", "show", "99999999999999999999999", "--chain", devnet.ws_url))
+    assert "argument task_id: '99999999999999999999999' is out of range for a task id" in line
+    line = usage_error(script("account", "transfer", alice, "1e400", env={"PARATRAIN_KEY": "//Bob"}))
+    assert "argument amount: '1e400' is more than a balance can hold" in line
+    for argv in (["task", "watch", str(2**64)], ["task", "create", "--recipe", "x", "--bounty", "nan"],
+                 ["task", "create", "--recipe", "x", "--bounty", "1", "--timeout-s", "inf"],
+                 ["task", "create", "--recipe", "x", "--bounty", "1", "--min-memory-mb", str(2**64)],
+                 ["account", "transfer", alice, "0.0000000000001"]):
+        assert "error: argument" in usage_error(script(*argv))
+
+
+# keys: encrypted keystores and where secrets come from --------------------------------------------
+def test_account_new_encrypts_with_the_env_password(capsys, tmp_path, monkeypatch):
+    from workers.keys import load_keypair
+
+    keyfile = tmp_path / "secret.json"
+    monkeypatch.setenv("PARATRAIN_KEY_PASSWORD", "correct horse battery")
+    code, out, err = run(capsys, "account", "new", "--out", str(keyfile), "--show-secret")
+    assert code == 0, err
+    address = out.split("address", 1)[1].split()[0]
+    mnemonic = out.split("mnemonic", 1)[1].strip()
+    text = keyfile.read_text()
+    doc = json.loads(text)
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600 and "encrypted" in out
+    assert doc["encoding"]["type"] == ["scrypt", "xsalsa20-poly1305"] and doc["address"] == address
+    words = mnemonic.split()
+    assert len(words) == 12 and not any(f"{a} {b}" in text for a, b in zip(words, words[1:]))
+    assert "secretPhrase" not in text
+    assert "correct horse" not in out + err + text
+    assert load_keypair(str(keyfile)).ss58_address == address  # the password from the environment
+    assert load_keypair(str(keyfile)).public_key == Keypair.create_from_mnemonic(mnemonic).public_key
+    code, out, err = run(capsys, "account", "show", "--key-file", str(keyfile))
+    assert code == 0 and address in out and err == ""
+    monkeypatch.setenv("PARATRAIN_KEY_PASSWORD", "wrong")
+    code, _, err = run(capsys, "account", "show", "--key-file", str(keyfile))
+    assert code == 2 and "wrong password" in err and len(err.strip().splitlines()) == 1
+
+
+def test_account_new_without_a_password_source_refuses(tmp_path):
+    """No $PARATRAIN_KEY_PASSWORD, no terminal (stdin /dev/null, no controlling tty): nothing is written."""
+    keyfile = tmp_path / "k.json"
+    exe = Path(sys.executable).parent / "paratrain"
+    result = subprocess.run([str(exe), "account", "new", "--out", str(keyfile)], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k != "PARATRAIN_KEY_PASSWORD"})
+    assert result.returncode == 2 and not keyfile.exists() and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: no password to encrypt the keystore with: set $PARATRAIN_KEY_PASSWORD, run it in a terminal to "
+        "be asked, or pass --no-password to write it unencrypted"]
+
+
+def test_account_new_no_password_writes_plain_with_a_warning(capsys, tmp_path):
+    keyfile = tmp_path / "plain.json"
+    code, out, err = run(capsys, "account", "new", "--out", str(keyfile), "--no-password")
+    assert code == 0 and "not encrypted" in out
+    assert "warning: the keystore is not encrypted" in err
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600 and json.loads(keyfile.read_text())["secretPhrase"]
+
+
+def test_people_commands_read_the_key_from_a_file_or_the_environment(capsys, tmp_path, monkeypatch):
+    alice = Keypair.create_from_uri("//Alice").ss58_address
+    secret = tmp_path / "alice.key"
+    secret.write_text("//Alice\n")
+    code, out, err = run(capsys, "account", "show", "--key-file", str(secret))
+    assert code == 0 and alice in out and err == ""
+    monkeypatch.setenv("PARATRAIN_KEY", "//Alice")
+    code, out, err = run(capsys, "account", "show")
+    assert code == 0 and alice in out and err == ""
+    code, out, err = run(capsys, "account", "show", "--key", "//Alice")  # works, and says it is visible in ps
+    assert code == 0 and alice in out
+    assert err.strip().splitlines() == ["warning: a secret given with --key is visible to other local users "
+                                        "(ps, /proc): use --key-file PATH or $PARATRAIN_KEY"]
 
 
 # challenge period: task show|list, finalize, challenge ------------------------------------------------
@@ -281,7 +368,9 @@ def test_approved_and_challenged_tasks_shown_finalized_and_challenged(capsys, mo
     row = next(line for line in out.splitlines() if line.strip("│ ").startswith(f"{challenged} "))
     assert "Approved (" in row and "s left)" in row
     # the period is running: finalize is refused with the time left, no traceback
-    code, _, err = run(capsys, "task", "finalize", str(challenged), "--key", "//Ferdie")
+    monkeypatch.setenv("PARATRAIN_KEY", "//Ferdie")
+    code, _, err = run(capsys, "task", "finalize", str(challenged))
+    monkeypatch.delenv("PARATRAIN_KEY")
     assert code == 2 and "the challenge period is not over" in err and len(err.strip().splitlines()) == 1
 
     # //Dave (a validator who did not approve it) challenges it with his evidence's hash

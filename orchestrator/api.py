@@ -16,8 +16,10 @@ class WorkerApi(Protocol):
     def register_worker(self, account: str, capabilities: Capabilities) -> WorkerView:
         """Open a worker session; the account must be an active Trainer on chain (else PermissionDenied)."""
 
-    async def request_assignment(self, account: str, wait_s: float) -> Assignment | None:
-        """Long poll: a task reserved for this worker off-chain until the assignment expires, or None."""
+    async def request_assignment(self, account: str, wait_s: float,
+                                 declined: frozenset[int] = frozenset()) -> Assignment | None:
+        """Long poll: a task reserved for this worker off-chain until the assignment expires, or None. The
+        worker's reservations of the `declined` tasks end, and none of them is offered to it."""
 
     async def report_progress(self, account: str, update: ProgressUpdate, heartbeat_extrinsic: bytes | None) -> None:
         """Live progress of the caller's claimed task; an optional worker-signed `heartbeat` extrinsic is

@@ -148,10 +148,13 @@ class WorkerClient:
         resp = await self._unary("RegisterWorker", req, worker_pb2.RegisterWorkerResponse)
         return serde.worker_from_proto(resp.worker)
 
-    async def request_assignment(self, wait_s: float = 0.0, *, timeout: float | None = None) -> Assignment | None:
-        """Long poll; the call's deadline defaults to wait_s + 5 s."""
+    async def request_assignment(self, wait_s: float = 0.0, *, declined: Iterable[int] = (),
+                                 timeout: float | None = None) -> Assignment | None:
+        """Long poll; the call's deadline defaults to wait_s + 5 s. `declined`: tasks this worker will not
+        take (the most recent MAX_DECLINED are sent)."""
         wait_ms = max(0, min(int(wait_s * 1000), serde.MAX_WAIT_MS))
-        req = worker_pb2.RequestAssignmentRequest(wait_ms=wait_ms)
+        req = worker_pb2.RequestAssignmentRequest(wait_ms=wait_ms,
+                                                  declined_task_ids=list(declined)[-serde.MAX_DECLINED:])
         resp = await self._unary("RequestAssignment", req, worker_pb2.RequestAssignmentResponse,
                                  timeout=wait_s + 5.0 if timeout is None else timeout)
         return serde.assignment_from_proto(resp.assignment) if resp.HasField("assignment") else None

@@ -188,14 +188,20 @@ class Handlers:
         self.sessions[account] = _Session(capabilities, self.clock())
         return self._effective(worker)
 
-    async def request_assignment(self, account: str, wait_s: float) -> Assignment | None:
+    async def request_assignment(self, account: str, wait_s: float,
+                                 declined: frozenset[int] = frozenset()) -> Assignment | None:
         if not isinstance(wait_s, (int, float)) or math.isnan(wait_s) or wait_s < 0:
             raise InvalidArgument("wait_s must be a number of seconds, zero or more")
         wait_s = min(float(wait_s), self.max_wait_s)
         self._chain_worker(account)
         self._ensure_loop()
+        # a task the worker declined stays reserved for nobody: else a few tasks it cannot use (a hostile
+        # requester's) would hold its reservation quota and be offered again and again, starving it
+        for task_id in declined:
+            self.reservations.release(task_id, account)
         future: asyncio.Future[Assignment] = asyncio.get_running_loop().create_future()
-        waiter = Waiter(self._effective(self._chain_worker(account)), self.policy.next_seq(), future)
+        waiter = Waiter(self._effective(self._chain_worker(account)), self.policy.next_seq(), future,
+                        declined=frozenset(declined))
         self._waiters.append(waiter)
         self._dispatch()
         try:

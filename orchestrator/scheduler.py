@@ -191,6 +191,7 @@ class Waiter:
     worker: WorkerView
     seq: int
     data: object = field(default=None, compare=False)
+    declined: frozenset[int] = field(default=frozenset(), compare=False)  # tasks it will not take
 
 
 class FairnessPolicy:
@@ -208,13 +209,15 @@ class FairnessPolicy:
     def assign(self, waiters: Sequence[Waiter], candidates: Callable[[WorkerView], Iterable[TaskView]],
                reservations: Reservations, max_claims: int, now: float, *, min_trainer_stake: int = 0,
                block: int | None = None) -> list[tuple[Waiter, Reservation, TaskView]]:
-        """One round: each waiter in fairness order gets at most one task, reserved for it in `reservations`.
+        """One round: each waiter in fairness order gets at most one task (never one it declined), reserved
+        for it in `reservations`.
 
         Returns (waiter, reservation, task) for those served; the others keep waiting.
         """
         served: list[tuple[Waiter, Reservation, TaskView]] = []
         for waiter in self.order(waiters, reservations, now):
-            task = choose_task(waiter.worker, candidates(waiter.worker), reservations, max_claims, now,
+            offered = (t for t in candidates(waiter.worker) if t.task_id not in waiter.declined)
+            task = choose_task(waiter.worker, offered, reservations, max_claims, now,
                                min_trainer_stake=min_trainer_stake, block=block)
             if task is not None:
                 served.append((waiter, reservations.reserve(task.task_id, waiter.worker.account, now), task))

@@ -30,6 +30,7 @@ from paratrain.v1 import common_pb2, task_pb2, worker_pb2
 
 # Request bounds (the server refuses anything beyond them with INVALID_ARGUMENT).
 MAX_WAIT_MS = 3_600_000
+MAX_DECLINED = 1_024  # declined_task_ids per RequestAssignment
 MAX_CPUS = 1 << 16
 MAX_GPUS = 1 << 12
 MAX_MEMORY_MB = 1 << 40
@@ -384,6 +385,12 @@ def task_event_from_proto(msg: common_pb2.TaskEvent) -> TaskEvent:
 
 
 # ---------------------------------------------------------------- requests (validated)
+
+
+def declined_from_request(msg: worker_pb2.RequestAssignmentRequest) -> frozenset[int]:
+    """The tasks a worker declines: bounded, since every id costs the server a set entry per call."""
+    _check(len(msg.declined_task_ids) <= MAX_DECLINED, f"at most {MAX_DECLINED} declined_task_ids")
+    return frozenset(msg.declined_task_ids)
 
 
 def wait_s_from_request(msg: worker_pb2.RequestAssignmentRequest) -> float:

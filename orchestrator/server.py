@@ -351,12 +351,13 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def RequestAssignment(self, request, context):
         try:
             wait_s = min(serde.wait_s_from_request(request), self.limits.max_wait_s)
+            declined = serde.declined_from_request(request)
             remaining = context.time_remaining()
             if remaining is not None:
                 wait_s = max(0.0, min(wait_s, remaining - self.limits.deadline_margin_s))
             try:
                 async with asyncio.timeout(wait_s + self.limits.long_poll_grace_s):
-                    assignment = await self.api.request_assignment(caller_account(), wait_s)
+                    assignment = await self.api.request_assignment(caller_account(), wait_s, declined)
             except TimeoutError:
                 assignment = None
             if assignment is None:

@@ -16,7 +16,7 @@ from paratrain.argtypes import non_negative, port_or_off, positive
 if TYPE_CHECKING:
     from devnet.rpc import RpcLimits
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # soft_wrap: an error stays one line at any terminal width
 
 
 class CliError(Exception):

@@ -167,19 +167,27 @@ class ArtifactStore:
         return verify(data, digest, self.uri(digest))
 
     def fetch(self, uri: str, expected_hash: str | bytes, *, kind: Kind = Kind.ARTIFACT, keep: bool = False,
-              prefer_local: bool = True) -> bytes:
+              prefer_local: bool = True, size: int | None = None) -> bytes:
         """The bytes `uri` names, verified against `expected_hash`. With `prefer_local`, an object this store
         holds is served from here (same hash, same bytes) and the URI is not opened; otherwise the URI must
-        pass the policy (FetchRefused), the object must be within the kind's limit (ArtifactTooLarge) and
-        hash as expected (ArtifactIntegrityError). `keep` writes what was fetched into this store."""
+        pass the policy (FetchRefused), the object must be within the kind's limit (ArtifactTooLarge), of
+        `size` bytes where the caller knows it (a commitment's), and hash as expected
+        (ArtifactIntegrityError). `keep` writes what was fetched into this store."""
         expected = normalize_hash(expected_hash)
+        limit = self.limits.of(kind)
+        if size is not None and not 0 <= size <= limit:
+            raise ArtifactTooLarge(uri, f"its committed size is not within the {limit:,}-byte limit for a "
+                                        f"{kind.value}")
         if prefer_local and self.exists(expected):
-            return self.get(expected)
+            data = self.get(expected)
+            if size is not None and len(data) != size:
+                raise FetchRefused(uri, f"the object is not of its committed size ({size:,} bytes)")
+            return data
         try:
             target = self.policy.check(uri)
         except UriRefused as exc:
             raise FetchRefused(uri, exc.reason) from None
-        data = self._read_bounded(target, uri, expected, self.limits.of(kind), kind)
+        data = self._read_bounded(target, uri, expected, limit if size is None else size, kind)
         if keep:
             self._write(expected, data)
         return data

@@ -102,7 +102,8 @@ class UriPolicy:
         if scheme == "file":
             real = os.path.realpath(path)
             if not any(_inside(real, root.path) for root in self._parsed_roots() if root.scheme == "file"):
-                raise UriRefused(uri, "a local path outside the trusted artifact stores")
+                raise UriRefused(uri, "a local path outside the trusted artifact stores (add the store with "
+                                      "--trust-store)")
             return "file://" + real
         if any(root.scheme == scheme and root.netloc == netloc and _inside(path, root.path)
                for root in self._parsed_roots()):

@@ -89,7 +89,8 @@ class Runtime:
 
     # Raised whenever storage or call encodings change, so that a node refuses a --base-path chain that it
     # would misread (devnet has no migrations). 2: the challenge period and verification windows in ms.
-    spec_version = 2
+    # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
+    spec_version = 3
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,

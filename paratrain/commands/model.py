@@ -34,6 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--out", "-o", type=Path, required=True, metavar="FILE", help="where to write the weights")
     download.add_argument("--force", action="store_true", help="overwrite an existing file")
     add_store_argument(download)
+    download.add_argument("--trust-store", action="append", default=[], metavar="URI",
+                          help="a store the weights may be read from besides --store (the worker's, as the "
+                               "model's artifact URI names it); repeat for more; also $PARATRAIN_TRUSTED_STORES")
     add_chain_argument(download)
 
 
@@ -81,6 +84,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from workers.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore
+    from workers.uri_policy import UriPolicy, roots_from_env
 
     digest = _hash(args.model_hash)
     path: Path = args.out.expanduser()
@@ -91,11 +95,12 @@ def _download(args: argparse.Namespace) -> int:
         record = get_model(node, digest)
     uri = text_of(record.artifact_uri)
     try:
-        data = ArtifactStore(args.store).fetch(uri, digest)
-    except ArtifactIntegrityError as exc:
-        raise CliError(f"the artifact at {uri} does not match the model hash: {exc.actual} (refused)") from None
+        store = ArtifactStore(args.store, policy=UriPolicy((*args.trust_store, *roots_from_env())))
+        data = store.fetch(uri, digest, keep=True)
+    except ArtifactIntegrityError:
+        raise CliError(f"the artifact at {uri} does not match the model hash (refused)") from None
     except (ArtifactError, OSError, ValueError) as exc:
-        raise CliError(f"cannot fetch the model artifact {uri}: {exc}") from None
+        raise CliError(f"cannot fetch the model artifact: {exc}") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")

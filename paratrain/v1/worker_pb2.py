@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from paratrain.v1 import common_pb2 as paratrain_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19paratrain/v1/worker.proto\x12\x0cparatrain.v1\x1a\x19paratrain/v1/common.proto\"I\n\x15RegisterWorkerRequest\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.paratrain.v1.Capabilities\">\n\x16RegisterWorkerResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.paratrain.v1.Worker\"+\n\x18RequestAssignmentRequest\x12\x0f\n\x07wait_ms\x18\x01 \x01(\r\"U\n\nAssignment\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.paratrain.v1.Task\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x15\n\rexpires_in_ms\x18\x03 \x01(\x04\"I\n\x19RequestAssignmentResponse\x12,\n\nassignment\x18\x01 \x01(\x0b\x32\x18.paratrain.v1.Assignment\"\x7f\n\x15StreamProgressRequest\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1c.paratrain.v1.ProgressUpdate\x12 \n\x13heartbeat_extrinsic\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x16\n\x14_heartbeat_extrinsic\"=\n\x16StreamProgressResponse\x12\x0f\n\x07updates\x18\x01 \x01(\x04\x12\x12\n\nheartbeats\x18\x02 \x01(\x04\"z\n\x10HeartbeatRequest\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1c.paratrain.v1.ProgressUpdate\x12 \n\x13heartbeat_extrinsic\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x16\n\x14_heartbeat_extrinsic\".\n\x11HeartbeatResponse\x12\x19\n\x11heartbeat_relayed\x18\x01 \x01(\x08\"u\n\x16HeartbeatStreamRequest\x12\x11\n\theartbeat\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"F\n\x17HeartbeatStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11heartbeat_relayed\x18\x02 \x01(\x08\"%\n\x12GetTaskSpecRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\"7\n\x13GetTaskSpecResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.paratrain.v1.Task\";\n\x15RelayExtrinsicRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x11\n\textrinsic\x18\x02 \x01(\x0c\"0\n\x16RelayExtrinsicResponse\x12\x16\n\x0e\x65xtrinsic_hash\x18\x01 \x01(\x0c\">\n\x13ReportResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x65xtrinsic_hash\x18\x02 \x01(\x0c\"\x16\n\x14ReportResultResponse2\xeb\x05\n\rWorkerService\x12[\n\x0eRegisterWorker\x12#.paratrain.v1.RegisterWorkerRequest\x1a$.paratrain.v1.RegisterWorkerResponse\x12\x64\n\x11RequestAssignment\x12&.paratrain.v1.RequestAssignmentRequest\x1a\'.paratrain.v1.RequestAssignmentResponse\x12]\n\x0eStreamProgress\x12#.paratrain.v1.StreamProgressRequest\x1a$.paratrain.v1.StreamProgressResponse(\x01\x12R\n\x0bGetTaskSpec\x12 .paratrain.v1.GetTaskSpecRequest\x1a!.paratrain.v1.GetTaskSpecResponse\x12[\n\x0eRelayExtrinsic\x12#.paratrain.v1.RelayExtrinsicRequest\x1a$.paratrain.v1.RelayExtrinsicResponse\x12U\n\x0cReportResult\x12!.paratrain.v1.ReportResultRequest\x1a\".paratrain.v1.ReportResultResponse\x12L\n\tHeartbeat\x12\x1e.paratrain.v1.HeartbeatRequest\x1a\x1f.paratrain.v1.HeartbeatResponse\x12\x62\n\x0fHeartbeatStream\x12$.paratrain.v1.HeartbeatStreamRequest\x1a%.paratrain.v1.HeartbeatStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19paratrain/v1/worker.proto\x12\x0cparatrain.v1\x1a\x19paratrain/v1/common.proto\"I\n\x15RegisterWorkerRequest\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.paratrain.v1.Capabilities\">\n\x16RegisterWorkerResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.paratrain.v1.Worker\"F\n\x18RequestAssignmentRequest\x12\x0f\n\x07wait_ms\x18\x01 \x01(\r\x12\x19\n\x11\x64\x65\x63lined_task_ids\x18\x02 \x03(\x04\"U\n\nAssignment\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.paratrain.v1.Task\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x15\n\rexpires_in_ms\x18\x03 \x01(\x04\"I\n\x19RequestAssignmentResponse\x12,\n\nassignment\x18\x01 \x01(\x0b\x32\x18.paratrain.v1.Assignment\"\x7f\n\x15StreamProgressRequest\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1c.paratrain.v1.ProgressUpdate\x12 \n\x13heartbeat_extrinsic\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x16\n\x14_heartbeat_extrinsic\"=\n\x16StreamProgressResponse\x12\x0f\n\x07updates\x18\x01 \x01(\x04\x12\x12\n\nheartbeats\x18\x02 \x01(\x04\"z\n\x10HeartbeatRequest\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1c.paratrain.v1.ProgressUpdate\x12 \n\x13heartbeat_extrinsic\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x16\n\x14_heartbeat_extrinsic\".\n\x11HeartbeatResponse\x12\x19\n\x11heartbeat_relayed\x18\x01 \x01(\x08\"u\n\x16HeartbeatStreamRequest\x12\x11\n\theartbeat\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"F\n\x17HeartbeatStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11heartbeat_relayed\x18\x02 \x01(\x08\"%\n\x12GetTaskSpecRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\"7\n\x13GetTaskSpecResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.paratrain.v1.Task\";\n\x15RelayExtrinsicRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x11\n\textrinsic\x18\x02 \x01(\x0c\"0\n\x16RelayExtrinsicResponse\x12\x16\n\x0e\x65xtrinsic_hash\x18\x01 \x01(\x0c\">\n\x13ReportResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x65xtrinsic_hash\x18\x02 \x01(\x0c\"\x16\n\x14ReportResultResponse2\xeb\x05\n\rWorkerService\x12[\n\x0eRegisterWorker\x12#.paratrain.v1.RegisterWorkerRequest\x1a$.paratrain.v1.RegisterWorkerResponse\x12\x64\n\x11RequestAssignment\x12&.paratrain.v1.RequestAssignmentRequest\x1a\'.paratrain.v1.RequestAssignmentResponse\x12]\n\x0eStreamProgress\x12#.paratrain.v1.StreamProgressRequest\x1a$.paratrain.v1.StreamProgressResponse(\x01\x12R\n\x0bGetTaskSpec\x12 .paratrain.v1.GetTaskSpecRequest\x1a!.paratrain.v1.GetTaskSpecResponse\x12[\n\x0eRelayExtrinsic\x12#.paratrain.v1.RelayExtrinsicRequest\x1a$.paratrain.v1.RelayExtrinsicResponse\x12U\n\x0cReportResult\x12!.paratrain.v1.ReportResultRequest\x1a\".paratrain.v1.ReportResultResponse\x12L\n\tHeartbeat\x12\x1e.paratrain.v1.HeartbeatRequest\x1a\x1f.paratrain.v1.HeartbeatResponse\x12\x62\n\x0fHeartbeatStream\x12$.paratrain.v1.HeartbeatStreamRequest\x1a%.paratrain.v1.HeartbeatStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,35 +37,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERWORKERRESPONSE']._serialized_start=145
   _globals['_REGISTERWORKERRESPONSE']._serialized_end=207
   _globals['_REQUESTASSIGNMENTREQUEST']._serialized_start=209
-  _globals['_REQUESTASSIGNMENTREQUEST']._serialized_end=252
-  _globals['_ASSIGNMENT']._serialized_start=254
-  _globals['_ASSIGNMENT']._serialized_end=339
-  _globals['_REQUESTASSIGNMENTRESPONSE']._serialized_start=341
-  _globals['_REQUESTASSIGNMENTRESPONSE']._serialized_end=414
-  _globals['_STREAMPROGRESSREQUEST']._serialized_start=416
-  _globals['_STREAMPROGRESSREQUEST']._serialized_end=543
-  _globals['_STREAMPROGRESSRESPONSE']._serialized_start=545
-  _globals['_STREAMPROGRESSRESPONSE']._serialized_end=606
-  _globals['_HEARTBEATREQUEST']._serialized_start=608
-  _globals['_HEARTBEATREQUEST']._serialized_end=730
-  _globals['_HEARTBEATRESPONSE']._serialized_start=732
-  _globals['_HEARTBEATRESPONSE']._serialized_end=778
-  _globals['_HEARTBEATSTREAMREQUEST']._serialized_start=780
-  _globals['_HEARTBEATSTREAMREQUEST']._serialized_end=897
-  _globals['_HEARTBEATSTREAMRESPONSE']._serialized_start=899
-  _globals['_HEARTBEATSTREAMRESPONSE']._serialized_end=969
-  _globals['_GETTASKSPECREQUEST']._serialized_start=971
-  _globals['_GETTASKSPECREQUEST']._serialized_end=1008
-  _globals['_GETTASKSPECRESPONSE']._serialized_start=1010
-  _globals['_GETTASKSPECRESPONSE']._serialized_end=1065
-  _globals['_RELAYEXTRINSICREQUEST']._serialized_start=1067
-  _globals['_RELAYEXTRINSICREQUEST']._serialized_end=1126
-  _globals['_RELAYEXTRINSICRESPONSE']._serialized_start=1128
-  _globals['_RELAYEXTRINSICRESPONSE']._serialized_end=1176
-  _globals['_REPORTRESULTREQUEST']._serialized_start=1178
-  _globals['_REPORTRESULTREQUEST']._serialized_end=1240
-  _globals['_REPORTRESULTRESPONSE']._serialized_start=1242
-  _globals['_REPORTRESULTRESPONSE']._serialized_end=1264
-  _globals['_WORKERSERVICE']._serialized_start=1267
-  _globals['_WORKERSERVICE']._serialized_end=2014
+  _globals['_REQUESTASSIGNMENTREQUEST']._serialized_end=279
+  _globals['_ASSIGNMENT']._serialized_start=281
+  _globals['_ASSIGNMENT']._serialized_end=366
+  _globals['_REQUESTASSIGNMENTRESPONSE']._serialized_start=368
+  _globals['_REQUESTASSIGNMENTRESPONSE']._serialized_end=441
+  _globals['_STREAMPROGRESSREQUEST']._serialized_start=443
+  _globals['_STREAMPROGRESSREQUEST']._serialized_end=570
+  _globals['_STREAMPROGRESSRESPONSE']._serialized_start=572
+  _globals['_STREAMPROGRESSRESPONSE']._serialized_end=633
+  _globals['_HEARTBEATREQUEST']._serialized_start=635
+  _globals['_HEARTBEATREQUEST']._serialized_end=757
+  _globals['_HEARTBEATRESPONSE']._serialized_start=759
+  _globals['_HEARTBEATRESPONSE']._serialized_end=805
+  _globals['_HEARTBEATSTREAMREQUEST']._serialized_start=807
+  _globals['_HEARTBEATSTREAMREQUEST']._serialized_end=924
+  _globals['_HEARTBEATSTREAMRESPONSE']._serialized_start=926
+  _globals['_HEARTBEATSTREAMRESPONSE']._serialized_end=996
+  _globals['_GETTASKSPECREQUEST']._serialized_start=998
+  _globals['_GETTASKSPECREQUEST']._serialized_end=1035
+  _globals['_GETTASKSPECRESPONSE']._serialized_start=1037
+  _globals['_GETTASKSPECRESPONSE']._serialized_end=1092
+  _globals['_RELAYEXTRINSICREQUEST']._serialized_start=1094
+  _globals['_RELAYEXTRINSICREQUEST']._serialized_end=1153
+  _globals['_RELAYEXTRINSICRESPONSE']._serialized_start=1155
+  _globals['_RELAYEXTRINSICRESPONSE']._serialized_end=1203
+  _globals['_REPORTRESULTREQUEST']._serialized_start=1205
+  _globals['_REPORTRESULTREQUEST']._serialized_end=1267
+  _globals['_REPORTRESULTRESPONSE']._serialized_start=1269
+  _globals['_REPORTRESULTRESPONSE']._serialized_end=1291
+  _globals['_WORKERSERVICE']._serialized_start=1294
+  _globals['_WORKERSERVICE']._serialized_end=2041
 # @@protoc_insertion_point(module_scope)

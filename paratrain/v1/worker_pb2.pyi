@@ -1,7 +1,8 @@
 from paratrain.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -19,10 +20,12 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self, worker: _Optional[_Union[_common_pb2.Worker, _Mapping]] = ...) -> None: ...
 
 class RequestAssignmentRequest(_message.Message):
-    __slots__ = ("wait_ms",)
+    __slots__ = ("wait_ms", "declined_task_ids")
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    DECLINED_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     wait_ms: int
-    def __init__(self, wait_ms: _Optional[int] = ...) -> None: ...
+    declined_task_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, wait_ms: _Optional[int] = ..., declined_task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("task", "worker", "expires_in_ms")

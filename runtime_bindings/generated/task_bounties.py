@@ -103,6 +103,8 @@ class RevealHoldoutCall(CallArgs):
 
     task_id: int
     salt: str | bytes
+    holdout_hash: str | bytes
+    holdout_size: int
     holdout_uri: str | bytes
 
 
@@ -273,11 +275,18 @@ class HoldoutRevealedEvent(TypedEvent):
     NAME: ClassVar[str] = "HoldoutRevealed"
 
     task_id: int
+    holdout_hash: str | bytes
+    holdout_size: int
     holdout_uri: str | bytes
 
     @classmethod
     def from_value(cls, v: Any) -> HoldoutRevealedEvent:
-        return cls(task_id=v["task_id"], holdout_uri=v["holdout_uri"])
+        return cls(
+            task_id=v["task_id"],
+            holdout_hash=v["holdout_hash"],
+            holdout_size=v["holdout_size"],
+            holdout_uri=v["holdout_uri"],
+        )
 
 
 @dataclass(frozen=True)
@@ -748,7 +757,7 @@ class HoldoutNotRevealable(TaskBountiesError):
 
 
 class HoldoutMismatch(TaskBountiesError):
-    """salt and holdout_uri do not match the commitment."""
+    """salt, holdout_hash, holdout_size and holdout_uri do not match the commitment."""
 
     name: ClassVar[str] = "HoldoutMismatch"
     error_index: ClassVar[int | None] = 31
@@ -927,6 +936,8 @@ class TaskBountiesApi(PalletApi):
         signer: Keypair,
         task_id: int,
         salt: str | bytes,
+        holdout_hash: str | bytes,
+        holdout_size: int,
         holdout_uri: str | bytes,
         *,
         wait: Wait = "inclusion",
@@ -937,7 +948,13 @@ class TaskBountiesApi(PalletApi):
 
         Submits the call signed by `signer`; see `Chain.submit`.
         """
-        call = RevealHoldoutCall(task_id=task_id, salt=salt, holdout_uri=holdout_uri)
+        call = RevealHoldoutCall(
+            task_id=task_id,
+            salt=salt,
+            holdout_hash=holdout_hash,
+            holdout_size=holdout_size,
+            holdout_uri=holdout_uri,
+        )
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     def submit_verdict(

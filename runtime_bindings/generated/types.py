@@ -168,12 +168,20 @@ class Holdout:
     """`pallet_task_bounties::types::Holdout`."""
 
     salt: str | bytes
+    holdout_hash: str | bytes
+    holdout_size: int
     holdout_uri: str | bytes
     revealed_at: int
 
     @classmethod
     def from_value(cls, v: Any) -> Holdout:
-        return cls(salt=v["salt"], holdout_uri=v["holdout_uri"], revealed_at=v["revealed_at"])
+        return cls(
+            salt=v["salt"],
+            holdout_hash=v["holdout_hash"],
+            holdout_size=v["holdout_size"],
+            holdout_uri=v["holdout_uri"],
+            revealed_at=v["revealed_at"],
+        )
 
 
 @dataclass(frozen=True)

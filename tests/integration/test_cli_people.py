@@ -183,11 +183,25 @@ def test_task_create_aims_at_64_checkpoints(capsys, tmp_path, chain):
     assert chain.task_bounties.next_task_id() == tasks_before
 
 
-def test_task_create_with_holdout_commits_it(capsys, tmp_path, chain):
+def test_task_create_with_holdout_commits_its_bytes_and_location(capsys, tmp_path, chain):
+    import re
+
+    from devnet.runtime.pallets.task_bounties import holdout_commitment
+    from workers.artifacts import ArtifactStore
+
     holdout = tmp_path / "holdout.csv"
     holdout.write_text("0.1,0.2,1\n0.3,0.4,0\n")
-    task_id = create_task(capsys, "--holdout", str(holdout))
-    assert chain.task_bounties.tasks(task_id).holdout_commitment is not None
+    code, out, err = run(capsys, "task", "create", "--recipe", "digits_mlp", "--dataset", "digits", "--bounty", "10",
+                         "--deadline-blocks", "500", "--validators", "1", "--key", "//Alice", "--holdout", str(holdout))
+    assert code == 0, err
+    task_id = int(out.strip().splitlines()[-1])
+    found = re.search(r"holdout (\S+) committed; reveal it later with salt 0x([0-9a-f]{64}), hash 0x([0-9a-f]{64}) "
+                      r"and size (\d+)", " ".join(err.split()))
+    assert found, err
+    uri, salt, digest, size = found[1], bytes.fromhex(found[2]), bytes.fromhex(found[3]), int(found[4])
+    assert ArtifactStore(tmp_path / "store").get(digest.hex())  # the packaged holdout, by the hash committed
+    committed = chain.task_bounties.tasks(task_id).holdout_commitment
+    assert str(committed).removeprefix("0x") == holdout_commitment(salt, digest, size, uri.encode()).hex()
 
 
 @pytest.mark.parametrize("argv, key, message", [
@@ -512,3 +526,42 @@ def test_orchestrator_unreachable_for_watch(capsys):
     code, _, err = run(capsys, "task", "watch", str(task_id), "--orchestrator", f"127.0.0.1:{free_port()}",
                        "--timeout", "5")
     assert code == 2 and "cannot reach the orchestrator" in err
+
+
+def test_model_download_reads_only_trusted_stores_and_verifies_the_hash(capsys, tmp_path, chain):
+    """The model's artifact URI was written by its worker: `model download` opens it only under a store the user
+    trusts (--trust-store), and writes only bytes that hash to the model's name."""
+    from runtime_bindings import AttestationCodec
+    from runtime_bindings.generated import types as t
+    from workers import ArtifactStore
+
+    trainer, validator = Keypair.create_from_uri("//Trainer//download"), Keypair.create_from_uri("//Judge//download")
+    for who in (trainer, validator):
+        chain.balances.transfer_keep_alive(Keypair.create_from_uri("//Alice"), who.ss58_address, 2_000 * UNIT)
+    chain.workers.register(trainer, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
+    chain.workers.register(validator, "Validator", 100 * UNIT, t.Capabilities(2, 0, "", 8_000))
+    worker_store = ArtifactStore(tmp_path / "worker-store")
+    weights = worker_store.put(b"the model's weights")
+    task_id = create_task(capsys)
+    chain.task_bounties.claim_task(trainer, task_id)
+    attestation = {**placeholder_attestation(task_id, trainer.ss58_address,
+                                             chain.task_bounties.tasks(task_id).spec.dataset_hash),
+                   "model_hash": "0x" + weights, "artifact_uri": worker_store.uri(weights)}
+    signature = AttestationCodec.from_chain(chain).multi_signature(attestation, trainer)
+    chain.task_bounties.submit_result(trainer, task_id, attestation, signature)
+    chain.task_bounties.submit_verdict(validator, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))
+
+    out_file = tmp_path / "model.ptts"
+    code, _, err = run(capsys, "model", "download", "0x" + weights, "--out", str(out_file))
+    assert code == 2 and "refused" in err and "--trust-store" in err and len(err.strip().splitlines()) == 1, err
+    assert not out_file.exists()
+    code, _, err = run(capsys, "model", "download", "0x" + weights, "--out", str(out_file),
+                       "--trust-store", worker_store.root)
+    assert code == 0, err
+    assert out_file.read_bytes() == b"the model's weights"
+    with open(worker_store.uri(weights).removeprefix("file://"), "wb") as f:
+        f.write(b"other weights")
+    code, _, err = run(capsys, "model", "download", "0x" + weights, "--out", str(tmp_path / "again.ptts"),
+                       "--store", str(tmp_path / "fresh-store"), "--trust-store", worker_store.root)
+    assert code == 2 and "does not match the model hash" in err, err
+    assert not (tmp_path / "again.ptts").exists()

@@ -63,7 +63,8 @@ class FakeApi:
         self.calls.append(("register_worker", account, capabilities))
         return WorkerView(account, "Trainer", 10**18, capabilities, True)
 
-    async def request_assignment(self, account: str, wait_s: float) -> Assignment | None:
+    async def request_assignment(self, account: str, wait_s: float,
+                                 declined: frozenset[int] = frozenset()) -> Assignment | None:
         self.calls.append(("request_assignment", account, wait_s))
         if self.offer is not None:
             return Assignment(self.tasks[self.offer], account, time.monotonic() + 30)

@@ -205,3 +205,26 @@ async def test_reservation_expires_and_fairness(registered: DevnetProcess, tmp_p
         assert holders <= {BOB.ss58_address, CHARLIE.ss58_address}
     finally:
         o.stop()
+
+
+async def test_declined_tasks_are_released_and_never_offered_again(registered: DevnetProcess, tmp_path) -> None:
+    """A worker declines what it cannot use (a hostile spec URI, say): its reservations of those tasks end at
+    once and it is offered the others; without that, MaxClaimsPerWorker declined tasks held its whole
+    reservation quota and came back as the oldest open tasks, forever (found by the hostile-market test)."""
+    o = Orchestrator(registered.ws_url, tmp_path, ttl=60)
+    try:
+        await o.start()
+        quota = o.handlers.constants.max_claims_per_worker
+        created = {await asyncio.to_thread(create_task, o.chain, 2) for _ in range(quota + 1)}
+        await o.caught_up()
+        declined: list[int] = []
+        while not created <= set(declined):  # older open tasks of this module's devnet come first
+            offer = await o.handlers.request_assignment(BOB.ss58_address, 2, frozenset(declined))
+            assert offer is not None, f"starved after declining {len(declined)} tasks"
+            assert offer.task.task_id not in declined
+            declined.append(offer.task.task_id)
+            assert len(declined) <= 100
+        now = o.handlers.clock()
+        assert [i for i in declined[:-1] if o.handlers.reservations.holder(i, now) == BOB.ss58_address] == []
+    finally:
+        o.stop()

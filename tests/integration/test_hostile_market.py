@@ -9,10 +9,10 @@ and the market store; the validators trust those and Bob's.
 
 * //Ferdie's tasks any Trainer may take name hostile spec and data set URIs: the worker refuses each, never
   claims, and is never slashed.
-* //Ferdie's tasks only //Eve (an attacking Trainer with a GPU on record) may take: Eve claims and submits; the
-  validators find the spec or data set unusable, which is the requester's fault: they abstain.
-* //Alice's tasks only Eve may take: Eve attests artifact URIs of the same kinds; the validators read none of
-  them, reject, and Eve is slashed.
+* //Ferdie's tasks that only attacking Trainers (//Mallory//i, with a GPU on record) may take: they claim and
+  submit; the validators find the spec or data set unusable, which is the requester's fault: they abstain.
+* //Alice's tasks that only the attackers may take: they attest artifact URIs of the same kinds; the
+  validators read none of them, reject, and the attackers are slashed.
 
 Then: the listener received nothing, every daemon is alive, each daemon's resident memory stayed within
 300 MB of what it used after the honest task it served first, the honest parties lost nothing, and no
@@ -50,8 +50,11 @@ from workers.payout import task_status  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
-ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (Keypair.create_from_uri(f"//{n}")
-                                          for n in ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"))
+ALICE, BOB, CHARLIE, DAVE, FERDIE = (Keypair.create_from_uri(f"//{n}")
+                                     for n in ("Alice", "Bob", "Charlie", "Dave", "Ferdie"))
+# attacking Trainers with a GPU on record (so only they match the tasks that ask for one): one per attack, as
+# a worker holds at most MaxClaimsPerWorker claims at once
+ATTACKERS = [Keypair.create_from_uri(f"//Mallory//{i}") for i in range(10)]
 TARGET = 0.8
 RSS_BOUND_MB = 300
 LIMIT_MB = 64  # the daemons' --max-dataset-mb and --max-artifact-mb here
@@ -124,14 +127,14 @@ class RssSampler:
         self._thread.join(5)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, log: Callable[[], str] = str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()[-4000:]}")
 
 
 def events_named(chain: Chain, name: str, task_id: int, since: int) -> list[Any]:
@@ -221,12 +224,16 @@ def post(chain: Chain, requester: Keypair, spec: TaskSpec, spec_uri: str, *, gpu
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
 
 
-def attack(chain: Chain, task_id: int, dataset_hash: str, **fields: Any) -> int:
-    """//Eve claims the task and submits a signed attestation with `fields` (its URIs and hashes); the block."""
-    chain.task_bounties.claim_task(EVE, task_id)
-    attestation = {**placeholder_attestation(task_id, EVE.ss58_address, "0x" + dataset_hash), **fields}
-    signature = AttestationCodec.from_chain(chain).multi_signature(attestation, EVE)
-    return chain.task_bounties.submit_result(EVE, task_id, attestation, signature).block_number
+def attack(chain: Chain, attacker: Keypair, task_id: int, dataset_hash: str, **fields: Any) -> int:
+    """The attacker claims the task and submits a signed attestation with `fields` (its URIs and hashes)."""
+    chain.task_bounties.claim_task(attacker, task_id)
+    attestation = {**placeholder_attestation(task_id, attacker.ss58_address, "0x" + dataset_hash), **fields}
+    signature = AttestationCodec.from_chain(chain).multi_signature(attestation, attacker)
+    return chain.task_bounties.submit_result(attacker, task_id, attestation, signature).block_number
+
+
+def chain_dataset_hash(chain: Chain, task_id: int) -> str:
+    return str(chain.task_bounties.tasks(task_id).spec.dataset_hash).removeprefix("0x")
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +242,9 @@ def market(tmp_path_factory) -> Iterator[tuple[Market, Chain, DevnetProcess]]:
     m = Market(tmp)
     with DevnetProcess() as devnet, Chain.connect(devnet.ws_url, timeout=10) as chain:
         chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
-        chain.workers.register(EVE, "Trainer", 10_000 * UNIT, t.Capabilities(2, 1, "A100", 8_000))
+        for attacker in ATTACKERS:
+            chain.balances.transfer_keep_alive(FERDIE, attacker.ss58_address, 1_000 * UNIT)
+            chain.workers.register(attacker, "Trainer", 500 * UNIT, t.Capabilities(2, 1, "A100", 8_000))
         for validator in (CHARLIE, DAVE):
             chain.workers.register(validator, "Validator", 100 * UNIT, t.Capabilities(2, 0, "", 8_000))
         orchestrator = OrchestratorProcess(devnet.ws_url, tmp / "index.db").start()
@@ -251,7 +260,9 @@ def test_hostile_uris_reach_nothing_and_only_the_attacker_pays(market):
     m, chain, _ = market
     passwd = Path("/etc/passwd").read_bytes()
     local_hashes = {blake2_256_hex(passwd)}
-    stakes = {k.ss58_address: chain.workers.workers(k.ss58_address).stake for k in (BOB, CHARLIE, DAVE, EVE)}
+    parties = (BOB, CHARLIE, DAVE, *ATTACKERS)
+    stakes = {k.ss58_address: chain.workers.workers(k.ss58_address).stake for k in parties}
+    attackers = iter(ATTACKERS)
 
     # 1. An honest task first: each daemon has then loaded what it needs (torch, Ray), which is the baseline
     honest = m.spec()
@@ -270,21 +281,22 @@ def test_hostile_uris_reach_nothing_and_only_the_attacker_pays(market):
                     f"file://{m.sparse}"]
     posted_from = chain.best_number()
     worker_tasks = [post(chain, FERDIE, honest, uri) for uri in hostile_uris]
-    for dataset_uri in (m.listener.url("digits.ptts"), m.market.uri(m.sparse_name), "file:///dev/zero"):
-        spec = m.spec(DatasetRef(m.dataset.hash, dataset_uri), epochs=4)
+    # (data sets nobody holds yet: one held locally would be served by its hash, whatever the URI says)
+    for n, dataset_uri in enumerate((m.listener.url("digits.ptts"), m.market.uri(m.sparse_name), "file:///dev/zero")):
+        spec = m.spec(DatasetRef(m.sparse_name if n == 1 else f"{n:02x}" * 32, dataset_uri), epochs=4)
         m.market.put(spec.canonical_bytes())
         worker_tasks.append(post(chain, FERDIE, spec, m.market.uri(spec.spec_hash_hex())))
 
-    # 3. The same, on tasks only //Eve may take: she submits, the validators cannot use the spec or data set
+    # 3. The same, on tasks only the attackers may take: they submit, the validators cannot use the spec or data
     start = chain.best_number()
     abstained = [post(chain, FERDIE, honest, uri, gpus=1) for uri in (m.listener.url("v.json"), "file:///etc/passwd")]
-    bad_data = m.spec(DatasetRef(m.dataset.hash, m.listener.url("v.ptts")), epochs=5)
+    bad_data = m.spec(DatasetRef("ee" * 32, m.listener.url("v.ptts")), epochs=5)
     m.market.put(bad_data.canonical_bytes())
     abstained.append(post(chain, FERDIE, bad_data, m.market.uri(bad_data.spec_hash_hex()), gpus=1))
     for task_id in abstained:
-        attack(chain, task_id, m.dataset.hash)
+        attack(chain, next(attackers), task_id, chain_dataset_hash(chain, task_id))
 
-    # 4. //Alice's tasks that only //Eve may take: Eve's artifact URIs point everywhere but at her own work
+    # 4. //Alice's tasks that only the attackers may take: their artifact URIs point anywhere but at real work
     evil_model, evil_checkpoint = m.evil.put(b"weights from nowhere"), m.evil.put(b"a checkpoint from nowhere")
     artifact_attacks = {
         "listener": {"artifact_uri": m.listener.url("model.ptts")},
@@ -297,24 +309,25 @@ def test_hostile_uris_reach_nothing_and_only_the_attacker_pays(market):
         "an untrusted store": {"artifact_uri": object_uri(m.evil.root, evil_model), "model_hash": "0x" + evil_model,
                                "checkpoints": ["0x" + evil_checkpoint], "trajectory_root": "0x" + evil_checkpoint},
     }
-    slashed_tasks = {}
+    slashed_tasks, slashed_attackers = {}, {}
     for name, fields in artifact_attacks.items():
         task_id = post(chain, ALICE, honest, m.alice.uri(honest.spec_hash_hex()), gpus=1)
-        attack(chain, task_id, m.dataset.hash, **fields)
+        slashed_attackers[task_id] = next(attackers)
+        attack(chain, slashed_attackers[task_id], task_id, m.dataset.hash, **fields)
         slashed_tasks[name] = task_id
 
-    # the validators reject every artifact attack (Eve slashed), abstain on the requester's unusable tasks,
+    # the validators reject every artifact attack (its attacker slashed), abstain on the requester's unusable tasks,
     # and the worker refuses every hostile task
     for name, task_id in slashed_tasks.items():
         event = wait_until(lambda task_id=task_id: events_named(chain, "WorkerSlashed", task_id, start)
                            or not all(m.alive().values()), 180, f"the slash of {name}")
         assert all(m.alive().values()), {n: m.log(n)[-3000:] for n, ok in m.alive().items() if not ok}
-        assert event[0].worker == EVE.ss58_address, name
+        assert event[0].worker == slashed_attackers[task_id].ss58_address, name
     for validator in ("Charlie", "Dave"):
         wait_until(lambda v=validator: all(f"task {i}: abstaining" in m.log(v) for i in abstained), 60,
-                   f"{validator}'s abstentions")
+                   f"{validator}'s abstentions on {abstained}", lambda v=validator: m.log(v))
     wait_until(lambda: all(f"task {i} refused" in m.log("worker") for i in worker_tasks), 90,
-               "the worker's refusals")
+               f"the worker's refusals of {worker_tasks}", lambda: m.log("worker"))
     time.sleep(1.0)  # a last look: nothing else arrives
     sampler.stop()
 
@@ -335,10 +348,11 @@ def test_hostile_uris_reach_nothing_and_only_the_attacker_pays(market):
     assert "refused" in worker_log and "Traceback" not in worker_log
 
     # honest parties lost nothing; the attacker lost stake
-    after = {k.ss58_address: chain.workers.workers(k.ss58_address).stake for k in (BOB, CHARLIE, DAVE, EVE)}
+    after = {k.ss58_address: chain.workers.workers(k.ss58_address).stake for k in parties}
     for honest_party in (BOB, CHARLIE, DAVE):
         assert after[honest_party.ss58_address] >= stakes[honest_party.ss58_address]
-    assert after[EVE.ss58_address] < stakes[EVE.ss58_address]
+    for attacker in slashed_attackers.values():
+        assert after[attacker.ss58_address] < stakes[attacker.ss58_address]
     assert events_named(chain, "TaskAccepted", honest_id, since)[0].worker == BOB.ss58_address
 
     # no validator holds anything of the local files or of the untrusted store, nor names a local file's hash

@@ -125,6 +125,8 @@ from devnet_process import DevnetProcess  # noqa: E402
 
 from devnet.runtime.pallets.task_bounties import holdout_commitment  # noqa: E402
 
+HOLDOUT = {"holdout_hash": "0x" + "00" * 32, "holdout_size": 10, "holdout_uri": "s3://h"}  # as committed below
+
 ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie"))
 DAVE, EVE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Dave", "Eve", "Ferdie"))
 TRAINER_STAKE, VALIDATOR_STAKE = 1_000 * UNIT, 500 * UNIT
@@ -185,10 +187,11 @@ def test_metadata_declares_pallets_and_constants(chain: Chain) -> None:
 def test_happy_path_pays_bounty_and_registers_model(chain: Chain) -> None:
     bounty, deposit = 10 * UNIT, chain.constant("TaskBounties", "TaskDeposit")
     salt, holdout_uri = bytes([9]) * 32, b"s3://holdout/secret.parquet"
+    holdout_hash, holdout_size = bytes([7]) * 32, 123_456
     a0, b0, d0, e0 = (chain.account(k) for k in (ALICE, BOB, DAVE, EVE))
     receipt = chain.ok(ALICE, "TaskBounties", "create_task", {
         "spec": spec(), "bounty": bounty, "min_stake": 200 * UNIT, "deadline": chain.block_number() + 200,
-        "validators_required": 2, "holdout_commitment": "0x" + holdout_commitment(salt, holdout_uri).hex()})
+        "validators_required": 2, "holdout_commitment": "0x" + holdout_commitment(salt, holdout_hash, holdout_size, holdout_uri).hex()})
     fees_alice = fee(receipt)
     task_id = events(receipt, "TaskBounties", "TaskCreated")[0]["task_id"]
     assert chain.account(ALICE)["reserved"] == a0["reserved"] + bounty + deposit
@@ -209,7 +212,8 @@ def test_happy_path_pays_bounty_and_registers_model(chain: Chain) -> None:
     submitted = events(receipt, "TaskBounties", "ResultSubmitted")[0]
     assert submitted["worker"] == BOB.ss58_address and submitted["model_hash"] == "0x" + att["model_hash"].hex()
     fees_alice += fee(chain.ok(ALICE, "TaskBounties", "reveal_holdout",
-                               {"task_id": task_id, "salt": "0x" + salt.hex(), "holdout_uri": "0x" + holdout_uri.hex()}))
+                               {"task_id": task_id, "salt": "0x" + salt.hex(), "holdout_hash": "0x" + holdout_hash.hex(),
+                                "holdout_size": holdout_size, "holdout_uri": "0x" + holdout_uri.hex()}))
 
     fees_dave = fee(chain.ok(DAVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)}))
     assert chain.task(task_id)["status"]["Submitted"]["worker"] == BOB.ss58_address
@@ -240,7 +244,8 @@ def test_happy_path_pays_bounty_and_registers_model(chain: Chain) -> None:
     owned = [k.value for k, _ in chain.client.query_map("Models", "ModelsByOwner", [ALICE.ss58_address])]
     assert "0x" + att["model_hash"].hex() in owned
     holdout = chain.client.query("TaskBounties", "Holdouts", [task_id]).value
-    assert holdout["holdout_uri"] == holdout_uri.decode()
+    assert holdout["holdout_uri"] == holdout_uri.decode() and holdout["holdout_size"] == holdout_size
+    assert holdout["holdout_hash"] == "0x" + holdout_hash.hex()
 
     # Paid once: a third verdict finds nothing to vote on.
     chain.fails("NotSubmitted", FERDIE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})
@@ -539,7 +544,7 @@ def test_task_errors_change_nothing(chain: Chain) -> None:
     assert chain.account(ALICE) == {**a0, "free": a0["free"] - fees}
 
     chain.fails("TaskNotFound", BOB, "TaskBounties", "claim_task", {"task_id": 10_000})
-    task_id = create(chain, commitment=holdout_commitment(bytes(32), b"s3://h"))
+    task_id = create(chain, commitment=holdout_commitment(bytes(32), bytes(32), 10, b"s3://h"))
     big = create(chain, requirements={"min_cpus": 1, "min_gpus": 64, "min_memory_mb": 0})
     chain.fails("RequirementsNotMet", BOB, "TaskBounties", "claim_task", {"task_id": big})
     chain.ok(ALICE, "TaskBounties", "cancel_task", {"task_id": big})
@@ -553,7 +558,7 @@ def test_task_errors_change_nothing(chain: Chain) -> None:
                 {"task_id": task_id, "progress": {"step": 1, "checkpoint_root": "0x" + "00" * 32}})
     chain.fails("NotSubmitted", DAVE, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})
     chain.fails("HoldoutNotRevealable", ALICE, "TaskBounties", "reveal_holdout",
-                {"task_id": task_id, "salt": "0x" + "00" * 32, "holdout_uri": "s3://h"})
+                {"task_id": task_id, "salt": "0x" + "00" * 32, **HOLDOUT})
 
     chain.ok(BOB, "TaskBounties", "claim_task", {"task_id": task_id})
     chain.fails("TaskNotOpen", CHARLIE, "TaskBounties", "claim_task", {"task_id": task_id})
@@ -573,16 +578,16 @@ def test_task_errors_change_nothing(chain: Chain) -> None:
         assert receipt.error_message["name"] == error
     assert submit_result(chain, task_id, BOB)[0].is_success
     chain.fails("NotRequester", BOB, "TaskBounties", "reveal_holdout",
-                {"task_id": task_id, "salt": "0x" + "00" * 32, "holdout_uri": "s3://h"})
+                {"task_id": task_id, "salt": "0x" + "00" * 32, **HOLDOUT})
     chain.fails("HoldoutMismatch", ALICE, "TaskBounties", "reveal_holdout",
-                {"task_id": task_id, "salt": "0x" + "01" * 32, "holdout_uri": "s3://h"})
+                {"task_id": task_id, "salt": "0x" + "01" * 32, **HOLDOUT})
     chain.ok(ALICE, "TaskBounties", "reveal_holdout",
-             {"task_id": task_id, "salt": "0x" + "00" * 32, "holdout_uri": "s3://h"})
+             {"task_id": task_id, "salt": "0x" + "00" * 32, **HOLDOUT})
     chain.fails("HoldoutAlreadyRevealed", ALICE, "TaskBounties", "reveal_holdout",
-                {"task_id": task_id, "salt": "0x" + "00" * 32, "holdout_uri": "s3://h"})
+                {"task_id": task_id, "salt": "0x" + "00" * 32, **HOLDOUT})
     no_commit = create(chain)
     chain.fails("NoHoldoutCommitment", ALICE, "TaskBounties", "reveal_holdout",
-                {"task_id": no_commit, "salt": "0x" + "00" * 32, "holdout_uri": "s3://h"})
+                {"task_id": no_commit, "salt": "0x" + "00" * 32, **HOLDOUT})
     chain.ok(ALICE, "TaskBounties", "cancel_task", {"task_id": no_commit})
     for v in (DAVE, EVE):
         chain.ok(v, "TaskBounties", "submit_verdict", {"task_id": task_id, "verdict": verdict(True)})

@@ -193,9 +193,11 @@ def test_a_committed_holdout_is_awaited_then_the_result_judged_with_it(chain, tr
     from paratrain.commands.task import holdout_commitment
 
     result, spec = trained["result"], trained["spec"]
-    salt, uri = bytes([7]) * 32, spec.dataset.uri.encode()  # the requester's data set stands for the holdout
+    # the requester's data set stands for the holdout: the commitment binds its hash, size and URI
+    salt, uri = bytes([7]) * 32, spec.dataset.uri.encode()
+    digest, size = bytes.fromhex(spec.dataset.hash), len(trained["requester"].get(spec.dataset.hash))
     task_id = post_task(chain, spec, trained["requester"],
-                        holdout_commitment="0x" + holdout_commitment(salt, uri).hex())
+                        holdout_commitment="0x" + holdout_commitment(salt, digest, size, uri).hex())
     attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
     receipt = claim_and_submit(chain, task_id, attestation)
     daemons = validators["daemons"].values()
@@ -208,7 +210,7 @@ def test_a_committed_holdout_is_awaited_then_the_result_judged_with_it(chain, tr
     time.sleep(1.0)  # several polls: each looks at the result and waits for the reveal
     assert all(str(task_id) in d.state.pending for d in daemons)
     assert not events_of(chain, "VerdictSubmitted", task_id, receipt.block_number)
-    revealed = chain.task_bounties.reveal_holdout(ALICE, task_id, "0x" + salt.hex(), uri)
+    revealed = chain.task_bounties.reveal_holdout(ALICE, task_id, "0x" + salt.hex(), "0x" + digest.hex(), size, uri)
     slashed = wait_for_event(chain, "WorkerSlashed", task_id, revealed.block_number)
     assert slashed.worker == BOB.ss58_address
     for name, vote in votes_on(validators, task_id).items():

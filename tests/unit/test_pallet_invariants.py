@@ -243,7 +243,7 @@ def step(h: Harness, op: tuple) -> None:
                 "requirements": {"min_cpus": 1, "min_gpus": b % 2, "min_memory_mb": 0}, "parent_model": None}
         h.dispatch(actor, "TaskBounties", "create_task", spec=spec, bounty=(a % 20) * UNIT,
                    min_stake=(b % 4) * 50 * UNIT, deadline=h.ctx.block_number + 1 + c % 30,
-                   validators_required=1 + a % 3, holdout_commitment=holdout_commitment(salt, uri) if c % 2 else None)
+                   validators_required=1 + a % 3, holdout_commitment=holdout_commitment(salt, bytes(32), c, uri) if c % 2 else None)
     elif kind in ("cancel", "heartbeat", "release", "reveal"):
         task_id = h.pick_task(a)
         task = TaskBounties.Tasks.get(h.state, task_id)
@@ -257,7 +257,7 @@ def step(h: Harness, op: tuple) -> None:
             wrong = task is not None and task["requester"] != actor
         elif kind == "reveal":
             ok = h.dispatch(actor, "TaskBounties", "reveal_holdout", task_id=task_id, salt=bytes([c % 256]) * 32,
-                            holdout_uri=b"s3://holdout")
+                            holdout_hash=bytes(32), holdout_size=c, holdout_uri=b"s3://holdout")
             wrong = task is not None and task["requester"] != actor
         else:
             if kind == "heartbeat":

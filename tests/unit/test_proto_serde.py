@@ -81,6 +81,11 @@ def test_request_validation() -> None:
     assert serde.wait_s_from_request(worker_pb2.RequestAssignmentRequest(wait_ms=1500)) == 1.5
     with pytest.raises(InvalidArgument):
         serde.wait_s_from_request(worker_pb2.RequestAssignmentRequest(wait_ms=serde.MAX_WAIT_MS + 1))
+    declined = worker_pb2.RequestAssignmentRequest(declined_task_ids=[0, 7, 2**64 - 1, 7])
+    assert serde.declined_from_request(declined) == {0, 7, 2**64 - 1}
+    with pytest.raises(InvalidArgument):  # bounded: each id costs the server a set entry per call
+        serde.declined_from_request(worker_pb2.RequestAssignmentRequest(
+            declined_task_ids=range(serde.MAX_DECLINED + 1)))
     with pytest.raises(InvalidArgument):
         serde.relay_from_request(worker_pb2.RelayExtrinsicRequest(task_id=1, extrinsic=b""))
     with pytest.raises(InvalidArgument):

@@ -624,14 +624,20 @@ def test_revealed_holdout_is_measured_against_the_target(runs):
     task = SimpleNamespace(spec=SimpleNamespace(spec_hash="0x" + spec.spec_hash_hex(),
                                                 spec_uri=store.uri(spec.spec_hash_hex()),
                                                 higher_is_better=True, eval_target=800_000))
-    holdout = SimpleNamespace(holdout_uri=spec.dataset.uri)  # the requester's data, content-addressed
+    size = len(store.get(spec.dataset.hash))
+    # the requester's data stands for the holdout: the commitment binds its hash and size
+    holdout = SimpleNamespace(holdout_uri=spec.dataset.uri, holdout_hash="0x" + spec.dataset.hash, holdout_size=size)
     verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, holdout)
     [check] = [c for c in verdict.checks if c.name == "holdout"]
     assert check.ok and verdict.accept, verdict.reasons
-    unreachable = SimpleNamespace(v=1, holdout_uri="file:///nonexistent/holdout.ptts")
-    verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, unreachable)
-    [check] = [c for c in verdict.checks if c.name == "holdout"]
-    assert check.ok and "skipped" in check.detail  # the requester's failure never costs the worker
+    elsewhere = "file://" + str(store.uri(spec.dataset.hash).removeprefix("file://")) + ".copy"
+    for unusable in (SimpleNamespace(holdout_uri="file:///nonexistent/holdout.ptts", holdout_hash="0x" + "11" * 32,
+                                     holdout_size=10),
+                     SimpleNamespace(holdout_uri="file:///dev/zero", holdout_hash="0x" + "22" * 32, holdout_size=10),
+                     SimpleNamespace(holdout_uri=elsewhere, holdout_hash="0x" + "33" * 32, holdout_size=size - 1)):
+        verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, unusable)
+        [check] = [c for c in verdict.checks if c.name == "holdout"]
+        assert check.ok and "skipped" in check.detail, check  # the requester's failure never costs the worker
     task.spec.eval_target = 999_999  # a target out of reach on the holdout: rejected
     verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, holdout)
     assert not verdict.accept and [r.split(":")[0] for r in verdict.reasons] == ["holdout"]

@@ -62,9 +62,11 @@ Attestation signature: the worker signs
 claiming worker's account, so anyone may relay the result.
 
 Holdout commitment: `holdout_commitment = blake2_256(SCALE((salt: H256,
-holdout_uri: BoundedVec<u8>)))`, i.e. blake2_256(salt ++ compact(len(uri)) ++
-uri). The requester reveals salt and URI with `reveal_holdout` once a result
-is submitted.
+holdout_hash: H256, holdout_size: u64, holdout_uri: BoundedVec<u8>)))`, i.e.
+blake2_256(salt ++ hash ++ u64_le(size) ++ compact(len(uri)) ++ uri): the bytes
+are bound as well as their location, so validators read exactly the committed
+bytes. The requester reveals all four with `reveal_holdout` once a result is
+submitted.
 
 Metrics: `(name, value)` pairs, value an i64 in micro-units (see pallet_models).
 The types, events and errors are declared in task_bounties_types.py.
@@ -330,10 +332,10 @@ class TaskBounties(Pallet):
             "task_id": task_id, "worker": payload["worker"], "model_hash": attestation["model_hash"],
             "attestation_hash": attestation_hash, "verify_until": verify_until})
 
-    @call(6, _TASK, ("salt", H256, "H256"), ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
-          weight=150_000_000)
+    @call(6, _TASK, ("salt", H256, "H256"), ("holdout_hash", H256, "H256"), ("holdout_size", U64, "u64"),
+          ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"), weight=150_000_000)
     def reveal_holdout(self, ctx: DispatchContext, origin: bytes | None, task_id: int, salt: bytes,
-                       holdout_uri: bytes) -> None:
+                       holdout_hash: bytes, holdout_size: int, holdout_uri: bytes) -> None:
         """The requester reveals the committed holdout data once a result is submitted."""
         who = _signed(origin)
         task = self._task(ctx, task_id)
@@ -346,11 +348,11 @@ class TaskBounties(Pallet):
         if task["status"][0] not in ("Submitted", "Approved", "Challenged", "Accepted"):
             raise TaskBounties.error("HoldoutNotRevealable")
         self._check_len(holdout_uri, self.max_uri_len, "UriTooLong")
-        if holdout_commitment(salt, holdout_uri) != task["holdout_commitment"]:
+        if holdout_commitment(salt, holdout_hash, holdout_size, holdout_uri) != task["holdout_commitment"]:
             raise TaskBounties.error("HoldoutMismatch")
-        TaskBounties.Holdouts.set(ctx.state, task_id,
-                                  {"salt": salt, "holdout_uri": holdout_uri, "revealed_at": ctx.block_number})
-        ctx.deposit_event(TaskBounties, "HoldoutRevealed", {"task_id": task_id, "holdout_uri": holdout_uri})
+        revealed = {"holdout_hash": holdout_hash, "holdout_size": holdout_size, "holdout_uri": holdout_uri}
+        TaskBounties.Holdouts.set(ctx.state, task_id, {"salt": salt, **revealed, "revealed_at": ctx.block_number})
+        ctx.deposit_event(TaskBounties, "HoldoutRevealed", {"task_id": task_id, **revealed})
 
     # Validator calls -------------------------------------------------------------------------
     @call(7, _TASK, ("verdict", Verdict, "Verdict"), weight=400_000_000)

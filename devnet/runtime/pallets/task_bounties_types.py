@@ -69,13 +69,14 @@ SubmittedResult = Composite((PALLET, "types", "SubmittedResult"), fields(
     ("approved_by", Sequence(AccountId), "BoundedVec<T::AccountId, T::MaxValidatorsRequired>"),
     ("challenge", Option(Challenge), "Option<Challenge<T>>")))
 Holdout = Composite((PALLET, "types", "Holdout"), fields(
-    ("salt", H256, "H256"), ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
+    ("salt", H256, "H256"), ("holdout_hash", H256, "H256"), ("holdout_size", U64, "u64"),
+    ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
     ("revealed_at", U32, "BlockNumberFor<T>")))
 PendingPayout = Tuple((U64, U64))  # (challenge_until moment, task id)
 VerificationDeadline = Tuple((U64, U64))  # (verify_until or settle_until moment, task id)
 
 ATTESTATION_CODEC = codec_for(Attestation)
-COMMITMENT_CODEC = codec_for(Tuple((H256, BoundedBytes)))
+COMMITMENT_CODEC = codec_for(Tuple((H256, H256, U64, BoundedBytes)))
 
 
 def attestation_message(attestation: dict[str, Any]) -> bytes:
@@ -83,8 +84,10 @@ def attestation_message(attestation: dict[str, Any]) -> bytes:
     return ATTESTATION_DOMAIN + ATTESTATION_CODEC.encode(attestation)
 
 
-def holdout_commitment(salt: bytes, holdout_uri: bytes) -> bytes:
-    return blake2_256(COMMITMENT_CODEC.encode((salt, holdout_uri)))
+def holdout_commitment(salt: bytes, holdout_hash: bytes, holdout_size: int, holdout_uri: bytes) -> bytes:
+    """The requester's commitment to its hidden holdout: the bytes (their hash and size) as well as where they
+    are, so that a validator reads exactly the committed bytes and no more."""
+    return blake2_256(COMMITMENT_CODEC.encode((salt, holdout_hash, holdout_size, holdout_uri)))
 
 
 def perbill_mul(parts: int, amount: int) -> int:
@@ -121,7 +124,8 @@ EVENTS = (
     EventDef("ResultSubmitted", fields(TASK_ID, _WORKER, ("model_hash", H256, "H256"),
                                        ("attestation_hash", H256, "H256"), _moment("verify_until")),
              "A signed attestation was submitted; validators may vote until `verify_until` (ms of Timestamp.Now)."),
-    EventDef("HoldoutRevealed", fields(TASK_ID, ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>")),
+    EventDef("HoldoutRevealed", fields(TASK_ID, ("holdout_hash", H256, "H256"), ("holdout_size", U64, "u64"),
+                                       ("holdout_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>")),
              "The requester revealed the committed holdout data."),
     EventDef("VerdictSubmitted", fields(TASK_ID, ("validator", AccountId, "T::AccountId"),
                                         ("verdict", Verdict, "Verdict")), "A validator voted."),
@@ -180,7 +184,7 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("NoHoldoutCommitment", "The task has no holdout commitment."),
     ("HoldoutAlreadyRevealed", "The holdout was already revealed."),
     ("HoldoutNotRevealable", "The holdout may be revealed only once a result is submitted."),
-    ("HoldoutMismatch", "salt and holdout_uri do not match the commitment."),
+    ("HoldoutMismatch", "salt, holdout_hash, holdout_size and holdout_uri do not match the commitment."),
     ("CannotJudgeOwnWork", "The worker may not judge its own result."),
     ("AlreadyVoted", "The validator already voted on this result (in this round, or approved it)."),
     ("ExpiryQueueFull", "No expiry slot within MaxExpirySpill blocks (and up to u32::MAX) has room."),

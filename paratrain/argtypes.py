@@ -64,6 +64,7 @@ megabytes = integer("a size in MiB", 0, U64_MAX)  # Requirements.min_memory_mb i
 seed = integer("a seed", 0, I64_MAX)  # a TaskSpec seed is in [0, 2^63)
 port = integer("a port", 1, 65535)
 port_or_off = integer("a port (0: off)", 0, 65535)
+port_or_any = integer("a port (0: any free port)", 0, 65535)
 ss58_format = integer("an SS58 address format", 0, SS58_FORMAT_MAX)
 # for options with no chain type of their own: the widest integer the runtime stores
 positive = integer("a positive integer", 1, U64_MAX)
@@ -93,6 +94,14 @@ def timeout(value: str) -> float:
     number = _real(value)
     if number <= 0:
         raise argparse.ArgumentTypeError(f"{shown(value)} is not a positive number of seconds")
+    return number
+
+
+def tolerance(value: str) -> float:
+    """An absolute tolerance on a metric: zero or more, and finite (nan would accept everything)."""
+    number = _real(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is negative: a tolerance is zero or more")
     return number
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from paratrain.argtypes import non_negative, port_or_off, positive
+from paratrain.argtypes import non_negative, port_or_any, port_or_off, positive
 
 if TYPE_CHECKING:
     from devnet.rpc import RpcLimits
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     devnet = commands.add_parser("devnet", help="run the embedded Substrate-compatible development node")
-    devnet.add_argument("--port", type=int, default=9944, help="JSON-RPC port, WebSocket and HTTP (default 9944)")
+    devnet.add_argument("--port", type=port_or_any, default=9944,
+                        help="JSON-RPC port, WebSocket and HTTP (default 9944; 0: any free port)")
     devnet.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     storage = devnet.add_mutually_exclusive_group()
     storage.add_argument("--tmp", action="store_true", help="keep the chain in memory only (the default)")

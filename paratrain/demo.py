@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from paratrain.argtypes import non_negative, positive
+from paratrain.argtypes import non_negative, port_or_any, positive
 
 UNIT = 10**12
 SYMBOL = "PARA"
@@ -81,7 +81,7 @@ class DemoOptions:
 # Command line ------------------------------------------------------------------------------------
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of `paratrain demo` (shared by paratrain.cli and `python -m paratrain.demo`)."""
-    parser.add_argument("--port", type=int, default=0, help="devnet port (default: any free port)")
+    parser.add_argument("--port", type=port_or_any, default=0, help="devnet port (default: any free port)")
     parser.add_argument("--epochs", type=positive, default=DEFAULT_EPOCHS,
                         help=f"training epochs of the digits classifier (default {DEFAULT_EPOCHS})")
     parser.add_argument("--out", default=".", metavar="DIR",

@@ -28,9 +28,9 @@ U32, U64, U128 = 2**32 - 1, 2**64 - 1, 2**128 - 1
 INTEGERS: dict[str, tuple[int, int]] = {
     "task_id": (0, U64), "block_count": (1, U32), "block_number": (0, U32), "count": (1, U32),
     "count_or_zero": (0, U32), "megabytes": (0, U64), "seed": (0, 2**63 - 1), "port": (1, 65535),
-    "port_or_off": (0, 65535), "ss58_format": (0, 16383), "positive": (1, U64), "non_negative": (0, U64),
+    "port_or_off": (0, 65535), "port_or_any": (0, 65535), "ss58_format": (0, 16383), "positive": (1, U64), "non_negative": (0, U64),
 }
-REALS = ("seconds", "timeout", "metric_value")
+REALS = ("seconds", "timeout", "tolerance", "metric_value")
 EXTREMES = ["", " ", "-", "+", "-0", "+0", "0", "00", "-1", "1", "nan", "NaN", "inf", "-inf", "Infinity", "1e400",
             "-1e400", "1e-400", "1e308", "1e309", "0x10", "1_000", " 5", "5 ", "1.5", "1.", ".5", "١٢٣", "１２", "5\n",
             "\u00b2", "9" * 5000, "0" * 5000 + "1", "1" + "0" * 5000, "-" + "9" * 5000, "1e" + "9" * 50,
@@ -102,7 +102,7 @@ def check_real(name: str, text: str) -> None:
         value = getattr(argtypes, name)(text)
         assert type(value) is float and math.isfinite(value) and text.isascii()
         assert math.copysign(1, value) == 1 or value < 0  # never -0.0
-        if name == "seconds":
+        if name in ("seconds", "tolerance"):
             assert value >= 0
         elif name == "timeout":
             assert value > 0
@@ -127,6 +127,7 @@ def test_reals_extremes(name: str) -> None:
     (argtypes.seconds, "nan", "^not a number"), (argtypes.timeout, "0", "not a positive number of seconds"),
     (argtypes.timeout, "-0", "not a positive number"), (argtypes.timeout, "inf", "^not a number"),
     (argtypes.metric_value, "1e13", "out of range for a metric value"),
+    (argtypes.tolerance, "-0.01", "is negative"), (argtypes.tolerance, "nan", "^not a number"),
 ])
 def test_reals_refused_with_a_reason(parse: Callable[[str], float], text: str, reason: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=reason):
@@ -218,8 +219,7 @@ def test_decimals_match_the_runtime() -> None:
 # The real parser ----------------------------------------------------------------------------------
 # Options other engineers own, typed int/float without a range (listed in the report): they must still refuse
 # garbage in one line, and this list must not grow.
-UNRANGED = {("devnet", "--port"), ("demo", "--port"), ("validator", "--metric-tolerance"),
-            ("validator", "--holdout-tolerance")}
+UNRANGED = {("validator", "--metric-tolerance"), ("validator", "--holdout-tolerance")}
 BAD_INTEGERS = ["1e400", "nan", "", "١٢", "9" * 5000, str(2**128)]
 
 

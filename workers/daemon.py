@@ -60,6 +60,7 @@ from typing import Any
 
 from workers.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, FetchLimits, Kind, open_store
 from workers.journal import Journal
+from workers.observers import Observable
 
 log = logging.getLogger("paratrain.worker")
 
@@ -179,8 +180,9 @@ def claim_state(task: Any) -> tuple[str, dict[str, Any]]:
     return str(status), {}
 
 
-class WorkerDaemon:
-    """Takes task after task. `run()` blocks; `stop()` (any thread) makes it return between tasks."""
+class WorkerDaemon(Observable):
+    """Takes task after task. `run()` blocks; `stop()` (any thread) makes it return between tasks. Its events
+    and health signals go to subscribers (workers.observers; the names are listed in workers.health)."""
 
     def __init__(self, config: DaemonConfig, *, keypair: Any = None, store: Any = None) -> None:
         self.config = config
@@ -253,6 +255,7 @@ class WorkerDaemon:
             raise DaemonError(f"the orchestrator refused this worker: {exc}") from None
         log.info("worker %s registered with the orchestrator %s (stake %d, capabilities %s)", account,
                  self.config.orchestrator, view.stake, view.capabilities)
+        self._notify("connected", chain=self.config.chain_url, orchestrator=self.config.orchestrator)
 
     def close(self) -> None:
         if self.client is not None:
@@ -292,6 +295,21 @@ class WorkerDaemon:
 
     def _event(self, what: str, **detail: Any) -> None:
         self.events.append((what, detail))
+        self._notify(what, **detail)
+
+    def _observe_chain(self) -> None:
+        """For subscribers only (health): the chain's best and finalized heads, read between polls, when the
+        daemon would otherwise not touch the chain at all while idle. A failed read is only a missing signal."""
+        from runtime_bindings import BindingsError
+
+        if not self._observers:
+            return
+        try:
+            best, finalized = self.chain.best_number(), self.chain.finalized_number()
+        except BindingsError as exc:
+            log.debug("chain heads not read: %s", exc)
+            return
+        self._notify("chain", best=best, finalized=finalized)
 
     # Main loop --------------------------------------------------------------------------------
     def _with_chain_retries(self, action: Callable[[], None], then: Callable[[], None] | None = None,
@@ -330,15 +348,18 @@ class WorkerDaemon:
             self._with_chain_retries(self._resume_claims)
             while not self.stopping and not self._done():
                 self._settle_payouts()
+                self._observe_chain()
                 self._set(state="idle", task_id=None)
                 try:
                     assignment = self.client.request_assignment(self.payouts.wait_s(self.config.poll_wait_s))
                 except errors.Unavailable as exc:
+                    self._notify("orchestrator", reachable=False, error=str(exc))
                     log.warning("orchestrator unavailable (%s); retrying in 2 s", exc)
                     self._stop.wait(2.0)
                     continue
                 except errors.ApiError as exc:
                     raise DaemonError(f"the orchestrator refused the assignment request: {exc}") from None
+                self._notify("orchestrator", reachable=True)
                 if assignment is None:
                     continue
                 task = assignment.task
@@ -619,6 +640,7 @@ class WorkerDaemon:
                 self.journal.record(task_id, spec_hash, trajectory, p.step)
             self._set(step=p.step, total_steps=p.total_steps, epoch=p.epoch, loss=p.loss,
                       metrics=dict(p.metrics), checkpoints=p.checkpoints, checkpoint_root=p.checkpoint_root)
+            self._notify("progress", task_id=task_id, step=p.step)
             log.info("task %d: step %d/%d epoch %d loss %.4f %s checkpoint %d root %s", task_id, p.step,
                      p.total_steps, p.epoch, p.loss,
                      " ".join(f"{k}={v:.4f}" for k, v in sorted(p.metrics.items())), p.checkpoints,
@@ -673,6 +695,7 @@ class WorkerDaemon:
                 pass
         if cancelled.is_set():
             raise TaskCancelled(f"training stopped: {reason.get('why')}")
+        self._event("trained", task_id=task_id, model_hash=result.model_hash)
         self._submit(task_id, spec, result)
 
     def _warm_trainer(self) -> Any:
@@ -702,6 +725,7 @@ class WorkerDaemon:
                     if chain is None:
                         chain = self.chain.clone()
                     best = chain.best_number()
+                    self._notify("chain", best=best)
                     task = chain.task_bounties.tasks(task_id)
                     state, payload = claim_state(task)
                     if state != "Claimed" or payload.get("worker") != self.account:

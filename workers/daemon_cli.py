@@ -13,16 +13,19 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from paratrain.argtypes import add_key_arguments, non_negative, positive
+from paratrain.argtypes import add_key_arguments, integer, non_negative, positive
 from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
 
 worker_log = logging.getLogger("paratrain.worker")
 validator_log = logging.getLogger("paratrain.validator")
 
-EXIT_OK, EXIT_USAGE = 0, 2  # EXIT_USAGE: a user error (a bad key), as everywhere in paratrain
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2  # EXIT_USAGE: a user error (a bad key), as everywhere in paratrain
 DEFAULT_CHAIN = "ws://127.0.0.1:9944"
 STORE_HELP = "artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or ~/.cache/paratrain/artifacts)"
 NOISY_LOGGERS = ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec")
+WORKER_METRICS_PORT, VALIDATOR_METRICS_PORT = 9616, 9617  # the orchestrator's is 9615: all fit on one machine
+LIVENESS_TIMEOUT_S, READINESS_TIMEOUT_S = 600, 120
+_metrics_port = integer("a port (0: any free port)", 0, 65535)
 
 
 def _key_argument(parser: argparse.ArgumentParser, whose: str) -> None:
@@ -56,6 +59,45 @@ def _fetch_settings(args: argparse.Namespace) -> dict[str, Any]:
             "limits": FetchLimits(dataset_bytes=args.max_dataset_mb * MIB, artifact_bytes=args.max_artifact_mb * MIB)}
 
 
+def _health_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
+    """The metrics and probe endpoints (workers.health), under the orchestrator's flag names, so that one
+    scrape and probe configuration fits every paratrain pod."""
+    group = parser.add_argument_group("metrics and health probes: /metrics, /healthz, /readyz (docs/deployment.md)")
+    group.add_argument("--metrics-port", type=_metrics_port, default=default_port, metavar="N",
+                       help=f"HTTP port of /metrics, /healthz and /readyz (default {default_port}; 0: any free port, "
+                            "printed)")
+    group.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                       help="interface to serve them on (default 127.0.0.1; 0.0.0.0 in a pod, for the kubelet "
+                            "and Prometheus)")
+    group.add_argument("--no-metrics", action="store_true", help="serve neither metrics nor probes")
+    group.add_argument("--liveness-timeout", type=positive, default=LIVENESS_TIMEOUT_S, metavar="SECONDS",
+                       help="/healthz fails when the main loop shows no progress for this long; above the longest "
+                            f"data set fetch or verification (default {LIVENESS_TIMEOUT_S})")
+    group.add_argument("--readiness-timeout", type=positive, default=READINESS_TIMEOUT_S, metavar="SECONDS",
+                       help="/readyz fails when the last successful chain contact is older than this "
+                            f"(default {READINESS_TIMEOUT_S})")
+
+
+def _start_health(args: argparse.Namespace, role: str, daemon: Any, log: logging.Logger) -> Any:
+    """The daemon's WorkerHealth/ValidatorHealth, subscribed and served; None with --no-metrics. A port that
+    cannot be bound is logged and raised (OSError): probes that could never answer would only restart the pod."""
+    if args.no_metrics:
+        return None
+    from workers.health import HealthLimits, ValidatorHealth, WorkerHealth
+
+    kind = WorkerHealth if role == "worker" else ValidatorHealth
+    health = kind(HealthLimits(args.liveness_timeout, args.readiness_timeout))
+    daemon.subscribe(health.observe)
+    try:
+        port = health.serve(args.metrics_port, args.metrics_host)
+    except OSError as exc:
+        log.error("cannot serve metrics and probes on %s:%d: %s", args.metrics_host, args.metrics_port, exc)
+        raise
+    # printed, as the orchestrator prints its port: `paratrain` logs warnings only, and port 0 must be found
+    print(f"{role} metrics and probes on http://{args.metrics_host}:{port} (/metrics, /healthz, /readyz)", flush=True)
+    return health
+
+
 # The worker -------------------------------------------------------------------------------------
 def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
@@ -75,6 +117,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--deadline-margin", type=positive, default=3, metavar="BLOCKS",
                         help="release the claim when fewer blocks than this are left before the deadline (default 3)")
     parser.add_argument("--max-tasks", type=positive, metavar="N", help="exit after N results (default: run on)")
+    _health_arguments(parser, WORKER_METRICS_PORT)
     return parser
 
 
@@ -109,6 +152,10 @@ def run_worker(args: argparse.Namespace) -> int:
             worker_log.warning("%s: stopping", name)
         raise DaemonStopped()  # out of training at once: the claim stays, a restart resumes it
 
+    try:
+        health = _start_health(args, "worker", daemon, worker_log)
+    except OSError:
+        return EXIT_ERROR
     _stop_on_signals(on_stop)
     try:
         code = daemon.run()
@@ -116,6 +163,8 @@ def run_worker(args: argparse.Namespace) -> int:
         code = EXIT_OK
     finally:
         daemon.close()
+        if health is not None:
+            health.stop()
     worker_log.info("worker stopped (%d submitted, %d refused, %d released)", daemon.status.tasks_submitted,
              daemon.status.tasks_refused, daemon.status.tasks_released)
     return code
@@ -143,6 +192,7 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--from-block", type=non_negative, metavar="N",
                         help="first block to read when there is no state file (default: the finalized head)")
     parser.add_argument("--max-verdicts", type=non_negative, metavar="N", help="exit after N verdicts")
+    _health_arguments(parser, VALIDATOR_METRICS_PORT)
     return parser
 
 
@@ -170,8 +220,16 @@ def run_validator(args: argparse.Namespace) -> int:
         validator_log.warning("%s: stopping after the current step", name)
         daemon.stop()
 
+    try:
+        health = _start_health(args, "validator", daemon, validator_log)
+    except OSError:
+        return EXIT_ERROR
     _stop_on_signals(on_stop)
-    code = daemon.run()
+    try:
+        code = daemon.run()
+    finally:
+        if health is not None:
+            health.stop()
     validator_log.info("validator stopped (%d verdicts)", len(daemon.verdicts))
     return code
 

@@ -63,6 +63,7 @@ from workers.artifacts import (
     open_store,
     store_root_of,
 )
+from workers.observers import Observable
 from workers.payout import moment_text, task_status
 from workers.verification import (
     ABSTAIN,
@@ -174,8 +175,9 @@ def _vote_key(task_id: int, attestation_hash: str, round_: str) -> str:
     return f"{task_id}:{as_hex(attestation_hash)}:{round_}"
 
 
-class ValidatorDaemon:
-    """Judges every result submitted on chain. `run()` blocks; `stop()` (any thread) makes it return."""
+class ValidatorDaemon(Observable):
+    """Judges every result submitted on chain. `run()` blocks; `stop()` (any thread) makes it return. Its votes,
+    abstentions and health signals go to subscribers (workers.observers; the names are listed in workers.health)."""
 
     def __init__(self, config: ValidatorConfig, *, keypair: Any = None, store: Any = None) -> None:
         self.config = config
@@ -227,6 +229,7 @@ class ValidatorDaemon:
             raise ValidatorError(f"{account} is registered as a {info.role}, not a Validator")
         log.info("validator %s (stake %d) on %s, store %s, Q=%d", account, info.stake, self.config.chain_url,
                  self.store.root, self.config.spot_checks)
+        self._notify("connected", chain=self.config.chain_url)
 
     def close(self) -> None:
         if self.chain is not None:
@@ -258,6 +261,7 @@ class ValidatorDaemon:
                     else self.chain.finalized_number()
             while not self.stopping and not self._done():
                 head = self.chain.finalized_number()
+                self._notify("chain", finalized=head, processed=next_block - 1)
                 if head >= next_block:
                     stream = self.chain.events.finalized(from_block=next_block, to_block=head,
                                                          poll_interval=self.config.poll_interval_s,
@@ -339,7 +343,7 @@ class ValidatorDaemon:
                 finished = self._judge(int(key), entry)
             except Abstain as exc:
                 log.warning("task %s: abstaining: %s", key, exc)
-                self.skipped.append({"task_id": int(key), "reason": str(exc)})
+                self._skip(int(key), str(exc))
                 finished = True
             except (ValidatorError, BindingsError):
                 raise  # the chain connection (or the daemon's own set-up): not this result's doing
@@ -359,7 +363,7 @@ class ValidatorDaemon:
         if attempts >= self.config.max_judge_attempts:
             reason = f"judging failed {attempts} times, giving up: {error}"
             log.warning("task %s: abstaining: %s", key, reason)
-            self.skipped.append({"task_id": int(key), "reason": reason})
+            self._skip(int(key), reason)
             return True
         entry.update(errors=attempts, last_error=error,
                      retry_at=time.time() + self.config.retry_delay_s * 2 ** (attempts - 1))
@@ -410,8 +414,12 @@ class ValidatorDaemon:
 
     def _abstain(self, task_id: int, why: str) -> bool:
         log.info("task %d: not voting: %s", task_id, why)
-        self.skipped.append({"task_id": task_id, "reason": why})
+        self._skip(task_id, why)
         return True
+
+    def _skip(self, task_id: int, reason: str) -> None:
+        self.skipped.append({"task_id": task_id, "reason": reason})
+        self._notify("abstained", task_id=task_id, reason=reason)
 
     def _verdict(self, task_id: int, task: Any, result: Any, randomness: str, holdout: Any) -> dict[str, Any]:
         """Verify the attestation, store the evidence document; the verdict, cached by attestation hash (a
@@ -634,7 +642,7 @@ class ValidatorDaemon:
             receipt = self.chain.task_bounties.submit_verdict(self.keypair, task_id, value)
         except DispatchError as exc:
             log.warning("task %d: the verdict was refused on chain: %s", task_id, exc)
-            self.skipped.append({"task_id": task_id, "reason": f"refused on chain: {exc}"})
+            self._skip(task_id, f"refused on chain: {exc}")
             return True
         self._record(key, {"task_id": task_id, "round": round_, **verdict, "block": receipt.block_number})
         log.info("task %d: %s%s (measured %d, segments %s, evidence %s)%s", task_id,
@@ -657,7 +665,7 @@ class ValidatorDaemon:
                          "validator first, or paid out); looking again", task_id)
                 return False
             log.warning("task %d: the challenge was refused on chain: %s", task_id, exc)
-            self.skipped.append({"task_id": task_id, "reason": f"challenge refused on chain: {exc}"})
+            self._skip(task_id, f"challenge refused on chain: {exc}")
             return True
         opened = next((e for e in receipt.events if e.name == "ResultChallenged"), None)
         self._record(key, {"task_id": task_id, "round": CHALLENGE_ROUND, "challenge": True, **verdict,
@@ -673,6 +681,7 @@ class ValidatorDaemon:
         self.state.voted[key] = vote
         self._save()
         self.verdicts.append(vote)
+        self._notify("vote", **vote)
 
 
 if __name__ == "__main__":

@@ -210,17 +210,16 @@ def _runs_paratrain(c: Obj) -> bool:
 
 
 def check_probes(objs: list[Obj]) -> list[str]:
-    """Long-running paratrain containers (workloads and Ray nodes) have a liveness and a readiness or
-    startup probe."""
+    """Long-running paratrain containers (workloads and Ray nodes) have a liveness and a readiness probe: a
+    startup probe alone says nothing once the pod runs."""
     problems = []
     for obj in objs:
         for where, c, _, long_running in containers(obj):
             if not long_running or not _runs_paratrain(c):
                 continue
-            if "livenessProbe" not in c:
-                problems.append(f"{ident(obj)}: {where}: no livenessProbe")
-            if "readinessProbe" not in c and "startupProbe" not in c:
-                problems.append(f"{ident(obj)}: {where}: no readinessProbe or startupProbe")
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    problems.append(f"{ident(obj)}: {where}: no {probe}")
     return problems
 
 

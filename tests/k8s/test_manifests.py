@@ -147,6 +147,38 @@ def test_overlay_structure(overlay):
         assert "--gpu" in worker_args
 
 
+DAEMON_METRICS_PORTS = {"worker": 9616, "validator": 9617}  # workers/daemon_cli.py's defaults
+
+
+@pytest.mark.parametrize("role", sorted(DAEMON_METRICS_PORTS))
+def test_daemons_serve_metrics_and_http_probes(overlay, role):
+    """The worker and validator serve workers.health on a named port that the probes, the scrape annotations,
+    the daemon's own flags and the monitoring NetworkPolicy all agree on, as the orchestrator's do."""
+    name, objs = overlay
+    deployment = by_kind(objs, "Deployment")[f"paratrain-{role}"]
+    template = deployment["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    port = DAEMON_METRICS_PORTS[role]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    args = container["args"]
+    assert args[args.index("--metrics-port") + 1] == str(port)
+    assert args[args.index("--metrics-host") + 1] == "0.0.0.0"  # the kubelet and Prometheus come from outside
+    assert "--no-metrics" not in args
+    orchestrator = by_kind(objs, "Deployment")["paratrain-orchestrator"]["spec"]["template"]["metadata"]
+    annotations = template["metadata"]["annotations"]
+    assert set(annotations) == set(orchestrator["annotations"])  # one scrape configuration for every pod
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}
+    # the monitoring namespace may scrape it, on that port only
+    policies = [p for p in by_kind(objs, "NetworkPolicy").values()
+                if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component") == role]
+    rules = [r for p in policies for r in p["spec"].get("ingress", [])]
+    assert [(peer["namespaceSelector"]["matchLabels"], r["ports"]) for r in rules for peer in r["from"]] == [
+        ({"kubernetes.io/metadata.name": "monitoring"}, [{"port": port, "protocol": "TCP"}])], name
+
+
 # ---------------------------------------------------------------- the image
 DOCKERFILE = kc.ROOT / "Dockerfile"
 

@@ -351,7 +351,9 @@ class WorkerDaemon(Observable):
                 self._observe_chain()
                 self._set(state="idle", task_id=None)
                 try:
-                    assignment = self.client.request_assignment(self.payouts.wait_s(self.config.poll_wait_s))
+                    # the tasks it refused are declined: the orchestrator offers it others instead
+                    assignment = self.client.request_assignment(self.payouts.wait_s(self.config.poll_wait_s),
+                                                                declined=list(self.refused))
                 except errors.Unavailable as exc:
                     self._notify("orchestrator", reachable=False, error=str(exc))
                     log.warning("orchestrator unavailable (%s); retrying in 2 s", exc)

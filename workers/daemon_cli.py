@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from paratrain.argtypes import add_key_arguments, integer, non_negative, positive
+from paratrain.argtypes import add_key_arguments, block_count, block_number, integer, non_negative, positive, tolerance
 from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
 
 worker_log = logging.getLogger("paratrain.worker")
@@ -114,7 +114,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         help="also run custom recipes (arbitrary code named by the task); off by default")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="journal and status.json (default ~/.cache/paratrain/worker/<account>)")
-    parser.add_argument("--deadline-margin", type=positive, default=3, metavar="BLOCKS",
+    parser.add_argument("--deadline-margin", type=block_count, default=3, metavar="BLOCKS",
                         help="release the claim when fewer blocks than this are left before the deadline (default 3)")
     parser.add_argument("--max-tasks", type=positive, metavar="N", help="exit after N results (default: run on)")
     _health_arguments(parser, WORKER_METRICS_PORT)
@@ -182,14 +182,14 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                         help="Ray cluster for replays of multi-worker runs (default $RAY_ADDRESS, else local)")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="state.json: resume point and votes (default ~/.cache/paratrain/validator/<account>)")
-    parser.add_argument("--metric-tolerance", type=float, default=METRIC_TOLERANCE, metavar="X",
+    parser.add_argument("--metric-tolerance", type=tolerance, default=METRIC_TOLERANCE, metavar="X",
                         help=f"claimed vs re-measured metric, absolute (default {METRIC_TOLERANCE})")
-    parser.add_argument("--holdout-tolerance", type=float, default=HOLDOUT_TOLERANCE, metavar="X",
+    parser.add_argument("--holdout-tolerance", type=tolerance, default=HOLDOUT_TOLERANCE, metavar="X",
                         help=f"holdout metric below the task's target, absolute (default {HOLDOUT_TOLERANCE})")
     parser.add_argument("--holdout-margin-ms", type=non_negative, default=HOLDOUT_MARGIN_MS, metavar="MS",
                         help="stop waiting for a committed holdout's reveal when the verification window has this "
                              f"many ms left, and judge without it (default {HOLDOUT_MARGIN_MS})")
-    parser.add_argument("--from-block", type=non_negative, metavar="N",
+    parser.add_argument("--from-block", type=block_number, metavar="N",
                         help="first block to read when there is no state file (default: the finalized head)")
     parser.add_argument("--max-verdicts", type=non_negative, metavar="N", help="exit after N verdicts")
     _health_arguments(parser, VALIDATOR_METRICS_PORT)

@@ -593,14 +593,11 @@ class ValidatorDaemon(Observable):
 
     def _holdout_check(self, spec: Any, model_hash: str, holdout: Any, target: int, higher: bool) -> Check:
         """The model on the requester's revealed holdout. The holdout is read like any other object (the URI
-        policy, the data set limit) and only when its bytes are bound to a hash: unusable holdouts are the
-        requester's fault, so the check is skipped with the reason, never failed."""
+        policy, the data set limit), and only the bytes the commitment binds: its hash and size. An unusable
+        holdout is the requester's fault, so the check is skipped with the reason, never failed."""
         uri = as_text(holdout.holdout_uri)
         try:
-            if store_root_of(uri) is None:
-                raise ValueError("the URI is not content-addressed (<store>/blake2b256/<hh>/<hash>): its bytes "
-                                 "are bound to no hash")
-            data = self.store.fetch(uri, uri.rsplit("/", 1)[1], kind=Kind.HOLDOUT)
+            data = self.store.fetch(uri, holdout.holdout_hash, kind=Kind.HOLDOUT, size=int(holdout.holdout_size))
             measured = self.measure(spec, model_hash, holdout_data=data)[spec.evaluation.metric]
         except MemoryError:
             raise  # this machine's: retried, then abstained, never a verdict

@@ -217,9 +217,8 @@ def test_decimals_match_the_runtime() -> None:
 
 
 # The real parser ----------------------------------------------------------------------------------
-# Options other engineers own, typed int/float without a range (listed in the report): they must still refuse
-# garbage in one line, and this list must not grow.
-UNRANGED = {("validator", "--metric-tolerance"), ("validator", "--holdout-tolerance")}
+# Options typed int/float without a range: none (a new one fails the test below).
+UNRANGED: set[tuple[str, str]] = set()
 BAD_INTEGERS = ["1e400", "nan", "", "١٢", "9" * 5000, str(2**128)]
 
 

@@ -46,12 +46,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, NamedTuple
 
+from orchestrator.errors import ResourceExhausted, Unauthenticated
 from scalecodec.utils.ss58 import ss58_decode, ss58_encode
 
 from devnet.crypto import verify_signature
-from orchestrator.errors import ResourceExhausted, Unauthenticated
 from runtime_bindings.scale import encode_compact
 
 DOMAIN = b"paratrain/grpc/v1"
@@ -67,6 +67,7 @@ SCHEME_ED25519 = 0
 SCHEME_SR25519 = 1
 _SCHEMES = {SCHEME_ED25519: "Ed25519", SCHEME_SR25519: "Sr25519"}
 _MAX_HEADER_LEN = 256
+_NEVER = 1 << 64  # a sweep time no clock reaches
 
 
 def blake2_256(data: bytes) -> bytes:
@@ -95,8 +96,9 @@ def body_hash(body: bytes) -> bytes:
 
 
 def signing_payload(method: str, body: bytes, timestamp_ms: int, nonce: bytes) -> bytes:
-    """The exact bytes a worker signs for one call."""
-    return DOMAIN + _scale_method(method) + body_hash(body) + timestamp_ms.to_bytes(8, "little") + nonce
+    """The exact bytes a worker signs for one call (built on every call by both sides: kept to one expression)."""
+    return (DOMAIN + (_METHOD_PREFIXES.get(method) or _scale_method(method))
+            + hashlib.blake2b(body, digest_size=32).digest() + timestamp_ms.to_bytes(8, "little") + nonce)
 
 
 def message_signing_payload(method: str, stream_nonce: bytes, sequence: int, body: bytes,
@@ -163,11 +165,13 @@ def _scheme_of(keypair) -> int:
 class ReplayCache:
     """(account, nonce) pairs seen within the acceptance window, with bounded memory.
 
-    Entries are grouped in time buckets by their timestamp (bucket width = `window_s`);
-    a bucket is dropped once every timestamp in it is older than `now - window_s`, i.e.
-    when a replay of it would be refused as stale anyway. At most `max_entries` pairs
-    are kept: when full the cache refuses new pairs (fail closed: ResourceExhausted)
-    rather than forget live ones, which would let replays through.
+    Every call of every worker passes here, so a check is one set lookup and an insert is O(1):
+    `_seen` holds every live pair, and `_buckets` groups the same pairs by their timestamp (bucket
+    width = `window_s`) only so that they can be dropped together. A bucket is dropped once every
+    timestamp in it is older than `now - window_s`, i.e. when a replay of it would be refused as
+    stale anyway; the sweep runs only when the oldest bucket is due, not on every call. At most
+    `max_entries` pairs are kept: when full the cache refuses new pairs (fail closed:
+    ResourceExhausted) rather than forget live ones, which would let replays through.
     """
 
     def __init__(self, window_s: float = SKEW_S, max_entries: int = 1_000_000,
@@ -177,30 +181,38 @@ class ReplayCache:
         self.window_ms = int(window_s * 1000)
         self.max_entries = max_entries
         self.clock = clock
-        self._buckets: dict[int, set[bytes]] = {}
-        self._size = 0
+        self._seen: set[bytes] = set()
+        self._buckets: dict[int, list[bytes]] = {}
+        self._next_sweep_ms = _NEVER  # when the oldest bucket falls out of the window
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._seen)
 
-    def _evict(self, now_ms: int) -> None:
+    def _sweep(self, now_ms: int) -> None:
         horizon = now_ms - self.window_ms
         for b in [b for b in self._buckets if (b + 1) * self.window_ms <= horizon]:
-            self._size -= len(self._buckets.pop(b))
+            self._seen.difference_update(self._buckets.pop(b))
+        self._next_sweep_ms = (min(self._buckets) + 2) * self.window_ms if self._buckets else _NEVER
 
     def check_and_add(self, account_id: bytes, nonce: bytes, timestamp_ms: int) -> bool:
         """True (and remembered) the first time a pair is seen in the window; False for a replay."""
-        key = bytes(account_id) + bytes(nonce)
+        key = account_id + nonce
+        now_ms = int(self.clock() * 1000)
         with self._lock:
-            self._evict(int(self.clock() * 1000))
-            for bucket in self._buckets.values():
-                if key in bucket:
-                    return False
-            if self._size >= self.max_entries:
+            if now_ms >= self._next_sweep_ms:
+                self._sweep(now_ms)
+            if key in self._seen:
+                return False
+            if len(self._seen) >= self.max_entries:
                 raise ResourceExhausted("too many requests in flight; retry shortly")
-            self._buckets.setdefault(timestamp_ms // self.window_ms, set()).add(key)
-            self._size += 1
+            bucket = timestamp_ms // self.window_ms
+            keys = self._buckets.get(bucket)
+            if keys is None:
+                keys = self._buckets[bucket] = []
+                self._next_sweep_ms = min(self._next_sweep_ms, (bucket + 2) * self.window_ms)
+            keys.append(key)
+            self._seen.add(key)
             return True
 
 
@@ -242,28 +254,26 @@ class RateLimiter:
 # ---------------------------------------------------------------- server side
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
+    """An authenticated call (or stream message). A NamedTuple rather than a frozen dataclass: one is
+    built per call, and a tuple is the cheapest immutable record to build."""
+
     account: str  # canonical SS58 (the verifier's ss58_format)
     public_key: bytes
     timestamp_ms: int
     nonce: bytes
 
 
-_HEADER_SET = frozenset(HEADERS)
-
-
 def _headers(metadata: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> Mapping[str, str | bytes]:
-    """The paratrain headers of a call's metadata, in one pass (the first of a repeated key counts)."""
-    if isinstance(metadata, dict):
+    """The headers of a call's metadata as a mapping; of a repeated key the first counts.
+
+    A call's metadata from gRPC is a tuple of pairs: `dict(reversed(...))` builds the mapping in C,
+    where a loop over the pairs in Python costs several times more on every call."""
+    if isinstance(metadata, tuple):  # checked first: a concrete type is cheaper to test than the Mapping ABC
+        return dict(reversed(metadata))
+    if isinstance(metadata, Mapping):
         return metadata
-    if not isinstance(metadata, (tuple, list)) and isinstance(metadata, Mapping):
-        return metadata
-    found: dict[str, str | bytes] = {}
-    for key, value in metadata:
-        if key in _HEADER_SET and key not in found:
-            found[key] = value
-    return found
+    return dict(reversed(tuple(metadata)))
 
 
 def _get(metadata: Mapping[str, str | bytes], key: str) -> str:

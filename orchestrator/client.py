@@ -13,6 +13,8 @@ Heartbeats: `heartbeat()` (and `report_progress()`) is one unary Heartbeat call 
 heartbeat, signed per call. `heartbeat_stream()` keeps one HeartbeatStream open and
 sends each heartbeat as a message signed on its own (orchestrator/auth.py, "Signed
 streams"): the same checks on the server, without a new call per heartbeat.
+`heartbeats()` is what a worker daemon uses: the stream, and a unary call for a
+heartbeat the stream cannot carry (an orchestrator without it, a broken stream).
 
     async with client.heartbeat_stream() as hb:
         relayed = await hb.send(update, heartbeat_extrinsic)   # waits for the server's answer
@@ -203,6 +205,10 @@ class WorkerClient:
         """A long-lived HeartbeatStream (opened on the first send; see HeartbeatStream)."""
         return HeartbeatStream(self, timeout=timeout)
 
+    def heartbeats(self) -> "Heartbeats":
+        """A worker's steady heartbeat traffic: over one HeartbeatStream, unary when the stream is unavailable."""
+        return Heartbeats(self)
+
     async def get_task_spec(self, task_id: int) -> TaskView:
         resp = await self._unary("GetTaskSpec", worker_pb2.GetTaskSpecRequest(task_id=task_id),
                                  worker_pb2.GetTaskSpecResponse)
@@ -307,6 +313,37 @@ class HeartbeatStream:
         await self.close()
 
 
+class Heartbeats:
+    """Heartbeats over one HeartbeatStream, with unary Heartbeat calls as the fallback.
+
+    A message on the open stream costs both sides about half of a unary call (docs/benchmarks.md), so
+    a worker's steady traffic goes there. The stream is a transport choice, not a different contract:
+    the server checks each message as it checks a unary call and refuses it with the same status, so
+    a refusal (UNAUTHENTICATED, PERMISSION_DENIED, ...) is raised as it is, and the next send opens a
+    new stream. Only when the stream itself is unavailable does the heartbeat go as a unary call:
+    an orchestrator without HeartbeatStream (UNIMPLEMENTED: every later heartbeat goes unary), or a
+    stream that broke (UNAVAILABLE and the like: this heartbeat goes unary, the next tries a new stream).
+    """
+
+    def __init__(self, client: WorkerClient) -> None:
+        self.client = client
+        self.stream = client.heartbeat_stream()
+        self.streamed = True  # False once the server has answered UNIMPLEMENTED to the stream
+
+    async def send(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:
+        """Returns whether the extrinsic was accepted for relay (as `WorkerClient.heartbeat`)."""
+        if self.streamed:
+            try:
+                return await self.stream.send(update, heartbeat_extrinsic)
+            except (errors.Unavailable, RpcError) as exc:
+                if getattr(exc, "code", None) == grpc.StatusCode.UNIMPLEMENTED:
+                    self.streamed = False
+        return await self.client.heartbeat(update, heartbeat_extrinsic)
+
+    async def close(self) -> None:
+        await self.stream.close()
+
+
 class TaskClient:
     """The public TaskService (no signing)."""
 
@@ -377,6 +414,10 @@ class SyncWorkerClient:
         """A blocking facade over WorkerClient.heartbeat_stream (same loop thread)."""
         return SyncHeartbeatStream(self, self._client.heartbeat_stream(**kwargs))
 
+    def heartbeats(self) -> "SyncHeartbeatStream":
+        """A blocking facade over WorkerClient.heartbeats (stream, unary fallback; same loop thread)."""
+        return SyncHeartbeatStream(self, self._client.heartbeats())
+
     def close(self) -> None:
         if self._loop.is_running():
             self._run(self._client.close())
@@ -392,9 +433,9 @@ class SyncWorkerClient:
 
 
 class SyncHeartbeatStream:
-    """Blocking `send`/`close` of a HeartbeatStream, run on its SyncWorkerClient's loop."""
+    """Blocking `send`/`close` of a HeartbeatStream (or Heartbeats), run on its SyncWorkerClient's loop."""
 
-    def __init__(self, owner: SyncWorkerClient, stream: HeartbeatStream) -> None:
+    def __init__(self, owner: SyncWorkerClient, stream: HeartbeatStream | Heartbeats) -> None:
         self._owner, self._stream = owner, stream
 
     def send(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:

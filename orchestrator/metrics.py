@@ -40,9 +40,15 @@ class Metrics:
         self.rpc_latency = Histogram("paratrain_orchestrator_rpc_latency_seconds", "Worker/task API latency.",
                                      ["method", "code"], buckets=RPC_BUCKETS, registry=r)
         self._server: Any = None
+        # (method, code) -> its histogram child; labels() validates and locks on every lookup, and this runs once
+        # per RPC. Bounded: the server observes only its own paratrain.v1 methods, and there are 17 codes.
+        self._rpc_children: dict[tuple[str, str], Any] = {}
 
     def observe_rpc(self, method: str, seconds: float, code: str) -> None:
-        self.rpc_latency.labels(method=method, code=code).observe(seconds)
+        child = self._rpc_children.get((method, code))
+        if child is None:
+            child = self._rpc_children[(method, code)] = self.rpc_latency.labels(method=method, code=code)
+        child.observe(seconds)
 
     def relayed(self, call: str, result: str) -> None:
         self.relayed_total.labels(call=call, result=result).inc()

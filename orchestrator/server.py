@@ -167,6 +167,15 @@ def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], An
 RpcObserver = Callable[[str, str, float], None]  # (method path, status code name, seconds)
 
 
+def _observe(on_rpc: RpcObserver, method: str, start: float, context) -> None:
+    try:
+        code = context.code()
+        name = "OK" if code is None else (code.name if isinstance(code, grpc.StatusCode) else str(code))
+        on_rpc(method, name, time.perf_counter() - start)
+    except Exception:  # an observer must never break a call
+        log.debug("rpc observer failed", exc_info=True)
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates WorkerService calls over the raw request bytes; parses all paratrain.v1 requests."""
 
@@ -212,6 +221,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)  # bounded: only the paratrain.v1 methods get here
         return wrapped
 
+    def _unary(self, method: str, inner, parse: Callable[[bytes], Any], secured: bool):
+        """The unary wrapper, the path of most worker calls. Flat on purpose: every Python frame and check
+        here runs on every call, and the server's CPU per call is what bounds its rate."""
+        authenticate = self.authenticate_caller
+
+        async def unary_unary(raw: bytes, context):
+            try:
+                if secured:
+                    _caller.set(authenticate(context.invocation_metadata() or (), method, raw).account)
+                request = parse(raw)
+            except ApiError as exc:
+                await _abort(context, exc)
+            return await inner(request, context)
+
+        on_rpc = self.on_rpc
+        if on_rpc is None:
+            return unary_unary
+
+        async def observed(raw: bytes, context):
+            start = time.perf_counter()
+            try:
+                return await unary_unary(raw, context)
+            finally:
+                _observe(on_rpc, method, start, context)
+        return observed
+
     def _wrap(self, method: str, handler):
         secured = method.startswith(_WORKER_PREFIX)
         parse = _parser(handler.request_deserializer)
@@ -229,12 +264,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         def observe(start: float, context) -> None:
             if this.on_rpc is not None:
-                try:
-                    code = context.code()
-                    name = "OK" if code is None else (code.name if isinstance(code, grpc.StatusCode) else str(code))
-                    this.on_rpc(method, name, time.perf_counter() - start)
-                except Exception:  # an observer must never break a call
-                    log.debug("rpc observer failed", exc_info=True)
+                _observe(this.on_rpc, method, start, context)
 
         def requests(raw_iterator, context) -> AsyncIterator[Any]:
             limiter = this.limiter if secured else None
@@ -251,20 +281,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return gen()
 
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary_unary(raw: bytes, context):
-                start = time.perf_counter()
-                try:
-                    await admit(context, raw)
-                    try:
-                        request = parse(raw)
-                    except ApiError as exc:
-                        await _abort(context, exc)
-                    return await inner(request, context)
-                finally:
-                    observe(start, context)
-            return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
+            return grpc.unary_unary_rpc_method_handler(self._unary(method, handler.unary_unary, parse, secured),
+                                                       None, handler.response_serializer)
 
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream

@@ -626,6 +626,7 @@ class WorkerDaemon(Observable):
             latest = {"step": int(chain_progress.step), "root": _hex(chain_progress.checkpoint_root)}
         last_heartbeat = [0.0]
         lock = threading.Lock()
+        heartbeats = self.client.heartbeats()  # one signed stream per task (unary when it is unavailable)
 
         def cancel(why: str) -> None:
             reason.setdefault("why", why)
@@ -664,7 +665,7 @@ class WorkerDaemon(Observable):
                                     loss=float(p.loss) if p.loss == p.loss else 0.0, metrics=dict(p.metrics),
                                     checkpoint_root=bytes.fromhex(p.checkpoint_root) if p.checkpoint_root else b"")
             try:
-                self.client.report_progress(update, heartbeat)
+                heartbeats.send(update, heartbeat)
             except Exception as exc:  # noqa: BLE001 - progress is best effort; the guard keeps the lease
                 log.info("task %d: progress not delivered to the orchestrator: %s", task_id, exc)
 
@@ -691,6 +692,7 @@ class WorkerDaemon(Observable):
         finally:
             guard_stop.set()
             guard.join(timeout=10)
+            heartbeats.close()
             try:
                 os.unlink(cancel_file)
             except OSError:

@@ -265,3 +265,12 @@ def test_stream_message_tampering_is_refused(keypair: Keypair, tamper: str) -> N
         msg = auth.sign_message(keypair, STREAM, opener.nonce, 2, body, nonce=first.nonce, clock=clock)
     with pytest.raises(Unauthenticated):
         _check(verifier, opener, expected, body, msg, method)
+
+
+def test_of_a_repeated_header_the_first_counts() -> None:
+    clock = Clock()
+    md = auth.sign_request(Keypair.create_from_uri("//Alice"), METHOD, BODY, clock=clock)
+    bogus = (auth.HEADER_SIGNATURE, "01" + "00" * 64)
+    auth.Verifier(clock=clock).authenticate(tuple(md) + (bogus,), METHOD, BODY)
+    with pytest.raises(Unauthenticated, match="bad signature"):
+        auth.Verifier(clock=clock).authenticate((bogus,) + tuple(md), METHOD, BODY)

@@ -46,6 +46,7 @@ from sortedcontainers import SortedDict
 from orchestrator.columns import (U64_MAX, is_u64, load_u64, load_u128, store_i64, store_opt_u32, store_u32,
                                   store_u64, store_u128)
 from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
+from runtime_bindings.generated import types as chain_types
 
 SCHEMA_VERSION = 2  # 2: u64 columns offset by -2^63, u128 columns 16-byte big-endian BLOBs (orchestrator.columns)
 # statuses in which a worker holds the task (the pallet's ClaimsByWorker): never assignable to another
@@ -425,7 +426,7 @@ class Index:
             progress = ev.progress
             conn.execute("UPDATE tasks SET lease_until = ?, progress_step = ?, checkpoint_root = ?, updated_block = ? "
                          "WHERE task_id = ?", (store_u32(ev.lease_until), store_u64(progress.step),
-                                               _bytes(progress.checkpoint_root), block, key))
+                                               bytes(progress.checkpoint_root), block, key))
         elif name == "ResultSubmitted":
             self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
         elif name == "ResultApproved":
@@ -625,33 +626,8 @@ class Index:
 
 # Conversions ------------------------------------------------------------------------------------
 
-def _bytes(value: Any) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str) and value.startswith("0x"):
-        return bytes.fromhex(value[2:])
-    return str(value).encode()
-
-
-def _text(value: Any) -> str:
-    """A BoundedVec<u8> in runtime_bindings' form: UTF-8 text, or "0x" and hex when the bytes are not UTF-8.
-
-    A str from the bindings is already in that form and is kept as it is: re-reading "0x41" as hex would turn
-    the text the chain holds ("0x41") into another one ("A")."""
-    if isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return "0x" + raw.hex()
-    return str(value)
-
-
-def _capabilities(value: Any) -> Capabilities:
-    get = value.get if isinstance(value, dict) else (lambda k: getattr(value, k))
-    return Capabilities(int(get("cpus")), int(get("gpus")), _text(get("gpu_model")), int(get("memory_mb")))
+def _capabilities(value: chain_types.Capabilities) -> Capabilities:
+    return Capabilities(value.cpus, value.gpus, value.gpu_model.text, value.memory_mb)
 
 
 def _capabilities_row(c: Capabilities) -> tuple[int, int, str, int]:
@@ -706,45 +682,30 @@ def _describe(change: Any) -> str:
     return f"event {getattr(change, 'pallet', '?')}.{getattr(change, 'name', type(change).__name__)}"
 
 
-def _enum(value: Any) -> tuple[str, Any]:
-    """scalecodec's enum value: "Name" or {"Name": payload}."""
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, dict) and len(value) == 1:
-        (name, payload), = value.items()
-        return name, payload
-    if isinstance(value, tuple):
-        return value[0], value[1] if len(value) > 1 else None
-    raise ValueError(f"not an enum value: {value!r}")
-
-
-def task_view_from_chain(task_id: int, task: Any) -> TaskView:
+def task_view_from_chain(task_id: int, task: chain_types.Task) -> TaskView:
     """A TaskView from `runtime_bindings.generated.types.Task` (as `chain.task_bounties.tasks(id)` returns)."""
-    status_name, payload = _enum(task.status)
-    worker = lease_until = None
-    if isinstance(payload, dict):
-        worker = payload.get("worker")
-        lease_until = payload.get("lease_until")
+    status = task.status
+    worker = getattr(status, "worker", None)  # every status that holds the task names its worker
     spec, req = task.spec, task.spec.requirements
     progress = task.progress
     return TaskView(
-        task_id=task_id, requester=task.requester, recipe=_text(spec.recipe), spec_hash=_bytes(spec.spec_hash),
-        spec_uri=_text(spec.spec_uri), dataset_hash=_bytes(spec.dataset_hash), eval_metric=_text(spec.eval_metric),
-        eval_target=int(spec.eval_target),
-        requirements=Requirements(int(req.min_cpus), int(req.min_gpus), int(req.min_memory_mb)),
-        bounty=int(task.bounty), min_stake=int(task.min_stake), deadline=int(task.deadline),
-        validators_required=int(task.validators_required), status=TaskStatus(status_name), worker=worker,
-        lease_until=lease_until, progress_step=int(progress.step) if progress else 0,
-        checkpoint_root=_bytes(progress.checkpoint_root) if progress else b"", created_at=int(task.created_at))
+        task_id=task_id, requester=task.requester.ss58, recipe=spec.recipe.text, spec_hash=bytes(spec.spec_hash),
+        spec_uri=spec.spec_uri.text, dataset_hash=bytes(spec.dataset_hash), eval_metric=spec.eval_metric.text,
+        eval_target=spec.eval_target,
+        requirements=Requirements(req.min_cpus, req.min_gpus, req.min_memory_mb),
+        bounty=task.bounty, min_stake=task.min_stake, deadline=task.deadline,
+        validators_required=task.validators_required, status=TaskStatus(status.name),
+        worker=None if worker is None else worker.ss58,
+        lease_until=status.lease_until if isinstance(status, chain_types.TaskStatus.Claimed) else None,
+        progress_step=progress.step if progress else 0,
+        checkpoint_root=bytes(progress.checkpoint_root) if progress else b"", created_at=task.created_at)
 
 
-def worker_view_from_chain(account: str, info: Any) -> WorkerView:
+def worker_view_from_chain(account: str, info: chain_types.WorkerInfo) -> WorkerView:
     """A WorkerView from `runtime_bindings.generated.types.WorkerInfo`."""
-    role, _ = _enum(info.role)
-    status, _ = _enum(info.status)
-    return WorkerView(account=account, role=role, stake=int(info.stake),
-                      capabilities=_capabilities(info.capabilities), active=status == "Active",
-                      active_claims=int(info.active_claims))
+    return WorkerView(account=account, role=info.role.name, stake=info.stake,
+                      capabilities=_capabilities(info.capabilities),
+                      active=info.status == chain_types.WorkerStatus.Active, active_claims=info.active_claims)
 
 
 def with_status(task: TaskView, status: TaskStatus, **changes: Any) -> TaskView:

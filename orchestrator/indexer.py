@@ -22,11 +22,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from orchestrator.domain import TaskEvent
 from orchestrator.index import Index, IndexGap, TaskRecord, WorkerRecord, task_view_from_chain, worker_view_from_chain
 from runtime_bindings import BindingsError, Chain, ConnectionLost
+from runtime_bindings.values import Bytes
 
 log = logging.getLogger(__name__)
 BlockCallback = Callable[[int, str, Sequence[Any]], None]
@@ -143,6 +145,9 @@ def task_event(number: int, event: Any) -> TaskEvent | None:
 
 
 def _plain(value: Any) -> Any:
+    """An event field as the stream carries it: a BoundedVec as its text, a hash as 0x-hex."""
+    if isinstance(value, Bytes):
+        return value.text
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     if isinstance(value, dict):
@@ -383,19 +388,21 @@ class Indexer:
         for event in events:
             pallet, name = event.pallet, event.name
             if pallet == "TaskBounties" and name == "TaskCreated":
-                task = (tasks or {}).get((number, event.task_id))
-                if task is None:
-                    task = chain.task_bounties.tasks(event.task_id, at=block_hash)
-                if task is None:
-                    raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
-                view = _converted(task_view_from_chain, event.task_id, task, number)
-                if view is None:
+                known = (tasks or {}).get((number, event.task_id))
+                read = partial(chain.task_bounties.tasks, event.task_id, at=block_hash) if known is None \
+                    else partial(_itself, known)
+                try:
+                    view = _converted(task_view_from_chain, event.task_id, number, read)
+                except Unconvertible:
                     continue  # neither the record nor its event: the index then ignores the task's later events
+                if view is None:
+                    raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
                 changes.append(TaskRecord(view))
             elif pallet == "Workers" and name == "WorkerRegistered":
-                info = chain.workers.workers(event.who, at=block_hash)
-                worker = None if info is None else _converted(worker_view_from_chain, event.who, info, number)
-                if info is not None and worker is None:
+                try:
+                    worker = _converted(worker_view_from_chain, event.who, number,
+                                        partial(chain.workers.workers, event.who, at=block_hash))
+                except Unconvertible:
                     continue  # likewise: its later events then update nothing
                 changes.append(WorkerRecord(event.who, worker))
             if pallet in INDEXED_PALLETS:
@@ -420,16 +427,26 @@ class Indexer:
         return True
 
 
-def _converted(convert: Callable[[Any, Any], Any], key: Any, record: Any, number: int) -> Any | None:
-    """`convert(key, record)`: a storage record as the index takes it, or None (logged) when its values do
-    not convert (an enum variant this version does not know...). A record the index cannot hold must not
-    stop the indexer, which would retry its block forever; it is left out of the index instead."""
+def _itself(value: Any) -> Any:
+    return value
+
+
+class Unconvertible(Exception):
+    """A storage record the index cannot hold (logged when raised)."""
+
+
+def _converted(convert: Callable[[Any, Any], Any], key: Any, number: int, read: Callable[[], Any]) -> Any | None:
+    """`convert(key, read())`: a storage record as the index takes it (None when there is none), or
+    Unconvertible (logged) when it does not decode or convert: an enum variant this version does not know
+    fails in the bindings' decoding already. A record the index cannot hold must not stop the indexer, which
+    would retry its block forever; it is left out of the index instead."""
     try:
-        return convert(key, record)
+        record = read()
+        return None if record is None else convert(key, record)
     except (ValueError, TypeError) as exc:
         log.error("indexer: block %d: %s(%r, ...) failed, so that record is not indexed: %s", number,
                   convert.__name__, key, exc)
-        return None
+        raise Unconvertible(str(exc)) from exc
 
 
 def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:

@@ -311,24 +311,6 @@ def _name_of(accounts: dict[str, Any], address: str) -> str:
     return address[:10] + "…"
 
 
-def _hex(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return str(value)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="replace")
-    value = str(value)
-    if value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:]).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return value
-    return value
-
-
 def _para(planck: int, signed: bool = False) -> str:
     return f"{planck / UNIT:+,.6f}" if signed else f"{planck / UNIT:,.6f}"
 
@@ -338,7 +320,7 @@ def _para4(planck: int) -> str:
 
 
 def _short(h: Any, n: int = 18) -> str:
-    h = _hex(h)
+    h = str(h)  # a chain hash (H256) or the stream's 0x-hex
     return h if len(h) <= n else h[:n] + "…"
 
 
@@ -414,6 +396,7 @@ class Demo:
 
     def _post_task(self) -> tuple[Any, int]:
         from runtime_bindings.generated import types as t
+        from runtime_bindings.values import METRIC_SCALE
         from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
         from workers.engine import total_steps
         from workers.recipes import get_recipe
@@ -427,7 +410,7 @@ class Demo:
         spec_hash = store.put(spec.canonical_bytes())
         on_chain = t.TaskSpec(recipe=RECIPE, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
                               dataset_hash="0x" + digest, eval_metric="accuracy",
-                              eval_target=round(target * 1_000_000), higher_is_better=True,
+                              eval_target=round(target * METRIC_SCALE), higher_is_better=True,
                               requirements=t.Requirements(1, 0, 512), parent_model=None)
         self.validators_from = self.chain.finalized_number()
         receipt = self.chain.task_bounties.create_task(self.accounts[REQUESTER], on_chain, BOUNTY, 0,
@@ -535,6 +518,7 @@ class Demo:
                                  f"{v.error or 'see the log above'}")
 
     def _on_event(self, event: Any, bar: Progress, task_bar: Any) -> None:
+        from runtime_bindings.values import METRIC_SCALE
         from workers.payout import moment_text
 
         seen, kind, d = self.seen, event.kind, event.detail
@@ -572,11 +556,11 @@ class Demo:
             verdict = dict(d.get("verdict") or {})
             record = {"validator": str(d.get("validator")), "accept": bool(verdict.get("accept")),
                       "measured": int(verdict.get("measured_metric", 0)),
-                      "evidence": _hex(verdict.get("evidence_hash", "")), "block": event.block}
+                      "evidence": str(verdict.get("evidence_hash", "")), "block": event.block}
             seen.verdicts.append(record)
             self.say(f"verdict by {who('validator')} in block {event.block}: "
                      + ("[green]ACCEPT[/green]" if record["accept"] else "[red]REJECT[/red]")
-                     + f" (re-measured accuracy {record['measured'] / 1e6:.4f})")
+                     + f" (re-measured accuracy {record['measured'] / METRIC_SCALE:.4f})")
         elif kind == "ResultApproved":
             seen.approved = {"block": event.block, **d}
             until = int(d.get("challenge_until", 0))
@@ -613,6 +597,8 @@ class Demo:
         return found
 
     def _settle(self, spec: Any, out_dir: Path) -> int:
+        from runtime_bindings.values import METRIC_SCALE
+
         seen, chain, kp = self.seen, self.chain, self.accounts
         self._stop_daemons()  # the worker's finalize_result, if it sent one, is done now
         if seen.failure:
@@ -644,7 +630,7 @@ class Demo:
         metric_claimed = None
         result = chain.task_bounties.results(task_id)
         if result is not None:
-            metric_claimed = {_text(k): v for k, v in result.attestation.metrics}.get("accuracy")
+            metric_claimed = {k.text: v for k, v in result.attestation.metrics}.get("accuracy")
         table = Table(title=f"verdicts on task #{task_id} (quorum {len(VALIDATORS)})", title_justify="left")
         for column in ("validator", "verdict", "measured accuracy", "claimed", "spot-checked segments", "evidence",
                        "block"):
@@ -654,8 +640,8 @@ class Demo:
             name = _name_of(kp, e.validator)
             local = votes.get(name.lstrip("/"), {}).get(task_id, {})
             table.add_row(name, "[green]ACCEPT[/green]" if e.verdict.accept else "[red]REJECT[/red]",
-                          f"{e.verdict.measured_metric / 1e6:.4f}",
-                          f"{metric_claimed / 1e6:.4f}" if metric_claimed is not None else "?",
+                          f"{e.verdict.measured_metric / METRIC_SCALE:.4f}",
+                          f"{metric_claimed / METRIC_SCALE:.4f}" if metric_claimed is not None else "?",
                           ", ".join(str(s) for s in local.get("segments", [])) or "-",
                           _short(e.verdict.evidence_hash), str(next(n for n, x in events if x is e)))
         self.console.print(table)
@@ -676,23 +662,23 @@ class Demo:
         self.console.print(table)
 
         # The model record
-        record = chain.models.models(_hex(acc.model_hash))
+        record = chain.models.models(acc.model_hash)
         if record is None:
-            raise DemoFailed(f"the model {_hex(acc.model_hash)} is not registered on chain")
+            raise DemoFailed(f"the model {acc.model_hash} is not registered on chain")
         table = Table(title=f"on-chain model record Models.Models({_short(acc.model_hash, 20)})", title_justify="left",
                       show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
-        table.add_row("model_hash", _hex(acc.model_hash))
+        table.add_row("model_hash", str(acc.model_hash))
         table.add_row("owner", f"{_name_of(kp, record.owner)} ({record.owner})")
         table.add_row("trainer", f"{_name_of(kp, record.trainer)} ({record.trainer})")
         table.add_row("task_id", str(record.task_id))
-        table.add_row("recipe", _text(record.recipe))
-        table.add_row("dataset_hash", _hex(record.dataset_hash))
-        table.add_row("metrics", ", ".join(f"{_text(k)}={v / 1e6:.4f}" for k, v in record.metrics))
-        table.add_row("artifact_uri", _text(record.artifact_uri))
-        table.add_row("attestation_hash", _hex(record.attestation_hash))
-        table.add_row("parent", "none" if record.parent is None else _hex(record.parent))
+        table.add_row("recipe", record.recipe.text)
+        table.add_row("dataset_hash", str(record.dataset_hash))
+        table.add_row("metrics", ", ".join(f"{k.text}={v / METRIC_SCALE:.4f}" for k, v in record.metrics))
+        table.add_row("artifact_uri", record.artifact_uri.text)
+        table.add_row("attestation_hash", str(record.attestation_hash))
+        table.add_row("parent", "none" if record.parent is None else str(record.parent))
         table.add_row("block", str(record.block))
         self.console.print(table)
 

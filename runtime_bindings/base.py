@@ -19,6 +19,8 @@ from typing import (
     TypeVar,
 )
 
+from runtime_bindings.values import ChainEnum, FixedBytes
+
 if TYPE_CHECKING:
     from substrateinterface import Keypair
 
@@ -31,10 +33,18 @@ E = TypeVar("E", bound="TypedEvent")
 
 
 def to_scale_value(value: Any) -> Any:
-    """Dataclasses (generated types, call args) to the plain values scalecodec encodes."""
+    """Generated values (structs, enums, bytes, accounts) to the plain values scalecodec encodes; what
+    callers have always passed (SS58 strings, 0x-hex, dicts, a Keypair for an account) goes through."""
+    if isinstance(value, ChainEnum):
+        return value.to_value()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = getattr(type(value), "_SCALE_NAMES", {})
-        return {names.get(f.name, f.name): to_scale_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return struct_value(value)
+    if isinstance(value, FixedBytes):
+        return str(value)  # scalecodec's arrays take 0x-hex
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)  # scalecodec's Bytes checks `type(value) is bytes`
+    if isinstance(value, str):
+        return str.__str__(value)  # an AccountId as the exact str scalecodec expects
     if isinstance(value, (list, tuple)):
         return type(value)(to_scale_value(v) for v in value)
     if isinstance(value, dict):
@@ -43,6 +53,12 @@ def to_scale_value(value: Any) -> Any:
     if isinstance(ss58, str):
         return ss58
     return value
+
+
+def struct_value(value: Any) -> dict[str, Any]:
+    """A dataclass's fields by their SCALE names (``class_`` is ``class``), each as scalecodec encodes it."""
+    names = getattr(type(value), "_SCALE_NAMES", {})
+    return {names.get(f.name, f.name): to_scale_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
 
 
 # Calls ------------------------------------------------------------------------------------------
@@ -136,6 +152,16 @@ def typed_event(pallet: str, name: str, attributes: Any) -> TypedEvent:
     return GenericEvent(pallet, name, attributes)
 
 
+def runtime_event(value: dict[str, Any]) -> TypedEvent:
+    """A ``RuntimeEvent`` as scalecodec decodes it inside ``System.Events`` (``module_id``, ``event_id``,
+    ``attributes``) or as ``{pallet: {event: attributes}}``, as its generated event class."""
+    if "module_id" in value:
+        return typed_event(value["module_id"], value["event_id"], value.get("attributes"))
+    [(pallet, inner)] = value.items()
+    [(name, attributes)] = inner.items() if isinstance(inner, dict) else [(inner, None)]
+    return typed_event(pallet, name, attributes)
+
+
 @dataclass(frozen=True)
 class EventRecord:
     """One entry of System.Events: the event and where in the block it happened."""
@@ -220,9 +246,10 @@ class StorageMap(Generic[K, V]):
     """A storage map: ``m(key)`` reads one entry; ``m.entries()`` iterates all, fetched in pages."""
 
     def __init__(self, chain: Chain, pallet: str, name: str, key_count: int = 1,
-                 decode: Callable[[Any], V] = _identity, decode_key: Callable[[Any], K] = _identity) -> None:
+                 decode: Callable[[Any], V] = _identity,
+                 decode_keys: tuple[Callable[[Any], Any] | None, ...] = ()) -> None:
         self._chain, self.pallet, self.name, self.key_count = chain, pallet, name, key_count
-        self._decode, self._decode_key = decode, decode_key
+        self._decode, self._decode_keys = decode, decode_keys
 
     def __call__(self, *keys: Any, at: str | None = None) -> V:
         if len(keys) != self.key_count:
@@ -252,8 +279,15 @@ class StorageMap(Generic[K, V]):
         """One page of entries after `start_key` (a raw storage key, from a previous page's `next_key`)."""
         pairs, last_key = self._chain.query_page(self.pallet, self.name, [to_scale_value(k) for k in prefix],
                                                  page_size=page_size, start_key=start_key, at=at)
-        items = [(self._decode_key(k), None if v is None else self._decode(v)) for k, v in pairs]
+        items = [(self._decode_key(k, len(prefix)), None if v is None else self._decode(v)) for k, v in pairs]
         return StoragePage(items, last_key if len(pairs) >= page_size else None)  # type: ignore[arg-type]
+
+    def _decode_key(self, raw: Any, given: int) -> Any:
+        """The keys a read left open (after the `given` prefix keys): one value, or a tuple of several."""
+        decoders = self._decode_keys[given:] or (None,) * (self.key_count - given)
+        if len(decoders) == 1:
+            return raw if decoders[0] is None else decoders[0](raw)
+        return tuple(part if d is None else d(part) for d, part in zip(decoders, raw, strict=True))
 
     def __repr__(self) -> str:
         return f"<StorageMap {self.pallet}.{self.name}>"

@@ -17,6 +17,9 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from runtime_bindings.base import to_scale_value
+from runtime_bindings.values import ChainEnum
+
 if TYPE_CHECKING:
     from runtime_bindings.base import Receipt
 
@@ -259,8 +262,11 @@ def dispatch_error_from(value: Any, error_names: dict[tuple[int, int], tuple[str
                         receipt: Receipt | None = None) -> DispatchError:
     """Build the typed exception for a decoded ``sp_runtime::DispatchError`` value.
 
-    `error_names` maps (pallet index, error index) to (pallet, error, docs), from metadata.
+    `error_names` maps (pallet index, error index) to (pallet, error, docs), from metadata. The value is the
+    generated `DispatchError` of an ExtrinsicFailed event, or scalecodec's form of it (a dynamic pallet's).
     """
+    if isinstance(value, ChainEnum):
+        value = to_scale_value(value)
     if isinstance(value, str):
         return _DISPATCH_CLASSES.get(value, DispatchError)(value, None, receipt)
     if isinstance(value, dict) and len(value) == 1:

@@ -1,8 +1,10 @@
 """Artifacts and attestations of cheating or placeholder workers, shared by the validator and CLI tests."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from runtime_bindings.generated.types import Attestation
 from workers.hashing import blake2_256_hex
 from workers.trajectory import merkle_root_hex
 
@@ -30,3 +32,8 @@ def placeholder_attestation(task_id: int, worker: str, dataset_hash: str) -> dic
             "artifact_uri": "file:///nowhere/model", "metrics": [("accuracy", 960_000)],
             "trajectory_root": checkpoint, "checkpoints": [checkpoint], "code_hash": "0x" + "00" * 32,
             "dataset_hash": dataset_hash, "started_ms": 1, "finished_ms": 2}
+
+
+def forged(attestation: Attestation, **fields: Any) -> Attestation:
+    """`attestation` with `fields` replaced, each given as the chain's decoder gives it (0x-hex hashes, text)."""
+    return Attestation.from_value({**asdict(attestation), **fields})

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime_bindings.generated.types import TaskStatus
 from workers.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, FetchLimits, Kind, open_store
 from workers.journal import Journal
 from workers.observers import Observable
@@ -149,35 +150,6 @@ class CancelHook:
     def __call__(self, step: int, rank: int) -> None:
         if os.path.exists(self.path):
             raise TaskCancelled(f"training cancelled by the worker daemon at step {step}")
-
-
-def _hex(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    return str(value or "").removeprefix("0x").lower()
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="replace")
-    value = str(value or "")
-    if value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:]).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return value
-    return value
-
-
-def claim_state(task: Any) -> tuple[str, dict[str, Any]]:
-    """(variant, payload) of an on-chain Task's status."""
-    status = task.status
-    if isinstance(status, str):
-        return status, {}
-    if isinstance(status, dict) and len(status) == 1:
-        name, payload = next(iter(status.items()))
-        return name, dict(payload or {})
-    return str(status), {}
 
 
 class WorkerDaemon(Observable):
@@ -410,13 +382,13 @@ class WorkerDaemon(Observable):
             mine.append(int(task_id))
         for task_id in sorted(mine):
             task = self.chain.task_bounties.tasks(task_id)
-            state, payload = claim_state(task) if task is not None else ("Missing", {})
-            if state in HELD and payload.get("worker") == self.account:
+            status = None if task is None else task.status
+            if status is not None and status.name in HELD and getattr(status, "worker", None) == self.account:
                 self.payouts.track(task_id)  # under verification, Approved or challenged: watch its payout
-            if state != "Claimed" or payload.get("worker") != self.account:
+            if not self._claimed_by_me(status):
                 continue
             log.info("task %d is still claimed by this worker on chain (lease until block %s): resuming it",
-                     task_id, payload.get("lease_until"))
+                     task_id, status.lease_until)
             self._event("resume", task_id=task_id)
             self._work(task_id, claimed=True)
             if self.stopping:
@@ -456,10 +428,12 @@ class WorkerDaemon(Observable):
 
     def _holds(self, task_id: int) -> bool:
         try:
-            state, payload = claim_state(self._chain_task(task_id))
+            return self._claimed_by_me(self._chain_task(task_id).status)
         except TaskRefused:
             return False
-        return state == "Claimed" and payload.get("worker") == self.account
+
+    def _claimed_by_me(self, status: TaskStatus | None) -> bool:
+        return isinstance(status, TaskStatus.Claimed) and status.worker == self.account
 
     def _verify(self, task_id: int) -> tuple[Any, Any]:
         """The task's spec document, checked against the chain; the data set fetched and verified. Both are
@@ -470,8 +444,8 @@ class WorkerDaemon(Observable):
 
         task = self._chain_task(task_id)
         spec_meta = task.spec
-        spec_hash, spec_uri = _hex(spec_meta.spec_hash), _text(spec_meta.spec_uri)
-        dataset_hash, recipe = _hex(spec_meta.dataset_hash), _text(spec_meta.recipe)
+        spec_hash, spec_uri = spec_meta.spec_hash.hex(), spec_meta.spec_uri.text
+        dataset_hash, recipe = spec_meta.dataset_hash.hex(), spec_meta.recipe.text
         try:
             view = self.client.get_task_spec(task_id)  # the orchestrator's view (and a permission check)
             spec_uri = view.spec_uri or spec_uri
@@ -497,14 +471,13 @@ class WorkerDaemon(Observable):
         except RecipeError as exc:
             hint = "" if self.config.allow_custom_code else " (custom code runs only with --allow-custom-code)"
             raise TaskRefused(f"{exc}{hint}") from None
-        state, payload = claim_state(task)
-        if state == "Open":
+        if task.status == TaskStatus.Open:
             left = task.deadline - self.chain.best_number()
             if left < max(self.config.min_blocks_to_claim, self.config.deadline_margin_blocks + 1):
                 raise TaskRefused(f"only {left} blocks are left before its deadline (block {task.deadline}): "
                                   f"too few to train and submit")
-        elif not (state == "Claimed" and payload.get("worker") == self.account):
-            raise TaskRefused(f"the task is {state} on chain")
+        elif not self._claimed_by_me(task.status):
+            raise TaskRefused(f"the task is {task.status.name} on chain")
         self._set(recipe=spec.recipe, deadline=task.deadline)
         log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", task_id,
                  spec_hash[:16], spec.recipe, dataset_hash[:16], spec.dataset.uri)
@@ -623,7 +596,7 @@ class WorkerDaemon(Observable):
         latest = {"step": 0, "root": ""}
         chain_progress = task.progress
         if chain_progress is not None:
-            latest = {"step": int(chain_progress.step), "root": _hex(chain_progress.checkpoint_root)}
+            latest = {"step": int(chain_progress.step), "root": chain_progress.checkpoint_root.hex()}
         last_heartbeat = [0.0]
         lock = threading.Lock()
         heartbeats = self.client.heartbeats()  # one signed stream per task (unary when it is unavailable)
@@ -731,11 +704,10 @@ class WorkerDaemon(Observable):
                     best = chain.best_number()
                     self._notify("chain", best=best)
                     task = chain.task_bounties.tasks(task_id)
-                    state, payload = claim_state(task)
-                    if state != "Claimed" or payload.get("worker") != self.account:
-                        cancel(f"the claim is gone on chain (task is {state})")
+                    if not self._claimed_by_me(task.status):
+                        cancel(f"the claim is gone on chain (task is {task.status.name})")
                         return
-                    lease = int(payload["lease_until"])
+                    lease = task.status.lease_until
                     self._set(block=best, lease_until=lease)
                     if task.deadline - best <= self.config.deadline_margin_blocks:
                         log.warning("task %d: %d blocks before the deadline (block %d): releasing the claim",
@@ -748,7 +720,7 @@ class WorkerDaemon(Observable):
                             on_chain = task.progress
                             step, root = latest["step"], latest["root"]
                             if on_chain is not None and int(on_chain.step) > step:
-                                step, root = int(on_chain.step), _hex(on_chain.checkpoint_root)
+                                step, root = int(on_chain.step), on_chain.checkpoint_root.hex()
                             raw = self._heartbeat_raw(task_id, step, root or "00" * 32)
                         chain.rpc("author_submitExtrinsic", ["0x" + raw.hex()], retry=False)
                         log.info("task %d: lease until block %d, now %d: heartbeat (step %d) sent to the node",

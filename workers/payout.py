@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from runtime_bindings.generated.types import TaskStatus
+
 log = logging.getLogger("paratrain.worker")
 
 HELD = ("Submitted", "Approved", "Challenged")   # the result may still pay its worker
@@ -35,15 +37,6 @@ def moment_text(ms: int) -> str:
 def period_left_ms(challenge_until: int, chain_now_ms: int, local_now_ms: int) -> int:
     """Milliseconds left in a challenge period, by the later of the chain's time and the local clock."""
     return max(0, int(challenge_until) - max(int(chain_now_ms), int(local_now_ms)))
-
-
-def task_status(task: Any) -> tuple[str, dict[str, Any]]:
-    """(variant, payload) of an on-chain Task's status ('Missing' for no task)."""
-    status = getattr(task, "status", "Missing")
-    if isinstance(status, dict) and len(status) == 1:
-        name, payload = next(iter(status.items()))
-        return str(name), dict(payload or {})
-    return str(status), {}
 
 
 class Payouts:
@@ -89,9 +82,11 @@ class Payouts:
         self.held[task_id] = time.monotonic() + seconds
 
     def _look(self, task_id: int) -> None:
-        state, payload = task_status(self.chain.task_bounties.tasks(task_id))
-        mine = payload.get("worker") == self.account
-        if state == "Accepted" and mine:
+        task = self.chain.task_bounties.tasks(task_id)
+        status = None if task is None else task.status
+        state = "Missing" if status is None else status.name
+        mine = getattr(status, "worker", None) == self.account  # every status that holds a result names its worker
+        if isinstance(status, TaskStatus.Accepted) and mine:
             self._done(task_id)
             self.paid.append({"task_id": task_id, "finalized": False})
             log.info("task %d: paid out (Accepted; finalized by the chain or another account)", task_id)
@@ -99,10 +94,10 @@ class Payouts:
             self._done(task_id)
             self.lost.append({"task_id": task_id, "status": state})
             log.warning("task %d: the result no longer pays this worker (the task is %s)", task_id, state)
-        elif state != "Approved":
+        elif not isinstance(status, TaskStatus.Approved):
             self._later(task_id, self.watch_s)  # under verification or in a challenge round
         else:
-            until = int(payload["challenge_until"])
+            until = status.challenge_until
             left = period_left_ms(until, int(self.chain.timestamp.now() or 0), int(self.clock() * 1000))
             if task_id not in self._announced:
                 self._announced.add(task_id)
@@ -142,4 +137,4 @@ class Payouts:
         self._announced.discard(task_id)
 
 
-__all__ = ["HELD", "Payouts", "moment_text", "period_left_ms", "task_status"]
+__all__ = ["HELD", "Payouts", "moment_text", "period_left_ms"]

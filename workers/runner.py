@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runtime_bindings.generated.types import Attestation
+from runtime_bindings.values import METRIC_SCALE, AccountId, Bytes, H256
 from workers import tensorio
 from workers.artifacts import ArtifactStore
 from workers.engine import (
@@ -47,8 +49,6 @@ from workers.engine import (
 from workers.recipes import code_hash, get_recipe
 from workers.spec import TaskSpec
 from workers.trajectory import merkle_root_hex
-
-METRIC_SCALE = 1_000_000  # the pallet's metrics are i64 micro-units
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,17 @@ class TrainingResult:
         """Metrics as the pallet takes them: (name, round(value * 10^6)), sorted by name."""
         return [(k, int(round(v * METRIC_SCALE))) for k, v in sorted(self.metrics.items())]
 
-    def to_attestation(self, task_id: int, worker: str) -> dict[str, Any]:
-        """The `Attestation` value of submit_result (sign it with runtime_bindings.attestation)."""
-        return {"task_id": task_id, "worker": worker, "model_hash": "0x" + self.model_hash,
-                "artifact_uri": self.artifact_uri, "metrics": self.metrics_micro(),
-                "trajectory_root": "0x" + self.trajectory_root,
-                "checkpoints": ["0x" + h for h in self.checkpoints], "code_hash": "0x" + self.code_hash,
-                "dataset_hash": "0x" + self.dataset_hash, "started_ms": self.started_ms,
-                "finished_ms": self.finished_ms}
+    def to_attestation(self, task_id: int, worker: str) -> Attestation:
+        """The `Attestation` of submit_result, in the type the chain gives back, so that the worker, the call
+        and the validator handle one type (sign it with runtime_bindings.attestation)."""
+        return Attestation(task_id=task_id, worker=AccountId(worker), model_hash=H256(bytes.fromhex(self.model_hash)),
+                           artifact_uri=Bytes(self.artifact_uri.encode()),
+                           metrics=[(Bytes(k.encode()), v) for k, v in self.metrics_micro()],
+                           trajectory_root=H256(bytes.fromhex(self.trajectory_root)),
+                           checkpoints=[H256(bytes.fromhex(h)) for h in self.checkpoints],
+                           code_hash=H256(bytes.fromhex(self.code_hash)),
+                           dataset_hash=H256(bytes.fromhex(self.dataset_hash)), started_ms=self.started_ms,
+                           finished_ms=self.finished_ms)
 
 
 ProgressCallback = Callable[[Progress], None]

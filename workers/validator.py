@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime_bindings.generated.types import Attestation, TaskStatus
 from workers.artifacts import (
     ArtifactError,
     ArtifactStore,
@@ -64,7 +65,7 @@ from workers.artifacts import (
     store_root_of,
 )
 from workers.observers import Observable
-from workers.payout import moment_text, task_status
+from workers.payout import moment_text
 from workers.verification import (
     ABSTAIN,
     CHALLENGE,
@@ -76,7 +77,6 @@ from workers.verification import (
     VOTE,
     Check,
     as_hex,
-    as_text,
     await_holdout,
     check_final_model,
     check_trajectory_schedule,
@@ -379,10 +379,11 @@ class ValidatorDaemon(Observable):
         while True:  # at most twice: a verification, then the step on the status read after it
             task = chain.task_bounties.tasks(task_id)
             result = chain.task_bounties.results(task_id)
-            state, payload = task_status(task)
+            status = None if task is None else task.status
+            state = "Missing" if status is None else status.name
             if result is None or as_hex(result.attestation_hash) != attestation_hash:
                 return self._abstain(task_id, f"no longer under verification ({state})")
-            allowed, why = may_vote(self.account, payload.get("worker", ""), task.requester, False)
+            allowed, why = may_vote(self.account, getattr(status, "worker", ""), task.requester, False)
             if not allowed:
                 return self._abstain(task_id, why)
             round_ = round_of(state)
@@ -391,9 +392,11 @@ class ValidatorDaemon(Observable):
             step = next_step(state, accept=None if verdict is None else bool(verdict["accept"]),
                              voted_this_round=on_chain or key in self.state.voted,
                              approved_me=self.account in (result.approved_by or []),
-                             challenger_me=payload.get("challenger") == self.account,
+                             challenger_me=(isinstance(status, TaskStatus.Challenged)
+                                            and status.challenger == self.account),
                              now_ms=int(chain.timestamp.now() or 0) if state == "Approved" else None,
-                             challenge_until=payload.get("challenge_until"))
+                             challenge_until=(status.challenge_until if isinstance(status, TaskStatus.Approved)
+                                              else None))
             if step.action == ABSTAIN:
                 return self._abstain(task_id, step.reason)
             if step.action == VOTE:
@@ -405,8 +408,8 @@ class ValidatorDaemon(Observable):
                 # the chain's time, or the local clock where it is ahead (an idle instant-seal chain's Now is
                 # its last block's): waiting less only means judging without the holdout, never too late
                 now_ms = max(int(chain.timestamp.now() or 0), int(time.time() * 1000))
-                if state == "Submitted" and await_holdout(int(payload["verify_until"]), now_ms,
-                                                          self.config.holdout_margin_ms):
+                if isinstance(status, TaskStatus.Submitted) and await_holdout(status.verify_until, now_ms,
+                                                                             self.config.holdout_margin_ms):
                     return False  # wait for the requester's reveal
                 log.info("task %d: the holdout was not revealed; judging on the validation split only", task_id)
             randomness = entry.get("block_hash") or as_hex(chain.block_hash(int(result.submitted_at)))
@@ -436,12 +439,12 @@ class ValidatorDaemon(Observable):
         self._save()
         return record
 
-    def verify(self, task_id: int, task: Any, attestation: Any, randomness: str,
+    def verify(self, task_id: int, task: Any, attestation: Attestation, randomness: str,
                holdout: Any = None) -> tuple[Any, list[int], dict[str, Any]]:
         """All checks of one attestation: (Verdict, the segments replayed, extra evidence)."""
         from workers.spec import SpecError, decode_spec
 
-        spec_hash, spec_uri = as_hex(task.spec.spec_hash), as_text(task.spec.spec_uri)
+        spec_hash, spec_uri = as_hex(task.spec.spec_hash), task.spec.spec_uri.text
         try:
             spec = decode_spec(self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC), require_canonical=True)
         except (ArtifactError, OSError, ValueError, SpecError) as exc:
@@ -450,9 +453,8 @@ class ValidatorDaemon(Observable):
             self.store.fetch_into_store(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET)
         except (ArtifactError, ValueError) as exc:
             raise Abstain(f"the data set {spec.dataset.uri} is unusable: {exc}") from None
-        checkpoints = [as_hex(h) for h in (attestation["checkpoints"] if isinstance(attestation, dict)
-                                             else attestation.checkpoints)]
-        model_hash = as_hex(attestation["model_hash"] if isinstance(attestation, dict) else attestation.model_hash)
+        checkpoints = [as_hex(h) for h in attestation.checkpoints]
+        model_hash = as_hex(attestation.model_hash)
         # the hash checks read every checkpoint and the model once: keep what the trajectory checks need (the
         # checkpoints' metadata, the model's and the last checkpoint's bytes) rather than read them again
         metas: dict[str, dict[str, Any] | None] = {}
@@ -466,7 +468,7 @@ class ValidatorDaemon(Observable):
         copied = self._fetch_artifacts(attestation, on_read)
         checks: list[Check] = verify_hashes(attestation, self.store, on_read, verified=copied)
         checks.append(self._code_check(spec, attestation))
-        dataset = as_hex(attestation.dataset_hash if not isinstance(attestation, dict) else attestation["dataset_hash"])
+        dataset = as_hex(attestation.dataset_hash)
         checks.append(Check("dataset_hash", dataset == spec.dataset.hash,
                             {"attested": dataset, "spec": spec.dataset.hash,
                              **({"reason": "the attested data set is not the task's"}
@@ -506,13 +508,12 @@ class ValidatorDaemon(Observable):
             checks.append(Check("metric", False, {"reason": "not measured: the artifacts failed their checks"}))
         return decide(checks, measured_micro), segments, extra
 
-    def _fetch_artifacts(self, attestation: Any, on_read: Callable[[str, bytes], None]) -> set[str]:
+    def _fetch_artifacts(self, attestation: Attestation, on_read: Callable[[str, bytes], None]) -> set[str]:
         """Copy the model and checkpoints from the store the artifact_uri names into ours, each verified by
         hash once, its bytes shown to `on_read`; returns the digests copied (verify_hashes reads only the
         others). Only a store this validator trusts is read (its URI policy): objects it cannot copy are
         missing, which fails the worker's hash checks."""
-        field_of = (lambda n: attestation[n]) if isinstance(attestation, dict) else (lambda n: getattr(attestation, n))
-        root = store_root_of(as_text(field_of("artifact_uri")))
+        root = store_root_of(attestation.artifact_uri.text)
         if root is None or root == self.store.root:
             return set()
         if not self.store.policy.allows_root(root):
@@ -520,7 +521,7 @@ class ValidatorDaemon(Observable):
                      root[:160])
             return set()
         copied = set()
-        for digest in dict.fromkeys(as_hex(d) for d in [field_of("model_hash"), *field_of("checkpoints")]):
+        for digest in dict.fromkeys(as_hex(d) for d in [attestation.model_hash, *attestation.checkpoints]):
             if self.store.exists(digest):
                 continue
             try:
@@ -540,10 +541,10 @@ class ValidatorDaemon(Observable):
                                          total_steps=lambda world_size: total_steps(spec, self.store, world_size))
 
     @staticmethod
-    def _code_check(spec: Any, attestation: Any) -> Check:
+    def _code_check(spec: Any, attestation: Attestation) -> Check:
         from workers.recipes import RecipeError, code_hash, get_recipe
 
-        attested = as_hex(attestation["code_hash"] if isinstance(attestation, dict) else attestation.code_hash)
+        attested = as_hex(attestation.code_hash)
         try:
             expected = code_hash(get_recipe(spec.recipe))
         except RecipeError as exc:
@@ -595,7 +596,7 @@ class ValidatorDaemon(Observable):
         """The model on the requester's revealed holdout. The holdout is read like any other object (the URI
         policy, the data set limit), and only the bytes the commitment binds: its hash and size. An unusable
         holdout is the requester's fault, so the check is skipped with the reason, never failed."""
-        uri = as_text(holdout.holdout_uri)
+        uri = holdout.holdout_uri.text
         try:
             data = self.store.fetch(uri, holdout.holdout_hash, kind=Kind.HOLDOUT, size=int(holdout.holdout_size))
             measured = self.measure(spec, model_hash, holdout_data=data)[spec.evaluation.metric]

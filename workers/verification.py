@@ -57,6 +57,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runtime_bindings.generated.types import Attestation
+from runtime_bindings.values import METRIC_SCALE
 from workers.artifacts import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -66,7 +68,6 @@ from workers.artifacts import (
 from workers.hashing import blake2_256_hex, normalize_hash
 from workers.trajectory import merkle_root_hex
 
-METRIC_SCALE = 1_000_000          # the pallet's metrics and measured_metric: i64 micro-units
 METRIC_TOLERANCE = 1e-4           # claimed vs re-measured metric on the validation split (absolute)
 HOLDOUT_TOLERANCE = 0.05          # revealed holdout vs the task's target (absolute)
 SEGMENT_DOMAIN = b"paratrain/spot-check/v1"
@@ -102,34 +103,15 @@ def decide(checks: Iterable[Check], measured_metric: int = 0) -> Verdict:
                    checks=checks)
 
 
-# Attestation access (a dict as TrainingResult.to_attestation gives, or the chain's dataclass) ---------------
-def field_of(attestation: Any, name: str) -> Any:
-    if isinstance(attestation, dict):
-        return attestation[name]
-    return getattr(attestation, name)
-
-
+# Attestations (runtime_bindings' types.Attestation: what the worker signs and the chain stores) -----------
 def as_hex(value: Any) -> str:
     """64 lower-case hex characters of an H256 given as 0x-hex, bare hex or 32 bytes."""
     return normalize_hash(value)
 
 
-def as_text(value: Any) -> str:
-    """A BoundedVec<u8> as text: bytes, a 0x-hex string of UTF-8 bytes (as scalecodec returns) or str."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", errors="replace")
-    value = str(value or "")
-    if value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:]).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return value
-    return value
-
-
-def claimed_metrics(attestation: Any) -> dict[str, int]:
+def claimed_metrics(attestation: Attestation) -> dict[str, int]:
     """The attested metrics as {name: micro-units}."""
-    return {as_text(name): int(value) for name, value in field_of(attestation, "metrics")}
+    return {name.text: int(value) for name, value in attestation.metrics}
 
 
 def to_micro(value: float) -> int:
@@ -143,9 +125,9 @@ def recompute_root(checkpoints: Sequence[str | bytes]) -> str:
     return merkle_root_hex([as_hex(h) for h in checkpoints])
 
 
-def check_trajectory_root(attestation: Any) -> Check:
-    checkpoints = [as_hex(h) for h in field_of(attestation, "checkpoints")]
-    claimed = as_hex(field_of(attestation, "trajectory_root"))
+def check_trajectory_root(attestation: Attestation) -> Check:
+    checkpoints = [as_hex(h) for h in attestation.checkpoints]
+    claimed = as_hex(attestation.trajectory_root)
     recomputed = recompute_root(checkpoints)
     ok = bool(checkpoints) and recomputed == claimed
     detail: dict[str, Any] = {"claimed": claimed, "recomputed": recomputed, "checkpoints": len(checkpoints)}
@@ -175,7 +157,7 @@ def _read(store: Any, digest: str, on_read: OnRead | None = None) -> tuple[bool,
     return True, ""
 
 
-def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None,
+def verify_hashes(attestation: Attestation, store: Any, on_read: OnRead | None = None,
                   verified: Collection[str] = ()) -> list[Check]:
     """Model weights (in the store and at artifact_uri), every checkpoint, and the trajectory root.
     `on_read(digest, data)` is called with the verified bytes of the model and of every checkpoint read;
@@ -186,10 +168,10 @@ def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None,
         return (True, "") if digest in verified else _read(store, digest, on_read)
 
     checks: list[Check] = []
-    model = as_hex(field_of(attestation, "model_hash"))
+    model = as_hex(attestation.model_hash)
     ok, reason = read(model)
     checks.append(Check("model_hash", ok, {"model_hash": model, **({"reason": reason} if not ok else {})}))
-    uri = as_text(field_of(attestation, "artifact_uri"))
+    uri = attestation.artifact_uri.text
     if ok and uri != store.uri(model):
         try:
             store.fetch(uri, model, prefer_local=False)
@@ -197,12 +179,12 @@ def verify_hashes(attestation: Any, store: Any, on_read: OnRead | None = None,
         except (ArtifactError, OSError, ValueError) as exc:
             checks.append(Check("artifact_uri", False, {"uri": uri, "reason": f"the weights at the URI: {exc}"}))
     missing: dict[str, str] = {}
-    for digest in (as_hex(h) for h in field_of(attestation, "checkpoints")):
+    for digest in (as_hex(h) for h in attestation.checkpoints):
         ok, reason = read(digest)
         if not ok:
             missing[digest] = reason
     checks.append(Check("checkpoints", not missing,
-                        {"count": len(field_of(attestation, "checkpoints")),
+                        {"count": len(attestation.checkpoints),
                          **({"reason": "checkpoints missing or tampered", "bad": missing} if missing else {})}))
     checks.append(check_trajectory_root(attestation))
     return checks
@@ -545,7 +527,6 @@ __all__ = [
     "FIRST_ROUND",
     "HOLDOUT_MARGIN_MS",
     "HOLDOUT_TOLERANCE",
-    "METRIC_SCALE",
     "METRIC_TOLERANCE",
     "VERIFY",
     "VOTE",
@@ -554,7 +535,6 @@ __all__ = [
     "TensorDocument",
     "Verdict",
     "as_hex",
-    "as_text",
     "await_holdout",
     "check_final_model",
     "check_trajectory_root",

@@ -11,6 +11,7 @@ chain's moments are wall-clock ms, and an idle instant-seal chain's Now stays at
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -22,11 +23,11 @@ from paratrain.commands.common import (
     add_key_argument,
     chain_errors,
     chain_url,
-    hex_of,
     load_key,
     out,
     short,
 )
+from runtime_bindings.generated.types import TaskStatus, TaskStatusApproved
 
 
 def _hash(value: str) -> str:
@@ -67,52 +68,54 @@ def period_text(challenge_until: int, left: int) -> str:
     return f"until {moment_text(challenge_until)}, " + (f"{left / 1000:.1f} s left" if left else "over")
 
 
-def list_status(status: str, detail: dict[str, Any], chain_now_ms: int, result: Any) -> str:
+def list_status(status: TaskStatus, chain_now_ms: int, result: Any) -> str:
     """The status column of `task list`."""
-    if status == "Approved":
-        left = left_ms(int(detail["challenge_until"]), chain_now_ms)
+    if isinstance(status, TaskStatus.Approved):
+        left = left_ms(status.challenge_until, chain_now_ms)
         return f"Approved ({left / 1000:.1f} s left)" if left else "Approved (period over)"
-    if status == "Challenged" and result is not None:
+    if isinstance(status, TaskStatus.Challenged) and result is not None:
         return f"Challenged ({len(result.rejects)} reject, {len(result.accepts)} accept)"
-    return status
+    return status.name
 
 
-def show_rows(node: Node, task_id: int, status: str, detail: dict[str, Any], result: Any,
+def show_rows(node: Node, task_id: int, status: TaskStatus, result: Any,
               chain_now_ms: int) -> list[tuple[str, str]]:
     """The status row of `task show` and, in a challenge period or round, who approved and who challenged."""
     from workers.payout import moment_text
 
-    if status == "Approved":
-        until = int(detail["challenge_until"])
+    if isinstance(status, TaskStatus.Approved):
+        until = status.challenge_until
         left = left_ms(until, chain_now_ms)
         hint = "" if left else f" (anyone may pay it out: paratrain task finalize {task_id})"
-        rows = [("status", f"Approved, worker {detail['worker']}, challenge period {period_text(until, left)}{hint}")]
-    elif status == "Challenged":
-        rows = [("status", (f"Challenged, worker {detail['worker']}, challenger {detail['challenger']}, "
-                            f"settles by {moment_text(int(detail['settle_until']))}"))]
+        rows = [("status", f"Approved, worker {status.worker}, challenge period {period_text(until, left)}{hint}")]
+    elif isinstance(status, TaskStatus.Challenged):
+        rows = [("status", (f"Challenged, worker {status.worker}, challenger {status.challenger}, "
+                            f"settles by {moment_text(status.settle_until)}"))]
     else:  # lease_until is a block number, verify_until a Timestamp moment (ms)
         shown = {"lease_until": lambda v: f"#{v}", "verify_until": lambda v: moment_text(int(v))}
-        return [("status", status + "".join(f", {k} {shown.get(k, str)(v)}" for k, v in detail.items()))]
+        detail = [(f.name, getattr(status, f.name)) for f in dataclasses.fields(status)] \
+            if dataclasses.is_dataclass(status) else []
+        return [("status", status.name + "".join(f", {k} {shown.get(k, str)(v)}" for k, v in detail))]
     if result is not None and result.approved_by:
         rows.append(("approved by", ", ".join(short(a) for a in result.approved_by)))
     challenge = result.challenge if result is not None else None
     if challenge is not None:
         rows.append(("challenge", (f"by {challenge.challenger}, deposit {node.fmt(challenge.deposit)}, evidence "
-                                   f"{hex_of(challenge.evidence_hash)}, opened in block #{challenge.opened_at}")))
+                                   f"{challenge.evidence_hash}, opened in block #{challenge.opened_at}")))
     return rows
 
 
 # Commands ----------------------------------------------------------------------------------------
-def _approved(node: Node, task_id: int, action: str) -> tuple[Any, dict[str, Any]]:
-    from paratrain.commands.task import get_task, status_of
+def _approved(node: Node, task_id: int, action: str) -> TaskStatusApproved:
+    from paratrain.commands.task import get_task
 
-    status, detail = status_of(get_task(node, task_id))
-    if status == "Accepted":
+    status = get_task(node, task_id).status
+    if isinstance(status, TaskStatus.Accepted):
         raise CliError(f"task {task_id} is already Accepted: its bounty was paid out")
-    if status != "Approved":
-        raise CliError(f"task {task_id} is {status}: only an Approved task (a result in its challenge period) "
+    if not isinstance(status, TaskStatus.Approved):
+        raise CliError(f"task {task_id} is {status.name}: only an Approved task (a result in its challenge period) "
                        f"can be {action}")
-    return status, detail
+    return status
 
 
 def run_finalize(args: argparse.Namespace) -> int:
@@ -122,8 +125,7 @@ def run_finalize(args: argparse.Namespace) -> int:
     keypair = load_key(args)
     url = chain_url(args)
     with Node(url) as node:
-        _, detail = _approved(node, args.task_id, "finalized")
-        until = int(detail["challenge_until"])
+        until = _approved(node, args.task_id, "finalized").challenge_until
         with chain_errors(url):
             left = left_ms(until, int(node.chain.timestamp.now() or 0))
         if left:

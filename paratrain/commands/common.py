@@ -159,24 +159,6 @@ def short(address: str | None, full: bool = False) -> str:
     return address if full or len(address) <= 16 else f"{address[:6]}…{address[-4:]}"
 
 
-def hex_of(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return str(value)
-
-
-def text_of(value: Any) -> str:
-    """BoundedVec<u8> fields come back as 0x-hex or text depending on the decoder."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, str) and value.startswith("0x") and re.fullmatch(r"0x([0-9a-fA-F]{2})*", value):
-        try:
-            return bytes.fromhex(value[2:]).decode("utf-8")
-        except UnicodeDecodeError:
-            return value
-    return str(value)
-
-
 # Errors -------------------------------------------------------------------------------------------
 def _reason(exc: BaseException) -> str:
     text = str(exc)

@@ -15,10 +15,9 @@ from paratrain.commands.common import (
     chain_errors,
     chain_url,
     err,
-    hex_of,
     out,
-    text_of,
 )
+from runtime_bindings.values import METRIC_SCALE
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -70,13 +69,13 @@ def _show(args: argparse.Namespace) -> int:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    metrics = ", ".join(f"{text_of(k)}={v / 1e6:g}" for k, v in record.metrics)
+    metrics = ", ".join(f"{k.text}={v / METRIC_SCALE:g}" for k, v in record.metrics)
     for key, value in (("hash", "0x" + digest), ("owner", record.owner), ("trainer", record.trainer),
-                       ("task", str(record.task_id)), ("recipe", text_of(record.recipe)),
-                       ("dataset hash", hex_of(record.dataset_hash)),
-                       ("parent", hex_of(record.parent) if record.parent else "-"),
-                       ("metrics", metrics or "-"), ("artifact", text_of(record.artifact_uri)),
-                       ("attestation", hex_of(record.attestation_hash)), ("registered", f"block #{record.block}")):
+                       ("task", str(record.task_id)), ("recipe", record.recipe.text),
+                       ("dataset hash", str(record.dataset_hash)),
+                       ("parent", str(record.parent) if record.parent else "-"),
+                       ("metrics", metrics or "-"), ("artifact", record.artifact_uri.text),
+                       ("attestation", str(record.attestation_hash)), ("registered", f"block #{record.block}")):
         grid.add_row(key, value)
     out().print(Panel(grid, title="model", title_align="left", expand=False))
     return 0
@@ -93,7 +92,7 @@ def _download(args: argparse.Namespace) -> int:
     url = chain_url(args)
     with Node(url) as node:
         record = get_model(node, digest)
-    uri = text_of(record.artifact_uri)
+    uri = record.artifact_uri.text
     try:
         store = ArtifactStore(args.store, policy=UriPolicy((*args.trust_store, *roots_from_env())))
         data = store.fetch(uri, digest, keep=True)

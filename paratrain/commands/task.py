@@ -21,15 +21,15 @@ from paratrain.commands.common import (
     chain_errors,
     chain_url,
     err,
-    hex_of,
     load_key,
     orchestrator_errors,
     orchestrator_target,
     out,
     short,
-    text_of,
 )
+from runtime_bindings.generated.types import TaskStatus
 from runtime_bindings.scale import encode_compact
+from runtime_bindings.values import METRIC_SCALE
 
 STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled", "Approved", "Challenged")
 
@@ -113,16 +113,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # Helpers -------------------------------------------------------------------------------------------
-def status_of(task: Any) -> tuple[str, dict[str, Any]]:
-    status = task.status
-    if isinstance(status, str):
-        return status, {}
-    if isinstance(status, dict) and len(status) == 1:
-        name, detail = next(iter(status.items()))
-        return str(name), dict(detail or {})
-    return str(status), {}
-
-
 def get_task(node: Node, task_id: int) -> Any:
     with chain_errors(node.url):
         task = node.chain.task_bounties.tasks(task_id)
@@ -227,7 +217,7 @@ def _create(args: argparse.Namespace) -> int:
 
         chain_spec = t.TaskSpec(recipe=recipe.name, spec_hash="0x" + spec_digest, spec_uri=spec_uri,
                                 dataset_hash="0x" + dataset.hash, eval_metric=spec.evaluation.metric,
-                                eval_target=round(spec.evaluation.target * 1_000_000),
+                                eval_target=round(spec.evaluation.target * METRIC_SCALE),
                                 higher_is_better=spec.evaluation.mode == "max",
                                 requirements=t.Requirements(args.min_cpus, args.min_gpus, args.min_memory_mb),
                                 parent_model=parent)
@@ -319,17 +309,18 @@ def _list(args: argparse.Namespace) -> int:
             table.add_column(name, justify=justify, no_wrap=True)
         shown = 0
         for task_id, task in rows:
-            status, detail = status_of(task)
-            if args.status and status != args.status:
+            status = task.status
+            if args.status and status.name != args.status:
                 continue
             if args.requester and task.requester != args.requester:
                 continue
             step = str(task.progress.step) if task.progress is not None else "-"
             with chain_errors(url):
-                result = node.chain.task_bounties.results(task_id, at=at) if status == "Challenged" else None
-            shown_status = challenge.list_status(status, detail, now_ms, result)
-            table.add_row(str(task_id), shown_status, text_of(task.spec.recipe), node.fmt(task.bounty),
-                          short(task.requester, args.full), short(detail.get("worker"), args.full), step,
+                result = (node.chain.task_bounties.results(task_id, at=at)
+                          if isinstance(status, TaskStatus.Challenged) else None)
+            shown_status = challenge.list_status(status, now_ms, result)
+            table.add_row(str(task_id), shown_status, task.spec.recipe.text, node.fmt(task.bounty),
+                          short(task.requester, args.full), short(getattr(status, "worker", None), args.full), step,
                           f"#{task.deadline}")
             shown += 1
     console = out()
@@ -355,47 +346,47 @@ def _show(args: argparse.Namespace) -> int:
             genesis = node.chain.block_hash(0) or "0x"
             best = node.chain.best_number()
             now_ms = int(node.chain.timestamp.now() or 0)
-        status, detail = status_of(task)
+        status = task.status
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
         spec = task.spec
         req = spec.requirements
         rows: list[tuple[str, str]] = [
-            *challenge.show_rows(node, args.task_id, status, detail, result, now_ms),
+            *challenge.show_rows(node, args.task_id, status, result, now_ms),
             ("requester", task.requester),
-            ("recipe", text_of(spec.recipe)),
+            ("recipe", spec.recipe.text),
             ("bounty", node.fmt(task.bounty)),
             ("deposit", node.fmt(task.deposit)),
             ("min stake", node.fmt(task.min_stake)),
             ("deadline", f"block #{task.deadline} (best #{best})"),
             ("validators", str(task.validators_required)),
-            ("evaluation", (f"{text_of(spec.eval_metric)} {'>=' if spec.higher_is_better else '<='} "
-                            f"{spec.eval_target / 1e6:g}")),
+            ("evaluation", (f"{spec.eval_metric.text} {'>=' if spec.higher_is_better else '<='} "
+                            f"{spec.eval_target / METRIC_SCALE:g}")),
             ("requirements", f"{req.min_cpus} CPU, {req.min_gpus} GPU, {req.min_memory_mb} MiB"),
-            ("spec hash", hex_of(spec.spec_hash)),
-            ("spec uri", text_of(spec.spec_uri)),
-            ("dataset hash", hex_of(spec.dataset_hash)),
-            ("parent model", hex_of(spec.parent_model) if spec.parent_model else "-"),
-            ("holdout", hex_of(task.holdout_commitment) if task.holdout_commitment else "-"),
+            ("spec hash", str(spec.spec_hash)),
+            ("spec uri", spec.spec_uri.text),
+            ("dataset hash", str(spec.dataset_hash)),
+            ("parent model", str(spec.parent_model) if spec.parent_model else "-"),
+            ("holdout", str(task.holdout_commitment) if task.holdout_commitment else "-"),
             ("created", f"block #{task.created_at}"),
             ("attempts", str(task.attempts)),
-            ("progress", f"step {task.progress.step}, checkpoint root {hex_of(task.progress.checkpoint_root)}"
+            ("progress", f"step {task.progress.step}, checkpoint root {task.progress.checkpoint_root}"
                          if task.progress is not None else "-"),
         ]
         if result is not None:
             att = result.attestation
-            metrics = ", ".join(f"{text_of(k)}={v / 1e6:g}" for k, v in att.metrics)
-            rows += [("model hash", hex_of(att.model_hash)), ("artifact", text_of(att.artifact_uri)),
+            metrics = ", ".join(f"{k.text}={v / METRIC_SCALE:g}" for k, v in att.metrics)
+            rows += [("model hash", str(att.model_hash)), ("artifact", att.artifact_uri.text),
                      ("metrics", metrics or "-"), ("submitted", f"block #{result.submitted_at}"),
                      ("verdicts", f"{len(result.accepts)} accept, {len(result.rejects)} reject"
                                   + (f" in the challenge round (quorum {2 * task.validators_required + 1})"
-                                     if status == "Challenged" else ""))]
+                                     if isinstance(status, TaskStatus.Challenged) else ""))]
         for key, value in rows:
             grid.add_row(key, value)
         out().print(Panel(grid, title=f"task {args.task_id}", title_align="left", expand=False))
         if args.curve is not None:
-            _curve(args, genesis, task, status)
+            _curve(args, genesis, task, status.name)
     return 0
 
 
@@ -430,7 +421,7 @@ def _curve(args: argparse.Namespace, genesis: str, task: Any, status: str) -> No
         raise CliError(f"no training progress for task {args.task_id} (status {status}): nothing was "
                        "reported yet; no curve written")
     try:
-        progress.write_curve(points, args.curve, title=f"task {args.task_id}: {text_of(task.spec.recipe)}")
+        progress.write_curve(points, args.curve, title=f"task {args.task_id}: {task.spec.recipe.text}")
     except OSError as exc:
         raise CliError(f"cannot write {args.curve}: {exc.strerror or exc}") from None
     err().print(f"training curve ({len(points)} points, steps {points[0].step}..{points[-1].step}) "
@@ -447,7 +438,7 @@ def _watch(args: argparse.Namespace) -> int:
         task = get_task(node, args.task_id)
         with chain_errors(url):
             genesis = node.chain.block_hash(0) or "0x"
-        status, _ = status_of(task)
+        status = task.status.name
         total_epochs = _epochs(task, getattr(args, "store", None))
     console = err()
     if status in progress.TERMINAL:
@@ -470,7 +461,7 @@ def _epochs(task: Any, store_root: str | None) -> int | None:
         from workers.recipes import get_recipe
         from workers.spec import decode_spec
 
-        raw = ArtifactStore(store_root).fetch(text_of(task.spec.spec_uri), hex_of(task.spec.spec_hash))
+        raw = ArtifactStore(store_root).fetch(task.spec.spec_uri.text, task.spec.spec_hash.hex())
         spec = decode_spec(raw)
         epochs = spec.hyperparameters.get("epochs", get_recipe(spec.recipe).defaults.get("epochs"))
         return int(epochs) if isinstance(epochs, (int, float)) and epochs > 0 else None
@@ -552,7 +543,7 @@ def _cancel(args: argparse.Namespace) -> int:
     url = chain_url(args)
     with Node(url) as node:
         task = get_task(node, args.task_id)
-        status, _ = status_of(task)
+        status = task.status.name
         if task.requester != keypair.ss58_address:
             raise CliError(f"task {args.task_id} was posted by {task.requester}: only its requester may cancel it")
         if status != "Open":
@@ -570,4 +561,4 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["holdout_commitment", "parse_hyperparameters", "register", "run", "status_of"]
+__all__ = ["holdout_commitment", "parse_hyperparameters", "register", "run"]

@@ -32,7 +32,7 @@ class TransferAllowDeathCall(CallArgs):
     PALLET: ClassVar[str] = "Balances"
     CALL: ClassVar[str] = "transfer_allow_death"
 
-    dest: t.MultiAddress
+    dest: t.MultiAddress | str | dict[str, object]
     value: int
 
 
@@ -43,7 +43,7 @@ class TransferKeepAliveCall(CallArgs):
     PALLET: ClassVar[str] = "Balances"
     CALL: ClassVar[str] = "transfer_keep_alive"
 
-    dest: t.MultiAddress
+    dest: t.MultiAddress | str | dict[str, object]
     value: int
 
 
@@ -54,7 +54,7 @@ class TransferAllCall(CallArgs):
     PALLET: ClassVar[str] = "Balances"
     CALL: ClassVar[str] = "transfer_all"
 
-    dest: t.MultiAddress
+    dest: t.MultiAddress | str | dict[str, object]
     keep_alive: bool
 
 
@@ -68,12 +68,12 @@ class EndowedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Endowed"
 
-    account: str
+    account: t.AccountId
     free_balance: int
 
     @classmethod
     def from_value(cls, v: Any) -> EndowedEvent:
-        return cls(account=v["account"], free_balance=v["free_balance"])
+        return cls(account=t.AccountId.from_value(v["account"]), free_balance=v["free_balance"])
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,12 @@ class DustLostEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "DustLost"
 
-    account: str
+    account: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> DustLostEvent:
-        return cls(account=v["account"], amount=v["amount"])
+        return cls(account=t.AccountId.from_value(v["account"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,13 @@ class TransferEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Transfer"
 
-    from_: str
-    to: str
+    from_: t.AccountId
+    to: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> TransferEvent:
-        return cls(from_=v["from"], to=v["to"], amount=v["amount"])
+        return cls(from_=t.AccountId.from_value(v["from"]), to=t.AccountId.from_value(v["to"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,12 @@ class BalanceSetEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "BalanceSet"
 
-    who: str
+    who: t.AccountId
     free: int
 
     @classmethod
     def from_value(cls, v: Any) -> BalanceSetEvent:
-        return cls(who=v["who"], free=v["free"])
+        return cls(who=t.AccountId.from_value(v["who"]), free=v["free"])
 
 
 @dataclass(frozen=True)
@@ -129,12 +129,12 @@ class ReservedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Reserved"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> ReservedEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,12 @@ class UnreservedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Unreserved"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> UnreservedEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,19 @@ class ReserveRepatriatedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "ReserveRepatriated"
 
-    from_: str
-    to: str
+    from_: t.AccountId
+    to: t.AccountId
     amount: int
     destination_status: t.BalanceStatus
 
     @classmethod
     def from_value(cls, v: Any) -> ReserveRepatriatedEvent:
-        return cls(from_=v["from"], to=v["to"], amount=v["amount"], destination_status=v["destination_status"])
+        return cls(
+            from_=t.AccountId.from_value(v["from"]),
+            to=t.AccountId.from_value(v["to"]),
+            amount=v["amount"],
+            destination_status=t.BalanceStatus.from_value(v["destination_status"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -176,12 +181,12 @@ class DepositEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Deposit"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> DepositEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,12 @@ class WithdrawEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Withdraw"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> WithdrawEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -206,12 +211,12 @@ class SlashedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Balances"
     NAME: ClassVar[str] = "Slashed"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> SlashedEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -330,7 +335,7 @@ class BalancesApi(PalletApi):
     def transfer_allow_death(
         self,
         signer: Keypair,
-        dest: t.MultiAddress,
+        dest: t.MultiAddress | str | dict[str, object],
         value: int,
         *,
         wait: Wait = "inclusion",
@@ -347,7 +352,7 @@ class BalancesApi(PalletApi):
     def transfer_keep_alive(
         self,
         signer: Keypair,
-        dest: t.MultiAddress,
+        dest: t.MultiAddress | str | dict[str, object],
         value: int,
         *,
         wait: Wait = "inclusion",
@@ -364,7 +369,7 @@ class BalancesApi(PalletApi):
     def transfer_all(
         self,
         signer: Keypair,
-        dest: t.MultiAddress,
+        dest: t.MultiAddress | str | dict[str, object],
         keep_alive: bool,
         *,
         wait: Wait = "inclusion",

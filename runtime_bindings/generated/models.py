@@ -28,20 +28,20 @@ class ModelRegisteredEvent(TypedEvent):
     PALLET: ClassVar[str] = "Models"
     NAME: ClassVar[str] = "ModelRegistered"
 
-    model_hash: str | bytes
-    owner: str
-    trainer: str
+    model_hash: t.H256
+    owner: t.AccountId
+    trainer: t.AccountId
     task_id: int
-    parent: str | bytes | None
+    parent: t.H256 | None
 
     @classmethod
     def from_value(cls, v: Any) -> ModelRegisteredEvent:
         return cls(
-            model_hash=v["model_hash"],
-            owner=v["owner"],
-            trainer=v["trainer"],
+            model_hash=t.H256.from_value(v["model_hash"]),
+            owner=t.AccountId.from_value(v["owner"]),
+            trainer=t.AccountId.from_value(v["trainer"]),
             task_id=v["task_id"],
-            parent=v["parent"],
+            parent=(None if v["parent"] is None else t.H256.from_value(v["parent"])),
         )
 
 
@@ -84,7 +84,14 @@ class ModelsApi(PalletApi):
 
         `Models.Models`, a storage map with 1 key (absent entries read as None).
         """
-        return StorageMap(self._chain, "Models", "Models", key_count=1, decode=lambda v: t.ModelRecord.from_value(v))
+        return StorageMap(
+            self._chain,
+            "Models",
+            "Models",
+            key_count=1,
+            decode=lambda v: t.ModelRecord.from_value(v),
+            decode_keys=(t.H256.from_value, ),
+        )
 
     @property
     def models_by_owner(self) -> StorageMap[tuple[str, str | bytes], None]:
@@ -92,7 +99,13 @@ class ModelsApi(PalletApi):
 
         `Models.ModelsByOwner`, a storage map with 2 keys (absent entries read as None).
         """
-        return StorageMap(self._chain, "Models", "ModelsByOwner", key_count=2)
+        return StorageMap(
+            self._chain,
+            "Models",
+            "ModelsByOwner",
+            key_count=2,
+            decode_keys=(t.AccountId.from_value, t.H256.from_value, ),
+        )
 
     @property
     def model_count(self) -> StorageValue[int]:

@@ -75,7 +75,10 @@ class ExtrinsicFailedEvent(TypedEvent):
 
     @classmethod
     def from_value(cls, v: Any) -> ExtrinsicFailedEvent:
-        return cls(dispatch_error=v["dispatch_error"], dispatch_info=t.DispatchInfo.from_value(v["dispatch_info"]))
+        return cls(
+            dispatch_error=t.DispatchError.from_value(v["dispatch_error"]),
+            dispatch_info=t.DispatchInfo.from_value(v["dispatch_info"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,11 @@ class NewAccountEvent(TypedEvent):
     PALLET: ClassVar[str] = "System"
     NAME: ClassVar[str] = "NewAccount"
 
-    account: str
+    account: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> NewAccountEvent:
-        return cls(account=v["account"])
+        return cls(account=t.AccountId.from_value(v["account"]))
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,11 @@ class KilledAccountEvent(TypedEvent):
     PALLET: ClassVar[str] = "System"
     NAME: ClassVar[str] = "KilledAccount"
 
-    account: str
+    account: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> KilledAccountEvent:
-        return cls(account=v["account"])
+        return cls(account=t.AccountId.from_value(v["account"]))
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,12 @@ class RemarkedEvent(TypedEvent):
     PALLET: ClassVar[str] = "System"
     NAME: ClassVar[str] = "Remarked"
 
-    sender: str
-    hash: str | bytes
+    sender: t.AccountId
+    hash: t.H256
 
     @classmethod
     def from_value(cls, v: Any) -> RemarkedEvent:
-        return cls(sender=v["sender"], hash=v["hash"])
+        return cls(sender=t.AccountId.from_value(v["sender"]), hash=t.H256.from_value(v["hash"]))
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -232,7 +235,14 @@ class SystemApi(PalletApi):
 
         `System.Account`, a storage map with 1 key.
         """
-        return StorageMap(self._chain, "System", "Account", key_count=1, decode=lambda v: t.AccountInfo.from_value(v))
+        return StorageMap(
+            self._chain,
+            "System",
+            "Account",
+            key_count=1,
+            decode=lambda v: t.AccountInfo.from_value(v),
+            decode_keys=(t.AccountId.from_value, ),
+        )
 
     @property
     def extrinsic_count(self) -> StorageValue[int | None]:
@@ -243,12 +253,12 @@ class SystemApi(PalletApi):
         return StorageValue(self._chain, "System", "ExtrinsicCount")
 
     @property
-    def block_hash(self) -> StorageMap[int, str | bytes]:
+    def block_hash(self) -> StorageMap[int, t.H256]:
         """Map of block numbers to block hashes.
 
         `System.BlockHash`, a storage map with 1 key.
         """
-        return StorageMap(self._chain, "System", "BlockHash", key_count=1)
+        return StorageMap(self._chain, "System", "BlockHash", key_count=1, decode=lambda v: t.H256.from_value(v))
 
     @property
     def number(self) -> StorageValue[int]:
@@ -259,12 +269,12 @@ class SystemApi(PalletApi):
         return StorageValue(self._chain, "System", "Number")
 
     @property
-    def parent_hash(self) -> StorageValue[str | bytes]:
+    def parent_hash(self) -> StorageValue[t.H256]:
         """Hash of the previous block.
 
         `System.ParentHash`, a storage value.
         """
-        return StorageValue(self._chain, "System", "ParentHash")
+        return StorageValue(self._chain, "System", "ParentHash", decode=lambda v: t.H256.from_value(v))
 
     @property
     def digest(self) -> StorageValue[t.Digest]:
@@ -301,7 +311,7 @@ class SystemApi(PalletApi):
 
         `System.EventTopics`, a storage map with 1 key.
         """
-        return StorageMap(self._chain, "System", "EventTopics", key_count=1)
+        return StorageMap(self._chain, "System", "EventTopics", key_count=1, decode_keys=(t.H256.from_value, ))
 
     @property
     def last_runtime_upgrade(self) -> StorageValue[t.LastRuntimeUpgradeInfo | None]:

@@ -33,7 +33,7 @@ class CreateTaskCall(CallArgs):
     PALLET: ClassVar[str] = "TaskBounties"
     CALL: ClassVar[str] = "create_task"
 
-    spec: t.TaskSpec
+    spec: t.TaskSpec | dict[str, object]
     bounty: int
     min_stake: int
     deadline: int
@@ -69,7 +69,7 @@ class HeartbeatCall(CallArgs):
     CALL: ClassVar[str] = "heartbeat"
 
     task_id: int
-    progress: t.Progress
+    progress: t.Progress | dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ class SubmitResultCall(CallArgs):
     CALL: ClassVar[str] = "submit_result"
 
     task_id: int
-    attestation: t.Attestation
-    signature: t.MultiSignature
+    attestation: t.Attestation | dict[str, object]
+    signature: t.MultiSignature | str | dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class SubmitVerdictCall(CallArgs):
     CALL: ClassVar[str] = "submit_verdict"
 
     task_id: int
-    verdict: t.Verdict
+    verdict: t.Verdict | dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,18 @@ class TaskCreatedEvent(TypedEvent):
     NAME: ClassVar[str] = "TaskCreated"
 
     task_id: int
-    requester: str
+    requester: t.AccountId
     bounty: int
     deadline: int
 
     @classmethod
     def from_value(cls, v: Any) -> TaskCreatedEvent:
-        return cls(task_id=v["task_id"], requester=v["requester"], bounty=v["bounty"], deadline=v["deadline"])
+        return cls(
+            task_id=v["task_id"],
+            requester=t.AccountId.from_value(v["requester"]),
+            bounty=v["bounty"],
+            deadline=v["deadline"],
+        )
 
 
 @dataclass(frozen=True)
@@ -183,12 +188,12 @@ class TaskClaimedEvent(TypedEvent):
     NAME: ClassVar[str] = "TaskClaimed"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
     lease_until: int
 
     @classmethod
     def from_value(cls, v: Any) -> TaskClaimedEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"], lease_until=v["lease_until"])
+        return cls(task_id=v["task_id"], worker=t.AccountId.from_value(v["worker"]), lease_until=v["lease_until"])
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ class HeartbeatEvent(TypedEvent):
     NAME: ClassVar[str] = "Heartbeat"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
     progress: t.Progress
     lease_until: int
 
@@ -207,7 +212,7 @@ class HeartbeatEvent(TypedEvent):
     def from_value(cls, v: Any) -> HeartbeatEvent:
         return cls(
             task_id=v["task_id"],
-            worker=v["worker"],
+            worker=t.AccountId.from_value(v["worker"]),
             progress=t.Progress.from_value(v["progress"]),
             lease_until=v["lease_until"],
         )
@@ -221,11 +226,11 @@ class ClaimReleasedEvent(TypedEvent):
     NAME: ClassVar[str] = "ClaimReleased"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> ClaimReleasedEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"])
+        return cls(task_id=v["task_id"], worker=t.AccountId.from_value(v["worker"]))
 
 
 @dataclass(frozen=True)
@@ -236,11 +241,11 @@ class LeaseExpiredEvent(TypedEvent):
     NAME: ClassVar[str] = "LeaseExpired"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> LeaseExpiredEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"])
+        return cls(task_id=v["task_id"], worker=t.AccountId.from_value(v["worker"]))
 
 
 @dataclass(frozen=True)
@@ -251,18 +256,18 @@ class ResultSubmittedEvent(TypedEvent):
     NAME: ClassVar[str] = "ResultSubmitted"
 
     task_id: int
-    worker: str
-    model_hash: str | bytes
-    attestation_hash: str | bytes
+    worker: t.AccountId
+    model_hash: t.H256
+    attestation_hash: t.H256
     verify_until: int
 
     @classmethod
     def from_value(cls, v: Any) -> ResultSubmittedEvent:
         return cls(
             task_id=v["task_id"],
-            worker=v["worker"],
-            model_hash=v["model_hash"],
-            attestation_hash=v["attestation_hash"],
+            worker=t.AccountId.from_value(v["worker"]),
+            model_hash=t.H256.from_value(v["model_hash"]),
+            attestation_hash=t.H256.from_value(v["attestation_hash"]),
             verify_until=v["verify_until"],
         )
 
@@ -275,17 +280,17 @@ class HoldoutRevealedEvent(TypedEvent):
     NAME: ClassVar[str] = "HoldoutRevealed"
 
     task_id: int
-    holdout_hash: str | bytes
+    holdout_hash: t.H256
     holdout_size: int
-    holdout_uri: str | bytes
+    holdout_uri: t.Bytes
 
     @classmethod
     def from_value(cls, v: Any) -> HoldoutRevealedEvent:
         return cls(
             task_id=v["task_id"],
-            holdout_hash=v["holdout_hash"],
+            holdout_hash=t.H256.from_value(v["holdout_hash"]),
             holdout_size=v["holdout_size"],
-            holdout_uri=v["holdout_uri"],
+            holdout_uri=t.Bytes.from_value(v["holdout_uri"]),
         )
 
 
@@ -297,12 +302,16 @@ class VerdictSubmittedEvent(TypedEvent):
     NAME: ClassVar[str] = "VerdictSubmitted"
 
     task_id: int
-    validator: str
+    validator: t.AccountId
     verdict: t.Verdict
 
     @classmethod
     def from_value(cls, v: Any) -> VerdictSubmittedEvent:
-        return cls(task_id=v["task_id"], validator=v["validator"], verdict=t.Verdict.from_value(v["verdict"]))
+        return cls(
+            task_id=v["task_id"],
+            validator=t.AccountId.from_value(v["validator"]),
+            verdict=t.Verdict.from_value(v["verdict"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -313,8 +322,8 @@ class TaskAcceptedEvent(TypedEvent):
     NAME: ClassVar[str] = "TaskAccepted"
 
     task_id: int
-    worker: str
-    model_hash: str | bytes
+    worker: t.AccountId
+    model_hash: t.H256
     worker_reward: int
     validator_reward: int
 
@@ -322,8 +331,8 @@ class TaskAcceptedEvent(TypedEvent):
     def from_value(cls, v: Any) -> TaskAcceptedEvent:
         return cls(
             task_id=v["task_id"],
-            worker=v["worker"],
-            model_hash=v["model_hash"],
+            worker=t.AccountId.from_value(v["worker"]),
+            model_hash=t.H256.from_value(v["model_hash"]),
             worker_reward=v["worker_reward"],
             validator_reward=v["validator_reward"],
         )
@@ -337,13 +346,18 @@ class WorkerSlashedEvent(TypedEvent):
     NAME: ClassVar[str] = "WorkerSlashed"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
     amount: int
     burned: int
 
     @classmethod
     def from_value(cls, v: Any) -> WorkerSlashedEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"], amount=v["amount"], burned=v["burned"])
+        return cls(
+            task_id=v["task_id"],
+            worker=t.AccountId.from_value(v["worker"]),
+            amount=v["amount"],
+            burned=v["burned"],
+        )
 
 
 @dataclass(frozen=True)
@@ -383,11 +397,11 @@ class VerificationTimedOutEvent(TypedEvent):
     NAME: ClassVar[str] = "VerificationTimedOut"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> VerificationTimedOutEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"])
+        return cls(task_id=v["task_id"], worker=t.AccountId.from_value(v["worker"]))
 
 
 @dataclass(frozen=True)
@@ -398,12 +412,16 @@ class ResultApprovedEvent(TypedEvent):
     NAME: ClassVar[str] = "ResultApproved"
 
     task_id: int
-    worker: str
+    worker: t.AccountId
     challenge_until: int
 
     @classmethod
     def from_value(cls, v: Any) -> ResultApprovedEvent:
-        return cls(task_id=v["task_id"], worker=v["worker"], challenge_until=v["challenge_until"])
+        return cls(
+            task_id=v["task_id"],
+            worker=t.AccountId.from_value(v["worker"]),
+            challenge_until=v["challenge_until"],
+        )
 
 
 @dataclass(frozen=True)
@@ -414,7 +432,7 @@ class ResultChallengedEvent(TypedEvent):
     NAME: ClassVar[str] = "ResultChallenged"
 
     task_id: int
-    challenger: str
+    challenger: t.AccountId
     deposit: int
     settle_until: int
 
@@ -422,7 +440,7 @@ class ResultChallengedEvent(TypedEvent):
     def from_value(cls, v: Any) -> ResultChallengedEvent:
         return cls(
             task_id=v["task_id"],
-            challenger=v["challenger"],
+            challenger=t.AccountId.from_value(v["challenger"]),
             deposit=v["deposit"],
             settle_until=v["settle_until"],
         )
@@ -436,11 +454,11 @@ class ChallengeUpheldEvent(TypedEvent):
     NAME: ClassVar[str] = "ChallengeUpheld"
 
     task_id: int
-    challenger: str
+    challenger: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> ChallengeUpheldEvent:
-        return cls(task_id=v["task_id"], challenger=v["challenger"])
+        return cls(task_id=v["task_id"], challenger=t.AccountId.from_value(v["challenger"]))
 
 
 @dataclass(frozen=True)
@@ -451,12 +469,12 @@ class ChallengeDismissedEvent(TypedEvent):
     NAME: ClassVar[str] = "ChallengeDismissed"
 
     task_id: int
-    challenger: str
+    challenger: t.AccountId
     slashed: int
 
     @classmethod
     def from_value(cls, v: Any) -> ChallengeDismissedEvent:
-        return cls(task_id=v["task_id"], challenger=v["challenger"], slashed=v["slashed"])
+        return cls(task_id=v["task_id"], challenger=t.AccountId.from_value(v["challenger"]), slashed=v["slashed"])
 
 
 @dataclass(frozen=True)
@@ -467,11 +485,11 @@ class ChallengeTimedOutEvent(TypedEvent):
     NAME: ClassVar[str] = "ChallengeTimedOut"
 
     task_id: int
-    challenger: str
+    challenger: t.AccountId
 
     @classmethod
     def from_value(cls, v: Any) -> ChallengeTimedOutEvent:
-        return cls(task_id=v["task_id"], challenger=v["challenger"])
+        return cls(task_id=v["task_id"], challenger=t.AccountId.from_value(v["challenger"]))
 
 
 @dataclass(frozen=True)
@@ -482,13 +500,18 @@ class ApproverSlashedEvent(TypedEvent):
     NAME: ClassVar[str] = "ApproverSlashed"
 
     task_id: int
-    validator: str
-    challenger: str
+    validator: t.AccountId
+    challenger: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> ApproverSlashedEvent:
-        return cls(task_id=v["task_id"], validator=v["validator"], challenger=v["challenger"], amount=v["amount"])
+        return cls(
+            task_id=v["task_id"],
+            validator=t.AccountId.from_value(v["validator"]),
+            challenger=t.AccountId.from_value(v["challenger"]),
+            amount=v["amount"],
+        )
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -823,7 +846,7 @@ class TaskBountiesApi(PalletApi):
     def create_task(
         self,
         signer: Keypair,
-        spec: t.TaskSpec,
+        spec: t.TaskSpec | dict[str, object],
         bounty: int,
         min_stake: int,
         deadline: int,
@@ -884,7 +907,7 @@ class TaskBountiesApi(PalletApi):
         self,
         signer: Keypair,
         task_id: int,
-        progress: t.Progress,
+        progress: t.Progress | dict[str, object],
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
@@ -917,8 +940,8 @@ class TaskBountiesApi(PalletApi):
         self,
         signer: Keypair,
         task_id: int,
-        attestation: t.Attestation,
-        signature: t.MultiSignature,
+        attestation: t.Attestation | dict[str, object],
+        signature: t.MultiSignature | str | dict[str, object],
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
@@ -961,7 +984,7 @@ class TaskBountiesApi(PalletApi):
         self,
         signer: Keypair,
         task_id: int,
-        verdict: t.Verdict,
+        verdict: t.Verdict | dict[str, object],
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
@@ -1049,6 +1072,7 @@ class TaskBountiesApi(PalletApi):
             "Verdicts",
             key_count=2,
             decode=lambda v: t.Verdict.from_value(v),
+            decode_keys=(None, t.AccountId.from_value, ),
         )
 
     @property
@@ -1071,7 +1095,13 @@ class TaskBountiesApi(PalletApi):
 
         `TaskBounties.ClaimsByWorker`, a storage map with 2 keys (absent entries read as None).
         """
-        return StorageMap(self._chain, "TaskBounties", "ClaimsByWorker", key_count=2)
+        return StorageMap(
+            self._chain,
+            "TaskBounties",
+            "ClaimsByWorker",
+            key_count=2,
+            decode_keys=(t.AccountId.from_value, None, ),
+        )
 
     @property
     def lease_expiries(self) -> StorageMap[int, list[int]]:

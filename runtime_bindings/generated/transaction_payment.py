@@ -27,13 +27,13 @@ class TransactionFeePaidEvent(TypedEvent):
     PALLET: ClassVar[str] = "TransactionPayment"
     NAME: ClassVar[str] = "TransactionFeePaid"
 
-    who: str
+    who: t.AccountId
     actual_fee: int
     tip: int
 
     @classmethod
     def from_value(cls, v: Any) -> TransactionFeePaidEvent:
-        return cls(who=v["who"], actual_fee=v["actual_fee"], tip=v["tip"])
+        return cls(who=t.AccountId.from_value(v["who"]), actual_fee=v["actual_fee"], tip=v["tip"])
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -61,4 +61,9 @@ class TransactionPaymentApi(PalletApi):
     @property
     def storage_version(self) -> StorageValue[t.Releases]:
         """`TransactionPayment.StorageVersion`, a storage value."""
-        return StorageValue(self._chain, "TransactionPayment", "StorageVersion")
+        return StorageValue(
+            self._chain,
+            "TransactionPayment",
+            "StorageVersion",
+            decode=lambda v: t.Releases.from_value(v),
+        )

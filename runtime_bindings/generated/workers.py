@@ -33,9 +33,9 @@ class RegisterCall(CallArgs):
     PALLET: ClassVar[str] = "Workers"
     CALL: ClassVar[str] = "register"
 
-    role: t.Role
+    role: t.Role | str | dict[str, object]
     stake: int
-    capabilities: t.Capabilities
+    capabilities: t.Capabilities | dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class UpdateCapabilitiesCall(CallArgs):
     PALLET: ClassVar[str] = "Workers"
     CALL: ClassVar[str] = "update_capabilities"
 
-    capabilities: t.Capabilities
+    capabilities: t.Capabilities | dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ class WorkerRegisteredEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "WorkerRegistered"
 
-    who: str
+    who: t.AccountId
     role: t.Role
     stake: int
 
     @classmethod
     def from_value(cls, v: Any) -> WorkerRegisteredEvent:
-        return cls(who=v["who"], role=v["role"], stake=v["stake"])
+        return cls(who=t.AccountId.from_value(v["who"]), role=t.Role.from_value(v["role"]), stake=v["stake"])
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,13 @@ class StakeBondedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "StakeBonded"
 
-    who: str
+    who: t.AccountId
     amount: int
     total: int
 
     @classmethod
     def from_value(cls, v: Any) -> StakeBondedEvent:
-        return cls(who=v["who"], amount=v["amount"], total=v["total"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"], total=v["total"])
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,12 @@ class CapabilitiesUpdatedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "CapabilitiesUpdated"
 
-    who: str
+    who: t.AccountId
     capabilities: t.Capabilities
 
     @classmethod
     def from_value(cls, v: Any) -> CapabilitiesUpdatedEvent:
-        return cls(who=v["who"], capabilities=t.Capabilities.from_value(v["capabilities"]))
+        return cls(who=t.AccountId.from_value(v["who"]), capabilities=t.Capabilities.from_value(v["capabilities"]))
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,12 @@ class UnbondingStartedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "UnbondingStarted"
 
-    who: str
+    who: t.AccountId
     unlock_at: int
 
     @classmethod
     def from_value(cls, v: Any) -> UnbondingStartedEvent:
-        return cls(who=v["who"], unlock_at=v["unlock_at"])
+        return cls(who=t.AccountId.from_value(v["who"]), unlock_at=v["unlock_at"])
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,12 @@ class WithdrawnEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "Withdrawn"
 
-    who: str
+    who: t.AccountId
     amount: int
 
     @classmethod
     def from_value(cls, v: Any) -> WithdrawnEvent:
-        return cls(who=v["who"], amount=v["amount"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"])
 
 
 @dataclass(frozen=True)
@@ -161,13 +161,13 @@ class StakeSlashedEvent(TypedEvent):
     PALLET: ClassVar[str] = "Workers"
     NAME: ClassVar[str] = "StakeSlashed"
 
-    who: str
+    who: t.AccountId
     amount: int
     remaining: int
 
     @classmethod
     def from_value(cls, v: Any) -> StakeSlashedEvent:
-        return cls(who=v["who"], amount=v["amount"], remaining=v["remaining"])
+        return cls(who=t.AccountId.from_value(v["who"]), amount=v["amount"], remaining=v["remaining"])
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -278,9 +278,9 @@ class WorkersApi(PalletApi):
     def register(
         self,
         signer: Keypair,
-        role: t.Role,
+        role: t.Role | str | dict[str, object],
         stake: int,
-        capabilities: t.Capabilities,
+        capabilities: t.Capabilities | dict[str, object],
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
@@ -312,7 +312,7 @@ class WorkersApi(PalletApi):
     def update_capabilities(
         self,
         signer: Keypair,
-        capabilities: t.Capabilities,
+        capabilities: t.Capabilities | dict[str, object],
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
@@ -361,7 +361,14 @@ class WorkersApi(PalletApi):
 
         `Workers.Workers`, a storage map with 1 key (absent entries read as None).
         """
-        return StorageMap(self._chain, "Workers", "Workers", key_count=1, decode=lambda v: t.WorkerInfo.from_value(v))
+        return StorageMap(
+            self._chain,
+            "Workers",
+            "Workers",
+            key_count=1,
+            decode=lambda v: t.WorkerInfo.from_value(v),
+            decode_keys=(t.AccountId.from_value, ),
+        )
 
     @property
     def reputation(self) -> StorageMap[str, t.Reputation]:
@@ -375,6 +382,7 @@ class WorkersApi(PalletApi):
             "Reputation",
             key_count=1,
             decode=lambda v: t.Reputation.from_value(v),
+            decode_keys=(t.AccountId.from_value, ),
         )
 
     @property

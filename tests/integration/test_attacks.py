@@ -46,7 +46,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -54,16 +54,19 @@ import pytest
 pytest.importorskip("torch")
 
 from devnet_process import DevnetProcess
-from forgeries import relabel
+from forgeries import forged, relabel
 
 from runtime_bindings import AttestationCodec, Chain, DispatchError, Keypair
 from runtime_bindings.generated import task_bounties as tb
 from runtime_bindings.generated import types as t
 from runtime_bindings.generated import workers as wk
+from runtime_bindings.values import METRIC_SCALE
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
 from workers.runner import TrainingResult, train_local
 from workers.trajectory import merkle_root_hex
 from workers.uri_policy import UriPolicy
+
+pytestmark = pytest.mark.slow  # trains, runs validator daemons and waits out challenge periods on a devnet
 
 UNIT = 10**12
 BOUNTY = 10 * UNIT
@@ -217,22 +220,22 @@ def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore, validators_req
     spec_hash = spec.spec_hash_hex()
     on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
                           dataset_hash="0x" + spec.dataset.hash, eval_metric="accuracy",
-                          eval_target=int(TARGET * 1_000_000), higher_is_better=True,
+                          eval_target=int(TARGET * METRIC_SCALE), higher_is_better=True,
                           requirements=t.Requirements(1, 0, 512), parent_model=None)
     receipt = chain.task_bounties.create_task(ALICE, on_chain, BOUNTY, 0, chain.best_number() + deadline_in,
                                               validators_required, None)
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
 
 
-def sign(chain: Chain, attestation: dict, key: Keypair = BOB) -> Any:
+def sign(chain: Chain, attestation: t.Attestation, key: Keypair = BOB) -> Any:
     return AttestationCodec.from_chain(chain).multi_signature(attestation, key)
 
 
-def submit(chain: Chain, task_id: int, attestation: dict, signature: Any = None) -> Any:
+def submit(chain: Chain, task_id: int, attestation: t.Attestation, signature: Any = None) -> Any:
     return chain.task_bounties.submit_result(BOB, task_id, attestation, signature or sign(chain, attestation))
 
 
-def claim_and_submit(chain: Chain, task_id: int, attestation: dict) -> Any:
+def claim_and_submit(chain: Chain, task_id: int, attestation: t.Attestation) -> Any:
     """The worker's own extrinsics: claim, then its signed attestation."""
     chain.task_bounties.claim_task(BOB, task_id)
     return submit(chain, task_id, attestation)
@@ -285,14 +288,6 @@ def author_blocks_until(chain: Chain, number: int) -> None:
     """Instant seal: a block per transaction. //Ferdie's remarks carry the chain to block `number`."""
     while chain.best_number() < number:
         chain.system.remark(FERDIE, "0x00")
-
-
-def status_of(task: Any) -> tuple[str, dict]:
-    status = task.status
-    if isinstance(status, str):
-        return status, {}
-    (name, payload), = status.items()
-    return name, dict(payload or {})
 
 
 # Exact accounting -------------------------------------------------------------------------------------------
@@ -386,7 +381,7 @@ def constants(chain: Chain) -> dict[str, int]:
 
 # Outcomes ----------------------------------------------------------------------------------------------------
 def assert_paid(chain: Chain, before: Snapshot, task_id: int, accepted: Any, result: TrainingResult,
-                attestation: dict, accepters: tuple[Keypair, ...]) -> None:
+                attestation: t.Attestation, accepters: tuple[Keypair, ...]) -> None:
     """TaskAccepted: the bounty split exactly, the deposit back, the model registered, the record kept."""
     c = constants(chain)
     each = perbill(c["ValidatorRewardShare"], BOUNTY) // len(accepters)
@@ -394,12 +389,12 @@ def assert_paid(chain: Chain, before: Snapshot, task_id: int, accepted: Any, res
     assert (accepted.worker_reward, accepted.validator_reward) == (BOUNTY - each * len(accepters), each)
     # since before create_task: the bounty left Alice (reserved, then paid out), her deposit came back
     assert_ledger(chain, before, free={ALICE: -BOUNTY, BOB: accepted.worker_reward, **{v: each for v in accepters}})
-    status, payload = status_of(chain.task_bounties.tasks(task_id))
-    assert (status, payload["model_hash"]) == ("Accepted", "0x" + result.model_hash)
+    status = chain.task_bounties.tasks(task_id).status
+    assert isinstance(status, t.TaskStatus.Accepted) and status.model_hash.hex() == result.model_hash
     record = chain.models.models("0x" + result.model_hash)
     assert record is not None and (record.trainer, record.owner, record.task_id) == (
         BOB.ss58_address, ALICE.ss58_address, task_id)
-    assert [tuple(m) for m in record.metrics] == [tuple(m) for m in attestation["metrics"]]
+    assert record.metrics == attestation.metrics
     rep = chain.workers.reputation(BOB.ss58_address)
     assert rep.tasks_completed == before.reputation[BOB.ss58_address].tasks_completed + 1
     assert rep.tasks_rejected == before.reputation[BOB.ss58_address].tasks_rejected
@@ -424,7 +419,7 @@ def assert_slashed_by_validators(chain: Chain, before: Snapshot, task_id: int, s
     assert {v.validator for v in verdicts if not v.verdict.accept} == {k.ss58_address for k in rejecters}
     assert named(events, "TaskReopened") and not named(events, "TaskAccepted")
     task = chain.task_bounties.tasks(task_id)
-    assert status_of(task)[0] == "Open" and task.attempts >= 1 and task.progress is None
+    assert task.status == "Open" and task.attempts >= 1 and task.progress is None
     assert chain.task_bounties.results(task_id) is None
     assert all(chain.task_bounties.verdicts(task_id, k.ss58_address) is None for k in EVERYONE)
     rep, was = chain.workers.reputation(BOB.ss58_address), before.reputation[BOB.ss58_address]
@@ -446,7 +441,7 @@ def assert_lease_slashed(chain: Chain, before: Snapshot, task_id: int, since: in
     assert named(events, "TaskReopened") and not named(events, "ResultSubmitted")
     assert_ledger(chain, before, free={ALICE: amount}, reserved={BOB: -amount}, stake={BOB: -amount})
     task = chain.task_bounties.tasks(task_id)
-    assert status_of(task)[0] == "Open" and task.attempts == 1
+    assert task.status == "Open" and task.attempts == 1
     rep, was = chain.workers.reputation(BOB.ss58_address), before.reputation[BOB.ss58_address]
     assert (rep.tasks_expired, rep.tasks_rejected, rep.total_slashed) == (
         was.tasks_expired + 1, was.tasks_rejected, was.total_slashed + amount)
@@ -492,7 +487,7 @@ def test_an_honest_run_is_always_accepted_and_paid(chain, runs, validators, seed
     assert_paid(chain, before, task_id, outcome, result, attestation, (CHARLIE, DAVE))
     for name, vote in validators.votes_on(task_id).items():
         assert vote is not None and vote["accept"] and not vote["reasons"], (name, vote)
-        assert vote["measured_metric"] == dict(attestation["metrics"])["accuracy"]
+        assert vote["measured_metric"] == dict(attestation.metrics)[b"accuracy"]
         assert len(vote["segments"]) == 2
 
 
@@ -501,11 +496,10 @@ def test_an_inflated_metric_is_slashed_and_the_reopened_task_pays_the_honest_res
     seed = 24
     result, spec = runs.honest(seed), runs.spec(seed)
 
-    def inflated(task_id: int) -> dict:
+    def inflated(task_id: int) -> t.Attestation:
         attestation = result.to_attestation(task_id, BOB.ss58_address)
-        attestation["metrics"] = [(k, min(v + 30_000, 1_000_000) if k == "accuracy" else v)
-                                  for k, v in attestation["metrics"]]
-        return attestation
+        return replace(attestation, metrics=[(k, min(v + 30_000, METRIC_SCALE) if k == b"accuracy" else v)
+                                             for k, v in attestation.metrics])
     task_id, _ = run_to_rejection(chain, validators, runs, spec, inflated, lambda failed: failed == ["metric"])
     real = dict(result.metrics_micro())["accuracy"]
     assert all(v["measured_metric"] == real for v in validators.votes_on(task_id).values())
@@ -529,7 +523,7 @@ def test_weights_from_a_shorter_training_are_slashed(chain, runs, validators):
     full_steps = len(runs.honest().checkpoints)
     assert len(short.checkpoints) < full_steps
 
-    def attested(task_id: int) -> dict:
+    def attested(task_id: int) -> t.Attestation:
         return short.to_attestation(task_id, BOB.ss58_address)  # honest metric of the short run
     run_to_rejection(chain, validators, runs, runs.spec(), attested, another_specs_run)
 
@@ -539,7 +533,7 @@ def test_a_model_and_trajectory_copied_from_another_task_are_slashed(chain, runs
     other = runs.honest(42)
     post_task(chain, runs.spec(42), runs.requester)  # the other task, open on chain
 
-    def copied(task_id: int) -> dict:
+    def copied(task_id: int) -> t.Attestation:
         return other.to_attestation(task_id, BOB.ss58_address)
     run_to_rejection(chain, validators, runs, runs.spec(), copied, another_specs_run)
 
@@ -550,7 +544,7 @@ def test_a_trajectory_of_another_data_order_is_slashed(chain, runs, validators):
     honest = runs.honest()
     assert len(other.checkpoints) == len(honest.checkpoints) and other.model_hash != honest.model_hash
 
-    def attested(task_id: int) -> dict:
+    def attested(task_id: int) -> t.Attestation:
         return other.to_attestation(task_id, BOB.ss58_address)
     run_to_rejection(chain, validators, runs, runs.spec(), attested, only_segments)
 
@@ -572,25 +566,25 @@ def test_forged_tampered_and_replayed_attestations_are_refused_and_the_lease_lap
                 task_id, BOB)
     # tampered after signing: the worker's genuine signature over the honest attestation, a better metric sent
     signature = codec.multi_signature(honest, BOB)
-    tampered = {**honest, "metrics": [(k, v + 30_000 if k == "accuracy" else v) for k, v in honest["metrics"]]}
+    tampered = replace(honest, metrics=[(k, v + 30_000 if k == b"accuracy" else v) for k, v in honest.metrics])
     refused(chain, tb.BadAttestationSignature, lambda: submit(chain, task_id, tampered, signature), task_id, BOB)
-    tampered = {**honest, "checkpoints": honest["checkpoints"][:-1]}
+    tampered = replace(honest, checkpoints=honest.checkpoints[:-1])
     refused(chain, tb.BadAttestationSignature, lambda: submit(chain, task_id, tampered, signature), task_id, BOB)
     # replayed from another task: the signed attestation of `earlier` as it is, then with this task's id
     replayed = result.to_attestation(earlier, BOB.ss58_address)
     replay_signature = codec.multi_signature(replayed, BOB)
     refused(chain, tb.AttestationMismatch, lambda: submit(chain, task_id, replayed, replay_signature), task_id, BOB)
     refused(chain, tb.BadAttestationSignature,
-            lambda: submit(chain, task_id, {**replayed, "task_id": task_id}, replay_signature), task_id, BOB)
+            lambda: submit(chain, task_id, replace(replayed, task_id=task_id), replay_signature), task_id, BOB)
     # relayed by someone else in the worker's name, signed by the relayer: refused alike
     refused(chain, tb.BadAttestationSignature,
             lambda: chain.task_bounties.submit_result(EVE, task_id, honest, codec.multi_signature(honest, EVE)),
             task_id, EVE)
-    status, payload = status_of(chain.task_bounties.tasks(task_id))
-    assert status == "Claimed" and payload["worker"] == BOB.ss58_address
+    status = chain.task_bounties.tasks(task_id).status
+    assert isinstance(status, t.TaskStatus.Claimed) and status.worker == BOB.ss58_address
 
     # the fraudulent claim holds the task until its lease lapses: LeaseExpired and a slash
-    author_blocks_until(chain, payload["lease_until"])
+    author_blocks_until(chain, status.lease_until)
     assert_lease_slashed(chain, before, task_id, claim.block_number)
     chain.task_bounties.cancel_task(ALICE, earlier)
 
@@ -606,7 +600,7 @@ def test_a_copy_of_a_model_already_paid_for_is_refused_and_the_lease_lapse_slash
     claim = chain.task_bounties.claim_task(BOB, task_id)
     copied = paid.to_attestation(task_id, BOB.ss58_address)
     refused(chain, tb.ModelAlreadyRegistered, lambda: submit(chain, task_id, copied), task_id, BOB)
-    author_blocks_until(chain, status_of(chain.task_bounties.tasks(task_id))[1]["lease_until"])
+    author_blocks_until(chain, chain.task_bounties.tasks(task_id).status.lease_until)
     assert_lease_slashed(chain, before, task_id, claim.block_number)
 
 
@@ -619,8 +613,9 @@ def test_double_votes_self_judgement_and_strangers_are_refused(chain, runs, vali
     task_id = post_task(chain, spec, runs.requester)
     before = snapshot(chain)
     attestation = result.to_attestation(task_id, BOB.ss58_address)
-    attestation["metrics"] = [(k, v + 30_000 if k == "accuracy" else v) for k, v in attestation["metrics"]]
-    accept = t.Verdict(accept=True, measured_metric=dict(attestation["metrics"])["accuracy"],
+    attestation = replace(attestation,
+                          metrics=[(k, v + 30_000 if k == b"accuracy" else v) for k, v in attestation.metrics])
+    accept = t.Verdict(accept=True, measured_metric=dict(attestation.metrics)[b"accuracy"],
                        evidence_hash="0x" + "00" * 32)
     vote = lambda key, verdict=accept: chain.task_bounties.submit_verdict(key, task_id, verdict)
     chain.task_bounties.claim_task(BOB, task_id)
@@ -639,7 +634,7 @@ def test_double_votes_self_judgement_and_strangers_are_refused(chain, runs, vali
         refused(chain, tb.NotValidator, lambda: vote(FERDIE), task_id, FERDIE)      # not registered
         # the colluder cannot leave before the result resolves (its vote is pending)
         refused(chain, wk.HasPendingVerdicts, lambda: chain.workers.unregister(EVE), task_id, EVE)
-        assert status_of(chain.task_bounties.tasks(task_id))[0] == "Submitted"
+        assert chain.task_bounties.tasks(task_id).status.name == "Submitted"
         assert chain.best_number() <= receipt.block_number + 6
     outcome = wait_for_outcome(chain, task_id, receipt.block_number, validators)
     assert outcome.name == "WorkerSlashed", outcome
@@ -685,10 +680,11 @@ def test_a_colluding_approval_is_challenged_and_the_larger_quorum_slashes(challe
     task_id = post_task(chain, spec, runs.requester, validators_required=1)
     before = snapshot(chain)
     attestation = result.to_attestation(task_id, BOB.ss58_address)
-    attestation["metrics"] = [(k, v + 30_000 if k == "accuracy" else v) for k, v in attestation["metrics"]]
+    attestation = replace(attestation,
+                          metrics=[(k, v + 30_000 if k == b"accuracy" else v) for k, v in attestation.metrics])
     with validators_held():  # the honest validators are verifying; Eve's accept comes first
         receipt = claim_and_submit(chain, task_id, attestation)
-        chain.task_bounties.submit_verdict(EVE, task_id, t.Verdict(True, dict(attestation["metrics"])["accuracy"],
+        chain.task_bounties.submit_verdict(EVE, task_id, t.Verdict(True, dict(attestation.metrics)[b"accuracy"],
                                                                    "0x" + "00" * 32))
     approved = wait_for_outcome(chain, task_id, receipt.block_number, group, ("ResultApproved",), timeout=10)
     assert approved.worker == BOB.ss58_address
@@ -718,7 +714,7 @@ def test_a_colluding_approval_is_challenged_and_the_larger_quorum_slashes(challe
     # the challenger's deposit was reserved, then returned in full: its reserve is back where it was
     assert_ledger(chain, before, free=free, reserved={BOB: -amount, EVE: -penalty}, stake={BOB: -amount, EVE: -penalty})
     task = chain.task_bounties.tasks(task_id)
-    assert status_of(task)[0] == "Open" and task.attempts == 1 and chain.task_bounties.results(task_id) is None
+    assert task.status == "Open" and task.attempts == 1 and chain.task_bounties.results(task_id) is None
     assert chain.models.models("0x" + result.model_hash) is None
     rep = chain.workers.reputation(BOB.ss58_address)
     assert rep.tasks_rejected == before.reputation[BOB.ss58_address].tasks_rejected + 1
@@ -752,7 +748,7 @@ def test_an_honest_result_is_paid_when_its_challenge_period_ends(challenge_net, 
             task_id, BOB)
     refused(chain, tb.AlreadyVoted,
             lambda: chain.task_bounties.challenge_result(approver, task_id, "0x" + "11" * 32), task_id, approver)
-    assert status_of(chain.task_bounties.tasks(task_id))[0] == "Approved"
+    assert chain.task_bounties.tasks(task_id).status.name == "Approved"
     time.sleep(max(0.0, approved.challenge_until / 1000 - time.time()) + 0.2)
     try:
         finalized = chain.task_bounties.finalize_result(FERDIE, task_id)
@@ -778,17 +774,18 @@ def test_the_worker_cannot_run_out_the_verification_window(chain, runs, validato
     task_id = post_task(chain, spec, runs.requester)
     before = snapshot(chain)
     attestation = result.to_attestation(task_id, BOB.ss58_address)
-    attestation["metrics"] = [(k, v + 30_000 if k == "accuracy" else v) for k, v in attestation["metrics"]]
+    attestation = replace(attestation,
+                          metrics=[(k, v + 30_000 if k == b"accuracy" else v) for k, v in attestation.metrics])
     with validators_held():
         receipt = claim_and_submit(chain, task_id, attestation)
-        verify_until = status_of(chain.task_bounties.tasks(task_id))[1]["verify_until"]
+        verify_until = chain.task_bounties.tasks(task_id).status.verify_until
         assert verify_until == chain.timestamp.now(at=receipt.block_hash) + int(
             chain.constant("TaskBounties", "VerificationGrace"))
         for _ in range(3 * OLD_GRACE_BLOCKS):
             spam = chain.system.remark(BOB, "0x00")
         assert spam.block_number >= receipt.block_number + 3 * OLD_GRACE_BLOCKS
         assert chain.timestamp.now(at=spam.block_hash) < verify_until
-        assert status_of(chain.task_bounties.tasks(task_id))[0] == "Submitted", timeline(chain, receipt.block_number)
+        assert chain.task_bounties.tasks(task_id).status.name == "Submitted", timeline(chain, receipt.block_number)
     outcome = wait_for_outcome(chain, task_id, receipt.block_number, validators)
     assert outcome.name == "WorkerSlashed", (
         f"the fraud escaped: {outcome.name}, verify_until {verify_until}\n{timeline(chain, receipt.block_number)}")
@@ -827,8 +824,8 @@ def test_weights_from_a_training_stopped_early_are_slashed(chain, runs, validato
     trajectory's end, so only the schedule fails; nothing is measured or replayed."""
     half = truncated_run(runs)
 
-    def attested(task_id: int) -> dict:
-        return {**runs.honest().to_attestation(task_id, BOB.ss58_address), **half}
+    def attested(task_id: int) -> t.Attestation:
+        return forged(runs.honest().to_attestation(task_id, BOB.ss58_address), **half)
     task_id, _ = run_to_rejection(chain, validators, runs, runs.spec(), attested,
                                   lambda failed: failed == ["trajectory_schedule", "metric"])
     for name, vote in validators.votes_on(task_id).items():
@@ -843,11 +840,9 @@ def test_a_model_that_is_not_the_end_of_the_trajectory_is_slashed(chain, runs, v
     same run, on any device)."""
     spec, other = runs.spec(), runs.other_order()
 
-    def attested(task_id: int) -> dict:
-        attestation = runs.honest().to_attestation(task_id, BOB.ss58_address)
-        attestation.update(model_hash="0x" + other.model_hash, artifact_uri=other.artifact_uri,
-                           metrics=runs.measure(spec, other.model_hash))
-        return attestation
+    def attested(task_id: int) -> t.Attestation:
+        return forged(runs.honest().to_attestation(task_id, BOB.ss58_address), model_hash="0x" + other.model_hash,
+                      artifact_uri=other.artifact_uri, metrics=runs.measure(spec, other.model_hash))
     task_id, _ = run_to_rejection(chain, validators, runs, spec, attested,
                                   lambda failed: failed == ["final_model", "metric"])
     for name, vote in validators.votes_on(task_id).items():
@@ -865,13 +860,13 @@ def test_a_model_of_another_architecture_is_slashed_and_the_validators_live_on(c
     in tests/unit/test_verification.py)."""
     spec, other = runs.spec(), runs.run("other-architecture", runs.spec(hidden=32))
 
-    def copied(task_id: int) -> dict:
+    def copied(task_id: int) -> t.Attestation:
         return other.to_attestation(task_id, BOB.ss58_address)
     run_to_rejection(chain, validators, runs, spec, copied, another_specs_run)
     relabelled = relabelled_run(runs, other, spec)
 
-    def lying(task_id: int) -> dict:
-        return {**other.to_attestation(task_id, BOB.ss58_address), **relabelled}
+    def lying(task_id: int) -> t.Attestation:
+        return forged(other.to_attestation(task_id, BOB.ss58_address), **relabelled)
     task_id, _ = run_to_rejection(chain, validators, runs, spec, lying,
                                   lambda failed: failed[0] == "metric" and only_segments(failed[1:]))
     for name, vote in validators.votes_on(task_id).items():

@@ -128,12 +128,12 @@ def test_task_create_list_show_cancel(capsys, tmp_path, chain):
     task = chain.task_bounties.tasks(task_id)
     assert task.bounty == 10 * UNIT and task.validators_required == 1 and task.status == "Open"
     # the spec document is in the store under its hash, and says what was asked
-    spec = decode_spec(ArtifactStore(tmp_path / "store").fetch(task.spec.spec_uri, task.spec.spec_hash),
-                       require_canonical=True)
+    raw = ArtifactStore(tmp_path / "store").fetch(task.spec.spec_uri.text, task.spec.spec_hash.hex())
+    spec = decode_spec(raw, require_canonical=True)
     assert spec.recipe == "digits_mlp" and spec.hyperparameters == {"epochs": 2, "lr": 0.01}
     # no --checkpoint-every on a short run (44 steps): a checkpoint after every step
     assert total_steps(spec, ArtifactStore(tmp_path / "store")) == 44 and spec.checkpoint_every == 1
-    assert "0x" + spec.dataset.hash == task.spec.dataset_hash
+    assert spec.dataset.hash == task.spec.dataset_hash.hex()
     assert ArtifactStore(tmp_path / "store").exists(spec.dataset.hash)
 
     code, out, _ = run(capsys, "task", "list")
@@ -170,7 +170,7 @@ def test_task_create_aims_at_64_checkpoints(capsys, tmp_path, chain):
     task_id = create_task(capsys, "--hyperparameters", "epochs=30")
     store = ArtifactStore(tmp_path / "store")
     task = chain.task_bounties.tasks(task_id)
-    spec = decode_spec(store.fetch(task.spec.spec_uri, task.spec.spec_hash))
+    spec = decode_spec(store.fetch(task.spec.spec_uri.text, task.spec.spec_hash.hex()))
     for world_size in (1, 2, 3, 5, 8):
         count = len(checkpoint_schedule(total_steps(spec, store, world_size), spec.checkpoint_every))
         assert 48 <= count <= MAX_CHECKPOINTS, (world_size, count)
@@ -365,7 +365,7 @@ def approved_task(capsys, chain) -> int:
     signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
     chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
     chain.task_bounties.submit_verdict(CHARLIE, task_id, t.Verdict(True, 960_000, "0x" + "22" * 32))
-    assert "Approved" in chain.task_bounties.tasks(task_id).status
+    assert isinstance(chain.task_bounties.tasks(task_id).status, t.TaskStatus.Approved)
     return task_id
 
 
@@ -405,14 +405,14 @@ def test_approved_and_challenged_tasks_shown_finalized_and_challenged(capsys, mo
 
     # another one, unchallenged: once its period is over anyone pays it out
     paid = approved_task(capsys, chain)
-    until = dict(chain.task_bounties.tasks(paid).status["Approved"])["challenge_until"]
+    until = chain.task_bounties.tasks(paid).status.challenge_until
     time.sleep(max(0.0, until / 1000 - time.time()) + 0.2)
     bob_free = chain.system.account(BOB.ss58_address).data.free
     code, out, err = run(capsys, "task", "finalize", str(paid), "--key", "//Ferdie")
     assert code == 0, err
     assert f"task {paid} finalized in block #" in out and f"worker {BOB.ss58_address} paid 9 PARA" in out
     assert chain.system.account(BOB.ss58_address).data.free == bob_free + 9 * UNIT
-    assert "Accepted" in chain.task_bounties.tasks(paid).status
+    assert chain.task_bounties.tasks(paid).status.name == "Accepted"
     code, _, err = run(capsys, "task", "finalize", str(paid), "--key", "//Ferdie")
     assert code == 2 and "already Accepted" in err
 

@@ -136,7 +136,7 @@ async def test_register_assign_claim_progress(registered: DevnetProcess, tmp_pat
         assert o.index.task(task_id).worker == BOB.ss58_address
         assert o.handlers.reservations.holder(task_id, o.handlers.clock()) is None
         chain_task = await asyncio.to_thread(o.chain.task_bounties.tasks, task_id)
-        assert chain_task.status["Claimed"]["worker"] == BOB.ss58_address
+        assert isinstance(chain_task.status, t.TaskStatus.Claimed) and chain_task.status.worker == BOB.ss58_address
 
         # progress: ownership and the relayed heartbeat
         with pytest.raises(NotFound):

@@ -25,6 +25,8 @@ from orchestrator.indexer import Indexer
 from runtime_bindings import Chain, DispatchError, Keypair
 from runtime_bindings.generated import types as t
 
+pytestmark = pytest.mark.slow  # hypothesis drives a devnet through hundreds of extreme calls
+
 U32, U64, U128 = (1 << 32) - 1, (1 << 64) - 1, (1 << 128) - 1
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 FEES = 10**13  # left free for transaction fees (a call costs well under 10^10 planck here)
@@ -99,36 +101,25 @@ def market(devnet: DevnetProcess, tmp_path_factory: pytest.TempPathFactory) -> I
 
 # Field-by-field agreement with storage ------------------------------------------------------------
 
-def _enum(value: Any) -> tuple[str, dict[str, Any]]:
-    if isinstance(value, str):
-        return value, {}
-    (name, payload), = value.items()
-    return name, payload or {}
-
-
-def _hash(value: str) -> bytes:
-    return bytes.fromhex(value[2:])
-
-
 def assert_task_agrees(m: Market, task_id: int) -> TaskView:
     stored = m.chain.task_bounties.tasks(task_id, at=m.index.last_block.hash)
     got = m.index.task(task_id)
     assert stored is not None and got is not None, task_id
     spec, req = stored.spec, stored.spec.requirements
-    status, payload = _enum(stored.status)
-    assert (got.task_id, got.requester, got.status.value) == (task_id, stored.requester, status)
-    assert (got.recipe, got.spec_uri, got.eval_metric) == (spec.recipe, spec.spec_uri, spec.eval_metric)
-    assert (got.spec_hash, got.dataset_hash) == (_hash(spec.spec_hash), _hash(spec.dataset_hash))
+    status = stored.status
+    assert (got.task_id, got.requester, got.status.value) == (task_id, stored.requester, status.name)
+    assert (got.recipe, got.spec_uri, got.eval_metric) == (spec.recipe.text, spec.spec_uri.text, spec.eval_metric.text)
+    assert (got.spec_hash, got.dataset_hash) == (bytes(spec.spec_hash), bytes(spec.dataset_hash))
     assert got.eval_target == spec.eval_target
     r = got.requirements
     assert (r.min_cpus, r.min_gpus, r.min_memory_mb) == (req.min_cpus, req.min_gpus, req.min_memory_mb)
     assert (got.bounty, got.min_stake) == (stored.bounty, stored.min_stake)
     assert (got.deadline, got.validators_required, got.created_at) == (
         stored.deadline, stored.validators_required, stored.created_at)
-    assert (got.worker, got.lease_until) == (payload.get("worker"), payload.get("lease_until"))
+    assert (got.worker, got.lease_until) == (getattr(status, "worker", None), getattr(status, "lease_until", None))
     progress = stored.progress
     assert got.progress_step == (progress.step if progress else 0)
-    assert got.checkpoint_root == (_hash(progress.checkpoint_root) if progress else b"")
+    assert got.checkpoint_root == (bytes(progress.checkpoint_root) if progress else b"")
     return got
 
 
@@ -137,8 +128,8 @@ def assert_worker_agrees(m: Market, who: Keypair) -> WorkerView:
     got = m.index.worker(who.ss58_address)
     assert stored is not None and got is not None, who.ss58_address
     c = stored.capabilities
-    assert got.capabilities == Capabilities(c.cpus, c.gpus, c.gpu_model, c.memory_mb)
-    assert (got.role, got.stake, got.active) == (_enum(stored.role)[0], stored.stake, _enum(stored.status)[0] == "Active")
+    assert got.capabilities == Capabilities(c.cpus, c.gpus, c.gpu_model.text, c.memory_mb)
+    assert (got.role, got.stake, got.active) == (stored.role.name, stored.stake, stored.status == "Active")
     assert got.active_claims == stored.active_claims
     return got
 

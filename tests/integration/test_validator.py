@@ -25,6 +25,7 @@ import contextlib
 import json
 import threading
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -35,6 +36,7 @@ from devnet_process import DevnetProcess
 
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
+from runtime_bindings.values import METRIC_SCALE
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
 from workers.hashing import blake2_256_hex
 from workers.payout import Payouts
@@ -42,6 +44,8 @@ from workers.runner import train_local
 from workers.uri_policy import UriPolicy
 from workers.validator import ValidatorConfig, ValidatorDaemon
 from workers.verification import as_hex, choose_segments
+
+pytestmark = pytest.mark.slow  # trains and runs validator daemons against a devnet
 
 UNIT = 10**12
 BOUNTY = 10 * UNIT
@@ -121,7 +125,7 @@ def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore, validators_req
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
 
 
-def claim_and_submit(chain: Chain, task_id: int, attestation: dict) -> object:
+def claim_and_submit(chain: Chain, task_id: int, attestation: t.Attestation) -> object:
     """The worker's own extrinsics: claim, then the signed attestation."""
     chain.task_bounties.claim_task(BOB, task_id)
     signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
@@ -153,19 +157,19 @@ def votes_on(validators, task_id: int) -> dict[str, dict]:
             for name, d in validators["daemons"].items()}
 
 
-def inflated(attestation: dict) -> dict:
+def inflated(attestation: t.Attestation) -> t.Attestation:
     """The attestation with its accuracy claimed 0.03 higher than measured."""
-    real = dict(attestation["metrics"])["accuracy"]
-    attestation["metrics"] = [(k, min(v + 30_000, 1_000_000) if k == "accuracy" else v)
-                              for k, v in attestation["metrics"]]
-    assert dict(attestation["metrics"])["accuracy"] > real + 100
+    real = dict(attestation.metrics)[b"accuracy"]
+    attestation = replace(attestation, metrics=[(k, min(v + 30_000, METRIC_SCALE) if k == b"accuracy" else v)
+                                                for k, v in attestation.metrics])
+    assert dict(attestation.metrics)[b"accuracy"] > real + 100
     return attestation
 
 
 def test_inflated_metric_is_rejected_by_both_and_the_worker_slashed(chain, trained, validators):
     result, spec = trained["result"], trained["spec"]
     task_id = post_task(chain, spec, trained["requester"])
-    real = dict(result.to_attestation(task_id, BOB.ss58_address)["metrics"])["accuracy"]
+    real = dict(result.to_attestation(task_id, BOB.ss58_address).metrics)[b"accuracy"]
     attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
     stake_before = chain.workers.workers(BOB.ss58_address).stake
     receipt = claim_and_submit(chain, task_id, attestation)
@@ -229,7 +233,7 @@ def test_honest_result_is_accepted_paid_and_registered(chain, trained, validator
     val_before = {k.ss58_address: chain.system.account(k.ss58_address).data.free for k in (CHARLIE, DAVE)}
     alice_reserved = chain.system.account(ALICE.ss58_address).data.reserved
     accepted = wait_for_event(chain, "TaskAccepted", task_id, receipt.block_number)
-    assert accepted.worker == BOB.ss58_address and accepted.model_hash == "0x" + result.model_hash
+    assert accepted.worker == BOB.ss58_address and accepted.model_hash.hex() == result.model_hash
     # the bounty: 90% to the worker, 10% split between the two accepting validators
     assert accepted.validator_reward == BOUNTY // 10 // 2
     assert accepted.worker_reward == BOUNTY - 2 * accepted.validator_reward
@@ -238,7 +242,7 @@ def test_honest_result_is_accepted_paid_and_registered(chain, trained, validator
     verdicts = events_of(chain, "VerdictSubmitted", task_id, receipt.block_number)
     assert len(verdicts) == 2 and all(v.verdict.accept for v in verdicts)
     for v in verdicts:  # each validator: reward in, its verdict fee out
-        assert v.verdict.measured_metric == dict(attestation["metrics"])["accuracy"]
+        assert v.verdict.measured_metric == dict(attestation.metrics)[b"accuracy"]
     for address, before in val_before.items():
         assert chain.system.account(address).data.free > before  # the reward outweighs the verdict's fee
     # the model is on chain (Models pallet), with the attested metrics and lineage
@@ -363,7 +367,7 @@ def test_a_lazy_approval_is_challenged_and_the_challenge_upheld(long_period, tra
     result = trained["result"]
     task_id = post_task(chain, trained["spec"], trained["requester"], validators_required=1)
     attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
-    claimed = dict(attestation["metrics"])["accuracy"]
+    claimed = dict(attestation.metrics)[b"accuracy"]
     accounts = {name: Keypair.create_from_uri(f"//{name}").ss58_address for name in HONEST}
     before = {name: chain.system.account(a).data for name, a in accounts.items()}
     stake_before = chain.workers.workers(BOB.ss58_address).stake

@@ -31,8 +31,11 @@ from forgeries import placeholder_attestation
 
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
+from runtime_bindings.values import METRIC_SCALE
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
-from workers.daemon import DaemonConfig, WorkerDaemon, claim_state
+from workers.daemon import DaemonConfig, WorkerDaemon
+
+pytestmark = pytest.mark.slow  # starts Ray and an orchestrator, and the worker daemon trains
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
@@ -124,7 +127,7 @@ def post_task(chain: Chain, store: ArtifactStore, spec: TaskSpec, *, blocks: int
     assert spec_hash == spec.spec_hash_hex()
     on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
                           dataset_hash="0x" + (dataset_hash or spec.dataset.hash), eval_metric="accuracy",
-                          eval_target=int(EXPECTED * 1_000_000), higher_is_better=True,
+                          eval_target=int(EXPECTED * METRIC_SCALE), higher_is_better=True,
                           requirements=t.Requirements(1, 0, 512), parent_model=None)
     receipt = chain.task_bounties.create_task(ALICE, on_chain, 10 * UNIT, 0, chain.best_number() + blocks, 1, None)
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
@@ -162,7 +165,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 
 
 def status_of(chain: Chain, task_id: int) -> str:
-    return claim_state(chain.task_bounties.tasks(task_id))[0]
+    return chain.task_bounties.tasks(task_id).status.name
 
 
 def reevaluate(store: ArtifactStore, spec: TaskSpec, model_hash: str) -> float:
@@ -214,7 +217,7 @@ def test_task_assigned_trained_on_ray_attested_and_submitted(first_run, chain, r
     assert submitted["task_id"] == task_id
     # on chain: ResultSubmitted by the worker, the task Submitted, the stored attestation as signed
     [event] = events_of(chain, "ResultSubmitted", task_id)
-    assert event.worker == BOB.ss58_address and event.model_hash == "0x" + submitted["model_hash"]
+    assert event.worker == BOB.ss58_address and event.model_hash.hex() == submitted["model_hash"]
     assert status_of(chain, task_id) == "Submitted"
     stored = chain.task_bounties.results(task_id)
     codec = AttestationCodec.from_chain(chain)
@@ -222,14 +225,15 @@ def test_task_assigned_trained_on_ray_attested_and_submitted(first_run, chain, r
     assert codec.verify(attestation, submitted["signature"], BOB.ss58_address)
     assert not codec.verify(attestation, submitted["signature"], ALICE.ss58_address)
     assert codec.verify(stored.attestation, submitted["signature"], BOB.ss58_address)  # what the chain holds
-    assert attestation["dataset_hash"] == "0x" + spec.dataset.hash
+    assert stored.attestation == attestation  # one type from the worker through the chain
+    assert attestation.dataset_hash.hex() == spec.dataset.hash
     # the model reaches the recipe's expected accuracy: by the attested metric and by re-evaluation
-    accuracy = dict(attestation["metrics"])["accuracy"] / 1_000_000
+    accuracy = dict(attestation.metrics)[b"accuracy"] / METRIC_SCALE
     assert accuracy >= EXPECTED, accuracy
     worker_store = first_run["worker_store"]
     assert abs(reevaluate(worker_store, spec, submitted["model_hash"]) - accuracy) < 1e-6
     # two training workers; checkpoints committed by heartbeats; progress reached the orchestrator's relay
-    assert len(attestation["checkpoints"]) == 9  # 16 epochs x 22 steps, every 40 steps
+    assert len(attestation.checkpoints) == 9  # 16 epochs x 22 steps, every 40 steps
     assert events_of(chain, "Heartbeat", task_id), "no heartbeat reached the chain"
     assert json.loads((daemon.state_dir / "status.json").read_text())["tasks_submitted"] == 1
     print(f"first run (refusal + one task): {first_run['seconds']:.1f} s")
@@ -285,7 +289,7 @@ def test_daemon_killed_mid_training_resumes_its_claim(first_run, devnet, chain, 
     assert submitted["task_id"] == task_id and status_of(chain, task_id) == "Submitted"
     assert not events_of(chain, "TaskClaimed", task_id)[1:], "claimed twice"
     assert submitted["model_hash"] == reference["model_hash"]
-    assert submitted["attestation"]["checkpoints"][:len(killed_at)] == ["0x" + h for h in killed_at]
+    assert [h.hex() for h in submitted["attestation"].checkpoints[:len(killed_at)]] == killed_at
     assert submitted["trajectory_root"] == reference["trajectory_root"]
     assert AttestationCodec.from_chain(chain).verify(submitted["attestation"], submitted["signature"],
                                                      BOB.ss58_address)
@@ -349,7 +353,7 @@ def test_restarted_daemon_finalizes_its_approved_result(cluster, requester_store
         orchestrator = OrchestratorProcess(node.ws_url, tmp_path / "index.db").start()
         try:
             task_id = approved_result(chain, requester_store, make_spec(DatasetRef(*digits)))
-            until = chain.task_bounties.tasks(task_id).status["Approved"]["challenge_until"]
+            until = chain.task_bounties.tasks(task_id).status.challenge_until
             config = DaemonConfig(orchestrator=orchestrator.target, chain_url=node.ws_url, key="//Bob",
                                   store=str(tmp_path / "store"), trusted_stores=(requester_store.root,),
                                   state_dir=str(tmp_path / "state"), poll_wait_s=10.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from workers.payout import moment_text, period_left_ms, task_status
+from workers.payout import moment_text, period_left_ms
 
 
 def test_period_left_by_the_later_clock():
@@ -15,10 +15,6 @@ def test_period_left_by_the_later_clock():
     assert period_left_ms(10_000, chain_now_ms=10_000, local_now_ms=0) == 0
 
 
-def test_moment_text_and_status():
+def test_moment_text():
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} \S+", moment_text(1_700_000_000_123))
     assert moment_text(1_700_000_000_123).split(" ")[0].endswith(".123")
-    approved = type("Task", (), {"status": {"Approved": {"worker": "5W", "challenge_until": 7}}})()
-    assert task_status(approved) == ("Approved", {"worker": "5W", "challenge_until": 7})
-    assert task_status(type("Task", (), {"status": "Open"})()) == ("Open", {})
-    assert task_status(None) == ("Missing", {})

@@ -9,15 +9,16 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
-from forgeries import relabel
+from forgeries import forged, relabel
 
+from runtime_bindings.generated.types import Attestation
+from runtime_bindings.values import Bytes
 from workers import ArtifactStore
 from workers.hashing import blake2_256_hex
 from workers.trajectory import merkle_root_hex
 from workers.verification import (
     HOLDOUT_MARGIN_MS,
     Check,
-    as_text,
     await_holdout,
     check_final_model,
     check_trajectory_root,
@@ -51,13 +52,13 @@ def store(tmp_path):
     return ArtifactStore(tmp_path / "store")
 
 
-def attestation_in(store: ArtifactStore, n: int = 5) -> dict:
+def attestation_in(store: ArtifactStore, n: int = 5) -> Attestation:
     model = store.put(b"model weights")
     checkpoints = [store.put(f"checkpoint {i}".encode()) for i in range(n)]
-    return {"task_id": 1, "worker": "5Worker", "model_hash": "0x" + model, "artifact_uri": store.uri(model),
+    return Attestation.from_value({"task_id": 1, "worker": "5Worker", "model_hash": "0x" + model, "artifact_uri": store.uri(model),
             "metrics": [("accuracy", 950_000), ("loss", 150_000)], "trajectory_root": "0x" + merkle_root_hex(checkpoints),
             "checkpoints": ["0x" + h for h in checkpoints], "code_hash": "0x" + "00" * 32,
-            "dataset_hash": "0x" + "11" * 32, "started_ms": 1, "finished_ms": 2}
+            "dataset_hash": "0x" + "11" * 32, "started_ms": 1, "finished_ms": 2})
 
 
 # Hashes -----------------------------------------------------------------------------------------------------
@@ -74,25 +75,22 @@ def test_honest_artifacts_pass_every_hash_check(store):
 
 
 def test_a_trajectory_root_that_does_not_match_the_checkpoints_fails(store):
-    att = attestation_in(store)
-    att["trajectory_root"] = "0x" + merkle_root_hex([H(9), H(8)])
+    att = forged(attestation_in(store), trajectory_root="0x" + merkle_root_hex([H(9), H(8)]))
     check = check_trajectory_root(att)
     assert not check.ok and "does not match" in check.detail["reason"]
     # the same checkpoints in another order: another root
     att = attestation_in(store)
-    att["checkpoints"] = list(reversed(att["checkpoints"]))
-    assert not check_trajectory_root(att).ok
-    att["checkpoints"] = []
-    assert not check_trajectory_root(att).ok
+    assert not check_trajectory_root(forged(att, checkpoints=list(reversed(att.checkpoints)))).ok
+    assert not check_trajectory_root(forged(att, checkpoints=[])).ok
 
 
 def test_verify_hashes_shows_each_verified_document_once(store):
     att = attestation_in(store, 3)
-    os.unlink(store._path(att["checkpoints"][1][2:]))
+    os.unlink(store._path(att.checkpoints[1].hex()))
     seen: list[tuple[str, bytes]] = []
     checks = verify_hashes(att, store, lambda digest, data: seen.append((digest, data)))
     assert [c.name for c in checks] == ["model_hash", "checkpoints", "trajectory_root"]
-    assert [d for d, _ in seen] == [att["model_hash"][2:], att["checkpoints"][0][2:], att["checkpoints"][2][2:]]
+    assert [d for d, _ in seen] == [att.model_hash.hex(), att.checkpoints[0].hex(), att.checkpoints[2].hex()]
     assert all(blake2_256_hex(data) == digest for digest, data in seen)  # verified bytes only
 
 
@@ -100,29 +98,28 @@ def test_verify_hashes_does_not_read_again_what_was_just_copied(store):
     """The validator copies a worker's objects into its store (each verified by hash on the copy and shown
     to on_read then): verify_hashes reads only the others."""
     att = attestation_in(store, 3)
-    copied = {att["model_hash"][2:], att["checkpoints"][1][2:]}
+    copied = {att.model_hash.hex(), att.checkpoints[1].hex()}
     for digest in copied:  # whatever is on disk now is not looked at again
         with open(store._path(digest), "wb") as f:
             f.write(b"overwritten after the verified copy")
     seen: list[str] = []
     checks = verify_hashes(att, store, lambda digest, data: seen.append(digest), verified=copied)
     assert all(c.ok for c in checks), checks
-    assert seen == [att["checkpoints"][0][2:], att["checkpoints"][2][2:]]
+    assert seen == [att.checkpoints[0].hex(), att.checkpoints[2].hex()]
 
 
 def test_model_not_in_the_store_fails(store, tmp_path):
-    att = attestation_in(store)
-    att["model_hash"] = "0x" + blake2_256_hex(b"weights nobody stored")
+    att = forged(attestation_in(store), model_hash="0x" + blake2_256_hex(b"weights nobody stored"))
     [model, *_] = verify_hashes(att, store)
     assert model.name == "model_hash" and not model.ok and "not in the artifact store" in model.detail["reason"]
 
 
 def test_tampered_model_and_checkpoint_fail(store):
     att = attestation_in(store)
-    model = att["model_hash"][2:]
+    model = att.model_hash.hex()
     with open(store._path(model), "wb") as f:  # bytes swapped under the same name
         f.write(b"other weights")
-    checkpoint = att["checkpoints"][2][2:]
+    checkpoint = att.checkpoints[2].hex()
     with open(store._path(checkpoint), "wb") as f:
         f.write(b"another checkpoint")
     by_name = {c.name: c for c in verify_hashes(att, store)}
@@ -133,7 +130,7 @@ def test_tampered_model_and_checkpoint_fail(store):
 
 def test_missing_checkpoint_fails(store):
     att = attestation_in(store)
-    os.unlink(store._path(att["checkpoints"][0][2:]))
+    os.unlink(store._path(att.checkpoints[0].hex()))
     by_name = {c.name: c for c in verify_hashes(att, store)}
     assert not by_name["checkpoints"].ok
 
@@ -142,7 +139,7 @@ def test_artifact_uri_serving_other_bytes_fails(store, tmp_path):
     att = attestation_in(store)
     elsewhere = tmp_path / "elsewhere.bin"
     elsewhere.write_bytes(b"not the model")
-    att["artifact_uri"] = "file://" + str(elsewhere)
+    att = forged(att, artifact_uri="file://" + str(elsewhere))
     by_name = {c.name: c for c in verify_hashes(att, store)}
     assert by_name["model_hash"].ok and not by_name["artifact_uri"].ok
 
@@ -298,10 +295,9 @@ def test_the_holdout_is_awaited_until_the_margin_before_the_window_ends():
 
 
 # Metrics ----------------------------------------------------------------------------------------------------
-def test_claimed_metrics_decode_chain_values():
-    att = {"metrics": [("0x" + b"accuracy".hex(), 950_000), (b"loss", 1)]}
-    assert claimed_metrics(att) == {"accuracy": 950_000, "loss": 1}
-    assert as_text("plain") == "plain"
+def test_claimed_metrics_by_name(store):
+    att = forged(attestation_in(store), metrics=[(Bytes(b"accuracy"), 950_000), (b"\xff", 1)])
+    assert claimed_metrics(att) == {"accuracy": 950_000, "0xff": 1}
 
 
 def test_an_inflated_metric_is_rejected():
@@ -472,7 +468,7 @@ def daemon_for(runs, spot_checks: int = 4):
 def judge(runs, attestation, spot_checks: int = 4):
     spec, store = runs["spec"], runs["store"]
     task = SimpleNamespace(spec=SimpleNamespace(spec_hash="0x" + spec.spec_hash_hex(),
-                                                spec_uri=store.uri(spec.spec_hash_hex()),
+                                                spec_uri=Bytes(store.uri(spec.spec_hash_hex()).encode()),
                                                 higher_is_better=True, eval_target=800_000))
     verdict, segments, _ = daemon_for(runs, spot_checks).verify(1, task, attestation, RANDOMNESS)
     return verdict, segments
@@ -500,7 +496,7 @@ def test_honest_run_is_accepted(runs):
     attestation = runs["result"].to_attestation(1, "5Worker")
     verdict, segments = judge(runs, attestation)
     assert verdict.accept, verdict.reasons
-    assert len(segments) == 4 and verdict.measured_metric == dict(attestation["metrics"])["accuracy"]
+    assert len(segments) == 4 and verdict.measured_metric == dict(attestation.metrics)[b"accuracy"]
     by_name = {c.name: c for c in verdict.checks}
     assert by_name["trajectory_schedule"].detail["steps"] == by_name["trajectory_schedule"].detail["expected_steps"]
     assert by_name["trajectory_schedule"].detail["total_steps"] == by_name["trajectory_schedule"].detail["steps"][-1]
@@ -509,8 +505,9 @@ def test_honest_run_is_accepted(runs):
 
 def test_inflated_metric_is_rejected_with_the_real_measurement(runs):
     attestation = runs["result"].to_attestation(1, "5Worker")
-    real = dict(attestation["metrics"])["accuracy"]
-    attestation["metrics"] = [(k, v + 20_000 if k == "accuracy" else v) for k, v in attestation["metrics"]]
+    real = dict(attestation.metrics)[b"accuracy"]
+    attestation = forged(attestation,
+                         metrics=[(k, v + 20_000 if k == b"accuracy" else v) for k, v in attestation.metrics])
     verdict, _ = judge(runs, attestation)
     assert not verdict.accept and verdict.measured_metric == real
     assert failed(verdict) == ["metric"]
@@ -518,7 +515,7 @@ def test_inflated_metric_is_rejected_with_the_real_measurement(runs):
 
 def test_trajectory_root_not_matching_the_checkpoints_is_rejected(runs):
     attestation = runs["result"].to_attestation(1, "5Worker")
-    attestation["trajectory_root"] = "0x" + runs["other"].trajectory_root
+    attestation = forged(attestation, trajectory_root="0x" + runs["other"].trajectory_root)
     verdict, _ = judge(runs, attestation)
     assert not verdict.accept and any(r.startswith("trajectory_root") for r in verdict.reasons)
 
@@ -529,9 +526,9 @@ def test_a_training_stopped_early_is_rejected_without_replaying(runs):
     honest = runs["result"]
     kept = honest.checkpoints[:len(honest.checkpoints) // 2]
     model = model_from_checkpoint(runs, kept[-1])
-    attestation = {**honest.to_attestation(1, "5Worker"), "model_hash": "0x" + model,
-                   "artifact_uri": runs["store"].uri(model), "metrics": true_metrics(runs, model),
-                   "trajectory_root": "0x" + merkle_root_hex(kept), "checkpoints": ["0x" + h for h in kept]}
+    attestation = forged(honest.to_attestation(1, "5Worker"), model_hash="0x" + model,
+                         artifact_uri=runs["store"].uri(model), metrics=true_metrics(runs, model),
+                         trajectory_root="0x" + merkle_root_hex(kept), checkpoints=["0x" + h for h in kept])
     verdict, segments = judge(runs, attestation)
     assert not verdict.accept and segments == [] and verdict.measured_metric == 0
     assert failed(verdict) == ["trajectory_schedule", "metric"]  # the model is its trajectory's end: final_model ok
@@ -544,8 +541,8 @@ def test_a_model_that_is_not_the_end_of_the_trajectory_is_rejected(runs):
     another data order's final model), each with its true metric."""
     honest = runs["result"]
     for model in (model_from_checkpoint(runs, honest.checkpoints[1]), runs["other_order"].model_hash):
-        attestation = {**honest.to_attestation(1, "5Worker"), "model_hash": "0x" + model,
-                       "artifact_uri": runs["store"].uri(model), "metrics": true_metrics(runs, model)}
+        attestation = forged(honest.to_attestation(1, "5Worker"), model_hash="0x" + model,
+                             artifact_uri=runs["store"].uri(model), metrics=true_metrics(runs, model))
         verdict, segments = judge(runs, attestation)
         assert not verdict.accept and segments == []
         assert failed(verdict) == ["final_model", "metric"], verdict.reasons
@@ -555,8 +552,8 @@ def test_checkpoints_of_another_spec_are_rejected(runs):
     """The final model is honest, but the trajectory (and its root, consistently) is another task's run."""
     attestation = runs["result"].to_attestation(1, "5Worker")
     other = runs["other"]
-    attestation["checkpoints"] = ["0x" + h for h in other.checkpoints]
-    attestation["trajectory_root"] = "0x" + other.trajectory_root
+    attestation = forged(attestation, checkpoints=["0x" + h for h in other.checkpoints],
+                         trajectory_root="0x" + other.trajectory_root)
     verdict, segments = judge(runs, attestation)
     assert not verdict.accept and segments == []
     assert failed(verdict) == ["trajectory_schedule", "final_model", "metric"]
@@ -572,10 +569,10 @@ def test_checkpoints_from_another_data_order_fail_the_replay(runs):
     assert failed(verdict) == [f"segment[{i}]" for i in segments] and len(segments) == 4
 
 
-def relabelled(runs, result) -> dict:
+def relabelled(runs, result) -> Attestation:
     """`result`'s artifacts with their metadata naming the task's spec (a worker lying in its metadata)."""
-    return {**result.to_attestation(1, "5Worker"),
-            **relabel(runs["store"], result.checkpoints, result.model_hash, runs["spec"].spec_hash_hex())}
+    return forged(result.to_attestation(1, "5Worker"),
+                  **relabel(runs["store"], result.checkpoints, result.model_hash, runs["spec"].spec_hash_hex()))
 
 
 def test_weights_of_another_architecture_fail_the_checks_never_the_validator(runs):
@@ -597,8 +594,8 @@ def test_a_model_that_is_not_ptts1_is_rejected_and_measuring_it_is_a_failed_chec
 
     store = runs["store"]
     junk = store.put(b"\x80\x04 a pickle, say")
-    attestation = {**runs["result"].to_attestation(1, "5Worker"), "model_hash": "0x" + junk,
-                   "artifact_uri": store.uri(junk)}
+    attestation = forged(runs["result"].to_attestation(1, "5Worker"), model_hash="0x" + junk,
+                         artifact_uri=store.uri(junk))
     verdict, _ = judge(runs, attestation)
     assert failed(verdict) == ["final_model", "metric"]
     [final] = [c for c in verdict.checks if c.name == "final_model"]
@@ -608,8 +605,8 @@ def test_a_model_that_is_not_ptts1_is_rejected_and_measuring_it_is_a_failed_chec
 
 
 def test_model_not_in_store_is_rejected_without_measuring(runs):
-    attestation = runs["result"].to_attestation(1, "5Worker")
-    attestation["model_hash"] = "0x" + blake2_256_hex(b"never stored")
+    attestation = forged(runs["result"].to_attestation(1, "5Worker"),
+                         model_hash="0x" + blake2_256_hex(b"never stored"))
     verdict, segments = judge(runs, attestation)
     assert not verdict.accept and segments == [] and verdict.measured_metric == 0
     assert any(r.startswith("model_hash") for r in verdict.reasons)
@@ -622,19 +619,22 @@ def test_revealed_holdout_is_measured_against_the_target(runs):
     attestation = runs["result"].to_attestation(1, "5Worker")
     daemon = ValidatorDaemon(ValidatorConfig(chain_url="ws://unused", key="//Charlie", spot_checks=1), store=store)
     task = SimpleNamespace(spec=SimpleNamespace(spec_hash="0x" + spec.spec_hash_hex(),
-                                                spec_uri=store.uri(spec.spec_hash_hex()),
+                                                spec_uri=Bytes(store.uri(spec.spec_hash_hex()).encode()),
                                                 higher_is_better=True, eval_target=800_000))
     size = len(store.get(spec.dataset.hash))
     # the requester's data stands for the holdout: the commitment binds its hash and size
-    holdout = SimpleNamespace(holdout_uri=spec.dataset.uri, holdout_hash="0x" + spec.dataset.hash, holdout_size=size)
+    holdout = SimpleNamespace(holdout_uri=Bytes(spec.dataset.uri.encode()), holdout_hash="0x" + spec.dataset.hash,
+                              holdout_size=size)
     verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, holdout)
     [check] = [c for c in verdict.checks if c.name == "holdout"]
     assert check.ok and verdict.accept, verdict.reasons
     elsewhere = "file://" + str(store.uri(spec.dataset.hash).removeprefix("file://")) + ".copy"
-    for unusable in (SimpleNamespace(holdout_uri="file:///nonexistent/holdout.ptts", holdout_hash="0x" + "11" * 32,
+    for unusable in (SimpleNamespace(holdout_uri=Bytes(b"file:///nonexistent/holdout.ptts"),
+                                     holdout_hash="0x" + "11" * 32, holdout_size=10),
+                     SimpleNamespace(holdout_uri=Bytes(b"file:///dev/zero"), holdout_hash="0x" + "22" * 32,
                                      holdout_size=10),
-                     SimpleNamespace(holdout_uri="file:///dev/zero", holdout_hash="0x" + "22" * 32, holdout_size=10),
-                     SimpleNamespace(holdout_uri=elsewhere, holdout_hash="0x" + "33" * 32, holdout_size=size - 1)):
+                     SimpleNamespace(holdout_uri=Bytes(elsewhere.encode()), holdout_hash="0x" + "33" * 32,
+                                     holdout_size=size - 1)):
         verdict, _, _ = daemon.verify(1, task, attestation, RANDOMNESS, unusable)
         [check] = [c for c in verdict.checks if c.name == "holdout"]
         assert check.ok and "skipped" in check.detail, check  # the requester's failure never costs the worker

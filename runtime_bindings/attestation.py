@@ -14,6 +14,7 @@ worker's 32-byte public key). The SCALE type is taken from the runtime metadata
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,14 @@ from substrateinterface import Keypair, KeypairType
 from substrateinterface.utils.ss58 import ss58_decode
 
 from runtime_bindings.base import to_scale_value
+from runtime_bindings.generated.types import Attestation, MultiSignature
 from runtime_bindings.metadata import MetadataIndex, v14_of
 
 if TYPE_CHECKING:
     from runtime_bindings.client import Chain
 
+AttestationValue = Attestation | Mapping[str, object]
+SignatureValue = MultiSignature | Mapping[str, str | bytes] | tuple[str, str | bytes] | bytes | str
 ATTESTATION_CONTEXT = b"paratrain/attestation/v1"
 PALLET, CALL, ARGUMENT = "TaskBounties", "submit_result", "attestation"
 ATTESTATION_FIELDS = ("task_id", "worker", "model_hash", "artifact_uri", "metrics", "trajectory_root",
@@ -70,8 +74,9 @@ class AttestationCodec:
         return cls(config, type_string)
 
     # Codec --------------------------------------------------------------------------------------
-    def encode(self, attestation: Any) -> bytes:
-        """SCALE bytes of an attestation given as a dict or dataclass (e.g. generated types.Attestation)."""
+    def encode(self, attestation: AttestationValue) -> bytes:
+        """SCALE bytes of an attestation: the generated types.Attestation (what workers build and the chain
+        gives back), or scalecodec's plain form of it (a stand-in type's value)."""
         value = to_scale_value(attestation)
         obj = self.config.create_scale_object(self.type_string)
         return bytes(obj.encode(value).data)
@@ -80,21 +85,22 @@ class AttestationCodec:
         obj = self.config.create_scale_object(self.type_string, data=ScaleBytes(bytes(data)))
         return obj.decode()
 
-    def payload(self, attestation: Any) -> bytes:
+    def payload(self, attestation: AttestationValue) -> bytes:
         """The exact message that is signed: the context prefix and the SCALE encoding."""
         return signing_payload(self.encode(attestation))
 
-    def sign(self, attestation: Any, keypair: Keypair) -> bytes:
+    def sign(self, attestation: AttestationValue, keypair: Keypair) -> bytes:
         return sign_attestation(self.encode(attestation), keypair)
 
-    def multi_signature(self, attestation: Any, keypair: Keypair) -> dict[str, str]:
+    def multi_signature(self, attestation: AttestationValue, keypair: Keypair) -> dict[str, str]:
         """The signature as the `signature: MultiSignature` argument of submit_result."""
         scheme = {KeypairType.SR25519: "Sr25519", KeypairType.ED25519: "Ed25519"}.get(keypair.crypto_type)
         if scheme is None:
             raise ValueError("attestations are signed with sr25519 or ed25519 keys")
         return {scheme: "0x" + self.sign(attestation, keypair).hex()}
 
-    def verify(self, attestation: Any, signature: Any, signer: bytes | str, scheme: str | None = None) -> bool:
+    def verify(self, attestation: AttestationValue, signature: SignatureValue, signer: bytes | str,
+               scheme: str | None = None) -> bool:
         return verify_attestation(self.encode(attestation), signature, signer, scheme)
 
 
@@ -117,9 +123,12 @@ def _public_key(signer: bytes | str | Keypair) -> bytes:
     return bytes.fromhex(ss58_decode(signer))
 
 
-def _signature(signature: Any, scheme: str | None) -> list[tuple[str, bytes]]:
-    """(scheme, 64 bytes) candidates from a MultiSignature dict/tuple, raw bytes or 0x-hex."""
-    if isinstance(signature, dict) and len(signature) == 1:
+def _signature(signature: SignatureValue, scheme: str | None) -> list[tuple[str, bytes]]:
+    """(scheme, 64 bytes) candidates from a MultiSignature (as the chain stores it, or its dict/tuple form),
+    raw bytes or 0x-hex."""
+    if isinstance(signature, MultiSignature):
+        scheme, signature = signature.name, signature.field_0
+    elif isinstance(signature, dict) and len(signature) == 1:
         scheme, signature = next(iter(signature.items()))
     elif isinstance(signature, (tuple, list)) and len(signature) == 2 and isinstance(signature[0], str):
         scheme, signature = signature
@@ -127,7 +136,7 @@ def _signature(signature: Any, scheme: str | None) -> list[tuple[str, bytes]]:
     return [(scheme, raw)] if scheme else [("Sr25519", raw), ("Ed25519", raw)]
 
 
-def verify_attestation(encoded_attestation: bytes, signature: Any, signer: bytes | str | Keypair,
+def verify_attestation(encoded_attestation: bytes, signature: SignatureValue, signer: bytes | str | Keypair,
                        scheme: str | None = None) -> bool:
     """True if `signature` (MultiSignature, raw or hex) is `signer`'s over the attestation.
 

@@ -90,3 +90,15 @@ def test_a_typed_attestation_encodes_as_its_scalecodec_form() -> None:
 
 def test_metrics_are_micro_units() -> None:
     assert round(0.97 * METRIC_SCALE) == 970_000
+
+
+def test_a_stored_multisignature_verifies_as_its_dict_form() -> None:
+    typed = t.Attestation.from_value({"task_id": 1, "worker": ALICE.ss58_address, "model_hash": "0x" + "11" * 32,
+                                      "artifact_uri": "u", "metrics": [], "trajectory_root": "0x" + "22" * 32,
+                                      "checkpoints": [], "code_hash": "0x" + "33" * 32,
+                                      "dataset_hash": "0x" + "44" * 32, "started_ms": 1, "finished_ms": 2})
+    codec = devnet_codec()
+    signature = t.MultiSignature.from_value(codec.multi_signature(typed, ALICE))
+    assert isinstance(signature, t.MultiSignature.Sr25519)
+    assert codec.verify(typed, signature, ALICE.ss58_address)
+    assert not codec.verify(typed, t.MultiSignature.Ed25519(signature.field_0), ALICE.ss58_address)

@@ -76,3 +76,25 @@ def encode_metadata(runtime: Runtime) -> bytes:
     config.update_type_registry(load_type_registry_preset("core"))
     obj = config.create_scale_object("MetadataVersioned")
     return bytes(obj.encode(metadata_value(runtime)).data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devnet.metadata`: the runtime's metadata as SCALE bytes, for runtime_bindings.codegen,
+    which takes devnet's metadata only as data (the two packages are siblings in the layers)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m devnet.metadata", description="write devnet's metadata V14")
+    parser.add_argument("--out", metavar="FILE", help="write it here (default: standard output)")
+    args = parser.parse_args(argv)
+    raw = encode_metadata(Runtime())
+    if args.out:
+        with open(args.out, "wb") as f:
+            f.write(raw)
+    else:
+        sys.stdout.buffer.write(raw)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

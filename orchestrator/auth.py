@@ -49,9 +49,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 from orchestrator.errors import ResourceExhausted, Unauthenticated
-from scalecodec.utils.ss58 import ss58_decode, ss58_encode
-
-from devnet.crypto import verify_signature
+from runtime_bindings.primitives import ss58_decode, ss58_encode, verify_signature
 from runtime_bindings.scale import encode_compact
 
 DOMAIN = b"paratrain/grpc/v1"

@@ -39,7 +39,7 @@ import grpc
 from orchestrator import errors, serde
 from orchestrator.auth import HEADER_NONCE, sign_message, sign_request
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
-from paratrain.v1 import task_pb2, task_pb2_grpc, worker_pb2
+from paratrain_api.v1 import task_pb2, task_pb2_grpc, worker_pb2
 
 _WORKER = "/paratrain.v1.WorkerService/"
 

@@ -13,7 +13,8 @@ File (TOML; JSON has the same keys):
     client_ca = "ca.pem"       # set: mTLS (client certificates required)
 
 Environment: PARATRAIN_ORCHESTRATOR_CHAIN_URL, _LISTEN, _DB_PATH, _METRICS_PORT, _TLS_CERT ... (the field
-name upper-cased), and PARATRAIN_ORCHESTRATOR_CONFIG for the file.
+name upper-cased), and PARATRAIN_ORCHESTRATOR_CONFIG for the file. $PARATRAIN_CHAIN, which every paratrain
+command reads, is the chain URL when PARATRAIN_ORCHESTRATOR_CHAIN_URL is not set.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from paratrain_api.endpoints import CHAIN_ENV, DEFAULT_CHAIN_URL
+
 ENV_PREFIX = "PARATRAIN_ORCHESTRATOR_"
 
 
@@ -34,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class OrchestratorConfig:
-    chain_url: str = "ws://127.0.0.1:9944"
+    chain_url: str = DEFAULT_CHAIN_URL
     listen: str = "127.0.0.1:50051"
     db_path: str = "orchestrator.db"
     metrics_port: int = 9615  # 0: no metrics endpoint
@@ -130,7 +133,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 
 def from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    raw = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG"}
+    """The PARATRAIN_ORCHESTRATOR_* settings, over $PARATRAIN_CHAIN: the orchestrator follows the chain the
+    other commands of the same shell or pod use unless it is told otherwise."""
+    raw: dict[str, Any] = {"chain_url": env[CHAIN_ENV]} if env.get(CHAIN_ENV) else {}
+    raw.update({k[len(ENV_PREFIX):]: v for k, v in env.items()
+                if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG"})
     return _normalise(raw, "the environment")
 
 

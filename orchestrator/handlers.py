@@ -74,7 +74,7 @@ class ExtrinsicDecoder:
         self._ready = False
 
     def decode(self, raw: bytes) -> DecodedExtrinsic:
-        from scalecodec.base import ScaleBytes
+        from runtime_bindings.primitives import decode_scale
 
         if not self._ready:
             # through Chain (init_runtime under Chain._run): a connection lost meanwhile (e.g. the node
@@ -84,9 +84,7 @@ class ExtrinsicDecoder:
         with self.chain.lock:
             si = self.chain.substrate
             try:
-                obj = si.runtime_config.create_scale_object("Extrinsic", data=ScaleBytes(bytes(raw)),
-                                                            metadata=si.metadata)
-                value = obj.decode(check_remaining=True)
+                value = decode_scale(si.runtime_config, "Extrinsic", raw, si.metadata)
             except Exception as exc:  # noqa: BLE001 - scalecodec raises many kinds
                 raise InvalidArgument(f"not an extrinsic of this chain: {type(exc).__name__}: {exc}") from None
         call = value.get("call") or {}

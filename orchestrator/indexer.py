@@ -326,9 +326,8 @@ class Indexer:
                   if r.event.pallet == "TaskBounties" and r.event.name == "TaskCreated"]
         if not wanted or not self._range_reads:
             return {}
-        from scalecodec.base import ScaleBytes
-
         from runtime_bindings.fastscale import decode_all
+        from runtime_bindings.primitives import decode_scale
 
         numbers = {b.hash: b.number for b in blocks}
         try:
@@ -366,9 +365,7 @@ class Indexer:
                     except (ValueError, IndexError, KeyError, TypeError):
                         pass  # scalecodec says what is wrong with it
                 with chain.lock:
-                    obj = config.create_scale_object(value_type, data=ScaleBytes(value), metadata=metadata)
-                    obj.decode(check_remaining=True)
-                out[(number, tid)] = decode(obj.value)
+                    out[(number, tid)] = decode(decode_scale(config, value_type, value, metadata))
             return out
         except ConnectionLost:
             raise
@@ -452,7 +449,7 @@ def _converted(convert: Callable[[Any, Any], Any], key: Any, number: int, read: 
 def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:
     """Storage keys of TaskBounties.Tasks entries: the map's prefix and hasher taken from the first key
     substrate-interface builds, the rest computed directly (SCALE u64 key), checked against it."""
-    from devnet.crypto import HASHERS
+    from runtime_bindings.primitives import STORAGE_HASHERS
 
     def make(tid: int) -> str:
         return "0x" + si.create_storage_key("TaskBounties", "Tasks", [tid]).to_hex().removeprefix("0x")
@@ -460,7 +457,7 @@ def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:
     ids = list(dict.fromkeys(task_ids))
     first = make(ids[0])
     hashers = si.metadata.get_metadata_pallet("TaskBounties").get_storage_function("Tasks").get_param_hashers()
-    hasher = HASHERS.get(hashers[0]) if hashers and len(hashers) == 1 else None
+    hasher = STORAGE_HASHERS.get(hashers[0]) if hashers and len(hashers) == 1 else None
     if hasher is None:
         return {tid: make(tid) for tid in ids}
     prefix = bytes.fromhex(first[2:])[:32]

@@ -26,7 +26,7 @@ from orchestrator.domain import (
     WorkerView,
 )
 from orchestrator.errors import InvalidArgument
-from paratrain.v1 import common_pb2, task_pb2, worker_pb2
+from paratrain_api.v1 import common_pb2, task_pb2, worker_pb2
 
 # Request bounds (the server refuses anything beyond them with INVALID_ARGUMENT).
 MAX_WAIT_MS = 3_600_000

@@ -49,7 +49,7 @@ from orchestrator import serde
 from orchestrator.api import TaskApi, WorkerApi
 from orchestrator.auth import SKEW_S, Caller, RateLimiter, ReplayCache, Verifier
 from orchestrator.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
-from paratrain.v1 import task_pb2, task_pb2_grpc, worker_pb2, worker_pb2_grpc
+from paratrain_api.v1 import task_pb2, task_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -79,8 +79,18 @@ class DemoOptions:
 
 
 # Command line ------------------------------------------------------------------------------------
+def register(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="run the whole market once: devnet, orchestrator, Ray, a worker and "
+                                            "validators; one digits task posted, trained, verified and paid")
+    add_demo_arguments(demo).set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo)."""
+    return run_demo(options=options_from_args(args))
+
+
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of `paratrain demo` (shared by paratrain.cli and `python -m paratrain.demo`)."""
     parser.add_argument("--port", type=port_or_any, default=0, help="devnet port (default: any free port)")
     parser.add_argument("--epochs", type=positive, default=DEFAULT_EPOCHS,
                         help=f"training epochs of the digits classifier (default {DEFAULT_EPOCHS})")
@@ -342,7 +352,9 @@ class Demo:
 
     # Output ----------------------------------------------------------------------------------
     def say(self, text: str, mark: str = "[green]✓[/green]") -> None:
-        self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim] {mark} {text}", highlight=False)
+        # soft_wrap: a line (a failure's message above all) stays one line at any terminal width
+        self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim] {mark} {text}", highlight=False,
+                           soft_wrap=True)
 
     # Set-up ----------------------------------------------------------------------------------
     def run(self, stack: ExitStack) -> int:
@@ -837,17 +849,3 @@ def _quiet_libraries() -> Callable[[], None]:
                 os.environ[k] = v
     return restore
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="paratrain demo", description="the whole market in one command")
-    add_demo_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run_demo(options=options_from_args(args))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,11 @@
 """Generate the typed layer (runtime_bindings/generated/) from runtime metadata V14.
 
-    python -m runtime_bindings.codegen            # from devnet's runtime (no node needed)
-    python -m runtime_bindings.codegen --url ws://127.0.0.1:9944   # from a running node
-    python -m runtime_bindings.codegen --check    # exit 1 if the checked-in files are stale
+    python -m devnet.metadata | python -m runtime_bindings.codegen --metadata -   # devnet's runtime, no node
+    python -m runtime_bindings.codegen --url ws://127.0.0.1:9944                  # from a running node
+    python -m devnet.metadata | python -m runtime_bindings.codegen --metadata - --check   # exit 1 if stale
+
+The metadata is the only thing the bindings take from devnet: they are siblings in the layers
+(pyproject.toml, [tool.importlinter]), so devnet's runtime hands it over as bytes, never as an import.
 
 Output, one module per pallet plus ``types.py`` (the named composite types) and
 ``__init__.py``: dataclasses for call arguments (``TransferKeepAliveCall``), event
@@ -518,13 +521,6 @@ def generate(raw_metadata: bytes) -> dict[str, str]:
     return files
 
 
-def devnet_metadata() -> bytes:
-    from devnet.metadata import encode_metadata
-    from devnet.runtime.runtime import Runtime
-
-    return encode_metadata(Runtime())
-
-
 def node_metadata(url: str) -> bytes:
     from substrateinterface import SubstrateInterface
 
@@ -551,17 +547,18 @@ def drift(files: dict[str, str], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime_bindings.codegen", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="read metadata from this node instead of devnet's runtime")
-    parser.add_argument("--metadata", type=Path, help="read SCALE-encoded metadata from this file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="read metadata from this node")
+    source.add_argument("--metadata", type=Path,
+                        help="read SCALE-encoded metadata from this file (-: standard input, e.g. from "
+                             "`python -m devnet.metadata`)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default {OUT_DIR})")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the files are stale")
     args = parser.parse_args(argv)
     if args.url:
         raw = node_metadata(args.url)
-    elif args.metadata:
-        raw = args.metadata.read_bytes()
     else:
-        raw = devnet_metadata()
+        raw = sys.stdin.buffer.read() if str(args.metadata) == "-" else args.metadata.read_bytes()
     files = generate(raw)
     if args.check:
         stale = drift(files, args.out)

@@ -796,8 +796,3 @@ def _memory_mb() -> int:
     except (ValueError, OSError, AttributeError):
         return 4096
 
-
-if __name__ == "__main__":
-    from workers.daemon_cli import add_worker_arguments, run_worker, standalone
-
-    raise SystemExit(standalone("paratrain worker", add_worker_arguments, run_worker))

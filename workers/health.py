@@ -10,7 +10,7 @@
 - ``/healthz`` (liveness) answers 200 while the daemon's main loop has shown progress (any event) within
   ``liveness_timeout_s``, else 503: a wedged loop gets the pod restarted. The timeout must be long (the
   command line's default is 600 s) because a loop is legitimately silent while it fetches a large data set
-  or verifies one heavy result. The defaults and ports live with the command line (workers.daemon_cli),
+  or verifies one heavy result. The defaults and ports live with the command line (paratrain.commands.daemons),
   which keeps prometheus_client out of `paratrain`'s start-up.
 - ``/readyz`` (readiness) answers 200 once the daemon is connected (the worker: to the chain and the
   orchestrator, which answered its last poll), its last successful chain contact is at most

@@ -206,8 +206,9 @@ def _from_pkcs8(pkcs8: bytes, crypto: int, address: Any) -> Keypair:
     """The keypair from the decrypted PKCS#8 body, its public key checked against the secret's own."""
     import ed25519_zebra
     import sr25519
-    from scalecodec.utils.ss58 import get_ss58_format
     from substrateinterface.utils.encrypted_json import decode_pkcs8
+
+    from runtime_bindings.primitives import get_ss58_format
 
     try:
         secret, public = decode_pkcs8(pkcs8)

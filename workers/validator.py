@@ -681,8 +681,3 @@ class ValidatorDaemon(Observable):
         self.verdicts.append(vote)
         self._notify("vote", **vote)
 
-
-if __name__ == "__main__":
-    from workers.daemon_cli import add_validator_arguments, run_validator, standalone
-
-    raise SystemExit(standalone("paratrain validator", add_validator_arguments, run_validator))

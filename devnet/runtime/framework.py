@@ -172,7 +172,10 @@ class Pallet:
     module: ClassVar[str]  # Rust crate path, e.g. "pallet_balances": the prefix of the type paths
     events: ClassVar[tuple[EventDef, ...]] = ()
     errors: ClassVar[tuple[ErrorDef, ...]] = ()
-    constants: ClassVar[tuple[Constant, ...]] = ()
+    # Per instance: a pallet sets its constants in __init__ from its parameters, so two runtimes with
+    # different settings in one process (a test's devnet beside another's) each keep their own. The class
+    # default serves pallets whose constants take no parameters.
+    constants: tuple[Constant, ...] = ()
 
     storage_items: ClassVar[tuple[StorageItem, ...]]
     calls: ClassVar[tuple[CallDef, ...]]
@@ -226,9 +229,8 @@ class Pallet:
     def error(cls, name: str) -> ModuleError:
         return ModuleError(cls.index, cls._error_index[name], cls.name, name)
 
-    @classmethod
-    def constant(cls, name: str) -> Any:
-        for c in cls.constants:
+    def constant(self, name: str) -> Any:
+        for c in self.constants:
             if c.name == name:
                 return c.value
         raise KeyError(name)

@@ -34,6 +34,7 @@ def default_keystore_dir() -> Path:
 
 def register(commands: argparse._SubParsersAction) -> None:
     account = commands.add_parser("account", help="create keys, show balances, transfer tokens")
+    account.set_defaults(run=run)
     sub = account.add_subparsers(dest="account_command", required=True)
 
     new = sub.add_parser("new", help="generate a key (from a new mnemonic) and write it to a keystore file (0600), "
@@ -149,7 +150,7 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from scalecodec.utils.ss58 import ss58_encode
+    from runtime_bindings.primitives import ss58_encode
 
     from workers.keys import crypto_name
 

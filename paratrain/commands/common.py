@@ -17,10 +17,10 @@ from rich.markup import escape
 
 from paratrain.argtypes import BALANCE_DECIMALS, Amount, add_key_arguments
 from paratrain.cli import CliError
+from paratrain_api.endpoints import CHAIN_ENV, DEFAULT_CHAIN_URL
 
-DEFAULT_CHAIN = "ws://127.0.0.1:9944"
 DEFAULT_ORCHESTRATOR = "127.0.0.1:50051"
-CHAIN_ENV, ORCH_ENV = "PARATRAIN_CHAIN", "PARATRAIN_ORCHESTRATOR"
+ORCH_ENV = "PARATRAIN_ORCHESTRATOR"
 
 
 def out() -> Console:
@@ -35,7 +35,7 @@ def err() -> Console:
 # Arguments ----------------------------------------------------------------------------------------
 def add_chain_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain", metavar="URL", default=None,
-                        help=f"node WebSocket URL (default ${CHAIN_ENV} or {DEFAULT_CHAIN})")
+                        help=f"node WebSocket URL (default ${CHAIN_ENV} or {DEFAULT_CHAIN_URL})")
 
 
 def add_key_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -54,7 +54,7 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def chain_url(args: argparse.Namespace) -> str:
-    return getattr(args, "chain", None) or os.environ.get(CHAIN_ENV) or DEFAULT_CHAIN
+    return getattr(args, "chain", None) or os.environ.get(CHAIN_ENV) or DEFAULT_CHAIN_URL
 
 
 def orchestrator_target(args: argparse.Namespace) -> str:
@@ -91,7 +91,7 @@ def _ask_password(path: Path) -> str:
 
 
 def check_address(address: str, ss58_format: int | None = None) -> str:
-    from scalecodec.utils.ss58 import ss58_decode, ss58_encode
+    from runtime_bindings.primitives import ss58_decode, ss58_encode
 
     try:
         public = ss58_decode(address)

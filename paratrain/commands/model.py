@@ -22,6 +22,7 @@ from runtime_bindings.values import METRIC_SCALE
 
 def register(commands: argparse._SubParsersAction) -> None:
     model = commands.add_parser("model", help="inspect and download registered models")
+    model.set_defaults(run=run)
     sub = model.add_subparsers(dest="model_command", required=True)
 
     show = sub.add_parser("show", help="the on-chain model record")

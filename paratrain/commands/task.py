@@ -36,6 +36,7 @@ STATUSES = ("Open", "Claimed", "Submitted", "Accepted", "Expired", "Cancelled", 
 
 def register(commands: argparse._SubParsersAction) -> None:
     task = commands.add_parser("task", help="post, list, inspect, watch and cancel training tasks")
+    task.set_defaults(run=run)
     sub = task.add_subparsers(dest="task_command", required=True)
 
     create = sub.add_parser("create", help="store the spec document and data set, post the task with its bounty")

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from paratrain.cli import main
-from paratrain.v1 import common_pb2, task_pb2, task_pb2_grpc
+from paratrain_api.v1 import common_pb2, task_pb2, task_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")

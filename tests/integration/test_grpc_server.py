@@ -22,7 +22,7 @@ from orchestrator.domain import (Assignment, Capabilities, ProgressUpdate, Requi
                                  TaskView, WorkerView)
 from orchestrator.errors import (ApiError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated)
 from orchestrator.server import ServerLimits, TlsConfig, build_server
-from paratrain.v1 import task_pb2, worker_pb2
+from paratrain_api.v1 import task_pb2, worker_pb2
 
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")

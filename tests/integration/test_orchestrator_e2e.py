@@ -37,7 +37,7 @@ from orchestrator_process import (
 
 from orchestrator import auth
 from orchestrator.client import TaskClient, WorkerClient
-from paratrain.v1 import worker_pb2
+from paratrain_api.v1 import worker_pb2
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated.task_bounties import ClaimTaskCall, ReleaseClaimCall
 

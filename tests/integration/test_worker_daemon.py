@@ -256,7 +256,7 @@ def test_daemon_killed_mid_training_resumes_its_claim(first_run, devnet, chain, 
     state, store = tmp_path / "state", tmp_path / "worker-store"
     log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed after the kill
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.daemon", "--orchestrator", orchestrator.target, "--chain", devnet.ws_url,
+        [sys.executable, "-m", "paratrain.cli", "worker", "--orchestrator", orchestrator.target, "--chain", devnet.ws_url,
          "--key", "//Bob", "--store", str(store), "--trust-store", requester_store.root, "--ray-address", cluster, "--num-workers", "2",
          "--state-dir", str(state)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

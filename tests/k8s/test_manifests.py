@@ -147,7 +147,7 @@ def test_overlay_structure(overlay):
         assert "--gpu" in worker_args
 
 
-DAEMON_METRICS_PORTS = {"worker": 9616, "validator": 9617}  # workers/daemon_cli.py's defaults
+DAEMON_METRICS_PORTS = {"worker": 9616, "validator": 9617}  # paratrain/commands/daemons.py's defaults
 
 
 @pytest.mark.parametrize("role", sorted(DAEMON_METRICS_PORTS))

@@ -185,10 +185,11 @@ def test_amounts_refused_with_a_reason(text: str, reason: str) -> None:
 
 # The widths are the runtime's ---------------------------------------------------------------------
 def test_widths_match_the_runtime_metadata() -> None:
-    from runtime_bindings.codegen import devnet_metadata
+    from devnet.metadata import encode_metadata
+    from devnet.runtime.runtime import Runtime
     from runtime_bindings.metadata import MetadataIndex, decode_metadata
 
-    md = MetadataIndex(decode_metadata(devnet_metadata()))
+    md = MetadataIndex(decode_metadata(encode_metadata(Runtime())))
 
     def primitive(type_id: int) -> str:
         definition = md.types[type_id]["def"]

@@ -17,7 +17,7 @@ def devnet_metadata() -> bytes:
 def test_generated_files_match_devnet_metadata() -> None:
     files = codegen.generate(devnet_metadata())
     stale = codegen.drift(files, codegen.OUT_DIR)
-    assert not stale, f"run `python -m runtime_bindings.codegen`: stale {stale}"
+    assert not stale, f"run `python -m devnet.metadata | python -m runtime_bindings.codegen --metadata -`: stale {stale}"
 
 
 def test_generation_is_deterministic_and_valid_python() -> None:

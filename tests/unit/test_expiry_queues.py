@@ -17,9 +17,8 @@ REQUESTER = ACCOUNTS[0]
 
 
 def constant(name: str) -> int:
-    """The runtime's value, as the metadata declares it (the pallet sets its constants when built)."""
-    Harness()
-    return TaskBounties.constant(name)
+    """The runtime's value, as the metadata declares it (each pallet instance sets its constants when built)."""
+    return Harness().runtime.task_bounties.constant(name)
 
 
 PER_BLOCK, SPILL, MAX_AHEAD = (constant(n) for n in ("MaxExpiriesPerBlock", "MaxExpirySpill", "MaxDeadlineBlocks"))

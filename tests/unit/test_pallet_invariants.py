@@ -310,7 +310,7 @@ def step(h: Harness, op: tuple) -> None:
                and actor not in TaskBounties.Results.get(h.state, task_id)["approved_by"])
         if not may:
             assert not ok and h.snapshot() == before, "a barred challenge changed state"
-        elif free >= TaskBounties.constant("ChallengeDeposit") + UNIT:
+        elif free >= h.runtime.task_bounties.constant("ChallengeDeposit") + UNIT:
             assert ok, "a permitted challenge was refused"
     elif kind == "advance":
         h.advance(1 + a % 5 if b % 3 else 5 + a % 20, BLOCK_MS if b % 3 else BURST_MS)
@@ -386,8 +386,8 @@ def test_challenge_rounds_in_process() -> None:
     assert h.dispatch(t1, "Workers", "register", role=("Trainer", None), stake=500 * UNIT, capabilities=CAPS)
     for v in (v1, v2, v3, v4):
         assert h.dispatch(v, "Workers", "register", role=("Validator", None), stake=100 * UNIT, capabilities=CAPS)
-    bounty, deposit = 10 * UNIT, TaskBounties.constant("ChallengeDeposit")
-    share = bounty * TaskBounties.constant("ValidatorRewardShare") // 10**9
+    bounty, deposit = 10 * UNIT, h.runtime.task_bounties.constant("ChallengeDeposit")
+    share = bounty * h.runtime.task_bounties.constant("ValidatorRewardShare") // 10**9
     free = lambda who: System.Account.get(h.state, who)["data"]["free"]  # noqa: E731
     status = lambda task_id: TaskBounties.Tasks.get(h.state, task_id)["status"]  # noqa: E731
 
@@ -440,8 +440,8 @@ def test_challenge_rounds_in_process() -> None:
     for v in (v3, v1):
         assert h.dispatch(v, "TaskBounties", "submit_verdict", task_id=2, verdict=verdict(False))
     h.check()
-    amount = stake * TaskBounties.constant("SlashFraction") // 10**9
-    penalty = approver_stake * TaskBounties.constant("ApproverSlashFraction") // 10**9
+    amount = stake * h.runtime.task_bounties.constant("SlashFraction") // 10**9
+    penalty = approver_stake * h.runtime.task_bounties.constant("ApproverSlashFraction") // 10**9
     each = (amount - amount // 2) // 3
     assert status(2)[0] == "Open" and Workers.Workers.get(h.state, t1)["stake"] == stake - amount
     assert free(requester) == r0 + amount // 2 and free(v2) == frees[v2] + deposit + each + penalty
@@ -474,7 +474,7 @@ def test_the_verification_window_counts_time_not_blocks() -> None:
     for v in (v1, v2):
         assert h.dispatch(v, "Workers", "register", role=("Validator", None), stake=100 * UNIT, capabilities=CAPS)
     status = lambda task_id: TaskBounties.Tasks.get(h.state, task_id)["status"]  # noqa: E731
-    assert TaskBounties.constant("VerificationGrace") == GRACE_MS
+    assert h.runtime.task_bounties.constant("VerificationGrace") == GRACE_MS
     for _ in range(2):
         assert h.dispatch(requester, "TaskBounties", "create_task", spec=SPEC, bounty=10 * UNIT, min_stake=0,
                           deadline=h.ctx.block_number + 500, validators_required=2, holdout_commitment=None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from paratrain import protogen
+from paratrain_api import protogen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,8 +25,8 @@ def _buf() -> str | None:
 
 def test_generated_stubs_have_no_drift(tmp_path: Path) -> None:
     generated = protogen.generate(tmp_path)
-    existing = protogen.current(ROOT / "paratrain" / "v1")
-    assert protogen.drift(generated, existing) == [], "run `python -m paratrain.protogen`"
+    existing = protogen.current(ROOT / "paratrain_api" / "v1")
+    assert protogen.drift(generated, existing) == [], "run `python -m paratrain_api.protogen`"
     assert {"worker_pb2.py", "worker_pb2_grpc.py", "worker_pb2.pyi", "task_pb2.py", "common_pb2.py"} <= set(generated)
 
 
@@ -36,7 +36,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 
 def test_check_command_reports_drift(tmp_path: Path) -> None:
     out = tmp_path / "v1"
-    shutil.copytree(ROOT / "paratrain" / "v1", out, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "paratrain_api" / "v1", out, ignore=shutil.ignore_patterns("__pycache__"))
     assert protogen.main(["--check", "--out", str(out)]) == 0
     (out / "task_pb2.py").write_text("# edited by hand\n")
     assert protogen.main(["--check", "--out", str(out)]) == 1
@@ -57,20 +57,21 @@ def test_buf_lint_clean() -> None:
 
 def test_generated_modules_import_from_installed_package(tmp_path: Path) -> None:
     code = (
-        "import paratrain.v1.worker_pb2_grpc as w, paratrain.v1.task_pb2_grpc as t, paratrain.v1.common_pb2 as c\n"
-        "import paratrain, os\n"
+        "import paratrain_api.v1.worker_pb2_grpc as w, paratrain_api.v1.task_pb2_grpc as t, paratrain_api.v1.common_pb2 as c\n"
+        "import paratrain_api, os\n"
         "assert w.WorkerServiceStub and t.TaskServiceStub and c.Task\n"
-        "print(os.path.dirname(paratrain.__file__))\n"
+        "assert c.Task.__module__ == 'paratrain_api.v1.common_pb2'\n"
+        "print(os.path.dirname(paratrain_api.__file__))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()).resolve() == (ROOT / "paratrain").resolve() or "site-packages" in result.stdout
+    assert Path(result.stdout.strip()).resolve() == (ROOT / "paratrain_api").resolve() or "site-packages" in result.stdout
 
 
 def test_services_and_methods() -> None:
-    from paratrain.v1 import task_pb2, worker_pb2
+    from paratrain_api.v1 import task_pb2, worker_pb2
 
     worker = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
     assert worker.full_name == "paratrain.v1.WorkerService"

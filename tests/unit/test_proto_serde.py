@@ -9,7 +9,7 @@ from orchestrator import serde
 from orchestrator.domain import (Assignment, Capabilities, ProgressUpdate, Requirements, TaskEvent, TaskStatus,
                                  TaskView, WorkerView)
 from orchestrator.errors import InvalidArgument
-from paratrain.v1 import common_pb2, task_pb2, worker_pb2
+from paratrain_api.v1 import common_pb2, task_pb2, worker_pb2
 
 ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"

@@ -66,7 +66,7 @@ class Balances(Pallet):
     ))
 
     def __init__(self, *, existential_deposit: int) -> None:
-        type(self).constants = (
+        self.constants = (
             Constant("ExistentialDeposit", U128, existential_deposit,
                      "The minimum amount required to keep an account open."),
             Constant("MaxLocks", U32, 50, "The maximum number of locks that should exist on an account."),

@@ -68,7 +68,7 @@ class System(Pallet):
     )
 
     def __init__(self, *, block_hash_count: int, ss58_prefix: int, version: dict[str, Any]) -> None:
-        type(self).constants = (
+        self.constants = (
             Constant("BlockHashCount", U32, block_hash_count, "Maximum number of block number to block hash mappings to keep."),
             Constant("DbWeight", RuntimeDbWeight, {"read": 25_000_000, "write": 100_000_000}, "The weight of runtime database operations."),
             Constant("Version", RuntimeVersion, version, "Get the chain's in-code version."),

@@ -136,7 +136,7 @@ class TaskBounties(Pallet):
                  max_deadline_blocks: int = 100_000_000, max_recipe_len: int = 64, max_uri_len: int = 256,
                  max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
                  challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT) -> None:
-        type(self).constants = (
+        self.constants = (
             Constant("TaskDeposit", U128, task_deposit, "Reserved from the requester per task, returned at the end."),
             Constant("MinBounty", U128, min_bounty, "The least bounty a task may offer."),
             Constant("ClaimLease", U32, claim_lease, "Blocks a claim (or a heartbeat) keeps the task."),

@@ -15,7 +15,7 @@ class Timestamp(Pallet):
     DidUpdate = StorageItem(Bool, default=False, docs="Whether the timestamp has been updated in this block.")
 
     def __init__(self, *, minimum_period_ms: int) -> None:
-        type(self).constants = (
+        self.constants = (
             Constant("MinimumPeriod", U64, minimum_period_ms,
                      "The minimum period between blocks; clients take twice it as the block time."),
         )

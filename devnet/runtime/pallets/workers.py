@@ -89,7 +89,7 @@ class Workers(Pallet):
 
     def __init__(self, balances: Any, *, min_trainer_stake: int = 100 * UNIT, min_validator_stake: int = 50 * UNIT,
                  unbonding_period: int = 5, max_gpu_model_len: int = 64) -> None:
-        type(self).constants = (
+        self.constants = (
             Constant("MinTrainerStake", U128, min_trainer_stake, "The least stake a Trainer registers with."),
             Constant("MinValidatorStake", U128, min_validator_stake, "The least stake a Validator registers with."),
             Constant("UnbondingPeriod", U32, unbonding_period, "Blocks between `unregister` and `withdraw`."),

@@ -1,8 +1,12 @@
-"""`paratrain worker` and `paratrain validator`: their options, and running either daemon in the foreground.
+"""`paratrain worker`, `paratrain validator` and `paratrain orchestrator`: the daemons' options, and running
+one in the foreground.
 
-Light at import time (no torch, Ray or chain client): `paratrain.cli` builds its parser from here, and the
-daemons' modules are imported only when one runs. Both daemons stop on the first SIGINT/SIGTERM and exit at
-once on a second; a bad key is one log line and exit status 2, never a traceback.
+In the CLI layer, not in workers/: the daemons are libraries (workers, orchestrator) that this layer drives,
+so they need neither the CLI's argument types nor its error. Light at import time (no torch, Ray or chain
+client): `paratrain.cli` builds its parser from here, and the daemons' modules are imported only when one
+runs. The worker and validator stop on the first SIGINT/SIGTERM and exit at once on a second; a bad key or
+setting is a CliError (one line, exit status 2), never a traceback. Every one of them takes its chain from
+--chain, else $PARATRAIN_CHAIN, as the people's commands do.
 """
 from __future__ import annotations
 
@@ -13,16 +17,26 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from paratrain.argtypes import add_key_arguments, block_count, block_number, integer, non_negative, positive, tolerance
+from paratrain.argtypes import (
+    add_key_arguments,
+    block_count,
+    block_number,
+    integer,
+    non_negative,
+    port_or_off,
+    positive,
+    tolerance,
+)
+from paratrain.cli import CliError
+from paratrain.commands.common import add_chain_argument, chain_url
+from paratrain_api.endpoints import CHAIN_ENV, DEFAULT_CHAIN_URL
 from workers.verification import HOLDOUT_MARGIN_MS, HOLDOUT_TOLERANCE, METRIC_TOLERANCE
 
 worker_log = logging.getLogger("paratrain.worker")
 validator_log = logging.getLogger("paratrain.validator")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2  # EXIT_USAGE: a user error (a bad key), as everywhere in paratrain
-DEFAULT_CHAIN = "ws://127.0.0.1:9944"
+EXIT_OK, EXIT_ERROR = 0, 1
 STORE_HELP = "artifact store root: a directory or fsspec URL (default $PARATRAIN_ARTIFACTS or ~/.cache/paratrain/artifacts)"
-NOISY_LOGGERS = ("websocket", "substrateinterface", "grpc", "urllib3", "fsspec")
 WORKER_METRICS_PORT, VALIDATOR_METRICS_PORT = 9616, 9617  # the orchestrator's is 9615: all fit on one machine
 LIVENESS_TIMEOUT_S, READINESS_TIMEOUT_S = 600, 120
 _metrics_port = integer("a port (0: any free port)", 0, 65535)
@@ -98,10 +112,19 @@ def _start_health(args: argparse.Namespace, role: str, daemon: Any, log: logging
     return health
 
 
+def register(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser("worker", help="run the worker daemon: take tasks, train on Ray, submit results")
+    add_worker_arguments(worker).set_defaults(run=run_worker)
+    validator = commands.add_parser("validator", help="run a validator daemon: verify results and vote on chain")
+    add_validator_arguments(validator).set_defaults(run=run_validator)
+    orchestrator = commands.add_parser("orchestrator", help="index the chain and serve the gRPC worker API")
+    add_orchestrator_arguments(orchestrator).set_defaults(run=run_orchestrator)
+
+
 # The worker -------------------------------------------------------------------------------------
 def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--orchestrator", required=True, metavar="HOST:PORT", help="the orchestrator's gRPC address")
-    parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
+    add_chain_argument(parser)
     _key_argument(parser, "worker")
     _store_arguments(parser)
     parser.add_argument("--ray-address", metavar="ADDR",
@@ -124,7 +147,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def worker_config(args: argparse.Namespace, key: str) -> Any:
     from workers.daemon import DaemonConfig
 
-    return DaemonConfig(orchestrator=args.orchestrator, chain_url=args.chain, key=key, **_fetch_settings(args),
+    return DaemonConfig(orchestrator=args.orchestrator, chain_url=chain_url(args), key=key, **_fetch_settings(args),
                         ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
                         allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
                         deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
@@ -135,10 +158,7 @@ def run_worker(args: argparse.Namespace) -> int:
     """`paratrain worker`: the worker daemon until SIGINT/SIGTERM (or --max-tasks results)."""
     from workers.daemon import DaemonStopped, WorkerDaemon
 
-    loaded = _load_key(args, worker_log)
-    if loaded is None:
-        return EXIT_USAGE
-    key, keypair = loaded
+    key, keypair = _load_key(args, worker_log)
     daemon = WorkerDaemon(worker_config(args, key), keypair=keypair)
 
     def on_stop(name: str) -> None:
@@ -172,7 +192,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 # The validator ----------------------------------------------------------------------------------
 def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--chain", default=DEFAULT_CHAIN, metavar="URL", help=f"node WebSocket URL (default {DEFAULT_CHAIN})")
+    add_chain_argument(parser)
     _key_argument(parser, "validator")
     _store_arguments(parser)
     parser.add_argument("--spot-checks", type=non_negative, default=2, metavar="Q",
@@ -199,7 +219,7 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 def validator_config(args: argparse.Namespace, key: str) -> Any:
     from workers.validator import ValidatorConfig
 
-    return ValidatorConfig(chain_url=args.chain, key=key, **_fetch_settings(args), spot_checks=args.spot_checks,
+    return ValidatorConfig(chain_url=chain_url(args), key=key, **_fetch_settings(args), spot_checks=args.spot_checks,
                            ray_address=args.ray_address, state_dir=args.state_dir,
                            metric_tolerance=args.metric_tolerance, holdout_tolerance=args.holdout_tolerance,
                            holdout_margin_ms=args.holdout_margin_ms, from_block=args.from_block,
@@ -210,10 +230,7 @@ def run_validator(args: argparse.Namespace) -> int:
     """`paratrain validator`: the validator daemon until SIGINT/SIGTERM (or --max-verdicts verdicts)."""
     from workers.validator import ValidatorDaemon
 
-    loaded = _load_key(args, validator_log)
-    if loaded is None:
-        return EXIT_USAGE
-    key, keypair = loaded
+    key, keypair = _load_key(args, validator_log)
     daemon = ValidatorDaemon(validator_config(args, key), keypair=keypair)
 
     def on_stop(name: str) -> None:
@@ -234,10 +251,40 @@ def run_validator(args: argparse.Namespace) -> int:
     return code
 
 
+# The orchestrator -------------------------------------------------------------------------------
+def add_orchestrator_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Unset flags stay None: orchestrator.config merges them over its environment and file settings."""
+    parser.add_argument("--chain", metavar="URL",
+                        help=f"node WebSocket URL (default $PARATRAIN_ORCHESTRATOR_CHAIN_URL, ${CHAIN_ENV}, the "
+                             f"config file, else {DEFAULT_CHAIN_URL})")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite index file (default orchestrator.db)")
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
+    parser.add_argument("--metrics-port", type=port_or_off, metavar="N",
+                        help="Prometheus metrics port (0: off; default 9615)")
+    return parser
+
+
+def run_orchestrator(args: argparse.Namespace) -> int:
+    """`paratrain orchestrator`: index and serve until SIGINT/SIGTERM."""
+    import asyncio
+
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.service import run_orchestrator as serve
+
+    try:
+        config = load_config({"chain": args.chain, "listen": args.listen, "db": args.db,
+                              "config": args.config, "metrics_port": args.metrics_port})
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return asyncio.run(serve(config))
+
+
 # Shared -----------------------------------------------------------------------------------------
-def _load_key(args: argparse.Namespace, log: logging.Logger) -> tuple[str, Any] | None:
-    """(what the daemon's config names as its key, the keypair) from --key-file, --key or $PARATRAIN_KEY,
-    or None once the reason is logged; a secret in argv is logged as a warning first."""
+def _load_key(args: argparse.Namespace, log: logging.Logger) -> tuple[str, Any]:
+    """(what the daemon's config names as its key, the keypair) from --key-file, --key or $PARATRAIN_KEY; a
+    secret in argv is logged as a warning first. A key that cannot be loaded is a CliError: the daemon has
+    not started, so it is a user error like any other command's."""
     from workers.keys import COMMAND_LINE_WARNING, KeyLoadError, key_source, load_key_source
 
     try:
@@ -246,8 +293,7 @@ def _load_key(args: argparse.Namespace, log: logging.Logger) -> tuple[str, Any] 
             log.warning("%s", COMMAND_LINE_WARNING)
         return source.value, load_key_source(source)
     except KeyLoadError as exc:
-        log.error("%s", exc)
-        return None
+        raise CliError(str(exc)) from None
 
 
 def _stop_on_signals(on_stop: Callable[[str], None]) -> None:
@@ -263,17 +309,3 @@ def _stop_on_signals(on_stop: Callable[[str], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-
-
-def standalone(prog: str, add_arguments: Callable[[argparse.ArgumentParser], Any],
-               run: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
-    """`python -m workers.daemon` / `python -m workers.validator`: the same command, logging at INFO."""
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return run(args)

@@ -22,14 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from paratrain.v1 import common_pb2 as paratrain_dot_v1_dot_common__pb2
+from paratrain_api.v1 import common_pb2 as paratrain_dot_v1_dot_common__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17paratrain/v1/task.proto\x12\x0cparatrain.v1\x1a\x19paratrain/v1/common.proto\"c\n\x10ListTasksRequest\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.paratrain.v1.TaskStatus\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.paratrain.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.paratrain.v1.Task\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\";\n\x11WatchTaskResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.paratrain.v1.TaskEvent2\xf3\x01\n\x0bTaskService\x12L\n\tListTasks\x12\x1e.paratrain.v1.ListTasksRequest\x1a\x1f.paratrain.v1.ListTasksResponse\x12\x46\n\x07GetTask\x12\x1c.paratrain.v1.GetTaskRequest\x1a\x1d.paratrain.v1.GetTaskResponse\x12N\n\tWatchTask\x12\x1e.paratrain.v1.WatchTaskRequest\x1a\x1f.paratrain.v1.WatchTaskResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'paratrain.v1.task_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'paratrain_api.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTTASKSREQUEST']._serialized_start=68

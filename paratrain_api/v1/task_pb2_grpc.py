@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from paratrain.v1 import task_pb2 as paratrain_dot_v1_dot_task__pb2
+from paratrain_api.v1 import task_pb2 as paratrain_dot_v1_dot_task__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

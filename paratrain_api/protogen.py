@@ -1,13 +1,17 @@
-"""Regenerate the gRPC stubs of `proto/paratrain/v1/*.proto` into `paratrain/v1/`.
+"""Regenerate the gRPC stubs of `proto/paratrain/v1/*.proto` into `paratrain_api/v1/`.
 
-    python -m paratrain.protogen           # rewrite paratrain/v1/*_pb2.py, *_pb2_grpc.py, *_pb2.pyi
-    python -m paratrain.protogen --check   # exit 1 (and list the files) when they drift from the protos
+    python -m paratrain_api.protogen           # rewrite paratrain_api/v1/*_pb2.py, *_pb2_grpc.py, *_pb2.pyi
+    python -m paratrain_api.protogen --check   # exit 1 (and list the files) when they drift from the protos
 
-protoc (from grpcio-tools) runs with `-I proto`, so the generated modules are
-`paratrain.v1.<name>_pb2` and import each other as `from paratrain.v1 import ...`,
-which resolves from the installed package, not only from the source tree. The
-output is deterministic: files are generated in sorted order into a temporary
-folder and only the generated files are compared or copied.
+The stubs live in `paratrain_api`, the bottom layer, because the server (orchestrator), its clients
+(workers, the CLI) and the tests all import them: a package below every one of them is the only place
+none of them has to import upward to reach. The .proto files stay under `proto/paratrain/v1/`, the
+directory buf requires for `package paratrain.v1` (PACKAGE_DIRECTORY_MATCH), so the wire names and the
+file names that reflection serves are unchanged. protoc (from grpcio-tools) runs with `-I proto` and
+writes modules named `paratrain.v1.<name>_pb2`; only their Python module path is rewritten, to
+`paratrain_api.v1`, never the proto package or the service and method paths. The output is deterministic:
+files are generated in sorted order into a temporary folder and only the generated files are compared
+or copied.
 
 The generated code names the grpcio-tools/protobuf versions that produced it;
 `--check` compares those lines too, so regenerate after upgrading grpcio-tools
@@ -23,15 +27,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_PACKAGE = Path("paratrain") / "v1"
+PROTO_PACKAGE = Path("paratrain") / "v1"  # where protoc writes, from the proto package's directory
+OUT_PACKAGE = Path("paratrain_api") / "v1"
 SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
-INIT_TEXT = '"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain.protogen)."""\n'
+INIT_TEXT = '"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain_api.protogen)."""\n'
 
-# protoc's python_out/grpc_python_out write `from paratrain.v1 import common_pb2 as ...`
-# for imports inside the package: already absolute from the package root, so nothing
-# to fix as long as protoc runs with -I proto. Guard against a relative or root-level
-# form anyway (e.g. if someone changes -I): rewrite `import common_pb2` forms.
+# protoc names the modules after the proto files' path: `from paratrain.v1 import common_pb2 as ...`
+# between the stubs, and 'paratrain.v1.common_pb2' as the module of the generated classes (pickling,
+# reprs). Both become paratrain_api.v1. A bare `import common_pb2` (if someone changes -I) is fixed too.
+# Quoted names with a service or message after the module (b'paratrain.v1.Task', '/paratrain.v1.X/Y')
+# never end in `_pb2'`, so the wire names are left alone.
+_PACKAGE_IMPORT = re.compile(r"^from paratrain\.v1 import ", re.MULTILINE)
+_MODULE_NAME = re.compile(r"'paratrain\.v1\.(\w+_pb2)'")
 _BARE_IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)
+
+
+def _relocate(text: str) -> str:
+    """protoc's output with its Python module path moved from paratrain.v1 to paratrain_api.v1."""
+    text = _PACKAGE_IMPORT.sub("from paratrain_api.v1 import ", text)
+    text = _MODULE_NAME.sub(r"'paratrain_api.v1.\1'", text)
+    return _BARE_IMPORT.sub(r"from paratrain_api.v1 import \1 as \2", text)
 
 
 def proto_files(proto_dir: Path = PROTO_DIR) -> list[Path]:
@@ -61,11 +76,9 @@ def generate(out_root: Path, proto_dir: Path = PROTO_DIR) -> dict[str, str]:
     if rc != 0:
         raise SystemExit(f"protoc failed with exit code {rc}")
     out: dict[str, str] = {}
-    for path in sorted((out_root / OUT_PACKAGE).iterdir()):
+    for path in sorted((out_root / PROTO_PACKAGE).iterdir()):
         if path.name.endswith(SUFFIXES):
-            text = path.read_text(encoding="utf-8")
-            text = _BARE_IMPORT.sub(r"from paratrain.v1 import \1 as \2", text)
-            out[path.name] = text
+            out[path.name] = _relocate(path.read_text(encoding="utf-8"))
     out["__init__.py"] = INIT_TEXT
     return out
 
@@ -87,10 +100,10 @@ def drift(generated: dict[str, str], existing: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paratrain.protogen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m paratrain_api.protogen", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the checked-in stubs drift from the protos")
     parser.add_argument("--proto-dir", type=Path, default=PROTO_DIR)
-    parser.add_argument("--out", type=Path, default=ROOT / OUT_PACKAGE, help="the paratrain/v1 package folder")
+    parser.add_argument("--out", type=Path, default=ROOT / OUT_PACKAGE, help="the paratrain_api/v1 package folder")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="protogen-") as tmp:
         generated = generate(Path(tmp), args.proto_dir)
@@ -98,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     changed = drift(generated, existing)
     if args.check:
         if changed:
-            print("generated stubs drift from proto/ (run `python -m paratrain.protogen`):", file=sys.stderr)
+            print("generated stubs drift from proto/ (run `python -m paratrain_api.protogen`):", file=sys.stderr)
             for name in changed:
                 print(f"  {args.out / name}", file=sys.stderr)
             return 1

@@ -1,1 +1,0 @@
-"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain.protogen)."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain_api.protogen)."""

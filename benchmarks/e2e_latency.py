@@ -227,6 +227,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
     import workers.runner as runner_mod
     from runtime_bindings import Chain, Keypair
     from runtime_bindings.generated import types as t
+    from runtime_bindings.values import METRIC_SCALE
     from workers.artifacts import ArtifactStore
     from workers.datasets import add_dataset, decode_dataset
     from workers.engine import steps_of
@@ -339,7 +340,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
             higher = recipe.mode == "max"
             on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=requester.uri(spec_hash),
                                   dataset_hash="0x" + digest, eval_metric=recipe.metric,
-                                  eval_target=int(low_target * 1_000_000) if higher else 10**15,
+                                  eval_target=int(low_target * METRIC_SCALE) if higher else 10**15,
                                   higher_is_better=higher, requirements=t.Requirements(1, 0, 512), parent_model=None)
             receipt = chain.task_bounties.create_task(alice, on_chain, 10 * UNIT, 0, chain.best_number() + 10_000,
                                                       args.validators, None)
@@ -348,8 +349,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
         def until_paid(task_id: int) -> None:
             deadline = time.monotonic() + args.task_timeout
             while True:
-                status = chain.task_bounties.tasks(task_id).status
-                name = status if isinstance(status, str) else next(iter(status))
+                name = chain.task_bounties.tasks(task_id).status.name
                 if name == "Accepted":
                     return
                 if name in ("Expired", "Cancelled") or not thread.is_alive():

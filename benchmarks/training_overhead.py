@@ -458,6 +458,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
     import workers.runner as runner_mod
     from runtime_bindings import Chain, Keypair
     from runtime_bindings.generated import types as t
+    from runtime_bindings.values import METRIC_SCALE
     from workers.artifacts import ArtifactStore
     from workers.datasets import add_dataset
     from workers.engine import steps_of
@@ -551,7 +552,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
             higher = spec.evaluation.mode == "max"
             on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=requester.uri(spec_hash),
                                   dataset_hash="0x" + spec.dataset.hash, eval_metric=spec.evaluation.metric,
-                                  eval_target=int(low_target * 1_000_000) if higher else 10**15,
+                                  eval_target=int(low_target * METRIC_SCALE) if higher else 10**15,
                                   higher_is_better=higher, requirements=t.Requirements(1, 0, 512), parent_model=None)
             receipt = chain.task_bounties.create_task(alice, on_chain, 10 * unit, 0, chain.best_number() + 5_000, 1,
                                                       None)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import websocket
 from substrateinterface import Keypair, SubstrateInterface
+from scalecodec.base import ScaleBytes
 from substrateinterface.exceptions import SubstrateRequestException
 
 from runtime_bindings.base import (
@@ -99,30 +100,31 @@ class Chain(GeneratedPallets):
     def _open(self) -> SubstrateInterface:
         try:
             with _REGISTRY_GATE.writing():  # loads a type registry and metadata: no decoding meanwhile
-                si = SubstrateInterface(url=self.url, ss58_format=self.ss58_format,
-                                        ws_options={"timeout": self.timeout, "skip_utf8_validation": True},
-                                        config={"auto_reconnect": False})
-                si.cache_region = self._metadata_region(si)
+                si = _Substrate(url=self.url, ss58_format=self.ss58_format,
+                                ws_options={"timeout": self.timeout, "skip_utf8_validation": True},
+                                config={"auto_reconnect": False})
+                si.cache_region, si.prefetched_metadata = self._metadata_region(si)
                 si.init_runtime()
+                si.prefetched_metadata = None  # a shared decoded copy was found: not needed
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
         return si
 
     @staticmethod
-    def _metadata_region(si: SubstrateInterface) -> MetadataRegion | None:
-        """The process-wide decoded metadata for this node's chain and runtime (None: the node would not
-        say, and this connection decodes its own)."""
+    def _metadata_region(si: SubstrateInterface) -> tuple[MetadataRegion | None, str | None]:
+        """The process-wide decoded metadata for this node's chain and runtime, and the metadata it was keyed
+        by (None: the node would not say, and this connection decodes its own)."""
         try:
             genesis = si.rpc_request("chain_getBlockHash", [0]).get("result")
             metadata = si.rpc_request("state_getMetadata", []).get("result")
         except SubstrateRequestException:
-            return None
+            return None, None
         if not isinstance(genesis, str) or not isinstance(metadata, str):
-            return None
+            return None, None
         try:
-            return MetadataRegion(genesis, metadata)
+            return MetadataRegion(genesis, metadata), metadata
         except ValueError:  # not hex
-            return None
+            return None, None
 
     def reconnect(self) -> None:
         """Drop the WebSocket and open a new one (metadata is kept unless the runtime changed)."""
@@ -171,6 +173,14 @@ class Chain(GeneratedPallets):
         return response.get("result")
 
     # Metadata -------------------------------------------------------------------------------
+    def decoded_metadata(self) -> Any:
+        """scalecodec's decoded metadata of the current runtime (shared by the process's connections to it),
+        for codecs built on the same registry (AttestationCodec) instead of downloading it again."""
+        def load(si: SubstrateInterface) -> Any:
+            si.init_runtime()
+            return si.metadata
+        return self._run(load)
+
     def metadata(self, at: str | None = None) -> MetadataIndex:
         def load(si: SubstrateInterface) -> MetadataIndex:
             si.init_runtime(block_hash=at)
@@ -381,6 +391,21 @@ class Chain(GeneratedPallets):
 
     def __repr__(self) -> str:
         return f"<Chain {self.url}>"
+
+
+class _Substrate(SubstrateInterface):
+    """substrate-interface, given the metadata the client downloaded to key the shared cache: on a cache
+    miss its runtime is decoded from that copy, so a process's first connection downloads it once."""
+
+    prefetched_metadata: str | None = None
+
+    def get_block_metadata(self, block_hash: str | None = None, decode: bool = True) -> Any:
+        raw, self.prefetched_metadata = self.prefetched_metadata, None
+        if raw is None or not decode:
+            return super().get_block_metadata(block_hash=block_hash, decode=decode)
+        decoder = self.runtime_config.create_scale_object("MetadataVersioned", data=ScaleBytes(raw))
+        decoder.decode()
+        return decoder
 
 
 def _attr(event: Any, name: str) -> Any:

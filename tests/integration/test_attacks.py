@@ -385,7 +385,7 @@ def assert_paid(chain: Chain, before: Snapshot, task_id: int, accepted: Any, res
     """TaskAccepted: the bounty split exactly, the deposit back, the model registered, the record kept."""
     c = constants(chain)
     each = perbill(c["ValidatorRewardShare"], BOUNTY) // len(accepters)
-    assert (accepted.worker, accepted.model_hash) == (BOB.ss58_address, "0x" + result.model_hash)
+    assert (accepted.worker, accepted.model_hash.hex()) == (BOB.ss58_address, result.model_hash)
     assert (accepted.worker_reward, accepted.validator_reward) == (BOUNTY - each * len(accepters), each)
     # since before create_task: the bounty left Alice (reserved, then paid out), her deposit came back
     assert_ledger(chain, before, free={ALICE: -BOUNTY, BOB: accepted.worker_reward, **{v: each for v in accepters}})

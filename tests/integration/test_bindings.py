@@ -220,3 +220,28 @@ def test_connections_share_decoded_metadata_per_runtime(chain: Chain, devnet) ->
         assert different.substrate.metadata is not chain.substrate.metadata
         assert different.constant("TaskBounties", "ChallengePeriod") == 1234
         assert chain.constant("TaskBounties", "ChallengePeriod") == 0
+
+
+def test_a_first_connection_downloads_the_metadata_once(devnet, monkeypatch) -> None:
+    """The metadata that keys the process-wide cache is the one decoded (not downloaded again), and the
+    attestation codec is built from the connection's decoded copy."""
+    from substrateinterface import SubstrateInterface
+
+    from runtime_bindings import AttestationCodec
+    from runtime_bindings.metadata_cache import SHARED
+
+    methods: list[str] = []
+    request = SubstrateInterface.rpc_request
+
+    def counted(self, method, params, *args, **kwargs):
+        methods.append(method)
+        return request(self, method, params, *args, **kwargs)
+
+    monkeypatch.setattr(SubstrateInterface, "rpc_request", counted)
+    SHARED.clear()  # as in a fresh process
+    with Chain.connect(devnet.ws_url) as chain:
+        codec = AttestationCodec.from_chain(chain)
+        raw = bytes.fromhex(chain.rpc("state_getMetadata")[2:])
+    assert methods.count("state_getMetadata") == 2  # the connection's one download, and the test's own
+    assert codec.type_string == AttestationCodec.from_metadata(raw).type_string
+    assert len(SHARED) == 1

@@ -35,6 +35,7 @@ from orchestrator.errors import FailedPrecondition, InvalidArgument, NotFound, P
 from orchestrator.index import Index
 from orchestrator.indexer import PubSub
 from orchestrator.scheduler import DEFAULT_RESERVATION_TTL, FairnessPolicy, Reservations, Waiter
+from runtime_bindings.base import DecodedExtrinsic
 
 log = logging.getLogger(__name__)
 RELAYABLE = ("claim_task", "heartbeat", "release_claim", "submit_result")
@@ -58,41 +59,18 @@ class ChainConstants:
                    min_trainer_stake=int(chain.constant("Workers", "MinTrainerStake")))
 
 
-@dataclass(frozen=True)
-class DecodedExtrinsic:
-    signer: str | None
-    pallet: str
-    call: str
-    args: dict[str, Any]
-
-
 class ExtrinsicDecoder:
-    """Decodes extrinsic bytes with the chain's metadata (scalecodec through the bindings' connection)."""
+    """Decodes extrinsic bytes with the chain's metadata (`Chain.decode_extrinsic`, on the bindings' connection:
+    one lost meanwhile, e.g. by a node restart, is re-opened and the decoding retried once)."""
 
     def __init__(self, chain: Any) -> None:
         self.chain = chain
-        self._ready = False
 
     def decode(self, raw: bytes) -> DecodedExtrinsic:
-        from runtime_bindings.primitives import decode_scale
-
-        if not self._ready:
-            # through Chain (init_runtime under Chain._run): a connection lost meanwhile (e.g. the node
-            # restarted) is re-opened and retried once, not failed on forever with "socket is already closed"
-            self.chain.metadata()
-            self._ready = True
-        with self.chain.lock:
-            si = self.chain.substrate
-            try:
-                value = decode_scale(si.runtime_config, "Extrinsic", raw, si.metadata)
-            except Exception as exc:  # noqa: BLE001 - scalecodec raises many kinds
-                raise InvalidArgument(f"not an extrinsic of this chain: {type(exc).__name__}: {exc}") from None
-        call = value.get("call") or {}
-        address = value.get("address")
-        if isinstance(address, dict):  # MultiAddress
-            address = address.get("Id") or next(iter(address.values()), None)
-        args = {a["name"]: a["value"] for a in call.get("call_args", [])}
-        return DecodedExtrinsic(address, call.get("call_module", ""), call.get("call_function", ""), args)
+        try:
+            return self.chain.decode_extrinsic(raw)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
 
 
 @dataclass

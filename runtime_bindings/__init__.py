@@ -26,6 +26,7 @@ from runtime_bindings.attestation import (
 from runtime_bindings.base import (
     BlockEvents,
     CallArgs,
+    DecodedExtrinsic,
     DynamicCall,
     EventRecord,
     GenericEvent,
@@ -66,7 +67,7 @@ from runtime_bindings.generated import (
 
 __all__ = [
     "ATTESTATION_CONTEXT", "ArithmeticError", "AttestationCodec", "BadFormat", "BadOrigin", "BindingsError", "BlockEvents", "CallArgs", "Chain",
-    "ConnectionLost", "DispatchError", "DynamicCall", "EventRecord", "GenericEvent", "InvalidTransaction",
+    "ConnectionLost", "DecodedExtrinsic", "DispatchError", "DynamicCall", "EventRecord", "GenericEvent", "InvalidTransaction",
     "Keypair", "KeypairType", "ModuleError", "PalletApi", "Receipt", "RpcError", "StorageMap", "StoragePage",
     "StorageValue", "SubmitTimeout", "TokenError", "TransactionAlreadyImported", "TransactionBanned", "TransactionPriorityTooLow",
     "TransactionRejected", "TypedEvent", "UnknownTransaction", "Wait", "balances", "extrinsic_hash",

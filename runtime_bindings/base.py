@@ -19,7 +19,7 @@ from typing import (
     TypeVar,
 )
 
-from runtime_bindings.values import ChainEnum, FixedBytes
+from runtime_bindings.values import AccountId, ChainEnum, FixedBytes
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair
@@ -188,6 +188,16 @@ class BlockEvents:
     @property
     def events(self) -> list[TypedEvent]:
         return [r.event for r in self.records]
+
+
+@dataclass(frozen=True)
+class DecodedExtrinsic:
+    """An extrinsic's signer (None when unsigned), its call, and the call's arguments as decoded."""
+
+    signer: AccountId | None
+    pallet: str
+    call: str
+    args: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from substrateinterface.exceptions import SubstrateRequestException
 
 from runtime_bindings.base import (
     CallArgs,
+    DecodedExtrinsic,
     DynamicCall,
     EventRecord,
     PalletApi,
@@ -40,6 +41,8 @@ from runtime_bindings.errors import (
 from runtime_bindings.generated import GeneratedPallets
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
+from runtime_bindings.primitives import decode_scale
+from runtime_bindings.values import AccountId
 
 if TYPE_CHECKING:
     from runtime_bindings.events import EventStreams
@@ -171,6 +174,24 @@ class Chain(GeneratedPallets):
         if "error" in response:
             raise rpc_error_from(response["error"])
         return response.get("result")
+
+    # Extrinsics -----------------------------------------------------------------------------
+    def decode_extrinsic(self, raw: bytes) -> DecodedExtrinsic:
+        """`raw` decoded with the runtime this connection loaded (ValueError when it is not an extrinsic of
+        it): what a relay checks before it submits someone's signed transaction."""
+        def decode(si: SubstrateInterface) -> Any:
+            try:
+                return decode_scale(si.runtime_config, "Extrinsic", raw, si.metadata)
+            except Exception as exc:  # noqa: BLE001 - scalecodec raises many kinds
+                raise ValueError(f"not an extrinsic of this chain: {type(exc).__name__}: {exc}") from None
+        value = self._run(decode)
+        call = value.get("call") or {}
+        address = value.get("address")
+        if isinstance(address, dict):  # MultiAddress
+            address = address.get("Id") or next(iter(address.values()), None)
+        return DecodedExtrinsic(None if address is None else AccountId(address), call.get("call_module", ""),
+                                call.get("call_function", ""),
+                                {a["name"]: a["value"] for a in call.get("call_args", [])})
 
     # Metadata -------------------------------------------------------------------------------
     def decoded_metadata(self) -> Any:

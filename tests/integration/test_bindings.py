@@ -245,3 +245,12 @@ def test_a_first_connection_downloads_the_metadata_once(devnet, monkeypatch) -> 
     assert methods.count("state_getMetadata") == 2  # the connection's one download, and the test's own
     assert codec.type_string == AttestationCodec.from_metadata(raw).type_string
     assert len(SHARED) == 1
+
+
+def test_decode_extrinsic(chain: Chain, alice: Keypair, bob: Keypair) -> None:
+    raw = bytes.fromhex(chain.sign(TransferKeepAliveCall(dest=bob.ss58_address, value=7), alice)[2:])
+    decoded = chain.decode_extrinsic(raw)
+    assert (decoded.signer, decoded.pallet, decoded.call) == (alice.ss58_address, "Balances", "transfer_keep_alive")
+    assert decoded.args["value"] == 7
+    with pytest.raises(ValueError, match="not an extrinsic of this chain"):
+        chain.decode_extrinsic(b"\x01\x02garbage")

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sortedcontainers import SortedDict
+
 from devnet.blockstore import BlockStore, StoredBlock
 from devnet.crypto import blake2_256
 from devnet.runtime.context import DispatchContext
@@ -20,8 +22,6 @@ from devnet.runtime.runtime import Runtime
 from devnet.runtime.validity import InvalidTransaction, ValidTransaction
 from devnet.scale.codec import codec_for
 from devnet.scale.types import Bytes, Sequence
-from sortedcontainers import SortedDict
-
 from devnet.state import Changes, Overlay, SortedView, StateStore, StateView, StorageChanges
 
 log = logging.getLogger(__name__)

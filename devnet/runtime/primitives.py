@@ -7,8 +7,26 @@ so the paths and field names follow FRAME exactly.
 from __future__ import annotations
 
 from devnet.scale.types import (
-    U8, U16, U32, U64, U128, AccountId, Array, Bytes, Compact, Composite, Field, H256, Param,
-    Sequence, Str, Tuple, Variant, VariantType, enum, fields,
+    H256,
+    U8,
+    U16,
+    U32,
+    U64,
+    U128,
+    AccountId,
+    Array,
+    Bytes,
+    Compact,
+    Composite,
+    Field,
+    Param,
+    Sequence,
+    Str,
+    Tuple,
+    Variant,
+    VariantType,
+    enum,
+    fields,
 )
 
 Weight = Composite(("sp_weights", "weight_v2", "Weight"),

@@ -12,13 +12,15 @@ from typing import Any
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.models import Models
-from devnet.runtime.pallets.task_bounties import (
-    DEFAULT_CHALLENGE_PERIOD_MS, DEFAULT_VERIFICATION_GRACE_MS, TaskBounties,
-)
-from devnet.runtime.pallets.workers import Workers
 from devnet.runtime.pallets.system import System, event_record_type
+from devnet.runtime.pallets.task_bounties import (
+    DEFAULT_CHALLENGE_PERIOD_MS,
+    DEFAULT_VERIFICATION_GRACE_MS,
+    TaskBounties,
+)
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.transaction_payment import FeeSchedule, TransactionPayment
+from devnet.runtime.pallets.workers import Workers
 from devnet.runtime.primitives import Era, MultiAddress, MultiSignature
 from devnet.scale.codec import Codec, codec_for
 from devnet.scale.types import (

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from devnet.scale.types import (
-    Array, Compact, Composite, Field, Primitive, Sequence, Tuple, TypeSpec, VariantType,
+    Array,
+    Compact,
+    Composite,
+    Field,
+    Primitive,
+    Sequence,
+    Tuple,
+    TypeSpec,
+    VariantType,
 )
 
 Encoder = Callable[[Any], bytes]

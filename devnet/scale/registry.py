@@ -4,7 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 from devnet.scale.types import (
-    Array, Compact, Composite, Field, Primitive, Sequence, Tuple, TypeSpec, VariantType,
+    Array,
+    Compact,
+    Composite,
+    Field,
+    Primitive,
+    Sequence,
+    Tuple,
+    TypeSpec,
+    VariantType,
 )
 
 

@@ -31,7 +31,7 @@ from runtime_bindings import (
 )
 from runtime_bindings.generated.balances import BalancesError, TransferKeepAliveCall
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.slow, pytest.mark.compat]  # slow: runs chopsticks on real runtimes (Node.js)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHOPSTICKS = ROOT / "tests" / "js" / "node_modules" / ".bin" / "chopsticks"

@@ -45,7 +45,7 @@ import websocket
 from chopsticks_node import ChopsticksNode, chopsticks  # noqa: F401  (chopsticks: the module fixture)
 from substrateinterface import Keypair, SubstrateInterface
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.slow, pytest.mark.compat]  # slow: chopsticks (Kusama runtime) beside a devnet
 
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")

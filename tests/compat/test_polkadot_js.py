@@ -29,10 +29,11 @@ NODE = shutil.which("node")
 TRANSFER = 2 * 10**12  # what the script sends from //Alice to //Bob
 DEV_NAMES = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 
-pytestmark = pytest.mark.skipif(
+# slow: runs Polkadot.js in Node.js against a devnet
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "api").is_dir(),
     reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)",
-)
+)]
 
 
 def run_client(ws_url: str) -> tuple[dict[str, Any], str]:

@@ -24,7 +24,8 @@ NODE = shutil.which("node")
 PASSWORD = "paratrain keystore test"
 MESSAGE = "signed by the key in the keystore"
 
-pytestmark = [pytest.mark.compat, pytest.mark.skipif(
+# slow: runs Polkadot.js's keyring in Node.js (scrypt keystores)
+pytestmark = [pytest.mark.slow, pytest.mark.compat, pytest.mark.skipif(
     NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "keyring").is_dir(),
     reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)")]
 

@@ -26,10 +26,11 @@ NODE = shutil.which("node")
 BOUNTY = 10 * 10**12  # what the script offers (10 PARA, 12 decimals)
 ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{name}").ss58_address for name in ("Alice", "Bob", "Charlie"))
 
-pytestmark = pytest.mark.skipif(
+# slow: runs Polkadot.js in Node.js through the paratrain pallets
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "api").is_dir(),
     reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)",
-)
+)]
 
 
 @pytest.fixture(scope="module")

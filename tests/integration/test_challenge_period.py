@@ -34,6 +34,8 @@ from paratrain_api.v1 import common_pb2
 from runtime_bindings import Chain as TypedChain
 from runtime_bindings.generated.task_bounties import TaskBountiesError
 
+pytestmark = pytest.mark.slow  # waits out challenge periods and verification windows on a devnet
+
 PERIOD_MS = 3_000
 GRACE_MS = 8_000  # VerificationGrace: the first round's and a challenge round's window
 BOUNTY, DEPOSIT = 10 * UNIT, 10 * UNIT  # every task's bounty; ChallengeDeposit

@@ -22,6 +22,8 @@ from forgeries import placeholder_attestation
 from paratrain.cli import main
 from runtime_bindings import Chain, Keypair
 
+pytestmark = pytest.mark.slow  # starts an orchestrator and waits out challenge periods on a devnet
+
 UNIT = 10**12
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

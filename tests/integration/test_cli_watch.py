@@ -24,6 +24,8 @@ import pytest
 from paratrain.cli import main
 from paratrain_api.v1 import common_pb2, task_pb2, task_pb2_grpc
 
+pytestmark = pytest.mark.slow  # the CLI as a subprocess, idling against silent orchestrators for seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_S = 4.0

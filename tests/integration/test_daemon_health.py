@@ -39,6 +39,8 @@ from workers.daemon import DaemonConfig, WorkerDaemon  # noqa: E402
 from workers.health import HealthLimits, ValidatorHealth, WorkerHealth  # noqa: E402
 from workers.validator import ValidatorConfig, ValidatorDaemon  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs the worker and validator daemons against a devnet
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
 ALICE, BOB, CHARLIE, DAVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))

@@ -27,6 +27,8 @@ pytest.importorskip("torch")
 pytest.importorskip("ray")
 pytest.importorskip("matplotlib")
 
+pytestmark = pytest.mark.slow  # runs `paratrain demo`: devnet, orchestrator, Ray, a worker and two validators
+
 ROOT = Path(__file__).resolve().parents[2]
 PARATRAIN = Path(sys.executable).parent / "paratrain"  # the console script installed with the package
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

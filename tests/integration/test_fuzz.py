@@ -43,6 +43,8 @@ from websockets.asyncio.client import connect
 
 from devnet.scale.codec import encode_compact
 
+pytestmark = pytest.mark.slow  # sends over 10,000 fuzzed extrinsics and frames to a devnet
+
 SEED = int(os.environ.get("PARATRAIN_FUZZ_SEED", "424242"))
 CONNECTIONS = 4
 SIGNED_INPUTS = 600  # well-formed, correctly signed, invalid: stale, future, unpayable, wrong era

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 
+import pytest
 from devnet_process import DevnetProcess
 
 from orchestrator.domain import TaskStatus
@@ -13,6 +14,8 @@ from orchestrator.index import Index, task_view_from_chain, worker_view_from_cha
 from orchestrator.indexer import Indexer, PubSub
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated import types as t
+
+pytestmark = pytest.mark.slow  # restarts the indexer and devnet processes
 
 UNIT = 10**12
 ALICE, BOB, CHARLIE, DAVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))

@@ -41,6 +41,8 @@ from paratrain_api.v1 import worker_pb2
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated.task_bounties import ClaimTaskCall, ReleaseClaimCall
 
+pytestmark = pytest.mark.slow  # 50 simulated workers claim 200 tasks through a real orchestrator
+
 N_WORKERS, N_TASKS = 50, 200
 BLOCK_MS = 3000
 W = "/paratrain.v1.WorkerService/"

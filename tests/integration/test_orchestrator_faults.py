@@ -32,6 +32,8 @@ from orchestrator_process import (
 
 from runtime_bindings import Chain, Keypair
 
+pytestmark = pytest.mark.slow  # kills and restarts a real orchestrator and devnet mid-run
+
 ALICE = Keypair.create_from_uri("//Alice")
 REQUESTERS = [Keypair.create_from_uri(f"//{n}") for n in ("Bob", "Charlie")]
 UNIT = 10**12

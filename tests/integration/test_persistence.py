@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websocket
 import xxhash
 from devnet_process import DevnetProcess
 from substrateinterface import Keypair, SubstrateInterface
+
+pytestmark = pytest.mark.slow  # restarts devnet processes, kill -9 included
 
 ALICE, BOB = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
 

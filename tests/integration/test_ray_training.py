@@ -11,9 +11,22 @@ import pytest
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from workers import (ArtifactStore, CrashOnce, DatasetRef, Evaluation, TaskSpec, add_dataset, merkle_root_hex,  # noqa: E402
-                     replay_segment, train, verify_inclusion, inclusion_proof)
+from workers import (  # noqa: E402
+    ArtifactStore,
+    CrashOnce,
+    DatasetRef,
+    Evaluation,
+    TaskSpec,
+    add_dataset,
+    inclusion_proof,
+    merkle_root_hex,
+    replay_segment,
+    train,
+    verify_inclusion,
+)
 from workers.runner import WarmTrainer  # noqa: E402
+
+pytestmark = pytest.mark.slow  # starts a local Ray cluster and trains
 
 
 @pytest.fixture(scope="module")

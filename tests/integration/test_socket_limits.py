@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from devnet_process import DevnetProcess
 
 pytestmark = pytest.mark.asyncio

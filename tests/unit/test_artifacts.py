@@ -14,8 +14,10 @@ from workers.artifacts import (  # noqa: E402
     ArtifactStore,
     FetchRefused,
 )
-from workers.uri_policy import UriPolicy  # noqa: E402
 from workers.datasets import BUILTIN_DATASETS, DatasetError, add_dataset, decode_dataset, package  # noqa: E402
+from workers.uri_policy import UriPolicy  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains models with torch to round-trip their state
 
 
 def blake(data: bytes) -> str:

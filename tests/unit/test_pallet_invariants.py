@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from sortedcontainers import SortedDict
 from substrateinterface import Keypair
 
+import devnet.state
 from devnet.chain import genesis_state
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import DispatchError
@@ -37,7 +38,6 @@ from devnet.runtime.pallets.task_bounties import TaskBounties, attestation_messa
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.workers import Workers
 from devnet.runtime.runtime import Runtime
-import devnet.state
 from devnet.state import Overlay
 
 _SortedView = getattr(devnet.state, "SortedView", None) or getattr(devnet.state, "_SortedView")

@@ -8,13 +8,26 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from workers import (ArtifactStore, DatasetRef, Evaluation, Limits, SpecDecodeError, SpecValidationError,  # noqa: E402
-                     TaskSpec, Validation, add_dataset, decode_spec, encode_spec)
-from workers.engine import CheckpointMismatchError, TrainingTimeoutError  # noqa: E402
+from workers import (  # noqa: E402
+    ArtifactStore,
+    DatasetRef,
+    Evaluation,
+    Limits,
+    SpecDecodeError,
+    SpecValidationError,
+    TaskSpec,
+    Validation,
+    add_dataset,
+    decode_spec,
+    encode_spec,
+)
 from workers.artifacts import ArtifactIntegrityError  # noqa: E402
+from workers.engine import CheckpointMismatchError, TrainingTimeoutError  # noqa: E402
 from workers.recipes import REGISTRY, RecipeNotAllowedError, UnknownRecipeError, code_hash, get_recipe  # noqa: E402
 from workers.runner import replay_segment, spot_check, train_local  # noqa: E402
 from workers.trajectory import merkle_root_hex  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains every recipe briefly with torch
 
 H = "ab" * 32
 

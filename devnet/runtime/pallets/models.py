@@ -19,7 +19,20 @@ from typing import Any
 
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import ErrorDef, EventDef, Pallet, StorageItem
-from devnet.scale.types import U8, U32, U64, AccountId, BoundedVec, Composite, H256, Option, Primitive, Sequence, Tuple, fields
+from devnet.scale.types import (
+    H256,
+    U8,
+    U32,
+    U64,
+    AccountId,
+    BoundedVec,
+    Composite,
+    Option,
+    Primitive,
+    Sequence,
+    Tuple,
+    fields,
+)
 
 I64 = Primitive("i64")
 PALLET = "pallet_models"

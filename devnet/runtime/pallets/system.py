@@ -3,14 +3,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from devnet.crypto import blake2_256
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, ErrorDef, EventDef, Pallet, StorageItem, call
 from devnet.runtime.primitives import (
-    AccountInfo, Digest, DispatchError, DispatchInfo, Phase, RuntimeDbWeight, RuntimeVersion,
+    AccountInfo,
+    Digest,
+    DispatchError,
+    DispatchInfo,
+    Phase,
+    RuntimeDbWeight,
+    RuntimeVersion,
 )
-from devnet.crypto import blake2_256
 from devnet.scale.types import (
-    U16, U32, AccountId, Bytes, Composite, Compact, H256, Param, Sequence, Str, Tuple, fields,
+    H256,
+    U16,
+    U32,
+    AccountId,
+    Bytes,
+    Compact,
+    Composite,
+    Param,
+    Sequence,
+    Str,
+    Tuple,
+    fields,
 )
 
 EMPTY_ACCOUNT: dict[str, Any] = {

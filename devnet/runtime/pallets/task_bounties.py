@@ -82,14 +82,30 @@ from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, DispatchError, Pallet, StorageItem, call
 from devnet.runtime.pallets.models import BoundedBytes, Models
 from devnet.runtime.pallets.task_bounties_types import (
-    ATTESTATION_CODEC, ATTESTATION_DOMAIN, ERRORS, EVENTS, PALLET, TASK_ID, Attestation, Holdout, PendingPayout,
-    Perbill, Progress, SubmittedResult, Task, TaskSpec, Verdict, VerificationDeadline, attestation_message,
-    holdout_commitment, perbill_mul,
+    ATTESTATION_CODEC,
+    ATTESTATION_DOMAIN,
+    ERRORS,
+    EVENTS,
+    PALLET,
+    TASK_ID,
+    Attestation,
+    Holdout,
+    PendingPayout,
+    Perbill,
+    Progress,
+    SubmittedResult,
+    Task,
+    TaskSpec,
+    Verdict,
+    VerificationDeadline,
+    attestation_message,
+    holdout_commitment,
+    perbill_mul,
 )
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.workers import UNIT, Workers
 from devnet.runtime.primitives import MultiSignature
-from devnet.scale.types import U32, U64, U128, AccountId, H256, Option, Sequence, Tuple
+from devnet.scale.types import H256, U32, U64, U128, AccountId, Option, Sequence, Tuple
 
 log = logging.getLogger(__name__)
 DEFAULT_CHALLENGE_PERIOD_MS = 5_000

@@ -13,7 +13,19 @@ from devnet.runtime.framework import ErrorDef, EventDef
 from devnet.runtime.pallets.models import I64, BoundedBytes, Metrics
 from devnet.scale.codec import codec_for
 from devnet.scale.types import (
-    U32, U64, U128, AccountId, Bool, Composite, Field, H256, Option, Sequence, Tuple, enum, fields,
+    H256,
+    U32,
+    U64,
+    U128,
+    AccountId,
+    Bool,
+    Composite,
+    Field,
+    Option,
+    Sequence,
+    Tuple,
+    enum,
+    fields,
 )
 
 PALLET = "pallet_task_bounties"

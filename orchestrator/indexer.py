@@ -327,33 +327,22 @@ class Indexer:
         if not wanted or not self._range_reads:
             return {}
         from runtime_bindings.fastscale import decode_all
-        from runtime_bindings.primitives import decode_scale
 
         numbers = {b.hash: b.number for b in blocks}
         try:
             # the runtime of this batch is loaded already: its events were split and decoded with it
-            with chain.lock:
-                si = chain.substrate
-                keys = _task_keys(si, [tid for _, tid in wanted])
-                value_type = si.metadata.get_metadata_pallet("TaskBounties").get_storage_function("Tasks") \
-                    .get_value_type_string()
-                config, metadata = si.runtime_config, si.metadata
-            history: dict[str, list[tuple[int, str | None]]] = {}
-            key_list = sorted(set(keys.values()))
-            for i in range(0, len(key_list), 1000):
-                for entry in chain.rpc("state_queryStorage", [key_list[i:i + 1000], blocks[0].hash, blocks[-1].hash]):
-                    number = numbers.get(entry["block"])
-                    if number is None:
-                        raise BindingsError("state_queryStorage answered a block outside the range")
-                    for key, value in entry.get("changes") or []:
-                        history.setdefault(key, []).append((number, value))
+            changes = chain.storage_changes("TaskBounties", "Tasks", [tid for _, tid in wanted], blocks[0].hash,
+                                            blocks[-1].hash)
             decode = chain.pallet("TaskBounties").tasks._decode  # the generated record class
             # compiled from the metadata's type registry when the batch had one runtime; else scalecodec
             fast = stream.storage_decoder("TaskBounties", "Tasks") if stream is not None else None
             out: dict[tuple[int, int], Any] = {}
             for number, tid in wanted:
                 value = None
-                for at, v in history.get(keys[tid], ()):
+                for block_hash, v in changes[tid]:
+                    at = numbers.get(block_hash)
+                    if at is None:
+                        raise BindingsError("state_queryStorage answered a block outside the range")
                     if at <= number:
                         value = v
                 if value is None:
@@ -364,8 +353,7 @@ class Indexer:
                         continue
                     except (ValueError, IndexError, KeyError, TypeError):
                         pass  # scalecodec says what is wrong with it
-                with chain.lock:
-                    out[(number, tid)] = decode(decode_scale(config, value_type, value, metadata))
+                out[(number, tid)] = decode(chain.decode_storage("TaskBounties", "Tasks", value))
             return out
         except ConnectionLost:
             raise
@@ -444,29 +432,6 @@ def _converted(convert: Callable[[Any, Any], Any], key: Any, number: int, read: 
         log.error("indexer: block %d: %s(%r, ...) failed, so that record is not indexed: %s", number,
                   convert.__name__, key, exc)
         raise Unconvertible(str(exc)) from exc
-
-
-def _task_keys(si: Any, task_ids: Sequence[int]) -> dict[int, str]:
-    """Storage keys of TaskBounties.Tasks entries: the map's prefix and hasher taken from the first key
-    substrate-interface builds, the rest computed directly (SCALE u64 key), checked against it."""
-    from runtime_bindings.primitives import STORAGE_HASHERS
-
-    def make(tid: int) -> str:
-        return "0x" + si.create_storage_key("TaskBounties", "Tasks", [tid]).to_hex().removeprefix("0x")
-
-    ids = list(dict.fromkeys(task_ids))
-    first = make(ids[0])
-    hashers = si.metadata.get_metadata_pallet("TaskBounties").get_storage_function("Tasks").get_param_hashers()
-    hasher = STORAGE_HASHERS.get(hashers[0]) if hashers and len(hashers) == 1 else None
-    if hasher is None:
-        return {tid: make(tid) for tid in ids}
-    prefix = bytes.fromhex(first[2:])[:32]
-
-    def fast(tid: int) -> str:
-        return "0x" + (prefix + hasher(tid.to_bytes(8, "little"))).hex()
-    if fast(ids[0]) != first:
-        return {tid: make(tid) for tid in ids}
-    return {tid: fast(tid) for tid in ids}
 
 
 class IndexMismatch(Exception):

@@ -11,7 +11,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -41,7 +41,7 @@ from runtime_bindings.errors import (
 from runtime_bindings.generated import GeneratedPallets
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
-from runtime_bindings.primitives import decode_scale
+from runtime_bindings.primitives import STORAGE_HASHERS, decode_scale
 from runtime_bindings.values import AccountId
 
 if TYPE_CHECKING:
@@ -275,6 +275,30 @@ class Chain(GeneratedPallets):
         """One storage entry as scalecodec decodes it (None when an optional entry is absent)."""
         return self._run(lambda si: si.query(pallet, name, params, block_hash=at)).value
 
+    def storage_changes(self, pallet: str, name: str, keys: Sequence[int], first: str, last: str,
+                        ) -> dict[int, list[tuple[str, str | None]]]:
+        """Every change of a one-key map's entries at `keys` (integers, as task ids are) over the blocks
+        `first`..`last`, by one `state_queryStorage` per thousand keys instead of a read per key and block:
+        {key: [(block hash, the SCALE value as 0x-hex, None once removed)]} in block order. The node may
+        refuse the (unsafe) range query: RpcError."""
+        storage_keys = self._run(lambda si: _int_map_keys(si, pallet, name, keys))
+        by_storage_key = {hex_key: key for key, hex_key in storage_keys.items()}
+        changes: dict[int, list[tuple[str, str | None]]] = {key: [] for key in storage_keys}
+        ordered = sorted(by_storage_key)
+        for i in range(0, len(ordered), 1000):
+            for entry in self.rpc("state_queryStorage", [ordered[i:i + 1000], first, last]):
+                for hex_key, value in entry.get("changes") or []:
+                    changes[by_storage_key[hex_key]].append((entry["block"], value))
+        return changes
+
+    def decode_storage(self, pallet: str, name: str, value: str) -> Any:
+        """scalecodec's value of a storage entry's SCALE bytes (0x-hex), in the runtime this connection
+        loaded; every byte must be used. Raises what scalecodec raises."""
+        def decode(si: SubstrateInterface) -> Any:
+            value_type = si.metadata.get_metadata_pallet(pallet).get_storage_function(name).get_value_type_string()
+            return decode_scale(si.runtime_config, value_type, value, si.metadata)
+        return self._run(decode)
+
     def query_page(self, pallet: str, name: str, prefix: list[Any], *, page_size: int = 100,
                    start_key: str | None = None, at: str | None = None) -> tuple[list[tuple[Any, Any]], str | None]:
         """One page of a map: ([(key, value)], last raw key of the page)."""
@@ -412,6 +436,29 @@ class Chain(GeneratedPallets):
 
     def __repr__(self) -> str:
         return f"<Chain {self.url}>"
+
+
+def _int_map_keys(si: SubstrateInterface, pallet: str, name: str, keys: Sequence[int]) -> dict[int, str]:
+    """Storage keys of a one-key map's entries: the prefix and hasher taken from the first key substrate-interface
+    builds, the others computed directly (the key's SCALE bytes, little-endian of the first's width), checked
+    against it; substrate-interface builds them all where that does not hold (a key of another type)."""
+    def make(key: int) -> str:
+        return "0x" + si.create_storage_key(pallet, name, [key]).to_hex().removeprefix("0x")
+
+    ids = list(dict.fromkeys(keys))
+    if not ids:
+        return {}
+    first = make(ids[0])
+    hashers = si.metadata.get_metadata_pallet(pallet).get_storage_function(name).get_param_hashers()
+    hasher = STORAGE_HASHERS.get(hashers[0]) if hashers and len(hashers) == 1 else None
+    if hasher is None:
+        return {key: make(key) for key in ids}
+    prefix = bytes.fromhex(first[2:])[:32]
+    width = next((w for w in (1, 2, 4, 8, 16) if "0x" + (prefix + hasher(ids[0].to_bytes(w, "little"))).hex() == first),
+                 None)
+    if width is None:
+        return {key: make(key) for key in ids}
+    return {key: "0x" + (prefix + hasher(key.to_bytes(width, "little"))).hex() for key in ids}
 
 
 class _Substrate(SubstrateInterface):

@@ -254,3 +254,18 @@ def test_decode_extrinsic(chain: Chain, alice: Keypair, bob: Keypair) -> None:
     assert decoded.args["value"] == 7
     with pytest.raises(ValueError, match="not an extrinsic of this chain"):
         chain.decode_extrinsic(b"\x01\x02garbage")
+
+
+def test_storage_changes_over_a_range(chain: Chain, alice: Keypair, bob: Keypair) -> None:
+    """System.BlockHash (a u32-keyed map) over a range: each entry's writes, decoded, as block-by-block reads see."""
+    for _ in range(3):
+        chain.balances.transfer_keep_alive(alice, bob.ss58_address, 1)
+    last = chain.best_number()
+    numbers = [last - 2, last - 1]
+    first_hash, last_hash = chain.block_hash(last - 2), chain.block_hash(last)
+    changes = chain.storage_changes("System", "BlockHash", numbers, first_hash, last_hash)
+    for n in numbers:
+        [(written_in, value)] = [(h, v) for h, v in changes[n] if v is not None][-1:]
+        assert chain.block_number(written_in) == n + 1  # a block writes its parent's hash
+        assert str(chain.decode_storage("System", "BlockHash", value)) == chain.block_hash(n)
+        assert str(chain.system.block_hash(n, at=written_in)) == chain.block_hash(n)

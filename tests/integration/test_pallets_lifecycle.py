@@ -125,6 +125,8 @@ from devnet_process import DevnetProcess  # noqa: E402
 
 from devnet.runtime.pallets.task_bounties import holdout_commitment  # noqa: E402
 
+pytestmark = pytest.mark.slow  # advances a devnet block by block through leases, deadlines and windows
+
 HOLDOUT = {"holdout_hash": "0x" + "00" * 32, "holdout_size": 10, "holdout_uri": "s3://h"}  # as committed below
 
 ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie"))

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from devnet_process import DevnetProcess
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio]  # slow: thousands of silent and idle sockets at a devnet
 
 SILENT, IDLE_WS = 600, 100
 FDS_NEEDED = 2 * (SILENT + IDLE_WS) + 256  # this process and devnet (which inherits the limit) hold each socket

@@ -13,6 +13,8 @@ import pytest
 
 import k8s_checks as kc
 
+pytestmark = pytest.mark.slow  # renders every overlay with kubectl, one subprocess per check
+
 needs_kubectl = pytest.mark.skipif(kc.kubectl() is None,
                                    reason="kubectl (kustomize v5 inside) is not on PATH: cannot render k8s/")
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime_bindings.generated.types import Attestation
-from runtime_bindings.values import METRIC_SCALE, AccountId, Bytes, H256
+from runtime_bindings.values import H256, METRIC_SCALE, AccountId, Bytes
 from workers import tensorio
 from workers.artifacts import ArtifactStore
 from workers.engine import (

@@ -22,8 +22,21 @@ import pytest
 from devnet_process import DevnetProcess
 from substrateinterface import Keypair
 from test_pallets_lifecycle import (
-    ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE, UNIT, Chain, caps, events, fee, spec,
-    register_roles, submit_result, verdict,
+    ALICE,
+    BOB,
+    CHARLIE,
+    DAVE,
+    EVE,
+    FERDIE,
+    UNIT,
+    Chain,
+    caps,
+    events,
+    fee,
+    register_roles,
+    spec,
+    submit_result,
+    verdict,
 )
 
 from orchestrator.domain import TaskStatus

@@ -18,9 +18,24 @@ from substrateinterface import Keypair, KeypairType
 
 from orchestrator import auth
 from orchestrator.client import ClientTls, SyncWorkerClient, TaskClient, WorkerClient
-from orchestrator.domain import (Assignment, Capabilities, ProgressUpdate, Requirements, TaskEvent, TaskStatus,
-                                 TaskView, WorkerView)
-from orchestrator.errors import (ApiError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated)
+from orchestrator.domain import (
+    Assignment,
+    Capabilities,
+    ProgressUpdate,
+    Requirements,
+    TaskEvent,
+    TaskStatus,
+    TaskView,
+    WorkerView,
+)
+from orchestrator.errors import (
+    ApiError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from orchestrator.server import ServerLimits, TlsConfig, build_server
 from paratrain_api.v1 import task_pb2, worker_pb2
 

@@ -9,13 +9,13 @@ import grpc
 import pytest
 from substrateinterface import Keypair
 
+# the same fake api (task 7 is Alice's, 8 Bob's) and the generated messages wherever that module takes them from
+from test_grpc_server import ALICE, FakeApi, worker_pb2
+
 from orchestrator.client import SyncWorkerClient, WorkerClient
 from orchestrator.domain import ProgressUpdate
 from orchestrator.errors import PermissionDenied
 from orchestrator.server import build_server
-
-# the same fake api (task 7 is Alice's, 8 Bob's) and the generated messages wherever that module takes them from
-from test_grpc_server import ALICE, FakeApi, worker_pb2
 
 W = "/paratrain.v1.WorkerService/"
 

@@ -9,9 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import k8s_checks as kc
+import pytest
 
 pytestmark = pytest.mark.slow  # renders every overlay with kubectl, one subprocess per check
 

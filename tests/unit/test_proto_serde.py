@@ -6,8 +6,16 @@ import math
 import pytest
 
 from orchestrator import serde
-from orchestrator.domain import (Assignment, Capabilities, ProgressUpdate, Requirements, TaskEvent, TaskStatus,
-                                 TaskView, WorkerView)
+from orchestrator.domain import (
+    Assignment,
+    Capabilities,
+    ProgressUpdate,
+    Requirements,
+    TaskEvent,
+    TaskStatus,
+    TaskView,
+    WorkerView,
+)
 from orchestrator.errors import InvalidArgument
 from paratrain_api.v1 import common_pb2, task_pb2, worker_pb2
 

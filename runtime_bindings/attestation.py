@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import ed25519_zebra
-import sr25519
 from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 from substrateinterface import Keypair, KeypairType
@@ -28,6 +26,7 @@ from substrateinterface.utils.ss58 import ss58_decode
 from runtime_bindings.base import to_scale_value
 from runtime_bindings.generated.types import Attestation, MultiSignature
 from runtime_bindings.metadata import MetadataIndex, v14_of
+from runtime_bindings.primitives import verify_signature
 
 if TYPE_CHECKING:
     from runtime_bindings.client import Chain
@@ -148,8 +147,9 @@ def verify_attestation(encoded_attestation: bytes, signature: SignatureValue, si
                        scheme: str | None = None) -> bool:
     """True if `signature` (MultiSignature, raw or hex) is `signer`'s over the attestation.
 
-    Same rules as the pallet (devnet.crypto.verify_signature): Sr25519 and Ed25519 only;
-    malformed input is simply invalid. With no scheme given, either is accepted.
+    The one verifier (runtime_bindings.primitives.verify_signature, which the orchestrator's auth uses too):
+    the pallet's rules, Sr25519 and Ed25519 only; malformed input is simply invalid. With no scheme given,
+    either is accepted.
     """
     try:
         public = _public_key(signer)
@@ -157,12 +157,4 @@ def verify_attestation(encoded_attestation: bytes, signature: SignatureValue, si
     except (ValueError, TypeError):
         return False
     message = signing_payload(encoded_attestation)
-    for kind, raw in candidates:
-        try:
-            if kind == "Sr25519" and sr25519.verify(raw, message, public):
-                return True
-            if kind == "Ed25519" and ed25519_zebra.ed_verify(raw, message, public):
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
+    return any(verify_signature(kind, raw, message, public) for kind, raw in candidates)

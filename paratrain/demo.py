@@ -848,4 +848,3 @@ def _quiet_libraries() -> Callable[[], None]:
             else:
                 os.environ[k] = v
     return restore
-

@@ -141,11 +141,11 @@ def test_watch_idles_and_stops_on_the_first_ctrl_c(wedged, task_id, devnet, tmp_
             assert 1 <= reconnects <= 4, reconnects  # 0.5, 1, 2, 4 s apart: retried, with a backoff
         proc.send_signal(signal.SIGINT)
         start = time.monotonic()
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 15  # one signal only; generous for a loaded CI machine
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines() == ["interrupted"], err

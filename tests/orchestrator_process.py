@@ -142,6 +142,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime_bindings.generated.types import TaskStatus
+
 UNIT = 10**12
 WORKER_STAKE = 200 * UNIT
 WORKER_FUNDS = 1_000 * UNIT
@@ -287,6 +289,7 @@ async def simulated_worker(target: str, keypair: Any, chain: Any, done: asyncio.
 
 
 def chain_tasks(chain: Any, ids: Iterable[int], at: str) -> dict[int, Any]:
+    """The typed Tasks records of `ids` at block `at` (statuses are `TaskStatus` variants)."""
     wanted = set(ids)
     return {k: v for k, v in chain.task_bounties.tasks.entries(page_size=500, at=at) if k in wanted}
 
@@ -303,7 +306,7 @@ async def run_workers_until_claimed(target: str, keys: list[Any], chain: Any, id
     try:
         while True:
             tasks = await asyncio.to_thread(lambda: chain_tasks(chain, ids, chain.best_hash()))
-            claimed = sum(1 for v in tasks.values() if isinstance(v.status, dict) and "Claimed" in v.status)
+            claimed = sum(1 for v in tasks.values() if isinstance(v.status, TaskStatus.Claimed))
             if claimed == len(ids):
                 break
             if time.monotonic() > deadline:
@@ -375,15 +378,15 @@ async def assert_exactly_once(chain: Any, orch: OrchestratorProcess, ids: list[i
     assert set(on_chain) == set(ids)
     holders: Counter = Counter()
     for task_id, task in on_chain.items():
-        assert isinstance(task.status, dict) and "Claimed" in task.status, (task_id, task.status)
-        holders[task.status["Claimed"]["worker"]] += 1
+        assert isinstance(task.status, TaskStatus.Claimed), (task_id, task.status)
+        holders[task.status.worker] += 1
     max_claims = int(chain.constant("TaskBounties", "MaxClaimsPerWorker"))
     by_worker: Counter = Counter()
     entries = await asyncio.to_thread(claims_by_worker, chain, head_hash)
     for worker, task_id in entries:
         if task_id in on_chain:
             by_worker[worker] += 1
-            assert on_chain[task_id].status["Claimed"]["worker"] == worker
+            assert on_chain[task_id].status.worker == worker
     assert by_worker == holders and sum(by_worker.values()) == len(ids)
     assert max(by_worker.values()) <= max_claims, by_worker.most_common(3)
     assert set(by_worker) <= {w.ss58_address for w in workers}

@@ -84,7 +84,7 @@ def test_digits_trained_on_two_ray_workers(baseline, store, spec):
     assert events[1].checkpoint_root == merkle_root_hex(result.checkpoints[:2])
     assert result.finished_ms >= result.started_ms
     att = result.to_attestation(task_id=1, worker="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
-    assert att["checkpoints"] == ["0x" + h for h in result.checkpoints]
+    assert [h.hex() for h in att.checkpoints] == result.checkpoints
 
 
 def test_replay_segment_reproduces_the_next_checkpoint_bitwise(baseline, store, spec):

@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from runtime_bindings.values import METRIC_SCALE  # noqa: E402
 from workers import (  # noqa: E402
     ArtifactStore,
     DatasetRef,
@@ -144,7 +145,8 @@ def test_each_recipe_trains_briefly(store, name):
     assert card["recipe"] == name and card["weights"]["hash"] == result.model_hash
     assert result.code_hash == code_hash(name) and result.dataset_hash == spec.dataset.hash
     att = result.to_attestation(task_id=7, worker="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
-    assert dict(att["metrics"])[recipe.metric] == round(result.metrics[recipe.metric] * 1_000_000)
+    assert {name.text: value for name, value in att.metrics}[recipe.metric] == round(
+        result.metrics[recipe.metric] * METRIC_SCALE)
 
 
 def test_digits_mlp_reaches_its_expected_accuracy(store):

@@ -95,7 +95,6 @@ class Handlers:
         self.reservations = Reservations(reservation_ttl, on_reserve=index.open_tasks.hide,
                                          on_release=index.open_tasks.unhide)
         self.sessions: dict[str, _Session] = {}
-        self.results: dict[int, tuple[str, str]] = {}  # task -> (worker, extrinsic hash) reported
         self._waiters: list[Waiter] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -366,7 +365,7 @@ class Handlers:
             raise InvalidArgument("extrinsic_hash must be 0x followed by 64 hex digits")
         if task.worker != account:
             raise PermissionDenied(f"task {task_id} is not held by {account}")
-        self.results[task_id] = (account, extrinsic_hash.lower())
+        log.info("task %d: %s reports its result in extrinsic %s", task_id, account, extrinsic_hash.lower())
 
     # Tasks ------------------------------------------------------------------------------------
     def list_tasks(self, status: TaskStatus | None, limit: int, page_token: str) -> tuple[list[TaskView], str]:

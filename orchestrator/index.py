@@ -37,7 +37,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -706,10 +706,6 @@ def worker_view_from_chain(account: str, info: chain_types.WorkerInfo) -> Worker
     return WorkerView(account=account, role=info.role.name, stake=info.stake,
                       capabilities=_capabilities(info.capabilities),
                       active=info.status == chain_types.WorkerStatus.Active, active_claims=info.active_claims)
-
-
-def with_status(task: TaskView, status: TaskStatus, **changes: Any) -> TaskView:
-    return replace(task, status=status, **changes)
 
 
 __all__ = ["BlockRef", "Index", "IndexGap", "OpenTasks", "TaskRecord", "WorkerRecord", "task_view_from_chain",

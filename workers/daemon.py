@@ -503,9 +503,8 @@ class WorkerDaemon(Observable):
 
         last: Exception | None = None
         for attempt in range(3):
-            with self.chain.lock:
-                start = self.chain.best_number()
-                raw_hex = self.chain.sign(call, self.keypair)
+            start = self.chain.best_number()  # a lower bound of the block that includes it
+            raw_hex = self.chain.sign(call, self.keypair)
             raw = bytes.fromhex(raw_hex[2:])
             xt_hash = extrinsic_hash(raw)
             try:

@@ -383,7 +383,7 @@ class ValidatorDaemon(Observable):
             state = "Missing" if status is None else status.name
             if result is None or as_hex(result.attestation_hash) != attestation_hash:
                 return self._abstain(task_id, f"no longer under verification ({state})")
-            allowed, why = may_vote(self.account, getattr(status, "worker", ""), task.requester, False)
+            allowed, why = may_vote(self.account, getattr(status, "worker", ""), task.requester)
             if not allowed:
                 return self._abstain(task_id, why)
             round_ = round_of(state)

@@ -434,14 +434,13 @@ def await_holdout(verify_until_ms: int, now_ms: int, margin_ms: int = HOLDOUT_MA
 
 
 # Voting rules -------------------------------------------------------------------------------------------
-def may_vote(me: str, worker: str, requester: str, already_voted: bool) -> tuple[bool, str]:
-    """Whether a validator may vote on a result (the pallet refuses the same; the daemon never tries)."""
+def may_vote(me: str, worker: str, requester: str) -> tuple[bool, str]:
+    """Whether a validator may vote on a result at all (the pallet refuses the same; the daemon never tries).
+    Having voted already is a matter of the round: `next_step` decides that."""
     if me == worker:
         return False, "this validator is the worker: it never judges its own work"
     if me == requester:
         return False, "this validator is the requester"
-    if already_voted:
-        return False, "already voted on this result"
     return True, ""
 
 

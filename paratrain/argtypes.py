@@ -61,6 +61,7 @@ block_number = integer("a block number", 0, U32_MAX)
 count = integer("a count", 1, U32_MAX)  # quorums, CPUs, checkpoint intervals: u32 on chain
 count_or_zero = integer("a count", 0, U32_MAX)
 megabytes = integer("a size in MiB", 0, U64_MAX)  # Requirements.min_memory_mb is u64
+memory_mb = integer("a memory size in MiB", 1, U64_MAX)  # Capabilities.memory_mb: u64; the worker API refuses 0
 seed = integer("a seed", 0, I64_MAX)  # a TaskSpec seed is in [0, 2^63)
 port = integer("a port", 1, 65535)
 port_or_off = integer("a port (0: off)", 0, 65535)

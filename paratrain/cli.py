@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "paratrain.commands.task",       # task create|list|show|watch|cancel|finalize|challenge
     "paratrain.commands.account",    # account new|show|balance|transfer
     "paratrain.commands.model",      # model show|download
+    "paratrain.commands.stake",      # stake register|bond-extra|update-capabilities|unregister|withdraw|show
 )
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -162,11 +162,15 @@ def runtime_event(value: dict[str, Any]) -> TypedEvent:
     return typed_event(pallet, name, attributes)
 
 
+Phase = Literal["Initialization", "Finalization"] | dict[str, int]
+"""`frame_system::Phase` in its JSON form: "Initialization", "Finalization" or {"ApplyExtrinsic": index}."""
+
+
 @dataclass(frozen=True)
 class EventRecord:
     """One entry of System.Events: the event and where in the block it happened."""
 
-    phase: Any  # "Initialization" | "Finalization" | {"ApplyExtrinsic": index}
+    phase: Phase
     event: TypedEvent
     topics: list[str] = field(default_factory=list)
 

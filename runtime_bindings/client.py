@@ -2,20 +2,22 @@
 
 One `SubstrateInterface` sits behind a re-entrant lock: every RPC round trip holds the
 lock, waits between polls do not, so many threads can share one `Chain` (their
-requests are serialised on the one WebSocket). For parallel throughput open one
+requests are serialised on the one connection). For parallel throughput open one
 `Chain` per thread (`chain.clone()`).
+
+The connection is a `runtime_bindings.transport.Transport`: a WebSocket by default
+(``Chain(url)``), or an in-process one (``Chain(transport=MemoryTransport(app))``) that needs
+no socket; the transport alone opens the wire and maps its failures to `ConnectionLost`.
 """
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import websocket
 from substrateinterface import Keypair, SubstrateInterface
 from scalecodec.base import ScaleBytes
 from substrateinterface.exceptions import SubstrateRequestException
@@ -26,6 +28,7 @@ from runtime_bindings.base import (
     DynamicCall,
     EventRecord,
     PalletApi,
+    Phase,
     Receipt,
     Wait,
     typed_event,
@@ -42,15 +45,17 @@ from runtime_bindings.generated import GeneratedPallets
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
 from runtime_bindings.primitives import STORAGE_HASHERS, decode_scale
+from runtime_bindings.transport import Transport, WebSocketTransport
 from runtime_bindings.values import AccountId
 
 if TYPE_CHECKING:
     from runtime_bindings.events import EventStreams
 
 T = TypeVar("T")
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    websocket.WebSocketException, ConnectionError, socket.timeout, OSError, BrokenPipeError,
-)
+AssetId = int | Mapping[str, object] | None
+"""ChargeAssetTxPayment's asset (an asset id, or a MultiLocation as scalecodec takes it); None: the native token."""
+Era = Mapping[str, int] | str | None
+"""A mortal era as substrate-interface takes it ({"period": 64}, {"period": 64, "current": n}); None: immortal."""
 FEE_EVENTS = (("TransactionPayment", "TransactionFeePaid"), ("AssetTxPayment", "AssetTxFeePaid"),
               ("AssetConversionTxPayment", "AssetTxFeePaid"))
 
@@ -65,33 +70,38 @@ def extrinsic_hash(raw: bytes | str) -> str:
 class Chain(GeneratedPallets):
     """A connection to a node. Pallets are attributes (``chain.balances``), generated or dynamic."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, submit_timeout: float = 60.0,
-                 poll_interval: float = 0.05, ss58_format: int | None = None, asset_id: Any = None) -> None:
-        """`timeout` bounds every RPC round trip (and connecting); `submit_timeout` is the default
-        wait for inclusion/finality; `asset_id` is passed to ChargeAssetTxPayment on chains that have it."""
-        self.url, self.timeout, self.submit_timeout = url, timeout, submit_timeout
+    def __init__(self, url: str | None = None, *, transport: Transport | None = None, timeout: float = 30.0,
+                 submit_timeout: float = 60.0, poll_interval: float = 0.05, ss58_format: int | None = None,
+                 asset_id: AssetId = None) -> None:
+        """A node at `url` over a WebSocket, or over `transport` (exactly one of the two). `timeout`
+        bounds every RPC round trip (and connecting); `submit_timeout` is the default wait for
+        inclusion/finality; `asset_id` is passed to ChargeAssetTxPayment on chains that have it."""
+        if (url is None) == (transport is None):
+            raise ValueError("Chain needs a url or a transport, not both")
+        self._transport: Transport = transport if transport is not None else WebSocketTransport(url or "",
+                                                                                              timeout=timeout)
+        self.url, self.timeout, self.submit_timeout = self._transport.url, timeout, submit_timeout
         self.poll_interval, self.ss58_format, self.asset_id = poll_interval, ss58_format, asset_id
         self._lock = threading.RLock()
-        self._index_cache: dict[Any, MetadataIndex] = {}
+        self._index_cache: dict[tuple[object, object, object], MetadataIndex] = {}
         self._pallet_cache: dict[str, PalletApi] = {}
-        self.reconnects = 0  # how often the WebSocket was re-opened after a failure
+        self.reconnects = 0  # how often the connection was re-opened after a failure
         self._si: SubstrateInterface = self._open()
 
     @classmethod
-    def connect(cls, url: str, *, timeout: float = 30.0, **options: Any) -> Chain:
-        return cls(url, timeout=timeout, **options)
+    def connect(cls, url: str, *, timeout: float = 30.0, submit_timeout: float = 60.0, poll_interval: float = 0.05,
+                ss58_format: int | None = None, asset_id: AssetId = None) -> Chain:
+        return cls(url, timeout=timeout, submit_timeout=submit_timeout, poll_interval=poll_interval,
+                   ss58_format=ss58_format, asset_id=asset_id)
 
     def clone(self) -> Chain:
         """A new, independent connection with the same settings (e.g. one per thread)."""
-        return Chain(self.url, timeout=self.timeout, submit_timeout=self.submit_timeout,
+        return Chain(transport=self._transport.clone(), timeout=self.timeout, submit_timeout=self.submit_timeout,
                      poll_interval=self.poll_interval, ss58_format=self.ss58_format, asset_id=self.asset_id)
 
     def close(self) -> None:
         with self._lock:
-            try:
-                self._si.close()
-            except CONNECTION_ERRORS:
-                pass
+            self._transport.close()
 
     def __enter__(self) -> Self:
         return self
@@ -101,16 +111,19 @@ class Chain(GeneratedPallets):
 
     # Connection -----------------------------------------------------------------------------
     def _open(self) -> SubstrateInterface:
+        """substrate-interface on the transport (connected now), its runtime loaded."""
+        self._transport.settimeout(self.timeout)
+        self._transport.connect()
         try:
             with _REGISTRY_GATE.writing():  # loads a type registry and metadata: no decoding meanwhile
-                si = _Substrate(url=self.url, ss58_format=self.ss58_format,
-                                ws_options={"timeout": self.timeout, "skip_utf8_validation": True},
+                si = _Substrate(websocket=self._transport, ss58_format=self.ss58_format,
                                 config={"auto_reconnect": False})
                 si.cache_region, si.prefetched_metadata = self._metadata_region(si)
                 si.init_runtime()
                 si.prefetched_metadata = None  # a shared decoded copy was found: not needed
-        except CONNECTION_ERRORS as exc:
-            raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
+        except BaseException:
+            self._transport.close()
+            raise
         return si
 
     @staticmethod
@@ -130,17 +143,10 @@ class Chain(GeneratedPallets):
             return None, None
 
     def reconnect(self) -> None:
-        """Drop the WebSocket and open a new one (metadata is kept unless the runtime changed)."""
+        """Drop the connection and open a new one (metadata is kept unless the runtime changed)."""
         with self._lock:
             self.reconnects += 1
-            try:
-                self._si.close()
-            except CONNECTION_ERRORS:
-                pass
-            try:
-                self._si.connect_websocket()
-            except CONNECTION_ERRORS as exc:
-                raise ConnectionLost(f"cannot reconnect to {self.url}: {exc}") from exc
+            self._transport.connect()
 
     def _run(self, fn: Callable[[SubstrateInterface], T], *, retry: bool = True,
              deadline: float | None = None) -> T:
@@ -148,22 +154,20 @@ class Chain(GeneratedPallets):
         with self._lock, _REGISTRY_GATE.reading():
             for attempt in (0, 1):
                 try:
-                    ws = getattr(self._si, "websocket", None)
-                    if ws is not None:
-                        limit = self.timeout if deadline is None else max(0.05, min(self.timeout,
-                                                                                     deadline - time.monotonic()))
-                        ws.settimeout(limit)
+                    limit = self.timeout if deadline is None else max(0.05, min(self.timeout,
+                                                                                 deadline - time.monotonic()))
+                    self._transport.settimeout(limit)
                     return fn(self._si)
                 except SubstrateRequestException as exc:
                     raise rpc_error_from(exc.args[0] if exc.args else str(exc)) from None
-                except CONNECTION_ERRORS as exc:
+                except ConnectionLost:
                     if attempt or not retry:
-                        # the socket state is unknown after a timeout: start afresh next time
+                        # the wire's state is unknown after a timeout: start afresh next time
                         try:
                             self.reconnect()
                         except ConnectionLost:
                             pass
-                        raise ConnectionLost(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+                        raise
                     self.reconnect()
         raise AssertionError("unreachable")
 
@@ -211,6 +215,11 @@ class Chain(GeneratedPallets):
                 index = self._index_cache[key] = MetadataIndex(v14_of(si.metadata.value))
             return index
         return self._run(load)
+
+    @property
+    def transport(self) -> Transport:
+        """The wire this connection runs on."""
+        return self._transport
 
     @property
     def substrate(self) -> SubstrateInterface:
@@ -318,9 +327,9 @@ class Chain(GeneratedPallets):
 
     @staticmethod
     def _record(raw: dict[str, Any]) -> EventRecord:
-        phase: Any = raw.get("phase")
-        if raw.get("extrinsic_idx") is not None:
-            phase = {"ApplyExtrinsic": raw["extrinsic_idx"]}
+        index = raw.get("extrinsic_idx")
+        phase: Phase = ({"ApplyExtrinsic": int(index)} if index is not None
+                        else "Finalization" if raw.get("phase") == "Finalization" else "Initialization")
         event = typed_event(raw["module_id"], raw["event_id"], raw.get("attributes"))
         return EventRecord(phase, event, list(raw.get("topics") or []))
 
@@ -335,7 +344,7 @@ class Chain(GeneratedPallets):
 
     # Submitting -----------------------------------------------------------------------------
     def sign(self, call: CallArgs | DynamicCall, signer: Keypair, *, nonce: int | None = None, tip: int = 0,
-             asset_id: Any = None, era: Any = None) -> str:
+             asset_id: AssetId = None, era: Era = None) -> str:
         """The signed extrinsic for `call`, 0x-hex (the nonce from the node, pool included, if not given)."""
         def build(si: SubstrateInterface) -> str:
             composed = si.compose_call(call.PALLET, call.CALL, call.to_value())
@@ -349,8 +358,8 @@ class Chain(GeneratedPallets):
         return self._run(build)
 
     def submit(self, call: CallArgs | DynamicCall, signer: Keypair, *, wait: Wait = "inclusion",
-               timeout: float | None = None, nonce: int | None = None, tip: int = 0, asset_id: Any = None,
-               era: Any = None) -> Receipt:
+               timeout: float | None = None, nonce: int | None = None, tip: int = 0, asset_id: AssetId = None,
+               era: Era = None) -> Receipt:
         """Sign and submit `call`; wait for nothing, inclusion or finality, never longer than `timeout`.
 
         Raises a TransactionRejected subclass if the pool refuses it, a DispatchError subclass

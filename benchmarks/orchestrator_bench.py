@@ -43,7 +43,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def load() -> str:
@@ -283,11 +282,10 @@ def _process_cpu_s(pid: int) -> float:
 
 
 def bench_catchup(n_blocks: int) -> dict[str, float]:
-    from devnet_process import DevnetProcess
-    from orchestrator_process import task_spec
-
     from orchestrator.index import Index
     from orchestrator.indexer import Indexer
+    from paratrain.local import DevnetProcess
+    from paratrain.local import synthetic_task_spec as task_spec
     from runtime_bindings import Chain, Keypair
     from runtime_bindings.generated.balances import TransferKeepAliveCall
     from runtime_bindings.generated.task_bounties import CreateTaskCall

@@ -1,4 +1,6 @@
-"""Shared fixtures: a real devnet process per test module; a tighter timeout for the unit tests."""
+"""Shared fixtures: a real devnet process per test module (the harness's, paratrain.local); a tighter
+timeout for the unit tests. tests/ is on sys.path so that test modules import the test-only helpers
+(forgeries, orchestrator_process's scenario) by name."""
 from __future__ import annotations
 
 import sys
@@ -7,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paratrain.local import DevnetProcess
 
-from devnet_process import DevnetProcess  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 UNIT_DIR = Path(__file__).resolve().parent / "unit"
 # The slowest unit test takes about 20 s on a loaded 2-core machine (an optimizer round trip through

@@ -1,150 +1,28 @@
-"""Runs `paratrain orchestrator` as a real subprocess, for tests and benchmarks (like devnet_process.py).
+"""The market scenario the orchestrator's end-to-end and fault tests share: fund and register Trainers,
+post tasks, run simulated workers against the orchestrator, and read the chain's view; the test-only
+assertions (assert_exactly_once). The orchestrator itself runs as the harness's OrchestratorProcess
+(paratrain.local), re-exported here under the name the tests import.
 
     with OrchestratorProcess(devnet.ws_url, db_path) as orch:
         WorkerClient(orch.target, keypair) ...
         orch.kill9(); orch.start()          # same --db, same --listen port
-
-The port is chosen once (`--listen 127.0.0.1:0` on the first start, then the port it got), so a
-restarted orchestrator is reachable at the same address. Output is drained into `self.output`
-so the pipe never fills.
 """
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
-from pathlib import Path
-
-_LISTENING = re.compile(r"orchestrator listening on ([\d.]+):(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OrchestratorProcess:
-    def __init__(self, chain_url: str, db_path: str | Path, *args: str, port: int = 0, metrics_port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.chain_url, self.db_path, self.args = chain_url, str(db_path), list(args)
-        self.port = port
-        self.metrics_port = free_port() if metrics_port is None else metrics_port
-        self.env = dict(env or {})
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []  # everything the process printed (all runs), drained continuously
-        self.starts = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 60) -> OrchestratorProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        cmd = [sys.executable, "-m", "paratrain.cli", "orchestrator", "--chain", self.chain_url,
-               "--listen", f"127.0.0.1:{self.port}", "--db", self.db_path,
-               "--metrics-port", str(self.metrics_port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     cwd=Path(__file__).resolve().parents[1])
-        self.starts += 1
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"orchestrator exited with {self.proc.wait()}:\n{''.join(self.output[-40:])}")
-            self.output.append(line)
-            match = _LISTENING.search(line)
-            if match:
-                self.port = int(match.group(2))
-                threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-                return self
-        self.proc.kill()
-        raise TimeoutError(f"orchestrator did not start:\n{''.join(self.output[-40:])}")
-
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line)
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill9(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    # Metrics ----------------------------------------------------------------------------------
-    def metrics(self) -> dict[str, float]:
-        """The Prometheus samples without labels (name -> value)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                name, _, value = line.rpartition(" ")
-                try:
-                    samples[name] = float(value)
-                except ValueError:
-                    pass
-        return samples
-
-    def index_height(self) -> int:
-        return int(self.metrics().get("paratrain_orchestrator_index_height", -1))
-
-    def wait_for_height(self, number: int, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        height = -1
-        while time.monotonic() < deadline:
-            try:
-                height = self.index_height()
-            except OSError:
-                height = -1
-            if height >= number:
-                return height
-            time.sleep(0.1)
-        raise TimeoutError(f"orchestrator index at {height}, not {number}, after {timeout}s")
-
-    def __enter__(self) -> OrchestratorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-# ------------------------------------------------------------------------------------------------
-# The market scenario shared by the orchestrator's end-to-end and fault tests: fund and register
-# Trainers, post tasks, run simulated workers against the orchestrator, and read the chain's view.
-# ------------------------------------------------------------------------------------------------
-
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from paratrain.local import UNIT, OrchestratorProcess, free_port
+from paratrain.local import synthetic_task_spec as task_spec
 from runtime_bindings.generated.types import TaskStatus
 
-UNIT = 10**12
+__all__ = ["OrchestratorProcess", "free_port", "task_spec"]
+
 WORKER_STAKE = 200 * UNIT
 WORKER_FUNDS = 1_000 * UNIT
 CAPS = (16, 2, "H100", 128_000)
@@ -158,14 +36,6 @@ def keypairs(tag: str, n: int) -> list[Any]:
     from runtime_bindings import Keypair
 
     return [Keypair.create_from_uri(f"//paratrain/{tag}/{i}") for i in range(n)]
-
-
-def task_spec(i: int) -> Any:
-    from runtime_bindings.generated import types as t
-
-    return t.TaskSpec(recipe="mnist-mlp", spec_hash="0x" + i.to_bytes(32, "big").hex(), spec_uri=f"s3://specs/{i}.yaml",
-                      dataset_hash="0x" + "22" * 32, eval_metric="accuracy", eval_target=900_000,
-                      higher_is_better=True, requirements=t.Requirements(2, 1, 8_000), parent_model=None)
 
 
 class Batch:

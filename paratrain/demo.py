@@ -29,13 +29,11 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -43,6 +41,18 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from paratrain.argtypes import non_negative, port_or_any, positive
+from paratrain.local import (
+    DEVNET_DEFAULT_CHALLENGE_PERIOD_MS,
+    DaemonThread,
+    DevnetThread,
+    HarnessError,
+    OrchestratorThread,
+    RayCluster,
+    capabilities,
+    chain_task_spec,
+    dev_keypair,
+    register_account,
+)
 
 UNIT = 10**12
 SYMBOL = "PARA"
@@ -54,9 +64,8 @@ RECIPE = "digits_mlp"
 DEFAULT_WORKERS = 1           # Ray Train workers of the training run (2+: DDP; the spot checks then replay on Ray)
 CHECKPOINT_EVERY = 11         # optimizer steps (half an epoch of digits): the curve's resolution
 DEFAULT_EPOCHS = 8
-DEFAULT_CHALLENGE_PERIOD_MS = 5_000   # devnet's own default: long enough to read, short enough to wait for
+DEFAULT_CHALLENGE_PERIOD_MS = DEVNET_DEFAULT_CHALLENGE_PERIOD_MS  # long enough to read, short enough to wait for
 CURVE_FILE = "paratrain-demo-curve.png"
-MARKER_ENV = "PARATRAIN_DEMO_RAY"      # set in the environment of every process of the demo's Ray cluster
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 FAILURES = ("WorkerSlashed", "TaskReopened", "VerificationTimedOut", "TaskExpired", "TaskCancelled",
             "ClaimReleased", "LeaseExpired", "ChallengeUpheld")
@@ -114,191 +123,6 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
                        challenge_period_ms=getattr(args, "challenge_period_ms", DEFAULT_CHALLENGE_PERIOD_MS))
 
 
-# The pieces, each started and stopped on its own -------------------------------------------------
-class DevnetThread:
-    """A devnet node on its own event loop thread; stopped (and its port freed) on exit."""
-
-    def __init__(self, port: int = 0, challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS) -> None:
-        self._port, self._challenge_period_ms = port, challenge_period_ms
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="devnet", daemon=True)
-        self.url = ""
-        self.node: Any = None
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        from devnet.node import Node, NodeConfig
-
-        asyncio.set_event_loop(self._loop)
-        try:
-            self.node = Node(NodeConfig(challenge_period_ms=self._challenge_period_ms))
-            host, port = self._loop.run_until_complete(self.node.start("127.0.0.1", self._port))
-            self.url = f"ws://{host}:{port}"
-        except BaseException as exc:  # reported to the starting thread
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self.node.stop())
-
-    def __enter__(self) -> DevnetThread:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise DemoFailed("devnet did not start within 30 s")
-        if self.error:
-            raise DemoFailed(f"devnet cannot listen on 127.0.0.1:{self._port}: {self.error}")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-class OrchestratorThread:
-    """The orchestrator (indexer, scheduler, gRPC worker API) on its own event loop thread."""
-
-    def __init__(self, chain_url: str, db_path: Path) -> None:
-        from orchestrator.config import OrchestratorConfig
-
-        self.config = OrchestratorConfig(chain_url=chain_url, listen="127.0.0.1:0", db_path=str(db_path),
-                                         metrics_port=0, reservation_ttl_s=10.0)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="orchestrator", daemon=True)
-        self.running: Any = None
-        self.target = ""
-
-    def __enter__(self) -> OrchestratorThread:
-        from orchestrator.service import start_orchestrator
-
-        self._thread.start()
-        self.running = self.call(start_orchestrator(self.config), 60)
-        self.target = f"127.0.0.1:{self.running.port}"
-        return self
-
-    def call(self, coro: Any, timeout: float) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def __exit__(self, *exc: Any) -> None:
-        from orchestrator.service import stop_orchestrator
-
-        try:
-            if self.running is not None:
-                self.call(stop_orchestrator(self.running, grace=1.0), 15)
-        except Exception as exc:  # noqa: BLE001 - stopping: say it, go on
-            logging.getLogger("paratrain.demo").debug("stopping the orchestrator: %s", exc)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            if not self._thread.is_alive():
-                self.loop.close()
-
-
-class RayCluster:
-    """A local Ray cluster for this demo only (its session directory in the demo's temporary directory)."""
-
-    def __init__(self, temp_dir: Path, cpus: int = 2) -> None:
-        self.temp_dir, self.cpus, self.own_dir = temp_dir, cpus, False
-        self.marker = f"{os.getpid()}-{uuid.uuid4().hex}"
-
-    def __enter__(self) -> RayCluster:
-        import ray
-
-        # Ray's unix sockets live under <temp dir>/session_<date>_<pid>/sockets/ and a socket path has at most
-        # 107 bytes: with a long $TMPDIR, Ray's session goes to a short directory of its own (removed too)
-        if len(str(self.temp_dir)) > 40:
-            self.temp_dir = Path(tempfile.mkdtemp(prefix="paratrain-ray-", dir="/tmp"))
-            self.own_dir = True
-        os.environ[MARKER_ENV] = self.marker  # inherited by the raylet, its agents and every Ray worker
-        try:
-            ray.init(num_cpus=self.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                     _temp_dir=str(self.temp_dir))
-        except BaseException:  # Ctrl-C in the middle of ray.init: what it started goes too
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import ray
-
-        try:
-            ray.shutdown()  # also after a ray.init that did not finish
-        except Exception as exc:  # noqa: BLE001 - the processes are ended below in any case
-            logging.getLogger("paratrain.demo").debug("ray.shutdown: %s", exc)
-        finally:
-            # a Ctrl-C in a terminal reaches Ray's processes too: the raylet may be gone before ray.shutdown()
-            # and leave its agents behind. Every process of this cluster inherited the marker: end the rest.
-            _end_processes_marked(self.marker)
-            os.environ.pop(MARKER_ENV, None)
-            if self.own_dir:
-                shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-def _end_processes_marked(marker: str, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` s, every process (but this one) started with MARKER_ENV=`marker`
-    in its environment (Ray rewrites its processes' command lines, not their environments)."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    def matching() -> list[int]:
-        found = []
-        try:
-            names = os.listdir("/proc")
-        except OSError:  # not Linux: ray.shutdown() is all there is
-            return []
-        for name in names:
-            if not name.isdigit() or int(name) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                continue
-        return found
-
-    pids = matching()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.1)
-        pids = matching()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-class DaemonThread:
-    """A worker or validator daemon's `run()` on a thread; `stop()` asks it to return."""
-
-    def __init__(self, daemon: Any, name: str) -> None:
-        self.daemon, self.exit_code = daemon, None
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            self.exit_code = self.daemon.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the demo
-            self.error = exc
-
-    def start(self) -> DaemonThread:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.daemon.stop()
-
-    def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
-
-
 # What the demo saw ---------------------------------------------------------------------------------
 @dataclass
 class Observed:
@@ -337,11 +161,9 @@ def _short(h: Any, n: int = 18) -> str:
 # The demo ------------------------------------------------------------------------------------------
 class Demo:
     def __init__(self, options: DemoOptions, console: Console) -> None:
-        from substrateinterface import Keypair
-
         self.options, self.console = options, console
         self.started = time.monotonic()
-        self.accounts = {n: Keypair.create_from_uri(f"//{n}") for n in (REQUESTER, TRAINER, *VALIDATORS)}
+        self.accounts = {n: dev_keypair(n) for n in (REQUESTER, TRAINER, *VALIDATORS)}
         self.roles = {REQUESTER: "requester", TRAINER: "worker", **{v: "validator" for v in VALIDATORS}}
         self.seen = Observed()
         self.events: queue.Queue[Any] = queue.Queue()
@@ -349,6 +171,7 @@ class Demo:
         self.tmp: Path | None = None
         self.worker: DaemonThread | None = None
         self.validators: dict[str, DaemonThread] = {}
+        self.votes: dict[str, dict[int, dict[str, Any]]] = {}  # validator -> task -> its "vote" event
 
     # Output ----------------------------------------------------------------------------------
     def say(self, text: str, mark: str = "[green]✓[/green]") -> None:
@@ -395,20 +218,16 @@ class Demo:
         return self._settle(spec, out_dir)
 
     def _register(self) -> None:
-        from runtime_bindings.generated import types as t
-
-        caps = t.Capabilities(max(2, self.options.workers), 0, "", 4_096)
+        caps = capabilities(max(2, self.options.workers), memory_mb=4_096)
         chain, kp = self.chain, self.accounts
-        chain.workers.register(kp[TRAINER], "Trainer", TRAINER_STAKE, caps)
+        register_account(chain, kp[TRAINER], "Trainer", TRAINER_STAKE, caps)
         for name in VALIDATORS:
-            chain.workers.register(kp[name], "Validator", VALIDATOR_STAKE, caps)
+            register_account(chain, kp[name], "Validator", VALIDATOR_STAKE, caps)
         self.say(f"registered on chain: //{TRAINER} as Trainer (stake {TRAINER_STAKE // UNIT:,} {SYMBOL}), "
                  + ", ".join(f"//{v}" for v in VALIDATORS)
                  + f" as Validators (stake {VALIDATOR_STAKE // UNIT:,} {SYMBOL} each)")
 
     def _post_task(self) -> tuple[Any, int]:
-        from runtime_bindings.generated import types as t
-        from runtime_bindings.values import METRIC_SCALE
         from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
         from workers.engine import total_steps
         from workers.recipes import get_recipe
@@ -420,10 +239,7 @@ class Demo:
                         hyperparameters={"epochs": self.options.epochs}, seed=11, checkpoint_every=CHECKPOINT_EVERY,
                         limits=Limits(timeout_s=300, memory_mb=1024))
         spec_hash = store.put(spec.canonical_bytes())
-        on_chain = t.TaskSpec(recipe=RECIPE, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
-                              dataset_hash="0x" + digest, eval_metric="accuracy",
-                              eval_target=round(target * METRIC_SCALE), higher_is_better=True,
-                              requirements=t.Requirements(1, 0, 512), parent_model=None)
+        on_chain = chain_task_spec(spec, store.uri(spec_hash), spec_hash=spec_hash)
         self.validators_from = self.chain.finalized_number()
         receipt = self.chain.task_bounties.create_task(self.accounts[REQUESTER], on_chain, BOUNTY, 0,
                                                        self.chain.best_number() + 1_000, len(VALIDATORS), None)
@@ -447,8 +263,9 @@ class Demo:
             config = ValidatorConfig(chain_url=url, key=f"//{name}", store=str(tmp / f"{name.lower()}-store"),
                                      trusted_stores=(requester, worker), state_dir=str(tmp / f"{name.lower()}-state"), spot_checks=self.options.spot_checks,
                                      from_block=self.validators_from, poll_interval_s=0.2)
-            self.validators[name] = DaemonThread(ValidatorDaemon(config, keypair=self.accounts[name]),
-                                                 f"validator-{name}").start()
+            validator = ValidatorDaemon(config, keypair=self.accounts[name])
+            validator.subscribe(self._vote_recorder(name))
+            self.validators[name] = DaemonThread(validator, f"validator-{name}").start()
         config = DaemonConfig(orchestrator=target, chain_url=url, key=f"//{TRAINER}", store=worker,
                               trusted_stores=(requester,), num_workers=self.options.workers, state_dir=str(tmp / "bob-state"), poll_wait_s=1.0,
                               cpus=max(2, self.options.workers), memory_mb=4_096, max_failures=0)
@@ -456,6 +273,15 @@ class Demo:
         plural = "s" if self.options.workers > 1 else ""
         self.say(f"worker daemon //{TRAINER} ({self.options.workers} Ray Train worker{plural}) and validator daemons "
                  + ", ".join(f"//{v}" for v in VALIDATORS) + " running")
+
+    def _vote_recorder(self, name: str) -> Callable[[str, Mapping[str, Any]], None]:
+        """An observer of validator //`name`: its votes, for the verdicts table (the segments it checked)."""
+        votes = self.votes.setdefault(name, {})
+
+        def observe(what: str, detail: Mapping[str, Any]) -> None:
+            if what == "vote":
+                votes[int(detail["task_id"])] = dict(detail)
+        return observe
 
     def _stop_daemons(self) -> None:
         daemons = [d for d in (self.worker, *self.validators.values()) if d is not None]
@@ -647,10 +473,9 @@ class Demo:
         for column in ("validator", "verdict", "measured accuracy", "claimed", "spot-checked segments", "evidence",
                        "block"):
             table.add_column(column)
-        votes = {n: {v["task_id"]: v for v in d.daemon.verdicts} for n, d in self.validators.items()}
         for e in verdicts:
             name = _name_of(kp, e.validator)
-            local = votes.get(name.lstrip("/"), {}).get(task_id, {})
+            local = self.votes.get(name.lstrip("/"), {}).get(task_id, {})
             table.add_row(name, "[green]ACCEPT[/green]" if e.verdict.accept else "[red]REJECT[/red]",
                           f"{e.verdict.measured_metric / METRIC_SCALE:.4f}",
                           f"{metric_claimed / METRIC_SCALE:.4f}" if metric_claimed is not None else "?",
@@ -776,7 +601,7 @@ def run_demo(port: int = 0, *, epochs: int = DEFAULT_EPOCHS, out: str = ".", kee
         with stack:
             try:
                 code = demo.run(stack)
-            except DemoFailed as exc:
+            except (DemoFailed, HarnessError) as exc:
                 demo.say(f"[red]the demo failed:[/red] {exc}", "[red]✗[/red]")
                 code = EXIT_FAILED
             except KeyboardInterrupt:

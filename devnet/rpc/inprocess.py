@@ -1,10 +1,10 @@
-"""A devnet node answering JSON-RPC in-process: no socket, no thread, no server.
+"""A devnet node answering JSON-RPC in-process: no socket, no server, no subprocess.
 
 `InProcessNode` holds a `devnet.node.Node` and answers request dicts through the node's own
 `RpcServer` dispatch (the same method table, subscriptions, error objects and limits as over a
-WebSocket), on a private event loop run for each request. Blocks are authored at once, instant-seal
-style, after every request that left transactions in the pool, so a submission is in a block (and,
-with no finality lag, final) by the time its answer returns.
+WebSocket), on a private event loop. Blocks are authored at once, instant-seal style, after every
+request that left transactions in the pool, so a submission is in a block (and, with no finality
+lag, final) by the time its answer returns.
 
 Each `connection()` is a callable `(request) -> [messages]`: the answer, then every notification its
 subscriptions produced meanwhile (including those another connection's request caused, held until this
@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import Context
-from typing import Any
+from typing import Any, TypeVar
 
+from devnet.chain import Chain
 from devnet.node import Node, NodeConfig
 from devnet.rpc.server import Sink, _Connection
 
 Message = dict[str, Any]
+T = TypeVar("T")
 SETTLE_LIMIT_S = 2.0  # the longest a request waits for timers its handlers set (the 0.25 s {finalized} hold)
 
 
@@ -89,7 +92,11 @@ class _MemoryConnection(_Connection):
 
 
 class InProcessNode:
-    """A devnet node answering JSON-RPC in this process; ``connection()`` per client. Close it when done."""
+    """A devnet node answering JSON-RPC in this process; ``connection()`` per client. Close it when done.
+
+    The node's event loop runs on a thread of its own, so connections may be used from any thread, and
+    from inside another event loop (an async test, the orchestrator's handlers); requests from several
+    threads interleave on that loop as they would on a server's."""
 
     def __init__(self, config: NodeConfig | None = None) -> None:
         config = config or NodeConfig()
@@ -98,9 +105,13 @@ class InProcessNode:
         self.node = Node(config)
         self._loop = _SettlingLoop()
         self._connections: list[_MemoryConnection] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop.run_forever, name="devnet-inprocess", daemon=True)
+        self._thread.start()
 
     @property
-    def chain(self):  # noqa: ANN201 - devnet.chain.Chain, for tests that look at the node's own state
+    def chain(self) -> Chain:
+        """The node's chain, for tests that look at its own state (read it only while no request runs)."""
         return self.node.chain
 
     def connection(self) -> Callable[[Message], list[Message]]:
@@ -109,26 +120,28 @@ class InProcessNode:
         self._connections.append(conn)
 
         def app(request: Message) -> list[Message]:
-            if conn.closing:
+            if self._closed or conn.closing:
                 raise ConnectionError("the in-process node was closed")
-            self._loop.run_until_complete(self._handle(conn, json.dumps(request)))
-            self._settle()
-            return conn.drain()
+            return self._run(self._handle(conn, json.dumps(request)))
 
         return app
 
     def author(self) -> None:
         """Author blocks while transactions wait (and, with a finality lag, until the blocks holding them
-        are final), as the node's instant-seal loop does."""
-        self._loop.run_until_complete(self._author())
-        self._settle()
+        are final), as the node's instant-seal loop does; requests do this themselves."""
+        self._run(self._author())
 
-    async def _handle(self, conn: _MemoryConnection, text: str) -> None:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _handle(self, conn: _MemoryConnection, text: str) -> list[Message]:
         reply, sinks = await self.node.server._process(text, conn)
         conn.respond(reply)
         for sink in sinks:
             conn.activate(sink)
         await self._author()
+        await self._settle()
+        return conn.drain()
 
     async def _author(self) -> None:
         chain = self.node.chain
@@ -136,19 +149,27 @@ class InProcessNode:
             chain.produce_block()
             await asyncio.sleep(0)  # listeners' callbacks run before the next block
 
-    def _settle(self) -> None:
-        """Run the timers handlers set (bounded by SETTLE_LIMIT_S), then whatever they made ready."""
+    async def _settle(self) -> None:
+        """Wait for the timers handlers set (bounded by SETTLE_LIMIT_S), then let what they made ready run."""
         start = self._loop.time()
         while (due := self._loop.pending_until()) is not None and due - start <= SETTLE_LIMIT_S:
-            self._loop.run_until_complete(asyncio.sleep(max(0.0, due - self._loop.time())))
-        self._loop.run_until_complete(asyncio.sleep(0))
+            await asyncio.sleep(max(0.0, due - self._loop.time()))
+        await asyncio.sleep(0)
 
-    def close(self) -> None:
-        """End every subscription, close the chain (and its store) and the loop."""
+    async def _shut_down(self) -> None:
         for conn in self._connections:
             conn.shut_down()
-        self.node.chain.close()
+
+    def close(self) -> None:
+        """End every subscription, stop the loop and close the chain (and its store); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._run(self._shut_down())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
         self._loop.close()
+        self.node.chain.close()
 
     def __enter__(self) -> InProcessNode:
         return self

@@ -1,0 +1,42 @@
+"""Chains with no node process and no socket: runtime_bindings' MemoryTransport over devnet's in-process
+JSON-RPC (devnet.rpc.inprocess), for unit tests of the bindings, the orchestrator's indexer and its handlers.
+
+`forbid_sockets` makes any socket connection fail the test, so a test using it proves that nothing it
+drives opened one."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from devnet.rpc.inprocess import InProcessNode
+from runtime_bindings import Chain
+from runtime_bindings.transport import MemoryTransport
+
+URL = "memory://devnet"
+
+
+class SocketUsed(AssertionError):
+    """A test that must run without sockets tried to connect one."""
+
+
+def forbid_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail (SocketUsed) on every `socket.connect`/`connect_ex` for the rest of the test."""
+    def refuse(sock: socket.socket, address: object) -> None:
+        raise SocketUsed(f"a socket connection to {address!r} was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+def memory_chain(node: InProcessNode, *, timeout: float = 10.0) -> Chain:
+    """A Chain on a new in-process connection to `node`."""
+    return Chain(transport=MemoryTransport(node.connection(), url=URL), timeout=timeout)
+
+
+def route_connects(monkeypatch: pytest.MonkeyPatch, node: InProcessNode) -> None:
+    """Every `Chain.connect(url, ...)` of the test (the indexer's, the daemons') gets a memory chain on `node`."""
+    def connect(cls: type[Chain], url: str, *, timeout: float = 30.0, **options: object) -> Chain:
+        return memory_chain(node, timeout=timeout)
+
+    monkeypatch.setattr(Chain, "connect", classmethod(connect))

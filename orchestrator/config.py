@@ -18,6 +18,7 @@ command reads, is the chain URL when PARATRAIN_ORCHESTRATOR_CHAIN_URL is not set
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tomllib
@@ -141,15 +142,17 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return _normalise(raw, "the environment")
 
 
-def load_config(cli: Mapping[str, Any] | Any | None = None, *, env: Mapping[str, str] | None = None,
+def load_config(cli: Mapping[str, object] | argparse.Namespace | None = None, *, env: Mapping[str, str] | None = None,
                 config_file: str | Path | None = None) -> OrchestratorConfig:
     """Merge defaults < file < environment < CLI. `cli` is a dict or an argparse Namespace; its None values
     mean "not given". The file is `config_file`, else the CLI's `config`, else $PARATRAIN_ORCHESTRATOR_CONFIG."""
     env = os.environ if env is None else env
-    cli_map: dict[str, Any] = dict(vars(cli)) if cli is not None and not isinstance(cli, Mapping) else dict(cli or {})
+    cli_map: dict[str, object] = dict(vars(cli)) if isinstance(cli, argparse.Namespace) else dict(cli or {})
     cli_map = {k: v for k, v in cli_map.items() if v is not None and k not in ("command", "verbose", "func")}
-    path = config_file or cli_map.pop("config", None) or env.get(ENV_PREFIX + "CONFIG")
-    cli_map.pop("config", None)
+    cli_path = cli_map.pop("config", None)
+    if cli_path is not None and not isinstance(cli_path, (str, Path)):
+        raise ConfigError(f"config must be a file path, not {cli_path!r}")
+    path = config_file or cli_path or env.get(ENV_PREFIX + "CONFIG")
     merged: dict[str, Any] = {}
     if path:
         merged.update(read_file(path))

@@ -26,16 +26,21 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from orchestrator.columns import is_u64
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
 from orchestrator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
-from orchestrator.index import Index
+from orchestrator.index import Change, Index
 from orchestrator.indexer import PubSub
 from orchestrator.scheduler import DEFAULT_RESERVATION_TTL, FairnessPolicy, Reservations, Waiter
 from runtime_bindings.base import DecodedExtrinsic
+
+if TYPE_CHECKING:  # the types only: the handlers are built on a chain connection and a relay made elsewhere
+    from orchestrator.metrics import Metrics
+    from orchestrator.relay import Relay
+    from runtime_bindings import Chain
 
 log = logging.getLogger(__name__)
 RELAYABLE = ("claim_task", "heartbeat", "release_claim", "submit_result")
@@ -53,7 +58,7 @@ class ChainConstants:
     min_trainer_stake: int = 0
 
     @classmethod
-    def from_chain(cls, chain: Any) -> ChainConstants:
+    def from_chain(cls, chain: Chain) -> ChainConstants:
         return cls(max_claims_per_worker=int(chain.constant("TaskBounties", "MaxClaimsPerWorker")),
                    claim_lease=int(chain.constant("TaskBounties", "ClaimLease")),
                    min_trainer_stake=int(chain.constant("Workers", "MinTrainerStake")))
@@ -63,7 +68,7 @@ class ExtrinsicDecoder:
     """Decodes extrinsic bytes with the chain's metadata (`Chain.decode_extrinsic`, on the bindings' connection:
     one lost meanwhile, e.g. by a node restart, is re-opened and the decoding retried once)."""
 
-    def __init__(self, chain: Any) -> None:
+    def __init__(self, chain: Chain) -> None:
         self.chain = chain
 
     def decode(self, raw: bytes) -> DecodedExtrinsic:
@@ -79,14 +84,21 @@ class _Session:
     since: float
 
 
+@dataclass
+class _PendingWaiter(Waiter):
+    """A long poll: the scheduler's waiter plus the future its assignment is set on."""
+
+    future: asyncio.Future[Assignment] = field(kw_only=True, compare=False)
+
+
 class Handlers:
     """WorkerApi + TaskApi (see orchestrator/api.py for the contract of each method)."""
 
-    def __init__(self, index: Index, policy: FairnessPolicy | None = None, relay: Any = None,
+    def __init__(self, index: Index, policy: FairnessPolicy | None = None, relay: Relay | None = None,
                  pubsub: PubSub | None = None, clock: Callable[[], float] = time.monotonic,
                  constants: ChainConstants = ChainConstants(), *, decoder: ExtrinsicDecoder | None = None,
                  reservation_ttl: float = DEFAULT_RESERVATION_TTL, max_wait_s: float = 60.0,
-                 metrics: Any = None, progress_flush_s: float = 1.0) -> None:
+                 metrics: Metrics | None = None, progress_flush_s: float = 1.0) -> None:
         self.index, self.relay, self.clock, self.constants = index, relay, clock, constants
         self.policy = policy or FairnessPolicy()
         self.pubsub = pubsub or PubSub()
@@ -95,7 +107,7 @@ class Handlers:
         self.reservations = Reservations(reservation_ttl, on_reserve=index.open_tasks.hide,
                                          on_release=index.open_tasks.unhide)
         self.sessions: dict[str, _Session] = {}
-        self._waiters: list[Waiter] = []
+        self._waiters: list[_PendingWaiter] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -110,7 +122,7 @@ class Handlers:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
 
-    def on_block(self, number: int, block_hash: str, changes: Sequence[Any]) -> None:
+    def on_block(self, number: int, block_hash: str, changes: Sequence[Change]) -> None:
         """Indexer callback (any thread): a finalized block was committed to the index."""
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -121,7 +133,7 @@ class Handlers:
         except RuntimeError:  # the loop closed meanwhile
             pass
 
-    def _after_block(self, number: int, changes: Sequence[Any]) -> None:
+    def _after_block(self, number: int, changes: Sequence[Change]) -> None:
         for change in changes:
             name, task_id = getattr(change, "name", None), getattr(change, "task_id", None)
             if task_id is None or getattr(change, "pallet", None) != "TaskBounties":
@@ -175,8 +187,8 @@ class Handlers:
         for task_id in declined:
             self.reservations.release(task_id, account)
         future: asyncio.Future[Assignment] = asyncio.get_running_loop().create_future()
-        waiter = Waiter(self._effective(self._chain_worker(account)), self.policy.next_seq(), future,
-                        declined=frozenset(declined))
+        waiter = _PendingWaiter(self._effective(self._chain_worker(account)), self.policy.next_seq(),
+                                declined=frozenset(declined), future=future)
         self._waiters.append(waiter)
         self._dispatch()
         try:
@@ -197,7 +209,7 @@ class Handlers:
             self.metrics.assignment_timeouts.inc()
         return None
 
-    def _drop_waiter(self, waiter: Waiter) -> None:
+    def _drop_waiter(self, waiter: _PendingWaiter) -> None:
         try:
             self._waiters.remove(waiter)
         except ValueError:
@@ -210,7 +222,7 @@ class Handlers:
         expired = self.reservations.expire(now)
         if expired and self.metrics is not None:
             self.metrics.reservations_expired.inc(len(expired))
-        live = [w for w in self._waiters if not w.data.done()]  # type: ignore[union-attr]
+        live = [w for w in self._waiters if not w.future.done()]
         if live:
             for waiter in live:  # refresh claims and stake from the index
                 fresh = self.index.worker(waiter.worker.account)
@@ -221,7 +233,7 @@ class Handlers:
                 self.constants.max_claims_per_worker, now, min_trainer_stake=self.constants.min_trainer_stake,
                 block=self.index.last_block.number or None)
             for waiter, reservation, task in served:
-                waiter.data.set_result(Assignment(task, reservation.worker, reservation.expires_at))  # type: ignore[union-attr]
+                waiter.future.set_result(Assignment(task, reservation.worker, reservation.expires_at))
                 self._waiters.remove(waiter)
                 if self.metrics is not None:
                     self.metrics.assignments.inc()
@@ -416,8 +428,8 @@ class Handlers:
         except Exception:  # noqa: BLE001 - the index may be closed already
             log.debug("handlers: final progress flush failed", exc_info=True)
         for waiter in self._waiters:
-            if not waiter.data.done():  # type: ignore[union-attr]
-                waiter.data.cancel()  # type: ignore[union-attr]
+            if not waiter.future.done():
+                waiter.future.cancel()
         self._waiters.clear()
 
 

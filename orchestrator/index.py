@@ -39,14 +39,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from sortedcontainers import SortedDict
 
 from orchestrator.columns import (U64_MAX, is_u64, load_u64, load_u128, store_i64, store_opt_u32, store_u32,
                                   store_u64, store_u128)
 from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
+from runtime_bindings.base import TypedEvent
+from runtime_bindings.generated import task_bounties as tb
 from runtime_bindings.generated import types as chain_types
+from runtime_bindings.generated import workers as wk
 
 SCHEMA_VERSION = 2  # 2: u64 columns offset by -2^63, u128 columns 16-byte big-endian BLOBs (orchestrator.columns)
 # statuses in which a worker holds the task (the pallet's ClaimsByWorker): never assignable to another
@@ -78,6 +81,9 @@ _TABLES = ("tasks", "workers", "claims", "progress", "meta")
 # what a value the index cannot store raises (Unrepresentable is a ValueError; sqlite3 raises OverflowError for
 # an int beyond 64 bits and InterfaceError for a type it cannot bind): that change is skipped, not the block
 _UNSTORABLE = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError)
+SqlValue: TypeAlias = int | float | str | bytes | None  # what a column is bound to
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class IndexGap(Exception):
@@ -102,6 +108,10 @@ class WorkerRecord:
 
     account: str
     worker: WorkerView | None
+
+
+Change: TypeAlias = TaskRecord | WorkerRecord | TypedEvent
+"""One entry of what `apply_block` takes (and what the indexer's `on_block` callbacks get)."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +312,7 @@ class Index:
             "SELECT key, value FROM meta WHERE key IN ('last_block', 'last_hash')").fetchall())
         return BlockRef(int(rows.get("last_block", 0)), rows.get("last_hash", ""))
 
-    def apply_block(self, number: int, block_hash: str, events: Sequence[Any]) -> bool:
+    def apply_block(self, number: int, block_hash: str, events: Sequence[Change]) -> bool:
         """Apply one finalized block's events (and storage records) atomically; False if already applied.
 
         Raises IndexGap if `number` is not `last_block + 1`, and re-raises whatever an event's
@@ -349,7 +359,7 @@ class Index:
             self._task_cache.clear()
             self._worker_cache.clear()
 
-    def _cache_put(self, cache: dict, key: Any, value: Any, generation: int) -> None:
+    def _cache_put(self, cache: dict[K, V], key: K, value: V, generation: int) -> None:
         with self._cache_lock:
             if generation == self._generation:
                 if len(cache) >= _CACHE_MAX:
@@ -376,7 +386,7 @@ class Index:
             self.open_tasks.clear()
 
     # Event application (inside the block's transaction) ----------------------------------------
-    def _apply_or_skip(self, conn: sqlite3.Connection, block: int, change: Any, touched: set[int]) -> None:
+    def _apply_or_skip(self, conn: sqlite3.Connection, block: int, change: Change, touched: set[int]) -> None:
         """Apply one change under its own savepoint. A change holding a value the index cannot store (there
         should be none: every column fits its chain type) is undone alone and logged, and the rest of the
         block is applied: one bad record must never stop the index, whose blocks are otherwise retried forever.
@@ -392,7 +402,7 @@ class Index:
                       exc_info=True)
         conn.execute("RELEASE change")
 
-    def _apply(self, conn: sqlite3.Connection, block: int, event: Any, touched: set[int]) -> None:
+    def _apply(self, conn: sqlite3.Connection, block: int, event: Change, touched: set[int]) -> None:
         if isinstance(event, TaskRecord):
             touched.add(event.task.task_id)  # before the write: a record skipped still came (see TaskCreated)
             self._upsert_task(conn, block, event.task)
@@ -403,44 +413,46 @@ class Index:
             else:
                 self._upsert_worker(conn, block, event.worker)
             return
-        pallet, name = getattr(event, "pallet", None), getattr(event, "name", None)
+        pallet = getattr(event, "pallet", None)
         if pallet == "TaskBounties":
-            self._apply_task_event(conn, block, name, event, touched)
+            self._apply_task_event(conn, block, event, touched)
         elif pallet == "Workers":
-            self._apply_worker_event(conn, block, name, event)
+            self._apply_worker_event(conn, block, event)
 
-    def _apply_task_event(self, conn: sqlite3.Connection, block: int, name: str, ev: Any, touched: set[int]) -> None:
-        task_id = getattr(ev, "task_id", None)
+    def _apply_task_event(self, conn: sqlite3.Connection, block: int, ev: TypedEvent, touched: set[int]) -> None:
+        """A TaskBounties event, by its generated class (another chain's event of the same name but another
+        layout decodes as a GenericEvent, which names no task_id and changes nothing)."""
+        task_id: int | None = getattr(ev, "task_id", None)
         if task_id is None:
             return
         key = store_u64(task_id)
         exists = conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (key,)).fetchone() is not None
         if not exists:
-            if name == "TaskCreated" and task_id not in touched:
+            if isinstance(ev, tb.TaskCreatedEvent) and task_id not in touched:
                 raise MissingRecord(f"TaskCreated for task {task_id} without its TaskRecord")
             return  # its record was skipped, or it was created before this index began (not when from block 1)
         touched.add(task_id)
-        if name == "TaskClaimed":
+        if isinstance(ev, tb.TaskClaimedEvent):
             self._set_status(conn, block, task_id, TaskStatus.CLAIMED, ev.worker, ev.lease_until)
-        elif name == "Heartbeat":
+        elif isinstance(ev, tb.HeartbeatEvent):
             progress = ev.progress
             conn.execute("UPDATE tasks SET lease_until = ?, progress_step = ?, checkpoint_root = ?, updated_block = ? "
                          "WHERE task_id = ?", (store_u32(ev.lease_until), store_u64(progress.step),
                                                bytes(progress.checkpoint_root), block, key))
-        elif name == "ResultSubmitted":
+        elif isinstance(ev, tb.ResultSubmittedEvent):
             self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
-        elif name == "ResultApproved":
+        elif isinstance(ev, tb.ResultApprovedEvent):
             self._set_status(conn, block, task_id, TaskStatus.APPROVED, ev.worker, None)
-        elif name == "ResultChallenged":  # the event names the challenger; the worker is the one holding it
-            worker = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (key,)).fetchone()[0]
+        elif isinstance(ev, tb.ResultChallengedEvent):  # the event names the challenger; the worker is the one holding it
+            worker: str | None = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (key,)).fetchone()[0]
             self._set_status(conn, block, task_id, TaskStatus.CHALLENGED, worker, None)
-        elif name == "TaskAccepted":
+        elif isinstance(ev, tb.TaskAcceptedEvent):
             self._set_status(conn, block, task_id, TaskStatus.ACCEPTED, ev.worker, None)
-        elif name == "TaskReopened":
+        elif isinstance(ev, tb.TaskReopenedEvent):
             self._set_status(conn, block, task_id, TaskStatus.OPEN, None, None)
-        elif name == "TaskExpired":
+        elif isinstance(ev, tb.TaskExpiredEvent):
             self._set_status(conn, block, task_id, TaskStatus.EXPIRED, None, None)
-        elif name == "TaskCancelled":
+        elif isinstance(ev, tb.TaskCancelledEvent):
             self._set_status(conn, block, task_id, TaskStatus.CANCELLED, None, None)
         # TaskCreated (the TaskRecord did it), ClaimReleased / LeaseExpired / VerificationTimedOut (followed by
         # TaskReopened or TaskExpired), ChallengeUpheld (followed by TaskReopened or TaskExpired),
@@ -467,23 +479,21 @@ class Index:
                      (status.value, worker if keep_worker else None, block, key))
         conn.execute("DELETE FROM claims WHERE task_id = ?", (key,))
 
-    def _apply_worker_event(self, conn: sqlite3.Connection, block: int, name: str, ev: Any) -> None:
-        who = getattr(ev, "who", None)
-        if who is None:
-            return
-        if name == "StakeBonded":
+    def _apply_worker_event(self, conn: sqlite3.Connection, block: int, ev: TypedEvent) -> None:
+        """A Workers event, by its generated class (as `_apply_task_event`)."""
+        if isinstance(ev, wk.StakeBondedEvent):
             conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?",
-                         (store_u128(ev.total), block, who))
-        elif name == "StakeSlashed":
+                         (store_u128(ev.total), block, ev.who))
+        elif isinstance(ev, wk.StakeSlashedEvent):
             conn.execute("UPDATE workers SET stake = ?, updated_block = ? WHERE account = ?",
-                         (store_u128(ev.remaining), block, who))
-        elif name == "CapabilitiesUpdated":
+                         (store_u128(ev.remaining), block, ev.who))
+        elif isinstance(ev, wk.CapabilitiesUpdatedEvent):
             conn.execute("UPDATE workers SET cpus = ?, gpus = ?, gpu_model = ?, memory_mb = ?, updated_block = ? "
-                         "WHERE account = ?", (*_capabilities_row(_capabilities(ev.capabilities)), block, who))
-        elif name == "UnbondingStarted":
-            conn.execute("UPDATE workers SET active = 0, updated_block = ? WHERE account = ?", (block, who))
-        elif name == "Withdrawn":
-            conn.execute("DELETE FROM workers WHERE account = ?", (who,))
+                         "WHERE account = ?", (*_capabilities_row(_capabilities(ev.capabilities)), block, ev.who))
+        elif isinstance(ev, wk.UnbondingStartedEvent):
+            conn.execute("UPDATE workers SET active = 0, updated_block = ? WHERE account = ?", (block, ev.who))
+        elif isinstance(ev, wk.WithdrawnEvent):
+            conn.execute("DELETE FROM workers WHERE account = ?", (ev.who,))
         # WorkerRegistered: the WorkerRecord did it.
 
     def _upsert_task(self, conn: sqlite3.Connection, block: int, t: TaskView) -> None:
@@ -579,9 +589,9 @@ class Index:
 
     def count_tasks(self, status: TaskStatus | None = None) -> int:
         if status is None:
-            return self._conn().execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-        return self._conn().execute("SELECT COUNT(*) FROM tasks WHERE status = ?",
-                                    (TaskStatus(status).value,)).fetchone()[0]
+            return int(self._conn().execute("SELECT COUNT(*) FROM tasks").fetchone()[0])
+        return int(self._conn().execute("SELECT COUNT(*) FROM tasks WHERE status = ?",
+                                        (TaskStatus(status).value,)).fetchone()[0])
 
     def open_tasks_for(self, capabilities: Capabilities | None = None, stake: int | None = None) -> Iterator[TaskView]:
         """Open tasks a worker with these capabilities and stake can take, oldest first (from memory)."""
@@ -635,7 +645,7 @@ def _capabilities_row(c: Capabilities) -> tuple[int, int, str, int]:
     return store_u32(c.cpus), store_u32(c.gpus), c.gpu_model, store_u64(c.memory_mb)
 
 
-def _task_row(t: TaskView, block: int) -> tuple[Any, ...]:
+def _task_row(t: TaskView, block: int) -> tuple[SqlValue, ...]:
     r = t.requirements
     return (store_u64(t.task_id), t.requester, t.recipe, t.spec_hash, t.spec_uri, t.dataset_hash, t.eval_metric,
             store_i64(t.eval_target), store_u32(r.min_cpus), store_u32(r.min_gpus), store_u64(r.min_memory_mb),
@@ -660,7 +670,7 @@ def _worker_from_row(row: Sequence[Any], claims: int) -> WorkerView:
                       active_claims=claims)
 
 
-def _progress_row(u: ProgressUpdate) -> tuple[Any, ...]:
+def _progress_row(u: ProgressUpdate) -> tuple[SqlValue, ...]:
     return (store_u64(u.task_id), u.worker, store_u64(u.step), store_u64(u.epoch), float(u.loss),
             json.dumps(u.metrics, sort_keys=True), u.checkpoint_root)
 
@@ -673,7 +683,7 @@ def _stored_schema(conn: sqlite3.Connection) -> str | None:
     return "?" if row is None else row[0]
 
 
-def _describe(change: Any) -> str:
+def _describe(change: Change) -> str:
     """What a change is about, for the log of one that was skipped."""
     if isinstance(change, TaskRecord):
         return f"the record of task {change.task.task_id}"
@@ -708,5 +718,5 @@ def worker_view_from_chain(account: str, info: chain_types.WorkerInfo) -> Worker
                       active=info.status == chain_types.WorkerStatus.Active, active_claims=info.active_claims)
 
 
-__all__ = ["BlockRef", "Index", "IndexGap", "OpenTasks", "TaskRecord", "WorkerRecord", "task_view_from_chain",
+__all__ = ["BlockRef", "Change", "Index", "IndexGap", "OpenTasks", "TaskRecord", "WorkerRecord", "task_view_from_chain",
            "worker_view_from_chain"]

@@ -23,35 +23,50 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TypeVar
 
 from orchestrator.domain import TaskEvent
-from orchestrator.index import Index, IndexGap, TaskRecord, WorkerRecord, task_view_from_chain, worker_view_from_chain
-from runtime_bindings import BindingsError, Chain, ConnectionLost
+from orchestrator.index import (
+    Change,
+    Index,
+    IndexGap,
+    TaskRecord,
+    WorkerRecord,
+    task_view_from_chain,
+    worker_view_from_chain,
+)
+from runtime_bindings import BindingsError, BlockEvents, Chain, ConnectionLost, EventRecord, TypedEvent
+from runtime_bindings.events import CatchUp
+from runtime_bindings.generated import task_bounties as tb
+from runtime_bindings.generated import types as chain_types
+from runtime_bindings.generated import workers as wk
 from runtime_bindings.values import Bytes
 
 log = logging.getLogger(__name__)
-BlockCallback = Callable[[int, str, Sequence[Any]], None]
+BlockCallback = Callable[[int, str, Sequence[Change]], None]
 INDEXED_PALLETS = ("TaskBounties", "Workers", "Models")  # the pallets whose events the index follows
+K = TypeVar("K")
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 # Pub/sub ----------------------------------------------------------------------------------------
 
 class Subscription:
-    """A subscriber's queue on an asyncio loop; iterate it with `async for`. Ends on close or overflow."""
+    """A subscriber's queue on an asyncio loop; iterate it with `async for`. Ends on close or overflow.
 
-    _END = object()
+    The queue holds events and, last, None: the end of the subscription."""
 
     def __init__(self, hub: PubSub, task_id: int | None, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
         self.hub, self.task_id, self.loop = hub, task_id, loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[TaskEvent | None] = asyncio.Queue(maxsize)
         self.closed = False
         self.overflowed = False
 
-    def _put(self, item: Any) -> None:  # on the subscriber's loop
+    def _put(self, item: TaskEvent | None) -> None:  # on the subscriber's loop
         if self.closed:
             return
-        if item is self._END:
+        if item is None:
             self.closed = True
             try:
                 self.queue.put_nowait(item)
@@ -64,7 +79,7 @@ class Subscription:
         except asyncio.QueueFull:  # a subscriber too slow to keep up is ended, not silently skipped
             self.overflowed = True
             self.hub.unsubscribe(self)
-            self._put(self._END)
+            self._put(None)
 
     async def get(self, timeout: float | None = None) -> TaskEvent | None:
         """The next event, None when the subscription ended (or `timeout` passed)."""
@@ -72,9 +87,8 @@ class Subscription:
             item = await asyncio.wait_for(self.queue.get(), timeout)
         except asyncio.TimeoutError:
             return None
-        if item is self._END:
+        if item is None:
             self.closed = True
-            return None
         return item
 
     def __aiter__(self) -> Subscription:
@@ -89,7 +103,7 @@ class Subscription:
     def close(self) -> None:
         self.hub.unsubscribe(self)
         try:
-            self.loop.call_soon_threadsafe(self._put, self._END)
+            self.loop.call_soon_threadsafe(self._put, None)
         except RuntimeError:  # loop closed
             self.closed = True
 
@@ -135,16 +149,17 @@ class PubSub:
             return sum(len(s) for s in self._subs.values())
 
 
-def task_event(number: int, event: Any) -> TaskEvent | None:
-    """The TaskEvent of a TaskBounties event (None for other pallets)."""
-    if getattr(event, "pallet", None) != "TaskBounties" or not hasattr(event, "task_id"):
+def task_event(number: int, event: TypedEvent) -> TaskEvent | None:
+    """The TaskEvent of a TaskBounties event (None for other pallets, and for an event that names no task:
+    another chain's TaskBounties, decoded as a GenericEvent)."""
+    task_id: int | None = getattr(event, "task_id", None)
+    if event.pallet != "TaskBounties" or task_id is None:
         return None
-    detail = {k: _plain(v) for k, v in dataclasses.asdict(event).items() if k != "task_id"} \
-        if dataclasses.is_dataclass(event) else {}
-    return TaskEvent(task_id=event.task_id, kind=event.name, block=number, detail=detail)
+    detail = {k: _plain(v) for k, v in dataclasses.asdict(event).items() if k != "task_id"}
+    return TaskEvent(task_id=task_id, kind=event.name, block=number, detail=detail)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """An event field as the stream carries it: a BoundedVec as its text, a hash as 0x-hex."""
     if isinstance(value, Bytes):
         return value.text
@@ -180,7 +195,6 @@ class Indexer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._chain: Chain | None = None
-        self._stream: Any = None
 
     # Status -----------------------------------------------------------------------------------
     @property
@@ -247,7 +261,6 @@ class Indexer:
                 pause = min(pause * 2, 5.0)
 
     def _close(self) -> None:
-        self._stream = None
         if self._chain is not None:
             try:
                 self._chain.close()
@@ -270,16 +283,13 @@ class Indexer:
             if target <= self.height:
                 self._stop.wait(self.poll_interval)
                 continue
-            self._stream = self._blocks(chain, target)
-            try:
-                for blocks in self._stream.batches():
-                    tasks = self._prefetch_tasks(chain, blocks, self._stream)
-                    for block in blocks:
-                        self.apply(chain, block.number, block.hash, block.records, tasks)
-                        if self._stop.is_set():
-                            return
-            finally:
-                self._stream = None
+            stream = self._blocks(chain, target)
+            for blocks in stream.batches():
+                tasks = self._prefetch_tasks(chain, blocks, stream)
+                for block in blocks:
+                    self.apply(chain, block.number, block.hash, block.records, tasks)
+                    if self._stop.is_set():
+                        return
 
     # Step by step -----------------------------------------------------------------------------
     def sync(self, to_block: int | None = None) -> int:
@@ -297,7 +307,7 @@ class Indexer:
                     self.apply(chain, block.number, block.hash, block.records, tasks)
         return self.height
 
-    def _blocks(self, chain: Chain, target: int) -> Any:
+    def _blocks(self, chain: Chain, target: int) -> CatchUp:
         """The finalized blocks after the index's last up to `target`, in order: fetched in batches with only
         the indexed pallets' events decoded (other events change nothing here)."""
         return chain.events.catch_up(self.height + 1, target, pallets=INDEXED_PALLETS, batch=self.batch,
@@ -318,12 +328,13 @@ class Indexer:
         log.warning("%s; rebuilding it from block 1", message)
         self.index.rebuild()
 
-    def _prefetch_tasks(self, chain: Chain, blocks: Sequence[Any], stream: Any = None) -> dict[tuple[int, int], Any]:
+    def _prefetch_tasks(self, chain: Chain, blocks: Sequence[BlockEvents],
+                        stream: CatchUp | None = None) -> dict[tuple[int, int], chain_types.Task]:
         """The TaskBounties.Tasks records of the tasks created in `blocks`, each as stored at its creation
         block, keyed by (block number, task id): one `state_queryStorage` over the batch instead of a
         storage read per task. Empty (apply() then reads each) when the node refuses the range query."""
         wanted = [(b.number, r.event.task_id) for b in blocks for r in b.records
-                  if r.event.pallet == "TaskBounties" and r.event.name == "TaskCreated"]
+                  if isinstance(r.event, tb.TaskCreatedEvent)]
         if not wanted or not self._range_reads:
             return {}
         from runtime_bindings.fastscale import decode_all
@@ -333,10 +344,10 @@ class Indexer:
             # the runtime of this batch is loaded already: its events were split and decoded with it
             changes = chain.storage_changes("TaskBounties", "Tasks", [tid for _, tid in wanted], blocks[0].hash,
                                             blocks[-1].hash)
-            decode = chain.pallet("TaskBounties").tasks._decode  # the generated record class
+            decode = chain_types.Task.from_value  # what `chain.task_bounties.tasks` decodes with
             # compiled from the metadata's type registry when the batch had one runtime; else scalecodec
             fast = stream.storage_decoder("TaskBounties", "Tasks") if stream is not None else None
-            out: dict[tuple[int, int], Any] = {}
+            out: dict[tuple[int, int], chain_types.Task] = {}
             for number, tid in wanted:
                 value = None
                 for block_hash, v in changes[tid]:
@@ -362,19 +373,19 @@ class Indexer:
             self._range_reads = False
             return {}
 
-    def apply(self, chain: Chain, number: int, block_hash: str, records: Sequence[Any],
-              tasks: dict[tuple[int, int], Any] | None = None) -> bool:
+    def apply(self, chain: Chain, number: int, block_hash: str, records: Sequence[EventRecord],
+              tasks: dict[tuple[int, int], chain_types.Task] | None = None) -> bool:
         """Enrich one block's events with storage records read at that block, apply it, then notify.
         `tasks` may hold created tasks' records already read at this block, keyed (number, task id)."""
         if number <= self.height:
             return False
         events = [r.event for r in records]
-        changes: list[Any] = []
+        changes: list[Change] = []
         for event in events:
-            pallet, name = event.pallet, event.name
-            if pallet == "TaskBounties" and name == "TaskCreated":
+            if isinstance(event, tb.TaskCreatedEvent):
                 known = (tasks or {}).get((number, event.task_id))
-                read = partial(chain.task_bounties.tasks, event.task_id, at=block_hash) if known is None \
+                read: Callable[[], chain_types.Task | None] = \
+                    partial(chain.task_bounties.tasks, event.task_id, at=block_hash) if known is None \
                     else partial(_itself, known)
                 try:
                     view = _converted(task_view_from_chain, event.task_id, number, read)
@@ -383,14 +394,14 @@ class Indexer:
                 if view is None:
                     raise BindingsError(f"task {event.task_id} created in block {number} is not in storage there")
                 changes.append(TaskRecord(view))
-            elif pallet == "Workers" and name == "WorkerRegistered":
+            elif isinstance(event, wk.WorkerRegisteredEvent):
                 try:
                     worker = _converted(worker_view_from_chain, event.who, number,
                                         partial(chain.workers.workers, event.who, at=block_hash))
                 except Unconvertible:
                     continue  # likewise: its later events then update nothing
                 changes.append(WorkerRecord(event.who, worker))
-            if pallet in INDEXED_PALLETS:
+            if event.pallet in INDEXED_PALLETS:
                 changes.append(event)
         try:
             applied = self.index.apply_block(number, block_hash, changes)
@@ -412,7 +423,7 @@ class Indexer:
         return True
 
 
-def _itself(value: Any) -> Any:
+def _itself(value: T) -> T:
     return value
 
 
@@ -420,7 +431,7 @@ class Unconvertible(Exception):
     """A storage record the index cannot hold (logged when raised)."""
 
 
-def _converted(convert: Callable[[Any, Any], Any], key: Any, number: int, read: Callable[[], Any]) -> Any | None:
+def _converted(convert: Callable[[K, R], T], key: K, number: int, read: Callable[[], R | None]) -> T | None:
     """`convert(key, read())`: a storage record as the index takes it (None when there is none), or
     Unconvertible (logged) when it does not decode or convert: an enum variant this version does not know
     fails in the bindings' decoding already. A record the index cannot hold must not stop the indexer, which

@@ -8,7 +8,7 @@ Module-level `observe_rpc(...)` records on the process-wide default `METRICS`.
 """
 from __future__ import annotations
 
-from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import generate_latest
@@ -39,10 +39,10 @@ class Metrics:
                                      ["call", "result"], registry=r)
         self.rpc_latency = Histogram("paratrain_orchestrator_rpc_latency_seconds", "Worker/task API latency.",
                                      ["method", "code"], buckets=RPC_BUCKETS, registry=r)
-        self._server: Any = None
+        self._server: WSGIServer | None = None
         # (method, code) -> its histogram child; labels() validates and locks on every lookup, and this runs once
         # per RPC. Bounded: the server observes only its own paratrain.v1 methods, and there are 17 codes.
-        self._rpc_children: dict[tuple[str, str], Any] = {}
+        self._rpc_children: dict[tuple[str, str], Histogram] = {}
 
     def observe_rpc(self, method: str, seconds: float, code: str) -> None:
         child = self._rpc_children.get((method, code))
@@ -61,10 +61,9 @@ class Metrics:
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve /metrics over HTTP on (addr, port) in a daemon thread; returns the bound port (port 0: any)."""
-        result = start_http_server(port, addr=addr, registry=self.registry)
-        server = result[0] if isinstance(result, tuple) else result
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         self._server = server
-        return server.server_address[1] if server is not None else port
+        return server.server_port
 
     def stop(self) -> None:
         if self._server is not None:

@@ -15,11 +15,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from orchestrator.errors import FailedPrecondition, InvalidArgument, Unavailable
 from runtime_bindings import BadFormat, Chain, ConnectionLost, RpcError, TransactionRejected, extrinsic_hash
 
 log = logging.getLogger(__name__)
+
+
+class RelayMetrics(Protocol):
+    """What the relay counts on (`orchestrator.metrics.Metrics` is one): each submission by call and result."""
+
+    def relayed(self, call: str, result: str) -> None: ...
 
 
 @dataclass
@@ -30,8 +37,8 @@ class _Pending:
 
 class Relay:
     def __init__(self, chain: Chain, *, heartbeat_interval_blocks: int = 2,
-                 height: Callable[[], int] | None = None, metrics: object | None = None) -> None:
-        """`height()` is the current finalized height (the indexer's); `metrics` has `relayed(call, result)`."""
+                 height: Callable[[], int] | None = None, metrics: RelayMetrics | None = None) -> None:
+        """`height()` is the current finalized height (the indexer's)."""
         self.chain = chain
         self.heartbeat_interval_blocks = max(1, heartbeat_interval_blocks)
         self._height = height or (lambda: 0)
@@ -110,7 +117,7 @@ class Relay:
 
     def _count(self, call: str, result: str) -> None:
         if self.metrics is not None:
-            self.metrics.relayed(call, result)  # type: ignore[attr-defined]
+            self.metrics.relayed(call, result)
 
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "RelayMetrics"]

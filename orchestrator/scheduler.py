@@ -22,6 +22,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from orchestrator.domain import TaskStatus, TaskView, WorkerView
 
@@ -88,7 +89,7 @@ class Reservations:
         return None if current is None else current.worker
 
     def of_worker(self, worker: str, now: float) -> list[Reservation]:
-        live = []
+        live: list[Reservation] = []
         for task_id in sorted(self._by_worker.get(worker, ())):
             current = self.get(task_id, now)
             if current is not None:
@@ -186,12 +187,15 @@ def choose_task(worker: WorkerView, open_tasks: Iterable[TaskView], reservations
 
 @dataclass
 class Waiter:
-    """A worker waiting for an assignment; `seq` is its arrival order."""
+    """A worker waiting for an assignment; `seq` is its arrival order. Callers that need more per waiter
+    (the handlers' future) subclass it: `FairnessPolicy` hands back the waiters it was given, typed as given."""
 
     worker: WorkerView
     seq: int
-    data: object = field(default=None, compare=False)
     declined: frozenset[int] = field(default=frozenset(), compare=False)  # tasks it will not take
+
+
+W = TypeVar("W", bound=Waiter)
 
 
 class FairnessPolicy:
@@ -203,18 +207,18 @@ class FairnessPolicy:
     def next_seq(self) -> int:
         return next(self._seq)
 
-    def order(self, waiters: Sequence[Waiter], reservations: Reservations, now: float) -> list[Waiter]:
+    def order(self, waiters: Sequence[W], reservations: Reservations, now: float) -> list[W]:
         return sorted(waiters, key=lambda w: (held(w.worker, reservations, now), w.seq))
 
-    def assign(self, waiters: Sequence[Waiter], candidates: Callable[[WorkerView], Iterable[TaskView]],
+    def assign(self, waiters: Sequence[W], candidates: Callable[[WorkerView], Iterable[TaskView]],
                reservations: Reservations, max_claims: int, now: float, *, min_trainer_stake: int = 0,
-               block: int | None = None) -> list[tuple[Waiter, Reservation, TaskView]]:
+               block: int | None = None) -> list[tuple[W, Reservation, TaskView]]:
         """One round: each waiter in fairness order gets at most one task (never one it declined), reserved
         for it in `reservations`.
 
         Returns (waiter, reservation, task) for those served; the others keep waiting.
         """
-        served: list[tuple[Waiter, Reservation, TaskView]] = []
+        served: list[tuple[W, Reservation, TaskView]] = []
         for waiter in self.order(waiters, reservations, now):
             offered = (t for t in candidates(waiter.worker) if t.task_id not in waiter.declined)
             task = choose_task(waiter.worker, offered, reservations, max_claims, now,

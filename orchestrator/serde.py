@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeAlias, overload
 
 from orchestrator.domain import (
     Assignment,
@@ -45,7 +46,7 @@ HASH_LEN = 32
 U128_MAX = (1 << 128) - 1
 MAX_VALUE_DEPTH = 16
 
-_STATUS_TO_PROTO = {
+_STATUS_TO_PROTO: dict[TaskStatus, common_pb2.TaskStatus] = {
     TaskStatus.OPEN: common_pb2.TASK_STATUS_OPEN,
     TaskStatus.CLAIMED: common_pb2.TASK_STATUS_CLAIMED,
     TaskStatus.SUBMITTED: common_pb2.TASK_STATUS_SUBMITTED,
@@ -55,9 +56,13 @@ _STATUS_TO_PROTO = {
     TaskStatus.APPROVED: common_pb2.TASK_STATUS_APPROVED,
     TaskStatus.CHALLENGED: common_pb2.TASK_STATUS_CHALLENGED,
 }
-_STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
-_ROLE_TO_PROTO = {"Trainer": common_pb2.WORKER_ROLE_TRAINER, "Validator": common_pb2.WORKER_ROLE_VALIDATOR}
-_ROLE_FROM_PROTO = {v: k for k, v in _ROLE_TO_PROTO.items()}
+_STATUS_FROM_PROTO: dict[int, TaskStatus] = {v: k for k, v in _STATUS_TO_PROTO.items()}
+_ROLE_TO_PROTO: dict[str, common_pb2.WorkerRole] = {"Trainer": common_pb2.WORKER_ROLE_TRAINER,
+                                                    "Validator": common_pb2.WORKER_ROLE_VALIDATOR}
+_ROLE_FROM_PROTO: dict[int, str] = {v: k for k, v in _ROLE_TO_PROTO.items()}
+
+DetailValue: TypeAlias = "bool | int | float | str | bytes | list[DetailValue] | dict[str, DetailValue] | None"
+"""What a `common_pb2.Value` reads back as (`value_from_proto`): JSON's kinds plus bytes and big ints."""
 
 
 # ---------------------------------------------------------------- scalars
@@ -138,15 +143,21 @@ def requirements_from_proto(msg: common_pb2.Requirements) -> Requirements:
 # ---------------------------------------------------------------- tasks, workers, assignments
 
 
-def status_to_proto(status: TaskStatus | None) -> int:
+def status_to_proto(status: TaskStatus | None) -> common_pb2.TaskStatus:
     return common_pb2.TASK_STATUS_UNSPECIFIED if status is None else _STATUS_TO_PROTO[TaskStatus(status)]
 
 
+@overload
+def status_from_proto(value: int, *, allow_unspecified: Literal[False] = False) -> TaskStatus: ...
+@overload
+def status_from_proto(value: int, *, allow_unspecified: bool) -> TaskStatus | None: ...
 def status_from_proto(value: int, *, allow_unspecified: bool = False) -> TaskStatus | None:
+    """The status a message names; None for UNSPECIFIED only when `allow_unspecified` (a filter's "any")."""
     if value == common_pb2.TASK_STATUS_UNSPECIFIED and allow_unspecified:
         return None
     status = _STATUS_FROM_PROTO.get(value)
-    _check(status is not None, f"unknown task status {value}")
+    if status is None:
+        raise InvalidArgument(f"unknown task status {value}")
     return status
 
 
@@ -192,7 +203,7 @@ def task_from_proto(msg: common_pb2.Task) -> TaskView:
         min_stake=amount_from_str(msg.min_stake, "min_stake"),
         deadline=msg.deadline,
         validators_required=msg.validators_required,
-        status=status_from_proto(msg.status),  # type: ignore[arg-type]
+        status=status_from_proto(msg.status),
         worker=msg.worker if msg.HasField("worker") else None,
         lease_until=msg.lease_until if msg.HasField("lease_until") else None,
         progress_step=msg.progress_step,
@@ -214,11 +225,12 @@ def worker_to_proto(worker: WorkerView) -> common_pb2.Worker:
 
 def worker_from_proto(msg: common_pb2.Worker) -> WorkerView:
     role = _ROLE_FROM_PROTO.get(msg.role)
-    _check(role is not None, f"unknown worker role {msg.role}")
+    if role is None:
+        raise InvalidArgument(f"unknown worker role {msg.role}")
     caps = msg.capabilities
     return WorkerView(
         account=msg.account,
-        role=role,  # type: ignore[arg-type]
+        role=role,
         stake=amount_from_str(msg.stake, "stake"),
         capabilities=Capabilities(cpus=caps.cpus, gpus=caps.gpus, gpu_model=caps.gpu_model, memory_mb=caps.memory_mb),
         active=msg.active,
@@ -297,7 +309,7 @@ def stream_progress_from_proto(msg: worker_pb2.StreamProgressRequest | worker_pb
 # ---------------------------------------------------------------- event detail values
 
 
-def value_to_proto(value: Any, _depth: int = 0) -> common_pb2.Value:
+def value_to_proto(value: object, _depth: int = 0) -> common_pb2.Value:
     """A JSON-like Python value (plus bytes and big ints) as a `Value`."""
     if _depth > MAX_VALUE_DEPTH:
         raise ValueError("value nested too deeply")
@@ -327,7 +339,7 @@ def value_to_proto(value: Any, _depth: int = 0) -> common_pb2.Value:
     return common_pb2.Value(string_value=str(value))
 
 
-def value_from_proto(msg: common_pb2.Value) -> Any:
+def value_from_proto(msg: common_pb2.Value) -> DetailValue:
     kind = msg.WhichOneof("kind")
     if kind is None:
         return None
@@ -342,7 +354,13 @@ def value_from_proto(msg: common_pb2.Value) -> Any:
         return {k: value_from_proto(v) for k, v in sorted(msg.map_value.fields.items())}
     if kind == "bytes_value":
         return bytes(msg.bytes_value)
-    return getattr(msg, kind)
+    if kind == "bool_value":
+        return msg.bool_value
+    if kind == "int_value":
+        return msg.int_value
+    if kind == "double_value":
+        return msg.double_value
+    return msg.string_value
 
 
 def task_event_to_proto(event: TaskEvent) -> common_pb2.TaskEvent:
@@ -380,7 +398,7 @@ def task_event_to_proto(event: TaskEvent) -> common_pb2.TaskEvent:
 
 
 def task_event_from_proto(msg: common_pb2.TaskEvent) -> TaskEvent:
-    detail = {k: value_from_proto(v) for k, v in sorted(msg.detail.items())}
+    detail: dict[str, object] = {k: value_from_proto(v) for k, v in sorted(msg.detail.items())}
     return TaskEvent(task_id=msg.task_id, kind=msg.kind, block=msg.block, detail=detail)
 
 

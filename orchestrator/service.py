@@ -8,16 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrator.config import OrchestratorConfig
 from orchestrator.handlers import ChainConstants, Handlers
-from orchestrator.index import Index
+from orchestrator.index import Change, Index
 from orchestrator.indexer import Indexer, PubSub
 from orchestrator.metrics import Metrics
 from orchestrator.relay import Relay
 from orchestrator.scheduler import FairnessPolicy
+
+if TYPE_CHECKING:
+    import grpc
+
+    from runtime_bindings import Chain
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +38,8 @@ class Orchestrator:
     handlers: Handlers
     relay: Relay
     metrics: Metrics
-    chain: Any
-    server: Any = None
+    chain: Chain
+    server: grpc.aio.Server | None = None
     port: int = 0
     metrics_port: int = 0
 
@@ -55,7 +61,7 @@ async def start_orchestrator(config: OrchestratorConfig, *, metrics: Metrics | N
                         reservation_ttl=config.reservation_ttl_s, max_wait_s=config.max_wait_s, metrics=metrics)
     handlers.bind_loop(asyncio.get_running_loop())
 
-    def on_block(number: int, block_hash: str, changes: Any) -> None:
+    def on_block(number: int, block_hash: str, changes: Sequence[Change]) -> None:
         metrics.update_index(indexer.height, indexer.chain_height, len(index.open_tasks))
         handlers.on_block(number, block_hash, changes)
 
@@ -67,7 +73,7 @@ async def start_orchestrator(config: OrchestratorConfig, *, metrics: Metrics | N
     from orchestrator import server as transport  # lazily: the gRPC layer is only needed here
 
     tls = None
-    if config.tls_cert:
+    if config.tls_cert and config.tls_key:  # validate() refused one without the other
         tls = transport.TlsConfig.from_files(config.tls_cert, config.tls_key, config.tls_client_ca)
 
     def registered(account: str) -> bool:

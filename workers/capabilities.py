@@ -35,9 +35,7 @@ MIB = 2**20
 def from_chain(value: Any) -> Capabilities:
     """The plain form of `runtime_bindings.generated.types.Capabilities` (its gpu_model is Bytes):
     orchestrator.domain's, the one the scheduler matches requirements against."""
-    model = value.gpu_model
-    text = model.text if hasattr(model, "text") else str(model or "")
-    return Capabilities(int(value.cpus), int(value.gpus), text, int(value.memory_mb))
+    return Capabilities(int(value.cpus), int(value.gpus), value.gpu_model.text, int(value.memory_mb))
 
 
 def shortfalls(machine: Capabilities, declared: Capabilities) -> list[str]:

@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.domain import Capabilities
 from paratrain import argtypes
 from paratrain.cli import CliError
 from paratrain.commands.common import (
@@ -126,13 +127,12 @@ def stake_errors(url: str, who: str) -> Iterator[None]:
             raise refusal(exc.name, f"the chain refused it: {exc.docs.rstrip('.')}") from None
 
 
-def _capabilities(args: argparse.Namespace, node: Node) -> Any:
+def _capabilities(args: argparse.Namespace, node: Node) -> Capabilities:
     """The declared capabilities: the flags given, the rest detected; a warning when they exceed this machine."""
-    from runtime_bindings.generated import types as t
     from workers.capabilities import detect, shortfalls
 
     machine = detect()
-    declared = type(machine)(cpus=machine.cpus if args.cpus is None else args.cpus,
+    declared = Capabilities(cpus=machine.cpus if args.cpus is None else args.cpus,
                              gpus=machine.gpus if args.gpus is None else args.gpus,
                              gpu_model=machine.gpu_model if args.gpu_model is None else args.gpu_model.strip(),
                              memory_mb=machine.memory_mb if args.memory_mb is None else args.memory_mb)
@@ -145,11 +145,17 @@ def _capabilities(args: argparse.Namespace, node: Node) -> Any:
     if beyond:
         err().print("[yellow]warning:[/yellow] more than this machine has (" + "; ".join(beyond)
                     + "): a worker on this machine will refuse to start")
-    return t.Capabilities(declared.cpus, declared.gpus, declared.gpu_model, declared.memory_mb)
+    return declared
 
 
-def _describe(caps: Any) -> str:
-    model = caps.gpu_model.text if hasattr(caps.gpu_model, "text") else str(caps.gpu_model)
+def _on_chain(caps: Capabilities) -> Any:
+    from runtime_bindings.generated import types as t
+
+    return t.Capabilities(caps.cpus, caps.gpus, caps.gpu_model, caps.memory_mb)
+
+
+def _describe(caps: Capabilities) -> str:
+    model = caps.gpu_model
     gpus = f"{caps.gpus} GPU{'s' if caps.gpus != 1 else ''}" + (f" ({model})" if caps.gpus and model else "")
     return f"{caps.cpus} CPU{'s' if caps.cpus != 1 else ''}, {gpus}, {caps.memory_mb:,} MiB"
 
@@ -165,7 +171,7 @@ def _registration(node: Node, who: str) -> Any:
 def _open_claims(node: Node, who: str) -> list[int]:
     """The tasks the worker holds (claimed, or its result not yet paid or rejected), in id order."""
     with chain_errors(node.url):
-        return sorted(int(key[1]) for key, _ in node.chain.task_bounties.claims_by_worker.entries(who))
+        return sorted(int(task) for task, _ in node.chain.task_bounties.claims_by_worker.entries(who))
 
 
 def _check_free(node: Node, who: str, amount: int) -> None:
@@ -193,7 +199,7 @@ def _register(args: argparse.Namespace) -> int:
         caps = _capabilities(args, node)
         _check_free(node, who, stake)
         with stake_errors(url, who):
-            receipt = node.chain.workers.register(keypair, role, stake, caps)
+            receipt = node.chain.workers.register(keypair, role, stake, _on_chain(caps))
         out().print(f"registered {who} as a {role} with {node.fmt(stake)} staked in block #{receipt.block_number} "
                     f"({_describe(caps)})")
     return 0
@@ -226,7 +232,7 @@ def _update_capabilities(args: argparse.Namespace) -> int:
         _registration(node, who)
         caps = _capabilities(args, node)
         with stake_errors(url, who):
-            receipt = node.chain.workers.update_capabilities(keypair, caps)
+            receipt = node.chain.workers.update_capabilities(keypair, _on_chain(caps))
         out().print(f"capabilities of {who} are now {_describe(caps)} (block #{receipt.block_number})")
     return 0
 
@@ -279,6 +285,8 @@ def _withdraw(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from workers.capabilities import from_chain
+
     if args.account:
         who = check_address(args.account)
     else:
@@ -298,7 +306,7 @@ def _show(args: argparse.Namespace) -> int:
         else:
             rows += [("role", info.role.name), ("stake", f"{node.fmt(info.stake)} (reserved)"),
                      ("status", _status(info.status, best)), ("registered", f"block #{info.registered_at}"),
-                     ("capabilities", _describe(info.capabilities)),
+                     ("capabilities", _describe(from_chain(info.capabilities))),
                      ("open claims", f"{info.active_claims}" + (f" (task {', '.join(map(str, claims))})"
                                                                 if claims else "")),
                      ("open verdicts", str(info.pending_verdicts))]

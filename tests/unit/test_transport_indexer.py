@@ -1,0 +1,78 @@
+"""orchestrator.indexer following devnet's runtime over MemoryTransport, with sockets forbidden: the index
+agrees with chain storage after a lifecycle, later blocks are followed from where it stopped, and each
+block reaches on_block once, in order."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from memory_chain import URL, forbid_sockets, memory_chain, route_connects
+
+from devnet.rpc.inprocess import InProcessNode
+from orchestrator.domain import TaskStatus
+from orchestrator.index import Change, Index, task_view_from_chain
+from orchestrator.indexer import Indexer
+from runtime_bindings import Chain, Keypair
+from runtime_bindings.generated import types as t
+
+UNIT = 10**12
+ALICE, BOB = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
+
+
+@pytest.fixture
+def node(monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessNode]:
+    forbid_sockets(monkeypatch)
+    with InProcessNode() as in_process:
+        route_connects(monkeypatch, in_process)  # the indexer's own Chain.connect(URL)
+        yield in_process
+
+
+@pytest.fixture
+def chain(node: InProcessNode) -> Iterator[Chain]:
+    with memory_chain(node) as c:
+        yield c
+
+
+def create_task(chain: Chain) -> int:
+    spec = t.TaskSpec(recipe="mnist-mlp", spec_hash="0x" + "11" * 32, spec_uri="s3://specs/mnist.yaml",
+                      dataset_hash="0x" + "22" * 32, eval_metric="accuracy", eval_target=900_000,
+                      higher_is_better=True, requirements=t.Requirements(2, 1, 8_000), parent_model=None)
+    receipt = chain.task_bounties.create_task(ALICE, spec, 10 * UNIT, 0, chain.best_number() + 500, 1, None)
+    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+
+
+def test_indexer_follows_blocks_from_a_memory_chain(chain: Chain, tmp_path) -> None:
+    chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(16, 2, "H100", 128_000))
+    claimed, cancelled = create_task(chain), create_task(chain)
+    chain.task_bounties.claim_task(BOB, claimed)
+    chain.task_bounties.cancel_task(ALICE, cancelled)
+
+    index = Index(tmp_path / "index.db")
+    seen: list[tuple[int, list[str]]] = []
+
+    def on_block(number: int, block_hash: str, changes: Sequence[Change]) -> None:
+        seen.append((number, [getattr(c, "name", type(c).__name__) for c in changes]))
+
+    indexer = Indexer(URL, index)
+    indexer.on_block(on_block)
+    try:
+        assert indexer.sync() == chain.finalized_number() == 5 and indexer.lag == 0
+        at = index.last_block.hash
+        assert at == chain.finalized_hash()
+        for task_id, task in chain.task_bounties.tasks.entries(at=at):
+            assert index.task(task_id) == task_view_from_chain(task_id, task)
+        assert index.task(claimed).status is TaskStatus.CLAIMED and index.task(claimed).worker == BOB.ss58_address
+        assert index.task(cancelled).status is TaskStatus.CANCELLED
+        assert index.claims_of(BOB.ss58_address) == [claimed]
+        assert index.worker(BOB.ss58_address).stake == 1_000 * UNIT
+        assert [number for number, _ in seen] == [1, 2, 3, 4, 5]  # each block once, in order
+
+        # later blocks: followed from the index's last block, nothing applied twice
+        chain.task_bounties.release_claim(BOB, claimed)
+        assert indexer.sync() == 6 == chain.finalized_number()
+        assert index.task(claimed).status is TaskStatus.OPEN and index.claims_of(BOB.ss58_address) == []
+        assert [number for number, _ in seen] == [1, 2, 3, 4, 5, 6]
+        assert indexer.sync() == 6 and len(seen) == 6
+    finally:
+        indexer.stop()
+        index.close()

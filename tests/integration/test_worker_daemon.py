@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -26,9 +24,10 @@ import pytest
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from devnet_process import DevnetProcess
 from forgeries import placeholder_attestation
 
+from paratrain.local import DevnetProcess, OrchestratorProcess, RayCluster
+from paratrain.local import post_task as post_spec
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
 from runtime_bindings.values import METRIC_SCALE
@@ -41,53 +40,12 @@ ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
 ALICE, BOB, CHARLIE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Ferdie"))
 EXPECTED = 0.95  # digits_mlp's RECIPE.expected
-_LISTENING = re.compile(r"orchestrator listening on ([\d.]+):(\d+)")
-
-
-class OrchestratorProcess:
-    """`paratrain orchestrator` as a subprocess on a free loopback port."""
-
-    def __init__(self, chain_url: str, db: Path) -> None:
-        self.args = ["--chain", chain_url, "--listen", "127.0.0.1:0", "--db", str(db), "--metrics-port", "0"]
-        self.proc: subprocess.Popen[str] | None = None
-        self.target = ""
-        self.output: list[str] = []
-
-    def start(self, timeout: float = 60) -> OrchestratorProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "paratrain.cli", "orchestrator", *self.args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"orchestrator exited with {self.proc.wait()}: {''.join(self.output)}")
-            self.output.append(line)
-            match = _LISTENING.search(line)
-            if match:
-                self.target = f"127.0.0.1:{match.group(2)}"
-                threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
-                return self
-        raise TimeoutError("the orchestrator did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster():
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with RayCluster(cpus=2) as running:
+        yield running.address
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +83,9 @@ def post_task(chain: Chain, store: ArtifactStore, spec: TaskSpec, *, blocks: int
     """The requester's side: store the spec document, create_task with its hash, URI and the dataset hash."""
     spec_hash = store.put(spec.canonical_bytes())
     assert spec_hash == spec.spec_hash_hex()
-    on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
-                          dataset_hash="0x" + (dataset_hash or spec.dataset.hash), eval_metric="accuracy",
-                          eval_target=int(EXPECTED * METRIC_SCALE), higher_is_better=True,
-                          requirements=t.Requirements(1, 0, 512), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, on_chain, 10 * UNIT, 0, chain.best_number() + blocks, 1, None)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+    task_id, _ = post_spec(chain, ALICE, spec, store.uri(spec_hash), bounty=10 * UNIT, deadline_in=blocks,
+                           dataset_hash=dataset_hash)
+    return task_id
 
 
 def daemon_config(devnet, orchestrator, state_dir: Path, worker_store: Path, **kw) -> DaemonConfig:

@@ -7,11 +7,14 @@
    separate process (multiprocessing, spawn), each with its own key and channel, against the orchestrator's
    real gRPC server (build_server: auth interceptor, rate limiter, replay cache, Handlers over a SQLite index)
    in this process. The heartbeat is `WorkerClient.report_progress`: one unary Heartbeat RPC per heartbeat,
-   signed on its own over its request bytes (account, timestamp, nonce, sr25519 signature checked by the
-   interceptor; rate limiter and replay cache as for every worker call), carrying one ProgressUpdate that the
-   handler records (latest per task in memory, written to the index in batches about once a second; no
-   heartbeat extrinsic: no chain here). Also measured: the authenticated unary GetTaskSpec, and with
-   `--rpc-modes stream` the older StreamProgress path (one stream per heartbeat). The bare figure is a trivial
+   authenticated as the client does by default: through a session opened by one signed OpenAuthSession
+   call, so each call carries a keyed-blake2b MAC over its request bytes with a session counter and a
+   timestamp (checked by the interceptor; registration and rate limiter as for every worker call), carrying
+   one ProgressUpdate that the handler records (latest per task in memory, written to the index in batches
+   about once a second; no heartbeat extrinsic: no chain here). `heartbeat_signed` is the same call signed
+   per call with sr25519 (`WorkerClient(sessions=False)`: account, timestamp, nonce, signature, replay
+   cache), the path of a client that opens no session. Also measured: the authenticated unary GetTaskSpec,
+   and with `--rpc-modes stream` the older StreamProgress path (one stream per heartbeat). The bare figure is a trivial
    grpc.aio server with a generic handler (empty unary call, identity serializers), same client process
    layout, same run.
    `heartbeat_stream` is a different figure: authenticated heartbeat MESSAGES per second, not RPCs. Each client
@@ -83,7 +86,7 @@ async def _clients(target: str, mode: str, clients: int, seconds: float,
             finally:
                 await channel.close()
             return
-        async with WorkerClient(target, keys[i]) as client:
+        async with WorkerClient(target, keys[i], sessions=mode != "heartbeat_signed") as client:
             step = 0
             if mode == "heartbeat_stream":  # one stream per client, every heartbeat a signed message on it
                 async with client.heartbeat_stream() as hb:
@@ -97,7 +100,7 @@ async def _clients(target: str, mode: str, clients: int, seconds: float,
                 return
             while not stop:
                 try:
-                    if mode == "heartbeat":
+                    if mode in ("heartbeat", "heartbeat_signed"):
                         step += 1
                         await client.report_progress(ProgressUpdate(i, "", step, 0, 0.5))
                     elif mode == "stream":
@@ -163,7 +166,8 @@ def _fill_index(index, workers, n_tasks: int, *, claimed: bool, requester: str, 
     index.apply_block(block, "0x" + "00" * 32, events)
 
 
-RPC_MODES = ("bare", "heartbeat", "heartbeat_stream", "get_task_spec")  # "stream": StreamProgress, one per heartbeat
+RPC_MODES = ("bare", "heartbeat", "heartbeat_signed", "heartbeat_stream",
+             "get_task_spec")  # "stream": StreamProgress, one per heartbeat
 UNITS = {"heartbeat_stream": "msg/s"}  # authenticated messages on long-lived streams; every other mode: RPCs
 
 
@@ -224,10 +228,11 @@ async def bench_rpc(clients: int, seconds: float, modes: tuple[str, ...] = RPC_M
 
 
 def _side_by_side(rpc: dict[str, float], modes: tuple[str, ...]) -> str:
-    """One line: bare unary, authenticated unary (and its share of bare), authenticated stream, from one run."""
+    """One line: bare unary, authenticated unary (the client's session path; and its share of bare), the signed
+    unary path, authenticated stream, from one run."""
     parts = []
-    for mode, label in (("bare", "bare unary"), ("heartbeat", "authenticated unary"),
-                        ("heartbeat_stream", "authenticated stream")):
+    for mode, label in (("bare", "bare unary"), ("heartbeat", "authenticated unary (session)"),
+                        ("heartbeat_signed", "signed unary"), ("heartbeat_stream", "authenticated stream")):
         if mode in modes:
             unit = UNITS.get(mode, "RPC/s")
             share = f" = {100 * rpc[mode] / rpc['bare']:.0f}% of bare" if mode != "bare" and "bare" in rpc else ""
@@ -346,8 +351,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the RPC modes in turn this many times; figures are the medians")
     parser.add_argument("--rpc-modes", default=",".join(RPC_MODES),
-                        help="comma-separated: bare, heartbeat, heartbeat_stream, get_task_spec, stream "
-                             "(StreamProgress)")
+                        help="comma-separated: bare, heartbeat, heartbeat_signed, heartbeat_stream, "
+                             "get_task_spec, stream (StreamProgress)")
     args = parser.parse_args()
     print(f"orchestrator benchmarks, python {sys.version.split()[0]}, {load()}", flush=True)
     if args.only in (None, "rpc"):

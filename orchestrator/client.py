@@ -5,9 +5,17 @@
         assignment = await client.request_assignment(wait_s=10)
 
 Each unary call serializes its request once (`SerializeToString(deterministic=True)`),
-signs blake2_256 of those bytes (orchestrator/auth.py) and sends the very same bytes
-(a pass-through serializer), so client and server hash identical bytes. StreamProgress
+authenticates those bytes (orchestrator/auth.py) and sends the very same bytes (a
+pass-through serializer), so client and server hash identical bytes. StreamProgress
 signs the empty body when the stream opens.
+
+Sessions: the first unary call opens an authentication session (OpenAuthSession,
+signed), and every unary call then carries a MAC under the session key instead of an
+sr25519 signature, which costs both sides far less CPU. The session is renewed halfway
+through its life; a call refused for an unknown or expired session (the server
+restarted, or dropped it) opens a new session and is sent once more (the refusal came
+before the server did anything). A server without OpenAuthSession (UNIMPLEMENTED) gets
+signed calls, as does every call when the client is built with `sessions=False`.
 
 Heartbeats: `heartbeat()` (and `report_progress()`) is one unary Heartbeat call per
 heartbeat, signed per call. `heartbeat_stream()` keeps one HeartbeatStream open and
@@ -37,11 +45,21 @@ from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequen
 import grpc
 
 from orchestrator import errors, serde
-from orchestrator.auth import HEADER_NONCE, sign_message, sign_request
+from orchestrator.auth import (
+    HEADER_NONCE,
+    HEADER_SESSION,
+    SESSION_UNKNOWN,
+    ClientSession,
+    SigningKey,
+    sign_message,
+    sign_request,
+    x25519_keypair,
+)
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
 from paratrain_api.v1 import task_pb2, task_pb2_grpc, worker_pb2
 
 _WORKER = "/paratrain.v1.WorkerService/"
+_OPEN_AUTH_SESSION = _WORKER + "OpenAuthSession"
 
 
 @dataclass(frozen=True)
@@ -110,14 +128,20 @@ class ProgressSummary:
 
 
 class WorkerClient:
-    """The worker API, every call signed with `keypair` (substrateinterface.Keypair, sr25519/ed25519)."""
+    """The worker API, every call authenticated by `keypair` (substrateinterface.Keypair, sr25519/ed25519):
+    signed, or through a session that a signed call opened (`sessions`, see the module docstring)."""
 
-    def __init__(self, target: str, keypair, *, tls: ClientTls | None = None,
+    def __init__(self, target: str, keypair: SigningKey, *, tls: ClientTls | None = None,
                  options: Sequence[tuple[str, Any]] | None = None, timeout_s: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.keypair, self.timeout_s, self.clock = keypair, timeout_s, clock
+                 clock: Callable[[], float] = time.time, sessions: bool = True,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.keypair, self.timeout_s, self.clock, self.monotonic = keypair, timeout_s, clock, monotonic
         self.channel = _channel(target, tls, options)
         self._calls: dict[str, Any] = {}
+        self.sessions = sessions  # False once the server has answered UNIMPLEMENTED to OpenAuthSession
+        self._session: ClientSession | None = None
+        self._session_lock = asyncio.Lock()
+        self.sessions_opened = 0
 
     @property
     def account(self) -> str:
@@ -132,18 +156,61 @@ class WorkerClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _unary(self, name: str, request, response_type, timeout: float | None = None):
-        path = _WORKER + name
+    def _method(self, path: str, response_type: Any) -> Any:
         call = self._calls.get(path)
-        if call is None:  # raw bytes out (we sign exactly what we send), messages in
+        if call is None:  # raw bytes out (we authenticate exactly what we send), messages in
             call = self._calls[path] = self.channel.unary_unary(
                 path, request_serializer=None, response_deserializer=response_type.FromString)
+        return call
+
+    async def _unary(self, name: str, request: Any, response_type: Any, timeout: float | None = None) -> Any:
+        path = _WORKER + name
+        call = self._method(path, response_type)
         body = request.SerializeToString(deterministic=True)
-        metadata = sign_request(self.keypair, path, body, clock=self.clock)
-        try:
-            return await call(body, metadata=metadata, timeout=self.timeout_s if timeout is None else timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise api_error(exc) from exc
+        deadline = self.timeout_s if timeout is None else timeout
+        for attempt in range(2):
+            session = self._session
+            if session is None or self.monotonic() >= session.renew_at:
+                session = await self._open_session() if self.sessions else None
+            if session is None:
+                metadata: Sequence[tuple[str, str | bytes]] = sign_request(self.keypair, path, body, clock=self.clock)
+            else:
+                metadata = ((HEADER_SESSION, session.token(path, body, int(self.clock() * 1000))),)
+            try:
+                return await call(body, metadata=metadata, timeout=deadline)
+            except grpc.aio.AioRpcError as exc:
+                if (session is not None and attempt == 0 and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                        and (exc.details() or "").startswith(SESSION_UNKNOWN)):
+                    if self._session is session:
+                        self._session = None
+                    continue  # refused before anything ran: once more, on a new session
+                raise api_error(exc) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _open_session(self) -> ClientSession | None:
+        """The session for the next call: the current one while it is fresh, else a new one opened by a signed
+        OpenAuthSession (one at a time: concurrent calls wait for it). None when the server has no sessions."""
+        async with self._session_lock:
+            session = self._session
+            if session is not None and self.monotonic() < session.renew_at:
+                return session
+            if not self.sessions:
+                return None
+            secret, worker_key = x25519_keypair()
+            body = worker_pb2.OpenAuthSessionRequest(worker_key=worker_key).SerializeToString(deterministic=True)
+            call = self._method(_OPEN_AUTH_SESSION, worker_pb2.OpenAuthSessionResponse)
+            try:
+                resp = await call(body, metadata=sign_request(self.keypair, _OPEN_AUTH_SESSION, body, clock=self.clock),
+                                  timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # an orchestrator without sessions: sign every call
+                    self.sessions = False
+                    return None
+                raise api_error(exc) from exc
+            self._session = ClientSession.accept(secret, worker_key, self.keypair.public_key, resp.session_id,
+                                                 resp.server_key, resp.expires_in_ms, self.monotonic())
+            self.sessions_opened += 1
+            return self._session
 
     async def register_worker(self, capabilities: Capabilities) -> WorkerView:
         req = worker_pb2.RegisterWorkerRequest(capabilities=serde.capabilities_to_proto(capabilities))

@@ -25,10 +25,18 @@ the servicer sees it (`AuthInterceptor.authenticate_message`: sequence, timestam
 signature by the opening key over the message's own bytes, registration, rate limit,
 replay cache for its nonce). A refused message ends the stream with its status.
 
-Per WorkerService call, in order: signature metadata (UNAUTHENTICATED) ->
-`registered(account)` if given (PERMISSION_DENIED) -> per-account token bucket
-(RESOURCE_EXHAUSTED) -> replay cache (UNAUTHENTICATED). Nothing reaches the api
-before all pass.
+Sessions (orchestrator/auth.py, "Sessions"): a unary call may carry a session token
+(x-paratrain-session-bin) in place of the signature headers; it is checked by the
+`SessionTable` (session live, timestamp, MAC over the raw bytes, counter), then
+registration and the rate limit as for a signed call. OpenAuthSession itself and
+stream openings must be signed. WorkerServicer.OpenAuthSession opens the session for
+the signed caller.
+
+Per WorkerService call, in order: signature metadata or session token
+(UNAUTHENTICATED) -> `registered(account)` if given (PERMISSION_DENIED) -> per-account
+token bucket (RESOURCE_EXHAUSTED) -> replay cache for a signed call (UNAUTHENTICATED;
+a session call's counter was checked with its MAC). Nothing reaches the api before
+all pass.
 """
 from __future__ import annotations
 
@@ -38,7 +46,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,7 +55,18 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator import serde
 from orchestrator.api import TaskApi, WorkerApi
-from orchestrator.auth import SKEW_S, Caller, RateLimiter, ReplayCache, Verifier
+from orchestrator.auth import (
+    HEADER_SESSION,
+    SESSION_TTL_S,
+    SKEW_S,
+    Caller,
+    Metadata,
+    RateLimiter,
+    ReplayCache,
+    SessionTable,
+    Verifier,
+    headers_of,
+)
 from orchestrator.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
 from paratrain_api.v1 import task_pb2, task_pb2_grpc, worker_pb2, worker_pb2_grpc
 
@@ -59,20 +78,26 @@ _WORKER_PREFIX = f"/{WORKER_SERVICE}/"
 _TASK_PREFIX = f"/{TASK_SERVICE}/"
 _MAX_DETAILS = 512
 HEARTBEAT_STREAM = _WORKER_PREFIX + "HeartbeatStream"
+OPEN_AUTH_SESSION = _WORKER_PREFIX + "OpenAuthSession"
 # signed-stream methods -> the envelope field that holds the signed body
 SIGNED_STREAMS: dict[str, str] = {HEARTBEAT_STREAM: "heartbeat"}
 
 STATUS_CODES: dict[str, grpc.StatusCode] = {code.name: code for code in grpc.StatusCode}
 
-_caller: ContextVar[str | None] = ContextVar("paratrain_caller", default=None)
+_caller: ContextVar[Caller | None] = ContextVar("paratrain_caller", default=None)
+
+
+def current_caller() -> Caller:
+    """The authenticated caller of the current WorkerService call (set by AuthInterceptor)."""
+    caller = _caller.get()
+    if caller is None:  # the interceptor is missing: fail closed
+        raise Unauthenticated("call not authenticated")
+    return caller
 
 
 def caller_account() -> str:
-    """The authenticated account of the current WorkerService call (set by AuthInterceptor)."""
-    account = _caller.get()
-    if account is None:  # the interceptor is missing: fail closed
-        raise Unauthenticated("call not authenticated")
-    return account
+    """The authenticated account of the current WorkerService call."""
+    return current_caller().account
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,9 @@ class ServerLimits:
     rate_max_accounts: int = 100_000
     skew_s: float = SKEW_S
     replay_max_entries: int = 1_000_000
+    session_ttl_s: float = SESSION_TTL_S  # an OpenAuthSession session is accepted this long
+    max_sessions: int = 100_000  # open sessions in all; beyond it OpenAuthSession is RESOURCE_EXHAUSTED; 0: none
+    sessions_per_account: int = 4  # an account's oldest session closes when it opens one more
     ss58_format: int = 42
 
     def channel_options(self) -> list[tuple[str, int]]:
@@ -176,20 +204,34 @@ def _observe(on_rpc: RpcObserver, method: str, start: float, context) -> None:
         log.debug("rpc observer failed", exc_info=True)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Authenticates WorkerService calls over the raw request bytes; parses all paratrain.v1 requests."""
 
     def __init__(self, verifier: Verifier, limiter: RateLimiter | None,
-                 registered: Callable[[str], bool] | None = None, on_rpc: RpcObserver | None = None) -> None:
+                 registered: Callable[[str], bool] | None = None, on_rpc: RpcObserver | None = None,
+                 sessions: SessionTable | None = None) -> None:
         self.verifier, self.limiter, self.registered, self.on_rpc = verifier, limiter, registered, on_rpc
+        self.sessions = sessions
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
-    def authenticate(self, metadata, method: str, body: bytes) -> str:
+    def authenticate(self, metadata: Metadata, method: str, body: bytes) -> str:
         """Raises ApiError; returns the caller's account. Pure: usable without a server."""
         return self.authenticate_caller(metadata, method, body).account
 
-    def authenticate_caller(self, metadata, method: str, body: bytes) -> Caller:
-        return self._admit(self.verifier.check_signature(metadata, method, body))
+    def authenticate_caller(self, metadata: Metadata, method: str, body: bytes, *, session_ok: bool = True) -> Caller:
+        """A signed call, or (`session_ok`: a unary call other than OpenAuthSession) a session call."""
+        headers = headers_of(metadata)
+        token = headers.get(HEADER_SESSION)
+        if token is None or self.sessions is None:
+            return self._admit(self.verifier.check_signature(headers, method, body))
+        if not session_ok or method == OPEN_AUTH_SESSION:
+            raise Unauthenticated("OpenAuthSession and streams must be signed, not session calls")
+        caller = self.sessions.check(token, method, body)
+        if self.registered is not None and not self.registered(caller.account):
+            raise PermissionDenied("account is not registered on chain as an active worker")
+        if self.limiter is not None:
+            self.limiter.check(caller.account)
+        return caller
 
     def authenticate_message(self, opener: Caller, method: str, expected_sequence: int, envelope: Any,
                              body_field: str = "heartbeat") -> Caller:
@@ -208,9 +250,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.verifier.check_replay(caller)
         return caller
 
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
-        method = details.method
+        method: str = details.method
         if handler is None or not (method.startswith(_WORKER_PREFIX) or method.startswith(_TASK_PREFIX)):
             return handler
         # The wrapper of a method is built once and reused: it reads the call's metadata from its context.
@@ -221,15 +264,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)  # bounded: only the paratrain.v1 methods get here
         return wrapped
 
-    def _unary(self, method: str, inner, parse: Callable[[bytes], Any], secured: bool):
+    def _unary(self, method: str, inner: Callable[[Any, Any], Awaitable[Any]], parse: Callable[[bytes], Any],
+               secured: bool) -> Callable[[bytes, Any], Awaitable[Any]]:
         """The unary wrapper, the path of most worker calls. Flat on purpose: every Python frame and check
         here runs on every call, and the server's CPU per call is what bounds its rate."""
         authenticate = self.authenticate_caller
 
-        async def unary_unary(raw: bytes, context):
+        async def unary_unary(raw: bytes, context: Any) -> Any:
             try:
                 if secured:
-                    _caller.set(authenticate(context.invocation_metadata() or (), method, raw).account)
+                    _caller.set(authenticate(context.invocation_metadata() or (), method, raw))
                 request = parse(raw)
             except ApiError as exc:
                 await _abort(context, exc)
@@ -239,7 +283,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if on_rpc is None:
             return unary_unary
 
-        async def observed(raw: bytes, context):
+        async def observed(raw: bytes, context: Any) -> Any:
             start = time.perf_counter()
             try:
                 return await unary_unary(raw, context)
@@ -247,34 +291,35 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 _observe(on_rpc, method, start, context)
         return observed
 
-    def _wrap(self, method: str, handler):
+    def _wrap(self, method: str, handler: Any) -> Any:
         secured = method.startswith(_WORKER_PREFIX)
         parse = _parser(handler.request_deserializer)
         this = self
 
-        async def admit(context, body: bytes) -> Caller | None:
+        async def admit(context: Any, body: bytes) -> Caller | None:
             if not secured:
                 return None
             try:
-                caller = this.authenticate_caller(context.invocation_metadata() or (), method, body)
+                caller = this.authenticate_caller(context.invocation_metadata() or (), method, body,
+                                                  session_ok=False)
             except ApiError as exc:
                 await _abort(context, exc)
-            _caller.set(caller.account)
+            _caller.set(caller)
             return caller
 
-        def observe(start: float, context) -> None:
+        def observe(start: float, context: Any) -> None:
             if this.on_rpc is not None:
                 _observe(this.on_rpc, method, start, context)
 
-        def requests(raw_iterator, context) -> AsyncIterator[Any]:
+        def requests(raw_iterator: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
             limiter = this.limiter if secured else None
 
-            async def gen():
+            async def gen() -> AsyncIterator[Any]:
                 async for raw in raw_iterator:
                     try:
                         message = parse(raw)
                         if limiter is not None:
-                            limiter.check(_caller.get() or "")
+                            limiter.check(caller_account())
                     except ApiError as exc:
                         await _abort(context, exc)
                     yield message
@@ -287,7 +332,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
-            async def unary_stream(raw: bytes, context):
+            async def unary_stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
                 start = time.perf_counter()
                 try:
                     await admit(context, raw)
@@ -304,7 +349,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
 
-            async def stream_unary(raw_iterator, context):
+            async def stream_unary(raw_iterator: AsyncIterator[bytes], context: Any) -> Any:
                 start = time.perf_counter()
                 try:
                     await admit(context, b"")
@@ -316,25 +361,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         inner_ss = handler.stream_stream
         body_field = SIGNED_STREAMS.get(method) if secured else None
 
-        def signed_requests(raw_iterator, context, opener: Caller) -> AsyncIterator[Any]:
-            async def gen():
+        def signed_requests(raw_iterator: AsyncIterator[bytes], context: Any, opener: Caller,
+                            field: str) -> AsyncIterator[Any]:
+            async def gen() -> AsyncIterator[Any]:
                 expected = 1
                 async for raw in raw_iterator:
                     try:
                         envelope = parse(raw)
-                        this.authenticate_message(opener, method, expected, envelope, body_field)
+                        this.authenticate_message(opener, method, expected, envelope, field)
                     except ApiError as exc:
                         await _abort(context, exc)
                     expected += 1
                     yield envelope
             return gen()
 
-        async def stream_stream(raw_iterator, context):
+        async def stream_stream(raw_iterator: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
             start = time.perf_counter()
             try:
                 opener = await admit(context, b"")
                 if body_field is not None and opener is not None:
-                    messages = signed_requests(raw_iterator, context, opener)
+                    messages = signed_requests(raw_iterator, context, opener, body_field)
                 else:
                     messages = requests(raw_iterator, context)
                 async for response in inner_ss(messages, context):
@@ -355,8 +401,20 @@ def _heartbeat_of(signed: worker_pb2.HeartbeatStreamRequest) -> worker_pb2.Heart
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     """paratrain.v1.WorkerService over a WorkerApi. Translation only."""
 
-    def __init__(self, api: WorkerApi, limits: ServerLimits) -> None:
-        self.api, self.limits = api, limits
+    def __init__(self, api: WorkerApi, limits: ServerLimits, sessions: SessionTable | None = None) -> None:
+        self.api, self.limits, self.sessions = api, limits, sessions
+
+    async def OpenAuthSession(self, request: worker_pb2.OpenAuthSessionRequest,
+                              context: Any) -> worker_pb2.OpenAuthSessionResponse:
+        """A session for the signed caller (auth.SessionTable.open); UNIMPLEMENTED on a server without them."""
+        try:
+            if self.sessions is None:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "sessions are not enabled on this server")
+            session_id, server_key, expires_in_ms = self.sessions.open(current_caller(), request.worker_key)
+            return worker_pb2.OpenAuthSessionResponse(session_id=session_id, server_key=server_key,
+                                                      expires_in_ms=expires_in_ms)
+        except Exception as exc:
+            await _abort(context, exc)
 
     async def RegisterWorker(self, request, context):
         try:
@@ -506,12 +564,15 @@ def build_server(worker_api: WorkerApi, task_api: TaskApi, *, listen: str, tls: 
     verifier = Verifier(skew_s=limits.skew_s, clock=clock, ss58_format=limits.ss58_format,
                         replay=ReplayCache(window_s=limits.skew_s, max_entries=limits.replay_max_entries, clock=clock))
     limiter = RateLimiter(limits.rate_per_s, limits.rate_burst, max_accounts=limits.rate_max_accounts)
+    sessions = SessionTable(ttl_s=limits.session_ttl_s, max_sessions=limits.max_sessions,
+                            per_account=limits.sessions_per_account, skew_s=limits.skew_s,
+                            wall_clock=clock) if limits.max_sessions else None
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(verifier, limiter, registered, on_rpc)],
+        interceptors=[AuthInterceptor(verifier, limiter, registered, on_rpc, sessions)],
         options=limits.channel_options(),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(worker_api, limits), server)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(worker_api, limits, sessions), server)
     task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(task_api, limits), server)
     health = health or health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -132,3 +132,19 @@ class ReportResultRequest(_message.Message):
 class ReportResultResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class OpenAuthSessionRequest(_message.Message):
+    __slots__ = ("worker_key",)
+    WORKER_KEY_FIELD_NUMBER: _ClassVar[int]
+    worker_key: bytes
+    def __init__(self, worker_key: _Optional[bytes] = ...) -> None: ...
+
+class OpenAuthSessionResponse(_message.Message):
+    __slots__ = ("session_id", "server_key", "expires_in_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    server_key: bytes
+    expires_in_ms: int
+    def __init__(self, session_id: _Optional[bytes] = ..., server_key: _Optional[bytes] = ..., expires_in_ms: _Optional[int] = ...) -> None: ...

@@ -75,6 +75,11 @@ class WorkerServiceStub:
                 request_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.SerializeToString,
                 response_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.FromString,
                 _registered_method=True)
+        self.OpenAuthSession = channel.unary_unary(
+                '/paratrain.v1.WorkerService/OpenAuthSession',
+                request_serializer=paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionRequest.SerializeToString,
+                response_deserializer=paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -154,6 +159,18 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenAuthSession(self, request, context):
+        """An authentication session: the call is signed as any other (the signed
+        body holds the worker's ephemeral X25519 key), and the answer carries the
+        server's ephemeral X25519 key and a session id. Both sides derive the
+        session's MAC key from the X25519 shared secret; the caller's unary calls
+        may then carry a MAC in place of a signature until the session expires.
+        Always signed: a session call cannot open a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +213,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.HeartbeatStream,
                     request_deserializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.FromString,
                     response_serializer=paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.SerializeToString,
+            ),
+            'OpenAuthSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenAuthSession,
+                    request_deserializer=paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionRequest.FromString,
+                    response_serializer=paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -415,6 +437,33 @@ class WorkerService:
             '/paratrain.v1.WorkerService/HeartbeatStream',
             paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamRequest.SerializeToString,
             paratrain_dot_v1_dot_worker__pb2.HeartbeatStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenAuthSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paratrain.v1.WorkerService/OpenAuthSession',
+            paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionRequest.SerializeToString,
+            paratrain_dot_v1_dot_worker__pb2.OpenAuthSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -361,8 +361,8 @@ async def test_malformed_requests_are_invalid_argument_and_change_nothing(h: Har
 
 async def test_rate_limit_per_account() -> None:
     harness = await start(limits=ServerLimits(rate_per_s=0.001, rate_burst=3))
-    try:
-        async with harness.worker(ALICE) as alice, harness.worker(BOB) as bob:
+    try:  # signed calls (a session's opening call counts too: test_session_calls_are_rate_limited_and_gated)
+        async with harness.worker(ALICE, sessions=False) as alice, harness.worker(BOB, sessions=False) as bob:
             for _ in range(3):
                 await alice.get_task_spec(7)
             with pytest.raises(ResourceExhausted):
@@ -804,3 +804,180 @@ async def test_ids_and_numbers_at_their_ends_answer_not_found_or_invalid_argumen
         await server.stop(None)
         handlers.close()
         index.close()
+
+
+# ---------------------------------------------------------------- sessions (MAC per call instead of a signature)
+
+OPEN = W + "OpenAuthSession"
+SPEC = W + "GetTaskSpec"
+
+
+async def _raw_session(h: Harness, keypair=ALICE) -> auth.ClientSession:
+    """A session opened by a raw signed OpenAuthSession call (what WorkerClient does on its first call)."""
+    secret, worker_key = auth.x25519_keypair()
+    body = worker_pb2.OpenAuthSessionRequest(worker_key=worker_key).SerializeToString()
+    resp = worker_pb2.OpenAuthSessionResponse.FromString(await h.raw_call(OPEN, body, signed(OPEN, body, keypair)))
+    return auth.ClientSession.accept(secret, worker_key, keypair.public_key, resp.session_id, resp.server_key,
+                                     resp.expires_in_ms, time.monotonic())
+
+
+def _spec(task_id: int) -> bytes:
+    return worker_pb2.GetTaskSpecRequest(task_id=task_id).SerializeToString()
+
+
+def _token_md(session: auth.ClientSession, path: str, body: bytes, **kw) -> list[tuple[str, bytes]]:
+    return [(auth.HEADER_SESSION, session.token(path, body, kw.get("timestamp_ms", int(time.time() * 1000))))]
+
+
+async def _refusal(coro) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await coro
+    return info.value.code(), info.value.details() or ""
+
+
+async def test_client_calls_ride_one_session(h: Harness) -> None:
+    async with h.worker() as c:
+        await c.register_worker(CAPS)
+        assert await c.get_task_spec(7) == h.api.tasks[7]
+        assert await c.heartbeat(ProgressUpdate(7, "", 1, 0, 0.5)) is False
+        await c.report_result(7, "0x" + "11" * 32)
+        assert c.sessions_opened == 1 and c._session is not None and c._session.counter == 4
+    assert [call[0] for call in h.api.calls] == ["register_worker", "task_spec", "report_progress", "report_result"]
+    assert all(call[1] == ALICE.ss58_address for call in h.api.calls)
+
+
+async def test_forged_replayed_and_unknown_session_calls_are_unauthenticated_and_change_nothing(h: Harness) -> None:
+    session = await _raw_session(h)
+    body = _spec(7)
+    good = _token_md(session, SPEC, body)
+    forged = [(auth.HEADER_SESSION, good[0][1][:-1] + bytes([good[0][1][-1] ^ 1]))]
+    unknown = _token_md(auth.ClientSession(b"\x05" * 16, session.key, 0.0), SPEC, body)
+    stale = _token_md(session, SPEC, body, timestamp_ms=int((time.time() - 31) * 1000))
+    cases = {"forged MAC": (body, forged), "body swapped": (_spec(8), good), "wrong method": (body, good),
+             "unknown session": (body, unknown), "stale": (body, stale),
+             "short token": (body, [(auth.HEADER_SESSION, good[0][1][:40])])}
+    for name, (b, md) in cases.items():
+        path = W + "ReportResult" if name == "wrong method" else SPEC
+        code, details = await _refusal(h.raw_call(path, b, md))
+        assert code == grpc.StatusCode.UNAUTHENTICATED, name
+        assert details.startswith(auth.SESSION_UNKNOWN) is (name == "unknown session"), name
+    assert h.api.calls == []
+    reply = await h.raw_call(SPEC, body, good)  # the genuine call, untouched by the forgeries, once
+    assert worker_pb2.GetTaskSpecResponse.FromString(reply).task.task_id == 7
+    code, details = await _refusal(h.raw_call(SPEC, body, good))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "replayed" in details
+    assert len(h.api.calls) == 1
+
+
+async def test_a_session_of_another_account() -> None:
+    """Alice's session speaks for Alice only: Bob's task is PERMISSION_DENIED by the api, and Bob, holding a
+    session of his own, cannot use her session id (his key is not hers): UNAUTHENTICATED, her session intact."""
+    harness = await start(registered=lambda account: account in (ALICE.ss58_address, BOB.ss58_address))
+    try:
+        alice, bob = await _raw_session(harness, ALICE), await _raw_session(harness, BOB)
+        code, _ = await _refusal(harness.raw_call(SPEC, _spec(8), _token_md(alice, SPEC, _spec(8))))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert harness.api.calls == [("task_spec", ALICE.ss58_address, 8)]
+        stolen = auth.ClientSession(alice.session_id, bob.key, 0.0, counter=alice.counter)
+        code, details = await _refusal(harness.raw_call(SPEC, _spec(8), _token_md(stolen, SPEC, _spec(8))))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "MAC" in details
+        assert len(harness.api.calls) == 1
+        await harness.raw_call(SPEC, _spec(7), _token_md(alice, SPEC, _spec(7)))
+        await harness.raw_call(SPEC, _spec(8), _token_md(bob, SPEC, _spec(8)))
+        assert harness.api.calls[1:] == [("task_spec", ALICE.ss58_address, 7), ("task_spec", BOB.ss58_address, 8)]
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)
+
+
+async def test_handshakes_that_are_badly_signed_or_not_signed_open_nothing(h: Harness) -> None:
+    _, worker_key = auth.x25519_keypair()
+    body = worker_pb2.OpenAuthSessionRequest(worker_key=worker_key).SerializeToString()
+    md = signed(OPEN, body)
+    bad_sig = [(k, v if k != auth.HEADER_SIGNATURE else v[:-2] + ("00" if v[-2:] != "00" else "01")) for k, v in md]
+    session = await _raw_session(h)
+    by_session = _token_md(session, OPEN, body)
+    cases = {"unsigned": None, "bad signature": bad_sig, "signed over another body": signed(OPEN, b"\x0a\x01x"),
+             "opened by a session call": by_session}
+    for name, metadata in cases.items():
+        assert await code_of(h.raw_call(OPEN, body, metadata)) == grpc.StatusCode.UNAUTHENTICATED, name
+    small_order = worker_pb2.OpenAuthSessionRequest(worker_key=bytes(32)).SerializeToString()
+    assert await code_of(h.raw_call(OPEN, small_order, signed(OPEN, small_order))) == grpc.StatusCode.INVALID_ARGUMENT
+    # streams open with a signature only
+    stream = h.channel.stream_unary(W + "StreamProgress", request_serializer=None, response_deserializer=None)
+    assert await code_of(stream(iter([b""]), metadata=_token_md(session, W + "StreamProgress", b""),
+                                timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+    assert h.api.calls == []
+    reply = await h.raw_call(OPEN, body, md)  # the genuine handshake still opens its session
+    assert len(worker_pb2.OpenAuthSessionResponse.FromString(reply).session_id) == auth.SESSION_ID_LEN
+
+
+async def test_client_opens_a_new_session_when_the_server_forgets_it() -> None:
+    harness = await start(limits=ServerLimits(session_ttl_s=0.3))
+    try:  # the client's clock stands still: it would never renew by itself
+        async with harness.worker(monotonic=lambda: 0.0) as c:
+            assert await c.get_task_spec(7) == harness.api.tasks[7]
+            await asyncio.sleep(0.4)  # expired on the server
+            assert await c.get_task_spec(7) == harness.api.tasks[7]
+            assert c.sessions_opened == 2
+        assert harness.api.calls == [("task_spec", ALICE.ss58_address, 7)] * 2
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)
+
+
+async def test_client_renews_its_session_halfway_through_its_life() -> None:
+    now = [0.0]
+    harness = await start(limits=ServerLimits(session_ttl_s=60))
+    try:
+        async with harness.worker(monotonic=lambda: now[0]) as c:
+            await c.get_task_spec(7)
+            now[0] = 29.0
+            await c.get_task_spec(7)
+            assert c.sessions_opened == 1
+            now[0] = 30.0
+            await c.get_task_spec(7)
+            assert c.sessions_opened == 2
+        assert len(harness.api.calls) == 3
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)
+
+
+async def test_client_signs_every_call_for_a_server_without_sessions() -> None:
+    harness = await start(limits=ServerLimits(max_sessions=0))
+    try:
+        async with harness.worker() as c:
+            assert await c.get_task_spec(7) == harness.api.tasks[7]
+            assert c.sessions is False and c.sessions_opened == 0
+            assert await c.get_task_spec(7) == harness.api.tasks[7]
+        assert len(harness.api.calls) == 2
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)
+
+
+async def test_session_calls_are_rate_limited_and_gated() -> None:
+    allowed = {ALICE.ss58_address}
+    harness = await start(limits=ServerLimits(rate_per_s=0.001, rate_burst=3), registered=lambda a: a in allowed)
+    try:
+        async with harness.worker() as c:
+            await c.get_task_spec(7)  # the OpenAuthSession call and this one
+            await c.get_task_spec(7)
+            with pytest.raises(ResourceExhausted):
+                await c.get_task_spec(7)
+        assert len(harness.api.calls) == 2
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)
+    harness = await start(registered=lambda a: a in allowed)
+    try:
+        async with harness.worker() as c:
+            await c.get_task_spec(7)
+            allowed.clear()  # deregistered on chain: the open session does not outlive it
+            with pytest.raises(PermissionDenied):
+                await c.get_task_spec(7)
+        assert len(harness.api.calls) == 1
+    finally:
+        await harness.channel.close()
+        await harness.server.stop(None)

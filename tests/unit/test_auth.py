@@ -1,11 +1,13 @@
 """The request signing scheme, verifier, replay cache and rate limiter: pure, no gRPC."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from substrateinterface import Keypair, KeypairType
 
 from orchestrator import auth
-from orchestrator.errors import ResourceExhausted, Unauthenticated
+from orchestrator.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from runtime_bindings.scale import encode_compact
 
 METHOD = "/paratrain.v1.WorkerService/GetTaskSpec"
@@ -274,3 +276,181 @@ def test_of_a_repeated_header_the_first_counts() -> None:
     auth.Verifier(clock=clock).authenticate(tuple(md) + (bogus,), METHOD, BODY)
     with pytest.raises(Unauthenticated, match="bad signature"):
         auth.Verifier(clock=clock).authenticate((bogus,) + tuple(md), METHOD, BODY)
+
+
+# ---------------------------------------------------------------- sessions
+
+HEARTBEAT = "/paratrain.v1.WorkerService/Heartbeat"
+ALICE_ADDRESS = Keypair.create_from_uri("//Alice").ss58_address
+BOB_ADDRESS = Keypair.create_from_uri("//Bob").ss58_address
+
+
+class Monotonic(Clock):
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+
+
+def _caller(keypair: Keypair) -> auth.Caller:
+    return auth.Caller(keypair.ss58_address, keypair.public_key, 0, b"\x00" * 16)
+
+
+def _session(table: auth.SessionTable, keypair: Keypair, now: float = 0.0) -> auth.ClientSession:
+    """Both halves of a handshake: the table's record and the client's session, as the RPC would make them."""
+    secret, worker_key = auth.x25519_keypair()
+    session_id, server_key, expires_in_ms = table.open(_caller(keypair), worker_key)
+    return auth.ClientSession.accept(secret, worker_key, keypair.public_key, session_id, server_key, expires_in_ms,
+                                     now)
+
+
+def _table(**kw) -> tuple[auth.SessionTable, Monotonic, Clock]:
+    mono, wall = Monotonic(), Clock()
+    return auth.SessionTable(clock=mono, wall_clock=wall, **kw), mono, wall
+
+
+def test_session_round_trip_both_sides_derive_one_key(keypair: Keypair) -> None:
+    table, _, wall = _table()
+    client = _session(table, keypair)
+    for n in range(1, 4):
+        token = client.token(HEARTBEAT, BODY, int(wall.t * 1000))
+        assert len(token) == auth.SESSION_TOKEN_LEN and token[16:24] == n.to_bytes(8, "little")
+        assert table.check(token, HEARTBEAT, BODY) == _caller(keypair)
+    assert client.renew_at == auth.SESSION_TTL_S / 2  # renewed halfway through its life
+
+
+def test_session_token_layout() -> None:
+    table, _, wall = _table()
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    ts = int(wall.t * 1000)
+    token = client.token("/a/B", b"xyz", ts)
+    head = client.session_id + (1).to_bytes(8, "little") + ts.to_bytes(8, "little")
+    assert token[:32] == head
+    assert token[32:] == auth.session_mac(client.key, client.session_id, 1, ts, "/a/B", b"xyz")
+    assert token[32:] == hashlib.blake2b(b"paratrain/grpc/v1/session-call" + head + bytes([4 << 2]) + b"/a/B" + b"xyz",
+                                         key=client.key, digest_size=32).digest()
+
+
+@pytest.mark.parametrize("tamper", ["mac", "body", "method", "session id", "counter", "timestamp", "length",
+                                    "text"])
+def test_forged_session_calls_are_refused_and_change_nothing(tamper: str) -> None:
+    table, _, wall = _table()
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    ts = int(wall.t * 1000)
+    token, method, body = bytearray(client.token(HEARTBEAT, BODY, ts)), HEARTBEAT, BODY
+    if tamper == "mac":
+        token[-1] ^= 1
+    elif tamper == "body":
+        body = b"\x08\x08"
+    elif tamper == "method":
+        method = "/paratrain.v1.WorkerService/RelayExtrinsic"
+    elif tamper == "session id":
+        token[0] ^= 1
+    elif tamper == "counter":  # a higher counter the MAC did not cover: must not advance the window
+        token[16:24] = (500).to_bytes(8, "little")
+    elif tamper == "timestamp":
+        token[24:32] = (ts + 1).to_bytes(8, "little")
+    forged: bytes | str = bytes(token)
+    if tamper == "length":
+        forged = forged[:-1]
+    elif tamper == "text":
+        forged = forged.hex()
+    with pytest.raises(Unauthenticated):
+        table.check(forged, method, body)
+    client.counter = 0  # the genuine call with the same counter still goes through: nothing was remembered
+    assert table.check(client.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY).account == ALICE_ADDRESS
+
+
+def test_session_counters_are_used_once_within_a_window() -> None:
+    table, _, wall = _table()
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    ts = int(wall.t * 1000)
+    tokens = [client.token(HEARTBEAT, BODY, ts) for _ in range(auth.REPLAY_WINDOW + 2)]
+    table.check(tokens[2], HEARTBEAT, BODY)
+    table.check(tokens[0], HEARTBEAT, BODY)  # out of order (concurrent calls): accepted once
+    for replay in (tokens[0], tokens[2]):
+        with pytest.raises(Unauthenticated, match="replayed"):
+            table.check(replay, HEARTBEAT, BODY)
+    table.check(tokens[-1], HEARTBEAT, BODY)  # counter REPLAY_WINDOW + 2: counter 1 is now out of the window
+    with pytest.raises(Unauthenticated, match="replayed"):
+        table.check(tokens[1], HEARTBEAT, BODY)
+    table.check(tokens[3], HEARTBEAT, BODY)  # counter 4: just inside the window
+
+
+def test_counter_zero_is_never_valid() -> None:
+    table, _, wall = _table()
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    client.counter = -1
+    with pytest.raises(Unauthenticated, match="replayed"):
+        table.check(client.token(HEARTBEAT, BODY, int(wall.t * 1000)), HEARTBEAT, BODY)
+
+
+def test_expired_and_unknown_sessions_are_refused_with_the_renewal_cue() -> None:
+    table, mono, wall = _table(ttl_s=60)
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    ts = int(wall.t * 1000)
+    table.check(client.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+    unknown = auth.ClientSession(b"\x01" * 16, client.key, 0.0)
+    with pytest.raises(Unauthenticated, match=auth.SESSION_UNKNOWN):
+        table.check(unknown.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+    mono.t += 60
+    with pytest.raises(Unauthenticated, match=auth.SESSION_UNKNOWN):
+        table.check(client.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+
+
+def test_session_calls_outside_the_clock_window_are_refused() -> None:
+    table, _, wall = _table()
+    client = _session(table, Keypair.create_from_uri("//Alice"))
+    with pytest.raises(Unauthenticated, match="window"):
+        table.check(client.token(HEARTBEAT, BODY, int((wall.t - 31) * 1000)), HEARTBEAT, BODY)
+    table.check(client.token(HEARTBEAT, BODY, int((wall.t - 29) * 1000)), HEARTBEAT, BODY)
+
+
+def test_a_session_of_another_account_cannot_be_used() -> None:
+    """Bob, with a session of his own, presents Alice's session id: his key is not hers, so the MAC fails and
+    Alice's session is untouched; a call on Bob's session is Bob's."""
+    table, _, wall = _table()
+    ts = int(wall.t * 1000)
+    alice = _session(table, Keypair.create_from_uri("//Alice"))
+    bob = _session(table, Keypair.create_from_uri("//Bob"))
+    stolen = auth.ClientSession(alice.session_id, bob.key, 0.0)
+    with pytest.raises(Unauthenticated, match="bad session MAC"):
+        table.check(stolen.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+    assert table.check(alice.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY).account == ALICE_ADDRESS
+    assert table.check(bob.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY).account == BOB_ADDRESS
+
+
+@pytest.mark.parametrize("worker_key", [b"", b"\x09" * 31, b"\x00" * 32, (1).to_bytes(32, "little")])
+def test_handshake_with_a_bad_worker_key_is_invalid_argument_and_opens_nothing(worker_key: bytes) -> None:
+    table, _, _ = _table()
+    with pytest.raises(InvalidArgument):
+        table.open(_caller(Keypair.create_from_uri("//Alice")), worker_key)  # wrong size, or small order
+    assert len(table) == 0
+
+
+def test_malformed_handshake_answer_is_invalid_argument() -> None:
+    secret, worker_key = auth.x25519_keypair()
+    _, server_key = auth.x25519_keypair()
+    pk = Keypair.create_from_uri("//Alice").public_key
+    for sid, key, ms in ((b"\x01" * 15, server_key, 1000), (b"\x01" * 16, server_key[:31], 1000),
+                         (b"\x01" * 16, server_key, 0)):
+        with pytest.raises(InvalidArgument):
+            auth.ClientSession.accept(secret, worker_key, pk, sid, key, ms, 0.0)
+
+
+def test_sessions_are_bounded_per_account_and_in_all() -> None:
+    table, mono, wall = _table(max_sessions=3, per_account=2, ttl_s=60)
+    ts = int(wall.t * 1000)
+    alice = Keypair.create_from_uri("//Alice")
+    first, second, third = (_session(table, alice) for _ in range(3))  # the third closes the first
+    assert len(table) == 2
+    with pytest.raises(Unauthenticated, match=auth.SESSION_UNKNOWN):
+        table.check(first.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+    table.check(second.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)
+    _session(table, Keypair.create_from_uri("//Bob"))
+    with pytest.raises(ResourceExhausted):  # full of live sessions: no other account's is closed
+        _session(table, Keypair.create_from_uri("//Charlie"))
+    assert len(table) == 3
+    mono.t += 60  # all expired: swept to make room
+    _session(table, Keypair.create_from_uri("//Charlie"))
+    assert len(table) == 1
+    with pytest.raises(Unauthenticated, match=auth.SESSION_UNKNOWN):
+        table.check(third.token(HEARTBEAT, BODY, ts), HEARTBEAT, BODY)

@@ -77,7 +77,7 @@ def test_services_and_methods() -> None:
     assert worker.full_name == "paratrain.v1.WorkerService"
     assert [m.name for m in worker.methods] == [
         "RegisterWorker", "RequestAssignment", "StreamProgress", "GetTaskSpec", "RelayExtrinsic", "ReportResult",
-            "Heartbeat", "HeartbeatStream"]
+            "Heartbeat", "HeartbeatStream", "OpenAuthSession"]
     assert worker.methods_by_name["StreamProgress"].client_streaming
     task = task_pb2.DESCRIPTOR.services_by_name["TaskService"]
     assert [m.name for m in task.methods] == ["ListTasks", "GetTask", "WatchTask"]

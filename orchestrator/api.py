@@ -7,7 +7,8 @@ back into responses and status codes. Another transport could call the same.
 """
 from __future__ import annotations
 
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEvent, TaskStatus, TaskView, WorkerView
 

@@ -71,5 +71,19 @@ def load_u128(stored: bytes) -> int:
     return int.from_bytes(stored, "big")
 
 
-__all__ = ["I64_MAX", "I64_MIN", "U128_MAX", "U32_MAX", "U64_MAX", "Unrepresentable", "is_u64", "load_u128",
-           "load_u64", "store_i64", "store_opt_u32", "store_u128", "store_u32", "store_u64"]
+__all__ = [
+    "I64_MAX",
+    "I64_MIN",
+    "U32_MAX",
+    "U64_MAX",
+    "U128_MAX",
+    "Unrepresentable",
+    "is_u64",
+    "load_u64",
+    "load_u128",
+    "store_i64",
+    "store_opt_u32",
+    "store_u32",
+    "store_u64",
+    "store_u128",
+]

@@ -161,4 +161,4 @@ def load_config(cli: Mapping[str, object] | argparse.Namespace | None = None, *,
     return OrchestratorConfig(**merged).validate()
 
 
-__all__ = ["ConfigError", "ENV_PREFIX", "OrchestratorConfig", "load_config"]
+__all__ = ["ENV_PREFIX", "ConfigError", "OrchestratorConfig", "load_config"]

@@ -194,7 +194,7 @@ class Handlers:
         try:
             if not future.done():
                 await asyncio.wait_for(asyncio.shield(future), wait_s if wait_s > 0 else 0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         except asyncio.CancelledError:
             self._drop_waiter(waiter)
@@ -442,4 +442,4 @@ def _after_id(page_token: str) -> int:
     return after
 
 
-__all__ = ["ChainConstants", "DecodedExtrinsic", "ExtrinsicDecoder", "Handlers", "RELAYABLE"]
+__all__ = ["RELAYABLE", "ChainConstants", "DecodedExtrinsic", "ExtrinsicDecoder", "Handlers"]

@@ -43,8 +43,17 @@ from typing import Any, TypeAlias, TypeVar
 
 from sortedcontainers import SortedDict
 
-from orchestrator.columns import (U64_MAX, is_u64, load_u64, load_u128, store_i64, store_opt_u32, store_u32,
-                                  store_u64, store_u128)
+from orchestrator.columns import (
+    U64_MAX,
+    is_u64,
+    load_u64,
+    load_u128,
+    store_i64,
+    store_opt_u32,
+    store_u32,
+    store_u64,
+    store_u128,
+)
 from orchestrator.domain import Capabilities, ProgressUpdate, Requirements, TaskStatus, TaskView, WorkerView
 from runtime_bindings.base import TypedEvent
 from runtime_bindings.generated import task_bounties as tb
@@ -443,7 +452,7 @@ class Index:
             self._set_status(conn, block, task_id, TaskStatus.SUBMITTED, ev.worker, None)
         elif isinstance(ev, tb.ResultApprovedEvent):
             self._set_status(conn, block, task_id, TaskStatus.APPROVED, ev.worker, None)
-        elif isinstance(ev, tb.ResultChallengedEvent):  # the event names the challenger; the worker is the one holding it
+        elif isinstance(ev, tb.ResultChallengedEvent):  # it names the challenger; the worker is the one holding it
             worker: str | None = conn.execute("SELECT worker FROM tasks WHERE task_id = ?", (key,)).fetchone()[0]
             self._set_status(conn, block, task_id, TaskStatus.CHALLENGED, worker, None)
         elif isinstance(ev, tb.TaskAcceptedEvent):
@@ -465,10 +474,10 @@ class Index:
         """Move a task to `status`; the claims table follows (a worker holds the tasks in HELD statuses)."""
         key = store_u64(task_id)
         if status in HELD:
-            conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = ?, updated_block = ? WHERE task_id = ?",
-                         (status.value, worker, store_opt_u32(lease_until), block, key))
-            conn.execute("INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET worker = excluded.worker",
-                         (key, worker, block))
+            conn.execute("UPDATE tasks SET status = ?, worker = ?, lease_until = ?, updated_block = ? "
+                         "WHERE task_id = ?", (status.value, worker, store_opt_u32(lease_until), block, key))
+            conn.execute("INSERT INTO claims VALUES (?, ?, ?) "
+                         "ON CONFLICT (task_id) DO UPDATE SET worker = excluded.worker", (key, worker, block))
             return
         keep_worker = status is TaskStatus.ACCEPTED
         if status is TaskStatus.OPEN:  # the pallet clears progress when it reopens a task

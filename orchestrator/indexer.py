@@ -85,7 +85,7 @@ class Subscription:
         """The next event, None when the subscription ended (or `timeout` passed)."""
         try:
             item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if item is None:
             self.closed = True
@@ -449,4 +449,4 @@ class IndexMismatch(Exception):
     """The index was built from another chain (and rebuilding was not allowed)."""
 
 
-__all__ = ["Indexer", "IndexMismatch", "PubSub", "Subscription", "task_event"]
+__all__ = ["IndexMismatch", "Indexer", "PubSub", "Subscription", "task_event"]

@@ -35,8 +35,8 @@ class Metrics:
                                            "Long polls that ended without a task.", registry=r)
         self.reservations_expired = Counter("paratrain_orchestrator_reservations_expired",
                                             "Reservations that expired unclaimed.", registry=r)
-        self.relayed_total = Counter("paratrain_orchestrator_relayed_extrinsics", "Extrinsics relayed, by call and result.",
-                                     ["call", "result"], registry=r)
+        self.relayed_total = Counter("paratrain_orchestrator_relayed_extrinsics",
+                                     "Extrinsics relayed, by call and result.", ["call", "result"], registry=r)
         self.rpc_latency = Histogram("paratrain_orchestrator_rpc_latency_seconds", "Worker/task API latency.",
                                      ["method", "code"], buckets=RPC_BUCKETS, registry=r)
         self._server: WSGIServer | None = None

@@ -281,7 +281,8 @@ def progress_from_proto(msg: common_pb2.ProgressUpdate, account: str) -> Progres
     )
 
 
-def stream_progress_request(update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> worker_pb2.StreamProgressRequest:
+def stream_progress_request(update: ProgressUpdate,
+                            heartbeat_extrinsic: bytes | None = None) -> worker_pb2.StreamProgressRequest:
     msg = worker_pb2.StreamProgressRequest(update=progress_to_proto(update))
     if heartbeat_extrinsic is not None:
         msg.heartbeat_extrinsic = heartbeat_extrinsic

@@ -118,7 +118,7 @@ async def run_orchestrator(config: OrchestratorConfig, stop: asyncio.Event | Non
                                          len(running.index.open_tasks))
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         await stop_orchestrator(running)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator.domain import TaskEvent
 from orchestrator.index import (
@@ -36,11 +36,13 @@ from orchestrator.index import (
     worker_view_from_chain,
 )
 from runtime_bindings import BindingsError, BlockEvents, Chain, ConnectionLost, EventRecord, TypedEvent
-from runtime_bindings.events import CatchUp
 from runtime_bindings.generated import task_bounties as tb
 from runtime_bindings.generated import types as chain_types
 from runtime_bindings.generated import workers as wk
 from runtime_bindings.values import Bytes
+
+if TYPE_CHECKING:  # the stream's type only: Chain.events loads the module when a stream is first made
+    from runtime_bindings.events import CatchUp
 
 log = logging.getLogger(__name__)
 BlockCallback = Callable[[int, str, Sequence[Change]], None]

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end latency of a task on devnet, and verification's CPU against training's (issue 6 benchmark).
 
-What runs, all real and on this machine: devnet with instant seal (``tests/devnet_process.py``, with
-``--challenge-period-ms``), the orchestrator (``paratrain orchestrator``), a local Ray cluster, the worker
-daemon (``workers.daemon.WorkerDaemon`` in this process, joined to that cluster, with its warm Ray Train
-worker group) and the validators as processes of their own (``paratrain validator``). //Alice posts
+What runs, all real and on this machine, started by the local market harness (``paratrain.local``):
+devnet with instant seal (``paratrain devnet --challenge-period-ms``), the orchestrator (``paratrain
+orchestrator``), a local Ray cluster, the worker daemon (``workers.daemon.WorkerDaemon`` in this process,
+joined to that cluster, with its warm Ray Train worker group; followed through its observer events) and the
+validators as processes of their own (``paratrain validator``). //Alice posts
 digits tasks with a bounty and ``--validators`` required verdicts; //Bob trains; //Charlie, //Dave, ...
 verify and vote; after the challenge period the worker's daemon sends finalize_result and the bounty is
 paid (TaskAccepted).
@@ -49,7 +50,6 @@ import logging
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--validators: 1 to {len(VALIDATOR_NAMES)}")
 
     sys.path.insert(0, str(REPO_ROOT))
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     tmp = Path(tempfile.mkdtemp(prefix="paratrain-e2e-"))
     try:
@@ -220,15 +219,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, tmp: Path) -> dict[str, Any]:
-    from devnet_process import DevnetProcess
-    from orchestrator_process import OrchestratorProcess
-
-    import workers.daemon as daemon_mod
     import workers.runner as runner_mod
-    from runtime_bindings import Chain, Keypair
-    from runtime_bindings.generated import types as t
-    from runtime_bindings.values import METRIC_SCALE
+    from paratrain.local import LocalMarket
     from workers.artifacts import ArtifactStore
+    from workers.daemon import DaemonConfig, WorkerDaemon
     from workers.datasets import add_dataset, decode_dataset
     from workers.engine import steps_of
     from workers.recipes import get_recipe
@@ -258,6 +252,7 @@ def run(args, tmp: Path) -> dict[str, Any]:
 
     probes: dict[int, dict[str, Any]] = {}
     current = {"task": -1}
+    submits: dict[int, float] = {}
     original_train = runner_mod.train
 
     def probed_train(spec, store, **kw):
@@ -273,145 +268,95 @@ def run(args, tmp: Path) -> dict[str, Any]:
             rec["train_returned"] = time.time()
             rec["probe"] = read_probe(steps_dir)
 
-    devnet = orch = daemon = thread = chain = sampler = None
-    validators: dict[str, subprocess.Popen] = {}
-    logs = []
+    def observe(what: str, detail: Any) -> None:
+        """The worker daemon's events (workers.observers): which task it trains, when it starts submitting."""
+        if what == "train":
+            current["task"] = detail["task_id"]
+        elif what == "trained":  # sent just before the daemon signs and sends submit_result
+            submits[detail["task_id"]] = time.time()
+
+    num_cpus = os.cpu_count() or 2
+    if args.workers > 1:  # the warm group holds its CPUs; each validator replays on a group of its own
+        num_cpus = max(num_cpus, args.workers * (1 + args.validators))
+    names = VALIDATOR_NAMES[:args.validators]
+    sampler = None
+    log("starting the local Ray cluster, devnet (instant seal) and the orchestrator")
     try:
-        log("starting devnet (instant seal) and the orchestrator")
-        devnet = DevnetProcess("--challenge-period-ms", str(args.challenge_period_ms)).start()
-        chain = Chain.connect(devnet.ws_url, timeout=10)
-        alice = Keypair.create_from_uri("//Alice")
-        bob = Keypair.create_from_uri("//Bob")
-        caps = t.Capabilities(os.cpu_count() or 2, 0, "", 8_000)
-        chain.workers.register(bob, "Trainer", 1_000 * UNIT, caps)
-        names = VALIDATOR_NAMES[:args.validators]
-        for name in names:
-            chain.workers.register(Keypair.create_from_uri(f"//{name}"), "Validator", 100 * UNIT, caps)
-        orch = OrchestratorProcess(devnet.ws_url, tmp / "orchestrator.db").start()
+        with LocalMarket(tmp, challenge_period_ms=args.challenge_period_ms, ray_cpus=num_cpus) as market:
+            chain = market.chain
+            market.register("Bob", "Trainer")  # with this machine's CPUs and 8 GB (paratrain.local.capabilities)
+            for name in names:
+                market.register(name, "Validator")
 
-        log("starting the local Ray cluster")
-        num_cpus = os.cpu_count() or 2
-        if args.workers > 1:  # the warm group holds its CPUs; each validator replays on a group of its own
-            num_cpus = max(num_cpus, args.workers * (1 + args.validators))
-        runner_mod.ensure_ray(num_cpus=num_cpus)
-        import ray
-        ray_address = ray.get_runtime_context().gcs_address
+            from_block = chain.finalized_number()
+            validators = {}
+            for name in names:
+                cmd = ["--key", f"//{name}", "--store", str(tmp / f"{name.lower()}-store"),
+                       "--state-dir", str(tmp / f"{name.lower()}-state"), "--trust-store", str(tmp / "alice-store"),
+                       "--trust-store", str(tmp / "bob-store"), "--from-block", str(from_block)]
+                if args.spot_checks is not None:
+                    cmd += ["--spot-checks", str(args.spot_checks)]
+                if args.workers > 1:
+                    cmd += ["--ray-address", market.ray.address]
+                validators[name] = market.daemon_process("validator", cmd, tmp / f"{name.lower()}.log")
+            sampler = CpuSampler({name: p.pid for name, p in validators.items()}).start()
 
-        from_block = chain.finalized_number()
-        for name in names:
-            cmd = [sys.executable, "-m", "paratrain.cli", "validator", "--chain", devnet.ws_url, "--key", f"//{name}",
-                   "--store", str(tmp / f"{name.lower()}-store"), "--state-dir", str(tmp / f"{name.lower()}-state"),
-                   "--trust-store", str(tmp / "alice-store"), "--trust-store", str(tmp / "bob-store"),
-                   "--from-block", str(from_block)]
-            if args.spot_checks is not None:
-                cmd += ["--spot-checks", str(args.spot_checks)]
-            if args.workers > 1:
-                cmd += ["--ray-address", ray_address]
-            f = open(tmp / f"{name.lower()}.log", "w")  # noqa: SIM115 - closed at the end
-            logs.append(f)
-            validators[name] = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        sampler = CpuSampler({name: p.pid for name, p in validators.items()}).start()
+            runner_mod.train = probed_train
+            daemon = WorkerDaemon(DaemonConfig(
+                orchestrator=market.target, chain_url=market.chain_url, key="//Bob", store=str(tmp / "bob-store"),
+                trusted_stores=(str(tmp / "alice-store"),), num_workers=args.workers,
+                state_dir=str(tmp / "bob-state")))
+            daemon.subscribe(observe)
+            worker = market.daemon_thread(daemon, "worker")
 
-        runner_mod.train = probed_train
-        daemon = daemon_mod.WorkerDaemon(daemon_mod.DaemonConfig(
-            orchestrator=orch.target, chain_url=devnet.ws_url, key="//Bob", store=str(tmp / "bob-store"),
-            trusted_stores=(str(tmp / "alice-store"),), num_workers=args.workers, state_dir=str(tmp / "bob-state")))
-        submits: dict[int, float] = {}
-        orig_claim, orig_submit = daemon._claim, daemon._submit
+            def post(seed: int) -> tuple[int, Any]:
+                spec = TaskSpec(recipe=recipe.name, dataset=ref,
+                                evaluation=Evaluation(recipe.metric, low_target, recipe.mode),
+                                hyperparameters={"epochs": args.epochs}, seed=seed, checkpoint_every=every,
+                                limits=Limits(timeout_s=max(600.0, args.task_timeout), memory_mb=2048))
+                return market.post(spec, requester, deadline_in=10_000, validators_required=args.validators)
 
-        def claim(task_id):
-            current["task"] = task_id
-            orig_claim(task_id)
+            def until_paid(task_id: int) -> None:
+                deadline = time.monotonic() + args.task_timeout
+                while True:
+                    name = chain.task_bounties.tasks(task_id).status.name
+                    if name == "Accepted":
+                        return
+                    if name in ("Expired", "Cancelled") or not worker.alive:
+                        raise SystemExit(f"task {task_id} is {name} (daemon alive: {worker.alive}); "
+                                         f"logs in {tmp} (--keep)")
+                    for vname, proc in validators.items():
+                        if proc.returncode is not None:
+                            raise SystemExit(f"validator {vname} exited with {proc.returncode}; see {tmp} (--keep)")
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"task {task_id} not paid in {args.task_timeout} s (status {name}); "
+                                         f"see {tmp} (--keep)")
+                    time.sleep(0.05)
 
-        def submit(task_id, spec, result):
-            submits[task_id] = time.time()
-            orig_submit(task_id, spec, result)
+            log("warm-up task: Ray Train worker group, daemon, validators and chain paths all used once")
+            t0 = time.time()
+            warm_id, _ = post(seed=100)
+            until_paid(warm_id)
+            log(f"warm-up task {warm_id} paid after {time.time() - t0:.1f} s (not counted)")
 
-        daemon._claim, daemon._submit = claim, submit
-        thread = threading.Thread(target=lambda: setattr(daemon, "exit_code", daemon.run()), daemon=True)
-        thread.start()
-
-        def post(seed: int) -> tuple[int, Any]:
-            spec = TaskSpec(recipe=recipe.name, dataset=ref, evaluation=Evaluation(recipe.metric, low_target, recipe.mode),
-                            hyperparameters={"epochs": args.epochs}, seed=seed, checkpoint_every=every,
-                            limits=Limits(timeout_s=max(600.0, args.task_timeout), memory_mb=2048))
-            spec_hash = requester.put(spec.canonical_bytes())
-            higher = recipe.mode == "max"
-            on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=requester.uri(spec_hash),
-                                  dataset_hash="0x" + digest, eval_metric=recipe.metric,
-                                  eval_target=int(low_target * METRIC_SCALE) if higher else 10**15,
-                                  higher_is_better=higher, requirements=t.Requirements(1, 0, 512), parent_model=None)
-            receipt = chain.task_bounties.create_task(alice, on_chain, 10 * UNIT, 0, chain.best_number() + 10_000,
-                                                      args.validators, None)
-            return next(e.task_id for e in receipt.events if e.name == "TaskCreated"), receipt
-
-        def until_paid(task_id: int) -> None:
-            deadline = time.monotonic() + args.task_timeout
-            while True:
-                name = chain.task_bounties.tasks(task_id).status.name
-                if name == "Accepted":
-                    return
-                if name in ("Expired", "Cancelled") or not thread.is_alive():
-                    raise SystemExit(f"task {task_id} is {name} (daemon alive: {thread.is_alive()}); "
-                                     f"logs in {tmp} (--keep)")
-                for vname, proc in validators.items():
-                    if proc.poll() is not None:
-                        raise SystemExit(f"validator {vname} exited with {proc.returncode}; see {tmp} (--keep)")
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"task {task_id} not paid in {args.task_timeout} s (status {name}); "
-                                     f"see {tmp} (--keep)")
-                time.sleep(0.05)
-
-        log("warm-up task: Ray Train worker group, daemon, validators and chain paths all used once")
-        t0 = time.time()
-        warm_id, _ = post(seed=100)
-        until_paid(warm_id)
-        log(f"warm-up task {warm_id} paid after {time.time() - t0:.1f} s (not counted)")
-
-        rows = []
-        for i in range(args.tasks):
-            time.sleep(1.0)  # the previous task's tail (validators' state files, the worker's poll) settles
-            task_id, receipt = post(seed=i + 1)
-            created_block = receipt.block_number
-            until_paid(task_id)
-            sampler.sample()
-            rows.append(measure(chain, task_id, created_block, probes.get(task_id, {}), submits.get(task_id),
-                                sampler, names, tmp, args))
-            r = rows[-1]
-            log(f"task {task_id}: creation -> first step {r['create_to_first_step_s']:.2f} s, -> payout "
-                f"{r['create_to_payout_s']:.2f} s; verification CPU {r['verify_share_max']:.1%} of training")
-        thread.join(0)
-        return report(rows, args, {"steps": total, "checkpoint_every": every, "n_checkpoints": math.ceil(total / every),
-                                   "load_end": load_avg()})
+            rows = []
+            for i in range(args.tasks):
+                time.sleep(1.0)  # the previous task's tail (validators' state files, the worker's poll) settles
+                task_id, receipt = post(seed=i + 1)
+                created_block = receipt.block_number
+                until_paid(task_id)
+                sampler.sample()
+                rows.append(measure(chain, task_id, created_block, probes.get(task_id, {}), submits.get(task_id),
+                                    sampler, names, tmp, args))
+                r = rows[-1]
+                log(f"task {task_id}: creation -> first step {r['create_to_first_step_s']:.2f} s, -> payout "
+                    f"{r['create_to_payout_s']:.2f} s; verification CPU {r['verify_share_max']:.1%} of training")
+            return report(rows, args, {"steps": total, "checkpoint_every": every,
+                                       "n_checkpoints": math.ceil(total / every), "load_end": load_avg()})
     finally:
         runner_mod.train = original_train
         if sampler is not None:
             sampler.stop()
-        if daemon is not None:
-            daemon.stop()
-        if thread is not None:
-            thread.join(30)
-        for proc in validators.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in validators.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for f in logs:
-            f.close()
-        if chain is not None:
-            chain.close()
-        if orch is not None:
-            orch.stop()
-        if devnet is not None:
-            devnet.stop()
-        with contextlib.suppress(Exception):
-            import ray
-            ray.shutdown()
         root_logger.removeHandler(handler)
 
 

@@ -128,11 +128,15 @@ class LocalMarket:
 
     # Daemons ---------------------------------------------------------------------------------
     def daemon_thread(self, daemon: Any, name: str) -> DaemonThread:
-        """Run a WorkerDaemon or ValidatorDaemon here (subscribe to it first); stopped with the market."""
+        """Start a WorkerDaemon or ValidatorDaemon on a thread here (subscribe to it first); stopped with the
+        market."""
         return self._stack.enter_context(DaemonThread(daemon, name))
 
     def daemon_process(self, kind: str, args: list[str], log_path: str | Path) -> DaemonProcess:
-        """Run `paratrain worker|validator ARGS` against this market's chain; stopped with the market.
-        `--chain` (and for a worker `--orchestrator`) are added here."""
+        """Start `paratrain worker|validator ARGS` against this market's chain; stopped with the market.
+        `--chain` (and for a worker `--orchestrator`) are added here, and `--metrics-port 0` (any free port:
+        two daemons on one machine cannot share the default) unless ARGS say otherwise about metrics."""
         given = ["--chain", self.chain_url] + (["--orchestrator", self.target] if kind == "worker" else [])
+        if not any(a.split("=", 1)[0] in ("--metrics-port", "--no-metrics") for a in args):
+            given += ["--metrics-port", "0"]
         return self._stack.enter_context(DaemonProcess(kind, [*given, *args], log_path))

@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Sequence, TypeVar
 
 import grpc
 
@@ -59,6 +59,7 @@ from orchestrator.domain import Assignment, Capabilities, ProgressUpdate, TaskEv
 from paratrain_api.v1 import task_pb2, task_pb2_grpc, worker_pb2
 
 _WORKER = "/paratrain.v1.WorkerService/"
+T = TypeVar("T")
 _OPEN_AUTH_SESSION = _WORKER + "OpenAuthSession"
 
 
@@ -74,7 +75,8 @@ class ClientTls:
     @classmethod
     def from_files(cls, root_ca: str | Path | None = None, cert: str | Path | None = None,
                    key: str | Path | None = None, server_name: str | None = None) -> "ClientTls":
-        read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
         return cls(read(root_ca), read(cert), read(key), server_name)
 
     def credentials(self) -> grpc.ChannelCredentials:
@@ -153,7 +155,7 @@ class WorkerClient:
     async def __aenter__(self) -> "WorkerClient":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def _method(self, path: str, response_type: Any) -> Any:
@@ -235,18 +237,18 @@ class WorkerClient:
         call = self.channel.stream_unary(path, request_serializer=worker_pb2.StreamProgressRequest.SerializeToString,
                                          response_deserializer=worker_pb2.StreamProgressResponse.FromString)
 
-        def message(item) -> worker_pb2.StreamProgressRequest:
+        def message(item: Any) -> worker_pb2.StreamProgressRequest:
             if isinstance(item, ProgressUpdate):
                 return serde.stream_progress_request(item)
             update, extrinsic = item
             return serde.stream_progress_request(update, extrinsic)
 
         async def requests() -> AsyncIterator[worker_pb2.StreamProgressRequest]:
-            if hasattr(updates, "__aiter__"):
-                async for item in updates:  # type: ignore[union-attr]
+            if isinstance(updates, AsyncIterable):
+                async for item in updates:
                     yield message(item)
             else:
-                for item in updates:  # type: ignore[union-attr]
+                for item in updates:
                     yield message(item)
 
         metadata = sign_request(self.keypair, path, b"", clock=self.clock)
@@ -261,7 +263,7 @@ class WorkerClient:
         over its own bytes. Returns whether an extrinsic was accepted for relay."""
         resp = await self._unary("Heartbeat", serde.heartbeat_request(update, heartbeat_extrinsic),
                                  worker_pb2.HeartbeatResponse)
-        return resp.heartbeat_relayed
+        return bool(resp.heartbeat_relayed)
 
     async def report_progress(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> ProgressSummary:
         """One update: a unary Heartbeat call (cheaper than a stream per update)."""
@@ -354,7 +356,7 @@ class HeartbeatStream:
                 self._reset()
                 raise errors.Unavailable(f"heartbeat stream answered message {response.sequence}, "
                                          f"not {signed.sequence}")
-            return response.heartbeat_relayed
+            return bool(response.heartbeat_relayed)
 
     def _reset(self) -> None:
         call, self._call = self._call, None
@@ -376,7 +378,7 @@ class HeartbeatStream:
     async def __aenter__(self) -> "HeartbeatStream":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
@@ -418,7 +420,7 @@ class TaskClient:
                  options: Sequence[tuple[str, Any]] | None = None, timeout_s: float = 30.0) -> None:
         self.timeout_s = timeout_s
         self.channel = _channel(target, tls, options)
-        self.stub = task_pb2_grpc.TaskServiceStub(self.channel)
+        self.stub = task_pb2_grpc.TaskServiceStub(self.channel)  # type: ignore[no-untyped-call]  # generated
 
     async def close(self) -> None:
         await self.channel.close()
@@ -426,7 +428,7 @@ class TaskClient:
     async def __aenter__(self) -> "TaskClient":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def list_tasks(self, status: TaskStatus | None = None, page_size: int = 0,
@@ -459,7 +461,7 @@ class TaskClient:
 class SyncWorkerClient:
     """Blocking facade over WorkerClient: a private event loop in a daemon thread."""
 
-    def __init__(self, target: str, keypair, **kwargs: Any) -> None:
+    def __init__(self, target: str, keypair: SigningKey, **kwargs: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="paratrain-grpc-client", daemon=True)
         self._thread.start()
@@ -468,10 +470,10 @@ class SyncWorkerClient:
             return WorkerClient(target, keypair, **kwargs)
         self._client = self._run(make())
 
-    def _run(self, coro):
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
         if not callable(attr) or name.startswith("_"):
             return attr
@@ -495,7 +497,7 @@ class SyncWorkerClient:
     def __enter__(self) -> "SyncWorkerClient":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -514,5 +516,5 @@ class SyncHeartbeatStream:
     def __enter__(self) -> "SyncHeartbeatStream":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

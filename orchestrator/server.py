@@ -46,7 +46,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -168,7 +168,7 @@ class ServerLimits:
         return opts
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+async def _abort(context: Any, exc: BaseException) -> NoReturn:
     """Answer the call with the status of `exc` (raises grpc.aio.AbortError)."""
     if isinstance(exc, grpc.aio.AbortError):  # already answered (e.g. by the interceptor, inside a stream)
         raise exc
@@ -179,6 +179,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         log.error("internal error in RPC", exc_info=exc)
         code, details = grpc.StatusCode.INTERNAL, "internal error"
     await context.abort(code, details)
+    raise AssertionError("unreachable: ServicerContext.abort raises")
 
 
 def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
@@ -195,7 +196,7 @@ def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], An
 RpcObserver = Callable[[str, str, float], None]  # (method path, status code name, seconds)
 
 
-def _observe(on_rpc: RpcObserver, method: str, start: float, context) -> None:
+def _observe(on_rpc: RpcObserver, method: str, start: float, context: Any) -> None:
     try:
         code = context.code()
         name = "OK" if code is None else (code.name if isinstance(code, grpc.StatusCode) else str(code))
@@ -390,10 +391,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
 
 
+class _Unimplemented(ApiError):
+    status = "UNIMPLEMENTED"
+
+
 def _heartbeat_of(signed: worker_pb2.HeartbeatStreamRequest) -> worker_pb2.HeartbeatRequest:
     """The HeartbeatRequest inside a signed stream message (its bytes were verified, now parsed)."""
     try:
-        return worker_pb2.HeartbeatRequest.FromString(signed.heartbeat)
+        request: worker_pb2.HeartbeatRequest = worker_pb2.HeartbeatRequest.FromString(signed.heartbeat)
+        return request
     except Exception:  # DecodeError, bad UTF-8, recursion limits...
         raise InvalidArgument("malformed heartbeat message") from None
 
@@ -409,14 +415,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         """A session for the signed caller (auth.SessionTable.open); UNIMPLEMENTED on a server without them."""
         try:
             if self.sessions is None:
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "sessions are not enabled on this server")
+                raise _Unimplemented("sessions are not enabled on this server")
             session_id, server_key, expires_in_ms = self.sessions.open(current_caller(), request.worker_key)
             return worker_pb2.OpenAuthSessionResponse(session_id=session_id, server_key=server_key,
                                                       expires_in_ms=expires_in_ms)
         except Exception as exc:
             await _abort(context, exc)
 
-    async def RegisterWorker(self, request, context):
+    async def RegisterWorker(self, request: worker_pb2.RegisterWorkerRequest,
+                             context: Any) -> worker_pb2.RegisterWorkerResponse:
         try:
             caps = serde.capabilities_from_proto(request.capabilities)
             view = self.api.register_worker(caller_account(), caps)
@@ -424,7 +431,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def RequestAssignment(self, request, context):
+    async def RequestAssignment(self, request: worker_pb2.RequestAssignmentRequest,
+                                context: Any) -> worker_pb2.RequestAssignmentResponse:
         try:
             wait_s = min(serde.wait_s_from_request(request), self.limits.max_wait_s)
             declined = serde.declined_from_request(request)
@@ -442,7 +450,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def StreamProgress(self, request_iterator, context):
+    async def StreamProgress(self, request_iterator: AsyncIterator[worker_pb2.StreamProgressRequest],
+                             context: Any) -> worker_pb2.StreamProgressResponse:
         try:
             account = caller_account()
             updates = heartbeats = 0
@@ -455,7 +464,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def Heartbeat(self, request, context):
+    async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Any) -> worker_pb2.HeartbeatResponse:
         try:
             account = caller_account()
             update, extrinsic = serde.stream_progress_from_proto(request, account)
@@ -464,7 +473,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def HeartbeatStream(self, request_iterator, context):
+    async def HeartbeatStream(self, request_iterator: AsyncIterator[worker_pb2.HeartbeatStreamRequest],
+                              context: Any) -> AsyncIterator[worker_pb2.HeartbeatStreamResponse]:
         try:
             account = caller_account()
             async for signed in request_iterator:  # each one authenticated by the interceptor
@@ -475,14 +485,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def GetTaskSpec(self, request, context):
+    async def GetTaskSpec(self, request: worker_pb2.GetTaskSpecRequest, context: Any) -> worker_pb2.GetTaskSpecResponse:
         try:
             view = self.api.task_spec(caller_account(), request.task_id)
             return worker_pb2.GetTaskSpecResponse(task=serde.task_to_proto(view))
         except Exception as exc:
             await _abort(context, exc)
 
-    async def RelayExtrinsic(self, request, context):
+    async def RelayExtrinsic(self, request: worker_pb2.RelayExtrinsicRequest,
+                             context: Any) -> worker_pb2.RelayExtrinsicResponse:
         try:
             task_id, extrinsic = serde.relay_from_request(request)
             tx_hash = await self.api.relay_extrinsic(caller_account(), task_id, extrinsic)
@@ -490,7 +501,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def ReportResult(self, request, context):
+    async def ReportResult(self, request: worker_pb2.ReportResultRequest,
+                           context: Any) -> worker_pb2.ReportResultResponse:
         try:
             task_id, tx_hash = serde.report_result_from_request(request)
             await self.api.report_result(caller_account(), task_id, tx_hash)
@@ -505,7 +517,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def __init__(self, api: TaskApi, limits: ServerLimits) -> None:
         self.api, self.limits = api, limits
 
-    async def ListTasks(self, request, context):
+    async def ListTasks(self, request: task_pb2.ListTasksRequest, context: Any) -> task_pb2.ListTasksResponse:
         try:
             status, limit, token = serde.list_tasks_from_request(request)
             tasks, next_token = self.api.list_tasks(status, limit, token)
@@ -514,13 +526,14 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
 
-    async def GetTask(self, request, context):
+    async def GetTask(self, request: task_pb2.GetTaskRequest, context: Any) -> task_pb2.GetTaskResponse:
         try:
             return task_pb2.GetTaskResponse(task=serde.task_to_proto(self.api.get_task(request.task_id)))
         except Exception as exc:
             await _abort(context, exc)
 
-    async def WatchTask(self, request, context):
+    async def WatchTask(self, request: task_pb2.WatchTaskRequest,
+                        context: Any) -> AsyncIterator[task_pb2.WatchTaskResponse]:
         try:
             self.api.get_task(request.task_id)  # NOT_FOUND before the stream starts
             loop = asyncio.get_running_loop()
@@ -572,8 +585,10 @@ def build_server(worker_api: WorkerApi, task_api: TaskApi, *, listen: str, tls: 
         options=limits.channel_options(),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(worker_api, limits, sessions), server)
-    task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(task_api, limits), server)
+    # the generated registration functions carry no annotations (paratrain_api.v1 is generated, not typed)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        WorkerServicer(worker_api, limits, sessions), server)
+    task_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(task_api, limits), server)  # type: ignore[no-untyped-call]
     health = health or health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(_service_names(), server)
@@ -584,7 +599,7 @@ def build_server(worker_api: WorkerApi, task_api: TaskApi, *, listen: str, tls: 
     return server, port
 
 
-_pending: set[asyncio.Task] = set()
+_pending: set[asyncio.Task[None]] = set()
 
 
 def _set_serving(health: health_aio.HealthServicer) -> None:

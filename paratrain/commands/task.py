@@ -163,7 +163,7 @@ def _hash_arg(value: str, what: str) -> str:
 
 # create -------------------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from runtime_bindings.generated import types as t
+    from paratrain._local.specs import chain_task_spec  # the one mapping (paratrain.local), without devnet
     from runtime_bindings.generated.task_bounties import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
     from workers.recipes import RecipeError, get_recipe
@@ -216,12 +216,8 @@ def _create(args: argparse.Namespace) -> int:
         if len(spec_uri.encode()) > 256:
             raise CliError(f"the spec URI is longer than 256 bytes: use a shorter --store ({spec_uri})")
 
-        chain_spec = t.TaskSpec(recipe=recipe.name, spec_hash="0x" + spec_digest, spec_uri=spec_uri,
-                                dataset_hash="0x" + dataset.hash, eval_metric=spec.evaluation.metric,
-                                eval_target=round(spec.evaluation.target * METRIC_SCALE),
-                                higher_is_better=spec.evaluation.mode == "max",
-                                requirements=t.Requirements(args.min_cpus, args.min_gpus, args.min_memory_mb),
-                                parent_model=parent)
+        chain_spec = chain_task_spec(spec, spec_uri, spec_hash=spec_digest, parent_model=parent,
+                                     requirements=(args.min_cpus, args.min_gpus, args.min_memory_mb))
         with chain_errors(url, who=keypair.ss58_address):
             deadline = node.chain.best_number() + args.deadline_blocks
             if deadline > argtypes.U32_MAX:

@@ -42,8 +42,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("orchestrator/relay.py", "import workers.keys", "Layers point down only"),
     ("paratrain_api/endpoints.py", "import orchestrator.errors", "Layers point down only"),
     ("runtime_bindings/scale.py", "import devnet.crypto", "Layers point down only"),
-    ("workers/payout.py", "from devnet.crypto import blake2_256", "Only `paratrain devnet` and the demo start devnet"),
-    ("paratrain/commands/model.py", "import devnet.node", "Only `paratrain devnet` and the demo start devnet"),
+    ("workers/payout.py", "from devnet.crypto import blake2_256", "Only `paratrain devnet` and the local market harness start devnet"),
+    ("paratrain/commands/model.py", "import devnet.node", "Only `paratrain devnet` and the local market harness start devnet"),
     ("orchestrator/scheduler.py", "from scalecodec.base import ScaleBytes", "SCALE and SS58 only through runtime_bindings"),
 ])
 def test_a_violating_import_breaks_its_contract(tree: Path, module: str, line: str, contract: str) -> None:

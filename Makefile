@@ -12,7 +12,7 @@ demo: setup
 # ruff over the whole tree (config and the per-file follow-up list: pyproject.toml [tool.ruff]).
 # MYPY_PACKAGES are the packages that pass mypy ([tool.mypy]; paratrain_api passes strict) and so are
 # held to it; `make typecheck` shows where the others stand. Add a package here once it passes.
-MYPY_PACKAGES := paratrain_api orchestrator
+MYPY_PACKAGES := paratrain_api orchestrator runtime_bindings
 lint: setup
 	.venv/bin/ruff check .
 	$(if $(strip $(MYPY_PACKAGES)),.venv/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)))

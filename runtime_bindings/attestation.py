@@ -24,7 +24,13 @@ from substrateinterface import Keypair, KeypairType
 from substrateinterface.utils.ss58 import ss58_decode
 
 from runtime_bindings.base import to_scale_value
-from runtime_bindings.generated.types import Attestation, MultiSignature
+from runtime_bindings.generated.types import (
+    Attestation,
+    MultiSignature,
+    MultiSignatureEcdsa,
+    MultiSignatureEd25519,
+    MultiSignatureSr25519,
+)
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.primitives import verify_signature
 
@@ -90,7 +96,10 @@ class AttestationCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         obj = self.config.create_scale_object(self.type_string, data=ScaleBytes(bytes(data)))
-        return obj.decode()
+        value = obj.decode()
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.type_string} decoded to {type(value).__name__}, not a struct")
+        return value
 
     def payload(self, attestation: AttestationValue) -> bytes:
         """The exact message that is signed: the context prefix and the SCALE encoding."""
@@ -133,13 +142,19 @@ def _public_key(signer: bytes | str | Keypair) -> bytes:
 def _signature(signature: SignatureValue, scheme: str | None) -> list[tuple[str, bytes]]:
     """(scheme, 64 bytes) candidates from a MultiSignature (as the chain stores it, or its dict/tuple form),
     raw bytes or 0x-hex."""
-    if isinstance(signature, MultiSignature):
-        scheme, signature = signature.name, signature.field_0
-    elif isinstance(signature, dict) and len(signature) == 1:
-        scheme, signature = next(iter(signature.items()))
+    value: object = signature
+    if isinstance(signature, (MultiSignatureEd25519, MultiSignatureSr25519, MultiSignatureEcdsa)):
+        scheme, value = signature.name, signature.field_0
+    elif isinstance(signature, Mapping) and len(signature) == 1:
+        scheme, value = next(iter(signature.items()))
     elif isinstance(signature, (tuple, list)) and len(signature) == 2 and isinstance(signature[0], str):
-        scheme, signature = signature
-    raw = bytes.fromhex(signature[2:]) if isinstance(signature, str) else bytes(signature)
+        scheme, value = signature
+    if isinstance(value, str):
+        raw = bytes.fromhex(value[2:] if value.startswith("0x") else value)
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        raise ValueError(f"not a signature: {signature!r}")
     return [(scheme, raw)] if scheme else [("Sr25519", raw), ("Ed25519", raw)]
 
 

@@ -72,7 +72,7 @@ class CallArgs:
     _SCALE_NAMES: ClassVar[dict[str, str]] = {}
 
     def to_value(self) -> dict[str, Any]:
-        return to_scale_value(self)
+        return struct_value(self)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class DynamicCall:
         return self.call
 
     def to_value(self) -> dict[str, Any]:
-        return to_scale_value(self.args)
+        return {name: to_scale_value(value) for name, value in self.args.items()}
 
 
 # Events -----------------------------------------------------------------------------------------

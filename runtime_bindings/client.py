@@ -45,7 +45,7 @@ from runtime_bindings.generated import GeneratedPallets
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
 from runtime_bindings.primitives import STORAGE_HASHERS, decode_scale
-from runtime_bindings.transport import Transport, WebSocketTransport
+from runtime_bindings.transport import Json, Transport, WebSocketTransport, json_list, json_object, json_str
 from runtime_bindings.values import AccountId
 
 if TYPE_CHECKING:
@@ -171,13 +171,14 @@ class Chain(GeneratedPallets):
                     self.reconnect()
         raise AssertionError("unreachable")
 
-    def rpc(self, method: str, params: list[Any] | None = None, *, retry: bool = True,
-            deadline: float | None = None) -> Any:
+    def rpc(self, method: str, params: Sequence[object] | None = None, *, retry: bool = True,
+            deadline: float | None = None) -> Json:
         """A raw JSON-RPC call; returns `result`, raises typed errors."""
-        response = self._run(lambda si: si.rpc_request(method, params or []), retry=retry, deadline=deadline)
+        response = self._run(lambda si: si.rpc_request(method, list(params or [])), retry=retry, deadline=deadline)
         if "error" in response:
             raise rpc_error_from(response["error"])
-        return response.get("result")
+        result: Json = response.get("result")
+        return result
 
     # Extrinsics -----------------------------------------------------------------------------
     def decode_extrinsic(self, raw: bytes) -> DecodedExtrinsic:
@@ -260,25 +261,26 @@ class Chain(GeneratedPallets):
 
     # Chain state ----------------------------------------------------------------------------
     def best_hash(self) -> str:
-        return self.rpc("chain_getBlockHash", [])
+        return json_str(self.rpc("chain_getBlockHash", []), "chain_getBlockHash")
 
     def best_number(self) -> int:
-        return int(self.rpc("chain_getHeader", [])["number"], 16)
+        return _header_number(self.rpc("chain_getHeader", []))
 
     def finalized_hash(self) -> str:
-        return self.rpc("chain_getFinalizedHead", [])
+        return json_str(self.rpc("chain_getFinalizedHead", []), "chain_getFinalizedHead")
 
     def finalized_number(self) -> int:
         return self.block_number(self.finalized_hash())
 
     def block_hash(self, number: int) -> str | None:
-        return self.rpc("chain_getBlockHash", [number])
+        result = self.rpc("chain_getBlockHash", [number])
+        return None if result is None else json_str(result, "chain_getBlockHash")
 
     def block_number(self, block_hash: str) -> int:
         header = self.rpc("chain_getHeader", [block_hash])
         if header is None:
             raise BindingsError(f"unknown block {block_hash}")
-        return int(header["number"], 16)
+        return _header_number(header)
 
     def query(self, pallet: str, name: str, params: list[Any], *, at: str | None = None) -> Any:
         """One storage entry as scalecodec decodes it (None when an optional entry is absent)."""
@@ -295,9 +297,14 @@ class Chain(GeneratedPallets):
         changes: dict[int, list[tuple[str, str | None]]] = {key: [] for key in storage_keys}
         ordered = sorted(by_storage_key)
         for i in range(0, len(ordered), 1000):
-            for entry in self.rpc("state_queryStorage", [ordered[i:i + 1000], first, last]):
-                for hex_key, value in entry.get("changes") or []:
-                    changes[by_storage_key[hex_key]].append((entry["block"], value))
+            for entry in json_list(self.rpc("state_queryStorage", [ordered[i:i + 1000], first, last]),
+                                    "state_queryStorage"):
+                change_set = json_object(entry, "state_queryStorage")
+                block = json_str(change_set["block"], "state_queryStorage block")
+                for pair in json_list(change_set.get("changes") or [], "state_queryStorage changes"):
+                    hex_key, value = json_list(pair, "state_queryStorage change")
+                    changes[by_storage_key[json_str(hex_key, "storage key")]].append(
+                        (block, None if value is None else json_str(value, "storage value")))
         return changes
 
     def decode_storage(self, pallet: str, name: str, value: str) -> Any:
@@ -395,10 +402,11 @@ class Chain(GeneratedPallets):
                     number = scanned + 1
                     block_hash = self.block_hash(number)
                     block = self.rpc("chain_getBlock", [block_hash]) if block_hash else None
-                    if block is None:
+                    if block is None or block_hash is None:
                         break
-                    for index, raw in enumerate(block["block"]["extrinsics"]):
-                        if extrinsic_hash(raw) == xt_hash:
+                    for index, raw in enumerate(json_list(json_object(json_object(block, "chain_getBlock")["block"],
+                                                                      "block")["extrinsics"], "extrinsics")):
+                        if extrinsic_hash(json_str(raw, "extrinsic")) == xt_hash:
                             found = (number, block_hash, index)
                             break
                     scanned = number
@@ -452,7 +460,7 @@ def _int_map_keys(si: SubstrateInterface, pallet: str, name: str, keys: Sequence
     builds, the others computed directly (the key's SCALE bytes, little-endian of the first's width), checked
     against it; substrate-interface builds them all where that does not hold (a key of another type)."""
     def make(key: int) -> str:
-        return "0x" + si.create_storage_key(pallet, name, [key]).to_hex().removeprefix("0x")
+        return "0x" + str(si.create_storage_key(pallet, name, [key]).to_hex()).removeprefix("0x")
 
     ids = list(dict.fromkeys(keys))
     if not ids:
@@ -470,7 +478,7 @@ def _int_map_keys(si: SubstrateInterface, pallet: str, name: str, keys: Sequence
     return {key: "0x" + (prefix + hasher(key.to_bytes(width, "little"))).hex() for key in ids}
 
 
-class _Substrate(SubstrateInterface):
+class _Substrate(SubstrateInterface):  # type: ignore[misc]  # substrate-interface ships no types
     """substrate-interface, given the metadata the client downloaded to key the shared cache: on a cache
     miss its runtime is decoded from that copy, so a process's first connection downloads it once."""
 
@@ -483,6 +491,15 @@ class _Substrate(SubstrateInterface):
         decoder = self.runtime_config.create_scale_object("MetadataVersioned", data=ScaleBytes(raw))
         decoder.decode()
         return decoder
+
+
+def _header_number(header: Json) -> int:
+    """A header's block number (0x-hex in JSON)."""
+    number = json_str(json_object(header, "chain_getHeader")["number"], "header number")
+    try:
+        return int(number, 16)
+    except ValueError:
+        raise BindingsError(f"chain_getHeader: block number {number!r} is not hex") from None
 
 
 def _attr(event: Any, name: str) -> Any:

@@ -77,7 +77,7 @@ class TypeNamer:
         return self.md.types[tid]
 
     def _is_u8(self, tid: int) -> bool:
-        return self._type(tid)["def"].get("primitive") == "u8"
+        return bool(self._type(tid)["def"].get("primitive") == "u8")
 
     def _base_name(self, tid: int) -> str:
         path = self._type(tid)["path"]

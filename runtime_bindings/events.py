@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from runtime_bindings.base import BlockEvents, EventRecord
 from runtime_bindings.errors import ConnectionLost
 from runtime_bindings.scale import decode_compact_at, encode_compact
+from runtime_bindings.transport import json_int, json_list, json_object, json_str
 
 if TYPE_CHECKING:
     from runtime_bindings.client import Chain
@@ -132,12 +133,12 @@ class _Skippers:
     """Compiles metadata V14 types into functions (data, offset) -> offset after the value: enough to split
     System.Events into records without decoding them (scalecodec then decodes only the records wanted)."""
 
-    def __init__(self, types: dict[int, dict]) -> None:
+    def __init__(self, types: dict[int, dict[str, Any]]) -> None:
         self.types = types
         self._skip: dict[int, Callable[[bytes, int], int]] = {}
         self._size: dict[int, int | None] = {}
 
-    def size(self, tid: int, _seen: frozenset = frozenset()) -> int | None:
+    def size(self, tid: int, _seen: frozenset[int] = frozenset()) -> int | None:
         """The fixed encoded size of a type, None if it varies."""
         if tid in self._size:
             return self._size[tid]
@@ -154,7 +155,8 @@ class _Skippers:
         elif "composite" in d or "tuple" in d:
             ids = [f["type"] for f in d["composite"]["fields"]] if "composite" in d else list(d["tuple"])
             sizes = [self.size(i, seen) for i in ids]
-            size = None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+            known = [s for s in sizes if s is not None]
+            size = sum(known) if len(known) == len(sizes) else None
         self._size[tid] = size
         return size
 
@@ -367,12 +369,13 @@ class CatchUp:
         if hashes is None:
             hashes = [chain.block_hash(n) for n in range(first, last + 1)]
         for n, h in zip(range(first, last + 1), hashes):
-            if h is None:
+            if not isinstance(h, str):
                 raise ConnectionLost(f"finalized block {n} has no hash")
-        return hashes
+        return [str(h) for h in hashes]
 
     def _runtime(self, block_hash: str) -> int:
-        return int(self._chain.rpc("state_getRuntimeVersion", [block_hash])["specVersion"])
+        version = json_object(self._chain.rpc("state_getRuntimeVersion", [block_hash]), "state_getRuntimeVersion")
+        return json_int(version["specVersion"], "specVersion")
 
     def _splitter(self, block_hash: str, spec: int) -> tuple[EventSplitter, str, Any]:
         found = self._splitters.get(spec)
@@ -422,11 +425,14 @@ class CatchUp:
             except Exception:  # noqa: BLE001 - an unsafe method the node does not serve
                 self._range_rpc, changes = False, None
             if changes is not None:
-                by_hash = {}
-                for entry in changes:
-                    for k, v in entry.get("changes") or []:
+                by_hash: dict[str, str | None] = {}
+                for entry in json_list(changes, "state_queryStorage"):
+                    change_set = json_object(entry, "state_queryStorage")
+                    for pair in json_list(change_set.get("changes") or [], "state_queryStorage changes"):
+                        k, v = json_list(pair, "state_queryStorage change")
                         if k == key:
-                            by_hash[entry["block"]] = v
+                            by_hash[json_str(change_set["block"], "state_queryStorage block")] = (
+                                None if v is None else json_str(v, "storage value"))
                 if hashes[0] in by_hash:
                     out, current = [], None
                     for h in hashes:
@@ -437,7 +443,7 @@ class CatchUp:
         out = []
         for h in hashes:
             value = chain.rpc("state_getStorage", [key, h])
-            out.append(b"" if value is None else bytes.fromhex(value[2:]))
+            out.append(b"" if value is None else bytes.fromhex(json_str(value, "state_getStorage")[2:]))
         return out
 
     def _fetch(self, first: int, last: int) -> list[BlockEvents]:

@@ -36,7 +36,7 @@ class Codecs:
     MetadataIndex.types), `config` scalecodec's RuntimeConfigurationObject for it (for path mappings and
     the SS58 format)."""
 
-    def __init__(self, types: dict[int, dict], config: Any) -> None:
+    def __init__(self, types: dict[int, dict[str, Any]], config: Any) -> None:
         self.types, self.config = types, config
         self._decoders: dict[int, Decoder] = {}
         self._unsupported: set[int] = set()
@@ -103,10 +103,12 @@ class Codecs:
                             pass
                     return value, off + 32
                 return account
-            size = {sc.H160: 20, sc.H256: 32, sc.H512: 64}.get(base)
-            if size is not None:
+            hash_size = {sc.H160: 20, sc.H256: 32, sc.H512: 64}.get(base)
+            if hash_size is not None:
+                width = hash_size
+
                 def fixed_hash(data: bytes, off: int) -> tuple[Any, int]:
-                    end = off + size
+                    end = off + width
                     if end > len(data):
                         raise ValueError("hash: not enough data")
                     return "0x" + data[off:end].hex(), end

@@ -23,7 +23,10 @@ def v14_of(value: Any) -> dict[str, Any]:
     versioned = value[1] if isinstance(value, (list, tuple)) else value
     if "V14" not in versioned:
         raise ValueError(f"only metadata V14 is supported, got {list(versioned)}")
-    return versioned["V14"]
+    v14 = versioned["V14"]
+    if not isinstance(v14, dict):
+        raise ValueError(f"metadata V14 is a {type(v14).__name__}, not a map")
+    return v14
 
 
 def snake_case(name: str) -> str:
@@ -93,7 +96,7 @@ class MetadataIndex:
             if variant["name"] == call:
                 for fld in variant["fields"]:
                     if fld["name"] == arg:
-                        return fld["type"]
+                        return int(fld["type"])
                 raise KeyError(f"{pallet}.{call} has no argument {arg}")
         raise KeyError(f"{pallet} has no call {call}")
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import websocket
 
-from runtime_bindings.errors import ConnectionLost
+from runtime_bindings.errors import BindingsError, ConnectionLost
+
+Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
+"""A JSON value as `json` parses it (a JSON-RPC result)."""
 
 JsonObject = Mapping[str, object]
 """One JSON-RPC message (request, response or notification) as `json` parses it."""
@@ -32,6 +35,34 @@ response, and any subscription notifications due by then, in order). Raising `OS
 WIRE_ERRORS: tuple[type[BaseException], ...] = (websocket.WebSocketException, OSError)
 """What websocket-client raises when the wire fails (OSError covers socket.timeout, ConnectionError and
 BrokenPipeError)."""
+
+
+def json_str(value: Json, what: str) -> str:
+    """`value` if the node answered a string there (BindingsError otherwise; `what` names the place)."""
+    if not isinstance(value, str):
+        raise BindingsError(f"{what}: the node answered {value!r}, not a string")
+    return value
+
+
+def json_int(value: Json, what: str) -> int:
+    """`value` if the node answered an integer there."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BindingsError(f"{what}: the node answered {value!r}, not an integer")
+    return value
+
+
+def json_object(value: Json, what: str) -> dict[str, Json]:
+    """`value` if the node answered an object there."""
+    if not isinstance(value, dict):
+        raise BindingsError(f"{what}: the node answered {value!r}, not an object")
+    return value
+
+
+def json_list(value: Json, what: str) -> list[Json]:
+    """`value` if the node answered a list there."""
+    if not isinstance(value, list):
+        raise BindingsError(f"{what}: the node answered {value!r}, not a list")
+    return value
 
 
 class Transport(Protocol):
@@ -171,4 +202,5 @@ class MemoryTransport:
         return f"<MemoryTransport {self._url}>"
 
 
-__all__ = ["App", "JsonObject", "MemoryTransport", "Transport", "WebSocketTransport"]
+__all__ = ["App", "Json", "JsonObject", "MemoryTransport", "Transport", "WebSocketTransport", "json_int", "json_list",
+           "json_object", "json_str"]

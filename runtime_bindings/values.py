@@ -140,7 +140,10 @@ class ChainEnum:
         variant = cls._VARIANTS.get(name)
         if variant is None:
             raise ValueError(f"{cls.__name__} has no variant {name!r}")
-        return variant if isinstance(variant, ChainEnum) else variant.from_payload(payload)
+        made = variant if isinstance(variant, ChainEnum) else variant.from_payload(payload)
+        if not isinstance(made, cls):
+            raise ValueError(f"{cls.__name__}: variant {name!r} is a {type(made).__name__}")
+        return made
 
     def to_value(self) -> Any:
         return self.VARIANT

@@ -112,7 +112,8 @@ class Node:
             raise CliError(f"bad --chain {url!r}: expected a ws:// or wss:// URL")
         with chain_errors(url):
             self.chain = Chain.connect(url, timeout=timeout)
-            props = self.chain.rpc("system_properties") or {}
+            answer = self.chain.rpc("system_properties")
+        props = answer if isinstance(answer, dict) else {}
         self.decimals = _first(props.get("tokenDecimals"), 12)
         self.symbol = str(_first(props.get("tokenSymbol"), "UNIT"))
         self.ss58_format = _first(props.get("ss58Format"), 42)

@@ -217,7 +217,7 @@ class OrchestratorProcess(_Child):
 
 class DaemonProcess:
     """`paratrain worker|validator ARGS` with its output in `log_path`; it listens on nothing, so `start`
-    returns at once. Stopped with SIGTERM (a clean stop between tasks), then SIGKILL after `timeout`."""
+    returns at once. Stopped with SIGTERM or SIGINT (either is a clean stop), then SIGKILL after `timeout`."""
 
     def __init__(self, kind: str, args: list[str], log_path: str | Path, env: dict[str, str] | None = None) -> None:
         if kind not in ("worker", "validator"):
@@ -243,11 +243,11 @@ class DaemonProcess:
                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         return self
 
-    def stop(self, timeout: float = 15) -> int | None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

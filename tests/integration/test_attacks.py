@@ -56,6 +56,7 @@ pytest.importorskip("torch")
 from devnet_process import DevnetProcess
 from forgeries import forged, relabel
 
+from paratrain.local import post_task as post_spec
 from runtime_bindings import AttestationCodec, Chain, DispatchError, Keypair
 from runtime_bindings.generated import task_bounties as tb
 from runtime_bindings.generated import types as t
@@ -217,14 +218,9 @@ def validators_held() -> Iterator[None]:
 # Chain helpers ------------------------------------------------------------------------------------------------
 def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore, validators_required: int = 2,
               deadline_in: int = 500) -> int:
-    spec_hash = spec.spec_hash_hex()
-    on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
-                          dataset_hash="0x" + spec.dataset.hash, eval_metric="accuracy",
-                          eval_target=int(TARGET * METRIC_SCALE), higher_is_better=True,
-                          requirements=t.Requirements(1, 0, 512), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, on_chain, BOUNTY, 0, chain.best_number() + deadline_in,
-                                              validators_required, None)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+    task_id, _ = post_spec(chain, ALICE, spec, store.uri(spec.spec_hash_hex()), bounty=BOUNTY,
+                           deadline_in=deadline_in, validators_required=validators_required)
+    return task_id
 
 
 def sign(chain: Chain, attestation: t.Attestation, key: Keypair = BOB) -> Any:

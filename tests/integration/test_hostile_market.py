@@ -21,11 +21,8 @@ validator's store or evidence holds anything of the local files.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +34,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("ray")
 
-from devnet_process import DevnetProcess  # noqa: E402
 from forgeries import placeholder_attestation  # noqa: E402
-from orchestrator_process import OrchestratorProcess  # noqa: E402
 
+from paratrain.local import DaemonProcess, DevnetProcess, OrchestratorProcess, post_task  # noqa: E402
 from runtime_bindings import AttestationCodec, Chain, Keypair  # noqa: E402
 from runtime_bindings.generated import types as t  # noqa: E402
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset  # noqa: E402
@@ -49,7 +45,6 @@ from workers.hashing import blake2_256_hex  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs devnet, an orchestrator, a worker and validators as processes
 
-ROOT = Path(__file__).resolve().parents[2]
 UNIT = 10**12
 ALICE, BOB, CHARLIE, DAVE, FERDIE = (Keypair.create_from_uri(f"//{n}")
                                      for n in ("Alice", "Bob", "Charlie", "Dave", "Ferdie"))
@@ -170,8 +165,7 @@ class Market:
         digest, uri = add_dataset("digits", self.alice)
         self.dataset = DatasetRef(digest, uri)
         self.listener = Listener()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: dict[str, Path] = {}
+        self.procs: dict[str, DaemonProcess] = {}
 
     def spec(self, dataset: DatasetRef | None = None, epochs: int = 3) -> TaskSpec:
         return TaskSpec(recipe="digits_mlp", dataset=dataset or self.dataset, evaluation=Evaluation("accuracy", TARGET),
@@ -190,39 +184,26 @@ class Market:
                                "--trust-store", str(self.bob_root), "--trust-store", self.market.root, *limits])
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        self.logs[name] = self.tmp / f"{name}.log"
-        with open(self.logs[name], "wb") as log:
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "paratrain.cli", *args], cwd=ROOT,
-                                                stdout=log, stderr=subprocess.STDOUT,
-                                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        kind, *rest = args
+        self.procs[name] = DaemonProcess(kind, rest, self.tmp / f"{name}.log").start()
 
     def log(self, name: str) -> str:
-        return self.logs[name].read_text(errors="replace")
+        return self.procs[name].log_path.read_text(errors="replace")
 
     def alive(self) -> dict[str, bool]:
-        return {name: proc.poll() is None for name, proc in self.procs.items()}
+        return {name: proc.returncode is None for name, proc in self.procs.items()}
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.stop(signal.SIGINT, timeout=30)
         self.listener.close()
 
 
 def post(chain: Chain, requester: Keypair, spec: TaskSpec, spec_uri: str, *, gpus: int = 0) -> int:
     """create_task with the spec's hash and `spec_uri` (whatever the requester chooses to write there)."""
-    on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec.spec_hash_hex(), spec_uri=spec_uri,
-                          dataset_hash="0x" + spec.dataset.hash, eval_metric="accuracy",
-                          eval_target=int(TARGET * 1_000_000), higher_is_better=True,
-                          requirements=t.Requirements(1, gpus, 512), parent_model=None)
-    receipt = chain.task_bounties.create_task(requester, on_chain, 10 * UNIT, 0, chain.best_number() + 2_000, 2, None)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+    task_id, _ = post_task(chain, requester, spec, spec_uri, bounty=10 * UNIT, deadline_in=2_000,
+                           validators_required=2, requirements=(1, gpus, 512))
+    return task_id
 
 
 def attack(chain: Chain, attacker: Keypair, task_id: int, dataset_hash: str, **fields: Any) -> int:

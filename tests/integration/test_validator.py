@@ -34,6 +34,7 @@ pytest.importorskip("torch")
 
 from devnet_process import DevnetProcess
 
+from paratrain.local import post_task as post_spec
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t
 from runtime_bindings.values import METRIC_SCALE
@@ -115,14 +116,9 @@ def validators(chain, trained, tmp_path_factory):
 
 def post_task(chain: Chain, spec: TaskSpec, store: ArtifactStore, validators_required: int = 2,
               holdout_commitment: str | None = None) -> int:
-    spec_hash = spec.spec_hash_hex()
-    on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=store.uri(spec_hash),
-                          dataset_hash="0x" + spec.dataset.hash, eval_metric="accuracy",
-                          eval_target=int(TARGET * 1_000_000), higher_is_better=True,
-                          requirements=t.Requirements(1, 0, 512), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, on_chain, BOUNTY, 0, chain.best_number() + 500,
-                                              validators_required, holdout_commitment)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
+    task_id, _ = post_spec(chain, ALICE, spec, store.uri(spec.spec_hash_hex()), bounty=BOUNTY,
+                           validators_required=validators_required, holdout_commitment=holdout_commitment)
+    return task_id
 
 
 def claim_and_submit(chain: Chain, task_id: int, attestation: t.Attestation) -> object:

@@ -44,6 +44,14 @@ guard do it or send release_claim yourself.
 
 Errors a user can cause (a bad key, an unregistered account, an unreachable orchestrator or node, a bad
 task) are log lines, never tracebacks. The current state is also written to ``<state-dir>/status.json``.
+
+Structure: the set-up shared with the validator (key, store, state directory, chain connection and its
+start-up checks, signals) is workers._daemon_base; each task is a workers.task_run.TaskRun (an Enum state
+with explicit transitions); what follows an error is workers.retry.decide, a function of the error's type.
+The task's description comes with its assignment (the orchestrator's TaskView: its spec_uri is used, and no
+GetTaskSpec is asked); the chain's copy of the task is still read before claiming, because the claim and the
+stake are on chain: the spec, dataset hash and recipe the work is bound to, the status (Open, or claimed by
+this worker) and the blocks left before the deadline are the chain's, never an orchestrator's.
 """
 from __future__ import annotations
 
@@ -58,30 +66,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import errors as api
+from runtime_bindings import BindingsError
 from runtime_bindings.generated.types import TaskStatus
-from workers.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, FetchLimits, Kind, open_store
+from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
+from workers.artifacts import ArtifactError, ArtifactIntegrityError, FetchLimits, Kind
+from workers.errors import DaemonError, DaemonStopped, TaskCancelled, TaskRefused
 from workers.journal import Journal
-from workers.observers import Observable
+from workers.retry import Decision, decide, training_refusal
+from workers.task_run import RunState, TaskRun
 
 log = logging.getLogger("paratrain.worker")
 
-EXIT_OK, EXIT_ERROR = 0, 1
-
-
-class DaemonError(RuntimeError):
-    """A condition that stops the daemon with a clear message (no traceback)."""
-
-
-class TaskRefused(Exception):
-    """This worker will not (or can no longer) work on a task; the message says why."""
-
-
-class TaskCancelled(Exception):
-    """Training was stopped because the claim was released (deadline) or the daemon is stopping."""
-
-
-class DaemonStopped(BaseException):
-    """Raised in the daemon's thread by SIGINT/SIGTERM: stop now, keep the claim."""
+__all__ = ["EXIT_ERROR", "EXIT_OK", "CancelHook", "DaemonConfig", "DaemonError", "DaemonStopped", "Status",
+           "TaskCancelled", "TaskRefused", "WorkerDaemon"]
 
 
 @dataclass
@@ -152,78 +150,58 @@ class CancelHook:
             raise TaskCancelled(f"training cancelled by the worker daemon at step {step}")
 
 
-class WorkerDaemon(Observable):
+class WorkerDaemon(DaemonBase):
     """Takes task after task. `run()` blocks; `stop()` (any thread) makes it return between tasks. Its events
     and health signals go to subscribers (workers.observers; the names are listed in workers.health)."""
 
+    role, chain_role, error = "worker", "Trainer", DaemonError
+
     def __init__(self, config: DaemonConfig, *, keypair: Any = None, store: Any = None) -> None:
-        self.config = config
-        self._keypair, self._store = keypair, store
+        super().__init__(config, keypair=keypair, store=store)
+        self.config: DaemonConfig = config
         self.status = Status()
-        self._stop = threading.Event()
         self._status_lock = threading.Lock()
-        self.chain: Any = None
         self.client: Any = None
         self.payouts: Any = None                # workers.payout.Payouts, once connected
         self._codec: Any = None
+        self._trainer: Any = None               # workers.runner.WarmTrainer, once Ray is up
+        self._guard_stop = threading.Event()
         self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
-        self.state_dir: Path | None = None
         self.journal: Journal | None = None
-        self.events: list[tuple[str, dict[str, Any]]] = []  # (what, detail): for tests and status
 
     # Set-up ---------------------------------------------------------------------------------
-    @property
-    def keypair(self) -> Any:
-        if self._keypair is None:
-            from workers.keys import load_keypair
-            self._keypair = load_keypair(self.config.key)
-        return self._keypair
+    def _startup_checks(self) -> Any:
+        """The base's checks, then the capabilities: what the account declared on chain must not exceed this
+        machine (workers.capabilities), or it would be offered, and claim, tasks it cannot run."""
+        from workers.capabilities import detect, from_chain, shortfalls
 
-    @property
-    def account(self) -> str:
-        return self.keypair.ss58_address
-
-    @property
-    def store(self) -> ArtifactStore:
-        if self._store is None:
-            self._store = open_store(self.config)
-        return self._store
+        info = super()._startup_checks()
+        missing = shortfalls(detect(), from_chain(info.capabilities))
+        if missing:
+            raise self.error(f"{self.account} declared more on chain than this machine has ({'; '.join(missing)}): "
+                             "declare what it has with `paratrain stake update-capabilities`")
+        return info
 
     def _connect(self) -> None:
         from orchestrator.client import SyncWorkerClient
-        from runtime_bindings import BindingsError, Chain
+        from orchestrator.domain import Capabilities
+        from workers.payout import Payouts
 
         account = self.account
         self.status.account = account
-        root = Path(self.config.state_dir or Path.home() / ".cache" / "paratrain" / "worker" / account)
-        root.mkdir(parents=True, exist_ok=True)
-        self.state_dir = root
+        root = self._open_state_dir()
         self.journal = Journal(root, self.config.num_workers, lambda digest: self.store.exists(digest))
-        try:
-            self.chain = Chain.connect(self.config.chain_url, timeout=self.config.chain_timeout_s,
-                                       submit_timeout=self.config.submit_timeout_s)
-        except BindingsError as exc:
-            raise DaemonError(f"cannot reach the chain at {self.config.chain_url}: {exc}") from None
-        info = self.chain.workers.workers(account)
-        if info is None:
-            raise DaemonError(f"{account} is not registered on chain: register it as a Trainer first "
-                              f"(Workers.register with a stake)")
-        if info.role != "Trainer":
-            raise DaemonError(f"{account} is registered as a {info.role}, not a Trainer")
-        from workers.payout import Payouts
-
+        self._connect_chain()
+        self._startup_checks()
         self.payouts = Payouts(self.chain, self.keypair)
         self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
-        from orchestrator import errors
-        from orchestrator.domain import Capabilities
-
         caps = Capabilities(self.config.cpus, self.config.gpus, self.config.gpu_model,
                             self.config.memory_mb or _memory_mb())
         try:
             view = self.client.register_worker(caps)
-        except errors.Unavailable as exc:
+        except api.Unavailable as exc:
             raise DaemonError(f"the orchestrator at {self.config.orchestrator} is unreachable: {exc}") from None
-        except errors.ApiError as exc:
+        except api.ApiError as exc:
             raise DaemonError(f"the orchestrator refused this worker: {exc}") from None
         log.info("worker %s registered with the orchestrator %s (stake %d, capabilities %s)", account,
                  self.config.orchestrator, view.stake, view.capabilities)
@@ -236,19 +214,23 @@ class WorkerDaemon(Observable):
             except Exception as exc:  # noqa: BLE001
                 log.debug("closing the orchestrator client: %s", exc)
             self.client = None
-        if self.chain is not None:
-            self.chain.close()
-            self.chain = None
-        if getattr(self, "_trainer", None) is not None:
+        super().close()
+        if self._trainer is not None:
             self._trainer.close()  # the warm worker group gives its CPUs back (in the background)
             self._trainer = None
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    def on_signal(self, name: str) -> None:
+        """Stop at once, training included (DaemonStopped out of the daemon's thread): the claim stays on
+        chain and a restart resumes it."""
+        self.stop()
+        status = self.status
+        if status.task_id is not None and status.state in ("training", "claiming", "submitting"):
+            log.warning("%s: stopping; the claim on task %s is kept on chain (lease until block %s): restart the "
+                        "worker to resume from checkpoint %d (step %d)", name, status.task_id, status.lease_until,
+                        status.checkpoints, status.step)
+        else:
+            log.warning("%s: stopping", name)
+        raise DaemonStopped()
 
     # Status -----------------------------------------------------------------------------------
     def _set(self, **changes: Any) -> None:
@@ -265,15 +247,9 @@ class WorkerDaemon(Observable):
             except OSError:
                 pass
 
-    def _event(self, what: str, **detail: Any) -> None:
-        self.events.append((what, detail))
-        self._notify(what, **detail)
-
     def _observe_chain(self) -> None:
         """For subscribers only (health): the chain's best and finalized heads, read between polls, when the
         daemon would otherwise not touch the chain at all while idle. A failed read is only a missing signal."""
-        from runtime_bindings import BindingsError
-
         if not self._observers:
             return
         try:
@@ -284,29 +260,8 @@ class WorkerDaemon(Observable):
         self._notify("chain", best=best, finalized=finalized)
 
     # Main loop --------------------------------------------------------------------------------
-    def _with_chain_retries(self, action: Callable[[], None], then: Callable[[], None] | None = None,
-                            attempts: int = 3) -> None:
-        """Run `action`; a chain error is retried after a pause (the chain holds the claim, so work resumes
-        from it: `then`), and only the last failure ends the daemon."""
-        from runtime_bindings import BindingsError
-
-        for attempt in range(1, attempts + 1):
-            try:
-                action()
-                return
-            except BindingsError as exc:
-                if attempt == attempts or self.stopping:
-                    raise
-                log.warning("chain error (%s); retrying from the chain's state in 2 s", exc)
-                self._stop.wait(2.0)
-                if then is not None:
-                    action = then
-
     def run(self) -> int:
         """Run until stopped (or max_tasks results); the exit status."""
-        from orchestrator import errors
-        from runtime_bindings import BindingsError
-
         try:
             self._connect()
             from workers.runner import ensure_ray
@@ -326,12 +281,12 @@ class WorkerDaemon(Observable):
                     # the tasks it refused are declined: the orchestrator offers it others instead
                     assignment = self.client.request_assignment(self.payouts.wait_s(self.config.poll_wait_s),
                                                                 declined=list(self.refused))
-                except errors.Unavailable as exc:
+                except api.Unavailable as exc:
                     self._notify("orchestrator", reachable=False, error=str(exc))
                     log.warning("orchestrator unavailable (%s); retrying in 2 s", exc)
                     self._stop.wait(2.0)
                     continue
-                except errors.ApiError as exc:
+                except api.ApiError as exc:
                     raise DaemonError(f"the orchestrator refused the assignment request: {exc}") from None
                 self._notify("orchestrator", reachable=True)
                 if assignment is None:
@@ -343,7 +298,7 @@ class WorkerDaemon(Observable):
                     continue
                 log.info("task %d assigned: recipe %s, bounty %d, deadline block %d", task.task_id, task.recipe,
                          task.bounty, task.deadline)
-                self._with_chain_retries(lambda: self._work(task.task_id, claimed=False),
+                self._with_chain_retries(lambda: self._work(TaskRun(task.task_id, view=task)),
                                          then=self._resume_claims)
             return EXIT_OK
         except DaemonError as exc:
@@ -368,7 +323,7 @@ class WorkerDaemon(Observable):
         paid = len(payouts.paid)
         payouts.settle()
         for record in payouts.paid[paid:]:
-            self._event("paid", **record)
+            self._notify("paid", **record)
         self._set(tasks_paid=len(payouts.paid), payouts_pending=len(payouts.held))
 
     def _resume_claims(self) -> None:
@@ -389,34 +344,46 @@ class WorkerDaemon(Observable):
                 continue
             log.info("task %d is still claimed by this worker on chain (lease until block %s): resuming it",
                      task_id, status.lease_until)
-            self._event("resume", task_id=task_id)
-            self._work(task_id, claimed=True)
+            self._notify("resume", task_id=task_id)
+            self._work(TaskRun.from_claim(task_id))
             if self.stopping:
                 return
 
     # One task ---------------------------------------------------------------------------------
-    def _work(self, task_id: int, *, claimed: bool) -> None:
-        from orchestrator import errors
-        from runtime_bindings import BindingsError
-
+    def _work(self, run: TaskRun) -> None:
+        """One task, from its assignment (or its claim found on chain) to its end; never raises for the task's
+        own failures (workers.retry decides what each error means)."""
+        task_id = run.task_id
         self._set(state="verifying", task_id=task_id, step=0, total_steps=0, loss=None, metrics={},
                   checkpoints=0, checkpoint_root=None, last_error=None)
         try:
-            spec, task = self._verify(task_id)
-            if not claimed:
+            spec, task = self._verify(run)
+            if run.state is RunState.ASSIGNED:
                 self._claim(task_id)
-            self._train_and_submit(task_id, spec, task, resumed=claimed)
-        except TaskRefused as exc:
+                run.advance(RunState.CLAIMED)
+            self._train_and_submit(run, spec, task)
+        except (TaskRefused, TaskCancelled, api.ApiError, BindingsError) as exc:
+            self._ended(run, exc)
+
+    def _ended(self, run: TaskRun, exc: Exception) -> None:
+        """A task that did not end submitted: refused (and released when held), cancelled or failed."""
+        task_id, decision = run.task_id, decide(exc)
+        if run.final:  # e.g. submitted on chain, then a local step failed: the task's end stands
+            log.error("task %d (%s): %s", task_id, run.state.name.lower(), exc)
+        elif decision is Decision.REFUSE:
+            run.advance(RunState.REFUSED, str(exc))
             self.refused[task_id] = str(exc)
             self.status.tasks_refused += 1
             self._set(last_error=f"task {task_id}: {exc}")
-            self._event("refused", task_id=task_id, reason=str(exc))
+            self._notify("refused", task_id=task_id, reason=str(exc))
             log.error("task %d refused: %s", task_id, exc)
-            if claimed or self._holds(task_id):
-                self._release(task_id, f"refused: {exc}")
-        except TaskCancelled as exc:
+            if (run.was_claimed or self._holds(task_id)) and self._release(task_id, f"refused: {exc}"):
+                run.advance(RunState.RELEASED)
+        elif decision is Decision.CANCELLED:
+            run.advance(RunState.CANCELLED, str(exc))
             log.warning("task %d: %s", task_id, exc)
-        except (errors.ApiError, BindingsError) as exc:
+        else:
+            run.advance(RunState.FAILED, str(exc))
             self._set(last_error=f"task {task_id}: {exc}")
             log.error("task %d: %s", task_id, exc)
 
@@ -435,22 +402,25 @@ class WorkerDaemon(Observable):
     def _claimed_by_me(self, status: TaskStatus | None) -> bool:
         return isinstance(status, TaskStatus.Claimed) and status.worker == self.account
 
-    def _verify(self, task_id: int) -> tuple[Any, Any]:
+    def _verify(self, run: TaskRun) -> tuple[Any, Any]:
         """The task's spec document, checked against the chain; the data set fetched and verified. Both are
         the requester's: whatever their URIs do (refused by the URI policy, too large, unreachable, another
-        hash), the task is refused and never claimed, or released without a slash when it was."""
+        hash), the task is refused and never claimed, or released without a slash when it was. The spec URI
+        is the assignment's TaskView's; the hashes, recipe, status and deadline are the chain's."""
         from workers.recipes import RecipeError, get_recipe
         from workers.spec import SpecError, decode_spec
 
-        task = self._chain_task(task_id)
+        task_id = run.task_id
+        task = self._chain_task(task_id)  # the chain's copy: what the claim and the stake are bound to
         spec_meta = task.spec
         spec_hash, spec_uri = spec_meta.spec_hash.hex(), spec_meta.spec_uri.text
         dataset_hash, recipe = spec_meta.dataset_hash.hex(), spec_meta.recipe.text
-        try:
-            view = self.client.get_task_spec(task_id)  # the orchestrator's view (and a permission check)
-            spec_uri = view.spec_uri or spec_uri
-        except Exception as exc:  # noqa: BLE001 - the chain has the same data: go on
-            log.debug("task %d: GetTaskSpec failed (%s); using the chain's copy", task_id, exc)
+        if run.view is not None:
+            spec_uri = run.view.spec_uri or spec_uri
+            if (bytes(run.view.spec_hash).hex(), bytes(run.view.dataset_hash).hex(), run.view.recipe) != \
+                    (spec_hash, dataset_hash, recipe):
+                log.warning("task %d: the orchestrator's view of the task differs from the chain's: using the "
+                            "chain's hashes and recipe", task_id)
         try:
             raw = self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC)
         except ArtifactIntegrityError:
@@ -493,45 +463,36 @@ class WorkerDaemon(Observable):
     # Extrinsics -------------------------------------------------------------------------------
     def _send(self, task_id: int, call: Any, what: str, *, relay: bool = True) -> Any:
         """Sign `call` with the worker's key, relay it through the orchestrator (or send it to the node),
-        wait until it is in a block; the Receipt (DispatchError subclasses when it failed on chain)."""
-        from orchestrator import errors
-        from runtime_bindings import (
-            InvalidTransaction,
-            TransactionRejected,
-            extrinsic_hash,
-        )
+        wait until it is in a block; the Receipt (DispatchError subclasses when it failed on chain). A refusal
+        is retried as workers.retry.decide says: signed again (RESIGN) or sent to the node (SEND_DIRECT)."""
+        from runtime_bindings import extrinsic_hash
 
+        via_relay = relay and self.client is not None
         last: Exception | None = None
-        for attempt in range(3):
+        for _ in range(3):
             start = self.chain.best_number()  # a lower bound of the block that includes it
             raw_hex = self.chain.sign(call, self.keypair)
             raw = bytes.fromhex(raw_hex[2:])
-            xt_hash = extrinsic_hash(raw)
             try:
-                if relay and self.client is not None:
-                    try:
-                        self.client.relay_extrinsic(task_id, raw)
-                    except errors.Unavailable as exc:
-                        log.warning("%s of task %d: the orchestrator cannot relay (%s); sending it to the node",
-                                    what, task_id, exc)
-                        self.chain.rpc("author_submitExtrinsic", [raw_hex], retry=False)
+                if via_relay:
+                    self.client.relay_extrinsic(task_id, raw)
                 else:
                     self.chain.rpc("author_submitExtrinsic", [raw_hex], retry=False)
-            except errors.FailedPrecondition as exc:
-                last = exc
-                if "Stale" in str(exc) or "Future" in str(exc) or "AlreadyImported" in str(exc):
-                    time.sleep(0.2)  # a nonce raced with another of our extrinsics: sign again
+            except (api.ApiError, BindingsError) as exc:
+                last, decision = exc, decide(exc)
+                if decision is Decision.SEND_DIRECT and via_relay:
+                    log.warning("%s of task %d: the orchestrator did not relay it (%s); sending it to the node",
+                                what, task_id, exc)
+                    via_relay = False
                     continue
-                raise
-            except (InvalidTransaction, TransactionRejected) as exc:
-                last = exc
-                if getattr(exc, "kind", "") in ("Stale", "Future") or "already" in str(exc).lower():
-                    time.sleep(0.2)
-                    continue
-                raise
-            return self.chain.wait_for(xt_hash, after_block=start, wait="inclusion",
+                if decision is not Decision.RESIGN:
+                    raise
+                time.sleep(0.2)  # a nonce raced with another of our extrinsics: sign again
+                continue
+            return self.chain.wait_for(extrinsic_hash(raw), after_block=start, wait="inclusion",
                                        timeout=self.config.submit_timeout_s, signer=self.account)
-        raise last  # type: ignore[misc]
+        assert last is not None
+        raise last
 
     def _claim(self, task_id: int) -> None:
         from runtime_bindings.generated.task_bounties import (
@@ -540,27 +501,26 @@ class WorkerDaemon(Observable):
         )
 
         self._set(state="claiming")
+        self._notify("claiming", task_id=task_id)
         started = time.monotonic()
         receipt = self._send(task_id, ClaimTaskCall(task_id=task_id), "claim_task")
         [claimed] = receipt.find(TaskClaimedEvent) or [None]
         lease = getattr(claimed, "lease_until", None)
         self._set(lease_until=lease, block=receipt.block_number)
-        self._event("claimed", task_id=task_id, block=receipt.block_number, seconds=time.monotonic() - started)
+        self._notify("claimed", task_id=task_id, block=receipt.block_number, seconds=time.monotonic() - started)
         log.info("task %d claimed on chain in block %d (lease until block %s)", task_id, receipt.block_number, lease)
 
     def _release(self, task_id: int, why: str) -> bool:
-        from orchestrator import errors
-        from runtime_bindings import BindingsError
         from runtime_bindings.generated.task_bounties import ReleaseClaimCall
 
         self._set(state="releasing")
         try:
             receipt = self._send(task_id, ReleaseClaimCall(task_id=task_id), "release_claim", relay=False)
-        except (BindingsError, errors.ApiError) as exc:
+        except (BindingsError, api.ApiError) as exc:
             log.error("task %d: release_claim failed: %s", task_id, exc)
             return False
         self.status.tasks_released += 1
-        self._event("released", task_id=task_id, block=receipt.block_number, why=why)
+        self._notify("released", task_id=task_id, block=receipt.block_number, why=why)
         log.warning("task %d: claim released in block %d (%s)", task_id, receipt.block_number, why)
         self.journal.forget(task_id)
         return True
@@ -574,12 +534,13 @@ class WorkerDaemon(Observable):
         return bytes.fromhex(raw_hex[2:])
 
     # Training ---------------------------------------------------------------------------------
-    def _train_and_submit(self, task_id: int, spec: Any, task: Any, *, resumed: bool) -> None:
+    def _train_and_submit(self, run: TaskRun, spec: Any, task: Any) -> None:
         from orchestrator.domain import ProgressUpdate
         from workers.engine import TrainingError
         from workers.runner import train
         from workers.trajectory import merkle_root_hex
 
+        task_id, resumed = run.task_id, run.resumed
         spec_hash = spec.spec_hash_hex()
         resume = self.journal.checkpoints(task_id, spec_hash) if resumed else []
         if resume:
@@ -587,7 +548,8 @@ class WorkerDaemon(Observable):
         elif resumed:
             log.info("task %d: no usable checkpoint in the journal: training again from the start "
                      "(deterministic: the same result)", task_id)
-        self._event("train", task_id=task_id, resume_from=len(resume))
+        run.advance(RunState.TRAINING)
+        self._notify("train", task_id=task_id, resume_from=len(resume))
         trajectory = list(resume)
         cancel_file = str(self.state_dir / f"cancel-{task_id}-{uuid.uuid4().hex[:8]}")  # type: ignore[operator]
         cancelled = threading.Event()
@@ -658,9 +620,7 @@ class WorkerDaemon(Observable):
         except TrainingError as exc:
             if cancelled.is_set():
                 raise TaskCancelled(f"training stopped: {reason.get('why')}") from None
-            if "time limit" in str(exc) or "memory" in str(exc).lower():
-                raise TaskRefused(f"training failed within the task's limits: {exc}") from None
-            raise TaskRefused(f"training failed: {exc}") from None
+            raise training_refusal(exc) from None
         finally:
             guard_stop.set()
             guard.join(timeout=10)
@@ -671,15 +631,16 @@ class WorkerDaemon(Observable):
                 pass
         if cancelled.is_set():
             raise TaskCancelled(f"training stopped: {reason.get('why')}")
-        self._event("trained", task_id=task_id, model_hash=result.model_hash)
-        self._submit(task_id, spec, result)
+        run.advance(RunState.TRAINED)
+        self._notify("trained", task_id=task_id, model_hash=result.model_hash)
+        self._submit(run, spec, result)
 
     def _warm_trainer(self) -> Any:
         """The daemon's long-lived Ray Train worker group (workers.runner.WarmTrainer), started once: a task
         then starts on training workers that already run, and a dead group is started again."""
         from workers.runner import WarmTrainer
 
-        if getattr(self, "_trainer", None) is None:
+        if self._trainer is None:
             self._trainer = WarmTrainer(self.config.num_workers, use_gpu=self.config.use_gpu,
                                         storage_path=str(self.state_dir / "ray") if self.state_dir else None,
                                         name=f"paratrain-worker-{self.account[:8]}")
@@ -742,24 +703,26 @@ class WorkerDaemon(Observable):
             self._codec = AttestationCodec.from_chain(self.chain)
         return self._codec
 
-    def _submit(self, task_id: int, spec: Any, result: Any) -> None:
+    def _submit(self, run: TaskRun, spec: Any, result: Any) -> None:
         from runtime_bindings.generated.task_bounties import (
             ResultSubmittedEvent,
             SubmitResultCall,
         )
 
+        task_id = run.task_id
         metric = result.metrics.get(spec.evaluation.metric)
-        if not result.target_met:
-            self._release(task_id, f"{spec.evaluation.metric} {metric} misses the target {spec.evaluation.target}")
+        if not result.target_met:  # refused: the claim is released (TaskRun) rather than a failing result sent
             raise TaskRefused(f"the trained model's {spec.evaluation.metric} is {metric}, short of the target "
                               f"{spec.evaluation.target}: claim released rather than submitting a failing result")
         self._set(state="submitting")
+        self._notify("submitting", task_id=task_id)
         attestation = result.to_attestation(task_id, self.account)
         codec = self._attestation_codec()
         signature = codec.multi_signature(attestation, self.keypair)
         receipt = self._send(task_id, SubmitResultCall(task_id=task_id, attestation=attestation, signature=signature),
                              "submit_result")
         submitted = receipt.find(ResultSubmittedEvent)
+        run.advance(RunState.SUBMITTED)
         try:
             self.client.report_result(task_id, receipt.extrinsic_hash)
         except Exception as exc:  # noqa: BLE001 - the orchestrator sees it on chain anyway
@@ -772,7 +735,7 @@ class WorkerDaemon(Observable):
                    "verify_until": submitted[0].verify_until if submitted else None}
         self.status.tasks_submitted += 1
         self._set(last_result=summary, state="idle")
-        self._event("submitted", **summary, attestation=attestation, signature=signature)
+        self._notify("submitted", **summary, attestation=attestation, signature=signature)
         from workers.payout import moment_text
 
         log.info("task %d: result submitted in block %d: model %s, %s, trajectory %s (%d checkpoints); "

@@ -23,9 +23,13 @@ Events the daemons send (what, detail):
 | ``connected`` | both | set-up done: chain reached, account registered (worker: registered with the orchestrator) |
 | ``chain`` | both | a successful chain read: worker ``best`` (and ``finalized`` from its main loop, not its lease guard); validator ``finalized`` and ``processed`` (the last block it took in) |
 | ``orchestrator`` | worker | an assignment poll answered (``reachable=True``) or the orchestrator unavailable (``False``) |
-| ``claimed`` ``train`` ``trained`` ``submitted`` ``refused`` ``released`` ``paid`` ``resume`` ``progress`` | worker | its task lifecycle (``WorkerDaemon.events``) and training progress |
+| ``claiming`` ``submitting`` | worker | ``task_id``: just before the claim_task / submit_result extrinsic is signed and sent (benchmarks time claims and submissions from them to ``claimed`` / ``submitted``) |
+| ``claimed`` ``train`` ``trained`` ``submitted`` ``refused`` ``released`` ``paid`` ``resume`` ``progress`` | worker | its task lifecycle (workers.task_run) and training progress |
 | ``vote`` | validator | a vote recorded: ``accept``, and ``challenge=True`` for a challenge |
-| ``abstained`` | validator | a result it did not vote on (an entry of ``ValidatorDaemon.skipped``) |
+| ``abstained`` | validator | a result it did not vote on: ``task_id``, ``reason`` |
+
+The daemons keep no record of these: to read them back (tests, benchmarks), subscribe a bounded
+``workers.observers.Recorder(maxlen=...)``.
 
 Chain head lag (``paratrain_<role>_chain_head_lag_blocks``) means what each daemon works from: the worker acts
 on the best block (claims, deadlines), so its lag is best - finalized (finality stalling); the validator

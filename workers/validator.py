@@ -41,6 +41,11 @@ tracebacks; SIGINT/SIGTERM stop the daemon between steps. Nothing a worker submi
 unexpected error while judging one result is logged with its traceback, that result is tried again later
 (``max_judge_attempts`` times in all, counted in the state file across restarts) and then abstained from,
 and the other results are judged meanwhile.
+
+Structure: the set-up shared with the worker (key, store, state directory, chain connection and its start-up
+checks, signals) is workers._daemon_base; what is verified about a result is workers.result_checks
+(ResultChecker), apart from this event loop, and the decisions over the chain's state are the pure functions
+of workers.verification. Votes and abstentions go to subscribers ("vote", "abstained"; workers.observers).
 """
 from __future__ import annotations
 
@@ -49,23 +54,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtime_bindings.generated.types import Attestation, TaskStatus
-from workers.artifacts import (
-    ArtifactError,
-    ArtifactStore,
-    FetchLimits,
-    Kind,
-    object_uri,
-    open_store,
-    store_root_of,
-)
-from workers.observers import Observable
+from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
+from workers.artifacts import FetchLimits
+from workers.errors import Abstain, ModelUnusable, ValidatorError
 from workers.payout import moment_text
+from workers.result_checks import TORCH_LOCK as _TORCH_LOCK
+from workers.result_checks import ResultChecker
 from workers.verification import (
     ABSTAIN,
     CHALLENGE,
@@ -75,47 +74,20 @@ from workers.verification import (
     HOLDOUT_TOLERANCE,
     METRIC_TOLERANCE,
     VOTE,
-    Check,
+    Verdict,
     as_hex,
     await_holdout,
-    check_final_model,
-    check_trajectory_schedule,
-    choose_segments,
-    claimed_metrics,
-    compare_metric,
-    compare_replay,
-    compare_target,
-    decide,
-    document_meta,
     evidence_document,
     may_vote,
     next_step,
     round_of,
-    segment_start,
-    to_micro,
-    verify_hashes,
 )
 
 log = logging.getLogger("paratrain.validator")
 
-EXIT_OK, EXIT_ERROR = 0, 1
 STATE_FILE = "state.json"
-# torch's default generator and thread count are process-wide: replays and evaluations of validators that
-# share a process (threads, tests, the demo) run one at a time, or one replay's seeding would disturb another's
-_TORCH_LOCK = threading.RLock()
-
-
-class ValidatorError(RuntimeError):
-    """A condition that stops the daemon with a clear message (no traceback)."""
-
-
-class Abstain(Exception):
-    """This validator cannot judge the result (e.g. the requester's spec document is unreachable)."""
-
-
-class ModelUnusable(Exception):
-    """The attested model weights cannot be loaded into the task's model or evaluated: the worker's fault
-    (another architecture, a document that is not PTTS1, ...), a failed check, never a crash."""
+__all__ = ["EXIT_ERROR", "EXIT_OK", "STATE_FILE", "_TORCH_LOCK", "Abstain", "ModelUnusable", "ValidatorConfig",
+           "ValidatorDaemon", "ValidatorError", "ValidatorState"]
 
 
 @dataclass
@@ -175,73 +147,34 @@ def _vote_key(task_id: int, attestation_hash: str, round_: str) -> str:
     return f"{task_id}:{as_hex(attestation_hash)}:{round_}"
 
 
-class ValidatorDaemon(Observable):
+class ValidatorDaemon(DaemonBase):
     """Judges every result submitted on chain. `run()` blocks; `stop()` (any thread) makes it return. Its votes,
     abstentions and health signals go to subscribers (workers.observers; the names are listed in workers.health)."""
 
+    role, chain_role, error = "validator", "Validator", ValidatorError
+
     def __init__(self, config: ValidatorConfig, *, keypair: Any = None, store: Any = None) -> None:
-        self.config = config
-        self._keypair, self._store = keypair, store
-        self._stop = threading.Event()
-        self.chain: Any = None
+        super().__init__(config, keypair=keypair, store=store)
+        self.config: ValidatorConfig = config
         self.state = ValidatorState()
         self.state_path: Path | None = None
-        self.verdicts: list[dict[str, Any]] = []      # this run's votes: for tests and logs
-        self.skipped: list[dict[str, Any]] = []       # results it did not vote on, and why
+        self.votes_cast = 0                    # this run's votes and challenges (for max_verdicts)
         self.exit_code: int | None = None
+        self._checks: ResultChecker | None = None
 
     # Set-up ---------------------------------------------------------------------------------
-    @property
-    def keypair(self) -> Any:
-        if self._keypair is None:
-            from workers.keys import load_keypair
-            self._keypair = load_keypair(self.config.key)
-        return self._keypair
-
-    @property
-    def account(self) -> str:
-        return self.keypair.ss58_address
-
-    @property
-    def store(self) -> ArtifactStore:
-        if self._store is None:
-            self._store = open_store(self.config)
-        return self._store
-
     def _connect(self) -> None:
-        from runtime_bindings import BindingsError, Chain
-
-        account = self.account
-        root = Path(self.config.state_dir or Path.home() / ".cache" / "paratrain" / "validator" / account)
-        root.mkdir(parents=True, exist_ok=True)
-        self.state_path = root / STATE_FILE
+        self.state_path = self._open_state_dir() / STATE_FILE
         self.state = ValidatorState.load(self.state_path)
-        try:
-            self.chain = Chain.connect(self.config.chain_url, timeout=self.config.chain_timeout_s,
-                                       submit_timeout=self.config.submit_timeout_s)
-        except BindingsError as exc:
-            raise ValidatorError(f"cannot reach the chain at {self.config.chain_url}: {exc}") from None
-        info = self.chain.workers.workers(account)
-        if info is None:
-            raise ValidatorError(f"{account} is not registered on chain: register it as a Validator first "
-                                 f"(Workers.register with a stake)")
-        if info.role != "Validator":
-            raise ValidatorError(f"{account} is registered as a {info.role}, not a Validator")
-        log.info("validator %s (stake %d) on %s, store %s, Q=%d", account, info.stake, self.config.chain_url,
+        self._connect_chain()
+        info = self._startup_checks()
+        log.info("validator %s (stake %d) on %s, store %s, Q=%d", self.account, info.stake, self.config.chain_url,
                  self.store.root, self.config.spot_checks)
         self._notify("connected", chain=self.config.chain_url)
 
-    def close(self) -> None:
-        if self.chain is not None:
-            self.chain.close()
-            self.chain = None
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    def on_signal(self, name: str) -> None:
+        log.warning("%s: stopping after the current step", name)
+        self.stop()
 
     def _save(self) -> None:
         if self.state_path is not None:
@@ -285,7 +218,7 @@ class ValidatorDaemon(Observable):
         return self.exit_code
 
     def _done(self) -> bool:
-        return self.config.max_verdicts is not None and len(self.verdicts) >= self.config.max_verdicts
+        return self.config.max_verdicts is not None and self.votes_cast >= self.config.max_verdicts
 
     def _take_in(self, block: Any) -> None:
         """Record one finalized block's events about results (submitted, revealed holdout, approved,
@@ -421,7 +354,6 @@ class ValidatorDaemon(Observable):
         return True
 
     def _skip(self, task_id: int, reason: str) -> None:
-        self.skipped.append({"task_id": task_id, "reason": reason})
         self._notify("abstained", task_id=task_id, reason=reason)
 
     def _verdict(self, task_id: int, task: Any, result: Any, randomness: str, holdout: Any) -> dict[str, Any]:
@@ -439,196 +371,24 @@ class ValidatorDaemon(Observable):
         self._save()
         return record
 
+    @property
+    def checks(self) -> ResultChecker:
+        """What this validator verifies about a result (workers.result_checks), on its store and settings."""
+        if self._checks is None:
+            self._checks = ResultChecker(self.store, spot_checks=self.config.spot_checks,
+                                         metric_tolerance=self.config.metric_tolerance,
+                                         holdout_tolerance=self.config.holdout_tolerance,
+                                         ray_address=self.config.ray_address)
+        return self._checks
+
     def verify(self, task_id: int, task: Any, attestation: Attestation, randomness: str,
-               holdout: Any = None) -> tuple[Any, list[int], dict[str, Any]]:
-        """All checks of one attestation: (Verdict, the segments replayed, extra evidence)."""
-        from workers.spec import SpecError, decode_spec
-
-        spec_hash, spec_uri = as_hex(task.spec.spec_hash), task.spec.spec_uri.text
-        try:
-            spec = decode_spec(self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC), require_canonical=True)
-        except (ArtifactError, OSError, ValueError, SpecError) as exc:
-            raise Abstain(f"the spec document {spec_uri} is unusable: {exc}") from None
-        try:  # the requester's data set, read by the checks below from this store: its fault if unusable
-            self.store.fetch_into_store(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET)
-        except (ArtifactError, ValueError) as exc:
-            raise Abstain(f"the data set {spec.dataset.uri} is unusable: {exc}") from None
-        checkpoints = [as_hex(h) for h in attestation.checkpoints]
-        model_hash = as_hex(attestation.model_hash)
-        # the hash checks read every checkpoint and the model once: keep what the trajectory checks need (the
-        # checkpoints' metadata, the model's and the last checkpoint's bytes) rather than read them again
-        metas: dict[str, dict[str, Any] | None] = {}
-        kept: dict[str, bytes] = {}
-
-        def on_read(digest: str, data: bytes) -> None:
-            metas[digest] = document_meta(data)
-            if digest == model_hash or (checkpoints and digest == checkpoints[-1]):
-                kept[digest] = data
-
-        copied = self._fetch_artifacts(attestation, on_read)
-        checks: list[Check] = verify_hashes(attestation, self.store, on_read, verified=copied)
-        checks.append(self._code_check(spec, attestation))
-        dataset = as_hex(attestation.dataset_hash)
-        checks.append(Check("dataset_hash", dataset == spec.dataset.hash,
-                            {"attested": dataset, "spec": spec.dataset.hash,
-                             **({"reason": "the attested data set is not the task's"}
-                                if dataset != spec.dataset.hash else {})}))
-        # the trajectory's end (byte comparisons, nothing evaluated), once the documents are the named ones and
-        # the recipe is one this validator runs (the schedule's total steps come from the recipe's data split)
-        if all(c.ok for c in checks):
-            checks.append(self._schedule_check(spec, spec_hash, [metas.get(h) for h in checkpoints]))
-            checks.append(check_final_model(kept.get(model_hash), kept.get(checkpoints[-1]), spec_hash=spec_hash))
-        artifacts_ok = all(c.ok for c in checks)
-        metric_name = spec.evaluation.metric
-        higher = bool(task.spec.higher_is_better)
-        measured_micro, segments, extra = 0, [], {"spec_hash": spec_hash, "metric": metric_name}
-        if artifacts_ok:
-            try:
-                measured = self.measure(spec, model_hash)
-            except ModelUnusable as exc:
-                measured = None
-                checks.append(Check("metric", False, {"metric": metric_name,
-                                                      "claimed": claimed_metrics(attestation).get(metric_name),
-                                                      "error": str(exc),
-                                                      "reason": f"the model weights cannot be evaluated: {exc}"}))
-            if measured is not None:
-                measured_micro = to_micro(measured[metric_name]) if metric_name in measured else 0
-                extra["measured"] = {k: to_micro(v) for k, v in sorted(measured.items())}
-                claimed = claimed_metrics(attestation).get(metric_name)
-                checks.append(compare_metric(claimed, measured.get(metric_name, float("nan")),
-                                             self.config.metric_tolerance, higher, name=metric_name)
-                              if metric_name in measured else
-                              Check("metric", False, {"reason": f"the recipe does not measure {metric_name!r}"}))
-                if holdout is not None:
-                    checks.append(self._holdout_check(spec, model_hash, holdout, int(task.spec.eval_target), higher))
-            segments = choose_segments(randomness, len(checkpoints), self.config.spot_checks)
-            for index in segments:
-                checks.append(self._replay(spec, checkpoints, index))
-        else:
-            checks.append(Check("metric", False, {"reason": "not measured: the artifacts failed their checks"}))
-        return decide(checks, measured_micro), segments, extra
-
-    def _fetch_artifacts(self, attestation: Attestation, on_read: Callable[[str, bytes], None]) -> set[str]:
-        """Copy the model and checkpoints from the store the artifact_uri names into ours, each verified by
-        hash once, its bytes shown to `on_read`; returns the digests copied (verify_hashes reads only the
-        others). Only a store this validator trusts is read (its URI policy): objects it cannot copy are
-        missing, which fails the worker's hash checks."""
-        root = store_root_of(attestation.artifact_uri.text)
-        if root is None or root == self.store.root:
-            return set()
-        if not self.store.policy.allows_root(root):
-            log.info("artifacts not fetched: the artifact_uri names a store this validator does not trust (%s)",
-                     root[:160])
-            return set()
-        copied = set()
-        for digest in dict.fromkeys(as_hex(d) for d in [attestation.model_hash, *attestation.checkpoints]):
-            if self.store.exists(digest):
-                continue
-            try:
-                on_read(digest, self.store.fetch(object_uri(root, digest), digest, kind=Kind.ARTIFACT, keep=True))
-            except (ArtifactError, OSError, ValueError) as exc:
-                log.info("artifact %s not fetched from %s: %s", digest[:16], root, exc)
-                continue
-            copied.add(digest)
-        return copied
-
-    def _schedule_check(self, spec: Any, spec_hash: str, metas: list[dict[str, Any] | None]) -> Check:
-        """The checkpoints are the spec's whole schedule; the total steps for their world size are the
-        engine's own count (`workers.engine.total_steps`, the data set read from this validator's store)."""
-        from workers.engine import total_steps
-
-        return check_trajectory_schedule(metas, spec_hash=spec_hash, checkpoint_every=int(spec.checkpoint_every),
-                                         total_steps=lambda world_size: total_steps(spec, self.store, world_size))
-
-    @staticmethod
-    def _code_check(spec: Any, attestation: Attestation) -> Check:
-        from workers.recipes import RecipeError, code_hash, get_recipe
-
-        attested = as_hex(attestation.code_hash)
-        try:
-            expected = code_hash(get_recipe(spec.recipe))
-        except RecipeError as exc:
-            return Check("code_hash", False, {"attested": attested, "reason": f"recipe not runnable here: {exc}"})
-        ok = attested == expected
-        return Check("code_hash", ok, {"attested": attested, "expected": expected,
-                                       **({} if ok else {"reason": "not the registered recipe's code"})})
+               holdout: Any = None) -> tuple[Verdict, list[int], dict[str, Any]]:
+        """All checks of one attestation of task `task_id`: (Verdict, the segments replayed, extra evidence)."""
+        return self.checks.verify(task, attestation, randomness, holdout)
 
     def measure(self, spec: Any, model_hash: str, holdout_data: bytes | None = None) -> dict[str, float]:
-        """The recipe's metrics of the stored model: on the validation split, or on holdout data.
-        ModelUnusable: the weights cannot be loaded into the task's model (another architecture, not a PTTS1
-        document, ...) or evaluated; errors preparing the task's own data and model propagate as they are."""
-        with _TORCH_LOCK:
-            return self._measure(spec, model_hash, holdout_data)
-
-    def _measure(self, spec: Any, model_hash: str, holdout_data: bytes | None) -> dict[str, float]:
-        import torch
-
-        from workers import tensorio
-        from workers.datasets import decode_dataset
-        from workers.recipes import get_recipe
-        from workers.recipes.common import Prepared
-
-        recipe = get_recipe(spec.recipe)
-        hp = recipe.hyperparameters(spec.hyperparameters)
-        torch.set_num_threads(int(hp.get("threads", 1)))
-        prepared = recipe.prepare(decode_dataset(self.store.fetch(spec.dataset.uri, spec.dataset.hash,
-                                                                  kind=Kind.DATASET)), hp, spec.validation)
-        if holdout_data is not None:
-            # the holdout goes through the recipe's own preparation; all of its examples are evaluated
-            held = recipe.prepare(decode_dataset(holdout_data), hp, spec.validation)
-            prepared = Prepared(prepared.train_x, prepared.train_y, torch.cat([held.train_x, held.val_x]),
-                                torch.cat([held.train_y, held.val_y]), prepared.info)
-        torch.manual_seed(spec.seed)
-        model = recipe.build_model(hp, prepared)
-        data = self.store.get(model_hash)
-        try:  # from here on, what fails is the worker's weights
-            weights, _ = tensorio.loads(data)
-            model.load_state_dict(weights)
-            model.eval()
-            with torch.no_grad():
-                return {k: float(v) for k, v in recipe.evaluate(model, prepared, hp).items()}
-        except MemoryError:
-            raise
-        except Exception as exc:  # any error of the weights is a failed check, never a crash
-            raise ModelUnusable(f"{type(exc).__name__}: {exc}") from exc
-
-    def _holdout_check(self, spec: Any, model_hash: str, holdout: Any, target: int, higher: bool) -> Check:
-        """The model on the requester's revealed holdout. The holdout is read like any other object (the URI
-        policy, the data set limit), and only the bytes the commitment binds: its hash and size. An unusable
-        holdout is the requester's fault, so the check is skipped with the reason, never failed."""
-        uri = holdout.holdout_uri.text
-        try:
-            data = self.store.fetch(uri, holdout.holdout_hash, kind=Kind.HOLDOUT, size=int(holdout.holdout_size))
-            measured = self.measure(spec, model_hash, holdout_data=data)[spec.evaluation.metric]
-        except MemoryError:
-            raise  # this machine's: retried, then abstained, never a verdict
-        except Exception as exc:  # noqa: BLE001 - the requester's data: judge without it, say why
-            # (ModelUnusable included: the same weights were measured on the validation split just before, so
-            # an error here is the holdout's)
-            log.warning("the revealed holdout %s is unusable: %s", uri, exc)
-            return Check("holdout", True, {"uri": uri, "skipped": f"unusable holdout: {exc}"})
-        check = compare_target(measured, target, self.config.holdout_tolerance, higher)
-        return Check(check.name, check.ok, {"uri": uri, **check.detail})
-
-    def _replay(self, spec: Any, checkpoints: list[str], index: int) -> Check:
-        from workers.runner import checkpoint_info, replay_segment
-
-        start = segment_start(checkpoints, index)
-        try:
-            world_size = int(checkpoint_info(self.store, checkpoints[index])["world_size"])
-        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is the worker's fault
-            return compare_replay(index, start, checkpoints[index], None, error=f"{type(exc).__name__}: {exc}")
-        if world_size > 1:  # outside the try: no Ray here is this machine's problem, never the worker's
-            from workers.runner import ensure_ray
-            ensure_ray(self.config.ray_address, log_to_driver=False)
-        try:
-            with _TORCH_LOCK:
-                replayed = replay_segment(spec, self.store, start, world_size=world_size)
-        except (OSError, MemoryError):
-            raise  # the machine's (disk, memory, a lost Ray node): retried, then abstained, never a reject
-        except Exception as exc:  # noqa: BLE001 - a checkpoint that cannot be replayed fails the check
-            return compare_replay(index, start, checkpoints[index], None, error=f"{type(exc).__name__}: {exc}")
-        return compare_replay(index, start, checkpoints[index], replayed)
+        """The recipe's metrics of the stored model (ResultChecker.measure)."""
+        return self.checks.measure(spec, model_hash, holdout_data)
 
     def _vote(self, task_id: int, key: str, round_: str, verdict: dict[str, Any]) -> bool:
         from runtime_bindings import DispatchError
@@ -678,6 +438,6 @@ class ValidatorDaemon(Observable):
     def _record(self, key: str, vote: dict[str, Any]) -> None:
         self.state.voted[key] = vote
         self._save()
-        self.verdicts.append(vote)
+        self.votes_cast += 1
         self._notify("vote", **vote)
 

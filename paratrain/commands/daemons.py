@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
-from collections.abc import Callable
 from typing import Any
 
 from paratrain.argtypes import (
@@ -160,23 +157,11 @@ def run_worker(args: argparse.Namespace) -> int:
 
     key, keypair = _load_key(args, worker_log)
     daemon = WorkerDaemon(worker_config(args, key), keypair=keypair)
-
-    def on_stop(name: str) -> None:
-        daemon.stop()
-        status = daemon.status
-        if status.task_id is not None and status.state in ("training", "claiming", "submitting"):
-            worker_log.warning("%s: stopping; the claim on task %s is kept on chain (lease until block %s): "
-                        "restart the worker to resume from checkpoint %d (step %d)",
-                        name, status.task_id, status.lease_until, status.checkpoints, status.step)
-        else:
-            worker_log.warning("%s: stopping", name)
-        raise DaemonStopped()  # out of training at once: the claim stays, a restart resumes it
-
     try:
         health = _start_health(args, "worker", daemon, worker_log)
     except OSError:
         return EXIT_ERROR
-    _stop_on_signals(on_stop)
+    daemon.stop_on_signals()  # out of training at once: the claim stays, a restart resumes it
     try:
         code = daemon.run()
     except DaemonStopped:
@@ -232,22 +217,17 @@ def run_validator(args: argparse.Namespace) -> int:
 
     key, keypair = _load_key(args, validator_log)
     daemon = ValidatorDaemon(validator_config(args, key), keypair=keypair)
-
-    def on_stop(name: str) -> None:
-        validator_log.warning("%s: stopping after the current step", name)
-        daemon.stop()
-
     try:
         health = _start_health(args, "validator", daemon, validator_log)
     except OSError:
         return EXIT_ERROR
-    _stop_on_signals(on_stop)
+    daemon.stop_on_signals()  # after the current step
     try:
         code = daemon.run()
     finally:
         if health is not None:
             health.stop()
-    validator_log.info("validator stopped (%d verdicts)", len(daemon.verdicts))
+    validator_log.info("validator stopped (%d verdicts)", daemon.votes_cast)
     return code
 
 
@@ -294,18 +274,3 @@ def _load_key(args: argparse.Namespace, log: logging.Logger) -> tuple[str, Any]:
         return source.value, load_key_source(source)
     except KeyLoadError as exc:
         raise CliError(str(exc)) from None
-
-
-def _stop_on_signals(on_stop: Callable[[str], None]) -> None:
-    """SIGINT/SIGTERM call `on_stop(signal name)`; a second one exits at once (status 130)."""
-    count = 0
-
-    def handler(signum: int, _frame: Any) -> None:
-        nonlocal count
-        count += 1
-        if count > 1:
-            os._exit(130)
-        on_stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)

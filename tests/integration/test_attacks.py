@@ -63,6 +63,7 @@ from runtime_bindings.generated import types as t
 from runtime_bindings.generated import workers as wk
 from runtime_bindings.values import METRIC_SCALE
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
+from workers.observers import Recorder
 from workers.runner import TrainingResult, train_local
 from workers.trajectory import merkle_root_hex
 from workers.uri_policy import UriPolicy
@@ -162,13 +163,14 @@ class Validators:
     daemons: dict[str, Any]
     threads: dict[str, threading.Thread]
     crashes: dict[str, str] = field(default_factory=dict)  # name -> the traceback that ended its daemon
+    votes: dict[str, Recorder] = field(default_factory=dict)  # name -> its daemon's votes, as it cast them
 
     def alive(self) -> bool:
         return all(thread.is_alive() for thread in self.threads.values())
 
     def votes_on(self, task_id: int) -> dict[str, dict | None]:
-        return {name: next((v for v in reversed(d.verdicts) if v["task_id"] == task_id), None)
-                for name, d in self.daemons.items()}
+        return {name: next((v for v in reversed(r.of("vote")) if v["task_id"] == task_id), None)
+                for name, r in self.votes.items()}
 
     def stop(self) -> None:
         for name, daemon in self.daemons.items():
@@ -186,6 +188,8 @@ def start_validators(url: str, names: tuple[str, ...], from_block: int, tmp_path
                                  trusted_stores=trusted, state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
                                  from_block=from_block, poll_interval_s=0.2)
         daemon = group.daemons[name] = ValidatorDaemon(config)
+        group.votes[name] = Recorder(maxlen=1_000, only={"vote"})
+        daemon.subscribe(group.votes[name])
 
         def run(daemon: Any = daemon, name: str = name) -> None:
             try:
@@ -718,7 +722,7 @@ def test_a_colluding_approval_is_challenged_and_the_larger_quorum_slashes(challe
         assert chain.workers.workers(key.ss58_address).pending_verdicts == 0, (NAMES[key.ss58_address],
                                                                                timeline(chain, start))
         assert chain.task_bounties.verdicts(task_id, key.ss58_address) is None
-    challenges = [v for d in group.daemons.values() for v in d.verdicts if v["task_id"] == task_id and v.get("challenge")]
+    challenges = [v for r in group.votes.values() for v in r.of("vote") if v["task_id"] == task_id and v.get("challenge")]
     assert len(challenges) == 1 and not challenges[0]["accept"]
     assert [r.split(":")[0] for r in challenges[0]["reasons"]] == ["metric"]
 

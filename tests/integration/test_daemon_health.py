@@ -37,6 +37,7 @@ from runtime_bindings.generated import types as t  # noqa: E402
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset  # noqa: E402
 from workers.daemon import DaemonConfig, WorkerDaemon  # noqa: E402
 from workers.health import HealthLimits, ValidatorHealth, WorkerHealth  # noqa: E402
+from workers.observers import Recorder  # noqa: E402
 from workers.validator import ValidatorConfig, ValidatorDaemon  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs the worker and validator daemons against a devnet
@@ -110,6 +111,8 @@ def test_validator_daemon_metrics_and_probes(chain, tmp_path):
     daemon = ValidatorDaemon(config)
     health = ValidatorHealth(HealthLimits(liveness_timeout_s=3, readiness_timeout_s=30))
     daemon.subscribe(health.observe)
+    recorder = Recorder(maxlen=100, only={"vote", "abstained"})
+    daemon.subscribe(recorder)
     port = health.serve(0)
     status, text = get(port, "/readyz")
     assert status == 503 and "not connected" in text
@@ -123,8 +126,8 @@ def test_validator_daemon_metrics_and_probes(chain, tmp_path):
         wait_until(lambda: metrics(port)["paratrain_validator_abstentions_total"] == 1
                    and metrics(port)["paratrain_validator_verdicts_total{outcome=reject}"] == 1, 90,
                    "a reject and an abstention counted")
-        assert [(v["task_id"], v["accept"]) for v in daemon.verdicts] == [(rejected, False)]
-        assert [s["task_id"] for s in daemon.skipped] == [unjudgeable]
+        assert [(v["task_id"], v["accept"]) for v in recorder.of("vote")] == [(rejected, False)]
+        assert [s["task_id"] for s in recorder.of("abstained")] == [unjudgeable]
         wait_until(lambda: get(port, "/readyz")[0] == 200, 10, "ready again after judging")
         seen = metrics(port)
         assert seen["paratrain_validator_verdicts_total{outcome=accept}"] == 0

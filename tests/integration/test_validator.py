@@ -40,6 +40,7 @@ from runtime_bindings.generated import types as t
 from runtime_bindings.values import METRIC_SCALE
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
 from workers.hashing import blake2_256_hex
+from workers.observers import Recorder
 from workers.payout import Payouts
 from workers.runner import train_local
 from workers.uri_policy import UriPolicy
@@ -91,17 +92,19 @@ def running_validators(chain: Chain, names: tuple[str, ...], tmp_path_factory, t
     """ValidatorDaemon threads (one per name) following `chain` from its finalized head, trusting the stores
     `trusted` (the requester's and the worker's)."""
     start = chain.finalized_number()
-    daemons, threads = {}, {}
+    daemons, threads, recorders = {}, {}, {}
     for name in names:
         config = ValidatorConfig(chain_url=chain.url, key=f"//{name}",
                                  store=str(tmp_path_factory.mktemp(f"{name}-store")), trusted_stores=trusted,
                                  state_dir=str(tmp_path_factory.mktemp(f"{name}-state")), spot_checks=2,
                                  from_block=start, poll_interval_s=0.2)
         daemons[name] = ValidatorDaemon(config)
+        recorders[name] = Recorder(maxlen=1_000, only={"vote", "abstained"})  # what the tests read back
+        daemons[name].subscribe(recorders[name])
         threads[name] = threading.Thread(target=daemons[name].run, name=f"validator-{name}", daemon=True)
         threads[name].start()
     try:
-        yield {"daemons": daemons, "threads": threads}
+        yield {"daemons": daemons, "threads": threads, "recorders": recorders}
     finally:
         for name, daemon in daemons.items():
             daemon.stop()
@@ -149,8 +152,8 @@ def wait_for_event(chain: Chain, name: str, task_id: int, since: int, timeout: f
 
 
 def votes_on(validators, task_id: int) -> dict[str, dict]:
-    return {name: next((v for v in d.verdicts if v["task_id"] == task_id), None)
-            for name, d in validators["daemons"].items()}
+    return {name: next((v for v in r.of("vote") if v["task_id"] == task_id), None)
+            for name, r in validators["recorders"].items()}
 
 
 def inflated(attestation: t.Attestation) -> t.Attestation:
@@ -268,6 +271,8 @@ def test_a_restarted_validator_resumes_and_never_votes_twice(devnet, chain, trai
     assert state["last_block"] >= 1 and not state["pending"] and len(state["voted"]) == 3
     head = chain.finalized_number()
     restarted = ValidatorDaemon(daemon.config)
+    votes = Recorder(maxlen=100, only={"vote"})
+    restarted.subscribe(votes)
     thread = threading.Thread(target=restarted.run, daemon=True)
     thread.start()
     try:
@@ -279,7 +284,7 @@ def test_a_restarted_validator_resumes_and_never_votes_twice(devnet, chain, trai
         restarted.stop()
         thread.join(30)
     # it resumed from its state file: both earlier votes remembered, none cast again (on chain: one each)
-    assert restarted.verdicts == [] and restarted.exit_code == 0
+    assert votes.of("vote") == [] and restarted.votes_cast == 0 and restarted.exit_code == 0
     assert restarted.state.voted == state["voted"]
     for key in state["voted"]:
         task_id = int(key.split(":")[0])
@@ -302,7 +307,7 @@ def market(period_ms: int, honest: tuple[str, ...], tmp_path_factory, trusted: t
         for validator in (CHARLIE, DAVE, FERDIE, EVE):
             chain.workers.register(validator, "Validator", 100 * UNIT, CAPS)
         with running_validators(chain, honest, tmp_path_factory, trusted) as running:
-            yield SimpleNamespace(chain=chain, daemons=running["daemons"])
+            yield SimpleNamespace(chain=chain, daemons=running["daemons"], recorders=running["recorders"])
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +328,7 @@ def fee_paid(chain: Chain, block: int, who: str) -> int:
 
 
 def test_challenge_period_honest_result_approved_then_finalized_by_the_worker(short_period, trained):
-    chain, daemons = short_period.chain, short_period.daemons
+    chain, daemons, recorders = short_period.chain, short_period.daemons, short_period.recorders
     result = trained["result"]
     task_id = post_task(chain, trained["spec"], trained["requester"])
     receipt = claim_and_submit(chain, task_id, result.to_attestation(task_id, BOB.ss58_address))
@@ -352,14 +357,15 @@ def test_challenge_period_honest_result_approved_then_finalized_by_the_worker(sh
     assert chain.models.models("0x" + result.model_hash).task_id == task_id
     # nobody challenged: each approver, told of the approval, declined to challenge what it accepted
     assert not events_of(chain, "ResultChallenged", task_id)
-    for name, daemon in daemons.items():
-        assert [v["round"] for v in daemon.verdicts if v["task_id"] == task_id] == ["first"], name
+    for name in daemons:
+        assert [v["round"] for v in recorders[name].of("vote") if v["task_id"] == task_id] == ["first"], name
         assert any("never challenges a result it accepted" in s["reason"]
-                   for s in daemon.skipped if s["task_id"] == task_id), (name, daemon.skipped)
+                   for s in recorders[name].of("abstained") if s["task_id"] == task_id), \
+            (name, recorders[name].of("abstained"))
 
 
 def test_a_lazy_approval_is_challenged_and_the_challenge_upheld(long_period, trained):
-    chain, daemons = long_period.chain, long_period.daemons
+    chain, daemons, recorders = long_period.chain, long_period.daemons, long_period.recorders
     result = trained["result"]
     task_id = post_task(chain, trained["spec"], trained["requester"], validators_required=1)
     attestation = inflated(result.to_attestation(task_id, BOB.ss58_address))
@@ -395,7 +401,7 @@ def test_a_lazy_approval_is_challenged_and_the_challenge_upheld(long_period, tra
     [submitted] = events_of(chain, "ResultSubmitted", task_id, receipt.block_number)
     key = f"{task_id}:{as_hex(submitted.attestation_hash)}:challenge"  # never twice in this round
     for name, daemon in daemons.items():
-        votes = [v for v in daemon.verdicts if v["task_id"] == task_id]
+        votes = [v for v in recorders[name].of("vote") if v["task_id"] == task_id]
         assert [v["round"] for v in votes] == ["challenge"] and not votes[0]["accept"], (name, votes)
         assert bool(votes[0].get("challenge")) == (name == challenger)
         assert [r.split(":")[0] for r in votes[0]["reasons"]] == ["metric"]

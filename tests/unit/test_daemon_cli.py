@@ -23,9 +23,9 @@ def test_a_bad_key_is_one_line_and_status_2(argv, capsys) -> None:
 def test_first_signal_stops_second_exits_at_once() -> None:
     script = textwrap.dedent("""
         import os, signal, sys, time
-        from paratrain.commands.daemons import _stop_on_signals
+        from workers._daemon_base import stop_on_signals
         seen = []
-        _stop_on_signals(seen.append)
+        stop_on_signals(seen.append)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.1)
         print(seen, flush=True)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from paratrain.cli import build_parser, main
 from workers.daemon import DaemonConfig, WorkerDaemon
 from workers.health import DaemonHealth, HealthLimits, ValidatorHealth, WorkerHealth
-from workers.observers import Observable
+from workers.observers import Observable, Recorder
 from workers.validator import ValidatorConfig, ValidatorDaemon
 
 LIMITS = HealthLimits(liveness_timeout_s=30, readiness_timeout_s=10)
@@ -182,12 +182,14 @@ def test_a_failing_observer_neither_stops_the_others_nor_the_daemon():
     assert seen == [("claimed", {"task_id": 7})]
 
 
-def test_worker_daemon_events_reach_its_subscribers_and_its_list(worker):
+def test_worker_daemon_events_reach_its_subscribers_and_a_recorder(worker):
     daemon = WorkerDaemon(DaemonConfig(orchestrator="127.0.0.1:1", chain_url="ws://127.0.0.1:1", key="//Bob"))
     daemon.subscribe(worker.observe)
-    daemon._event("claimed", task_id=4, block=9)
-    daemon._event("trained", task_id=4, model_hash="00")
-    assert daemon.events == [("claimed", {"task_id": 4, "block": 9}), ("trained", {"task_id": 4, "model_hash": "00"})]
+    recorder = Recorder(maxlen=10)
+    daemon.subscribe(recorder)
+    daemon._notify("claimed", task_id=4, block=9)
+    daemon._notify("trained", task_id=4, model_hash="00")
+    assert recorder.events == [("claimed", {"task_id": 4, "block": 9}), ("trained", {"task_id": 4, "model_hash": "00"})]
     assert value(worker, "paratrain_worker_tasks_claimed_total") == 1
     assert value(worker, "paratrain_worker_tasks_trained_total") == 1
 
@@ -215,11 +217,13 @@ def test_worker_reads_chain_heads_between_polls_only_for_subscribers(worker):
 def test_validator_daemon_votes_and_abstentions_reach_its_subscribers(validator):
     daemon = ValidatorDaemon(ValidatorConfig(chain_url="ws://127.0.0.1:1", key="//Charlie"))
     daemon.subscribe(validator.observe)
+    recorder = Recorder(maxlen=10)
+    daemon.subscribe(recorder)
     daemon._record("1:aa:first", {"task_id": 1, "round": "first", "accept": False})
     daemon._record("2:bb:challenge", {"task_id": 2, "round": "challenge", "challenge": True, "accept": False})
     assert daemon._abstain(3, "the worker is this validator") is True
-    assert daemon.skipped == [{"task_id": 3, "reason": "the worker is this validator"}]
-    assert len(daemon.verdicts) == 2
+    assert recorder.of("abstained") == [{"task_id": 3, "reason": "the worker is this validator"}]
+    assert len(recorder.of("vote")) == 2 and daemon.votes_cast == 2
     assert value(validator, "paratrain_validator_verdicts_total", outcome="reject") == 1
     assert value(validator, "paratrain_validator_challenges_total") == 1
     assert value(validator, "paratrain_validator_abstentions_total") == 1

@@ -644,6 +644,7 @@ def test_revealed_holdout_is_measured_against_the_target(runs):
 
 # The daemon: one result whose judging fails never stops it -------------------------------------------------
 def test_a_result_whose_judging_fails_is_retried_then_abstained_and_the_others_judged(tmp_path):
+    from workers.observers import Recorder
     from workers.validator import ValidatorConfig, ValidatorDaemon, ValidatorState
 
     path = tmp_path / "state.json"
@@ -675,10 +676,12 @@ def test_a_result_whose_judging_fails_is_retried_then_abstained_and_the_others_j
     waiting._judge_pending()
     assert judged == [7, 8, 7]  # not before retry_at
     last = daemon()
+    abstained = Recorder(maxlen=10, only={"abstained"})
+    last.subscribe(abstained)
     last.state.pending["7"]["retry_at"] = 0
     last._judge_pending()
     assert judged == [7, 8, 7, 7] and not last.state.pending and not ValidatorState.load(path).pending
-    [skipped] = last.skipped
+    [skipped] = abstained.of("abstained")
     assert skipped["task_id"] == 7 and "judging failed 3 times" in skipped["reason"]
 
 

@@ -16,9 +16,9 @@ One run measures, on the same cores, the same recipe, epochs, hyperparameters an
    group (``workers.runner.WarmTrainer``, as the worker daemon keeps one: started, then one untimed
    small task) with ``--workers`` (default 1) training workers; ``--one-off`` also times a group started
    for the task alone (the path without a warm group);
-4. **end to end** (``--skip-e2e`` leaves it out): devnet (``tests/devnet_process.py``), the
-   orchestrator (``paratrain orchestrator``) and the worker daemon in this process
-   (``workers.daemon.WorkerDaemon``, joined to the Ray cluster). A requester posts a task; the
+4. **end to end** (``--skip-e2e`` leaves it out): devnet and the orchestrator as processes of their own
+   (``paratrain.local.LocalMarket``) and the worker daemon in this process (``workers.daemon.WorkerDaemon``,
+   joined to the Ray cluster, followed through its observer events). A requester posts a task; the
    fixed overhead is measured from the claim (the timestamp of the block holding TaskClaimed) to the
    first training step (a step hook in the training worker), and from the last training step to the
    block holding ResultSubmitted. The daemon takes ``--e2e-tasks`` tasks (default 3): the first one
@@ -58,7 +58,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,22 +449,15 @@ def micro_costs(spec, store, recipe, hp, prepared, repeat: int = 5) -> dict[str,
 # End to end on devnet
 # ================================================================================================
 def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, args, tmp: Path) -> list[dict[str, Any]]:
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from devnet_process import DevnetProcess
-    from orchestrator_process import OrchestratorProcess
-
-    import workers.daemon as daemon_mod
     import workers.runner as runner_mod
-    from runtime_bindings import Chain, Keypair
-    from runtime_bindings.generated import types as t
-    from runtime_bindings.values import METRIC_SCALE
+    from paratrain.local import LocalMarket
     from workers.artifacts import ArtifactStore
+    from workers.daemon import DaemonConfig, WorkerDaemon
     from workers.datasets import add_dataset
     from workers.engine import steps_of
+    from workers.recipes import get_recipe
     from workers.spec import DatasetRef
 
-    unit = 10**12
-    alice, bob = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
     log_path = tmp / "e2e.log"
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -476,8 +468,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     requester = ArtifactStore(store_root / "requester")
-    digest, uri = add_dataset(__import__("workers.recipes", fromlist=["get_recipe"]).get_recipe(recipe_name).dataset,
-                              requester)
+    digest, uri = add_dataset(get_recipe(recipe_name).dataset, requester)
     ref = DatasetRef(digest, uri)
     spec_probe = make_spec(recipe_name, ref, epochs, checkpoints=5, n_train=1, hp_extra={}, seed=3,
                            timeout_s=1800, target=0.0)
@@ -514,107 +505,83 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
             rec["total_steps"] = total
 
     current = {"task": -1}
-    devnet = orch = daemon = thread = chain = None
+    # the daemon's events (workers.observers) per task: (wall time it was seen, its detail)
+    seen: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
+
+    def observe(what: str, detail: Any) -> None:
+        if "task_id" not in detail:
+            return
+        task_id = int(detail["task_id"])
+        seen[(what, task_id)] = (time.time(), dict(detail))
+        if what == "claimed":  # sent once the claim is in a block, before the daemon fetches and trains
+            current["task"] = task_id
+
     try:
         log("e2e: starting devnet and the orchestrator")
-        devnet = DevnetProcess().start()
-        chain = Chain.connect(devnet.ws_url, timeout=10)
-        chain.workers.register(bob, "Trainer", 1_000 * unit, t.Capabilities(os.cpu_count() or 2, 0, "", 8_000))
-        orch = OrchestratorProcess(devnet.ws_url, tmp / "orchestrator.db").start()
-        runner_mod.train = timed_train
-        daemon = daemon_mod.WorkerDaemon(daemon_mod.DaemonConfig(
-            orchestrator=orch.target, chain_url=devnet.ws_url, key="//Bob", store=str(store_root / "worker"),
-            trusted_stores=(requester.root,), num_workers=num_workers, state_dir=str(tmp / "worker-state"), poll_wait_s=2.0,
-            max_tasks=args.e2e_tasks))
-        claim_times: dict[int, dict[str, float]] = {}
-        submit_times: dict[int, dict[str, float]] = {}
-        orig_claim, orig_submit = daemon._claim, daemon._submit
-
-        def claim(task_id):
-            claim_times[task_id] = {"sent": time.time()}
-            current["task"] = task_id
-            orig_claim(task_id)
-            claim_times[task_id]["returned"] = time.time()
-
-        def submit(task_id, spec, result):
-            submit_times[task_id] = {"entered": time.time()}
-            orig_submit(task_id, spec, result)
-            submit_times[task_id]["returned"] = time.time()
-
-        daemon._claim, daemon._submit = claim, submit
-        thread = threading.Thread(target=lambda: setattr(daemon, "exit_code", daemon.run()), daemon=True)
-        thread.start()
-        results = []
-        for i in range(args.e2e_tasks):
-            spec = make_spec(recipe_name, ref, epochs, checkpoints=5, n_train=n_train, hp_extra={}, seed=3 + i,
-                             timeout_s=1800, target=low_target)
-            spec_hash = requester.put(spec.canonical_bytes())
-            higher = spec.evaluation.mode == "max"
-            on_chain = t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + spec_hash, spec_uri=requester.uri(spec_hash),
-                                  dataset_hash="0x" + spec.dataset.hash, eval_metric=spec.evaluation.metric,
-                                  eval_target=int(low_target * METRIC_SCALE) if higher else 10**15,
-                                  higher_is_better=higher, requirements=t.Requirements(1, 0, 512), parent_model=None)
-            receipt = chain.task_bounties.create_task(alice, on_chain, 10 * unit, 0, chain.best_number() + 5_000, 1,
-                                                      None)
-            task_id = next(e.task_id for e in receipt.events if e.name == "TaskCreated")
-            created_ms = chain.timestamp.now(at=receipt.block_hash)
-            log(f"e2e: task {task_id} posted ({epochs} epochs, {num_workers} Ray workers); waiting for the result")
-            deadline = time.monotonic() + args.e2e_timeout
-            while not any(w == "submitted" and d["task_id"] == task_id for w, d in daemon.events):
-                if not thread.is_alive():
-                    raise SystemExit(f"the worker daemon stopped; see {log_path}")
-                if any(w == "refused" and d["task_id"] == task_id for w, d in daemon.events):
-                    raise SystemExit(f"the daemon refused task {task_id}; see {log_path}")
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"task {task_id} was not submitted in {args.e2e_timeout} s; see {log_path}")
-                time.sleep(0.1)
-            claimed = next(d for w, d in daemon.events if w == "claimed" and d["task_id"] == task_id)
-            submitted = next(d for w, d in daemon.events if w == "submitted" and d["task_id"] == task_id)
-            claim_ms = chain.timestamp.now(at=chain.block_hash(claimed["block"]))
-            result_ms = chain.timestamp.now(at=chain.block_hash(submitted["block"]))
-            rec = timings[task_id]
-            first, last = rec["steps"]["first-rank0"], rec["steps"]["last-rank0"]
-            claim_block = claim_ms / 1000
-            result_block = result_ms / 1000
-            row = {
-                "task_id": task_id, "epochs": epochs, "steps": rec["total_steps"], "num_workers": num_workers,
-                "metric": submitted["metrics"].get(spec.evaluation.metric),
-                "posted_to_claim_block_s": (claim_ms - created_ms) / 1000,
-                "claim_to_first_step_s": first["t"] - claim_block,
-                "last_step_to_result_block_s": result_block - last["t"],
-                "training_s": last["t"] - first["t"],
-                "claim_to_result_block_s": result_block - claim_block,
-                "breakdown": {
-                    "claim block -> daemon sees the claim": claim_times[task_id]["returned"] - claim_block,
-                    "-> train() called": rec["train_called"] - claim_times[task_id]["returned"],
-                    "-> task in the training worker": (first["loaded_at"] - rec["train_called"])
-                    if first.get("loaded_at") else None,
-                    "-> first step done": first["t"] - (first.get("loaded_at") or rec["train_called"]),
-                    "last step -> final report in the driver": rec.get("final_report", float("nan")) - last["t"],
-                    "-> train() returned (result card stored)": rec["train_returned"] - rec.get("final_report",
-                                                                                              last["t"]),
-                    "-> submit_result in a block": result_block - submit_times[task_id]["entered"],
-                    "(daemon sees ResultSubmitted)": submit_times[task_id]["returned"] - result_block,
-                },
-                "load": load_avg(),
-            }
-            results.append(row)
-            log(f"e2e: task {task_id}: claim -> first step {row['claim_to_first_step_s']:.2f} s, "
-                f"last step -> ResultSubmitted {row['last_step_to_result_block_s']:.2f} s")
-        thread.join(60)
-        return results
+        with LocalMarket(tmp / "e2e-market") as market:
+            chain = market.chain
+            market.register("Bob", "Trainer")
+            runner_mod.train = timed_train
+            daemon = WorkerDaemon(DaemonConfig(
+                orchestrator=market.target, chain_url=market.chain_url, key="//Bob", store=str(store_root / "worker"),
+                trusted_stores=(requester.root,), num_workers=num_workers, state_dir=str(tmp / "worker-state"),
+                poll_wait_s=2.0, max_tasks=args.e2e_tasks))
+            daemon.subscribe(observe)
+            worker = market.daemon_thread(daemon, "worker")
+            results = []
+            for i in range(args.e2e_tasks):
+                spec = make_spec(recipe_name, ref, epochs, checkpoints=5, n_train=n_train, hp_extra={}, seed=3 + i,
+                                 timeout_s=1800, target=low_target)
+                task_id, receipt = market.post(spec, requester, deadline_in=5_000)
+                created_ms = chain.timestamp.now(at=receipt.block_hash)
+                log(f"e2e: task {task_id} posted ({epochs} epochs, {num_workers} Ray workers); waiting for the result")
+                deadline = time.monotonic() + args.e2e_timeout
+                while ("submitted", task_id) not in seen:
+                    if not worker.alive:
+                        raise SystemExit(f"the worker daemon stopped; see {log_path}")
+                    if ("refused", task_id) in seen:
+                        raise SystemExit(f"the daemon refused task {task_id}; see {log_path}")
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"task {task_id} was not submitted in {args.e2e_timeout} s; see {log_path}")
+                    time.sleep(0.1)
+                claim_seen, claimed = seen[("claimed", task_id)]
+                submit_entered, _ = seen[("trained", task_id)]  # the daemon goes straight on to submit_result
+                submit_returned, submitted = seen[("submitted", task_id)]
+                claim_ms = chain.timestamp.now(at=chain.block_hash(claimed["block"]))
+                result_ms = chain.timestamp.now(at=chain.block_hash(submitted["block"]))
+                rec = timings[task_id]
+                first, last = rec["steps"]["first-rank0"], rec["steps"]["last-rank0"]
+                claim_block = claim_ms / 1000
+                result_block = result_ms / 1000
+                row = {
+                    "task_id": task_id, "epochs": epochs, "steps": rec["total_steps"], "num_workers": num_workers,
+                    "metric": submitted["metrics"].get(spec.evaluation.metric),
+                    "posted_to_claim_block_s": (claim_ms - created_ms) / 1000,
+                    "claim_to_first_step_s": first["t"] - claim_block,
+                    "last_step_to_result_block_s": result_block - last["t"],
+                    "training_s": last["t"] - first["t"],
+                    "claim_to_result_block_s": result_block - claim_block,
+                    "breakdown": {
+                        "claim block -> daemon sees the claim": claim_seen - claim_block,
+                        "-> train() called": rec["train_called"] - claim_seen,
+                        "-> task in the training worker": (first["loaded_at"] - rec["train_called"])
+                        if first.get("loaded_at") else None,
+                        "-> first step done": first["t"] - (first.get("loaded_at") or rec["train_called"]),
+                        "last step -> final report in the driver": rec.get("final_report", float("nan")) - last["t"],
+                        "-> train() returned (result card stored)": rec["train_returned"] - rec.get("final_report",
+                                                                                                  last["t"]),
+                        "-> submit_result in a block": result_block - submit_entered,
+                        "(daemon sees ResultSubmitted)": submit_returned - result_block,
+                    },
+                    "load": load_avg(),
+                }
+                results.append(row)
+                log(f"e2e: task {task_id}: claim -> first step {row['claim_to_first_step_s']:.2f} s, "
+                    f"last step -> ResultSubmitted {row['last_step_to_result_block_s']:.2f} s")
+            worker.join(60)
+            return results
     finally:
         runner_mod.train = original_train
-        if daemon is not None:
-            daemon.stop()
-        if thread is not None:
-            thread.join(30)
-        if chain is not None:
-            chain.close()
-        if orch is not None:
-            orch.stop()
-        if devnet is not None:
-            devnet.stop()
         root_logger.removeHandler(handler)
 
 

@@ -32,7 +32,7 @@ V = TypeVar("V")
 E = TypeVar("E", bound="TypedEvent")
 
 
-def to_scale_value(value: Any) -> Any:
+def to_scale_value(value: object) -> object:
     """Generated values (structs, enums, bytes, accounts) to the plain values scalecodec encodes; what
     callers have always passed (SS58 strings, 0x-hex, dicts, a Keypair for an account) goes through."""
     if isinstance(value, ChainEnum):
@@ -55,8 +55,10 @@ def to_scale_value(value: Any) -> Any:
     return value
 
 
-def struct_value(value: Any) -> dict[str, Any]:
+def struct_value(value: object) -> dict[str, object]:
     """A dataclass's fields by their SCALE names (``class_`` is ``class``), each as scalecodec encodes it."""
+    if not dataclasses.is_dataclass(value):
+        raise TypeError(f"not a generated struct: {value!r}")
     names = getattr(type(value), "_SCALE_NAMES", {})
     return {names.get(f.name, f.name): to_scale_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
 
@@ -71,7 +73,7 @@ class CallArgs:
     CALL: ClassVar[str] = ""
     _SCALE_NAMES: ClassVar[dict[str, str]] = {}
 
-    def to_value(self) -> dict[str, Any]:
+    def to_value(self) -> dict[str, object]:
         return struct_value(self)
 
 
@@ -81,7 +83,7 @@ class DynamicCall:
 
     pallet: str
     call: str
-    args: dict[str, Any]
+    args: dict[str, object]
 
     @property
     def PALLET(self) -> str:
@@ -91,7 +93,7 @@ class DynamicCall:
     def CALL(self) -> str:
         return self.call
 
-    def to_value(self) -> dict[str, Any]:
+    def to_value(self) -> dict[str, object]:
         return {name: to_scale_value(value) for name, value in self.args.items()}
 
 
@@ -106,7 +108,7 @@ class TypedEvent:
     _SCALE_NAMES: ClassVar[dict[str, str]] = {}
     _registry: ClassVar[dict[tuple[str, str], type[TypedEvent]]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("NAME"):
             TypedEvent._registry[(cls.PALLET, cls.NAME)] = cls
@@ -141,7 +143,7 @@ class GenericEvent(TypedEvent):
         return self.event_name
 
 
-def typed_event(pallet: str, name: str, attributes: Any) -> TypedEvent:
+def typed_event(pallet: str, name: str, attributes: object) -> TypedEvent:
     """The generated event class for (pallet, name) built from decoded attributes, or a GenericEvent."""
     cls = TypedEvent._registry.get((pallet, name))
     if cls is not None:
@@ -265,13 +267,13 @@ class StorageMap(Generic[K, V]):
         self._chain, self.pallet, self.name, self.key_count = chain, pallet, name, key_count
         self._decode, self._decode_keys = decode, decode_keys
 
-    def __call__(self, *keys: Any, at: str | None = None) -> V:
+    def __call__(self, *keys: object, at: str | None = None) -> V:
         if len(keys) != self.key_count:
             raise TypeError(f"{self.pallet}.{self.name} takes {self.key_count} key(s), got {len(keys)}")
         raw = self._chain.query(self.pallet, self.name, [to_scale_value(k) for k in keys], at=at)
         return None if raw is None else self._decode(raw)  # type: ignore[return-value]
 
-    def entries(self, *prefix: Any, page_size: int = 100, max_results: int | None = None,
+    def entries(self, *prefix: object, page_size: int = 100, max_results: int | None = None,
                 at: str | None = None) -> Iterator[tuple[K, V]]:
         """Every (key, value) under the leading `prefix` keys, fetched `page_size` keys at a time."""
         start: str | None = None
@@ -288,7 +290,7 @@ class StorageMap(Generic[K, V]):
                 return
             start = page.next_key
 
-    def page(self, *prefix: Any, page_size: int = 100, start_key: str | None = None,
+    def page(self, *prefix: object, page_size: int = 100, start_key: str | None = None,
              at: str | None = None) -> StoragePage[K, V]:
         """One page of entries after `start_key` (a raw storage key, from a previous page's `next_key`)."""
         pairs, last_key = self._chain.query_page(self.pallet, self.name, [to_scale_value(k) for k in prefix],
@@ -315,7 +317,7 @@ class PalletApi:
     PALLET: ClassVar[str] = ""
     _registry: ClassVar[dict[str, type[PalletApi]]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("PALLET"):
             PalletApi._registry[cls.PALLET] = cls
@@ -334,7 +336,7 @@ class PalletApi:
 
     # Dynamic access for pallets (or items) the generated layer lacks -------------------------
     def call(self, name: str, signer: Keypair, *, wait: Wait = "inclusion", timeout: float | None = None,
-             **args: Any) -> Receipt:
+             **args: object) -> Receipt:
         return self.submit(DynamicCall(self._pallet, name, args), signer, wait=wait, timeout=timeout)
 
     def storage(self, name: str) -> StorageValue[Any] | StorageMap[Any, Any]:
@@ -354,7 +356,7 @@ class PalletApi:
         names = chain.pallet_items(pallet)
         if attr in names["calls"]:
             def submit_call(signer: Keypair, *, wait: Wait = "inclusion", timeout: float | None = None,
-                            **args: Any) -> Receipt:
+                            **args: object) -> Receipt:
                 return self.call(attr, signer, wait=wait, timeout=timeout, **args)
             return submit_call
         storage_name = names["storage"].get(attr)

@@ -42,7 +42,7 @@ from runtime_bindings.errors import (
     rpc_error_from,
 )
 from runtime_bindings.generated import GeneratedPallets
-from runtime_bindings.metadata import MetadataIndex, v14_of
+from runtime_bindings.metadata import MetadataIndex, PalletItems, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
 from runtime_bindings.primitives import STORAGE_HASHERS, decode_scale
 from runtime_bindings.transport import Json, Transport, WebSocketTransport, json_list, json_object, json_str
@@ -239,7 +239,7 @@ class Chain(GeneratedPallets):
             api = self._pallet_cache[name] = cls(self, name)
         return api
 
-    def __getattr__(self, attr: str) -> Any:
+    def __getattr__(self, attr: str) -> PalletApi:
         if attr.startswith("_"):
             raise AttributeError(attr)
         name = self.metadata().pallet_names_by_attr().get(attr)
@@ -247,7 +247,7 @@ class Chain(GeneratedPallets):
             raise AttributeError(f"the runtime at {self.url} has no pallet {attr!r}")
         return self.pallet(name)
 
-    def pallet_items(self, pallet: str) -> dict[str, Any]:
+    def pallet_items(self, pallet: str) -> PalletItems:
         return self.metadata().items_by_attr(pallet)
 
     def storage_key_count(self, pallet: str, name: str) -> int:
@@ -282,9 +282,9 @@ class Chain(GeneratedPallets):
             raise BindingsError(f"unknown block {block_hash}")
         return _header_number(header)
 
-    def query(self, pallet: str, name: str, params: list[Any], *, at: str | None = None) -> Any:
+    def query(self, pallet: str, name: str, params: Sequence[object], *, at: str | None = None) -> Any:
         """One storage entry as scalecodec decodes it (None when an optional entry is absent)."""
-        return self._run(lambda si: si.query(pallet, name, params, block_hash=at)).value
+        return self._run(lambda si: si.query(pallet, name, list(params), block_hash=at)).value
 
     def storage_changes(self, pallet: str, name: str, keys: Sequence[int], first: str, last: str,
                         ) -> dict[int, list[tuple[str, str | None]]]:
@@ -315,11 +315,11 @@ class Chain(GeneratedPallets):
             return decode_scale(si.runtime_config, value_type, value, si.metadata)
         return self._run(decode)
 
-    def query_page(self, pallet: str, name: str, prefix: list[Any], *, page_size: int = 100,
+    def query_page(self, pallet: str, name: str, prefix: Sequence[object], *, page_size: int = 100,
                    start_key: str | None = None, at: str | None = None) -> tuple[list[tuple[Any, Any]], str | None]:
         """One page of a map: ([(key, value)], last raw key of the page)."""
         def page(si: SubstrateInterface) -> tuple[list[tuple[Any, Any]], str | None]:
-            result = si.query_map(pallet, name, prefix or None, block_hash=at or si.get_chain_head(),
+            result = si.query_map(pallet, name, list(prefix) or None, block_hash=at or si.get_chain_head(),
                                   max_results=page_size, page_size=page_size, start_key=start_key)
             pairs = [(_key_value(k), v.value) for k, v in result.records]
             return pairs, result.last_key

@@ -35,7 +35,7 @@ class ConnectionLost(BindingsError):
 class RpcError(BindingsError):
     """A JSON-RPC error object returned by the node."""
 
-    def __init__(self, code: int | None, message: str, data: Any = None) -> None:
+    def __init__(self, code: int | None, message: str, data: object = None) -> None:
         super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
         self.code, self.message, self.data = code, message, data
 
@@ -67,7 +67,7 @@ class InvalidTransaction(TransactionRejected):
     when the node's message could not be parsed); ``custom`` holds the Custom code.
     """
 
-    def __init__(self, code: int | None, message: str, data: Any, kind: str, custom: int | None = None) -> None:
+    def __init__(self, code: int | None, message: str, data: object, kind: str, custom: int | None = None) -> None:
         super().__init__(code, message, data)
         self.kind, self.custom = kind, custom
         self.args = (f"invalid transaction: {kind}" + (f" ({custom})" if custom is not None else ""),)
@@ -76,7 +76,7 @@ class InvalidTransaction(TransactionRejected):
 class UnknownTransaction(TransactionRejected):
     """JSON-RPC 1011 (or 1010 with an ``unknown`` payload): validity could not be determined."""
 
-    def __init__(self, code: int | None, message: str, data: Any, kind: str, custom: int | None = None) -> None:
+    def __init__(self, code: int | None, message: str, data: object, kind: str, custom: int | None = None) -> None:
         super().__init__(code, message, data)
         self.kind, self.custom = kind, custom
 
@@ -148,7 +148,7 @@ _CODE_CLASSES: dict[int, type[TransactionRejected]] = {
 }
 
 
-def rpc_error_from(error: Any) -> RpcError:
+def rpc_error_from(error: object) -> RpcError:
     """Turn a JSON-RPC error object (as py-substrate-interface raises it) into a typed exception."""
     if not isinstance(error, dict):
         return RpcError(None, str(error))
@@ -175,7 +175,7 @@ class DispatchError(BindingsError):
     (block, events, fee paid).
     """
 
-    def __init__(self, kind: str, detail: Any = None, receipt: Receipt | None = None) -> None:
+    def __init__(self, kind: str, detail: object = None, receipt: Receipt | None = None) -> None:
         super().__init__(kind if detail is None else f"{kind}: {detail}")
         self.kind, self.detail, self.receipt = kind, detail, receipt
 
@@ -233,7 +233,7 @@ class ModuleError(DispatchError):
     def error_name(self) -> str:
         return f"{self.pallet}.{self.name}"
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if own.get("name"):  # an error class: attach it to its pallet's base
@@ -258,7 +258,7 @@ class ModuleError(DispatchError):
                                     "__qualname__": f"{base.__name__}.{name}"})
 
 
-def dispatch_error_from(value: Any, error_names: dict[tuple[int, int], tuple[str, str, str]],
+def dispatch_error_from(value: object, error_names: dict[tuple[int, int], tuple[str, str, str]],
                         receipt: Receipt | None = None) -> DispatchError:
     """Build the typed exception for a decoded ``sp_runtime::DispatchError`` value.
 

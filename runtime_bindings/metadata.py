@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
@@ -38,6 +38,13 @@ def snake_case(name: str) -> str:
 def docs_of(item: dict[str, Any]) -> str:
     lines = item.get("docs", item.get("documentation")) or []
     return "\n".join(line.strip() for line in lines).strip()
+
+
+class PalletItems(TypedDict):
+    """What a pallet offers by name: its calls, and its storage items by snake_case attribute."""
+
+    calls: set[str]
+    storage: dict[str, str]
 
 
 @dataclass
@@ -103,7 +110,7 @@ class MetadataIndex:
     def pallet_names_by_attr(self) -> dict[str, str]:
         return {snake_case(name): name for name in self.pallets}
 
-    def items_by_attr(self, pallet: str) -> dict[str, Any]:
+    def items_by_attr(self, pallet: str) -> PalletItems:
         return {
             "calls": {v["name"] for v in self.calls(pallet)},
             "storage": {snake_case(e["name"]): e["name"] for e in self.storage(pallet)},

@@ -123,7 +123,7 @@ class DaemonBase(Observable):
         info = self.chain.workers.workers(account)
         if info is None:
             raise self.error(f"{account} is not registered on chain: register it as a {self.chain_role} first "
-                             f"(Workers.register with a stake)")
+                             f"(paratrain stake register --role {self.chain_role.lower()} --stake AMOUNT)")
         if info.role != self.chain_role:
             raise self.error(f"{account} is registered as a {info.role}, not a {self.chain_role}")
         return info

@@ -164,7 +164,7 @@ def test_the_market_from_the_command_line(market, tmp_path: Path) -> None:
     assert "hash verified" in downloaded.stderr
 
     # the operators leave: the daemons stop, the stakes unbond, then come back (withdrawing too early is
-    # refused in test_stake_cli.py, on an instant-seal chain: here each command takes seconds, blocks do not)
+    # refused in test_stake_refusals.py, on an instant-seal chain: here each command takes seconds, blocks do not)
     for party in market.parties[1:]:
         assert party.stop() == 0, party.output()[-3000:]
     shown = cli("stake", "show", address["trainer"]).stdout

@@ -1,6 +1,6 @@
 """`paratrain stake` without a chain: its arguments are refused at parse time, and a Workers refusal that reaches
 the chain anyway (the state changed between the checks and the block) becomes the same one line as the
-checks give, with what to do about it. The refusals against a real devnet: tests/integration/test_stake_cli.py."""
+checks give, with what to do about it. The refusals against a real devnet: tests/integration/test_stake_refusals.py."""
 from __future__ import annotations
 
 import pytest

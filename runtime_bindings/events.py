@@ -9,7 +9,7 @@ after it is finalized, and never skipped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from runtime_bindings.base import BlockEvents, EventRecord
@@ -38,7 +38,7 @@ class EventStreams:
         """
         return FinalizedEvents(self._chain, from_block, to_block, poll_interval, reconnect_timeout, own_connection)
 
-    def catch_up(self, from_block: int, to_block: int, *, pallets: Any = None, batch: int = 256,
+    def catch_up(self, from_block: int, to_block: int, *, pallets: Iterable[str] | None = None, batch: int = 256,
                  reconnect_timeout: float = 60.0) -> CatchUp:
         """Finalized blocks `from_block`..`to_block` (all must be finalized) fetched in batches, with only
         the events of `pallets` (None: all) decoded: the fast way through a long range (see CatchUp)."""
@@ -316,7 +316,7 @@ class CatchUp:
     (`Chain.events_at`). Lost connections are retried for `reconnect_timeout` seconds, resuming after the
     last block yielded (`last_number`)."""
 
-    def __init__(self, chain: Chain, from_block: int, to_block: int, *, pallets: Any = None, batch: int = 256,
+    def __init__(self, chain: Chain, from_block: int, to_block: int, *, pallets: Iterable[str] | None = None, batch: int = 256,
                  reconnect_timeout: float = 60.0) -> None:
         self._chain, self.to_block, self.batch = chain, to_block, max(1, min(batch, 1000))
         self.pallets = None if pallets is None else frozenset(pallets)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any
 
 MAX_ENTRIES = 16  # distinct runtimes kept; the oldest is dropped beyond that
 
@@ -20,17 +19,17 @@ MAX_ENTRIES = 16  # distinct runtimes kept; the oldest is dropped beyond that
 class _SharedMetadata:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str], object] = OrderedDict()
         self._max = max_entries
 
-    def get(self, key: tuple[str, str, str]) -> Any:
+    def get(self, key: tuple[str, str, str]) -> object:
         with self._lock:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
             return value
 
-    def set(self, key: tuple[str, str, str], value: Any) -> None:
+    def set(self, key: tuple[str, str, str], value: object) -> None:
         with self._lock:
             self._entries[key] = value
             self._entries.move_to_end(key)
@@ -58,8 +57,8 @@ class MetadataRegion:
         self._prefix = (genesis_hash.lower(), digest)
         self._shared = shared
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str) -> object:
         return self._shared.get((*self._prefix, key))
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: object) -> None:
         self._shared.set((*self._prefix, key), value)

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import Context
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from devnet.chain import Chain
 from devnet.node import Node, NodeConfig
@@ -29,6 +29,7 @@ from devnet.rpc.server import Sink, _Connection
 
 Message = dict[str, Any]
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 SETTLE_LIMIT_S = 2.0  # the longest a request waits for timers its handlers set (the 0.25 s {finalized} hold)
 
 
@@ -40,7 +41,7 @@ class _SettlingLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.timers: list[asyncio.TimerHandle] = []
 
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any,
+    def call_at(self, when: float, callback: Callable[[*Ts], object], *args: *Ts,
                 context: Context | None = None) -> asyncio.TimerHandle:
         handle = super().call_at(when, callback, *args, context=context)
         self.timers.append(handle)

@@ -18,7 +18,7 @@ before the server did anything). A server without OpenAuthSession (UNIMPLEMENTED
 signed calls, as does every call when the client is built with `sessions=False`.
 
 Heartbeats: `heartbeat()` (and `report_progress()`) is one unary Heartbeat call per
-heartbeat, signed per call. `heartbeat_stream()` keeps one HeartbeatStream open and
+heartbeat, authenticated per call. `heartbeat_stream()` keeps one HeartbeatStream open and
 sends each heartbeat as a message signed on its own (orchestrator/auth.py, "Signed
 streams"): the same checks on the server, without a new call per heartbeat.
 `heartbeats()` is what a worker daemon uses: the stream, and a unary call for a
@@ -259,7 +259,7 @@ class WorkerClient:
         return ProgressSummary(updates=resp.updates, heartbeats=resp.heartbeats)
 
     async def heartbeat(self, update: ProgressUpdate, heartbeat_extrinsic: bytes | None = None) -> bool:
-        """One update (and optional worker-signed heartbeat extrinsic) as a unary Heartbeat call, signed
+        """One update (and optional worker-signed heartbeat extrinsic) as a unary Heartbeat call, authenticated
         over its own bytes. Returns whether an extrinsic was accepted for relay."""
         resp = await self._unary("Heartbeat", serde.heartbeat_request(update, heartbeat_extrinsic),
                                  worker_pb2.HeartbeatResponse)
@@ -385,7 +385,7 @@ class HeartbeatStream:
 class Heartbeats:
     """Heartbeats over one HeartbeatStream, with unary Heartbeat calls as the fallback.
 
-    A message on the open stream costs both sides about half of a unary call (docs/benchmarks.md), so
+    A message on the open stream costs both sides less than a unary call (docs/benchmarks.md), so
     a worker's steady traffic goes there. The stream is a transport choice, not a different contract:
     the server checks each message as it checks a unary call and refuses it with the same status, so
     a refusal (UNAUTHENTICATED, PERMISSION_DENIED, ...) is raised as it is, and the next send opens a

@@ -139,8 +139,8 @@ class WorkerServiceServicer:
     def Heartbeat(self, request, context):
         """One progress update of a task the caller holds, optionally carrying a
         worker-signed heartbeat extrinsic (relayed at a bounded rate as for
-        StreamProgress). Unary and signed per call: the cheap way to send periodic
-        heartbeats. The latest update per task is kept in memory and written to
+        StreamProgress). Unary and authenticated per call (signature or session
+        MAC): the fallback when the stream is unavailable. The latest update per task is kept in memory and written to
         the index in batches.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,7 +1,7 @@
-"""Request signing for the worker API: signer (client side), verifier, replay cache, rate limiter.
+"""Request authentication for the worker API: signer (client side), verifier, replay cache, rate limiter, sessions.
 
-The scheme (docs/orchestrator.md, "Authentication"). Every WorkerService call carries
-the gRPC metadata
+The scheme (docs/orchestrator.md, "Authentication"). Every WorkerService call that is
+not a session call (see "Sessions" below) carries the gRPC metadata
 
     x-paratrain-account    SS58 address of the caller
     x-paratrain-timestamp  milliseconds since the Unix epoch, decimal

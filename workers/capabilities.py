@@ -104,9 +104,9 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGR
             if quota != "max" and _positive(quota) and _positive(period):
                 limits.append(int(quota) / int(period))
             continue
-        quota, period = _read(directory / "cpu.cfs_quota_us"), _read(directory / "cpu.cfs_period_us")
-        if quota is not None and period is not None and _positive(quota) and _positive(period):
-            limits.append(int(quota) / int(period))
+        v1_quota, v1_period = _read(directory / "cpu.cfs_quota_us"), _read(directory / "cpu.cfs_period_us")
+        if v1_quota is not None and v1_period is not None and _positive(v1_quota) and _positive(v1_period):
+            limits.append(int(v1_quota) / int(v1_period))
     return max(1, math.ceil(min(limits))) if limits else None
 
 

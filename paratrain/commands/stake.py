@@ -148,10 +148,9 @@ def _capabilities(args: argparse.Namespace, node: Node) -> Capabilities:
     return declared
 
 
-def _on_chain(caps: Capabilities) -> Any:
-    from runtime_bindings.generated import types as t
-
-    return t.Capabilities(caps.cpus, caps.gpus, caps.gpu_model, caps.memory_mb)
+def _on_chain(caps: Capabilities) -> dict[str, object]:
+    """The call argument: gpu_model as text, which the encoder writes as its UTF-8 bytes."""
+    return {"cpus": caps.cpus, "gpus": caps.gpus, "gpu_model": caps.gpu_model, "memory_mb": caps.memory_mb}
 
 
 def _describe(caps: Capabilities) -> str:
@@ -169,9 +168,11 @@ def _registration(node: Node, who: str) -> Any:
 
 
 def _open_claims(node: Node, who: str) -> list[int]:
-    """The tasks the worker holds (claimed, or its result not yet paid or rejected), in id order."""
+    """The tasks the worker holds (claimed, or its result not yet paid or rejected), in id order. Under the
+    worker's prefix the map yields the task id alone, though it is typed with the whole (worker, task) key."""
     with chain_errors(node.url):
-        return sorted(int(task) for task, _ in node.chain.task_bounties.claims_by_worker.entries(who))
+        keys = [key for key, _ in node.chain.task_bounties.claims_by_worker.entries(who)]
+    return sorted(int(key[-1] if isinstance(key, tuple) else key) for key in keys)
 
 
 def _check_free(node: Node, who: str, amount: int) -> None:

@@ -106,8 +106,7 @@ class WebSocketTransport:
     def connect(self) -> None:
         self.close()
         try:
-            self._ws = websocket.create_connection(self._url, timeout=self._timeout, skip_utf8_validation=True,
-                                                   max_size=2 ** 32)
+            self._ws = websocket.create_connection(self._url, timeout=self._timeout, skip_utf8_validation=True)
         except WIRE_ERRORS as exc:
             raise ConnectionLost(f"cannot connect to {self._url}: {exc}") from exc
 

@@ -1,27 +1,22 @@
 """The worker daemon: `paratrain worker` takes task after task from the orchestrator and trains them on Ray.
 
-One task, end to end::
+One task, end to end (a workers.task_run.TaskRun: ASSIGNED -> CLAIMED -> TRAINING -> TRAINED -> SUBMITTED)::
 
-    request_assignment (long poll) -> GetTaskSpec
-      -> fetch the spec document (spec_uri), verified against the on-chain spec_hash; decode it
-      -> check it: recipe on chain == recipe in the spec, dataset hash on chain == in the spec, the recipe
-         is registered (custom code only with --allow-custom-code), enough blocks before the deadline
-      -> fetch the data set, verified against dataset_hash           (any failure: refused, never claimed)
-      -> claim_task signed with the worker's own key, relayed by the orchestrator (or sent to the node
-         directly when the orchestrator cannot relay), and waited for on chain
-      -> train (workers.runner.train on the daemon's WarmTrainer: one long-lived Ray Train run with
+    request_assignment (long poll): the assignment carries the task's TaskView (no GetTaskSpec)
+      -> workers.task_checks: the chain's copy of the task read; the spec document (the view's spec_uri)
+         fetched, verified against the on-chain spec_hash and decoded; recipe and dataset hash on chain ==
+         in the spec, the recipe registered (custom code only with --allow-custom-code), the task Open with
+         enough blocks before the deadline (or claimed by this worker); the data set fetched, verified
+         against dataset_hash                                         (any failure: refused, never claimed)
+      -> "claiming", then claim_task signed with the worker's own key, relayed by the orchestrator (or sent
+         to the node directly when the orchestrator does not relay it), and waited for on chain
+      -> train (workers.training_session on the daemon's WarmTrainer: one long-lived Ray Train run with
          --num-workers workers, DDP when 2+, started with the daemon, so a task starts on training workers
-         that already run); at each checkpoint:
-         a journal entry on disk, ProgressUpdate {epoch, step, loss, metrics, checkpoint root} to the
-         orchestrator with a worker-signed `heartbeat` {step, checkpoint_root} (at most one every
-         `heartbeat_interval_s`; the orchestrator relays them at a bounded block rate)
-      -> attestation from the TrainingResult, signed (runtime_bindings.AttestationCodec), submit_result
-         signed by the worker, waited for on chain (ResultSubmitted), report_result to the orchestrator.
-
-A guard thread watches the claim on chain while training: when the lease is about to lapse (fewer than
-`lease_margin_blocks` left: heartbeats relayed late or not at all) it sends a heartbeat straight to the
-node; when fewer than `deadline_margin_blocks` blocks are left before the task's deadline it sends
-`release_claim` at once (the task is given back, no slash) and cancels the training run.
+         that already run); at each checkpoint a journal entry, ProgressUpdate and a worker-signed
+         `heartbeat` to the orchestrator; a guard thread keeps the lease alive and releases the claim
+         (no slash) when the deadline comes too close
+      -> "submitting", then the attestation from the TrainingResult, signed (runtime_bindings.AttestationCodec),
+         submit_result signed by the worker, waited for on chain (ResultSubmitted), report_result.
 
 Payouts (workers.payout): on a chain with a challenge period a quorum of accepts makes the result Approved
 until ``challenge_until``; the daemon watches the results it submitted between assignment polls (the long
@@ -60,94 +55,25 @@ import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 from orchestrator import errors as api
 from runtime_bindings import BindingsError
 from runtime_bindings.generated.types import TaskStatus
 from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
-from workers.artifacts import ArtifactError, ArtifactIntegrityError, FetchLimits, Kind
 from workers.errors import DaemonError, DaemonStopped, TaskCancelled, TaskRefused
 from workers.journal import Journal
-from workers.retry import Decision, decide, training_refusal
+from workers.retry import Decision, decide
+from workers.task_checks import ClaimPolicy, check_task, claimed_by, fetch_dataset
 from workers.task_run import RunState, TaskRun
+from workers.training_session import CancelHook, TrainingSession
+from workers.worker_config import DaemonConfig, Status
 
 log = logging.getLogger("paratrain.worker")
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "CancelHook", "DaemonConfig", "DaemonError", "DaemonStopped", "Status",
            "TaskCancelled", "TaskRefused", "WorkerDaemon"]
-
-
-@dataclass
-class DaemonConfig:
-    orchestrator: str
-    chain_url: str
-    key: str
-    store: str | None = None                 # artifact store root (fsspec URL or directory)
-    trusted_stores: tuple[str, ...] = ()      # the other stores whose URIs it opens: the requesters'
-    allow_remote_uris: bool = False           # http(s) URIs outside those stores, public addresses only
-    allow_private_addresses: bool = False     # ... and loopback or private ones too
-    limits: FetchLimits = field(default_factory=FetchLimits)
-    ray_address: str | None = None
-    num_workers: int = 1                      # Ray Train workers (DDP when 2+; pays off only for heavy recipes)
-    use_gpu: bool = False
-    allow_custom_code: bool = False
-    state_dir: str | None = None              # journal + status.json (default ~/.cache/paratrain/worker/<account>)
-    deadline_margin_blocks: int = 3           # release the claim when fewer blocks are left before the deadline
-    lease_margin_blocks: int = 3              # heartbeat straight to the node when the lease is this close
-    min_blocks_to_claim: int = 6              # do not claim a task with fewer blocks before its deadline
-    heartbeat_interval_s: float = 2.0         # at most one heartbeat extrinsic per this many seconds
-    poll_wait_s: float = 10.0                 # long-poll duration of request_assignment
-    guard_interval_s: float = 0.3
-    max_tasks: int | None = None              # stop after this many results submitted (None: run forever)
-    max_failures: int = 2                     # Ray Train restarts of the worker group
-    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
-    gpus: int = 0
-    gpu_model: str = ""
-    memory_mb: int = 0                        # 0: the machine's memory
-    chain_timeout_s: float = 30.0
-    submit_timeout_s: float = 60.0
-
-
-@dataclass
-class Status:
-    account: str = ""
-    state: str = "starting"   # starting | idle | verifying | claiming | training | submitting | releasing | stopped
-    task_id: int | None = None
-    recipe: str | None = None
-    step: int = 0
-    total_steps: int = 0
-    epoch: int = 0
-    loss: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    checkpoints: int = 0
-    checkpoint_root: str | None = None
-    lease_until: int | None = None
-    deadline: int | None = None
-    block: int | None = None
-    tasks_submitted: int = 0
-    tasks_refused: int = 0
-    tasks_released: int = 0
-    tasks_paid: int = 0
-    payouts_pending: int = 0
-    last_result: dict[str, Any] | None = None
-    last_error: str | None = None
-    updated: float = 0.0
-
-
-class CancelHook:
-    """A Ray Train step hook: stop the run (raise) once the cancel file exists. Picklable."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, step: int, rank: int) -> None:
-        if os.path.exists(self.path):
-            raise TaskCancelled(f"training cancelled by the worker daemon at step {step}")
 
 
 class WorkerDaemon(DaemonBase):
@@ -165,9 +91,10 @@ class WorkerDaemon(DaemonBase):
         self.payouts: Any = None                # workers.payout.Payouts, once connected
         self._codec: Any = None
         self._trainer: Any = None               # workers.runner.WarmTrainer, once Ray is up
-        self._guard_stop = threading.Event()
         self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
         self.journal: Journal | None = None
+        self._claim_policy = ClaimPolicy(config.allow_custom_code, config.min_blocks_to_claim,
+                                         config.deadline_margin_blocks)
 
     # Set-up ---------------------------------------------------------------------------------
     def _startup_checks(self) -> Any:
@@ -400,64 +327,17 @@ class WorkerDaemon(DaemonBase):
             return False
 
     def _claimed_by_me(self, status: TaskStatus | None) -> bool:
-        return isinstance(status, TaskStatus.Claimed) and status.worker == self.account
+        return claimed_by(status, self.account)
 
     def _verify(self, run: TaskRun) -> tuple[Any, Any]:
-        """The task's spec document, checked against the chain; the data set fetched and verified. Both are
-        the requester's: whatever their URIs do (refused by the URI policy, too large, unreachable, another
-        hash), the task is refused and never claimed, or released without a slash when it was. The spec URI
-        is the assignment's TaskView's; the hashes, recipe, status and deadline are the chain's."""
-        from workers.recipes import RecipeError, get_recipe
-        from workers.spec import SpecError, decode_spec
-
-        task_id = run.task_id
-        task = self._chain_task(task_id)  # the chain's copy: what the claim and the stake are bound to
-        spec_meta = task.spec
-        spec_hash, spec_uri = spec_meta.spec_hash.hex(), spec_meta.spec_uri.text
-        dataset_hash, recipe = spec_meta.dataset_hash.hex(), spec_meta.recipe.text
-        if run.view is not None:
-            spec_uri = run.view.spec_uri or spec_uri
-            if (bytes(run.view.spec_hash).hex(), bytes(run.view.dataset_hash).hex(), run.view.recipe) != \
-                    (spec_hash, dataset_hash, recipe):
-                log.warning("task %d: the orchestrator's view of the task differs from the chain's: using the "
-                            "chain's hashes and recipe", task_id)
-        try:
-            raw = self.store.fetch(spec_uri, spec_hash, kind=Kind.SPEC)
-        except ArtifactIntegrityError:
-            raise TaskRefused(f"the spec document at {spec_uri} does not match the on-chain spec_hash "
-                              f"{spec_hash}") from None
-        except (ArtifactError, OSError, ValueError, MemoryError) as exc:
-            raise TaskRefused(f"cannot fetch the spec document: {exc}") from None
-        try:
-            spec = decode_spec(raw, require_canonical=True)
-        except SpecError as exc:
-            raise TaskRefused(f"the spec document is invalid: {exc}") from None
-        if spec.recipe != recipe:
-            raise TaskRefused(f"the spec's recipe {spec.recipe!r} differs from the on-chain recipe {recipe!r}")
-        if spec.dataset.hash != dataset_hash:
-            raise TaskRefused(f"dataset hash mismatch: the spec names {spec.dataset.hash}, the chain {dataset_hash}")
-        try:
-            get_recipe(spec.recipe, allow_custom=self.config.allow_custom_code)
-        except RecipeError as exc:
-            hint = "" if self.config.allow_custom_code else " (custom code runs only with --allow-custom-code)"
-            raise TaskRefused(f"{exc}{hint}") from None
-        if task.status == TaskStatus.Open:
-            left = task.deadline - self.chain.best_number()
-            if left < max(self.config.min_blocks_to_claim, self.config.deadline_margin_blocks + 1):
-                raise TaskRefused(f"only {left} blocks are left before its deadline (block {task.deadline}): "
-                                  f"too few to train and submit")
-        elif not self._claimed_by_me(task.status):
-            raise TaskRefused(f"the task is {task.status.name} on chain")
+        """(TaskSpec, the chain's task): the spec and the data set checked and fetched (workers.task_checks)."""
+        task = self._chain_task(run.task_id)  # the chain's copy: what the claim and the stake are bound to
+        spec = check_task(task, view=run.view, store=self.store, account=self.account,
+                          best_number=self.chain.best_number, policy=self._claim_policy)
         self._set(recipe=spec.recipe, deadline=task.deadline)
-        log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", task_id,
-                 spec_hash[:16], spec.recipe, dataset_hash[:16], spec.dataset.uri)
-        try:  # into this store, where the engine reads it by hash (verified again there)
-            self.store.get(self.store.fetch_into_store(spec.dataset.uri, dataset_hash, kind=Kind.DATASET))
-        except ArtifactIntegrityError:
-            raise TaskRefused(f"dataset hash mismatch: the data at {spec.dataset.uri} is not the {dataset_hash} "
-                              f"the task requires") from None
-        except (ArtifactError, OSError, ValueError, MemoryError) as exc:
-            raise TaskRefused(f"cannot fetch the data set: {exc}") from None
+        log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", run.task_id,
+                 task.spec.spec_hash.hex()[:16], spec.recipe, spec.dataset.hash[:16], spec.dataset.uri)
+        fetch_dataset(self.store, spec)
         return spec, task
 
     # Extrinsics -------------------------------------------------------------------------------
@@ -525,114 +405,11 @@ class WorkerDaemon(DaemonBase):
         self.journal.forget(task_id)
         return True
 
-    def _heartbeat_raw(self, task_id: int, step: int, root_hex: str) -> bytes:
-        from runtime_bindings.generated import types as t
-        from runtime_bindings.generated.task_bounties import HeartbeatCall
-
-        call = HeartbeatCall(task_id=task_id, progress=t.Progress(step=step, checkpoint_root="0x" + root_hex))
-        raw_hex = self.chain.sign(call, self.keypair)
-        return bytes.fromhex(raw_hex[2:])
-
     # Training ---------------------------------------------------------------------------------
     def _train_and_submit(self, run: TaskRun, spec: Any, task: Any) -> None:
-        from orchestrator.domain import ProgressUpdate
-        from workers.engine import TrainingError
-        from workers.runner import train
-        from workers.trajectory import merkle_root_hex
-
-        task_id, resumed = run.task_id, run.resumed
-        spec_hash = spec.spec_hash_hex()
-        resume = self.journal.checkpoints(task_id, spec_hash) if resumed else []
-        if resume:
-            log.info("task %d: resuming from checkpoint %d (%s) of the journal", task_id, len(resume), resume[-1][:16])
-        elif resumed:
-            log.info("task %d: no usable checkpoint in the journal: training again from the start "
-                     "(deterministic: the same result)", task_id)
-        run.advance(RunState.TRAINING)
-        self._notify("train", task_id=task_id, resume_from=len(resume))
-        trajectory = list(resume)
-        cancel_file = str(self.state_dir / f"cancel-{task_id}-{uuid.uuid4().hex[:8]}")  # type: ignore[operator]
-        cancelled = threading.Event()
-        reason: dict[str, str] = {}
-        latest = {"step": 0, "root": ""}
-        chain_progress = task.progress
-        if chain_progress is not None:
-            latest = {"step": int(chain_progress.step), "root": chain_progress.checkpoint_root.hex()}
-        last_heartbeat = [0.0]
-        lock = threading.Lock()
-        heartbeats = self.client.heartbeats()  # one signed stream per task (unary when it is unavailable)
-
-        def cancel(why: str) -> None:
-            reason.setdefault("why", why)
-            cancelled.set()
-            Path(cancel_file).touch()
-
-        def on_progress(p: Any) -> None:
-            if self.stopping and not cancelled.is_set():
-                cancel("the daemon is stopping")
-            if p.checkpoint_hash and p.checkpoints == len(trajectory) + 1:
-                trajectory.append(p.checkpoint_hash)
-            consistent = len(trajectory) == p.checkpoints and merkle_root_hex(trajectory) == p.checkpoint_root
-            if consistent and not p.final:
-                self.journal.record(task_id, spec_hash, trajectory, p.step)
-            self._set(step=p.step, total_steps=p.total_steps, epoch=p.epoch, loss=p.loss,
-                      metrics=dict(p.metrics), checkpoints=p.checkpoints, checkpoint_root=p.checkpoint_root)
-            self._notify("progress", task_id=task_id, step=p.step)
-            log.info("task %d: step %d/%d epoch %d loss %.4f %s checkpoint %d root %s", task_id, p.step,
-                     p.total_steps, p.epoch, p.loss,
-                     " ".join(f"{k}={v:.4f}" for k, v in sorted(p.metrics.items())), p.checkpoints,
-                     p.checkpoint_root[:16])
-            if cancelled.is_set():
-                return
-            heartbeat = None
-            with lock:
-                if consistent and p.step >= latest["step"]:
-                    latest.update(step=p.step, root=p.checkpoint_root)
-                    now = time.monotonic()
-                    if now - last_heartbeat[0] >= self.config.heartbeat_interval_s and not p.final:
-                        try:
-                            heartbeat = self._heartbeat_raw(task_id, p.step, p.checkpoint_root)
-                            last_heartbeat[0] = now
-                        except Exception as exc:  # noqa: BLE001
-                            log.debug("task %d: cannot sign a heartbeat: %s", task_id, exc)
-            update = ProgressUpdate(task_id=task_id, worker=self.account, step=p.step, epoch=p.epoch,
-                                    loss=float(p.loss) if p.loss == p.loss else 0.0, metrics=dict(p.metrics),
-                                    checkpoint_root=bytes.fromhex(p.checkpoint_root) if p.checkpoint_root else b"")
-            try:
-                heartbeats.send(update, heartbeat)
-            except Exception as exc:  # noqa: BLE001 - progress is best effort; the guard keeps the lease
-                log.info("task %d: progress not delivered to the orchestrator: %s", task_id, exc)
-
-        guard = threading.Thread(target=self._guard, name=f"paratrain-guard-{task_id}", daemon=True,
-                                 args=(task_id, cancelled, cancel, latest, lock))
-        guard_stop = threading.Event()
-        self._guard_stop = guard_stop
-        self._set(state="training")
-        log.info("task %d: training %s on Ray with %d workers%s", task_id, spec.recipe, self.config.num_workers,
-                 f" (from step {latest['step']})" if resume else "")
-        guard.start()
-        try:
-            result = train(spec, self.store, num_workers=self.config.num_workers, use_gpu=self.config.use_gpu,
-                           max_failures=self.config.max_failures, on_progress=on_progress, resume_from=resume,
-                           allow_custom=self.config.allow_custom_code, step_hook=CancelHook(cancel_file),
-                           storage_path=str(self.state_dir / "ray"),  # type: ignore[operator]
-                           trainer=self._warm_trainer())
-        except TrainingError as exc:
-            if cancelled.is_set():
-                raise TaskCancelled(f"training stopped: {reason.get('why')}") from None
-            raise training_refusal(exc) from None
-        finally:
-            guard_stop.set()
-            guard.join(timeout=10)
-            heartbeats.close()
-            try:
-                os.unlink(cancel_file)
-            except OSError:
-                pass
-        if cancelled.is_set():
-            raise TaskCancelled(f"training stopped: {reason.get('why')}")
+        result = TrainingSession(self, run, spec, task).train()
         run.advance(RunState.TRAINED)
-        self._notify("trained", task_id=task_id, model_hash=result.model_hash)
+        self._notify("trained", task_id=run.task_id, model_hash=result.model_hash)
         self._submit(run, spec, result)
 
     def _warm_trainer(self) -> Any:
@@ -645,56 +422,6 @@ class WorkerDaemon(DaemonBase):
                                         storage_path=str(self.state_dir / "ray") if self.state_dir else None,
                                         name=f"paratrain-worker-{self.account[:8]}")
         return self._trainer.start()
-
-    def _guard(self, task_id: int, cancelled: threading.Event, cancel: Callable[[str], None],
-               latest: dict[str, Any], lock: threading.Lock) -> None:
-        """While training: keep the lease alive, release the claim before the deadline.
-
-        The guard has its own connection (a SubstrateInterface is not thread-safe); it is opened
-        lazily and reopened after a failure, so a node that is down only costs a tick.
-        """
-        from runtime_bindings import ConnectionLost
-
-        chain: Any = None
-        try:
-            while not self._guard_stop.wait(self.config.guard_interval_s) and not cancelled.is_set():
-                try:
-                    if chain is None:
-                        chain = self.chain.clone()
-                    best = chain.best_number()
-                    self._notify("chain", best=best)
-                    task = chain.task_bounties.tasks(task_id)
-                    if not self._claimed_by_me(task.status):
-                        cancel(f"the claim is gone on chain (task is {task.status.name})")
-                        return
-                    lease = task.status.lease_until
-                    self._set(block=best, lease_until=lease)
-                    if task.deadline - best <= self.config.deadline_margin_blocks:
-                        log.warning("task %d: %d blocks before the deadline (block %d): releasing the claim",
-                                    task_id, task.deadline - best, task.deadline)
-                        cancel(f"the deadline (block {task.deadline}) is {task.deadline - best} blocks away")
-                        self._release(task_id, f"deadline approaching: block {best} of {task.deadline}")
-                        return
-                    if lease - best <= self.config.lease_margin_blocks:
-                        with lock:
-                            on_chain = task.progress
-                            step, root = latest["step"], latest["root"]
-                            if on_chain is not None and int(on_chain.step) > step:
-                                step, root = int(on_chain.step), on_chain.checkpoint_root.hex()
-                            raw = self._heartbeat_raw(task_id, step, root or "00" * 32)
-                        chain.rpc("author_submitExtrinsic", ["0x" + raw.hex()], retry=False)
-                        log.info("task %d: lease until block %d, now %d: heartbeat (step %d) sent to the node",
-                                 task_id, lease, best, step)
-                except ConnectionLost as exc:
-                    log.debug("task %d: guard: %s", task_id, exc)
-                    if chain is not None:
-                        chain.close()
-                    chain = None
-                except Exception as exc:  # noqa: BLE001 - try again at the next tick
-                    log.debug("task %d: guard: %s", task_id, exc)
-        finally:
-            if chain is not None:
-                chain.close()
 
     # Result -----------------------------------------------------------------------------------
     def _attestation_codec(self) -> Any:

@@ -19,7 +19,7 @@ patching them. Besides `paratrain devnet`, this harness is the only code that st
 """
 from __future__ import annotations
 
-from paratrain._local.cluster import MARKER_ENV, RayCluster, end_processes_marked
+from paratrain._local.cluster import RayCluster
 from paratrain._local.errors import HarnessError, HarnessTimeout
 from paratrain._local.market import (
     TRAINER_STAKE,
@@ -31,14 +31,13 @@ from paratrain._local.market import (
     fund,
     register_account,
 )
-from paratrain._local.processes import REPO_ROOT, DaemonProcess, DevnetProcess, OrchestratorProcess, free_port
+from paratrain._local.processes import DaemonProcess, DevnetProcess, OrchestratorProcess, free_port
 from paratrain._local.specs import DEFAULT_REQUIREMENTS, chain_task_spec, post_task, synthetic_task_spec
 from paratrain._local.threads import DEVNET_DEFAULT_CHALLENGE_PERIOD_MS, DaemonThread, DevnetThread, OrchestratorThread
 
 __all__ = [
-    "DEFAULT_REQUIREMENTS", "DEVNET_DEFAULT_CHALLENGE_PERIOD_MS", "MARKER_ENV", "REPO_ROOT", "TRAINER_STAKE", "UNIT",
-    "VALIDATOR_STAKE", "DaemonProcess", "DaemonThread", "DevnetProcess", "DevnetThread", "HarnessError",
-    "HarnessTimeout", "LocalMarket", "OrchestratorProcess", "OrchestratorThread", "RayCluster", "capabilities",
-    "chain_task_spec", "dev_keypair", "end_processes_marked", "free_port", "fund", "post_task", "register_account",
-    "synthetic_task_spec",
+    "DEFAULT_REQUIREMENTS", "DEVNET_DEFAULT_CHALLENGE_PERIOD_MS", "TRAINER_STAKE", "UNIT", "VALIDATOR_STAKE",
+    "DaemonProcess", "DaemonThread", "DevnetProcess", "DevnetThread", "HarnessError", "HarnessTimeout", "LocalMarket",
+    "OrchestratorProcess", "OrchestratorThread", "RayCluster", "capabilities", "chain_task_spec", "dev_keypair",
+    "free_port", "fund", "post_task", "register_account", "synthetic_task_spec",
 ]

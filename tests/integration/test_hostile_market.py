@@ -36,7 +36,7 @@ pytest.importorskip("ray")
 
 from forgeries import placeholder_attestation  # noqa: E402
 
-from paratrain.local import DaemonProcess, DevnetProcess, OrchestratorProcess, post_task  # noqa: E402
+from paratrain.local import DaemonProcess, DevnetProcess, OrchestratorProcess, fund, post_task  # noqa: E402
 from runtime_bindings import AttestationCodec, Chain, Keypair  # noqa: E402
 from runtime_bindings.generated import types as t  # noqa: E402
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset  # noqa: E402
@@ -224,8 +224,8 @@ def market(tmp_path_factory) -> Iterator[tuple[Market, Chain, DevnetProcess]]:
     m = Market(tmp)
     with DevnetProcess() as devnet, Chain.connect(devnet.ws_url, timeout=10) as chain:
         chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(2, 0, "", 8_000))
+        fund(chain, FERDIE, ATTACKERS, 1_000 * UNIT)
         for attacker in ATTACKERS:
-            chain.balances.transfer_keep_alive(FERDIE, attacker.ss58_address, 1_000 * UNIT)
             chain.workers.register(attacker, "Trainer", 500 * UNIT, t.Capabilities(2, 1, "A100", 8_000))
         for validator in (CHARLIE, DAVE):
             chain.workers.register(validator, "Validator", 100 * UNIT, t.Capabilities(2, 0, "", 8_000))

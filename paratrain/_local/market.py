@@ -51,7 +51,7 @@ class LocalMarket:
         with LocalMarket(tmp, challenge_period_ms=0, ray_cpus=2) as market:
             market.register("Bob", "Trainer")
             task_id, receipt = market.post(spec, requester_store)
-            worker = market.worker_thread(WorkerDaemon(DaemonConfig(orchestrator=market.target, ...)))
+            worker = market.daemon_thread(WorkerDaemon(DaemonConfig(orchestrator=market.target, ...)), "worker")
 
     `subprocesses` (the default) runs devnet and the orchestrator as `paratrain devnet|orchestrator`
     processes (a part can be killed, and its CPU is not this process's); otherwise they run on threads here.

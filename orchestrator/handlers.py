@@ -36,6 +36,7 @@ from orchestrator.index import Change, Index
 from orchestrator.indexer import PubSub
 from orchestrator.scheduler import DEFAULT_RESERVATION_TTL, FairnessPolicy, Reservations, Waiter
 from runtime_bindings.base import DecodedExtrinsic
+from runtime_bindings.generated.types import Progress
 
 if TYPE_CHECKING:  # the types only: the handlers are built on a chain connection and a relay made elsewhere
     from orchestrator.metrics import Metrics
@@ -59,9 +60,21 @@ class ChainConstants:
 
     @classmethod
     def from_chain(cls, chain: Chain) -> ChainConstants:
-        return cls(max_claims_per_worker=int(chain.constant("TaskBounties", "MaxClaimsPerWorker")),
-                   claim_lease=int(chain.constant("TaskBounties", "ClaimLease")),
-                   min_trainer_stake=int(chain.constant("Workers", "MinTrainerStake")))
+        return cls(max_claims_per_worker=chain.task_bounties.max_claims_per_worker,
+                   claim_lease=chain.task_bounties.claim_lease,
+                   min_trainer_stake=chain.workers.min_trainer_stake)
+
+
+def _heartbeat_step(decoded: DecodedExtrinsic, default: int) -> int:
+    """The step a decoded heartbeat commits, read through the chain's own `Progress` type (`default` when
+    it carries no progress); a progress of another shape is the caller's error."""
+    progress = decoded.args.get("progress")
+    if progress is None:
+        return default
+    try:
+        return Progress.from_value(progress).step
+    except (KeyError, TypeError, ValueError):
+        raise InvalidArgument(f"the heartbeat's progress is not a Progress: {progress!r}") from None
 
 
 class ExtrinsicDecoder:
@@ -320,7 +333,7 @@ class Handlers:
         if self.relay is None:
             raise Unavailable("this orchestrator has no chain connection to relay through")
         if decoded.call == "heartbeat":
-            step = int((decoded.args.get("progress") or {}).get("step", 0))
+            step = _heartbeat_step(decoded, 0)
             sent = await self.relay.heartbeat(task_id, bytes(extrinsic), step)
             from runtime_bindings import extrinsic_hash
             return sent or extrinsic_hash(bytes(extrinsic))
@@ -336,7 +349,7 @@ class Handlers:
             decoded = await self._decode_checked(account, update.task_id, heartbeat_extrinsic, ("heartbeat",))
             if self.relay is None:
                 raise Unavailable("this orchestrator has no chain connection to relay through")
-            step = int((decoded.args.get("progress") or {}).get("step", update.step))
+            step = _heartbeat_step(decoded, update.step)
             await self.relay.heartbeat(update.task_id, bytes(heartbeat_extrinsic), step)
         if update.worker != account:  # (the servicer already builds it with the caller's account)
             update = replace(update, worker=account)

@@ -176,13 +176,21 @@ def _plain(value: object) -> object:
 
 # The indexer ------------------------------------------------------------------------------------
 
+ChainFactory = Callable[[], Chain]
+"""Opens a new connection to the chain: the indexer calls it at start and after each lost connection."""
+
+
 class Indexer:
-    """Follows finalized blocks into `index` on a background thread (`start`/`stop`), or step by step (`sync`)."""
+    """Follows finalized blocks into `index` on a background thread (`start`/`stop`), or step by step (`sync`).
+
+    It connects with `connect` when given (a `Chain` on any transport, e.g. ``lambda: Chain(transport=...)``
+    for an in-process node), else with ``Chain.connect(chain_url)``; `chain_url` names the chain in messages."""
 
     def __init__(self, chain_url: str, index: Index, pubsub: PubSub | None = None, *, timeout: float = 10.0,
                  poll_interval: float = 0.1, reconnect_timeout: float = 10.0, retry_pause: float = 0.5,
-                 rebuild_on_mismatch: bool = True, batch: int = 256) -> None:
+                 rebuild_on_mismatch: bool = True, batch: int = 256, connect: ChainFactory | None = None) -> None:
         self.chain_url, self.index = chain_url, index
+        self._open: ChainFactory = connect or (lambda: Chain.connect(chain_url, timeout=self.timeout))
         self.batch = batch
         self._range_reads = True
         self.pubsub = pubsub or PubSub()
@@ -272,7 +280,7 @@ class Indexer:
 
     def _connect(self) -> Chain:
         if self._chain is None:
-            self._chain = Chain.connect(self.chain_url, timeout=self.timeout)
+            self._chain = self._open()
         return self._chain
 
     def _follow(self) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from orchestrator.config import OrchestratorConfig
 from orchestrator.handlers import ChainConstants, Handlers
 from orchestrator.index import Change, Index
-from orchestrator.indexer import Indexer, PubSub
+from orchestrator.indexer import ChainFactory, Indexer, PubSub
 from orchestrator.metrics import Metrics
 from orchestrator.relay import Relay
 from orchestrator.scheduler import FairnessPolicy
@@ -44,17 +44,26 @@ class Orchestrator:
     metrics_port: int = 0
 
 
-async def start_orchestrator(config: OrchestratorConfig, *, metrics: Metrics | None = None) -> Orchestrator:
-    """Open the index, connect to the chain, start the indexer, the gRPC server and the metrics endpoint."""
+async def start_orchestrator(config: OrchestratorConfig, *, metrics: Metrics | None = None,
+                             connect: ChainFactory | None = None) -> Orchestrator:
+    """Open the index, connect to the chain, start the indexer, the gRPC server and the metrics endpoint.
+
+    `connect` opens each connection (the relay's, then the indexer's at start and after a loss) on a
+    transport of the caller's choice; by default ``Chain.connect(config.chain_url)``."""
     from runtime_bindings import Chain
 
     config.validate()
-    chain = await asyncio.to_thread(Chain.connect, config.chain_url, timeout=config.chain_timeout_s)
+
+    def open_chain() -> Chain:
+        return Chain.connect(config.chain_url, timeout=config.chain_timeout_s)
+
+    opener = connect or open_chain
+    chain = await asyncio.to_thread(opener)
     constants = await asyncio.to_thread(ChainConstants.from_chain, chain)
     index = Index(config.db_path)
     pubsub = PubSub()
     metrics = metrics or Metrics()
-    indexer = Indexer(config.chain_url, index, pubsub, timeout=config.chain_timeout_s)
+    indexer = Indexer(config.chain_url, index, pubsub, timeout=config.chain_timeout_s, connect=opener)
     interval = config.heartbeat_interval_blocks or max(1, constants.claim_lease // 4)
     relay = Relay(chain, heartbeat_interval_blocks=interval, height=lambda: indexer.height, metrics=metrics)
     handlers = Handlers(index, FairnessPolicy(), relay, pubsub, constants=constants,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
+from scalecodec.types import GenericMetadataVersioned
 from substrateinterface import Keypair, KeypairType
 from substrateinterface.utils.ss58 import ss58_decode
 
@@ -33,6 +34,7 @@ from runtime_bindings.generated.types import (
 )
 from runtime_bindings.metadata import MetadataIndex, v14_of
 from runtime_bindings.primitives import verify_signature
+from runtime_bindings.values import ScaleValue
 
 if TYPE_CHECKING:
     from runtime_bindings.client import Chain
@@ -63,7 +65,8 @@ class AttestationCodec:
         return cls._from_decoded(metadata, config)
 
     @classmethod
-    def _from_decoded(cls, metadata: Any, config: RuntimeConfigurationObject | None = None) -> AttestationCodec:
+    def _from_decoded(cls, metadata: GenericMetadataVersioned,
+                      config: RuntimeConfigurationObject | None = None) -> AttestationCodec:
         """From scalecodec's decoded metadata: its portable registry in a configuration of the codec's own."""
         if config is None:
             config = RuntimeConfigurationObject()
@@ -79,11 +82,11 @@ class AttestationCodec:
         return cls._from_decoded(chain.decoded_metadata())
 
     @classmethod
-    def from_type_registry(cls, types: dict[str, Any], type_string: str) -> AttestationCodec:
+    def from_type_registry(cls, types: Mapping[str, object], type_string: str) -> AttestationCodec:
         """From a scalecodec type-registry declaration: a stand-in before the pallet exists."""
         config = RuntimeConfigurationObject()
         config.update_type_registry(load_type_registry_preset("core"))
-        config.update_type_registry({"types": types})
+        config.update_type_registry({"types": dict(types)})
         return cls(config, type_string)
 
     # Codec --------------------------------------------------------------------------------------
@@ -94,9 +97,10 @@ class AttestationCodec:
         obj = self.config.create_scale_object(self.type_string)
         return bytes(obj.encode(value).data)
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def decode(self, data: bytes) -> dict[str, ScaleValue]:
+        """SCALE bytes back to the attestation as scalecodec decodes it (ValueError when not a struct)."""
         obj = self.config.create_scale_object(self.type_string, data=ScaleBytes(bytes(data)))
-        value = obj.decode()
+        value: ScaleValue = obj.decode()
         if not isinstance(value, dict):
             raise ValueError(f"{self.type_string} decoded to {type(value).__name__}, not a struct")
         return value

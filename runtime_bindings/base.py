@@ -8,7 +8,7 @@ calls and whose properties are ``StorageValue`` / ``StorageMap`` handles.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -16,10 +16,12 @@ from typing import (
     ClassVar,
     Generic,
     Literal,
+    TypedDict,
     TypeVar,
+    Unpack,
 )
 
-from runtime_bindings.values import AccountId, ChainEnum, FixedBytes
+from runtime_bindings.values import AccountId, ChainEnum, FixedBytes, ScaleValue
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair
@@ -27,6 +29,20 @@ if TYPE_CHECKING:
     from runtime_bindings.client import Chain
 
 Wait = Literal["none", "inclusion", "finality"]
+AssetId = int | Mapping[str, object] | None
+"""ChargeAssetTxPayment's asset (an asset id, or a MultiLocation as scalecodec takes it); None: the native token."""
+Era = Mapping[str, int] | str | None
+"""A mortal era as substrate-interface takes it ({"period": 64}, {"period": 64, "current": n}); None: immortal."""
+
+
+class SubmitOptions(TypedDict, total=False):
+    """What `Chain.submit` takes besides the call, signer, wait and timeout, for the pallet APIs to pass on."""
+
+    nonce: int | None
+    tip: int
+    asset_id: AssetId
+    era: Era
+
 K = TypeVar("K")
 V = TypeVar("V")
 E = TypeVar("E", bound="TypedEvent")
@@ -122,7 +138,8 @@ class TypedEvent:
         return self.NAME
 
     @classmethod
-    def from_value(cls, value: Any) -> TypedEvent:
+    def from_value(cls, value: ScaleValue) -> TypedEvent:
+        """The event from its decoded attributes; generated subclasses read their fields from `value`."""
         return cls()
 
 
@@ -132,7 +149,7 @@ class GenericEvent(TypedEvent):
 
     event_pallet: str = ""
     event_name: str = ""
-    attributes: Any = None
+    attributes: ScaleValue = None
 
     @property
     def pallet(self) -> str:
@@ -143,7 +160,7 @@ class GenericEvent(TypedEvent):
         return self.event_name
 
 
-def typed_event(pallet: str, name: str, attributes: object) -> TypedEvent:
+def typed_event(pallet: str, name: str, attributes: ScaleValue) -> TypedEvent:
     """The generated event class for (pallet, name) built from decoded attributes, or a GenericEvent."""
     cls = TypedEvent._registry.get((pallet, name))
     if cls is not None:
@@ -154,13 +171,13 @@ def typed_event(pallet: str, name: str, attributes: object) -> TypedEvent:
     return GenericEvent(pallet, name, attributes)
 
 
-def runtime_event(value: dict[str, Any]) -> TypedEvent:
+def runtime_event(value: dict[str, ScaleValue]) -> TypedEvent:
     """A ``RuntimeEvent`` as scalecodec decodes it inside ``System.Events`` (``module_id``, ``event_id``,
     ``attributes``) or as ``{pallet: {event: attributes}}``, as its generated event class."""
     if "module_id" in value:
-        return typed_event(value["module_id"], value["event_id"], value.get("attributes"))
+        return typed_event(str(value["module_id"]), str(value["event_id"]), value.get("attributes"))
     [(pallet, inner)] = value.items()
-    [(name, attributes)] = inner.items() if isinstance(inner, dict) else [(inner, None)]
+    [(name, attributes)] = inner.items() if isinstance(inner, dict) else [(str(inner), None)]
     return typed_event(pallet, name, attributes)
 
 
@@ -203,7 +220,7 @@ class DecodedExtrinsic:
     signer: AccountId | None
     pallet: str
     call: str
-    args: dict[str, Any]
+    args: dict[str, ScaleValue]
 
 
 @dataclass(frozen=True)
@@ -233,13 +250,15 @@ class Receipt:
 # Storage ----------------------------------------------------------------------------------------
 
 def _identity(value: Any) -> Any:
+    """The default decoder: an item the generated layer has no class for (an integer, a list of ids) is
+    returned as decoded, trusted to be the `V` its metadata type names (hence Any, here only)."""
     return value
 
 
 class StorageValue(Generic[V]):
     """A storage item without keys: call it to read (at the best block or `at` a block hash)."""
 
-    def __init__(self, chain: Chain, pallet: str, name: str, decode: Callable[[Any], V] = _identity) -> None:
+    def __init__(self, chain: Chain, pallet: str, name: str, decode: Callable[[ScaleValue], V] = _identity) -> None:
         self._chain, self.pallet, self.name, self._decode = chain, pallet, name, decode
 
     def __call__(self, *, at: str | None = None) -> V:
@@ -262,8 +281,8 @@ class StorageMap(Generic[K, V]):
     """A storage map: ``m(key)`` reads one entry; ``m.entries()`` iterates all, fetched in pages."""
 
     def __init__(self, chain: Chain, pallet: str, name: str, key_count: int = 1,
-                 decode: Callable[[Any], V] = _identity,
-                 decode_keys: tuple[Callable[[Any], Any] | None, ...] = ()) -> None:
+                 decode: Callable[[ScaleValue], V] = _identity,
+                 decode_keys: tuple[Callable[[ScaleValue], object] | None, ...] = ()) -> None:
         self._chain, self.pallet, self.name, self.key_count = chain, pallet, name, key_count
         self._decode, self._decode_keys = decode, decode_keys
 
@@ -298,11 +317,13 @@ class StorageMap(Generic[K, V]):
         items = [(self._decode_key(k, len(prefix)), None if v is None else self._decode(v)) for k, v in pairs]
         return StoragePage(items, last_key if len(pairs) >= page_size else None)  # type: ignore[arg-type]
 
-    def _decode_key(self, raw: Any, given: int) -> Any:
+    def _decode_key(self, raw: ScaleValue, given: int) -> object:
         """The keys a read left open (after the `given` prefix keys): one value, or a tuple of several."""
         decoders = self._decode_keys[given:] or (None,) * (self.key_count - given)
         if len(decoders) == 1:
             return raw if decoders[0] is None else decoders[0](raw)
+        if not isinstance(raw, (list, tuple)):
+            raise TypeError(f"{self.pallet}.{self.name}: {len(decoders)} keys expected, got {raw!r}")
         return tuple(part if d is None else d(part) for d, part in zip(decoders, raw, strict=True))
 
     def __repr__(self) -> str:
@@ -310,6 +331,11 @@ class StorageMap(Generic[K, V]):
 
 
 # Pallets ----------------------------------------------------------------------------------------
+
+DynamicItem = Callable[..., Receipt] | StorageValue[ScaleValue] | StorageMap[ScaleValue, ScaleValue]
+"""What a pallet's dynamic attribute is: a call's submitter (signer, then the call's arguments by name), or
+a storage item whose values are as decoded."""
+
 
 class PalletApi:
     """The calls and storage of one pallet, bound to a Chain."""
@@ -331,7 +357,7 @@ class PalletApi:
         return self._pallet
 
     def submit(self, call: CallArgs | DynamicCall, signer: Keypair, *, wait: Wait = "inclusion",
-               timeout: float | None = None, **options: Any) -> Receipt:
+               timeout: float | None = None, **options: Unpack[SubmitOptions]) -> Receipt:
         return self._chain.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     # Dynamic access for pallets (or items) the generated layer lacks -------------------------
@@ -339,16 +365,19 @@ class PalletApi:
              **args: object) -> Receipt:
         return self.submit(DynamicCall(self._pallet, name, args), signer, wait=wait, timeout=timeout)
 
-    def storage(self, name: str) -> StorageValue[Any] | StorageMap[Any, Any]:
+    def storage(self, name: str) -> StorageValue[ScaleValue] | StorageMap[ScaleValue, ScaleValue]:
+        """An item by its metadata name, its values as decoded (the generated properties give classes)."""
         key_count = self._chain.storage_key_count(self._pallet, name)
         if key_count == 0:
             return StorageValue(self._chain, self._pallet, name)
         return StorageMap(self._chain, self._pallet, name, key_count)
 
-    def constant(self, name: str) -> Any:
+    def constant(self, name: str) -> ScaleValue:
+        """A constant by its metadata name, as decoded (the generated properties give it typed)."""
         return self._chain.constant(self._pallet, name)
 
-    def __getattr__(self, attr: str) -> Any:
+    def __getattr__(self, attr: str) -> DynamicItem:
+        """A call (a function of the signer and keyword arguments) or storage item by snake_case name."""
         if attr.startswith("_"):
             raise AttributeError(attr)
         chain = self.__dict__["_chain"]

@@ -14,18 +14,21 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from substrateinterface import Keypair, SubstrateInterface
-from scalecodec.base import ScaleBytes
+from scalecodec.base import ScaleBytes, ScaleType
+from scalecodec.types import GenericMetadataVersioned
 from substrateinterface.exceptions import SubstrateRequestException
 
 from runtime_bindings.base import (
+    AssetId,
     CallArgs,
     DecodedExtrinsic,
     DynamicCall,
+    Era,
     EventRecord,
     PalletApi,
     Phase,
@@ -46,16 +49,12 @@ from runtime_bindings.metadata import MetadataIndex, PalletItems, v14_of
 from runtime_bindings.metadata_cache import MetadataRegion
 from runtime_bindings.primitives import STORAGE_HASHERS, decode_scale
 from runtime_bindings.transport import Json, Transport, WebSocketTransport, json_list, json_object, json_str
-from runtime_bindings.values import AccountId
+from runtime_bindings.values import AccountId, ScaleValue
 
 if TYPE_CHECKING:
     from runtime_bindings.events import EventStreams
 
 T = TypeVar("T")
-AssetId = int | Mapping[str, object] | None
-"""ChargeAssetTxPayment's asset (an asset id, or a MultiLocation as scalecodec takes it); None: the native token."""
-Era = Mapping[str, int] | str | None
-"""A mortal era as substrate-interface takes it ({"period": 64}, {"period": 64, "current": n}); None: immortal."""
 FEE_EVENTS = (("TransactionPayment", "TransactionFeePaid"), ("AssetTxPayment", "AssetTxFeePaid"),
               ("AssetConversionTxPayment", "AssetTxFeePaid"))
 
@@ -199,10 +198,10 @@ class Chain(GeneratedPallets):
                                 {a["name"]: a["value"] for a in call.get("call_args", [])})
 
     # Metadata -------------------------------------------------------------------------------
-    def decoded_metadata(self) -> Any:
+    def decoded_metadata(self) -> GenericMetadataVersioned:
         """scalecodec's decoded metadata of the current runtime (shared by the process's connections to it),
         for codecs built on the same registry (AttestationCodec) instead of downloading it again."""
-        def load(si: SubstrateInterface) -> Any:
+        def load(si: SubstrateInterface) -> GenericMetadataVersioned:
             si.init_runtime()
             return si.metadata
         return self._run(load)
@@ -253,11 +252,13 @@ class Chain(GeneratedPallets):
     def storage_key_count(self, pallet: str, name: str) -> int:
         return self.metadata().storage_key_count(pallet, name)
 
-    def constant(self, pallet: str, name: str) -> Any:
+    def constant(self, pallet: str, name: str) -> ScaleValue:
+        """A constant as decoded; ``chain.<pallet>.<constant>`` (the generated properties) gives it typed."""
         obj = self._run(lambda si: si.get_constant(pallet, name))
         if obj is None:
             raise KeyError(f"{pallet}.{name}")
-        return obj.value
+        value: ScaleValue = obj.value
+        return value
 
     # Chain state ----------------------------------------------------------------------------
     def best_hash(self) -> str:
@@ -282,9 +283,11 @@ class Chain(GeneratedPallets):
             raise BindingsError(f"unknown block {block_hash}")
         return _header_number(header)
 
-    def query(self, pallet: str, name: str, params: Sequence[object], *, at: str | None = None) -> Any:
-        """One storage entry as scalecodec decodes it (None when an optional entry is absent)."""
-        return self._run(lambda si: si.query(pallet, name, list(params), block_hash=at)).value
+    def query(self, pallet: str, name: str, params: Sequence[object], *, at: str | None = None) -> ScaleValue:
+        """One storage entry as scalecodec decodes it (None when an optional entry is absent); the generated
+        storage properties (``chain.task_bounties.tasks(id)``) give it as its class."""
+        value: ScaleValue = self._run(lambda si: si.query(pallet, name, list(params), block_hash=at)).value
+        return value
 
     def storage_changes(self, pallet: str, name: str, keys: Sequence[int], first: str, last: str,
                         ) -> dict[int, list[tuple[str, str | None]]]:
@@ -307,18 +310,19 @@ class Chain(GeneratedPallets):
                         (block, None if value is None else json_str(value, "storage value")))
         return changes
 
-    def decode_storage(self, pallet: str, name: str, value: str) -> Any:
+    def decode_storage(self, pallet: str, name: str, value: str) -> ScaleValue:
         """scalecodec's value of a storage entry's SCALE bytes (0x-hex), in the runtime this connection
         loaded; every byte must be used. Raises what scalecodec raises."""
-        def decode(si: SubstrateInterface) -> Any:
+        def decode(si: SubstrateInterface) -> ScaleValue:
             value_type = si.metadata.get_metadata_pallet(pallet).get_storage_function(name).get_value_type_string()
             return decode_scale(si.runtime_config, value_type, value, si.metadata)
         return self._run(decode)
 
     def query_page(self, pallet: str, name: str, prefix: Sequence[object], *, page_size: int = 100,
-                   start_key: str | None = None, at: str | None = None) -> tuple[list[tuple[Any, Any]], str | None]:
+                   start_key: str | None = None, at: str | None = None,
+                   ) -> tuple[list[tuple[ScaleValue, ScaleValue]], str | None]:
         """One page of a map: ([(key, value)], last raw key of the page)."""
-        def page(si: SubstrateInterface) -> tuple[list[tuple[Any, Any]], str | None]:
+        def page(si: SubstrateInterface) -> tuple[list[tuple[ScaleValue, ScaleValue]], str | None]:
             result = si.query_map(pallet, name, list(prefix) or None, block_hash=at or si.get_chain_head(),
                                   max_results=page_size, page_size=page_size, start_key=start_key)
             pairs = [(_key_value(k), v.value) for k, v in result.records]
@@ -515,12 +519,13 @@ def _attr(event: Any, name: str) -> Any:
 __all__ = ["Chain", "Keypair", "RpcError", "extrinsic_hash"]
 
 
-def _key_value(key: Any) -> Any:
+def _key_value(key: ScaleType | tuple[ScaleType, ...]) -> ScaleValue:
     """A map key as a plain value: substrate-interface returns the keys a query left open as a tuple of
     SCALE objects (several keys) or as one SCALE object (one key)."""
     if isinstance(key, tuple):
-        return tuple(part.value for part in key)
-    return key.value
+        return tuple(_key_value(part) for part in key)
+    value: ScaleValue = key.value
+    return value
 
 
 class _RegistryGate:

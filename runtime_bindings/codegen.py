@@ -70,7 +70,7 @@ class TypeNamer:
     md: MetadataIndex
     classes: dict[int, str] = field(default_factory=dict)  # type id -> dataclass / alias name in types.py
     emitted: dict[str, list[str]] = field(default_factory=dict)  # name -> source lines
-    signatures: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    signatures: dict[tuple[object, ...], str] = field(default_factory=dict)  # a type's shape -> its name
     in_progress: set[int] = field(default_factory=set)
 
     def _type(self, tid: int) -> dict[str, Any]:
@@ -83,7 +83,7 @@ class TypeNamer:
         path = self._type(tid)["path"]
         return path[-1] if path else f"Type{tid}"
 
-    def _unique(self, tid: int, signature: tuple[Any, ...]) -> str:
+    def _unique(self, tid: int, signature: tuple[object, ...]) -> str:
         if signature in self.signatures:
             return self.signatures[signature]
         path = self._type(tid)["path"]
@@ -455,7 +455,21 @@ def generate_pallet(md: MetadataIndex, namer: TypeNamer, pallet: dict[str, Any])
             args.append(f"decode_keys={key_conv}")
         lines += _wrap_call("return StorageValue(" if key_count == 0 else "return StorageMap(", args, ")",
                             "        ")
-    if not call_specs and not md.storage(name):
+    for constant in md.constants(name):
+        attr = snake_case(constant["name"])
+        if attr in members:
+            attr += "_constant"
+        members.add(attr)
+        conv = namer.conv(constant["type"], "v", "t.")
+        lines += ["", "    @property", f"    def {attr}(self) -> {namer.hint(constant['type'], 't.')}:"]
+        lines += docstring(f"{docs_of(constant)}\n\n`{name}.{constant['name']}`, a constant of the runtime.",
+                           "        ")
+        read = f'self._chain.constant("{name}", "{constant["name"]}")'
+        if conv:
+            lines += [f"        v = {read}", f"        return {conv}"]
+        else:
+            lines.append(f"        return {read}")
+    if not call_specs and not md.storage(name) and not md.constants(name):
         lines.append("")
     body = "\n".join(lines)
 

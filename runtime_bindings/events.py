@@ -18,7 +18,12 @@ from runtime_bindings.scale import decode_compact_at, encode_compact
 from runtime_bindings.transport import json_int, json_list, json_object, json_str
 
 if TYPE_CHECKING:
+    from scalecodec.base import RuntimeConfigurationObject
+
     from runtime_bindings.client import Chain
+    from runtime_bindings.fastscale import Decoder
+    from runtime_bindings.metadata import MetadataIndex
+    from runtime_bindings.values import ScaleValue
 
 
 class EventStreams:
@@ -236,7 +241,7 @@ class _Skippers:
 class EventSplitter:
     """Splits raw System.Events bytes into records by pallet, using one runtime's metadata (`MetadataIndex`)."""
 
-    def __init__(self, metadata: Any) -> None:
+    def __init__(self, metadata: MetadataIndex) -> None:
         types = metadata.types
         entry = next(e for e in metadata.storage("System") if e["name"] == "Events")
         vec_id = entry["type"]["Plain"]
@@ -268,21 +273,22 @@ class RecordDecoder:
     """Decodes System.Events records with compiled decoders (runtime_bindings.fastscale) to the dicts
     scalecodec gives (`Chain._record` takes them). `decode` answers None for a record it cannot do."""
 
-    def __init__(self, metadata: Any, fields: dict[str, int], config: Any) -> None:
+    def __init__(self, metadata: MetadataIndex, fields: dict[str, int], config: RuntimeConfigurationObject) -> None:
         from runtime_bindings.fastscale import Codecs
 
         types = metadata.types
         self.codecs = Codecs(types, config)
         self._phases = {int(v["index"]): (v["name"], bool(v.get("fields")))
                         for v in types[fields["phase"]]["def"]["variant"]["variants"]}
-        self._events: dict[int, tuple[str, dict[int, Any]]] = {}
+        self._events: dict[int, tuple[str, dict[int, tuple[str, Decoder | None]]]] = {}
         for v in types[fields["event"]]["def"]["variant"]["variants"]:
             inner = (v.get("fields") or [{}])[0].get("type")
             if inner is None or "variant" not in types[inner]["def"] or len(v["fields"]) != 1:
                 continue
             self._events[int(v["index"])] = (v["name"], self.codecs.variant_payloads(inner))
 
-    def decode(self, raw: bytes, start: int, end: int) -> dict[str, Any] | None:
+    def decode(self, raw: bytes, start: int, end: int) -> dict[str, ScaleValue] | None:
+        """The record at raw[start:end] in scalecodec's form, or None when this decoder cannot do it."""
         try:
             name, has_index = self._phases[raw[start]]
             off = start + 1
@@ -295,7 +301,7 @@ class RecordDecoder:
             module, events = self._events[raw[off]]
             event_id, payload = events[raw[off + 1]]
             off += 2
-            attributes = None
+            attributes: ScaleValue = None
             if payload is not None:
                 attributes, off = payload(raw, off)
             if raw[off] != 0 or off + 1 != end:  # topics: only an empty list is done here
@@ -324,7 +330,7 @@ class CatchUp:
         self.last_number = from_block - 1
         self._splitters: dict[int, tuple[EventSplitter, str, Any]] = {}
         self._records: dict[int, RecordDecoder] = {}
-        self._storage_decoders: dict[tuple[int, str, str], Any] = {}
+        self._storage_decoders: dict[tuple[int, str, str], Decoder | None] = {}
         self._meta: dict[int, tuple[Any, Any]] = {}
         self._current_spec: int | None = None  # the runtime of the whole last batch (None: mixed)
         self._batch_rpc = True
@@ -393,7 +399,7 @@ class CatchUp:
                 self._meta[spec] = (metadata, si.runtime_config)
         return found
 
-    def storage_decoder(self, pallet: str, name: str) -> Any:
+    def storage_decoder(self, pallet: str, name: str) -> Decoder | None:
         """A compiled decoder (runtime_bindings.fastscale) of a storage entry's value for the runtime of the
         last batch fetched, or None (unsupported: decode it with scalecodec)."""
         from runtime_bindings.fastscale import Codecs, Unsupported
@@ -404,7 +410,7 @@ class CatchUp:
         metadata, config = self._meta[spec]
         key = (spec, pallet, name)
         if key not in self._storage_decoders:
-            decoder = None
+            decoder: Decoder | None = None
             try:
                 entry = next(e for e in metadata.storage(pallet) if e["name"] == name)
                 ty = entry["type"]

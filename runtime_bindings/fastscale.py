@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runtime_bindings.scale import decode_compact_at
+from scalecodec.base import RuntimeConfigurationObject
 
-Decoder = Callable[[bytes, int], tuple[Any, int]]
+from runtime_bindings.scale import decode_compact_at
+from runtime_bindings.values import ScaleValue
+
+Decoder = Callable[[bytes, int], tuple[ScaleValue, int]]
 
 _INTS = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "u64": (8, False), "u128": (16, False),
          "i8": (1, True), "i16": (2, True), "i32": (4, True), "i64": (8, True), "i128": (16, True)}
@@ -36,7 +39,7 @@ class Codecs:
     MetadataIndex.types), `config` scalecodec's RuntimeConfigurationObject for it (for path mappings and
     the SS58 format)."""
 
-    def __init__(self, types: dict[int, dict[str, Any]], config: Any) -> None:
+    def __init__(self, types: dict[int, dict[str, Any]], config: RuntimeConfigurationObject) -> None:
         self.types, self.config = types, config
         self._decoders: dict[int, Decoder] = {}
         self._unsupported: set[int] = set()
@@ -91,7 +94,7 @@ class Codecs:
                 fmt = self.config.ss58_format
                 from scalecodec.utils.ss58 import ss58_encode
 
-                def account(data: bytes, off: int) -> tuple[Any, int]:
+                def account(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     raw = data[off:off + 32]
                     if len(raw) != 32:
                         raise ValueError("account: not enough data")
@@ -107,7 +110,7 @@ class Codecs:
             if hash_size is not None:
                 width = hash_size
 
-                def fixed_hash(data: bytes, off: int) -> tuple[Any, int]:
+                def fixed_hash(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     end = off + width
                     if end > len(data):
                         raise ValueError("hash: not enough data")
@@ -117,7 +120,7 @@ class Codecs:
                 some = next(v for v in d["variant"]["variants"] if v["name"] == "Some")
                 inner = self.decoder(some["fields"][0]["type"])
 
-                def option(data: bytes, off: int) -> tuple[Any, int]:
+                def option(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     if data[off] == 0:
                         return None, off + 1
                     return inner(data, off + 1)
@@ -128,21 +131,21 @@ class Codecs:
             if p in _INTS:
                 size, signed = _INTS[p]
 
-                def integer(data: bytes, off: int) -> tuple[Any, int]:
+                def integer(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     end = off + size
                     if end > len(data):
                         raise ValueError("integer: not enough data")
                     return int.from_bytes(data[off:end], "little", signed=signed), end
                 return integer
             if p == "bool":
-                def boolean(data: bytes, off: int) -> tuple[Any, int]:
+                def boolean(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     b = data[off]
                     if b > 1:
                         raise ValueError(f"invalid bool {b}")
                     return b == 1, off + 1
                 return boolean
             if p == "str":
-                def text(data: bytes, off: int) -> tuple[Any, int]:
+                def text(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     n, off = decode_compact_at(data, off)
                     return _text_or_hex(data[off:off + n]), off + n
                 return text
@@ -155,7 +158,7 @@ class Codecs:
         if "sequence" in d:
             inner_id = d["sequence"]["type"]
             if self._is_u8(inner_id):
-                def byte_vec(data: bytes, off: int) -> tuple[Any, int]:
+                def byte_vec(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     n, off = decode_compact_at(data, off)
                     end = off + n
                     if end > len(data):
@@ -164,7 +167,7 @@ class Codecs:
                 return byte_vec
             item = self.decoder(inner_id)
 
-            def seq(data: bytes, off: int) -> tuple[Any, int]:
+            def seq(data: bytes, off: int) -> tuple[ScaleValue, int]:
                 n, off = decode_compact_at(data, off)
                 out = []
                 for _ in range(n):
@@ -177,7 +180,7 @@ class Codecs:
             if not length:
                 return lambda data, off: ([], off)
             if self._is_u8(inner_id):
-                def byte_array(data: bytes, off: int) -> tuple[Any, int]:
+                def byte_array(data: bytes, off: int) -> tuple[ScaleValue, int]:
                     end = off + length
                     if end > len(data):
                         raise ValueError("[u8; N]: not enough data")
@@ -185,7 +188,7 @@ class Codecs:
                 return byte_array
             item = self.decoder(inner_id)
 
-            def array(data: bytes, off: int) -> tuple[Any, int]:
+            def array(data: bytes, off: int) -> tuple[ScaleValue, int]:
                 out = []
                 for _ in range(length):
                     v, off = item(data, off)
@@ -216,7 +219,7 @@ class Codecs:
                     payload = self._tuple([f["type"] for f in fields])
                 variants[int(v["index"])] = (v["name"], payload)
 
-            def enum(data: bytes, off: int) -> tuple[Any, int]:
+            def enum(data: bytes, off: int) -> tuple[ScaleValue, int]:
                 try:
                     name, payload = variants[data[off]]
                 except KeyError:
@@ -231,7 +234,7 @@ class Codecs:
     def _struct(self, names: list[str], ids: list[int]) -> Decoder:
         parts = list(zip(names, [self.decoder(i) for i in ids]))
 
-        def struct(data: bytes, off: int) -> tuple[Any, int]:
+        def struct(data: bytes, off: int) -> tuple[ScaleValue, int]:
             out = {}
             for name, part in parts:
                 out[name], off = part(data, off)
@@ -243,7 +246,7 @@ class Codecs:
         if len(parts) == 1:
             return parts[0]
 
-        def tup(data: bytes, off: int) -> tuple[Any, int]:
+        def tup(data: bytes, off: int) -> tuple[ScaleValue, int]:
             out = []
             for part in parts:
                 v, off = part(data, off)
@@ -271,7 +274,7 @@ class Codecs:
         return out
 
 
-def decode_all(decoder: Decoder, data: bytes) -> Any:
+def decode_all(decoder: Decoder, data: bytes) -> ScaleValue:
     """Decode a whole value; raises ValueError if bytes are left over or missing."""
     value, off = decoder(data, 0)
     if off != len(data):

@@ -86,6 +86,9 @@ class MetadataIndex:
         storage = self.pallets[pallet].get("storage")
         return list(storage["entries"]) if storage else []
 
+    def constants(self, pallet: str) -> list[dict[str, Any]]:
+        return list(self.pallets[pallet].get("constants") or [])
+
     def storage_key_count(self, pallet: str, name: str) -> int:
         for entry in self.storage(pallet):
             if entry["name"] == name:

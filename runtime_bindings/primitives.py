@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
 
 import ed25519_zebra
 import sr25519
 import xxhash
-from scalecodec.base import ScaleBytes
+from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
+from scalecodec.types import GenericMetadataVersioned
 from scalecodec.utils.ss58 import get_ss58_format, ss58_decode, ss58_encode
+
+from runtime_bindings.values import ScaleValue
 
 
 def _twox_64(data: bytes, seed: int = 0) -> bytes:
@@ -51,12 +53,14 @@ def verify_signature(scheme: str, signature: bytes, message: bytes, public: byte
     return False
 
 
-def decode_scale(runtime_config: Any, type_string: str, data: bytes | str, metadata: Any) -> Any:
+def decode_scale(runtime_config: RuntimeConfigurationObject, type_string: str, data: bytes | str,
+                 metadata: GenericMetadataVersioned | None) -> ScaleValue:
     """`data` (bytes or 0x-hex) decoded as `type_string` with the chain's metadata; every byte must be used,
     so a value of another type fails instead of decoding into nonsense. Raises what scalecodec raises."""
     obj = runtime_config.create_scale_object(type_string, data=ScaleBytes(data if isinstance(data, str)
                                                                           else bytes(data)), metadata=metadata)
-    return obj.decode(check_remaining=True)
+    value: ScaleValue = obj.decode(check_remaining=True)
+    return value
 
 
 __all__ = ["STORAGE_HASHERS", "decode_scale", "get_ss58_format", "ss58_decode", "ss58_encode", "verify_signature"]

@@ -7,13 +7,21 @@ types here once, at the edge, and turn them back when a value goes into a call.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from scalecodec.utils.ss58 import ss58_decode
 
 METRIC_SCALE = 1_000_000
 """The chain's fixed-point scale for metrics (``Attestation.metrics``, ``Verdict.measured_metric``,
 ``TaskSpec.eval_target``): i64 micro-units, so 0.97 is 970_000."""
+
+ScaleValue: TypeAlias = "bool | int | str | list[ScaleValue] | tuple[ScaleValue, ...] | dict[str, ScaleValue] | None"
+"""A SCALE value as decoded without a generated type (``Chain.query``, ``constant``, ``decode_storage``,
+storage read through the dynamic ``PalletApi``, a ``GenericEvent``'s attributes): what scalecodec and
+``fastscale`` give: integers, booleans, text (0x-hex for byte arrays), lists, tuples (unnamed fields),
+dicts (named fields; an enum variant as ``{"Name": payload}``, a unit variant as its name) and None (an
+absent Option). Narrow it with ``isinstance`` or, better, read the item through the generated pallet API,
+whose ``from_value`` turns it into the precise class."""
 
 B = TypeVar("B", bound="FixedBytes")
 E = TypeVar("E", bound="ChainEnum")
@@ -127,7 +135,7 @@ class ChainEnum:
         return self.VARIANT
 
     @classmethod
-    def from_value(cls: type[E], value: str | dict[str, Any]) -> E:
+    def from_value(cls: type[E], value: ScaleValue | ChainEnum) -> E:
         """From scalecodec's ``"Name"`` or ``{"Name": payload}``."""
         if isinstance(value, ChainEnum):
             return value  # type: ignore[return-value]
@@ -145,7 +153,8 @@ class ChainEnum:
             raise ValueError(f"{cls.__name__}: variant {name!r} is a {type(made).__name__}")
         return made
 
-    def to_value(self) -> Any:
+    def to_value(self) -> object:
+        """The form scalecodec encodes: a unit variant's name; variants with data return ``{name: payload}``."""
         return self.VARIANT
 
     def __str__(self) -> str:
@@ -167,4 +176,4 @@ class UnitVariant(ChainEnum):
         return f"{type(self).__mro__[1].__name__}.{self.VARIANT}"
 
 
-__all__ = ["METRIC_SCALE", "AccountId", "Bytes", "ChainEnum", "FixedBytes", "H256", "UnitVariant"]
+__all__ = ["METRIC_SCALE", "AccountId", "Bytes", "ChainEnum", "FixedBytes", "H256", "ScaleValue", "UnitVariant"]

@@ -6,6 +6,7 @@ drives opened one."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -32,6 +33,12 @@ def forbid_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 def memory_chain(node: InProcessNode, *, timeout: float = 10.0) -> Chain:
     """A Chain on a new in-process connection to `node`."""
     return Chain(transport=MemoryTransport(node.connection(), url=URL), timeout=timeout)
+
+
+def chain_factory(node: InProcessNode, *, timeout: float = 10.0) -> Callable[[], Chain]:
+    """What `Indexer(connect=...)` and `start_orchestrator(connect=...)` take: a new memory chain on `node`
+    per call (the indexer opens another after a lost connection)."""
+    return lambda: memory_chain(node, timeout=timeout)
 
 
 def route_connects(monkeypatch: pytest.MonkeyPatch, node: InProcessNode) -> None:

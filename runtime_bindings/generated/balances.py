@@ -398,3 +398,35 @@ class BalancesApi(PalletApi):
         `Balances.InactiveIssuance`, a storage value.
         """
         return StorageValue(self._chain, "Balances", "InactiveIssuance")
+
+    @property
+    def existential_deposit(self) -> int:
+        """The minimum amount required to keep an account open.
+
+        `Balances.ExistentialDeposit`, a constant of the runtime.
+        """
+        return self._chain.constant("Balances", "ExistentialDeposit")
+
+    @property
+    def max_locks(self) -> int:
+        """The maximum number of locks that should exist on an account.
+
+        `Balances.MaxLocks`, a constant of the runtime.
+        """
+        return self._chain.constant("Balances", "MaxLocks")
+
+    @property
+    def max_reserves(self) -> int:
+        """The maximum number of named reserves that can exist on an account.
+
+        `Balances.MaxReserves`, a constant of the runtime.
+        """
+        return self._chain.constant("Balances", "MaxReserves")
+
+    @property
+    def max_freezes(self) -> int:
+        """The maximum number of individual freeze locks that can exist on an account.
+
+        `Balances.MaxFreezes`, a constant of the runtime.
+        """
+        return self._chain.constant("Balances", "MaxFreezes")

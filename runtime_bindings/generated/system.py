@@ -325,3 +325,37 @@ class SystemApi(PalletApi):
             "LastRuntimeUpgrade",
             decode=lambda v: t.LastRuntimeUpgradeInfo.from_value(v),
         )
+
+    @property
+    def block_hash_count(self) -> int:
+        """Maximum number of block number to block hash mappings to keep.
+
+        `System.BlockHashCount`, a constant of the runtime.
+        """
+        return self._chain.constant("System", "BlockHashCount")
+
+    @property
+    def db_weight(self) -> t.RuntimeDbWeight:
+        """The weight of runtime database operations.
+
+        `System.DbWeight`, a constant of the runtime.
+        """
+        v = self._chain.constant("System", "DbWeight")
+        return t.RuntimeDbWeight.from_value(v)
+
+    @property
+    def version(self) -> t.RuntimeVersion:
+        """Get the chain's in-code version.
+
+        `System.Version`, a constant of the runtime.
+        """
+        v = self._chain.constant("System", "Version")
+        return t.RuntimeVersion.from_value(v)
+
+    @property
+    def ss58_prefix(self) -> int:
+        """The designated SS58 prefix of this chain.
+
+        `System.SS58Prefix`, a constant of the runtime.
+        """
+        return self._chain.constant("System", "SS58Prefix")

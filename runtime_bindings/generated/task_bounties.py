@@ -1134,3 +1134,163 @@ class TaskBountiesApi(PalletApi):
         `TaskBounties.PendingPayouts`, a storage value.
         """
         return StorageValue(self._chain, "TaskBounties", "PendingPayouts")
+
+    @property
+    def task_deposit(self) -> int:
+        """Reserved from the requester per task, returned at the end.
+
+        `TaskBounties.TaskDeposit`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "TaskDeposit")
+
+    @property
+    def min_bounty(self) -> int:
+        """The least bounty a task may offer.
+
+        `TaskBounties.MinBounty`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MinBounty")
+
+    @property
+    def claim_lease(self) -> int:
+        """Blocks a claim (or a heartbeat) keeps the task.
+
+        `TaskBounties.ClaimLease`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "ClaimLease")
+
+    @property
+    def verification_grace(self) -> int:
+        """Milliseconds (of Timestamp.Now) validators have to reach a quorum (in the first round and in a challenge round).
+
+        `TaskBounties.VerificationGrace`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "VerificationGrace")
+
+    @property
+    def max_claims_per_worker(self) -> int:
+        """Tasks a worker may hold at once.
+
+        `TaskBounties.MaxClaimsPerWorker`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxClaimsPerWorker")
+
+    @property
+    def max_validators_required(self) -> int:
+        """The largest quorum a task may ask.
+
+        `TaskBounties.MaxValidatorsRequired`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxValidatorsRequired")
+
+    @property
+    def validator_reward_share(self) -> int:
+        """The part of the bounty the accepting validators split.
+
+        `TaskBounties.ValidatorRewardShare`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "ValidatorRewardShare")
+
+    @property
+    def slash_fraction(self) -> int:
+        """The part of the stake a rejected result costs.
+
+        `TaskBounties.SlashFraction`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "SlashFraction")
+
+    @property
+    def lease_slash_fraction(self) -> int:
+        """The part of the stake a lapsed lease costs (paid to the requester).
+
+        `TaskBounties.LeaseSlashFraction`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "LeaseSlashFraction")
+
+    @property
+    def approver_slash_fraction(self) -> int:
+        """The part of its stake a validator loses for approving a result that a challenge round rejects (paid to the challenger).
+
+        `TaskBounties.ApproverSlashFraction`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "ApproverSlashFraction")
+
+    @property
+    def max_expiries_per_block(self) -> int:
+        """Entries per expiry slot (per queue).
+
+        `TaskBounties.MaxExpiriesPerBlock`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxExpiriesPerBlock")
+
+    @property
+    def max_expiry_spill(self) -> int:
+        """How many blocks later a full slot may spill to.
+
+        `TaskBounties.MaxExpirySpill`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxExpirySpill")
+
+    @property
+    def max_recipe_len(self) -> int:
+        """The longest recipe name, in bytes.
+
+        `TaskBounties.MaxRecipeLen`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxRecipeLen")
+
+    @property
+    def max_uri_len(self) -> int:
+        """The longest URI, in bytes.
+
+        `TaskBounties.MaxUriLen`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxUriLen")
+
+    @property
+    def max_metric_name_len(self) -> int:
+        """The longest metric name, in bytes.
+
+        `TaskBounties.MaxMetricNameLen`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxMetricNameLen")
+
+    @property
+    def max_metrics(self) -> int:
+        """The most metrics an attestation carries.
+
+        `TaskBounties.MaxMetrics`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxMetrics")
+
+    @property
+    def max_checkpoints(self) -> int:
+        """The most checkpoint hashes an attestation carries.
+
+        `TaskBounties.MaxCheckpoints`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxCheckpoints")
+
+    @property
+    def challenge_period(self) -> int:
+        """Milliseconds (of Timestamp.Now) an approved result may be challenged; 0 pays at once.
+
+        `TaskBounties.ChallengePeriod`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "ChallengePeriod")
+
+    @property
+    def challenge_deposit(self) -> int:
+        """Reserved from a challenger: returned if upheld or timed out, slashed if dismissed.
+
+        `TaskBounties.ChallengeDeposit`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "ChallengeDeposit")
+
+    @property
+    def max_deadline_blocks(self) -> int:
+        """How many blocks after the current one a task's deadline may be.
+
+        `TaskBounties.MaxDeadlineBlocks`, a constant of the runtime.
+        """
+        return self._chain.constant("TaskBounties", "MaxDeadlineBlocks")

@@ -81,3 +81,11 @@ class TimestampApi(PalletApi):
         `Timestamp.DidUpdate`, a storage value.
         """
         return StorageValue(self._chain, "Timestamp", "DidUpdate")
+
+    @property
+    def minimum_period(self) -> int:
+        """The minimum period between blocks; clients take twice it as the block time.
+
+        `Timestamp.MinimumPeriod`, a constant of the runtime.
+        """
+        return self._chain.constant("Timestamp", "MinimumPeriod")

@@ -67,3 +67,11 @@ class TransactionPaymentApi(PalletApi):
             "StorageVersion",
             decode=lambda v: t.Releases.from_value(v),
         )
+
+    @property
+    def operational_fee_multiplier(self) -> int:
+        """A fee multiplier for Operational extrinsics to compute virtual tip to boost their priority
+
+        `TransactionPayment.OperationalFeeMultiplier`, a constant of the runtime.
+        """
+        return self._chain.constant("TransactionPayment", "OperationalFeeMultiplier")

@@ -932,6 +932,45 @@ Role.Validator = RoleValidator()
 Role._VARIANTS = {"Trainer": Role.Trainer, "Validator": Role.Validator}
 
 
+@dataclass(frozen=True)
+class RuntimeDbWeight:
+    """`sp_weights::RuntimeDbWeight`."""
+
+    read: int
+    write: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> RuntimeDbWeight:
+        return cls(read=v["read"], write=v["write"])
+
+
+@dataclass(frozen=True)
+class RuntimeVersion:
+    """`sp_version::RuntimeVersion`."""
+
+    spec_name: str
+    impl_name: str
+    authoring_version: int
+    spec_version: int
+    impl_version: int
+    apis: list[tuple[FixedBytes, int]]
+    transaction_version: int
+    state_version: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> RuntimeVersion:
+        return cls(
+            spec_name=v["spec_name"],
+            impl_name=v["impl_name"],
+            authoring_version=v["authoring_version"],
+            spec_version=v["spec_version"],
+            impl_version=v["impl_version"],
+            apis=[(FixedBytes.from_value(_v0[0]), _v0[1], ) for _v0 in v["apis"]],
+            transaction_version=v["transaction_version"],
+            state_version=v["state_version"],
+        )
+
+
 class Signature(FixedBytes):
     """`sp_core::ed25519::Signature`, 64 bytes."""
 
@@ -1472,6 +1511,8 @@ __all__ = [
     "Role",
     "RoleTrainer",
     "RoleValidator",
+    "RuntimeDbWeight",
+    "RuntimeVersion",
     "Signature",
     "SpRuntimeModuleError",
     "SubmittedResult",

@@ -392,3 +392,35 @@ class WorkersApi(PalletApi):
         `Workers.WorkerCount`, a storage value.
         """
         return StorageValue(self._chain, "Workers", "WorkerCount")
+
+    @property
+    def min_trainer_stake(self) -> int:
+        """The least stake a Trainer registers with.
+
+        `Workers.MinTrainerStake`, a constant of the runtime.
+        """
+        return self._chain.constant("Workers", "MinTrainerStake")
+
+    @property
+    def min_validator_stake(self) -> int:
+        """The least stake a Validator registers with.
+
+        `Workers.MinValidatorStake`, a constant of the runtime.
+        """
+        return self._chain.constant("Workers", "MinValidatorStake")
+
+    @property
+    def unbonding_period(self) -> int:
+        """Blocks between `unregister` and `withdraw`.
+
+        `Workers.UnbondingPeriod`, a constant of the runtime.
+        """
+        return self._chain.constant("Workers", "UnbondingPeriod")
+
+    @property
+    def max_gpu_model_len(self) -> int:
+        """The longest `gpu_model` string, in bytes.
+
+        `Workers.MaxGpuModelLen`, a constant of the runtime.
+        """
+        return self._chain.constant("Workers", "MaxGpuModelLen")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-from memory_chain import URL, forbid_sockets, memory_chain, route_connects
+from memory_chain import URL, chain_factory, forbid_sockets, memory_chain
 
 from devnet.rpc.inprocess import InProcessNode
 from orchestrator.domain import TaskStatus
@@ -23,7 +23,6 @@ ALICE, BOB = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob"
 def node(monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessNode]:
     forbid_sockets(monkeypatch)
     with InProcessNode() as in_process:
-        route_connects(monkeypatch, in_process)  # the indexer's own Chain.connect(URL)
         yield in_process
 
 
@@ -41,7 +40,7 @@ def create_task(chain: Chain) -> int:
     return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
 
 
-def test_indexer_follows_blocks_from_a_memory_chain(chain: Chain, tmp_path) -> None:
+def test_indexer_follows_blocks_from_a_memory_chain(node: InProcessNode, chain: Chain, tmp_path) -> None:
     chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(16, 2, "H100", 128_000))
     claimed, cancelled = create_task(chain), create_task(chain)
     chain.task_bounties.claim_task(BOB, claimed)
@@ -53,7 +52,7 @@ def test_indexer_follows_blocks_from_a_memory_chain(chain: Chain, tmp_path) -> N
     def on_block(number: int, block_hash: str, changes: Sequence[Change]) -> None:
         seen.append((number, [getattr(c, "name", type(c).__name__) for c in changes]))
 
-    indexer = Indexer(URL, index)
+    indexer = Indexer(URL, index, connect=chain_factory(node))
     indexer.on_block(on_block)
     try:
         assert indexer.sync() == chain.finalized_number() == 5 and indexer.lag == 0

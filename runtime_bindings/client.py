@@ -337,12 +337,14 @@ class Chain(GeneratedPallets):
         return [self._record(raw) for raw in self._run(load)]
 
     @staticmethod
-    def _record(raw: dict[str, Any]) -> EventRecord:
+    def _record(raw: dict[str, ScaleValue]) -> EventRecord:
+        """A System.Events record as scalecodec (or fastscale) decodes it, with its generated event class."""
         index = raw.get("extrinsic_idx")
-        phase: Phase = ({"ApplyExtrinsic": int(index)} if index is not None
+        phase: Phase = ({"ApplyExtrinsic": index} if isinstance(index, int)
                         else "Finalization" if raw.get("phase") == "Finalization" else "Initialization")
-        event = typed_event(raw["module_id"], raw["event_id"], raw.get("attributes"))
-        return EventRecord(phase, event, list(raw.get("topics") or []))
+        event = typed_event(str(raw["module_id"]), str(raw["event_id"]), raw.get("attributes"))
+        topics = raw.get("topics")
+        return EventRecord(phase, event, [str(t) for t in topics] if isinstance(topics, list) else [])
 
     # Fees -----------------------------------------------------------------------------------
     def estimate_fee(self, call: CallArgs | DynamicCall, signer: Keypair | str) -> int:

@@ -24,10 +24,12 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from runtime_bindings.metadata import (
+    FieldJson,
     MetadataIndex,
+    PalletJson,
+    TypeJson,
     decode_metadata,
     docs_of,
     snake_case,
@@ -73,7 +75,7 @@ class TypeNamer:
     signatures: dict[tuple[object, ...], str] = field(default_factory=dict)  # a type's shape -> its name
     in_progress: set[int] = field(default_factory=set)
 
-    def _type(self, tid: int) -> dict[str, Any]:
+    def _type(self, tid: int) -> TypeJson:
         return self.md.types[tid]
 
     def _is_u8(self, tid: int) -> bool:
@@ -124,7 +126,7 @@ class TypeNamer:
         if seq:
             return "str | bytes" if arg else prefix + ("FixedBytes" if seq == "array" else "Bytes")
         if "sequence" in d or "array" in d:
-            inner = (d.get("sequence") or d.get("array"))["type"]
+            inner = d["sequence"]["type"] if "sequence" in d else d["array"]["type"]
             return f"list[{self.hint(inner, prefix, arg=arg)}]"
         if "tuple" in d:
             items = d["tuple"]
@@ -170,7 +172,7 @@ class TypeNamer:
         if seq:
             return f"{prefix}{'FixedBytes' if seq == 'array' else 'Bytes'}.from_value({expr})"
         if "sequence" in d or "array" in d:
-            inner = (d.get("sequence") or d.get("array"))["type"]
+            inner = d["sequence"]["type"] if "sequence" in d else d["array"]["type"]
             var = f"_v{depth}"
             inner_conv = self.conv(inner, var, prefix, depth + 1)
             return None if inner_conv is None else f"[{inner_conv} for {var} in {expr}]"
@@ -223,7 +225,7 @@ class TypeNamer:
                                   "", f"    LENGTH = {length}"]
         return name
 
-    def _payload(self, fields: list[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    def _payload(self, fields: list[FieldJson]) -> tuple[list[str], list[str], list[str]]:
         """Field names, hints and converters (from `v`, the variant's payload) of an enum variant."""
         names = [pyname(f["name"], i) for i, f in enumerate(fields)]
         hints = [self.hint(f["type"]) for f in fields]
@@ -321,7 +323,7 @@ def _wrap_call(prefix: str, args: list[str], suffix: str, indent: str) -> list[s
     return [indent + prefix.rstrip(), *[f"{indent}    {a}," for a in args], f"{indent}{suffix.lstrip(', ')}"]
 
 
-def generate_pallet(md: MetadataIndex, namer: TypeNamer, pallet: dict[str, Any]) -> str:
+def generate_pallet(md: MetadataIndex, namer: TypeNamer, pallet: PalletJson) -> str:
     name, index = pallet["name"], pallet["index"]
     lines: list[str] = [f'PALLET = "{name}"', f"INDEX = {index}", ""]
     defined: set[str] = set()

@@ -19,10 +19,11 @@ from runtime_bindings.transport import json_int, json_list, json_object, json_st
 
 if TYPE_CHECKING:
     from scalecodec.base import RuntimeConfigurationObject
+    from scalecodec.types import GenericMetadataVersioned
 
     from runtime_bindings.client import Chain
     from runtime_bindings.fastscale import Decoder
-    from runtime_bindings.metadata import MetadataIndex
+    from runtime_bindings.metadata import MetadataIndex, TypeJson
     from runtime_bindings.values import ScaleValue
 
 
@@ -138,7 +139,7 @@ class _Skippers:
     """Compiles metadata V14 types into functions (data, offset) -> offset after the value: enough to split
     System.Events into records without decoding them (scalecodec then decodes only the records wanted)."""
 
-    def __init__(self, types: dict[int, dict[str, Any]]) -> None:
+    def __init__(self, types: dict[int, TypeJson]) -> None:
         self.types = types
         self._skip: dict[int, Callable[[bytes, int], int]] = {}
         self._size: dict[int, int | None] = {}
@@ -246,7 +247,7 @@ class EventSplitter:
         entry = next(e for e in metadata.storage("System") if e["name"] == "Events")
         vec_id = entry["type"]["Plain"]
         record_id = types[vec_id]["def"]["sequence"]["type"]
-        fields = {f["name"]: f["type"] for f in types[record_id]["def"]["composite"]["fields"]}
+        fields = {str(f["name"]): f["type"] for f in types[record_id]["def"]["composite"]["fields"]}
         sk = _Skippers(types)
         self._phase, self._event, self._topics = sk.skip(fields["phase"]), sk.skip(fields["event"]), sk.skip(fields["topics"])
         self.pallets = {int(p["index"]): p["name"] for p in metadata.v14["pallets"]}
@@ -282,9 +283,10 @@ class RecordDecoder:
                         for v in types[fields["phase"]]["def"]["variant"]["variants"]}
         self._events: dict[int, tuple[str, dict[int, tuple[str, Decoder | None]]]] = {}
         for v in types[fields["event"]]["def"]["variant"]["variants"]:
-            inner = (v.get("fields") or [{}])[0].get("type")
-            if inner is None or "variant" not in types[inner]["def"] or len(v["fields"]) != 1:
+            payload = v.get("fields") or []
+            if len(payload) != 1 or "variant" not in types[payload[0]["type"]]["def"]:
                 continue
+            inner = payload[0]["type"]
             self._events[int(v["index"])] = (v["name"], self.codecs.variant_payloads(inner))
 
     def decode(self, raw: bytes, start: int, end: int) -> dict[str, ScaleValue] | None:
@@ -312,6 +314,10 @@ class RecordDecoder:
                 "attributes": attributes, "topics": []}
 
 
+_EventsCodec = tuple["RuntimeConfigurationObject", "GenericMetadataVersioned", str]
+"""What scalecodec decodes a runtime's System.Events with: its configuration, metadata and the value type."""
+
+
 class CatchUp:
     """Finalized blocks `from_block`..`to_block` fetched in batches, for catching up fast.
 
@@ -328,10 +334,10 @@ class CatchUp:
         self.pallets = None if pallets is None else frozenset(pallets)
         self.reconnect_timeout = reconnect_timeout
         self.last_number = from_block - 1
-        self._splitters: dict[int, tuple[EventSplitter, str, Any]] = {}
+        self._splitters: dict[int, tuple[EventSplitter, str, _EventsCodec]] = {}
         self._records: dict[int, RecordDecoder] = {}
         self._storage_decoders: dict[tuple[int, str, str], Decoder | None] = {}
-        self._meta: dict[int, tuple[Any, Any]] = {}
+        self._meta: dict[int, tuple[MetadataIndex, RuntimeConfigurationObject]] = {}
         self._current_spec: int | None = None  # the runtime of the whole last batch (None: mixed)
         self._batch_rpc = True
         self._range_rpc = True
@@ -383,7 +389,7 @@ class CatchUp:
         version = json_object(self._chain.rpc("state_getRuntimeVersion", [block_hash]), "state_getRuntimeVersion")
         return json_int(version["specVersion"], "specVersion")
 
-    def _splitter(self, block_hash: str, spec: int) -> tuple[EventSplitter, str, Any]:
+    def _splitter(self, block_hash: str, spec: int) -> tuple[EventSplitter, str, _EventsCodec]:
         found = self._splitters.get(spec)
         if found is None:
             chain = self._chain
@@ -472,8 +478,8 @@ class CatchUp:
             blocks.append(BlockEvents(number, block_hash, list(records)))
         return blocks
 
-    def _decode(self, raw: bytes, splitter: EventSplitter, config: Any, metadata: Any, value_type: str,
-                chain_cls: Any) -> list[EventRecord]:
+    def _decode(self, raw: bytes, splitter: EventSplitter, config: RuntimeConfigurationObject,
+                metadata: GenericMetadataVersioned, value_type: str, chain_cls: type[Chain]) -> list[EventRecord]:
         from scalecodec.base import ScaleBytes
 
         if not raw:
@@ -485,8 +491,9 @@ class CatchUp:
         fast = self._records.get(id(splitter))
         if fast is not None:
             values = [fast.decode(raw, s, e) for s, e in wanted]
-            if all(v is not None for v in values):
-                return [chain_cls._record(v) for v in values]
+            done = [v for v in values if v is not None]
+            if len(done) == len(values):
+                return [chain_cls._record(v) for v in done]
         data = encode_compact(len(wanted)) + b"".join(raw[s:e] for s, e in wanted)
         with self._chain.lock:
             obj = config.create_scale_object(value_type, data=ScaleBytes(data), metadata=metadata)

@@ -14,6 +14,7 @@ from typing import Any
 
 from scalecodec.base import RuntimeConfigurationObject
 
+from runtime_bindings.metadata import TypeJson
 from runtime_bindings.scale import decode_compact_at
 from runtime_bindings.values import ScaleValue
 
@@ -39,7 +40,7 @@ class Codecs:
     MetadataIndex.types), `config` scalecodec's RuntimeConfigurationObject for it (for path mappings and
     the SS58 format)."""
 
-    def __init__(self, types: dict[int, dict[str, Any]], config: RuntimeConfigurationObject) -> None:
+    def __init__(self, types: dict[int, TypeJson], config: RuntimeConfigurationObject) -> None:
         self.types, self.config = types, config
         self._decoders: dict[int, Decoder] = {}
         self._unsupported: set[int] = set()
@@ -203,7 +204,7 @@ class Codecs:
             else:
                 named, ids = False, list(d["tuple"])
             if named and ids:
-                return self._struct([f["name"] for f in fields], ids)
+                return self._struct([str(f["name"]) for f in fields], ids)
             if named:  # a composite without fields
                 return lambda data, off: ({}, off)
             return self._tuple(ids)
@@ -214,7 +215,7 @@ class Codecs:
                 if not fields:
                     payload: Decoder | None = None
                 elif all(f.get("name") for f in fields):
-                    payload = self._struct([f["name"] for f in fields], [f["type"] for f in fields])
+                    payload = self._struct([str(f["name"]) for f in fields], [f["type"] for f in fields])
                 else:
                     payload = self._tuple([f["type"] for f in fields])
                 variants[int(v["index"])] = (v["name"], payload)
@@ -265,7 +266,7 @@ class Codecs:
                 if not fields:
                     payload = None
                 elif all(f.get("name") for f in fields):
-                    payload = self._struct([f["name"] for f in fields], [f["type"] for f in fields])
+                    payload = self._struct([str(f["name"]) for f in fields], [f["type"] for f in fields])
                 else:
                     payload = self._tuple([f["type"] for f in fields])
             except Unsupported:

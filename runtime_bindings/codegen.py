@@ -41,7 +41,7 @@ API_PARAMS = {"self", "signer", "wait", "timeout", "options", "at"}
 VALUE_NAMES = ("AccountId", "Bytes", "ChainEnum", "FixedBytes", "H256", "TypedEvent", "UnitVariant")
 RESERVED = {*VALUE_NAMES, "runtime_event", "struct_value", "to_scale_value",
             "Any", "ClassVar", "Keypair", "Literal", "ModuleError", "PalletApi", "Receipt", "StorageMap",
-            "StorageValue", "TypeAlias", "TypedEvent", "CallArgs", "Wait", "annotations", "dataclass", "t"}
+            "StorageValue", "SubmitOptions", "TypeAlias", "Unpack", "TypedEvent", "CallArgs", "Wait", "annotations", "dataclass", "t"}
 
 
 def camel(name: str) -> str:
@@ -408,7 +408,7 @@ def generate_pallet(md: MetadataIndex, namer: TypeNamer, pallet: PalletJson) -> 
         method = pyname(call["name"], 0)
         members.add(method)
         params = ["self", "signer: Keypair", *[f"{p}: {h}" for p, h in zip(pynames, hints)], "*",
-                  'wait: Wait = "inclusion"', "timeout: float | None = None", "**options: Any"]
+                  'wait: Wait = "inclusion"', "timeout: float | None = None", "**options: Unpack[SubmitOptions]"]
         lines.append("")
         lines += _wrap_call(f"def {method}(", params, ") -> Receipt:", "    ")
         lines += docstring(docs_of(call) + "\n\nSubmits the call signed by `signer`; see `Chain.submit`.", "        ")
@@ -478,13 +478,13 @@ def generate_pallet(md: MetadataIndex, namer: TypeNamer, pallet: PalletJson) -> 
     def used(word: str) -> bool:
         return re.search(rf"(?<![\w.]){word}\b", body) is not None
 
-    base_names = [n for n in ("CallArgs", "PalletApi", "Receipt", "StorageMap", "StorageValue", "TypedEvent", "Wait")
-                  if used(n)]
+    base_names = [n for n in ("CallArgs", "PalletApi", "Receipt", "StorageMap", "StorageValue", "SubmitOptions",
+                              "TypedEvent", "Wait") if used(n)]
     head = [HEADER.rstrip(), f'"""The {name} pallet (index {index}): calls, events, errors and storage."""',
             "from __future__ import annotations", ""]
     if used("dataclass"):
         head.append("from dataclasses import dataclass")
-    head += ["from typing import " + ", ".join(n for n in ("Any", "ClassVar") if used(n)), ""]
+    head += ["from typing import " + ", ".join(n for n in ("Any", "ClassVar", "Unpack") if used(n)), ""]
     if used("Keypair"):
         head += ["from substrateinterface import Keypair", ""]
     head += ["from runtime_bindings.base import (", *[f"    {n}," for n in base_names], ")",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from substrateinterface import Keypair
 
@@ -12,6 +12,7 @@ from runtime_bindings.base import (
     PalletApi,
     Receipt,
     StorageValue,
+    SubmitOptions,
     TypedEvent,
     Wait,
 )
@@ -340,7 +341,7 @@ class BalancesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Transfer some liquid free balance to another account; the sender may be reaped.
 
@@ -357,7 +358,7 @@ class BalancesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Same as transfer_allow_death, but refuses to take the sender below the existential deposit.
 
@@ -374,7 +375,7 @@ class BalancesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Transfer the entire transferable balance from the caller account.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from substrateinterface import Keypair
 
@@ -13,6 +13,7 @@ from runtime_bindings.base import (
     Receipt,
     StorageMap,
     StorageValue,
+    SubmitOptions,
     TypedEvent,
     Wait,
 )
@@ -204,7 +205,7 @@ class SystemApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Make some on-chain remark.
 
@@ -220,7 +221,7 @@ class SystemApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Make some on-chain remark and emit an event.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from substrateinterface import Keypair
 
@@ -13,6 +13,7 @@ from runtime_bindings.base import (
     Receipt,
     StorageMap,
     StorageValue,
+    SubmitOptions,
     TypedEvent,
     Wait,
 )
@@ -855,7 +856,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Post a task: reserves `bounty + TaskDeposit`; `deadline` is a block number.
 
@@ -878,7 +879,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """The requester withdraws an Open task; bounty and deposit are returned.
 
@@ -894,7 +895,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """An active Trainer meeting the stake and requirements takes an Open task for ClaimLease blocks.
 
@@ -911,7 +912,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """The claimant commits progress; the lease runs ClaimLease blocks from now.
 
@@ -927,7 +928,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """The claimant gives the task back without a slash.
 
@@ -945,7 +946,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Submit the claimant's signed attestation (anyone may relay it); verification starts.
 
@@ -965,7 +966,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """The requester reveals the committed holdout data once a result is submitted.
 
@@ -988,7 +989,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """An active Validator (not the worker or requester) votes once per round; a challenge round needs 2v+1.
 
@@ -1005,7 +1006,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """A Validator disputes an Approved result in its challenge period, reserving ChallengeDeposit.
 
@@ -1021,7 +1022,7 @@ class TaskBountiesApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Anyone pays out an Approved result whose challenge period is over (a later block's hook does too).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, Unpack
 
 from substrateinterface import Keypair
 
@@ -12,6 +12,7 @@ from runtime_bindings.base import (
     PalletApi,
     Receipt,
     StorageValue,
+    SubmitOptions,
     Wait,
 )
 from runtime_bindings.errors import ModuleError
@@ -57,7 +58,7 @@ class TimestampApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Set the current time; only as the block's inherent (no origin).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from substrateinterface import Keypair
 
@@ -13,6 +13,7 @@ from runtime_bindings.base import (
     Receipt,
     StorageMap,
     StorageValue,
+    SubmitOptions,
     TypedEvent,
     Wait,
 )
@@ -284,7 +285,7 @@ class WorkersApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Register as a Trainer or Validator, reserving `stake` (at least the role's minimum).
 
@@ -300,7 +301,7 @@ class WorkersApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Reserve `amount` more as stake.
 
@@ -316,7 +317,7 @@ class WorkersApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Replace the declared hardware capabilities.
 
@@ -331,7 +332,7 @@ class WorkersApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """Start unbonding; refused while the worker holds a claim or a pending verdict.
 
@@ -346,7 +347,7 @@ class WorkersApi(PalletApi):
         *,
         wait: Wait = "inclusion",
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> Receipt:
         """After the unbonding period: unreserve the stake and remove the registration.
 

@@ -137,7 +137,7 @@ def _capabilities(args: argparse.Namespace, node: Node) -> Capabilities:
                              gpu_model=machine.gpu_model if args.gpu_model is None else args.gpu_model.strip(),
                              memory_mb=machine.memory_mb if args.memory_mb is None else args.memory_mb)
     with chain_errors(node.url):
-        longest = int(node.chain.constant("Workers", "MaxGpuModelLen"))
+        longest = node.chain.workers.max_gpu_model_len
     if len(declared.gpu_model.encode()) > longest:
         raise refusal("GpuModelTooLong", f"--gpu-model is {len(declared.gpu_model.encode())} bytes, more than "
                                          f"MaxGpuModelLen ({longest})")
@@ -191,7 +191,8 @@ def _register(args: argparse.Namespace) -> int:
         stake = node.planck(args.stake, "--stake")
         with chain_errors(url):
             info = node.chain.workers.workers(who)
-            minimum = int(node.chain.constant("Workers", MIN_STAKE[role]))
+            pallet = node.chain.workers
+            minimum = pallet.min_trainer_stake if role == "Trainer" else pallet.min_validator_stake
         if info is not None:
             raise refusal("AlreadyRegistered", f"{who} is already registered as a {info.role.name}")
         if stake < minimum:

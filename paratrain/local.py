@@ -10,8 +10,9 @@ same way (the parts live in `paratrain._local`):
 * `RayCluster`: a local Ray cluster whose processes are all gone when its block ends;
 * `LocalMarket`: devnet, a chain connection, the orchestrator and optionally Ray in one `with` block,
   with helpers to register accounts, post tasks and run daemons;
-* `chain_task_spec`, `post_task`: the one mapping from a spec document to the on-chain TaskSpec
-  (`synthetic_task_spec`: one that names no document, for load).
+* `chain_task_spec`, `post_task`: the one mapping from a spec document to the on-chain TaskSpec, re-exported
+  from the public `paratrain.task_specs` that `paratrain task create` uses too (`synthetic_task_spec`: one
+  that names no document, for load).
 
 Daemons are followed through their observers (`daemon.subscribe(fn)`, workers.observers), not by
 patching them. Besides `paratrain devnet`, this harness is the only code that starts a devnet
@@ -32,8 +33,9 @@ from paratrain._local.market import (
     register_account,
 )
 from paratrain._local.processes import DaemonProcess, DevnetProcess, OrchestratorProcess, free_port
-from paratrain._local.specs import DEFAULT_REQUIREMENTS, chain_task_spec, post_task, synthetic_task_spec
+from paratrain._local.specs import synthetic_task_spec
 from paratrain._local.threads import DEVNET_DEFAULT_CHALLENGE_PERIOD_MS, DaemonThread, DevnetThread, OrchestratorThread
+from paratrain.task_specs import DEFAULT_REQUIREMENTS, chain_task_spec, post_task
 
 __all__ = [
     "DEFAULT_REQUIREMENTS", "DEVNET_DEFAULT_CHALLENGE_PERIOD_MS", "TRAINER_STAKE", "UNIT", "VALIDATOR_STAKE",

@@ -10,8 +10,8 @@ from typing import Any
 from paratrain._local.cluster import RayCluster
 from paratrain._local.errors import HarnessError
 from paratrain._local.processes import DaemonProcess, DevnetProcess, OrchestratorProcess
-from paratrain._local.specs import post_task
 from paratrain._local.threads import DaemonThread, DevnetThread, OrchestratorThread
+from paratrain.task_specs import post_task
 
 UNIT = 10**12
 TRAINER_STAKE = 1_000 * UNIT
@@ -120,7 +120,7 @@ class LocalMarket:
 
     def post(self, spec: Any, store: Any, *, requester: str = "Alice", bounty: int = 10 * UNIT,
              **options: Any) -> tuple[int, Any]:
-        """Store the spec document in the requester's `store` and create_task for it (specs.post_task's
+        """Store the spec document in the requester's `store` and create_task for it (task_specs.post_task's
         `options`); (the task's id, the receipt)."""
         spec_hash = store.put(spec.canonical_bytes())
         return post_task(self.chain, dev_keypair(requester), spec, store.uri(spec_hash), bounty=bounty,

@@ -163,7 +163,7 @@ def _hash_arg(value: str, what: str) -> str:
 
 # create -------------------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from paratrain._local.specs import chain_task_spec  # the one mapping (paratrain.local), without devnet
+    from paratrain.task_specs import chain_task_spec  # the one mapping, shared with paratrain.local
     from runtime_bindings.generated.task_bounties import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
     from workers.recipes import RecipeError, get_recipe

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import websocket
-from devnet_process import DevnetProcess
 
+from paratrain.local import DevnetProcess
 from runtime_bindings import (
     Chain,
     DispatchError,

@@ -21,7 +21,7 @@ from substrateinterface import Keypair
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devnet_process import DevnetProcess  # noqa: E402
+from paratrain.local import DevnetProcess  # noqa: E402
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCRIPT = JS_DIR / "devnet_client.mjs"

@@ -53,9 +53,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from devnet_process import DevnetProcess
 from forgeries import forged, relabel
 
+from paratrain.local import DevnetProcess
 from paratrain.local import post_task as post_spec
 from runtime_bindings import AttestationCodec, Chain, DispatchError, Keypair
 from runtime_bindings.generated import task_bounties as tb

@@ -19,8 +19,9 @@ from unittest.mock import patch
 import pytest
 import websocket
 import xxhash
-from devnet_process import DevnetProcess
 from substrateinterface import Keypair, SubstrateInterface
+
+from paratrain.local import DevnetProcess
 
 # The author error shapes (sc-rpc-api author errors). If the shape of a code changes,
 # these constants and `tx_validity` are the only places to update.

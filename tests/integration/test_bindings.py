@@ -7,8 +7,8 @@ import threading
 import time
 
 import pytest
-from devnet_process import DevnetProcess
 
+from paratrain.local import DevnetProcess
 from runtime_bindings import (
     BlockEvents,
     Chain,

@@ -19,7 +19,6 @@ from collections import Counter
 from typing import Any, Iterator
 
 import pytest
-from devnet_process import DevnetProcess
 from substrateinterface import Keypair
 from test_pallets_lifecycle import (
     ALICE,
@@ -43,6 +42,7 @@ from orchestrator.domain import TaskStatus
 from orchestrator.index import Index, task_view_from_chain
 from orchestrator.indexer import Indexer
 from orchestrator.serde import status_from_proto, status_to_proto
+from paratrain.local import DevnetProcess
 from paratrain_api.v1 import common_pb2
 from runtime_bindings import Chain as TypedChain
 from runtime_bindings.generated.task_bounties import TaskBountiesError

@@ -345,8 +345,7 @@ BOB, CHARLIE, DAVE, FERDIE = (Keypair.create_from_uri(f"//{n}") for n in ("Bob",
 @pytest.fixture(scope="module")
 def period_chain():
     """A devnet of its own with a challenge period; //Bob a Trainer, //Charlie and //Dave Validators."""
-    from devnet_process import DevnetProcess
-
+    from paratrain.local import DevnetProcess
     from runtime_bindings.generated import types as t
 
     with DevnetProcess("--challenge-period-ms", str(PERIOD_MS)) as node, Chain.connect(node.ws_url, timeout=10) as c:

@@ -27,11 +27,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from devnet_process import DevnetProcess  # noqa: E402
 from forgeries import placeholder_attestation  # noqa: E402
 from orchestrator_process import OrchestratorProcess  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from paratrain.local import DevnetProcess  # noqa: E402
 from runtime_bindings import AttestationCodec, Chain, Keypair  # noqa: E402
 from runtime_bindings.generated import types as t  # noqa: E402
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset  # noqa: E402

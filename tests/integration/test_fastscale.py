@@ -1,8 +1,7 @@
 """Compiled decoders (runtime_bindings.fastscale) give exactly what scalecodec gives for the same bytes."""
 from __future__ import annotations
 
-from devnet_process import DevnetProcess
-
+from paratrain.local import DevnetProcess
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.fastscale import Codecs, decode_all
 from runtime_bindings.generated import types as t

@@ -37,11 +37,11 @@ from unittest.mock import patch
 
 import pytest
 import xxhash
-from devnet_process import DevnetProcess
 from substrateinterface import Keypair, SubstrateInterface
 from websockets.asyncio.client import connect
 
 from devnet.scale.codec import encode_compact
+from paratrain.local import DevnetProcess
 
 pytestmark = pytest.mark.slow  # sends over 10,000 fuzzed extrinsics and frames to a devnet
 

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from devnet_process import DevnetProcess
 
 from orchestrator.domain import Capabilities, ProgressUpdate, TaskStatus
 from orchestrator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -15,6 +14,7 @@ from orchestrator.index import Index
 from orchestrator.indexer import Indexer, PubSub
 from orchestrator.metrics import Metrics
 from orchestrator.relay import Relay
+from paratrain.local import DevnetProcess
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated import types as t
 from runtime_bindings.generated.balances import TransferKeepAliveCall

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from devnet_process import DevnetProcess
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.domain import Capabilities, TaskView, WorkerView
 from orchestrator.index import Index
 from orchestrator.indexer import Indexer
+from paratrain.local import DevnetProcess
 from runtime_bindings import Chain, DispatchError, Keypair
 from runtime_bindings.generated import types as t
 

@@ -7,11 +7,11 @@ import socket
 import time
 
 import pytest
-from devnet_process import DevnetProcess
 
 from orchestrator.domain import TaskStatus
 from orchestrator.index import Index, task_view_from_chain, worker_view_from_chain
 from orchestrator.indexer import Indexer, PubSub
+from paratrain.local import DevnetProcess
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated import types as t
 

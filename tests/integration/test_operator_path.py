@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from devnet_process import DevnetProcess
+
+from paratrain.local import DevnetProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # Ray, training, five daemons: minutes
 

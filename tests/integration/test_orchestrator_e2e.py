@@ -25,7 +25,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devnet_process import DevnetProcess
 from orchestrator_process import (
     OrchestratorProcess,
     assert_exactly_once,
@@ -37,6 +36,7 @@ from orchestrator_process import (
 
 from orchestrator import auth
 from orchestrator.client import TaskClient, WorkerClient
+from paratrain.local import DevnetProcess
 from paratrain_api.v1 import worker_pb2
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated.task_bounties import ClaimTaskCall, ReleaseClaimCall

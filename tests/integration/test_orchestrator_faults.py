@@ -18,7 +18,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devnet_process import DevnetProcess
 from orchestrator_process import (
     OrchestratorProcess,
     WorkerStats,
@@ -30,6 +29,7 @@ from orchestrator_process import (
     task_spec,
 )
 
+from paratrain.local import DevnetProcess
 from runtime_bindings import Chain, Keypair
 
 pytestmark = pytest.mark.slow  # kills and restarts a real orchestrator and devnet mid-run

@@ -121,9 +121,9 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
-from devnet_process import DevnetProcess  # noqa: E402
 
 from devnet.runtime.pallets.task_bounties import holdout_commitment  # noqa: E402
+from paratrain.local import DevnetProcess  # noqa: E402
 
 pytestmark = pytest.mark.slow  # advances a devnet block by block through leases, deadlines and windows
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import websocket
 import xxhash
-from devnet_process import DevnetProcess
 from substrateinterface import Keypair, SubstrateInterface
+
+from paratrain.local import DevnetProcess
 
 pytestmark = pytest.mark.slow  # restarts devnet processes, kill -9 included
 

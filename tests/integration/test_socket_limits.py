@@ -19,7 +19,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from devnet_process import DevnetProcess
+
+from paratrain.local import DevnetProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]  # slow: thousands of silent and idle sockets at a devnet
 

@@ -32,8 +32,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from devnet_process import DevnetProcess
-
+from paratrain.local import DevnetProcess
 from paratrain.local import post_task as post_spec
 from runtime_bindings import AttestationCodec, Chain, Keypair
 from runtime_bindings.generated import types as t

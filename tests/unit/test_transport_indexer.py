@@ -1,17 +1,21 @@
 """orchestrator.indexer following devnet's runtime over MemoryTransport, with sockets forbidden: the index
 agrees with chain storage after a lifecycle, later blocks are followed from where it stopped, and each
-block reaches on_block once, in order."""
+block reaches on_block once, in order; the orchestrator service opens its connections with the factory
+it is given."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 
 import pytest
 from memory_chain import URL, chain_factory, forbid_sockets, memory_chain
 
 from devnet.rpc.inprocess import InProcessNode
+from orchestrator.config import OrchestratorConfig
 from orchestrator.domain import TaskStatus
 from orchestrator.index import Change, Index, task_view_from_chain
 from orchestrator.indexer import Indexer
+from orchestrator.service import start_orchestrator, stop_orchestrator
 from runtime_bindings import Chain, Keypair
 from runtime_bindings.generated import types as t
 
@@ -75,3 +79,23 @@ def test_indexer_follows_blocks_from_a_memory_chain(node: InProcessNode, chain: 
     finally:
         indexer.stop()
         index.close()
+
+
+async def test_start_orchestrator_opens_its_connections_with_the_factory(node: InProcessNode, chain: Chain,
+                                                                         tmp_path) -> None:
+    create_task(chain)
+    opened: list[Chain] = []
+
+    def connect() -> Chain:
+        opened.append(memory_chain(node))
+        return opened[-1]
+
+    config = OrchestratorConfig(chain_url="ws://in-process.invalid:9944", listen="127.0.0.1:0",
+                                db_path=str(tmp_path / "orchestrator.db"), metrics_port=0)
+    running = await start_orchestrator(config, connect=connect)
+    try:
+        assert await asyncio.to_thread(running.indexer.wait_for, chain.finalized_number(), 30)
+        assert running.index.open_tasks and running.chain is opened[0]
+        assert len(opened) == 2  # the relay's and the indexer's, no socket (forbid_sockets)
+    finally:
+        await stop_orchestrator(running)

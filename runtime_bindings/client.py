@@ -490,7 +490,9 @@ class _Substrate(SubstrateInterface):  # type: ignore[misc]  # substrate-interfa
 
     prefetched_metadata: str | None = None
 
-    def get_block_metadata(self, block_hash: str | None = None, decode: bool = True) -> Any:
+    def get_block_metadata(self, block_hash: str | None = None,
+                           decode: bool = True) -> GenericMetadataVersioned | dict[str, Json]:
+        """The decoded metadata (from the prefetched copy once), or the raw JSON-RPC response when not `decode`."""
         raw, self.prefetched_metadata = self.prefetched_metadata, None
         if raw is None or not decode:
             return super().get_block_metadata(block_hash=block_hash, decode=decode)

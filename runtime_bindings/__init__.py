@@ -35,6 +35,7 @@ from runtime_bindings.base import (
     StorageMap,
     StoragePage,
     StorageValue,
+    SubmitOptions,
     TypedEvent,
     Wait,
 )
@@ -64,12 +65,13 @@ from runtime_bindings.generated import (
     transaction_payment,
     types,
 )
+from runtime_bindings.values import ScaleValue
 
 __all__ = [
     "ATTESTATION_CONTEXT", "ArithmeticError", "AttestationCodec", "BadFormat", "BadOrigin", "BindingsError", "BlockEvents", "CallArgs", "Chain",
     "ConnectionLost", "DecodedExtrinsic", "DispatchError", "DynamicCall", "EventRecord", "GenericEvent", "InvalidTransaction",
-    "Keypair", "KeypairType", "ModuleError", "PalletApi", "Receipt", "RpcError", "StorageMap", "StoragePage",
-    "StorageValue", "SubmitTimeout", "TokenError", "TransactionAlreadyImported", "TransactionBanned", "TransactionPriorityTooLow",
+    "Keypair", "KeypairType", "ModuleError", "PalletApi", "Receipt", "RpcError", "ScaleValue", "StorageMap", "StoragePage",
+    "StorageValue", "SubmitOptions", "SubmitTimeout", "TokenError", "TransactionAlreadyImported", "TransactionBanned", "TransactionPriorityTooLow",
     "TransactionRejected", "TypedEvent", "UnknownTransaction", "Wait", "balances", "extrinsic_hash",
     "sign_attestation", "signing_payload", "system", "timestamp", "transaction_payment", "types",
     "verify_attestation",

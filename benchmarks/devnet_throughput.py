@@ -45,18 +45,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import hashlib
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +64,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devnet.scale.codec import encode_compact
+from paratrain.local import DevnetProcess, die_with_parent, free_port, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JS_DIR = REPO_ROOT / "tests" / "js"
@@ -79,59 +78,30 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 # Child processes
 # ------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-try:  # loaded here, not in the forked child, where importing could deadlock
-    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
-except (OSError, AttributeError):
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux, get SIGTERM if the benchmark itself dies (even by SIGKILL)."""
-    if _prctl is not None:
-        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class ChildNode:
-    """A node in its own process group; stop() ends the group while its leader lives (SIGINT, then SIGKILL)."""
+class ChildNode(ABC):
+    """What run_one needs of a node: its URL, start() and stop(). Children run in their own process group
+    and die with the benchmark on Linux (paratrain.local's die_with_parent and stop_group)."""
 
     name = "node"
 
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
     @property
+    @abstractmethod
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        """Its WebSocket endpoint."""
 
+    @abstractmethod
+    def start(self) -> None:
+        """Start it and return once it listens."""
+
+    @abstractmethod
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, wait_s in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                continue
+        """Stop it (a no-op if it is not running)."""
 
 
 class RunningNode(ChildNode):
     """A node someone else started: nothing to start or stop."""
 
     def __init__(self, url: str) -> None:
-        super().__init__()
         self._url = url
 
     @property
@@ -141,50 +111,35 @@ class RunningNode(ChildNode):
     def start(self) -> None:
         pass
 
+    def stop(self) -> None:
+        pass
+
 
 class DevnetNode(ChildNode):
+    """`paratrain devnet` started by the harness (paratrain.local.DevnetProcess), as the tests start it."""
+
     name = "devnet"
 
     def __init__(self, extra_args: list[str]) -> None:
-        super().__init__()
-        self.extra_args = extra_args
-        self.output: list[str] = []
+        self.process = DevnetProcess(*extra_args)
 
-    def start(self, timeout: float = 60) -> None:
-        cmd = [sys.executable, "-m", "paratrain.cli", "devnet", "--host", "127.0.0.1", "--port", "0",
-               *self.extra_args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                     start_new_session=True,
-                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode(errors="replace")
-            if not line:
-                raise RuntimeError(f"devnet exited with {self.proc.wait()}: {''.join(self.output)}")
-            self.output.append(line)
-            if "listening on ws://" in line:
-                self.port = int(line.split("ws://", 1)[1].split()[0].rsplit(":", 1)[1])
-                # Keep draining its output so a chatty node never blocks on a full pipe.
-                threading.Thread(target=self._drain, daemon=True).start()
-                return
-        raise TimeoutError("devnet did not start listening")
+    @property
+    def url(self) -> str:
+        return self.process.ws_url
 
-    def _drain(self) -> None:
-        proc = self.proc
-        if proc is None or proc.stdout is None:
-            return
-        for raw in proc.stdout:
-            self.output.append(raw.decode(errors="replace"))
-            del self.output[:-200]
+    def start(self) -> None:
+        self.process.start(timeout=60)
+
+    def stop(self) -> None:
+        self.process.stop(timeout=10)
 
 
 class ChopsticksNode(ChildNode):
     name = "chopsticks"
 
     def __init__(self, spec: Path, mode: str) -> None:
-        super().__init__()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
         self.spec = spec
         self.mode = mode
         self.log = tempfile.NamedTemporaryFile(prefix="chopsticks-", suffix=".log", delete=False)  # noqa: SIM115
@@ -200,7 +155,7 @@ class ChopsticksNode(ChildNode):
                "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, cwd=JS_DIR, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
+                                     preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl runs there
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -210,8 +165,14 @@ class ChopsticksNode(ChildNode):
             time.sleep(0.25)
         raise TimeoutError(f"chopsticks did not start listening; log: {self.log.name}")
 
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def stop(self, keep_log: bool = False) -> None:
-        super().stop()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_group(proc, signal.SIGINT, timeout=10)
         if self.log.closed:
             return
         self.log.close()
@@ -599,7 +560,7 @@ def run_one(node: ChildNode, count: int, args: argparse.Namespace, label: str, s
             fresh_senders: bool = False) -> Result:
     console.print(f"[bold]{label}[/bold]: starting")
     started = time.perf_counter()
-    node.start()  # type: ignore[attr-defined]
+    node.start()
     console.print(f"  listening on {node.url} after {time.perf_counter() - started:.1f} s")
     if fresh_senders:
         seconds = fund_on_chopsticks(node.url, count)

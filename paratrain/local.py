@@ -5,7 +5,9 @@ subprocesses, so that `paratrain demo`, the integration tests and the benchmarks
 same way (the parts live in `paratrain._local`):
 
 * `DevnetProcess`, `OrchestratorProcess`, `DaemonProcess`: `paratrain devnet|orchestrator|worker|validator`
-  as child processes on free loopback ports (a part can be killed with -9 and restarted);
+  as child processes on free loopback ports (a part can be killed with -9 and restarted); devnet and the
+  orchestrator in a process group of their own that dies with this process on Linux (`die_with_parent`,
+  `stop_group`: for a benchmark's other children too);
 * `DevnetThread`, `OrchestratorThread`, `DaemonThread`: the same parts on threads of this process;
 * `RayCluster`: a local Ray cluster whose processes are all gone when its block ends;
 * `LocalMarket`: devnet, a chain connection, the orchestrator and optionally Ray in one `with` block,
@@ -32,7 +34,14 @@ from paratrain._local.market import (
     fund,
     register_account,
 )
-from paratrain._local.processes import DaemonProcess, DevnetProcess, OrchestratorProcess, free_port
+from paratrain._local.processes import (
+    DaemonProcess,
+    DevnetProcess,
+    OrchestratorProcess,
+    die_with_parent,
+    free_port,
+    stop_group,
+)
 from paratrain._local.specs import synthetic_task_spec
 from paratrain._local.threads import DEVNET_DEFAULT_CHALLENGE_PERIOD_MS, DaemonThread, DevnetThread, OrchestratorThread
 from paratrain.task_specs import DEFAULT_REQUIREMENTS, chain_task_spec, post_task
@@ -41,5 +50,5 @@ __all__ = [
     "DEFAULT_REQUIREMENTS", "DEVNET_DEFAULT_CHALLENGE_PERIOD_MS", "TRAINER_STAKE", "UNIT", "VALIDATOR_STAKE",
     "DaemonProcess", "DaemonThread", "DevnetProcess", "DevnetThread", "HarnessError", "HarnessTimeout", "LocalMarket",
     "OrchestratorProcess", "OrchestratorThread", "RayCluster", "capabilities", "chain_task_spec", "dev_keypair",
-    "free_port", "fund", "post_task", "register_account", "synthetic_task_spec",
+    "die_with_parent", "free_port", "fund", "post_task", "register_account", "stop_group", "synthetic_task_spec",
 ]

@@ -4,9 +4,15 @@ Each runs the real console entry point on loopback, reports the port it got from
 0` / `--listen 127.0.0.1:0` pick a free one without a race), drains its output so the pipe never fills, and
 is stopped with SIGINT (then SIGKILL) when its `with` block ends. Tests use them to kill -9 and restart a
 part; benchmarks to measure a part's CPU apart from their own process.
+
+devnet and the orchestrator run in a process group of their own, stopped as a group, and on Linux they die
+with the process that started them, even when that one is killed with -9 (`die_with_parent`): a benchmark
+or a test run cut short leaves no node holding a port. `die_with_parent` and `stop_group` are public so that
+a benchmark's other nodes (chopsticks) are started and stopped the same way.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -32,6 +38,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+try:  # looked up here, in the parent: in the forked child, before exec, loading a library could deadlock
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
+except (OSError, AttributeError):
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn`: on Linux, the child gets SIGTERM when its parent dies, even by SIGKILL (elsewhere a no-op).
+
+    The kernel sends it when the *thread* that started the child ends, so start long-lived children from the
+    main thread (or one that outlives them). If the parent is already gone by the time this runs, the child
+    exits at once rather than outlive it."""
+    if _PRCTL is None:
+        return
+    parent = os.getppid()
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 15) -> int:
+    """Stop `proc`, the leader of its own process group, and every process in that group: `sig` (SIGINT, a
+    clean stop), then SIGKILL after `timeout` s; its exit status. The group is signalled only while the leader
+    is unreaped, so a recycled process group id is never hit."""
+    for signum, wait_s in ((sig, timeout), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
 
 
 def _cli(*args: str) -> list[str]:
@@ -66,8 +111,9 @@ class _Child(ABC):
         """Start it and wait until it listens; HarnessError with its last output if it exits, HarnessTimeout if it
         does not listen in time."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, cwd=REPO_ROOT)
+        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT, start_new_session=True,
+                                preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl runs there
         self.proc, self.starts = proc, self.starts + 1
         deadline = time.monotonic() + timeout
         assert proc.stdout is not None
@@ -81,8 +127,7 @@ class _Child(ABC):
                 self._listening(match)
                 threading.Thread(target=self._drain, args=(proc,), name=f"{self.what}-output", daemon=True).start()
                 return self
-        proc.kill()
-        proc.wait()
+        stop_group(proc, signal.SIGKILL)
         raise HarnessTimeout(f"{self.what} did not start within {timeout} s:\n{''.join(self.output[-40:])}")
 
     def _drain(self, proc: subprocess.Popen[str]) -> None:
@@ -91,17 +136,11 @@ class _Child(ABC):
             self.output.append(line)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int | None:
-        """Send `sig` (SIGINT: a clean stop), wait up to `timeout` s, then kill; the exit status."""
+        """Send `sig` (SIGINT: a clean stop) to its process group, wait up to `timeout` s, then kill the group;
+        the exit status (None if it never started)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        return stop_group(self.proc, sig, timeout)
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)

@@ -79,16 +79,16 @@ def load_avg() -> tuple[float, float, float]:
 class TaskProbe:
     """A step hook (pickled into the training worker): writes ``first-rank<r>.json`` after step 1 and
     ``last-rank<r>.json`` after the last step, with the wall time, the process's CPU time, and the time
-    and CPU time at which the task reached the process (when this object was unpickled there).
-    `inner` is the hook it wraps (the daemon's CancelHook)."""
+    and CPU time at which the task reached the process (when this object was unpickled there). The worker
+    daemon runs it before its own CancelHook (DaemonConfig.training_callbacks)."""
 
-    def __init__(self, directory: str, total_steps: int, inner: Any = None) -> None:
-        self.directory, self.total_steps, self.inner = directory, total_steps, inner
+    def __init__(self, directory: str, total_steps: int) -> None:
+        self.directory, self.total_steps = directory, total_steps
         self.loaded_at: float | None = None
         self.cpu_at_load: float | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"directory": self.directory, "total_steps": self.total_steps, "inner": self.inner}
+        return {"directory": self.directory, "total_steps": self.total_steps}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -102,8 +102,6 @@ class TaskProbe:
                 json.dump({"t": now, "cpu": cpu, "loaded_at": self.loaded_at, "cpu_at_load": self.cpu_at_load,
                            "pid": os.getpid(), "step": step}, f)
             os.replace(path + ".tmp", path)
-        if self.inner is not None:
-            self.inner(step, rank)
 
 
 def read_probe(directory: Path) -> dict[str, dict[str, Any]]:
@@ -219,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, tmp: Path) -> dict[str, Any]:
-    import workers.runner as runner_mod
     from paratrain.local import LocalMarket
     from workers.artifacts import ArtifactStore
     from workers.daemon import DaemonConfig, WorkerDaemon
@@ -251,29 +248,27 @@ def run(args, tmp: Path) -> dict[str, Any]:
         f"{args.challenge_period_ms} ms")
 
     probes: dict[int, dict[str, Any]] = {}
-    current = {"task": -1}
     submits: dict[int, float] = {}
-    original_train = runner_mod.train
 
-    def probed_train(spec, store, **kw):
-        task_id = current["task"]
-        rec = probes.setdefault(task_id, {})
-        steps_dir = tmp / f"probe-{task_id}"
-        steps_dir.mkdir(exist_ok=True)
-        kw["step_hook"] = TaskProbe(str(steps_dir), total, inner=kw.get("step_hook"))
-        rec["train_called"] = time.time()
-        try:
-            return original_train(spec, store, **kw)
-        finally:
-            rec["train_returned"] = time.time()
-            rec["probe"] = read_probe(steps_dir)
+    class Probes:
+        """The daemon's training callback (workers.daemon.TrainingCallback): a TaskProbe in each task's training
+        workers, and the time the daemon handed the task to training."""
+
+        def step_hook(self, task_id: int, spec: Any) -> TaskProbe:
+            steps_dir = tmp / f"probe-{task_id}"
+            steps_dir.mkdir(exist_ok=True)
+            probes[task_id] = {"train_called": time.time(), "dir": steps_dir}
+            return TaskProbe(str(steps_dir), total)
 
     def observe(what: str, detail: Any) -> None:
-        """The worker daemon's events (workers.observers): which task it trains, when it starts submitting."""
-        if what == "train":
-            current["task"] = detail["task_id"]
-        elif what == "trained":  # sent just before the daemon signs and sends submit_result
+        """The worker daemon's events (workers.observers): when a task's training returned and it starts
+        submitting."""
+        if what == "trained":  # sent as training returns, just before the daemon signs and sends submit_result
             submits[detail["task_id"]] = time.time()
+            rec = probes.get(detail["task_id"])
+            if rec is not None:
+                rec["train_returned"] = submits[detail["task_id"]]
+                rec["probe"] = read_probe(rec["dir"])
 
     num_cpus = os.cpu_count() or 2
     if args.workers > 1:  # the warm group holds its CPUs; each validator replays on a group of its own
@@ -301,11 +296,10 @@ def run(args, tmp: Path) -> dict[str, Any]:
                 validators[name] = market.daemon_process("validator", cmd, tmp / f"{name.lower()}.log")
             sampler = CpuSampler({name: p.pid for name, p in validators.items()}).start()
 
-            runner_mod.train = probed_train
             daemon = WorkerDaemon(DaemonConfig(
                 orchestrator=market.target, chain_url=market.chain_url, key="//Bob", store=str(tmp / "bob-store"),
                 trusted_stores=(str(tmp / "alice-store"),), num_workers=args.workers,
-                state_dir=str(tmp / "bob-state")))
+                state_dir=str(tmp / "bob-state"), training_callbacks=(Probes(),)))
             daemon.subscribe(observe)
             worker = market.daemon_thread(daemon, "worker")
 
@@ -354,7 +348,6 @@ def run(args, tmp: Path) -> dict[str, Any]:
             return report(rows, args, {"steps": total, "checkpoint_every": every,
                                        "n_checkpoints": math.ceil(total / every), "load_end": load_avg()})
     finally:
-        runner_mod.train = original_train
         if sampler is not None:
             sampler.stop()
         root_logger.removeHandler(handler)

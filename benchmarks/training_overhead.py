@@ -221,15 +221,15 @@ class StepTimer:
     """A step hook: records when step 1 and the last step finished, per rank, into `directory`.
 
     It also records when this object was unpickled in the worker process (the training function's
-    configuration arrived: the function is about to start) and when that process was created.
-    `inner` is the hook it wraps (the daemon's CancelHook), called on every step."""
+    configuration arrived: the function is about to start) and when that process was created. In the
+    worker daemon it runs before the daemon's own CancelHook (DaemonConfig.training_callbacks)."""
 
-    def __init__(self, directory: str, total_steps: int, inner: Any = None) -> None:
-        self.directory, self.total_steps, self.inner = directory, total_steps, inner
+    def __init__(self, directory: str, total_steps: int) -> None:
+        self.directory, self.total_steps = directory, total_steps
         self.loaded_at: float | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"directory": self.directory, "total_steps": self.total_steps, "inner": self.inner}
+        return {"directory": self.directory, "total_steps": self.total_steps}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -249,8 +249,6 @@ class StepTimer:
                 json.dump({"t": now, "step": step, "rank": rank, "pid": os.getpid(), "loaded_at": self.loaded_at,
                            "process_created": created}, f)
             os.replace(path + ".tmp", path)
-        if self.inner is not None:
-            self.inner(step, rank)
 
 
 def read_step_times(directory: str) -> dict[str, dict[str, Any]]:
@@ -449,7 +447,6 @@ def micro_costs(spec, store, recipe, hp, prepared, repeat: int = 5) -> dict[str,
 # End to end on devnet
 # ================================================================================================
 def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, args, tmp: Path) -> list[dict[str, Any]]:
-    import workers.runner as runner_mod
     from paratrain.local import LocalMarket
     from workers.artifacts import ArtifactStore
     from workers.daemon import DaemonConfig, WorkerDaemon
@@ -478,33 +475,18 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
     low_target = 0.1 if spec_probe.evaluation.mode == "max" else 1e9
 
     timings: dict[int, dict[str, Any]] = {}
-    original_train = runner_mod.train
 
-    def timed_train(spec, store, **kw):
-        task_id = current["task"]
-        rec = timings.setdefault(task_id, {})
-        steps_dir = tmp / f"steps-e2e-{task_id}"
-        steps_dir.mkdir(exist_ok=True)
-        total = steps_of(n_train, int(hp["batch_size"]), epochs, kw.get("num_workers", 2))
-        kw["step_hook"] = StepTimer(str(steps_dir), total, inner=kw.get("step_hook"))
-        inner_progress = kw.get("on_progress")
+    class Timers:
+        """The daemon's training callback (workers.daemon.TrainingCallback): a StepTimer in each task's
+        training workers, and the time the daemon handed the task to training."""
 
-        def on_progress(p):
-            if p.final:
-                rec["final_report"] = time.time()
-            if inner_progress is not None:
-                inner_progress(p)
+        def step_hook(self, task_id: int, spec: Any) -> StepTimer:
+            steps_dir = tmp / f"steps-e2e-{task_id}"
+            steps_dir.mkdir(exist_ok=True)
+            total = steps_of(n_train, int(hp["batch_size"]), epochs, num_workers)
+            timings[task_id] = {"train_called": time.time(), "dir": steps_dir, "total_steps": total}
+            return StepTimer(str(steps_dir), total)
 
-        kw["on_progress"] = on_progress
-        rec["train_called"] = time.time()
-        try:
-            return original_train(spec, store, **kw)
-        finally:
-            rec["train_returned"] = time.time()
-            rec["steps"] = read_step_times(str(steps_dir))
-            rec["total_steps"] = total
-
-    current = {"task": -1}
     # the daemon's events (workers.observers) per task: (wall time it was seen, its detail)
     seen: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
 
@@ -512,20 +494,24 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
         if "task_id" not in detail:
             return
         task_id = int(detail["task_id"])
-        seen[(what, task_id)] = (time.time(), dict(detail))
-        if what == "claimed":  # sent once the claim is in a block, before the daemon fetches and trains
-            current["task"] = task_id
+        now = time.time()
+        rec = timings.get(task_id)
+        if what == "progress" and detail.get("final") and rec is not None:  # the final report reached the driver
+            rec["final_report"] = now
+        if what == "trained" and rec is not None:  # sent as training returns (the result card stored)
+            rec["train_returned"] = now
+            rec["steps"] = read_step_times(str(rec["dir"]))
+        seen[(what, task_id)] = (now, dict(detail))
 
     try:
         log("e2e: starting devnet and the orchestrator")
         with LocalMarket(tmp / "e2e-market") as market:
             chain = market.chain
             market.register("Bob", "Trainer")
-            runner_mod.train = timed_train
             daemon = WorkerDaemon(DaemonConfig(
                 orchestrator=market.target, chain_url=market.chain_url, key="//Bob", store=str(store_root / "worker"),
                 trusted_stores=(requester.root,), num_workers=num_workers, state_dir=str(tmp / "worker-state"),
-                poll_wait_s=2.0, max_tasks=args.e2e_tasks))
+                poll_wait_s=2.0, max_tasks=args.e2e_tasks, training_callbacks=(Timers(),)))
             daemon.subscribe(observe)
             worker = market.daemon_thread(daemon, "worker")
             results = []
@@ -538,7 +524,7 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
                 deadline = time.monotonic() + args.e2e_timeout
                 while ("submitted", task_id) not in seen:
                     if not worker.alive:
-                        raise SystemExit(f"the worker daemon stopped; see {log_path}")
+                        raise SystemExit(f"the worker daemon stopped ({worker.error!r}); see {log_path}")
                     if ("refused", task_id) in seen:
                         raise SystemExit(f"the daemon refused task {task_id}; see {log_path}")
                     if time.monotonic() > deadline:
@@ -581,7 +567,6 @@ def run_e2e(recipe_name: str, store_root: Path, epochs: int, num_workers: int, a
             worker.join(60)
             return results
     finally:
-        runner_mod.train = original_train
         root_logger.removeHandler(handler)
 
 

@@ -68,12 +68,12 @@ from workers.retry import Decision, decide
 from workers.task_checks import ClaimPolicy, check_task, claimed_by, fetch_dataset
 from workers.task_run import RunState, TaskRun
 from workers.training_session import CancelHook, TrainingSession
-from workers.worker_config import DaemonConfig, Status
+from workers.worker_config import DaemonConfig, Status, StepHook, TrainingCallback
 
 log = logging.getLogger("paratrain.worker")
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "CancelHook", "DaemonConfig", "DaemonError", "DaemonStopped", "Status",
-           "TaskCancelled", "TaskRefused", "WorkerDaemon"]
+           "StepHook", "TaskCancelled", "TaskRefused", "TrainingCallback", "WorkerDaemon"]
 
 
 class WorkerDaemon(DaemonBase):

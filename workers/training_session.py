@@ -27,6 +27,7 @@ from workers.task_run import RunState, TaskRun
 
 if TYPE_CHECKING:
     from workers.daemon import WorkerDaemon
+    from workers.worker_config import StepHook
 
 log = logging.getLogger("paratrain.worker")
 
@@ -40,6 +41,18 @@ class CancelHook:
     def __call__(self, step: int, rank: int) -> None:
         if os.path.exists(self.path):
             raise TaskCancelled(f"training cancelled by the worker daemon at step {step}")
+
+
+class StepHooks:
+    """Several step hooks as one, called in order (the first that raises ends the step). Picklable when they
+    are: the training workers receive the whole chain."""
+
+    def __init__(self, *hooks: StepHook) -> None:
+        self.hooks = hooks
+
+    def __call__(self, step: int, rank: int) -> None:
+        for hook in self.hooks:
+            hook(step, rank)
 
 
 def heartbeat_extrinsic(daemon: WorkerDaemon, task_id: int, step: int, root_hex: str) -> bytes:
@@ -77,6 +90,14 @@ class TrainingSession:
         self.cancelled.set()
         Path(self.cancel_file).touch()
 
+    def step_hook(self) -> StepHook:
+        """The hook this task trains with: the config's training callbacks' hooks for it, then the daemon's
+        CancelHook (alone when no callback gives one)."""
+        cancel = CancelHook(self.cancel_file)
+        extra = [hook for callback in self.daemon.config.training_callbacks
+                 if (hook := callback.step_hook(self.task_id, self.spec)) is not None]
+        return StepHooks(*extra, cancel) if extra else cancel
+
     def train(self) -> Any:
         from workers.engine import TrainingError
         from workers.runner import train
@@ -95,11 +116,12 @@ class TrainingSession:
         daemon._set(state="training")
         log.info("task %d: training %s on Ray with %d workers%s", task_id, self.spec.recipe, config.num_workers,
                  f" (from step {self.latest['step']})" if self.resume else "")
+        step_hook = self.step_hook()
         guard.start()
         try:
             result = train(self.spec, daemon.store, num_workers=config.num_workers, use_gpu=config.use_gpu,
                            max_failures=config.max_failures, on_progress=self._on_progress, resume_from=self.resume,
-                           allow_custom=config.allow_custom_code, step_hook=CancelHook(self.cancel_file),
+                           allow_custom=config.allow_custom_code, step_hook=step_hook,
                            storage_path=str(Path(daemon.state_dir or ".") / "ray"), trainer=daemon._warm_trainer())
         except TrainingError as exc:
             if self.cancelled.is_set():
@@ -131,7 +153,7 @@ class TrainingSession:
             daemon.journal.record(task_id, self.spec_hash, self.trajectory, p.step)  # type: ignore[union-attr]
         daemon._set(step=p.step, total_steps=p.total_steps, epoch=p.epoch, loss=p.loss, metrics=dict(p.metrics),
                     checkpoints=p.checkpoints, checkpoint_root=p.checkpoint_root)
-        daemon._notify("progress", task_id=task_id, step=p.step)
+        daemon._notify("progress", task_id=task_id, step=p.step, final=p.final)
         log.info("task %d: step %d/%d epoch %d loss %.4f %s checkpoint %d root %s", task_id, p.step,
                  p.total_steps, p.epoch, p.loss, " ".join(f"{k}={v:.4f}" for k, v in sorted(p.metrics.items())),
                  p.checkpoints, p.checkpoint_root[:16])

@@ -1,13 +1,34 @@
-"""The worker daemon's settings (DaemonConfig, from `paratrain worker`'s flags) and the state it reports
-(Status, also written to ``<state-dir>/status.json``); importable without the daemon (workers.daemon
-re-exports both)."""
+"""The worker daemon's settings (DaemonConfig, from `paratrain worker`'s flags), the training callbacks a
+program embedding the daemon may add (TrainingCallback), and the state it reports (Status, also written to
+``<state-dir>/status.json``); importable without the daemon (workers.daemon re-exports them)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.artifacts import FetchLimits
+
+if TYPE_CHECKING:
+    from workers.spec import TaskSpec
+
+# Called in every Ray Train worker after each optimizer step with (the step just done, the worker's rank).
+# It travels pickled to the training workers, so it must be picklable; raising fails the run.
+StepHook = Callable[[int, int], None]
+
+
+class TrainingCallback(Protocol):
+    """What a program that embeds the worker daemon (a benchmark's probe, a profiler) may add to each task's
+    training, as Ray Train's callbacks do, instead of replacing workers.runner.train.
+
+    `step_hook` is asked once per task, just before its training starts; the hook it returns (None: none for
+    this task) runs after every step in each training worker, before the daemon's own cancellation check
+    (workers.training_session.CancelHook). A hook that raises fails the task's training as a cancellation
+    does: the daemon refuses the task (TaskRefused), or reports it cancelled when it was stopping it anyway."""
+
+    def step_hook(self, task_id: int, spec: TaskSpec) -> StepHook | None:
+        """The step hook for task `task_id`'s training of `spec`, or None."""
 
 
 @dataclass
@@ -39,6 +60,8 @@ class DaemonConfig:
     memory_mb: int = 0                        # 0: the machine's memory
     chain_timeout_s: float = 30.0
     submit_timeout_s: float = 60.0
+    # not a flag: for programs that embed the daemon (benchmarks, profilers); see TrainingCallback
+    training_callbacks: tuple[TrainingCallback, ...] = ()
 
 
 @dataclass

@@ -25,15 +25,18 @@ def chain_task_spec(spec: TaskSpec, spec_uri: str, *, spec_hash: str | None = No
     """The on-chain TaskSpec of `spec`, whose document is stored at `spec_uri`.
 
     `spec_hash` (hex, no 0x) defaults to the document's own hash; `dataset_hash` to the spec's data set (tests
-    pass another one to post a lie). `requirements` is (min CPUs, min GPUs, min memory MB)."""
+    pass another one to post a lie); `parent_model` is 0x-hex. `requirements` is (min CPUs, min GPUs, min memory
+    MB). The text fields are the UTF-8 of the document's strings; a hash that is not 32 bytes of hex is a
+    ValueError here, before anything is signed."""
     from runtime_bindings.generated import types as t
-    from runtime_bindings.values import METRIC_SCALE
+    from runtime_bindings.values import H256, METRIC_SCALE, Bytes
 
-    return t.TaskSpec(recipe=spec.recipe, spec_hash="0x" + (spec_hash or spec.spec_hash_hex()), spec_uri=spec_uri,
-                      dataset_hash="0x" + (dataset_hash or spec.dataset.hash), eval_metric=spec.evaluation.metric,
+    return t.TaskSpec(recipe=Bytes(spec.recipe.encode()), spec_hash=H256("0x" + (spec_hash or spec.spec_hash_hex())),
+                      spec_uri=Bytes(spec_uri.encode()), dataset_hash=H256("0x" + (dataset_hash or spec.dataset.hash)),
+                      eval_metric=Bytes(spec.evaluation.metric.encode()),
                       eval_target=round(spec.evaluation.target * METRIC_SCALE),
                       higher_is_better=spec.evaluation.mode == "max", requirements=t.Requirements(*requirements),
-                      parent_model=parent_model)
+                      parent_model=None if parent_model is None else H256(parent_model))
 
 
 def post_task(chain: Chain, requester: Keypair, spec: TaskSpec, spec_uri: str, *, bounty: int,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paratrain._local.cluster import RayCluster
 from paratrain._local.errors import HarnessError
 from paratrain._local.processes import DaemonProcess, DevnetProcess, OrchestratorProcess
 from paratrain._local.threads import DaemonThread, DevnetThread, OrchestratorThread
 from paratrain.task_specs import post_task
+
+if TYPE_CHECKING:
+    from runtime_bindings.generated import types as t
 
 UNIT = 10**12
 TRAINER_STAKE = 1_000 * UNIT
@@ -25,11 +28,12 @@ def dev_keypair(name: str) -> Any:
     return Keypair.create_from_uri(f"//{name}")
 
 
-def capabilities(cpus: int | None = None, memory_mb: int = 8_000, gpus: int = 0, gpu_model: str = "") -> Any:
+def capabilities(cpus: int | None = None, memory_mb: int = 8_000, gpus: int = 0, gpu_model: str = "") -> t.Capabilities:
     """The on-chain Capabilities of a local worker: this machine's CPUs unless told otherwise."""
     from runtime_bindings.generated import types as t
+    from runtime_bindings.values import Bytes
 
-    return t.Capabilities(cpus or os.cpu_count() or 2, gpus, gpu_model, memory_mb)
+    return t.Capabilities(cpus or os.cpu_count() or 2, gpus, Bytes(gpu_model.encode()), memory_mb)
 
 
 def register_account(chain: Any, keypair: Any, role: str, stake: int, caps: Any = None) -> Any:

@@ -8,7 +8,7 @@ import pytest
 
 from paratrain.local import DaemonProcess, HarnessError, LocalMarket, chain_task_spec, dev_keypair
 from runtime_bindings.generated import types as t
-from runtime_bindings.values import METRIC_SCALE
+from runtime_bindings.values import H256, METRIC_SCALE, Bytes
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec
 
 DATASET = "cd" * 32
@@ -24,8 +24,9 @@ def test_the_on_chain_spec_carries_the_documents_hash_and_evaluation() -> None:
     document = spec(Evaluation("accuracy", 0.95))
     on_chain = chain_task_spec(document, "file:///store/spec")
     assert (on_chain.recipe, on_chain.spec_hash, on_chain.spec_uri, on_chain.dataset_hash) == (
-        "digits_mlp", "0x" + document.spec_hash_hex(), "file:///store/spec", "0x" + DATASET)
-    assert (on_chain.eval_metric, on_chain.eval_target, on_chain.higher_is_better) == ("accuracy", 950_000, True)
+        Bytes(b"digits_mlp"), H256("0x" + document.spec_hash_hex()), Bytes(b"file:///store/spec"), H256("0x" + DATASET))
+    assert (on_chain.eval_metric, on_chain.eval_target, on_chain.higher_is_better) == (Bytes(b"accuracy"), 950_000,
+                                                                                      True)
     assert on_chain.requirements == t.Requirements(1, 0, 512) and on_chain.parent_model is None
 
 
@@ -36,7 +37,7 @@ def test_a_lower_is_better_metric_and_the_callers_choices_reach_the_chain() -> N
                                dataset_hash="ef" * 32)
     assert (on_chain.eval_target, on_chain.higher_is_better) == (round(1.25 * METRIC_SCALE), False)
     assert on_chain.requirements == t.Requirements(4, 1, 8_000)
-    assert (on_chain.parent_model, on_chain.dataset_hash) == (parent, "0x" + "ef" * 32)
+    assert (on_chain.parent_model, on_chain.dataset_hash) == (H256(parent), H256("0x" + "ef" * 32))
 
 
 def test_a_daemon_is_a_worker_or_a_validator(tmp_path: Path) -> None:

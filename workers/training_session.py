@@ -59,8 +59,9 @@ def heartbeat_extrinsic(daemon: WorkerDaemon, task_id: int, step: int, root_hex:
     """A heartbeat {step, checkpoint_root} signed by the worker (relayed by the orchestrator, or sent)."""
     from runtime_bindings.generated import types as t
     from runtime_bindings.generated.task_bounties import HeartbeatCall
+    from runtime_bindings.values import H256
 
-    call = HeartbeatCall(task_id=task_id, progress=t.Progress(step=step, checkpoint_root="0x" + root_hex))
+    call = HeartbeatCall(task_id=task_id, progress=t.Progress(step=step, checkpoint_root=H256("0x" + root_hex)))
     raw_hex = daemon.chain.sign(call, daemon.keypair)
     return bytes.fromhex(raw_hex[2:])
 

@@ -124,7 +124,12 @@ def test_a_cancelled_run_stops_after_the_callbacks_hook_saw_the_step(tmp_path: P
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     probe = FileProbe(tmp_path / "steps")
     run = session(tmp_path, Callback(probe))
-    fake_train(monkeypatch, steps=5, between=lambda step: step == 2 and run.cancel("the claim is gone"))
+
+    def cancel_after_step_2(step: int) -> None:
+        if step == 2:
+            run.cancel("the claim is gone")
+
+    fake_train(monkeypatch, steps=5, between=cancel_after_step_2)
     with pytest.raises(TaskCancelled, match="the claim is gone"):
         run.train()
     assert probe.seen() == ["1:0", "2:0", "3:0"]  # step 3: the probe ran, then the CancelHook raised

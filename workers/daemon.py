@@ -62,6 +62,7 @@ from orchestrator import errors as api
 from runtime_bindings import BindingsError
 from runtime_bindings.generated.types import TaskStatus
 from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
+from workers.capabilities import detect_memory_mb
 from workers.errors import DaemonError, DaemonStopped, TaskCancelled, TaskRefused
 from workers.journal import Journal
 from workers.retry import Decision, decide
@@ -123,7 +124,7 @@ class WorkerDaemon(DaemonBase):
         self.payouts = Payouts(self.chain, self.keypair)
         self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
         caps = Capabilities(self.config.cpus, self.config.gpus, self.config.gpu_model,
-                            self.config.memory_mb or _memory_mb())
+                            self.config.memory_mb or detect_memory_mb() or 4096)
         try:
             view = self.client.register_worker(caps)
         except api.Unavailable as exc:
@@ -477,11 +478,3 @@ def _ray_initialized() -> bool:
         return ray.is_initialized()
     except ImportError:
         return False
-
-
-def _memory_mb() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
-    except (ValueError, OSError, AttributeError):
-        return 4096
-

@@ -3,12 +3,12 @@ program embedding the daemon may add (TrainingCallback), and the state it report
 ``<state-dir>/status.json``); importable without the daemon (workers.daemon re-exports them)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.artifacts import FetchLimits
+from workers.capabilities import detect_cpus
 
 if TYPE_CHECKING:
     from workers.spec import TaskSpec
@@ -54,7 +54,7 @@ class DaemonConfig:
     guard_interval_s: float = 0.3
     max_tasks: int | None = None              # stop after this many results submitted (None: run forever)
     max_failures: int = 2                     # Ray Train restarts of the worker group
-    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    cpus: int = field(default_factory=detect_cpus)  # what the machine or its cgroup allows
     gpus: int = 0
     gpu_model: str = ""
     memory_mb: int = 0                        # 0: the machine's memory

@@ -45,6 +45,7 @@ from sortedcontainers import SortedDict
 
 from orchestrator.columns import (
     U64_MAX,
+    Unrepresentable,
     is_u64,
     load_u64,
     load_u128,
@@ -524,7 +525,7 @@ class Index:
         Raises Unrepresentable for an update the index cannot store (a step beyond u64...), here rather than at
         the flush: the indexer flushes before every block, and a row it can never write must not hold blocks up.
         """
-        _progress_row(update)
+        _check_progress(update)
         with self._progress_lock:
             self._pending_progress[update.task_id] = update
 
@@ -677,6 +678,16 @@ def _worker_from_row(row: Sequence[Any], claims: int) -> WorkerView:
     return WorkerView(account=row[0], role=row[1], stake=load_u128(row[2]),
                       capabilities=Capabilities(row[3], row[4], row[5], load_u64(row[6])), active=bool(row[7]),
                       active_claims=claims)
+
+
+def _check_progress(u: ProgressUpdate) -> None:
+    """Raises Unrepresentable where `_progress_row` would fail, without building the row: it runs on every
+    heartbeat, and most carry no metrics (then nothing can fail in json.dumps, so it is skipped)."""
+    if not (is_u64(u.task_id) and is_u64(u.step) and is_u64(u.epoch)):
+        raise Unrepresentable(f"task_id, step and epoch must be u64, not {u.task_id!r}, {u.step!r}, {u.epoch!r}")
+    float(u.loss)  # (as the row does: a loss that is no number fails here, not at the flush)
+    if u.metrics:
+        _progress_row(u)
 
 
 def _progress_row(u: ProgressUpdate) -> tuple[SqlValue, ...]:

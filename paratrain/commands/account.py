@@ -12,6 +12,7 @@ from typing import Any
 from paratrain import argtypes
 from paratrain.cli import CliError
 from paratrain.commands.common import (
+    address_or_own,
     Node,
     add_chain_argument,
     add_key_argument,
@@ -19,7 +20,6 @@ from paratrain.commands.common import (
     chain_url,
     check_address,
     err,
-    key_given,
     load_key,
     out,
 )
@@ -163,12 +163,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
-    if args.address:
-        address = check_address(args.address)
-    else:
-        if not key_given(args):
-            raise CliError("give an address, --key-file or --key")
-        address = load_key(args).ss58_address
+    address = address_or_own(args, args.address)
     url = chain_url(args)
     with Node(url) as node, chain_errors(url):
         info = node.chain.system.account(address)

@@ -100,6 +100,21 @@ def check_address(address: str, ss58_format: int | None = None) -> str:
     return ss58_encode(public, ss58_format) if ss58_format is not None else address
 
 
+def address_or_own(args: argparse.Namespace, address: str | None, noun: str = "address") -> str:
+    """The address given, checked, or else the caller's own from its key: the commands that read an account
+    (balance, stake show) default to the caller's."""
+    if address:
+        return check_address(address)
+    if not key_given(args):
+        raise CliError(f"give an {noun}, --key-file or --key")
+    return str(load_key(args).ss58_address)
+
+
+def plural(count: int, noun: str) -> str:
+    """`count` and `noun`, with an s unless the count is one: "1 block", "3 blocks"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # The chain ----------------------------------------------------------------------------------------
 class Node:
     """A Chain plus what the commands need from it: the token's symbol and decimals."""

@@ -26,13 +26,13 @@ from paratrain.commands.common import (
     Node,
     add_chain_argument,
     add_key_argument,
+    address_or_own,
     chain_errors,
     chain_url,
-    check_address,
     err,
-    key_given,
     load_key,
     out,
+    plural,
 )
 
 ROLES = {"trainer": "Trainer", "validator": "Validator"}
@@ -155,8 +155,8 @@ def _on_chain(caps: Capabilities) -> dict[str, object]:
 
 def _describe(caps: Capabilities) -> str:
     model = caps.gpu_model
-    gpus = f"{caps.gpus} GPU{'s' if caps.gpus != 1 else ''}" + (f" ({model})" if caps.gpus and model else "")
-    return f"{caps.cpus} CPU{'s' if caps.cpus != 1 else ''}, {gpus}, {caps.memory_mb:,} MiB"
+    gpus = plural(caps.gpus, 'GPU') + (f" ({model})" if caps.gpus and model else "")
+    return f"{plural(caps.cpus, 'CPU')}, {gpus}, {caps.memory_mb:,} MiB"
 
 
 def _registration(node: Node, who: str) -> Any:
@@ -251,12 +251,10 @@ def _unregister(args: argparse.Namespace) -> int:
             raise refusal("AlreadyUnbonding", f"{who} is already unbonding until block #{info.status.unlock_at}")
         if info.active_claims:
             tasks = ", ".join(str(task) for task in _open_claims(node, who)) or "?"
-            raise refusal("HasActiveClaims", f"{who} holds {info.active_claims} open claim"
-                                             f"{'s' if info.active_claims != 1 else ''} (task {tasks})")
+            raise refusal("HasActiveClaims", f"{who} holds {plural(info.active_claims, 'open claim')} (task {tasks})")
         if info.pending_verdicts:
-            raise refusal("HasPendingVerdicts", f"{who} has {info.pending_verdicts} verdict"
-                                                f"{'s' if info.pending_verdicts != 1 else ''} on results not yet "
-                                                "settled")
+            raise refusal("HasPendingVerdicts",
+                          f"{who} has {plural(info.pending_verdicts, 'verdict')} on results not yet settled")
         with stake_errors(url, who):
             receipt = node.chain.workers.unregister(keypair)
         unlock_at = receipt.find(UnbondingStartedEvent)[0].unlock_at
@@ -278,7 +276,7 @@ def _withdraw(args: argparse.Namespace) -> int:
         if best + 1 < info.status.unlock_at:  # the extrinsic lands in the next block at the earliest
             left = info.status.unlock_at - best
             raise refusal("StillUnbonding", f"the unbonding period ends at block #{info.status.unlock_at}, "
-                                            f"{left} block{'s' if left != 1 else ''} from now")
+                                            f"{plural(left, 'block')} from now")
         with stake_errors(url, who):
             receipt = node.chain.workers.withdraw(keypair)
         out().print(f"withdrew {node.fmt(info.stake)} in block #{receipt.block_number}: {who} is no longer "
@@ -289,12 +287,7 @@ def _withdraw(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from workers.capabilities import from_chain
 
-    if args.account:
-        who = check_address(args.account)
-    else:
-        if not key_given(args):
-            raise CliError("give an account, --key-file or --key")
-        who = load_key(args).ss58_address
+    who = address_or_own(args, args.account, "account")
     url = chain_url(args)
     with Node(url) as node:
         with chain_errors(url):
@@ -329,4 +322,4 @@ def _status(status: Any, best: int) -> str:
     if best + 1 >= status.unlock_at:
         return f"unbonding: withdrawable now (since block #{status.unlock_at}): `paratrain stake withdraw`"
     left = status.unlock_at - best
-    return f"unbonding: withdrawable from block #{status.unlock_at} ({left} block{'s' if left != 1 else ''} from now)"
+    return f"unbonding: withdrawable from block #{status.unlock_at} ({plural(left, 'block')} from now)"

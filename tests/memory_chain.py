@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from devnet.rpc.inprocess import InProcessNode
-from runtime_bindings import Chain
+from runtime_bindings import Chain, Keypair
+from runtime_bindings.generated import types as t
 from runtime_bindings.transport import MemoryTransport
 
 URL = "memory://devnet"
@@ -47,3 +48,12 @@ def route_connects(monkeypatch: pytest.MonkeyPatch, node: InProcessNode) -> None
         return memory_chain(node, timeout=timeout)
 
     monkeypatch.setattr(Chain, "connect", classmethod(connect))
+
+
+def create_task(chain: Chain, requester: Keypair, bounty: int = 10 * 10**12) -> int:
+    """Post a small task (the id it got) as `requester`: what the indexer and handler tests follow."""
+    spec = t.TaskSpec(recipe="mnist-mlp", spec_hash="0x" + "11" * 32, spec_uri="s3://specs/mnist.yaml",
+                      dataset_hash="0x" + "22" * 32, eval_metric="accuracy", eval_target=900_000,
+                      higher_is_better=True, requirements=t.Requirements(2, 1, 8_000), parent_model=None)
+    receipt = chain.task_bounties.create_task(requester, spec, bounty, 0, chain.best_number() + 500, 1, None)
+    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")

@@ -5,10 +5,10 @@ own contract (wire failures become ConnectionLost, one reconnect-and-retry)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import pytest
-from memory_chain import URL, SocketUsed, forbid_sockets, memory_chain
+from memory_chain import URL, SocketUsed, forbid_sockets
 
 from devnet.rpc.inprocess import InProcessNode
 from runtime_bindings import Chain, ConnectionLost, InvalidTransaction, Keypair, balances
@@ -19,18 +19,6 @@ from runtime_bindings.transport import JsonObject, MemoryTransport, WebSocketTra
 UNIT = 10**12
 ALICE, BOB = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
 
-
-@pytest.fixture
-def node(monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessNode]:
-    forbid_sockets(monkeypatch)
-    with InProcessNode() as in_process:
-        yield in_process
-
-
-@pytest.fixture
-def chain(node: InProcessNode) -> Iterator[Chain]:
-    with memory_chain(node) as c:
-        yield c
 
 
 def test_sockets_are_forbidden(node: InProcessNode) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from memory_chain import URL, forbid_sockets, memory_chain, route_connects
+from memory_chain import URL, create_task, forbid_sockets, memory_chain, route_connects
 
 from devnet.rpc.inprocess import InProcessNode
 from orchestrator.domain import Capabilities, TaskStatus
@@ -62,14 +62,6 @@ async def orchestrator(monkeypatch: pytest.MonkeyPatch, tmp_path) -> AsyncIterat
             index.close()
 
 
-def create_task(chain: Chain) -> int:
-    spec = t.TaskSpec(recipe="mnist-mlp", spec_hash="0x" + "11" * 32, spec_uri="s3://specs/mnist.yaml",
-                      dataset_hash="0x" + "22" * 32, eval_metric="accuracy", eval_target=900_000,
-                      higher_is_better=True, requirements=t.Requirements(2, 1, 8_000), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, spec, 10 * UNIT, 0, chain.best_number() + 500, 1, None)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
-
-
 async def test_handlers_assign_and_relay_a_claim(orchestrator: Orchestrator) -> None:
     o = orchestrator
     with pytest.raises(PermissionDenied, match="not registered"):
@@ -79,7 +71,7 @@ async def test_handlers_assign_and_relay_a_claim(orchestrator: Orchestrator) -> 
     assert o.handlers.register_worker(BOB.ss58_address, CAPS).stake == 1_000 * UNIT
     o.handlers.register_worker(CHARLIE.ss58_address, CAPS)
 
-    task_id = await asyncio.to_thread(create_task, o.chain)
+    task_id = await asyncio.to_thread(create_task, o.chain, ALICE)
     await o.caught_up()
     assignment = await o.handlers.request_assignment(BOB.ss58_address, 5)
     assert assignment is not None and assignment.task.task_id == task_id and assignment.worker == BOB.ss58_address

@@ -5,10 +5,9 @@ it is given."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
-from memory_chain import URL, chain_factory, forbid_sockets, memory_chain
+from memory_chain import URL, chain_factory, create_task, memory_chain
 
 from devnet.rpc.inprocess import InProcessNode
 from orchestrator.config import OrchestratorConfig
@@ -23,30 +22,9 @@ UNIT = 10**12
 ALICE, BOB = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
 
 
-@pytest.fixture
-def node(monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessNode]:
-    forbid_sockets(monkeypatch)
-    with InProcessNode() as in_process:
-        yield in_process
-
-
-@pytest.fixture
-def chain(node: InProcessNode) -> Iterator[Chain]:
-    with memory_chain(node) as c:
-        yield c
-
-
-def create_task(chain: Chain) -> int:
-    spec = t.TaskSpec(recipe="mnist-mlp", spec_hash="0x" + "11" * 32, spec_uri="s3://specs/mnist.yaml",
-                      dataset_hash="0x" + "22" * 32, eval_metric="accuracy", eval_target=900_000,
-                      higher_is_better=True, requirements=t.Requirements(2, 1, 8_000), parent_model=None)
-    receipt = chain.task_bounties.create_task(ALICE, spec, 10 * UNIT, 0, chain.best_number() + 500, 1, None)
-    return next(e.task_id for e in receipt.events if e.name == "TaskCreated")
-
-
 def test_indexer_follows_blocks_from_a_memory_chain(node: InProcessNode, chain: Chain, tmp_path) -> None:
     chain.workers.register(BOB, "Trainer", 1_000 * UNIT, t.Capabilities(16, 2, "H100", 128_000))
-    claimed, cancelled = create_task(chain), create_task(chain)
+    claimed, cancelled = create_task(chain, ALICE), create_task(chain, ALICE)
     chain.task_bounties.claim_task(BOB, claimed)
     chain.task_bounties.cancel_task(ALICE, cancelled)
 
@@ -83,7 +61,7 @@ def test_indexer_follows_blocks_from_a_memory_chain(node: InProcessNode, chain: 
 
 async def test_start_orchestrator_opens_its_connections_with_the_factory(node: InProcessNode, chain: Chain,
                                                                          tmp_path) -> None:
-    create_task(chain)
+    create_task(chain, ALICE)
     opened: list[Chain] = []
 
     def connect() -> Chain:

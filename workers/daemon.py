@@ -195,10 +195,14 @@ class WorkerDaemon(DaemonBase):
             from workers.runner import ensure_ray
             if not _ray_initialized():
                 address = self.config.ray_address or os.environ.get("RAY_ADDRESS")
-                if address:  # the training workers' output stays in the cluster's logs
-                    ensure_ray(address, log_to_driver=False)
-                else:
-                    ensure_ray()
+                try:
+                    if address:  # the training workers' output stays in the cluster's logs
+                        ensure_ray(address, log_to_driver=False)
+                    else:
+                        ensure_ray()
+                except (RuntimeError, ConnectionError) as exc:  # what ray.init raises when no cluster comes up
+                    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+                    raise DaemonError(f"{where} could not be started or joined: {exc}") from None
             self._warm_trainer()  # the Ray Train worker group starts now, not when the first task comes
             self._with_chain_retries(self._resume_claims)
             while not self.stopping and not self._done():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -49,6 +50,8 @@ from workers.engine import (
 from workers.recipes import code_hash, get_recipe
 from workers.spec import TaskSpec
 from workers.trajectory import merkle_root_hex
+
+log = logging.getLogger("paratrain.runner")
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,14 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     else:
         if "RAY_worker_niceness" not in os.environ:
             init_kwargs.setdefault("_system_config", {}).setdefault("worker_niceness", 0)
-        ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
+        except (RuntimeError, ConnectionError) as exc:
+            # A local head that did not come up in time (seen on a loaded 2-core machine: "Timed out waiting
+            # for file .../gcs_server_port_...") is started once more from scratch before giving up.
+            log.warning("the local Ray cluster did not start (%s); starting it once more", exc)
+            ray.shutdown()
+            ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
 
 
 class TaskBoard:

@@ -121,6 +121,7 @@ class WorkerDaemon(DaemonBase):
         self.journal = Journal(root, self.config.num_workers, lambda digest: self.store.exists(digest))
         self._connect_chain()
         self._startup_checks()
+        self._start_ray()  # before the first gRPC channel: Ray forks its processes, which gRPC's threads can hang
         self.payouts = Payouts(self.chain, self.keypair)
         self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
         caps = Capabilities(self.config.cpus, self.config.gpus, self.config.gpu_model,
@@ -187,22 +188,27 @@ class WorkerDaemon(DaemonBase):
             return
         self._notify("chain", best=best, finalized=finalized)
 
+    def _start_ray(self) -> None:
+        """Join the configured Ray cluster or start a local one (a one-line DaemonError if neither works)."""
+        from workers.runner import ensure_ray
+
+        if _ray_initialized():
+            return
+        address = self.config.ray_address or os.environ.get("RAY_ADDRESS")
+        try:
+            if address:  # the training workers' output stays in the cluster's logs
+                ensure_ray(address, log_to_driver=False)
+            else:
+                ensure_ray()
+        except (RuntimeError, ConnectionError) as exc:  # what ray.init raises when no cluster comes up
+            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+            raise DaemonError(f"{where} could not be started or joined: {exc}") from None
+
     # Main loop --------------------------------------------------------------------------------
     def run(self) -> int:
         """Run until stopped (or max_tasks results); the exit status."""
         try:
             self._connect()
-            from workers.runner import ensure_ray
-            if not _ray_initialized():
-                address = self.config.ray_address or os.environ.get("RAY_ADDRESS")
-                try:
-                    if address:  # the training workers' output stays in the cluster's logs
-                        ensure_ray(address, log_to_driver=False)
-                    else:
-                        ensure_ray()
-                except (RuntimeError, ConnectionError) as exc:  # what ray.init raises when no cluster comes up
-                    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-                    raise DaemonError(f"{where} could not be started or joined: {exc}") from None
             self._warm_trainer()  # the Ray Train worker group starts now, not when the first task comes
             self._with_chain_retries(self._resume_claims)
             while not self.stopping and not self._done():

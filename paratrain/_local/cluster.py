@@ -2,6 +2,7 @@
 gone when the block ends (a Ctrl-C that reached the raylet first included)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -92,17 +93,16 @@ def end_processes_marked(marker: str, grace: float = 5.0) -> None:
     in its environment (Ray rewrites its processes' command lines, not their environments)."""
     needle = f"{MARKER_ENV}={marker}".encode()
     pids = _marked(needle)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    _signal_each(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
         time.sleep(0.1)
         pids = _marked(needle)
+    _signal_each(pids, signal.SIGKILL)
+
+
+def _signal_each(pids: list[int], sig: signal.Signals) -> None:
+    """Send `sig` to each pid; one that has exited meanwhile is passed over."""
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)

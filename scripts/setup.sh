@@ -22,7 +22,7 @@ py_stamp=.venv/.paratrain-setup.sha256
 if ! stamp_matches "$py_stamp" "${py_inputs[@]}" <(ls -d */__init__.py 2>/dev/null); then
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test,train]'
+  .venv/bin/python -m pip install --quiet -e '.[test,train,fl]'
   cat "${py_inputs[@]}" <(ls -d */__init__.py 2>/dev/null) | sha256sum > "$py_stamp"
 fi
 

@@ -30,10 +30,12 @@ COPY runtime_bindings/ runtime_bindings/
 COPY orchestrator/ orchestrator/
 COPY workers/ workers/
 COPY paratrain/ paratrain/
-# the project itself (DL3013 asks for a version pin; its dependencies are pinned in pyproject.toml)
+COPY paratrain_api/ paratrain_api/
+# the project itself, with fl (Flower) for the aggregator and data-owner roles of federated tasks
+# (DL3013 asks for a version pin; its dependencies are pinned in pyproject.toml)
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[train]" \
- && python -c "import torch, ray, paratrain.cli; print('torch', torch.__version__, 'ray', ray.__version__)"
+RUN pip install --no-cache-dir ".[train,fl]" \
+ && python -c "import torch, ray, flwr, paratrain.cli, paratrain_api.v1.worker_pb2; print('torch', torch.__version__, 'ray', ray.__version__)"
 
 FROM ${PYTHON_IMAGE}
 ARG VARIANT=cpu

@@ -217,3 +217,15 @@ def test_dockerfile_policy():
     assert not re.search(r"^(COPY|ADD)\s+.*\b(key|secret|\.pem|mnemonic)", text, re.M | re.I)
     ignore = (kc.ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") if "*" in ignore else 0] == "*", ".dockerignore is an allow-list"
+
+
+def test_the_image_copies_every_package_the_project_installs():
+    """A package left out of the build stage installs nowhere, and the image fails only when a daemon first
+    imports it (paratrain_api, the gRPC stubs, was missing once)."""
+    include = re.search(r"^include = (\[.*\])", (kc.ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    patterns = [p.rstrip("*") for p in re.findall(r'"([^"]+)"', include)]
+    packages = sorted(d.name for d in kc.ROOT.iterdir()
+                      if d.is_dir() and any(d.name.startswith(p) for p in patterns) and any(d.glob("*.py")))
+    copied = set(re.findall(r"^COPY\s+(\w+)/\s", DOCKERFILE.read_text(), re.M))
+    assert "paratrain_api" in packages
+    assert [p for p in packages if p not in copied] == []

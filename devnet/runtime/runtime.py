@@ -11,6 +11,7 @@ from typing import Any
 
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
+from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
 from devnet.runtime.pallets.models import Models
 from devnet.runtime.pallets.system import System, event_record_type
 from devnet.runtime.pallets.task_bounties import (
@@ -92,13 +93,15 @@ class Runtime:
     # Raised whenever storage or call encodings change, so that a node refuses a --base-path chain that it
     # would misread (devnet has no migrations). 2: the challenge period and verification windows in ms.
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
-    spec_version = 3
+    # 4: the FederatedTasks pallet (index 23).
+    spec_version = 4
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
                  fees: FeeSchedule = FeeSchedule(), extra_pallets: tuple[Pallet, ...] = (),
                  challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS,
-                 verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS) -> None:
+                 verification_grace_ms: int = DEFAULT_VERIFICATION_GRACE_MS,
+                 federated: FederatedSettings | None = None) -> None:
         self.version: dict[str, Any] = {
             "spec_name": SPEC_NAME, "impl_name": "paratrain-devnet-py", "authoring_version": 1,
             "spec_version": self.spec_version, "impl_version": 1,
@@ -114,9 +117,13 @@ class Runtime:
         self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
                                           challenge_period_ms=challenge_period_ms,
                                           verification_grace_ms=verification_grace_ms)
+        # one verification window for both markets unless a test asks otherwise (the node's --verification-grace-ms)
+        self.federated = FederatedTasks(
+            self.balances, self.workers, max_claims_per_worker=self.task_bounties.max_claims,
+            settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
-             self.models, *extra_pallets], key=lambda p: p.index)
+             self.models, self.federated, *extra_pallets], key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 
         self.call_type = VariantType((RUNTIME_PATH, "RuntimeCall"), tuple(

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from runtime_bindings.generated import (
     balances,
+    federated_tasks,
     models,
     system,
     task_bounties,
@@ -26,6 +27,7 @@ PALLETS: dict[str, str] = {
     "Workers": "workers",
     "TaskBounties": "task_bounties",
     "Models": "models",
+    "FederatedTasks": "federated_tasks",
 }
 
 
@@ -63,11 +65,16 @@ class GeneratedPallets:
     def models(self) -> models.ModelsApi:
         return self.pallet("Models")  # type: ignore[return-value]
 
+    @property
+    def federated_tasks(self) -> federated_tasks.FederatedTasksApi:
+        return self.pallet("FederatedTasks")  # type: ignore[return-value]
+
 
 __all__ = [
     "PALLETS",
     "GeneratedPallets",
     "balances",
+    "federated_tasks",
     "models",
     "system",
     "task_bounties",

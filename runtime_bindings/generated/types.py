@@ -45,6 +45,91 @@ class AccountInfo:
         )
 
 
+class AggregationRule(ChainEnum):
+    """`pallet_federated_tasks::types::AggregationRule`: `AggregationRule.<Variant>`, one subclass per variant."""
+
+    FedAvg: ClassVar[AggregationRule]
+    FedMedian: ClassVar[AggregationRule]
+    FedTrimmedAvg: ClassVar[type[AggregationRuleFedTrimmedAvg]]
+    Krum: ClassVar[type[AggregationRuleKrum]]
+    MultiKrum: ClassVar[type[AggregationRuleMultiKrum]]
+
+
+class AggregationRuleFedAvg(AggregationRule, UnitVariant):
+    """`pallet_federated_tasks::types::AggregationRule::FedAvg`."""
+
+    VARIANT: ClassVar[str] = "FedAvg"
+
+
+class AggregationRuleFedMedian(AggregationRule, UnitVariant):
+    """`pallet_federated_tasks::types::AggregationRule::FedMedian`."""
+
+    VARIANT: ClassVar[str] = "FedMedian"
+
+
+@dataclass(frozen=True)
+class AggregationRuleFedTrimmedAvg(AggregationRule):
+    """`pallet_federated_tasks::types::AggregationRule::FedTrimmedAvg`."""
+
+    VARIANT: ClassVar[str] = "FedTrimmedAvg"
+
+    beta: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> AggregationRuleFedTrimmedAvg:
+        return cls(beta=v["beta"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class AggregationRuleKrum(AggregationRule):
+    """`pallet_federated_tasks::types::AggregationRule::Krum`."""
+
+    VARIANT: ClassVar[str] = "Krum"
+
+    num_malicious: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> AggregationRuleKrum:
+        return cls(num_malicious=v["num_malicious"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class AggregationRuleMultiKrum(AggregationRule):
+    """`pallet_federated_tasks::types::AggregationRule::MultiKrum`."""
+
+    VARIANT: ClassVar[str] = "MultiKrum"
+
+    num_malicious: int
+    num_to_select: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> AggregationRuleMultiKrum:
+        return cls(num_malicious=v["num_malicious"], num_to_select=v["num_to_select"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+AggregationRule.FedAvg = AggregationRuleFedAvg()
+AggregationRule.FedMedian = AggregationRuleFedMedian()
+AggregationRule.FedTrimmedAvg = AggregationRuleFedTrimmedAvg
+AggregationRule.Krum = AggregationRuleKrum
+AggregationRule.MultiKrum = AggregationRuleMultiKrum
+AggregationRule._VARIANTS = {
+    "FedAvg": AggregationRule.FedAvg,
+    "FedMedian": AggregationRule.FedMedian,
+    "FedTrimmedAvg": AggregationRule.FedTrimmedAvg,
+    "Krum": AggregationRule.Krum,
+    "MultiKrum": AggregationRule.MultiKrum,
+}
+
+
 class ArithmeticError(ChainEnum):
     """`sp_arithmetic::ArithmeticError`: `ArithmeticError.<Variant>`, one subclass per variant."""
 
@@ -173,6 +258,35 @@ class Challenge:
             deposit=v["deposit"],
             evidence_hash=H256.from_value(v["evidence_hash"]),
             opened_at=v["opened_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """`pallet_federated_tasks::types::ClientInfo`."""
+
+    data_hash: H256
+    num_examples: int
+    stake: int
+    joined_at: int
+    paid: int
+    rounds_paid: int
+    last_paid_round: int
+    rounds_rejected: int
+    withdrawn: bool
+
+    @classmethod
+    def from_value(cls, v: Any) -> ClientInfo:
+        return cls(
+            data_hash=H256.from_value(v["data_hash"]),
+            num_examples=v["num_examples"],
+            stake=v["stake"],
+            joined_at=v["joined_at"],
+            paid=v["paid"],
+            rounds_paid=v["rounds_paid"],
+            last_paid_round=v["last_paid_round"],
+            rounds_rejected=v["rounds_rejected"],
+            withdrawn=v["withdrawn"],
         )
 
 
@@ -534,6 +648,181 @@ class EventRecord:
             event=runtime_event(v["event"]),
             topics=[H256.from_value(_v0) for _v0 in v["topics"]],
         )
+
+
+@dataclass(frozen=True)
+class FlTask:
+    """`pallet_federated_tasks::types::FlTask`."""
+
+    requester: AccountId
+    spec: FlTaskSpec
+    bounty: int
+    deposit: int
+    join_deadline: int
+    deadline: int
+    validators_required: int
+    holdout_commitment: H256 | None
+    status: FlTaskStatus
+    created_at: int
+    clients: int
+    paid: int
+    last_committed: int
+    last_accepted: int
+    accepted_model_hash: H256
+    attempts: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> FlTask:
+        return cls(
+            requester=AccountId.from_value(v["requester"]),
+            spec=FlTaskSpec.from_value(v["spec"]),
+            bounty=v["bounty"],
+            deposit=v["deposit"],
+            join_deadline=v["join_deadline"],
+            deadline=v["deadline"],
+            validators_required=v["validators_required"],
+            holdout_commitment=(None if v["holdout_commitment"] is None else H256.from_value(v["holdout_commitment"])),
+            status=FlTaskStatus.from_value(v["status"]),
+            created_at=v["created_at"],
+            clients=v["clients"],
+            paid=v["paid"],
+            last_committed=v["last_committed"],
+            last_accepted=v["last_accepted"],
+            accepted_model_hash=H256.from_value(v["accepted_model_hash"]),
+            attempts=v["attempts"],
+        )
+
+
+@dataclass(frozen=True)
+class FlTaskSpec:
+    """`pallet_federated_tasks::types::FlTaskSpec`."""
+
+    recipe: Bytes
+    spec_hash: H256
+    spec_uri: Bytes
+    initial_model_hash: H256
+    eval_metric: Bytes
+    eval_target: int
+    higher_is_better: bool
+    rounds: int
+    min_clients_per_round: int
+    fraction_per_round: int
+    max_clients: int
+    rule: AggregationRule
+    client_share: int
+    min_client_stake: int
+    aggregate_tolerance: int
+    requirements: Requirements
+
+    @classmethod
+    def from_value(cls, v: Any) -> FlTaskSpec:
+        return cls(
+            recipe=Bytes.from_value(v["recipe"]),
+            spec_hash=H256.from_value(v["spec_hash"]),
+            spec_uri=Bytes.from_value(v["spec_uri"]),
+            initial_model_hash=H256.from_value(v["initial_model_hash"]),
+            eval_metric=Bytes.from_value(v["eval_metric"]),
+            eval_target=v["eval_target"],
+            higher_is_better=v["higher_is_better"],
+            rounds=v["rounds"],
+            min_clients_per_round=v["min_clients_per_round"],
+            fraction_per_round=v["fraction_per_round"],
+            max_clients=v["max_clients"],
+            rule=AggregationRule.from_value(v["rule"]),
+            client_share=v["client_share"],
+            min_client_stake=v["min_client_stake"],
+            aggregate_tolerance=v["aggregate_tolerance"],
+            requirements=Requirements.from_value(v["requirements"]),
+        )
+
+
+class FlTaskStatus(ChainEnum):
+    """`pallet_federated_tasks::types::FlTaskStatus`: `FlTaskStatus.<Variant>`, one subclass per variant."""
+
+    Joining: ClassVar[FlTaskStatus]
+    Open: ClassVar[FlTaskStatus]
+    Running: ClassVar[type[FlTaskStatusRunning]]
+    Completed: ClassVar[type[FlTaskStatusCompleted]]
+    Expired: ClassVar[FlTaskStatus]
+    Cancelled: ClassVar[FlTaskStatus]
+
+
+class FlTaskStatusJoining(FlTaskStatus, UnitVariant):
+    """`pallet_federated_tasks::types::FlTaskStatus::Joining`."""
+
+    VARIANT: ClassVar[str] = "Joining"
+
+
+class FlTaskStatusOpen(FlTaskStatus, UnitVariant):
+    """`pallet_federated_tasks::types::FlTaskStatus::Open`."""
+
+    VARIANT: ClassVar[str] = "Open"
+
+
+@dataclass(frozen=True)
+class FlTaskStatusRunning(FlTaskStatus):
+    """`pallet_federated_tasks::types::FlTaskStatus::Running`."""
+
+    VARIANT: ClassVar[str] = "Running"
+
+    aggregator: AccountId
+    lease_until: int
+    endpoint: Bytes
+
+    @classmethod
+    def from_payload(cls, v: Any) -> FlTaskStatusRunning:
+        return cls(
+            aggregator=AccountId.from_value(v["aggregator"]),
+            lease_until=v["lease_until"],
+            endpoint=Bytes.from_value(v["endpoint"]),
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class FlTaskStatusCompleted(FlTaskStatus):
+    """`pallet_federated_tasks::types::FlTaskStatus::Completed`."""
+
+    VARIANT: ClassVar[str] = "Completed"
+
+    final_model_hash: H256
+
+    @classmethod
+    def from_payload(cls, v: Any) -> FlTaskStatusCompleted:
+        return cls(final_model_hash=H256.from_value(v["final_model_hash"]))
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+class FlTaskStatusExpired(FlTaskStatus, UnitVariant):
+    """`pallet_federated_tasks::types::FlTaskStatus::Expired`."""
+
+    VARIANT: ClassVar[str] = "Expired"
+
+
+class FlTaskStatusCancelled(FlTaskStatus, UnitVariant):
+    """`pallet_federated_tasks::types::FlTaskStatus::Cancelled`."""
+
+    VARIANT: ClassVar[str] = "Cancelled"
+
+
+FlTaskStatus.Joining = FlTaskStatusJoining()
+FlTaskStatus.Open = FlTaskStatusOpen()
+FlTaskStatus.Running = FlTaskStatusRunning
+FlTaskStatus.Completed = FlTaskStatusCompleted
+FlTaskStatus.Expired = FlTaskStatusExpired()
+FlTaskStatus.Cancelled = FlTaskStatusCancelled()
+FlTaskStatus._VARIANTS = {
+    "Joining": FlTaskStatus.Joining,
+    "Open": FlTaskStatus.Open,
+    "Running": FlTaskStatus.Running,
+    "Completed": FlTaskStatus.Completed,
+    "Expired": FlTaskStatus.Expired,
+    "Cancelled": FlTaskStatus.Cancelled,
+}
 
 
 @dataclass(frozen=True)
@@ -933,6 +1222,107 @@ Role._VARIANTS = {"Trainer": Role.Trainer, "Validator": Role.Validator}
 
 
 @dataclass(frozen=True)
+class RoundRecord:
+    """`pallet_federated_tasks::types::RoundRecord`."""
+
+    aggregator: AccountId
+    base_model_hash: H256
+    global_model_hash: H256
+    update_root: H256
+    round_doc_hash: H256
+    artifact_uri: Bytes
+    participants: list[tuple[AccountId, int]]
+    committed_at: int
+    verify_until: int
+    status: RoundStatus
+    accepts: list[AccountId]
+    rejects: list[AccountId]
+
+    @classmethod
+    def from_value(cls, v: Any) -> RoundRecord:
+        return cls(
+            aggregator=AccountId.from_value(v["aggregator"]),
+            base_model_hash=H256.from_value(v["base_model_hash"]),
+            global_model_hash=H256.from_value(v["global_model_hash"]),
+            update_root=H256.from_value(v["update_root"]),
+            round_doc_hash=H256.from_value(v["round_doc_hash"]),
+            artifact_uri=Bytes.from_value(v["artifact_uri"]),
+            participants=[(AccountId.from_value(_v0[0]), _v0[1], ) for _v0 in v["participants"]],
+            committed_at=v["committed_at"],
+            verify_until=v["verify_until"],
+            status=RoundStatus.from_value(v["status"]),
+            accepts=[AccountId.from_value(_v0) for _v0 in v["accepts"]],
+            rejects=[AccountId.from_value(_v0) for _v0 in v["rejects"]],
+        )
+
+
+class RoundStatus(ChainEnum):
+    """`pallet_federated_tasks::types::RoundStatus`: `RoundStatus.<Variant>`, one subclass per variant."""
+
+    Pending: ClassVar[RoundStatus]
+    Accepted: ClassVar[RoundStatus]
+    Rejected: ClassVar[RoundStatus]
+    Void: ClassVar[RoundStatus]
+
+
+class RoundStatusPending(RoundStatus, UnitVariant):
+    """`pallet_federated_tasks::types::RoundStatus::Pending`."""
+
+    VARIANT: ClassVar[str] = "Pending"
+
+
+class RoundStatusAccepted(RoundStatus, UnitVariant):
+    """`pallet_federated_tasks::types::RoundStatus::Accepted`."""
+
+    VARIANT: ClassVar[str] = "Accepted"
+
+
+class RoundStatusRejected(RoundStatus, UnitVariant):
+    """`pallet_federated_tasks::types::RoundStatus::Rejected`."""
+
+    VARIANT: ClassVar[str] = "Rejected"
+
+
+class RoundStatusVoid(RoundStatus, UnitVariant):
+    """`pallet_federated_tasks::types::RoundStatus::Void`."""
+
+    VARIANT: ClassVar[str] = "Void"
+
+
+RoundStatus.Pending = RoundStatusPending()
+RoundStatus.Accepted = RoundStatusAccepted()
+RoundStatus.Rejected = RoundStatusRejected()
+RoundStatus.Void = RoundStatusVoid()
+RoundStatus._VARIANTS = {
+    "Pending": RoundStatus.Pending,
+    "Accepted": RoundStatus.Accepted,
+    "Rejected": RoundStatus.Rejected,
+    "Void": RoundStatus.Void,
+}
+
+
+@dataclass(frozen=True)
+class RoundVerdict:
+    """`pallet_federated_tasks::types::RoundVerdict`."""
+
+    accept: bool
+    measured_metric: int
+    evidence_hash: H256
+    rejected_clients: list[AccountId]
+    contributions: list[int]
+
+    @classmethod
+    def from_value(cls, v: Any) -> RoundVerdict:
+        return cls(
+            accept=v["accept"],
+            measured_metric=v["measured_metric"],
+            evidence_hash=H256.from_value(v["evidence_hash"]),
+            rejected_clients=[AccountId.from_value(_v0) for _v0 in v["rejected_clients"]],
+            contributions=v["contributions"],
+        )
+
+
+@dataclass(frozen=True)
 class RuntimeDbWeight:
     """`sp_weights::RuntimeDbWeight`."""
 
@@ -975,6 +1365,25 @@ class Signature(FixedBytes):
     """`sp_core::ed25519::Signature`, 64 bytes."""
 
     LENGTH = 64
+
+
+@dataclass(frozen=True)
+class SignedUpdate:
+    """`pallet_federated_tasks::types::SignedUpdate`."""
+
+    client: AccountId
+    update_hash: H256
+    num_examples: int
+    signature: MultiSignature
+
+    @classmethod
+    def from_value(cls, v: Any) -> SignedUpdate:
+        return cls(
+            client=AccountId.from_value(v["client"]),
+            update_hash=H256.from_value(v["update_hash"]),
+            num_examples=v["num_examples"],
+            signature=MultiSignature.from_value(v["signature"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -1439,6 +1848,12 @@ __all__ = [
     "AccountData",
     "AccountId",
     "AccountInfo",
+    "AggregationRule",
+    "AggregationRuleFedAvg",
+    "AggregationRuleFedMedian",
+    "AggregationRuleFedTrimmedAvg",
+    "AggregationRuleKrum",
+    "AggregationRuleMultiKrum",
     "ArithmeticError",
     "ArithmeticErrorDivisionByZero",
     "ArithmeticErrorOverflow",
@@ -1451,6 +1866,7 @@ __all__ = [
     "Capabilities",
     "ChainEnum",
     "Challenge",
+    "ClientInfo",
     "Digest",
     "DigestItem",
     "DigestItemConsensus",
@@ -1481,6 +1897,15 @@ __all__ = [
     "EcdsaSignature",
     "EventRecord",
     "FixedBytes",
+    "FlTask",
+    "FlTaskSpec",
+    "FlTaskStatus",
+    "FlTaskStatusCancelled",
+    "FlTaskStatusCompleted",
+    "FlTaskStatusExpired",
+    "FlTaskStatusJoining",
+    "FlTaskStatusOpen",
+    "FlTaskStatusRunning",
     "H256",
     "Holdout",
     "LastRuntimeUpgradeInfo",
@@ -1511,9 +1936,17 @@ __all__ = [
     "Role",
     "RoleTrainer",
     "RoleValidator",
+    "RoundRecord",
+    "RoundStatus",
+    "RoundStatusAccepted",
+    "RoundStatusPending",
+    "RoundStatusRejected",
+    "RoundStatusVoid",
+    "RoundVerdict",
     "RuntimeDbWeight",
     "RuntimeVersion",
     "Signature",
+    "SignedUpdate",
     "SpRuntimeModuleError",
     "SubmittedResult",
     "Task",

@@ -94,6 +94,7 @@ class WorkerDaemon(DaemonBase):
         self._trainer: Any = None               # workers.runner.WarmTrainer, once Ray is up
         self.refused: dict[int, str] = {}     # task -> why (not offered again to this daemon's attention)
         self.journal: Journal | None = None
+        self._aggregator: Any = None            # workers.fl.aggregator.Aggregator, when the role runs
         self._claim_policy = ClaimPolicy(config.allow_custom_code, config.min_blocks_to_claim,
                                          config.deadline_margin_blocks)
 
@@ -121,6 +122,9 @@ class WorkerDaemon(DaemonBase):
         self.journal = Journal(root, self.config.num_workers, lambda digest: self.store.exists(digest))
         self._connect_chain()
         self._startup_checks()
+        if self.config.federated:  # the aggregator role, when the chain and this machine have what it needs
+            from workers.fl.aggregator import start_role
+            self._aggregator = start_role(self)
         self._start_ray()  # before the first gRPC channel: Ray forks its processes, which gRPC's threads can hang
         self.payouts = Payouts(self.chain, self.keypair)
         self.client = SyncWorkerClient(self.config.orchestrator, self.keypair, timeout_s=30.0)
@@ -137,6 +141,9 @@ class WorkerDaemon(DaemonBase):
         self._notify("connected", chain=self.config.chain_url, orchestrator=self.config.orchestrator)
 
     def close(self) -> None:
+        if self._aggregator is not None:  # its Flower processes end; its claims stay on chain for a restart
+            self._aggregator.stop()
+            self._aggregator = None
         if self.client is not None:
             try:
                 self.client.close()

@@ -60,6 +60,9 @@ class DaemonConfig:
     memory_mb: int = 0                        # 0: the machine's memory
     chain_timeout_s: float = 30.0
     submit_timeout_s: float = 60.0
+    federated: bool = True                    # take the aggregator role for federated tasks (--no-federated: off)
+    fl_host: str = "127.0.0.1"                # the aggregator's SuperLink address, published in its claims
+    fl_port: int = 0                          # 0: a free port, chosen once per daemon
     # not a flag: for programs that embed the daemon (benchmarks, profilers); see TrainingCallback
     training_callbacks: tuple[TrainingCallback, ...] = ()
 

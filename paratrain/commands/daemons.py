@@ -20,6 +20,7 @@ from paratrain.argtypes import (
     block_number,
     integer,
     non_negative,
+    port_or_any,
     port_or_off,
     positive,
     tolerance,
@@ -137,6 +138,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--deadline-margin", type=block_count, default=3, metavar="BLOCKS",
                         help="release the claim when fewer blocks than this are left before the deadline (default 3)")
     parser.add_argument("--max-tasks", type=positive, metavar="N", help="exit after N results (default: run on)")
+    parser.add_argument("--no-federated", dest="federated", action="store_false",
+                        help="never take the aggregator role for federated tasks (default: take it when the chain "
+                             "has FederatedTasks and Flower is installed)")
+    parser.add_argument("--fl-host", default="127.0.0.1", metavar="HOST",
+                        help="the aggregator's SuperLink address, published on chain in its claims (default 127.0.0.1)")
+    parser.add_argument("--fl-port", type=port_or_any, default=0, metavar="PORT",
+                        help="the SuperLink's port (default 0: a free one)")
     _health_arguments(parser, WORKER_METRICS_PORT)
     return parser
 
@@ -148,7 +156,8 @@ def worker_config(args: argparse.Namespace, key: str) -> Any:
                         ray_address=args.ray_address, num_workers=args.num_workers, use_gpu=args.gpu,
                         allow_custom_code=args.allow_custom_code, state_dir=args.state_dir,
                         deadline_margin_blocks=args.deadline_margin, max_tasks=args.max_tasks,
-                        gpus=1 if args.gpu else 0)
+                        gpus=1 if args.gpu else 0, federated=args.federated, fl_host=args.fl_host,
+                        fl_port=args.fl_port)
 
 
 def run_worker(args: argparse.Namespace) -> int:

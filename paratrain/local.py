@@ -10,6 +10,9 @@ same way (the parts live in `paratrain._local`):
   `stop_group`: for a benchmark's other children too);
 * `DevnetThread`, `OrchestratorThread`, `DaemonThread`: the same parts on threads of this process;
 * `RayCluster`: a local Ray cluster whose processes are all gone when its block ends;
+* `FlowerFederation`: a Flower SuperLink and N SuperNodes as processes on loopback (`SuperLinkProcess`,
+  `SuperNodeProcess`, `flower_env` from workers.fl.flower_procs, which the daemons use too), all gone when its
+  block ends;
 * `LocalMarket`: devnet, a chain connection, the orchestrator and optionally Ray in one `with` block,
   with helpers to register accounts, post tasks and run daemons;
 * `chain_task_spec`, `post_task`: the one mapping from a spec document to the on-chain TaskSpec, re-exported
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from paratrain._local.cluster import RayCluster
 from paratrain._local.errors import HarnessError, HarnessTimeout
+from paratrain._local.flower import FlowerFederation
 from paratrain._local.market import (
     TRAINER_STAKE,
     UNIT,
@@ -45,10 +49,12 @@ from paratrain._local.processes import (
 from paratrain._local.specs import synthetic_task_spec
 from paratrain._local.threads import DEVNET_DEFAULT_CHALLENGE_PERIOD_MS, DaemonThread, DevnetThread, OrchestratorThread
 from paratrain.task_specs import DEFAULT_REQUIREMENTS, chain_task_spec, post_task
+from workers.fl.flower_procs import SuperLinkProcess, SuperNodeProcess, flower_env
 
 __all__ = [
     "DEFAULT_REQUIREMENTS", "DEVNET_DEFAULT_CHALLENGE_PERIOD_MS", "TRAINER_STAKE", "UNIT", "VALIDATOR_STAKE",
-    "DaemonProcess", "DaemonThread", "DevnetProcess", "DevnetThread", "HarnessError", "HarnessTimeout", "LocalMarket",
-    "OrchestratorProcess", "OrchestratorThread", "RayCluster", "capabilities", "chain_task_spec", "dev_keypair",
-    "die_with_parent", "free_port", "fund", "post_task", "register_account", "stop_group", "synthetic_task_spec",
+    "DaemonProcess", "DaemonThread", "DevnetProcess", "DevnetThread", "FlowerFederation", "HarnessError",
+    "HarnessTimeout", "LocalMarket", "OrchestratorProcess", "OrchestratorThread", "RayCluster", "SuperLinkProcess",
+    "SuperNodeProcess", "capabilities", "chain_task_spec", "dev_keypair", "die_with_parent", "flower_env", "free_port",
+    "fund", "post_task", "register_account", "stop_group", "synthetic_task_spec",
 ]

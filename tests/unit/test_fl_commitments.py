@@ -9,7 +9,8 @@ from scalecodec.base import RuntimeConfigurationObject
 from scalecodec.type_registry import load_type_registry_preset
 
 from devnet.crypto import verify_signature
-from runtime_bindings import Keypair, KeypairType
+from devnet.runtime.pallets import federated_types as pallet
+from runtime_bindings import Keypair, KeypairType, ModuleError
 from runtime_bindings.fl import (
     IDENTITY_CONTEXT,
     UPDATE_CONTEXT,
@@ -27,6 +28,7 @@ from runtime_bindings.fl import (
     verify_identity,
     verify_update,
 )
+from runtime_bindings.generated import types as t
 from runtime_bindings.generated.types import MultiSignatureEd25519, MultiSignatureSr25519
 from workers.trajectory import merkle_root
 
@@ -221,3 +223,74 @@ def test_account_public_key_forms_and_refusals() -> None:
         account_public_key(b"\x01" * 31)
     with pytest.raises(ValueError, match="not an SS58 address"):
         account_public_key("5notanaddress")
+
+
+# The pallet's own encoder (devnet.runtime.pallets.federated_types) against the bindings' ------------------
+def pallet_commitment(commitment: UpdateCommitment) -> dict[str, object]:
+    return {"task_id": commitment.task_id, "round": commitment.round, "base_model_hash": commitment.base_model_hash,
+            "update_hash": commitment.update_hash, "num_examples": commitment.num_examples}
+
+
+@pytest.mark.parametrize("commitment", [
+    UpdateCommitment(**FIELDS),
+    UpdateCommitment(task_id=2**64 - 1, round=2**32 - 1, base_model_hash=bytes(range(32)),
+                     update_hash=bytes(range(32, 64)), num_examples=2**64 - 1),
+    UpdateCommitment(task_id=0, round=0, base_model_hash=bytes(32), update_hash=bytes(32), num_examples=0),
+], ids=["typical", "maxima", "zeros"])
+def test_pallet_encodes_message_and_leaf_alike(commitment: UpdateCommitment) -> None:
+    client = keypair(KeypairType.SR25519)
+    assert pallet.update_message(pallet_commitment(commitment)) == commitment.signing_payload()
+    assert pallet.UPDATE_DOMAIN == UPDATE_CONTEXT
+    assert pallet.update_leaf(client.public_key, pallet_commitment(commitment)) == update_leaf(client, commitment)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 6, 11])
+def test_pallet_root_equals_bindings_root(n: int) -> None:
+    clients = sorted((keypair(KeypairType.SR25519, seed=i + 1) for i in range(n)), key=lambda k: k.public_key)
+    leaves = [update_leaf(c, UpdateCommitment(**{**FIELDS, "num_examples": i + 1})) for i, c in enumerate(clients)]
+    assert pallet.merkle_root(leaves) == update_root(leaves) == merkle_root(leaves)
+
+
+def test_bindings_signatures_commit_on_the_pallet(chain) -> None:
+    """Signatures from sign_update, entries from signed_update, through the generated commit_round: the pallet
+    verifies every one (sr25519 and ed25519) and stores the root update_root computes; one entry signed for
+    another round is the pallet's BadUpdateSignature."""
+    unit = 10**12
+    alice, bob = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Bob")
+    clients = [Keypair.create_from_uri("//Charlie"), Keypair.create_from_uri("//Dave"), keypair(KeypairType.ED25519)]
+    chain.balances.transfer_keep_alive(alice, clients[2].ss58_address, 50 * unit)
+    chain.workers.register(bob, "Trainer", chain.constant("Workers", "MinTrainerStake"),
+                           t.Capabilities(8, 0, "", 16_000))
+    spec = {"recipe": b"digits_mlp", "spec_hash": "0x" + "11" * 32, "spec_uri": b"file:///spec.json",
+            "initial_model_hash": "0x" + BASE.hex(), "eval_metric": b"accuracy", "eval_target": 800_000,
+            "higher_is_better": True, "rounds": 2, "min_clients_per_round": 3, "fraction_per_round": 10**9,
+            "max_clients": 4, "rule": "FedAvg", "client_share": 600_000_000, "min_client_stake": unit,
+            "aggregate_tolerance": 0, "requirements": {"min_cpus": 1, "min_gpus": 0, "min_memory_mb": 1_000}}
+    join_deadline = chain.best_number() + 6
+    receipt = chain.federated_tasks.create_task(alice, spec, 10 * unit, join_deadline, join_deadline + 200, 1, None)
+    task = next(e.task for e in receipt.events if e.name == "TaskCreated")
+    for i, client in enumerate(clients):
+        chain.federated_tasks.join(client, task, "0x" + f"{i + 1:02x}" * 32, 100 + i, unit)
+    while chain.best_number() < join_deadline:
+        chain.system.remark(alice, b"tick")
+    chain.federated_tasks.claim_aggregator(bob, task, b"127.0.0.1:9092")
+
+    ordered = sorted(clients, key=lambda k: k.public_key)
+    entries, leaves = [], []
+    for i, client in enumerate(ordered):
+        update = bytes([0x30 + i]) * 32
+        signed = sign_update(client, task, 1, BASE, update, 100)
+        entries.append(signed_update(client, update, 100, *signed))
+        leaves.append(update_leaf(client, UpdateCommitment(task, 1, BASE, update, 100)))
+    assert {next(iter(e["signature"])) for e in entries} == {"Sr25519", "Ed25519"}
+    forged = [*entries[:2], signed_update(ordered[2], bytes([0x32]) * 32, 100,
+                                          *sign_update(ordered[2], task, 2, BASE, bytes([0x32]) * 32, 100))]
+    args = (bob, task, 1, "0x" + BASE.hex(), "0x" + "9a" * 32, "0x" + "d0" * 32, b"file:///rounds/1")
+    with pytest.raises(ModuleError, match="BadUpdateSignature"):
+        chain.federated_tasks.commit_round(*args, forged)
+    assert chain.federated_tasks.rounds(task, 1) is None
+    receipt = chain.federated_tasks.commit_round(*args, entries)
+    committed = next(e for e in receipt.events if e.name == "RoundCommitted")
+    stored = chain.federated_tasks.rounds(task, 1)
+    assert bytes(stored.update_root) == bytes(committed.update_root) == update_root(leaves)
+    assert [account_public_key(a) for a, _ in stored.participants] == [k.public_key for k in ordered]

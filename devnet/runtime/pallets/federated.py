@@ -417,7 +417,7 @@ class FederatedTasks(FederatedRounds, Pallet):
         who = _signed(origin)
         record = self._task(ctx, task)
         self._aggregator(record, who)
-        self._end_claim(ctx, task, record)
+        self._end_attempt(ctx, task, record)
         ctx.deposit_event(self, "AggregatorReleased", {"task": task, "aggregator": who})
         self._reopen_or_expire(ctx, task, record)
 

@@ -55,7 +55,7 @@ def test_a_run_that_ended_goes_back_to_claimed_counts_a_relaunch_and_forgets_its
     run.run_id = 77
     run.advance(FlRunState.CLAIMED, "the SuperLink exited")
     assert run.relaunches == 1 and run.run_id is None and run.reason == "the SuperLink exited"
-    assert may_relaunch(run, 2) and not may_relaunch(run, 1)
+    assert may_relaunch(run, 1) and not may_relaunch(run, 0)
 
 
 @pytest.mark.parametrize("state", list(FlRunState))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime_bindings import BindingsError, DispatchError
+from workers.fl.aggregator_link import FlowerLink
 from workers.fl.aggregator_policy import (
     ClaimPolicy,
     FederatedRun,
@@ -100,7 +101,8 @@ class Aggregator:
     is the worker daemon's observer fan-out ("fl-claimed", "fl-running", "fl-heartbeat", "fl-released",
     "fl-done", "fl-lost")."""
 
-    def __init__(self, chain: Any, keypair: Any, config: AggregatorConfig, *, notify: Notify | None = None) -> None:
+    def __init__(self, chain: Any, keypair: Any, config: AggregatorConfig, *, notify: Notify | None = None,
+                 link: Any = None) -> None:
         self.chain, self.keypair, self.config = chain, keypair, config
         self.account = str(keypair.ss58_address)
         self.notify: Notify = notify or (lambda what, **detail: None)
@@ -110,13 +112,14 @@ class Aggregator:
         self._next_seen = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._link: Any = None                # workers.fl.flower_procs.SuperLinkProcess
-        self._port = config.port
         self._last_run_check: dict[int, float] = {}
         self._guard = LeaseGuard(int(chain.constant(PALLET, "RoundLease")), config.deadline_margin_blocks)
         self._claims = ClaimPolicy(config.min_blocks_to_claim)
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # the Flower side (workers.fl.aggregator_link.FlowerLink); tests of the chain side pass their own
+        self.link = link if link is not None else FlowerLink(self.state_dir, host=config.host, port=config.port,
+                                                             keypair=keypair, env=config.env, notify=self.notify)
 
     # Life -------------------------------------------------------------------------------------------
     def start(self) -> Aggregator:
@@ -201,7 +204,9 @@ class Aggregator:
         view = task_view(task_id, self.chain.federated_tasks.tasks(task_id))
         if run.state is FlRunState.DISCOVERED:
             self._claim(run, view)
-            return
+            if run.state is not FlRunState.CLAIMED:
+                return
+            view = task_view(task_id, self.chain.federated_tasks.tasks(task_id))  # the claim's lease
         outcome, why = classify(view, self.account)
         if outcome is Outcome.DONE:
             self._end_run(run)
@@ -267,47 +272,21 @@ class Aggregator:
 
     # The SuperLink and the run ----------------------------------------------------------------------
     def _endpoint(self) -> str:
-        from workers.fl.flower_procs import free_port
+        return str(self.link.endpoint)
 
-        if not self._port:
-            self._port = free_port(self.config.host)
-        return f"{self.config.host}:{self._port}"
-
-    def _ensure_link(self) -> Any:
-        from workers.fl.child_key import child_env
-        from workers.fl.flower_procs import SuperLinkProcess
-
-        if self._link is not None and self._link.alive:
-            return self._link
-        if self._link is not None:  # it died: every run on it is gone
-            log.warning("the SuperLink exited; starting it again:\n%s", self._link.tail(20))
-            self._stop_link()
+    def _ensure_link(self) -> None:
+        """The SuperLink is up; when it had to be started again, every run it held is gone and goes again."""
+        if self.link.ensure():
             for run in self.runs.values():
                 if run.state is FlRunState.RUNNING:
-                    run.advance(FlRunState.CLAIMED, "the SuperLink exited")
-        self._endpoint()
-        env = {**child_env(self.keypair, {}), **self.config.env}
-        link = SuperLinkProcess(self.state_dir / "superlink", host=self.config.host, port=self._port,
-                                log_path=self.state_dir / "superlink.log", env=env)
-        (self.state_dir / "superlink").mkdir(parents=True, exist_ok=True)
-        self._link = link.start()
-        self.notify("fl-link-up", endpoint=link.address)
-        return link
+                    run.advance(FlRunState.CLAIMED, "the SuperLink was started again")
 
     def _stop_link(self) -> None:
-        link, self._link = self._link, None
-        if link is not None:
-            try:
-                link.stop()
-            except Exception as exc:  # noqa: BLE001 - stopping must not fail the daemon's exit
-                log.warning("stopping the SuperLink: %s", exc)
+        self.link.close()
 
     def _link_up(self, run: FederatedRun) -> None:
-        from workers.fl.fab import write_app_dir
-
         self._ensure_link()
-        app_dir = self.state_dir / f"app-{run.task_id}"
-        write_app_dir(app_dir)
+        self.link.prepare(run.task_id)
         run.advance(FlRunState.LINK_UP)
 
     def run_config(self, task_id: int) -> dict[str, Any]:
@@ -319,9 +298,8 @@ class Aggregator:
     def _submit(self, run: FederatedRun) -> None:
         from workers.fl.flower_procs import FlowerProcessError
 
-        link = self._ensure_link()
         try:
-            run.run_id = link.submit_run(self.state_dir / f"app-{run.task_id}", self.run_config(run.task_id))
+            run.run_id = self.link.submit(run.task_id, self.run_config(run.task_id))
         except FlowerProcessError as exc:
             log.warning("federated task %d: `flwr run` failed: %s", run.task_id, exc)
             run.advance(FlRunState.CLAIMED, f"flwr run failed: {exc}")
@@ -330,27 +308,22 @@ class Aggregator:
             return
         run.advance(FlRunState.RUNNING)
         self._last_run_check[run.task_id] = time.monotonic()
-        self.notify("fl-running", task_id=run.task_id, run_id=run.run_id, endpoint=link.address)
-        log.info("federated task %d: run %d submitted to the SuperLink at %s", run.task_id, run.run_id, link.address)
+        self.notify("fl-running", task_id=run.task_id, run_id=run.run_id, endpoint=self._endpoint())
+        log.info("federated task %d: run %d submitted to the SuperLink at %s", run.task_id, run.run_id,
+                 self._endpoint())
         self._write(run)
 
     def _check_run(self, run: FederatedRun) -> None:
-        from workers.fl.flower_procs import FlowerProcessError
-
         if time.monotonic() - self._last_run_check.get(run.task_id, 0.0) < self.config.run_check_s:
             return
         self._last_run_check[run.task_id] = time.monotonic()
-        link = self._ensure_link()
+        self._ensure_link()
         if run.state is not FlRunState.RUNNING or run.run_id is None:
-            return  # the link was restarted above: the run goes again from CLAIMED
-        try:
-            status = link.run_status(run.run_id)
-        except FlowerProcessError as exc:
-            log.warning("federated task %d: run %s status unknown: %s", run.task_id, run.run_id, exc)
+            return  # the link was started again just now: the run goes again from CLAIMED
+        status = self.link.finished(run.run_id)
+        if status is None:
             return
-        if not status.startswith("finished"):
-            return
-        # the ServerApp returned but the chain does not say Completed (yet): rounds are left, run again
+        # the ServerApp returned but the chain does not say Completed: rounds are left, run it again
         run.advance(FlRunState.CLAIMED, f"run {run.run_id} {status}")
         log.warning("federated task %d: run ended %s with rounds left", run.task_id, status)
         self._release_if_exhausted(run)
@@ -360,13 +333,8 @@ class Aggregator:
             self._release(run, f"{run.relaunches} runs ended before the task did")
 
     def _end_run(self, run: FederatedRun) -> None:
-        from workers.fl.flower_procs import FlowerProcessError
-
-        if run.run_id is not None and self._link is not None and self._link.alive:
-            try:
-                self._link.stop_run(run.run_id)
-            except FlowerProcessError:
-                pass  # it had finished
+        if run.run_id is not None:
+            self.link.stop_run(run.run_id)
         run.run_id = None
 
     # The lease --------------------------------------------------------------------------------------

@@ -178,5 +178,6 @@ class LeaseGuard:
 
 def may_relaunch(run: FederatedRun, max_relaunches: int) -> bool:
     """Whether a run that ended while the task is still this aggregator's is started again (a new SuperLink
-    and a new `flwr run`, from the chain's last committed round), or the task is released instead."""
-    return run.relaunches < max_relaunches
+    and a new `flwr run`, from the chain's last committed round), or the task is released instead.
+    `run.relaunches` already counts the relaunch in question (FederatedRun.advance)."""
+    return run.relaunches <= max_relaunches

@@ -91,8 +91,8 @@ class _Script(FlowerChild):
     what = "script"
     ready = re.compile(r"ready (\d+)")
 
-    def __init__(self, state_dir: Path, script: str) -> None:
-        super().__init__(state_dir)
+    def __init__(self, state_dir: Path, script: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(state_dir, env=env)
         self.script, self.value, self.ports = textwrap.dedent(script), 0, 0
 
     def command(self) -> list[str]:
@@ -180,3 +180,16 @@ def test_end_processes_marked_leaves_unmarked_processes_alone(tmp_path: Path) ->
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_childs_extra_environment_goes_on_top_of_this_processs(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARATRAIN_TEST_INHERITED", "kept")
+    script = """
+        import os, time
+        print("ready", 1 if os.environ.get("PARATRAIN_TEST_INHERITED") == "kept"
+              and os.environ.get("PARATRAIN_FL_KEY") == "sr25519:x" and os.environ.get("FLWR_HOME") else 0, flush=True)
+        time.sleep(60)
+    """
+    with _Script(tmp_path, script, env={"PARATRAIN_FL_KEY": "sr25519:x"}) as child:
+        assert child.value == 1

@@ -177,8 +177,9 @@ def end_processes_marked(marker: str, grace: float = 5.0) -> None:
 class FlowerChild:
     """One Flower command as a child in its own process group, ready when a line of its output matches `ready`.
 
-    Its output is drained continuously (the last OUTPUT_LINES in `output`, everything in `log_path` when given),
-    so the pipe never fills. `stop` ends its group and then every process carrying its marker."""
+    Its environment is this process's with `env` on top, then `flower_env`. Its output is drained continuously
+    (the last OUTPUT_LINES in `output`, everything in `log_path` when given), so the pipe never fills. `stop` ends
+    its group and then every process carrying its marker."""
 
     what = "flower process"
     ready: re.Pattern[str]
@@ -188,7 +189,7 @@ class FlowerChild:
         self.state_dir = Path(state_dir)
         self.log_path = None if log_path is None else Path(log_path)
         self.marker = f"{os.getpid()}-{uuid.uuid4().hex}"
-        self.env = {**flower_env(self.state_dir, env), MARKER_ENV: self.marker}
+        self.env = {**flower_env(self.state_dir, {**os.environ, **(env or {})}), MARKER_ENV: self.marker}
         self.proc: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self.starts = 0

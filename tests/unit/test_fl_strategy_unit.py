@@ -21,6 +21,7 @@ from tests.fl_running_task import AGGREGATOR, CLIENTS, running_task
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import loads, model_bytes, model_hash, update_bytes, update_hash
 from workers.fl.committer import ChainCommitter, CommitReceipt, CommitRefused, RoundCommit, SignedEntry
+from workers.fl.spec import decode_round_document, parse_rule
 from workers.fl.strategy import ChainStrategy, DeadlineNear, FlTaskView, IdentityBook, JoinedGrid, make_rule
 from workers.observers import Recorder
 
@@ -118,18 +119,11 @@ def view(keys: list[Keypair], *, min_clients: int = 2, examples: int = EXAMPLES)
                       clients={k.public_key: examples for k in keys})
 
 
-class Rule:
-    def __init__(self, kind: str, **params: float) -> None:
-        self.kind, self.text = kind, kind
-        for name, value in params.items():
-            setattr(self, name, value)
-
-
 def strategy(task: FlTaskView, store: ArtifactStore, committer: RecordingCommitter,
              recorder: Recorder) -> ChainStrategy:
     identities = IdentityBook(task)
     identities.subscribe(recorder)
-    s = ChainStrategy(make_rule(Rule("fedavg"), min_clients=task.min_clients, fraction=1.0), task=task,
+    s = ChainStrategy(make_rule(parse_rule("fedavg"), min_clients=task.min_clients, fraction=1.0), task=task,
                       committer=committer, store=store, identities=identities, first_round=1, node_wait_s=0.0)
     s.subscribe(recorder)
     return s
@@ -208,6 +202,7 @@ def test_each_malformed_reply_is_refused_with_its_reason_and_the_round_aggregate
     assert commit.base_model_hash == model_hash(BASE) and commit.round == 1 and commit.task_id == TASK
 
     document = json.loads(store.get(commit.round_doc_hash))
+    decode_round_document(store.get(commit.round_doc_hash))  # what validators read: canonical and valid
     assert commit.artifact_uri == store.uri(commit.round_doc_hash)
     assert document["kind"] == "fl-round" and document["round"] == 1 and document["rule"] == "fedavg"
     assert [p["client"] for p in document["participants"]] == [e.account for e in commit.updates]
@@ -276,10 +271,9 @@ def test_the_grid_gives_up_instead_of_waiting_forever_for_clients() -> None:
 def test_make_rule_builds_flowers_strategies() -> None:
     from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 
-    rules = {"fedavg": (Rule("fedavg"), FedAvg), "fedmedian": (Rule("fedmedian"), FedMedian),
-             "fedtrimmedavg": (Rule("fedtrimmedavg", beta=0.35), FedTrimmedAvg),
-             "krum": (Rule("krum", num_malicious=1), Krum),
-             "multikrum": (Rule("multikrum", num_malicious=1, num_to_select=3), MultiKrum)}
+    rules = {"fedavg": (parse_rule("fedavg"), FedAvg), "fedmedian": (parse_rule("fedmedian"), FedMedian),
+             "fedtrimmedavg": (parse_rule("fedtrimmedavg:0.35"), FedTrimmedAvg),
+             "krum": (parse_rule("krum:1"), Krum), "multikrum": (parse_rule("multikrum:1:3"), MultiKrum)}
     for rule, cls in rules.values():
         inner = make_rule(rule, min_clients=4, fraction=0.5)
         assert type(inner) is cls

@@ -22,7 +22,6 @@ instead of reading lists the strategy keeps.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +39,7 @@ from runtime_bindings import fl
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import check_update, model_bytes, update_bytes, update_hash
 from workers.fl.committer import CommitRefused, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
+from workers.fl.spec import MAX_REASON_LEN, Participant, Refusal, RoundDocument, RuleSpec, round_document
 from workers.observers import Observable
 
 log = logging.getLogger("paratrain.fl.strategy")
@@ -69,16 +69,6 @@ class FlTaskView:
     max_update_bytes: int
     rule: str
     clients: Mapping[bytes, int]
-
-
-@dataclass
-class Refusal:
-    node_id: int
-    client: str | None
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "client": self.client, "reason": self.reason}
 
 
 @dataclass
@@ -200,36 +190,31 @@ class JoinedGrid(Grid):
         return self.grid.send_and_receive(messages, timeout=timeout)
 
 
-def make_rule(rule: Any, *, min_clients: int, fraction: float) -> FedAvg:
-    """Flower's strategy for a rule spec (workers.fl.spec.RuleSpec): sampling `fraction` of the identified
-    nodes, never fewer than `min_clients`; no federated evaluation (validators measure on the holdout)."""
+def make_rule(rule: RuleSpec, *, min_clients: int, fraction: float) -> FedAvg:
+    """Flower's strategy for a rule: sampling `fraction` of the identified nodes, never fewer than
+    `min_clients`; no federated evaluation (validators measure on the holdout)."""
     common: dict[str, Any] = {"fraction_train": fraction, "fraction_evaluate": 0.0, "min_train_nodes": min_clients,
                               "min_evaluate_nodes": 0, "min_available_nodes": min_clients}
-    kind = rule.kind
-    if kind == "fedavg":
+    if rule.name == "fedavg":
         return FedAvg(**common)
-    if kind == "fedmedian":
+    if rule.name == "fedmedian":
         return FedMedian(**common)
-    if kind == "fedtrimmedavg":
-        return FedTrimmedAvg(beta=float(rule.beta), **common)
-    if kind == "krum":
-        return Krum(num_malicious_nodes=int(rule.num_malicious), **common)
-    if kind == "multikrum":
-        return MultiKrum(num_malicious_nodes=int(rule.num_malicious), num_nodes_to_select=int(rule.num_to_select),
-                         **common)
+    if rule.name == "fedtrimmedavg":
+        return FedTrimmedAvg(beta=rule.beta_fraction, **common)
+    if rule.name == "krum":
+        return Krum(num_malicious_nodes=rule.num_malicious, **common)
+    if rule.name == "multikrum":
+        return MultiKrum(num_malicious_nodes=rule.num_malicious, num_nodes_to_select=rule.num_to_select, **common)
     raise ValueError(f"no Flower strategy for rule {rule.text!r}")
 
 
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _finite_metrics(metrics: MetricRecord | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _finite_metrics(metrics: MetricRecord | None) -> dict[str, float]:
+    """The round's scalar training metrics that are finite numbers (what a round document may hold)."""
+    out: dict[str, float] = {}
     for key, value in (metrics or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-            out[key] = value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) \
+                and 0 < len(key) <= 64 and len(out) < 64:
+            out[key] = float(value)
     return out
 
 
@@ -279,7 +264,8 @@ class ChainStrategy(Strategy, Observable):
         for refusal in refused:
             log.warning("task %d round %d: refused node %d (%s): %s", self.task.task_id, round_, refusal.node_id,
                         refusal.client, refusal.reason)
-            self._notify("refused", task_id=self.task.task_id, round=round_, **refusal.to_json())
+            self._notify("refused", task_id=self.task.task_id, round=round_, node_id=refusal.node_id,
+                         client=refusal.client, reason=refusal.reason)
         accepted.sort(key=lambda a: a.entry.public_key)
         if len(accepted) < self.task.min_clients:
             self._notify("round-skipped", task_id=self.task.task_id, round=round_, accepted=len(accepted),
@@ -297,7 +283,7 @@ class ChainStrategy(Strategy, Observable):
         global_hash = bytes.fromhex(self.store.put(model_bytes({k: v.numpy() for k, v in arrays.items()})))
         entries = sorted_entries([a.entry for a in accepted])
         document = self.round_document(round_, global_hash, entries, refused, metrics)
-        doc_digest = self.store.put(_canonical(document))
+        doc_digest = self.store.put(document.canonical_bytes())
         commit = RoundCommit(self.task.task_id, round_, self._base_hash, global_hash, bytes.fromhex(doc_digest),
                              self.store.uri(doc_digest), entries)
         committing = time.monotonic()
@@ -325,18 +311,15 @@ class ChainStrategy(Strategy, Observable):
 
     # The round document --------------------------------------------------------------------------
     def round_document(self, round_: int, global_hash: bytes, entries: Iterable[SignedEntry],
-                       refused: Iterable[Refusal], metrics: MetricRecord | None) -> dict[str, Any]:
-        """The fl-round document (docs/design/federated.md section 14), named by its hash on chain."""
-        return {
-            "kind": "fl-round", "task_id": self.task.task_id, "round": round_, "rule": self.task.rule,
-            "base_model_hash": "0x" + self._base_hash.hex(), "global_model_hash": "0x" + global_hash.hex(),
-            "participants": [{"client": e.account, "update_hash": "0x" + e.update_hash.hex(),
-                              "num_examples": e.num_examples,
-                              "signature": {"scheme": e.scheme, "hex": "0x" + e.signature.hex()}} for e in entries],
-            "refused": [r.to_json() for r in refused],
-            "train_metrics": _finite_metrics(metrics),
-            "flower": {"version": flwr.__version__, "run_id": self._run_id},
-        }
+                       refused: Iterable[Refusal], metrics: MetricRecord | None) -> RoundDocument:
+        """The fl-round document (workers.fl.spec), named by its hash on chain."""
+        return round_document(
+            task_id=self.task.task_id, round=round_, rule=self.task.rule, base_model_hash=self._base_hash,
+            global_model_hash=global_hash,
+            participants=[Participant(e.account, e.update_hash.hex(), e.num_examples, e.scheme.lower(),
+                                      e.signature.hex()) for e in entries],
+            refused=list(refused), train_metrics=_finite_metrics(metrics), flower_version=flwr.__version__,
+            run_id=self._run_id or 0)
 
     # Screening ------------------------------------------------------------------------------------
     def _screen(self, replies: list[Message]) -> tuple[list[_Accepted], list[Refusal]]:
@@ -350,7 +333,9 @@ class ChainStrategy(Strategy, Observable):
             try:
                 result = self._check(reply, node, account, seen)
             except _Refused as exc:
-                refused.append(Refusal(node, exc.client if exc.client is not None else account, exc.reason))
+                client = exc.client if exc.client is not None else account
+                refused.append(Refusal(node, client if client and _public_key(client) else None,
+                                       exc.reason[:MAX_REASON_LEN]))
                 continue
             seen.add(result.entry.public_key)
             accepted.append(result)
@@ -358,7 +343,7 @@ class ChainStrategy(Strategy, Observable):
 
     def _check(self, reply: Message, node: int, identity: str | None, seen: set[bytes]) -> _Accepted:
         if reply.has_error():
-            raise _Refused(f"error reply: {reply.error.reason}"[:500])
+            raise _Refused(f"error reply: {reply.error.reason}")
         if identity is None:
             raise _Refused(f"node {node} has not proven a joined client's identity")
         content = reply.content
@@ -373,7 +358,7 @@ class ChainStrategy(Strategy, Observable):
             raise _Refused("the update commitment's fields have the wrong types")
         key = _public_key(account)
         if key is None or key not in self.task.clients:
-            raise _Refused(f"{account[:64]!r} is not a joined client of task {self.task.task_id}", account[:64])
+            raise _Refused(f"{account[:64]!r} is not a joined client of task {self.task.task_id}", account)
         if account != identity:
             raise _Refused(f"the commitment names {account}, the node proved {identity}")
         if key in seen:
@@ -420,4 +405,4 @@ class _Refused(Exception):
         self.reason, self.client = reason, client
 
 
-__all__ = ["ChainStrategy", "DeadlineNear", "FlTaskView", "IdentityBook", "JoinedGrid", "Refusal", "make_rule"]
+__all__ = ["ChainStrategy", "DeadlineNear", "FlTaskView", "IdentityBook", "JoinedGrid", "make_rule"]

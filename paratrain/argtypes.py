@@ -161,3 +161,53 @@ def add_key_arguments(parser: argparse.ArgumentParser, whose: str) -> None:
     group.add_argument("--key", metavar="KEY",
                        help="a keystore JSON file; or, for development only, a secret URI such as //Alice, a "
                             "mnemonic or 0x seed (other local users can read it in ps: a warning says so)")
+
+
+# Fractions ---------------------------------------------------------------------------------------
+PERBILL = 1_000_000_000  # sp_arithmetic's Perbill: parts per billion, a u32
+_DECIMAL = re.compile(r"(?P<whole>[0-9]+)?(?:\.(?P<frac>[0-9]*))?(?P<percent>%)?")
+
+
+def perbill(what: str, *, allow_zero: bool) -> Callable[[str], int]:
+    """An argparse type for a fraction of one ('0.7', '70%', '1') as the chain's Perbill, exact: a fraction
+    finer than a billionth is refused rather than rounded (the chain would hold another value)."""
+
+    def parse(value: str) -> int:
+        match = _DECIMAL.fullmatch(value)
+        if not match or not (match["whole"] or match["frac"]):
+            raise argparse.ArgumentTypeError(f"not a fraction: {shown(value)} (expected e.g. 0.7 or 70%)")
+        whole = (match["whole"] or "").lstrip("0")
+        frac = (match["frac"] or "").rstrip("0")
+        scale = 7 if match["percent"] else 9  # decimals a Perbill can hold
+        if len(frac) > scale:
+            raise argparse.ArgumentTypeError(f"{shown(value)} is finer than a billionth: {what} is a Perbill")
+        units = int(whole or "0") if len(whole) <= 12 else PERBILL + 1  # no int() of a huge digit string
+        parts = units * 10**scale + int(frac.ljust(scale, "0") or "0")
+        low = 0 if allow_zero else 1
+        if not low <= parts <= PERBILL:
+            bound = "0 to 1" if allow_zero else "above 0, at most 1"
+            raise argparse.ArgumentTypeError(f"{shown(value)} is out of range for {what} ({bound})")
+        return parts
+
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+fraction = perbill("a fraction of the clients", allow_zero=False)  # FlTaskSpec.fraction_per_round
+share = perbill("a share of the reward", allow_zero=True)           # FlTaskSpec.client_share
+
+
+def concentration(value: str) -> float:
+    """A Dirichlet concentration alpha: positive and finite (0 would give every class to one client)."""
+    number = _real(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is not positive: alpha is a positive number")
+    return number
+
+
+def probability(value: str) -> float:
+    """A fraction strictly between 0 and 1 (a holdout share: neither side may be empty)."""
+    number = _real(value)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is not between 0 and 1 (both excluded)")
+    return number

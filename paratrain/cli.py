@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "paratrain.commands.account",    # account new|show|balance|transfer
     "paratrain.commands.model",      # model show|download
     "paratrain.commands.stake",      # stake register|bond-extra|update-capabilities|unregister|withdraw|show
+    "paratrain.commands.fl",         # fl create|join|status|partition|reveal|withdraw, client
 )
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

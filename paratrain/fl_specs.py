@@ -1,0 +1,92 @@
+"""The one mapping from an FL spec document (workers.fl.spec.FlSpec) to the on-chain FlTaskSpec, and the
+initial model the task starts from.
+
+`paratrain fl create`, the federated demo, the tests and the benchmark post federated tasks through this
+module, so the chain's copy of the rule, the rounds, the clients per round and the evaluation never drifts
+from the document the aggregator, the clients and the validators read. Like paratrain.task_specs it is public
+and imports no devnet: the commands may not reach into the harness's private parts.
+
+The initial model is the recipe's model built with the spec's `initial_model_seed` on the shape of a data set
+(its features and classes: the requester's holdout, or the recipe's built-in set), stored as PTTS1
+(workers.fl.arrays.model_bytes); its hash is the task's `initial_model_hash`, the base of round 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from runtime_bindings.generated import types as t
+    from workers.fl.spec import FlSpec, RuleSpec
+
+# what a digits task asks of its aggregator: one CPU, no GPU, 512 MB
+DEFAULT_REQUIREMENTS = (1, 0, 512)
+
+
+@dataclass(frozen=True)
+class FlTaskTerms:
+    """What the chain holds about a task beyond its spec document: the market's terms."""
+
+    max_clients: int
+    client_share: int                      # Perbill of each round's reward (after the validators') to clients
+    min_client_stake: int                  # planck
+    requirements: tuple[int, int, int] = DEFAULT_REQUIREMENTS  # min CPUs, GPUs, memory MB of the aggregator
+
+
+def chain_rule(rule: RuleSpec) -> t.AggregationRule:
+    """The pallet's AggregationRule for a parsed rule string."""
+    from runtime_bindings.generated import types as t
+
+    if rule.name == "fedavg":
+        return t.AggregationRule.FedAvg
+    if rule.name == "fedmedian":
+        return t.AggregationRule.FedMedian
+    if rule.name == "fedtrimmedavg":
+        return t.AggregationRule.FedTrimmedAvg(beta=rule.beta)
+    if rule.name == "krum":
+        return t.AggregationRule.Krum(num_malicious=rule.num_malicious)
+    if rule.name == "multikrum":
+        return t.AggregationRule.MultiKrum(num_malicious=rule.num_malicious, num_to_select=rule.num_to_select)
+    raise ValueError(f"no AggregationRule for {rule.name!r}")
+
+
+def chain_fl_task_spec(spec: FlSpec, spec_uri: str, *, initial_model_hash: str, terms: FlTaskTerms,
+                       spec_hash: str | None = None) -> t.FlTaskSpec:
+    """The on-chain FlTaskSpec of `spec`, whose canonical document is stored at `spec_uri`. `spec_hash` and
+    `initial_model_hash` are hex (no 0x); the evaluation target goes on chain as a METRIC_SCALE integer."""
+    from runtime_bindings.generated import types as t
+    from runtime_bindings.values import H256, METRIC_SCALE, Bytes
+
+    return t.FlTaskSpec(recipe=Bytes(spec.recipe.encode()), spec_hash=H256("0x" + (spec_hash or spec.spec_hash_hex())),
+                        spec_uri=Bytes(spec_uri.encode()), initial_model_hash=H256("0x" + initial_model_hash),
+                        eval_metric=Bytes(spec.eval.metric.encode()),
+                        eval_target=round(spec.eval.target * METRIC_SCALE),
+                        higher_is_better=spec.eval.higher_is_better, rounds=spec.rounds,
+                        min_clients_per_round=spec.min_clients_per_round,
+                        fraction_per_round=spec.fraction_per_round, max_clients=terms.max_clients,
+                        rule=chain_rule(spec.rule), client_share=terms.client_share,
+                        min_client_stake=terms.min_client_stake, aggregate_tolerance=spec.aggregate_tolerance,
+                        requirements=t.Requirements(*terms.requirements))
+
+
+def initial_model(spec: FlSpec, shape_data: bytes) -> dict[str, np.ndarray]:
+    """The recipe's model, built with the spec's seed, for data shaped like `shape_data` (a packaged arrays
+    data set: its feature count and its classes, the set's `classes` meta when it has one)."""
+    import torch
+
+    from workers.datasets import decode_dataset
+    from workers.recipes import get_recipe
+    from workers.spec import Validation
+
+    recipe = get_recipe(spec.recipe, allow_custom=False)
+    dataset = decode_dataset(shape_data)
+    hp = recipe.hyperparameters(spec.recipe_hyperparameters)
+    prepared = recipe.prepare(dataset, hp, Validation(fraction=0.0, seed=spec.initial_model_seed))
+    classes = int(dataset.meta.get("classes", 0))
+    if classes and "classes" in prepared.info:
+        prepared.info["classes"] = classes
+    torch.manual_seed(spec.initial_model_seed)
+    model = recipe.build_model(hp, prepared)
+    return {name: value.detach().cpu().numpy().copy() for name, value in model.state_dict().items()}

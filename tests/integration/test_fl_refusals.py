@@ -113,7 +113,7 @@ def reserves(chain: Chain, people: dict[str, Any]) -> list[int]:
 
 def refused(chain: Chain, people: dict[str, Any], error: type[ModuleError], submit: Any) -> ModuleError:
     before, reserved, number = pallet_storage(chain), reserves(chain, people), chain.best_number()
-    assert len(before) > 5  # tasks, clients, rounds, queues: the comparison below is not of nothing
+    assert len(before) >= 5  # tasks, clients, queues (rounds): the comparison below is not of nothing
     with pytest.raises(error) as caught:
         submit()
     assert chain.best_number() == number + 1  # included in its block, and failed there

@@ -24,7 +24,9 @@ from fl_pallet_harness import (
     model_hash,
     sorted_clients,
 )
+from substrateinterface import Keypair
 
+from devnet.runtime.executive import MAX_NORMAL_LENGTH, MAX_NORMAL_WEIGHT
 from devnet.runtime.framework import DispatchError
 from devnet.runtime.pallets.federated_payout import client_pay, round_reward, split_round
 from devnet.runtime.pallets.task_bounties_types import PERBILL, holdout_commitment, perbill_mul
@@ -617,3 +619,52 @@ def test_calls_refuse_an_unsigned_origin(h: FlHarness) -> None:
     instance, call_def = h.runtime.calls[("FederatedTasks", "heartbeat")]
     with pytest.raises(DispatchError, match="BadOrigin"):
         call_def.handler(instance, h.ctx, None, task=task)
+
+
+# Bounds ------------------------------------------------------------------------------------------
+def test_hooks_time_out_at_most_max_expiries_per_block_rounds_per_block() -> None:
+    h = FlHarness(max_expiries_per_block=2)
+    h.register_workers()
+    tasks = [h.create() for _ in range(2)] + [h.create(join_blocks=6)]
+    for task in tasks:
+        h.join(task, PARTICIPANTS)
+    h.advance_to(h.task(tasks[2])["join_deadline"])
+    for task, aggregator in zip(tasks, [AGG, AGG2, AGG]):
+        h.ok(aggregator, "claim_aggregator", task=task, endpoint=b"h:1")
+        h.commit(task, 1, aggregator=aggregator)  # all three due at the same moment
+    while not h.events("RoundTimedOut"):
+        for task, aggregator in zip(tasks, [AGG, AGG2, AGG]):
+            h.ok(aggregator, "heartbeat", task=task)
+        h.advance()
+    assert len(h.events("RoundTimedOut")) == 2 and len(h.pallet.RoundDeadlines.get(h.state)) == 1
+    h.advance()
+    assert len(h.events("RoundTimedOut")) == 3 and h.pallet.RoundDeadlines.get(h.state) == []
+
+
+def test_a_full_expiry_slot_spills_and_then_refuses_with_expiry_queue_full() -> None:
+    h = FlHarness(max_expiries_per_block=2, max_expiry_spill=1)
+    # each task takes a join-deadline and a deadline entry: slots N and N+1 hold two tasks' entries
+    first = h.create(join_blocks=5, deadline_blocks=6)
+    second = h.create(join_blocks=5, deadline_blocks=6)
+    assert h.pallet.DeadlineExpiries.get(h.state, h.now + 5) == [first, second]
+    assert h.pallet.DeadlineExpiries.get(h.state, h.now + 6) == [first, second]
+    refused(h, "ExpiryQueueFull", REQUESTER, "create_task", **_create(h, join=5, deadline=6))
+
+
+def test_a_commit_at_max_clients_per_round_verifies_every_signature_within_the_block_limits() -> None:
+    h = FlHarness()
+    h.register_workers()
+    bound = h.pallet.settings.max_clients_per_round
+    many = [Keypair.create_from_uri(f"//FlBound{i}") for i in range(bound)]
+    for who in many:
+        h.runtime.balances.deposit_creating(h.ctx, who.public_key, 100 * UNIT)
+    task = h.running(clients=many, min_clients_per_round=bound, max_clients=bound)
+    args = h.commit_args(task, 1, many)
+    bad = [dict(u) for u in args["updates"]]
+    bad[-1]["update_hash"] = model_hash("the last one lies")  # the last of the bound is checked too
+    refused(h, "BadUpdateSignature", AGG, "commit_round", **{**args, "updates": bad})
+    h.ok(AGG, "commit_round", **args)
+    assert len(h.round(task, 1)["participants"]) == bound
+    encoded = h.runtime.call_codec.encode(("FederatedTasks", ("commit_round", args)))
+    assert len(encoded) < MAX_NORMAL_LENGTH
+    assert h.runtime.call_weight(("FederatedTasks", ("commit_round", args))) < MAX_NORMAL_WEIGHT

@@ -2,12 +2,10 @@
 SuperNode): what a SuperLink would deliver, and what the client daemon would have written."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from substrateinterface import Keypair, KeypairType
 
@@ -16,25 +14,25 @@ from workers.fl.arrays import model_hash
 from workers.fl.attacks import to_record
 from workers.fl.client_app import ClientNode, client_app, simulated_nodes
 from workers.fl.client_tasks import JoinedTask, record_task
+from workers.fl.model import initial_model
+from workers.fl.spec import FlSpec, build_spec
 from workers.hashing import blake2_256_hex
-from workers.recipes import get_recipe
-from workers.recipes.common import Prepared
 
 TASK, NODE_ID, RUN_ID = 7, 4242, 99
 HP = {"local_epochs": 1, "batch_size": 32, "lr": 0.01, "seed": 3, "hidden": 16}
 
 
+def spec_of(hp=HP, max_update_bytes=1 << 20) -> FlSpec:
+    return build_spec(recipe="digits_mlp", rule="fedavg", rounds=5, min_clients_per_round=1, hyperparameters=hp,
+                      seed=11, max_update_bytes=max_update_bytes)
+
+
 def initial_arrays(hp=HP) -> dict[str, np.ndarray]:
-    recipe = get_recipe("digits_mlp")
-    torch.manual_seed(11)
-    model = recipe.build_model(recipe.hyperparameters({"hidden": hp["hidden"]}),
-                               Prepared(None, None, None, None, info={"features": 64, "classes": 10}))
-    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return initial_model(spec_of(hp))
 
 
 def spec_bytes(hp=HP, max_update_bytes=1 << 20) -> bytes:
-    doc = {"kind": "fl-task-spec", "recipe": "digits_mlp", "hyperparameters": hp, "max_update_bytes": max_update_bytes}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return spec_of(hp, max_update_bytes).canonical_bytes()
 
 
 def joined(tmp: Path, shard, *, task=TASK, hp=HP) -> Path:

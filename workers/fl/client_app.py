@@ -25,11 +25,9 @@ Flower's ``partition-id`` to a `ClientNode`. A refusal is an error reply with it
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -41,6 +39,7 @@ from workers.fl.attacks import ATTACK_KEY, Attack, make_attack_mod, parse_attack
 from workers.fl.child_key import import_key, key_from_env
 from workers.fl.client_tasks import ClientStateError, JoinedTask, claim_signature, joined_task
 from workers.fl.local_training import LocalTrainingError, train_round
+from workers.fl.spec import FlSpec, SpecError, decode_spec
 
 STATE_KEY = "paratrain-state"
 DATA_KEY = "paratrain-data"
@@ -112,13 +111,12 @@ def _config_record(msg: Message) -> ConfigRecord:
     return msg.content.config_records[CONFIG_RECORD]
 
 
-def _spec(entry: JoinedTask) -> tuple[str, dict[str, Any], int]:
-    """(recipe, hyperparameters, max_update_bytes) of the joined task's spec document."""
+def _spec(entry: JoinedTask) -> FlSpec:
+    """The joined task's spec document (its bytes are the ones whose hash the chain holds)."""
     try:
-        doc = json.loads(entry.spec)
-        return str(doc["recipe"]), dict(doc["hyperparameters"]), int(doc["max_update_bytes"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ClientRefusal(f"task {entry.task_id}: the spec document cannot be read ({exc})") from None
+        return decode_spec(entry.spec, require_canonical=True)
+    except SpecError as exc:
+        raise ClientRefusal(f"task {entry.task_id}: the spec document cannot be used ({exc})") from None
 
 
 def _refuse(msg: Message, reason: str) -> Message:
@@ -178,7 +176,7 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
 
     def max_update_bytes(msg: Message, ctx: Context) -> int:
         task_id = _config_int(_config_record(msg), TASK_ID)
-        return _spec(joined_task(resolve(ctx).state_dir, task_id))[2]
+        return _spec(joined_task(resolve(ctx).state_dir, task_id)).max_update_bytes
 
     app = ClientApp(mods=[sign_update_mod, make_attack_mod(attack_of, max_update_bytes)])
 
@@ -202,11 +200,11 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
         config = _config_record(msg)
         task_id, round_ = _config_int(config, TASK_ID), _config_int(config, ROUND)
         entry = joined_task(node.state_dir, task_id)
-        recipe, hyperparameters, _ = _spec(entry)
+        spec = _spec(entry)
         if ARRAYS_RECORD not in msg.content.array_records:
             raise ClientRefusal("the message carries no global model")
         base = record_arrays(msg.content.array_records[ARRAYS_RECORD])
-        result = train_round(recipe, hyperparameters, base, entry.read_shard(), task_id=task_id, round_=round_,
+        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
                              poison_labels=node.attack is not None and node.attack.kind == "flip-labels")
         if result.num_examples > entry.num_examples:
             raise ClientRefusal(f"trained on {result.num_examples} examples, more than the {entry.num_examples} "

@@ -127,6 +127,10 @@ class Aggregator:
         self._thread.start()
         return self
 
+    def halt(self) -> None:
+        """From any thread: the loop does nothing more after its current step (stop() then cleans up)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Leave: the runs' processes end, the claims stay on chain (a restart resumes them)."""
         self._stop.set()

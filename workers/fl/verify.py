@@ -1,0 +1,423 @@
+"""A validator's checks of one committed federated round, as pure functions of arrays and documents.
+
+No Flower, gRPC, chain or key here (the judge, `workers.fl.judge`, fetches the objects by hash and sends the
+verdict): inputs are the FL spec, the chain's record of the round, the round document and the PTTS1 bytes of
+the base model, the global model and each update (in the chain's participant order), and the revealed holdout
+when there is one. The steps, each a function unit-tested alone:
+
+1. the aggregator's work (`check_round_document`, `decode_round`): the round document says what the chain
+   says (task, round, rule, base and global hashes, participants and their example counts, in order); every
+   object is the one its hash names, decodes within the spec's bounds and has the base model's names, dtypes
+   and shapes; a problem here is the aggregator's, a reject.
+2. the aggregate (`compare_round`): the task's rule recomputed on the updates (`workers.fl.rules`) equals the
+   committed global model bitwise, or within the spec's aggregate_tolerance; for Krum and MultiKrum a
+   different selection is accepted only where scores tie within 1e-6 relative (a BLAS product may order its
+   sums differently on another machine), else it is a mismatch. A mismatch rejects the round.
+3. the clients, on an accepted round (`split_holdout`, `reference_update`, `client_scores`, `leave_one_out`,
+   `decide`): FLTrust's idea, a "root" update trained by the validator itself with the spec's hyperparameters
+   on a seeded share (policy.root_fraction) of the revealed holdout; each client's change from the base is
+   compared with the root's (cosine, norm ratio; a change of exactly zero is a free rider's copy) and each
+   client the scores do not reject is left out once and the rest averaged (FedAvg, whatever the task's rule:
+   a robust rule's output jumps when one update leaves) and measured on the rest of the holdout. Without a
+   holdout the reference is the coordinate-wise median of the round's updates and there is no
+   leave-one-out. `decide` turns that into the rejected clients (slashed on chain) and the contribution
+   factors (Perbill) with the spec's policy.
+4. the verdict (`round_verdict`): accept iff 1 and 2 pass; the global model's metric on the measuring part
+   of the holdout in micro-units; the evidence document (canonical JSON) with every figure it rests on.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workers.fl import model as fl_model
+from workers.fl import rules
+from workers.fl.arrays import MODEL_META, UPDATE_META, ArrayFormatError, Arrays, check_update, loads
+from workers.fl.model import Examples, ModelError
+from workers.fl.spec import (
+    PERBILL,
+    FlSpec,
+    Policy,
+    RoundDocument,
+    RuleSpec,
+    SpecError,
+    canonical_json,
+    decode_round_document,
+    parse_rule,
+)
+from workers.hashing import blake2_256_hex, normalize_hash
+
+METRIC_SCALE = 1_000_000          # the chain's metrics are i64 micro-units
+KRUM_TIE = 1e-6                   # relative difference under which two Krum scores are a tie
+MAX_ALTERNATIVES = 256            # tied Krum selections tried at most
+LOO_REJECT_COS = 0.1              # a leave-one-out gain rejects only an update this unaligned with the root's
+HEADER_ALLOWANCE = 1 << 20        # PTTS1 header bytes allowed above the spec's max_update_bytes
+EVIDENCE_KIND = "fl-round-evidence"
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+LARGEST = float(np.finfo(np.float64).max)   # a norm ratio past float range: rejected, and still valid JSON
+
+
+def to_micro(value: float) -> int:
+    return max(I64_MIN, min(I64_MAX, round(float(value) * METRIC_SCALE)))
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+# 1. The aggregator's work -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChainRound:
+    """The chain's record of one round, as the checks need it (the judge reads it from Rounds and Tasks)."""
+
+    task_id: int
+    round: int
+    rule: str                                   # the canonical text of the task's rule (the spec's)
+    base_model_hash: str
+    global_model_hash: str
+    participants: tuple[tuple[str, int], ...]   # (account, signed example count), the chain's order
+
+
+def check_round_document(doc: RoundDocument, chain: ChainRound) -> list[str]:
+    """What in the round document differs from the chain's record of the round (empty: nothing)."""
+    problems = []
+    if (doc.task_id, doc.round) != (chain.task_id, chain.round):
+        problems.append(f"the document is about task {doc.task_id} round {doc.round}, the chain's record about "
+                        f"task {chain.task_id} round {chain.round}")
+    if doc.rule != chain.rule:
+        problems.append(f"the document's rule {doc.rule!r} is not the task's {chain.rule!r}")
+    for name in ("base_model_hash", "global_model_hash"):
+        if normalize_hash(getattr(doc, name)) != normalize_hash(getattr(chain, name)):
+            problems.append(f"the document's {name} is not the committed one")
+    listed = [(p.client, p.num_examples) for p in doc.participants]
+    if [c for c, _ in listed] != [c for c, _ in chain.participants]:
+        problems.append(f"the document lists {len(listed)} participants that are not the chain's "
+                        f"{len(chain.participants)} in the chain's order")
+    else:
+        problems.extend(f"participant {client}: the document says {n} examples, the signed commitment {m}"
+                        for (client, n), (_, m) in zip(listed, chain.participants, strict=True) if n != m)
+    return problems
+
+
+@dataclass(frozen=True)
+class RoundArrays:
+    base: Arrays
+    global_model: Arrays
+    updates: list[Arrays]
+
+
+def _decode(data: bytes, expected_hash: str, what: str, meta: Mapping[str, Any], max_bytes: int) -> Arrays:
+    if blake2_256_hex(data) != normalize_hash(expected_hash):
+        raise ArrayFormatError(f"the {what} is not the object its hash names")
+    arrays, found = loads(data, max_bytes=max_bytes)
+    if found != dict(meta):
+        raise ArrayFormatError(f"the {what} is not marked {dict(meta)} (found {found})")
+    return arrays
+
+
+def decode_round(doc: RoundDocument, spec: FlSpec, base: bytes, global_model: bytes,
+                 updates: Sequence[bytes]) -> tuple[RoundArrays | None, list[str]]:
+    """The round's arrays, each checked against its hash and bounds and the base model's layout; or None and
+    the problems (the aggregator's: it committed objects a validator cannot use)."""
+    limit = spec.max_update_bytes + HEADER_ALLOWANCE
+    try:
+        base_arrays = _decode(base, doc.base_model_hash, "base model", MODEL_META, limit)
+        global_arrays = _decode(global_model, doc.global_model_hash, "global model", MODEL_META, limit)
+    except ArrayFormatError as exc:
+        return None, [str(exc)]
+    problems = []
+    why = check_update(global_arrays, base_arrays, spec.max_update_bytes)
+    if why is not None:
+        problems.append(f"the global model: {why}")
+    if len(updates) != len(doc.participants):
+        return None, [*problems, f"{len(updates)} updates for {len(doc.participants)} participants"]
+    decoded = []
+    for participant, data in zip(doc.participants, updates, strict=True):
+        try:
+            arrays = _decode(data, participant.update_hash, f"update of {participant.client}", UPDATE_META, limit)
+        except ArrayFormatError as exc:
+            problems.append(str(exc))
+            continue
+        why = check_update(arrays, base_arrays, spec.max_update_bytes)
+        if why is not None:
+            problems.append(f"the update of {participant.client}: {why}")
+        decoded.append(arrays)
+    if problems:
+        return None, problems
+    return RoundArrays(base_arrays, global_arrays, decoded), []
+
+
+# 2. The aggregate --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    max_abs_diff: float | None                  # None where the layouts differ (nothing to subtract)
+    reason: str = ""
+    selection: list[int] | None = None          # Krum/MultiKrum: the updates (in order) the match rests on
+
+
+def compare(aggregate: Mapping[str, np.ndarray], committed: Mapping[str, np.ndarray],
+            tolerance_e9: int) -> Comparison:
+    """The recomputed aggregate against the committed global model: bitwise for tolerance 0, else every
+    entry within tolerance_e9 * 1e-9."""
+    if list(sorted(aggregate)) != list(sorted(committed)):
+        return Comparison(False, None, "the committed model's array names are not the aggregate's")
+    worst, bitwise = 0.0, True
+    for name in sorted(aggregate):
+        ours, theirs = np.asarray(aggregate[name]), np.asarray(committed[name])
+        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+            return Comparison(False, None, f"array {name!r}: {theirs.dtype}{list(theirs.shape)} committed, "
+                                           f"{ours.dtype}{list(ours.shape)} recomputed")
+        bitwise = bitwise and ours.tobytes() == theirs.tobytes()
+        if ours.size:
+            diff = float(np.max(np.abs(ours.astype(np.float64) - theirs.astype(np.float64))))
+            worst = diff if math.isnan(diff) else max(worst, diff)
+        if math.isnan(worst):
+            break
+    ok = bitwise if tolerance_e9 == 0 else (not math.isnan(worst) and worst <= tolerance_e9 / PERBILL)
+    reason = "" if ok else (f"the committed model differs from the recomputed aggregate by up to {worst:.3g} "
+                            f"(tolerance {tolerance_e9 / PERBILL:.3g}{', bitwise' if tolerance_e9 == 0 else ''})")
+    return Comparison(ok, _finite(worst), reason)
+
+
+def _tied(a: float, b: float) -> bool:
+    return abs(a - b) <= KRUM_TIE * max(abs(a), abs(b))
+
+
+def tied_selections(scores: Sequence[float], num_to_select: int) -> list[list[int]]:
+    """Every selection (in aggregation order) that sorting these scores could give when scores within
+    KRUM_TIE of each other may come in any order; at most MAX_ALTERNATIVES of them."""
+    order = sorted(range(len(scores)), key=lambda i: (float(scores[i]), i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and _tied(float(scores[groups[-1][0]]), float(scores[i])):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    parts, left = [], num_to_select
+    for group in groups:
+        if left <= 0:
+            break
+        take = min(left, len(group))
+        parts.append(itertools.permutations(group, take))
+        left -= take
+    selections = []
+    for combination in itertools.product(*parts):
+        selections.append([i for part in combination for i in part])
+        if len(selections) >= MAX_ALTERNATIVES:
+            break
+    return selections
+
+
+def compare_round(rule: RuleSpec, updates: Sequence[Arrays], weights: Sequence[int],
+                  committed: Mapping[str, np.ndarray], tolerance_e9: int) -> Comparison:
+    """The rule recomputed on the updates (chain order, signed example counts) against the committed model."""
+    reference = rules.aggregate(rule, updates, weights)
+    result = compare(reference, committed, tolerance_e9)
+    if result.ok or rule.name not in ("krum", "multikrum"):
+        selection = rules.select_multikrum(updates, rule.num_malicious, rule.num_to_select) \
+            if rule.name in ("krum", "multikrum") else None
+        return Comparison(result.ok, result.max_abs_diff, result.reason, selection)
+    scores = rules.krum_scores(updates, rule.num_malicious)
+    for selection in tied_selections(scores, rule.num_to_select):
+        other = rules.weighted_average([updates[i] for i in selection], [weights[i] for i in selection])
+        alternative = compare(other, committed, tolerance_e9)
+        if alternative.ok:
+            return Comparison(True, alternative.max_abs_diff, "another selection among tied Krum scores", selection)
+    return Comparison(False, result.max_abs_diff, f"{result.reason}; no selection among tied Krum scores matches")
+
+
+# 3. The clients ----------------------------------------------------------------------------------------
+def measure(spec: FlSpec, arrays: Mapping[str, np.ndarray], examples: Examples) -> float:
+    """The spec's metric of the model holding `arrays` on `examples` (ModelError when it cannot be measured)."""
+    measured = fl_model.evaluate(spec, arrays, examples)
+    if spec.eval.metric not in measured:
+        raise ModelError(f"the recipe does not measure {spec.eval.metric!r}")
+    return measured[spec.eval.metric]
+
+
+def split_holdout(holdout: Examples, root_fraction: float, seed: int) -> tuple[Examples, Examples]:
+    """(root, rest): a seeded share of the holdout for the reference update, the rest for measuring; both
+    non-empty."""
+    n = len(holdout)
+    if n < 2:
+        raise ModelError(f"a holdout of {n} examples cannot be split into a root share and a measuring share")
+    order = np.random.default_rng(seed).permutation(n)
+    k = min(n - 1, max(1, round(n * root_fraction)))
+    return holdout.subset(np.sort(order[:k])), holdout.subset(np.sort(order[k:]))
+
+
+def reference_update(spec: FlSpec, base: Mapping[str, np.ndarray], root: Examples, seed: int) -> Arrays:
+    """FLTrust's root update: the base trained by the validator on the root share with the spec's
+    hyperparameters (local epochs, batch size, learning rate), the batch order seeded."""
+    return fl_model.train(spec, base, root, seed)
+
+
+@dataclass(frozen=True)
+class ClientScore:
+    cos: float            # cosine of the client's change from the base with the reference's change
+    norm_ratio: float     # |client's change| / |reference's change|
+    is_copy: bool         # the client returned the base model unchanged (a free rider)
+
+
+def _delta(update: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray]) -> np.ndarray:
+    if not base:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(update[k], dtype=np.float64).ravel()
+                           - np.asarray(base[k], dtype=np.float64).ravel() for k in sorted(base)])
+
+
+def client_scores(base: Mapping[str, np.ndarray], updates: Sequence[Mapping[str, np.ndarray]],
+                  reference: Mapping[str, np.ndarray]) -> list[ClientScore]:
+    """Each update's change from the base, against the reference's change."""
+    ref = _delta(reference, base)
+    ref_norm = float(np.linalg.norm(ref))
+    scores = []
+    for update in updates:
+        d = _delta(update, base)
+        norm = float(np.linalg.norm(d))
+        is_copy = not bool(np.any(d))
+        if ref_norm > 0 and norm > 0 and math.isfinite(norm):
+            cos = float(np.clip(float(np.dot(d, ref)) / (norm * ref_norm), -1.0, 1.0))
+        else:
+            cos = 0.0
+        ratio = norm / ref_norm if ref_norm > 0 else 0.0
+        scores.append(ClientScore(cos=cos, norm_ratio=ratio if math.isfinite(ratio) else LARGEST, is_copy=is_copy))
+    return scores
+
+
+def leave_one_out(rule: RuleSpec, updates: Sequence[Arrays], weights: Sequence[int],
+                  evaluate: Callable[[Arrays], float]) -> tuple[float, list[float]]:
+    """(the metric of the aggregate of all, [the metric of the aggregate without update i]); with a single
+    update there is nothing to leave it out of, and its entry is the full metric."""
+    full = evaluate(rules.aggregate(rule, updates, weights))
+    without = []
+    for i in range(len(updates)):
+        rest = [u for j, u in enumerate(updates) if j != i]
+        if not rest:
+            without.append(full)
+            continue
+        without.append(evaluate(rules.aggregate(rule, rest, [w for j, w in enumerate(weights) if j != i])))
+    return full, without
+
+
+def decide(scores: Sequence[ClientScore], loo: tuple[float, Sequence[float]] | None, policy: Policy, *,
+           higher_is_better: bool = True) -> tuple[list[int], list[int]]:
+    """(the indices of rejected updates, each update's contribution factor in Perbill). Rejected: a change
+    more than reject_norm_ratio times the reference's, or pointing away from it (cos < reject_cos), or one
+    whose absence improves the metric by more than loo_reject while it is unaligned (cos < 0.1). Factor 0:
+    rejected, a copy of the base (a free rider: unpaid, not slashed), or an absence that improves the
+    metric by more than loo_tolerance; else the cosine clipped to [0, 1]."""
+    gains = [0.0] * len(scores)
+    if loo is not None:
+        full, without = loo
+        gains = [(w - full) if higher_is_better else (full - w) for w in without]
+    rejected, factors = [], []
+    for i, (score, gain) in enumerate(zip(scores, gains, strict=True)):
+        reject = (score.norm_ratio > policy.reject_norm_ratio or score.cos < policy.reject_cos
+                  or (gain > policy.loo_reject and score.cos < LOO_REJECT_COS))
+        if reject:
+            rejected.append(i)
+        zero = reject or score.is_copy or gain > policy.loo_tolerance
+        factors.append(0 if zero else round(min(1.0, max(0.0, score.cos)) * PERBILL))
+    return rejected, factors
+
+
+# 4. The verdict ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoundVerdictValue:
+    """The fields of submit_round_verdict (contributions aligned with the participants) and the evidence."""
+
+    accept: bool
+    measured_metric: int
+    rejected_clients: list[str]
+    contributions: list[int]
+    evidence: bytes
+    reasons: list[str] = field(default_factory=list)
+
+
+def _reject(chain: ChainRound, reasons: list[str], evidence: dict[str, Any]) -> RoundVerdictValue:
+    evidence.update(accept=False, reasons=reasons)
+    return RoundVerdictValue(False, 0, [], [0] * len(chain.participants), canonical_json(evidence), reasons)
+
+
+def round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base: bytes, global_model: bytes,
+                  updates: Sequence[bytes], holdout: bytes | None = None) -> RoundVerdictValue:
+    """This validator's verdict on one committed round. `updates` are the objects the document's update
+    hashes name, in its (the chain's) order; `holdout` the revealed holdout's bytes, when there is one."""
+    evidence: dict[str, Any] = {"kind": EVIDENCE_KIND, "task_id": chain.task_id, "round": chain.round,
+                                "rule": chain.rule, "global_model_hash": normalize_hash(chain.global_model_hash)}
+    try:
+        doc = decode_round_document(document)
+    except SpecError as exc:
+        return _reject(chain, [f"the round document is unusable: {exc}"], evidence)
+    problems = check_round_document(doc, chain)
+    if problems:
+        return _reject(chain, problems, evidence)
+    arrays, problems = decode_round(doc, spec, base, global_model, updates)
+    if arrays is None:
+        return _reject(chain, problems, evidence)
+    weights = [n for _, n in chain.participants]
+    comparison = compare_round(parse_rule(chain.rule), arrays.updates, weights, arrays.global_model,
+                               spec.aggregate_tolerance)
+    evidence["aggregate"] = {"ok": comparison.ok, "max_abs_diff": comparison.max_abs_diff,
+                             "tolerance_e9": spec.aggregate_tolerance, "selection": comparison.selection}
+    if not comparison.ok:
+        return _reject(chain, [comparison.reason], evidence)
+    return _judge_clients(spec, chain, arrays, holdout, evidence)
+
+
+def _marginal_gains(spec: FlSpec, arrays: RoundArrays, weights: list[int], reference: Arrays,
+                    rest: Examples) -> tuple[float, list[float]]:
+    """Leave-one-out over the updates the scores alone do not reject, aggregated by FedAvg: a poisoned update
+    left in would make every other one look worthless, and a robust rule's own output moves in jumps when one
+    update leaves (a median of 7 against one of 8), so the gains would be noise. Updates outside the set get
+    the full metric (no gain)."""
+    scores = client_scores(arrays.base, arrays.updates, reference)
+    kept = [i for i in range(len(scores)) if i not in decide(scores, None, spec.policy)[0]]
+    if not kept:
+        return 0.0, [0.0] * len(scores)
+    full, without = leave_one_out(parse_rule("fedavg"), [arrays.updates[i] for i in kept], [weights[i] for i in kept],
+                                  lambda a: measure(spec, a, rest))
+    gains = dict(zip(kept, without, strict=True))
+    return full, [gains.get(i, full) for i in range(len(scores))]
+
+
+def _judge_clients(spec: FlSpec, chain: ChainRound, arrays: RoundArrays, holdout: bytes | None,
+                   evidence: dict[str, Any]) -> RoundVerdictValue:
+    weights = [n for _, n in chain.participants]
+    measured_micro, loo, notes = 0, None, []
+    reference: Arrays | None = None
+    if holdout is not None:
+        try:
+            root, rest = split_holdout(fl_model.read_examples(holdout), spec.policy.root_fraction,
+                                       int(spec.hyperparameters["seed"]))
+            measured = measure(spec, arrays.global_model, rest)
+            reference = reference_update(spec, arrays.base, root, int(spec.hyperparameters["seed"]) + chain.round)
+            loo = _marginal_gains(spec, arrays, weights, reference, rest)
+            measured_micro = to_micro(measured)
+            evidence["measured"] = {spec.eval.metric: measured_micro, "examples": len(rest),
+                                    "root_examples": len(root)}
+        except ModelError as exc:  # the requester's holdout (or recipe) cannot be used: judge without it
+            notes.append(f"the holdout is unusable, clients judged against the median update: {exc}")
+            reference, loo = None, None
+    if reference is None:
+        reference = rules.median(arrays.updates)
+    evidence["reference"] = "holdout-root" if loo is not None else "median"
+    scores = client_scores(arrays.base, arrays.updates, reference)
+    rejected, factors = decide(scores, loo, spec.policy, higher_is_better=spec.eval.higher_is_better)
+    full, without = loo if loo is not None else (None, [None] * len(scores))
+    evidence["loo_full"] = None if full is None else _finite(full)
+    evidence["clients"] = [{"client": client, "num_examples": n, "cos": _finite(s.cos),
+                            "norm_ratio": _finite(s.norm_ratio), "is_copy": s.is_copy,
+                            "without": None if w is None else _finite(w), "factor": f, "rejected": i in rejected}
+                           for i, ((client, n), s, w, f) in enumerate(zip(chain.participants, scores, without, factors,
+                                                                           strict=True))]
+    evidence.update(accept=True, reasons=notes)
+    rejected_clients = [chain.participants[i][0] for i in rejected]
+    return RoundVerdictValue(True, measured_micro, rejected_clients, factors, canonical_json(evidence), notes)

@@ -338,12 +338,14 @@ class FlSpec:
             _check(not isinstance(value, float) or math.isfinite(value), f"hyperparameters.{key}", "must be finite")
         for key in FEDERATED_HYPERPARAMETERS:
             _check(key in hp, f"hyperparameters.{key}", "missing")
-        _check(_is_int(hp["local_epochs"]) and 1 <= hp["local_epochs"] <= 1000, "hyperparameters.local_epochs",
+        epochs, batch, lr, seed = hp["local_epochs"], hp["batch_size"], hp["lr"], hp["seed"]
+        _check(isinstance(epochs, int) and _is_int(epochs) and 1 <= epochs <= 1000, "hyperparameters.local_epochs",
                "an integer from 1 to 1000")
-        _check(_is_int(hp["batch_size"]) and hp["batch_size"] >= 1, "hyperparameters.batch_size",
+        _check(isinstance(batch, int) and _is_int(batch) and batch >= 1, "hyperparameters.batch_size",
                "a positive integer")
-        _check(_is_number(hp["lr"]) and hp["lr"] > 0, "hyperparameters.lr", "a positive number")
-        _check(_is_int(hp["seed"]) and 0 <= hp["seed"] < 1 << 63, "hyperparameters.seed", "an integer in [0, 2^63)")
+        _check(isinstance(lr, (int, float)) and _is_number(lr) and lr > 0, "hyperparameters.lr", "a positive number")
+        _check(isinstance(seed, int) and _is_int(seed) and 0 <= seed < 1 << 63, "hyperparameters.seed",
+               "an integer in [0, 2^63)")
 
     @classmethod
     def from_dict(cls, doc: Any) -> FlSpec:

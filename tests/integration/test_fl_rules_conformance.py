@@ -91,3 +91,22 @@ def test_krum_selection_is_flowers() -> None:
     expected = [next(i for i, c in enumerate(contents) if c is picked) for picked in chosen]
     assert rules.select_multikrum(updates, 3, 4) == expected
     assert 1 not in expected and 3 not in expected
+
+
+@pytest.mark.parametrize(("text", "n"), CASES)
+def test_a_validator_reading_ptts1_matches_flower_fed_in_state_dict_order(text: str, n: int) -> None:
+    """The aggregator's Flower sees the arrays in the client's state-dict order; a validator decodes the
+    stored PTTS1 updates, whose arrays are sorted by name. Per-array rules do not care; Krum's flattened
+    distances sum in another order, which compare_round absorbs (ties only), and the committed model
+    compares bitwise."""
+    from workers.fl import verify
+    from workers.fl.arrays import loads, update_bytes
+
+    updates, weights = _updates(7 * n, n)
+    arrays, _ = _flower(text).aggregate_train(1, _replies(updates, weights))
+    assert arrays is not None
+    committed = {k: v.numpy() for k, v in arrays.items()}
+    decoded = [loads(update_bytes(u))[0] for u in updates]
+    assert list(decoded[0]) == sorted(SHAPES) != list(SHAPES)
+    result = verify.compare_round(parse_rule(text), decoded, weights, committed, 0)
+    assert result.ok, result.reason

@@ -56,7 +56,9 @@ class AnsweringGrid(Grid):
     """Nodes 1..n as a test double of the network: `answer(node, message)` makes each node's reply."""
 
     def __init__(self, nodes: list[int], answer: Callable[[int, Message], Message | None]) -> None:
-        self.nodes, self.answer, self.sent = nodes, answer, []
+        self.nodes, self.answer = nodes, answer
+        self.sent: list[Message] = []
+        self.replies: dict[str, Message] = {}
         self._run = Run.create_empty(RUN_ID)
 
     def set_run(self, run: Run) -> None:
@@ -74,19 +76,21 @@ class AnsweringGrid(Grid):
         return list(self.nodes)
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
-        raise NotImplementedError
-
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
-        replies = []
+        ids = []
         for msg in messages:
+            msg.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"
             self.sent.append(msg)
+            ids.append(msg.metadata.message_id)
             reply = self.answer(msg.metadata.dst_node_id, msg)
             if reply is not None:
-                replies.append(reply)
-        return replies
+                self.replies[msg.metadata.message_id] = reply
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        return self.pull_messages(self.push_messages(messages))
 
 
 def identity_reply(msg: Message, key: Keypair, node: int) -> Message:
@@ -121,7 +125,7 @@ def view(keys: list[Keypair], *, min_clients: int = 2, examples: int = EXAMPLES)
 
 def strategy(task: FlTaskView, store: ArtifactStore, committer: RecordingCommitter,
              recorder: Recorder) -> ChainStrategy:
-    identities = IdentityBook(task)
+    identities = IdentityBook(task, query_timeout=0.5)
     identities.subscribe(recorder)
     s = ChainStrategy(make_rule(parse_rule("fedavg"), min_clients=task.min_clients, fraction=1.0), task=task,
                       committer=committer, store=store, identities=identities, first_round=1, node_wait_s=0.0)

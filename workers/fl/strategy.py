@@ -58,6 +58,11 @@ class DeadlineNear(RuntimeError):
     """Too few joined clients are connected and identified to run a round before the run must end."""
 
 
+class RoundsVoided(RuntimeError):
+    """The chain no longer has the round this pass was about to train (it timed out or was voided): the pass
+    ends and the run starts again from the chain's last committed round."""
+
+
 @dataclass(frozen=True)
 class FlTaskView:
     """What the strategy needs to know of its task: from the chain (clients: joined and not slashed, by public
@@ -81,16 +86,20 @@ class _Accepted:
 class IdentityBook(Observable):
     """Which Flower node speaks for which joined account in this run, by signed identity replies only.
 
-    A node is asked once (again after `retry_s` when it did not answer in `query_timeout` s); a node that
-    proves an account the task has no client for, or signs badly, is never mapped. When a second node proves
-    an account (its client restarted its SuperNode), the account moves to the new node."""
+    Queries are pushed and their replies pulled whenever the book is refreshed (Flower's sampling polls
+    every second), so a node whose first answer is slow (a cold ClientApp) is identified when it does
+    answer. A node is asked again only after `retry_s`; one that proves an account the task has no client
+    for, or signs badly, is not mapped. When a second node proves an account (its client restarted its
+    SuperNode), the account moves to the new node."""
 
     def __init__(self, task: FlTaskView, *, query_timeout: float = 30.0, retry_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.task, self.query_timeout, self.retry_s, self.clock = task, query_timeout, retry_s, clock
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.task, self.query_timeout, self.retry_s = task, query_timeout, retry_s
+        self.clock, self.sleep = clock, sleep
         self._account_of: dict[int, str] = {}
         self._node_of: dict[bytes, int] = {}
         self._next_try: dict[int, float] = {}
+        self._pending: dict[str, int] = {}  # query message id -> node
 
     def account_of(self, node_id: int) -> str | None:
         return self._account_of.get(node_id)
@@ -99,21 +108,35 @@ class IdentityBook(Observable):
         """The connected nodes that speak for a joined account, in the order given."""
         return [n for n in connected if n in self._account_of]
 
-    def refresh(self, grid: Grid) -> None:
-        """Ask every connected node not yet identified (and not asked too recently) who it is."""
+    def refresh(self, grid: Grid, *, wait: bool = True) -> None:
+        """Take the identity replies that arrived, and ask the connected nodes not yet identified (nor asked
+        within retry_s) who they are; with `wait`, wait up to query_timeout for the answers to these new
+        questions (older unanswered ones never hold it up)."""
+        fresh = self._pull_and_ask(grid)
+        deadline = self.clock() + self.query_timeout
+        while wait and fresh & self._pending.keys() and self.clock() < deadline:
+            self.sleep(0.1)
+            self._pull_and_ask(grid, ask=False)
+
+    def _pull_and_ask(self, grid: Grid, *, ask: bool = True) -> set[str]:
+        run_id = int(grid.run.run_id)
+        if self._pending:
+            for reply in grid.pull_messages(list(self._pending)):
+                if self._pending.pop(reply.metadata.reply_to_message_id, None) is not None:
+                    self.accept(reply, run_id)
         now = self.clock()
-        due = [n for n in grid.get_node_ids() if n not in self._account_of and self._next_try.get(n, 0.0) <= now]
+        due = [n for n in grid.get_node_ids() if n not in self._account_of and self._next_try.get(n, 0.0) <= now] \
+            if ask else []
         if not due:
-            return
+            return set()
         messages = [Message(RecordDict({CONFIG: ConfigRecord({TASK_ID: self.task.task_id})}), node, IDENTITY_QUERY,
                             group_id="identity") for node in due]
-        run_id = int(grid.run.run_id)
-        for reply in grid.send_and_receive(messages, timeout=self.query_timeout):
-            self.accept(reply, run_id)
-        later = self.clock() + self.retry_s
-        for node in due:
-            if node not in self._account_of:
-                self._next_try[node] = later
+        fresh = set()
+        for message_id, node in zip(grid.push_messages(messages), due, strict=False):
+            self._pending[message_id] = node
+            self._next_try[node] = now + self.retry_s
+            fresh.add(message_id)
+        return fresh
 
     def accept(self, reply: Message, run_id: int) -> str | None:
         """Map the reply's node to the account it proves; the account, or None (and an observer event)."""
@@ -136,7 +159,6 @@ class IdentityBook(Observable):
                 if old is not None and old != node:
                     self._account_of.pop(old, None)
                 self._node_of[key], self._account_of[node] = node, account
-                self._next_try.pop(node, None)
                 return account
         log.info("task %d: node %d not identified: %s", self.task.task_id, node, reason)
         self._notify("identity-refused", task_id=self.task.task_id, node_id=node, reason=reason)
@@ -222,9 +244,12 @@ class ChainStrategy(Strategy, Observable):
     """Flower's rule `inner`, with the chain's checks before it and a committed round after it."""
 
     def __init__(self, inner: FedAvg, *, task: FlTaskView, committer: RoundCommitter, store: ArtifactStore,
-                 identities: IdentityBook, first_round: int, node_wait_s: float = 600.0) -> None:
+                 identities: IdentityBook, first_round: int, node_wait_s: float = 600.0,
+                 gate: Callable[[int], None] | None = None) -> None:
+        """`gate(round)` runs before a round is trained: it returns once the chain can take that round, or
+        raises (RoundsVoided ends the pass), so no round is trained that could not be committed."""
         self.inner, self.task, self.committer, self.store = inner, task, committer, store
-        self.identities, self.next_round, self.node_wait_s = identities, first_round, node_wait_s
+        self.identities, self.next_round, self.node_wait_s, self.gate = identities, first_round, node_wait_s, gate
         self._base: dict[str, np.ndarray] = {}
         self._base_hash = b""
         self._started = 0.0
@@ -240,6 +265,8 @@ class ChainStrategy(Strategy, Observable):
                         grid: Grid) -> Iterable[Message]:
         if self.next_round > self.task.rounds:
             return []
+        if self.gate is not None:
+            self.gate(self.next_round)
         self._started = time.monotonic()
         self._base = {name: array.numpy() for name, array in arrays.items()}
         base_bytes = model_bytes(self._base)
@@ -405,4 +432,4 @@ class _Refused(Exception):
         self.reason, self.client = reason, client
 
 
-__all__ = ["ChainStrategy", "DeadlineNear", "FlTaskView", "IdentityBook", "JoinedGrid", "make_rule"]
+__all__ = ["ChainStrategy", "DeadlineNear", "FlTaskView", "IdentityBook", "JoinedGrid", "RoundsVoided", "make_rule"]

@@ -62,6 +62,8 @@ from runtime_bindings.generated.types import Attestation, TaskStatus
 from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
 from workers.artifacts import FetchLimits
 from workers.errors import Abstain, ModelUnusable, ValidatorError
+from workers.fl.judge import PALLET as FL_PALLET
+from workers.fl.judge import JudgeSettings, RoundJudge
 from workers.payout import moment_text
 from workers.result_checks import TORCH_LOCK as _TORCH_LOCK
 from workers.result_checks import ResultChecker
@@ -122,6 +124,7 @@ class ValidatorState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)   # task id -> {attestation_hash, ...}
     voted: dict[str, dict[str, Any]] = field(default_factory=dict)     # "task:attestation_hash:round" -> vote
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)    # attestation_hash -> own verdict
+    rounds: dict[str, dict[str, Any]] = field(default_factory=dict)    # "task:round" -> a federated round to judge
 
     @classmethod
     def load(cls, path: Path) -> ValidatorState:
@@ -135,7 +138,7 @@ class ValidatorState:
         voted = {key if key.count(":") == 2 else f"{key}:{FIRST_ROUND}": vote
                  for key, vote in dict(doc.get("voted", {})).items()}
         return cls(last_block=doc.get("last_block"), pending=dict(doc.get("pending", {})), voted=voted,
-                   judged=dict(doc.get("judged", {})))
+                   judged=dict(doc.get("judged", {})), rounds=dict(doc.get("rounds", {})))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -161,6 +164,7 @@ class ValidatorDaemon(DaemonBase):
         self.votes_cast = 0                    # this run's votes and challenges (for max_verdicts)
         self.exit_code: int | None = None
         self._checks: ResultChecker | None = None
+        self.round_judge: RoundJudge | None = None  # on a chain with the FederatedTasks pallet
 
     # Set-up ---------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -168,6 +172,13 @@ class ValidatorDaemon(DaemonBase):
         self.state = ValidatorState.load(self.state_path)
         self._connect_chain()
         info = self._startup_checks()
+        if FL_PALLET in self.chain.metadata().pallets:
+            self.round_judge = RoundJudge(chain=self.chain, keypair=self.keypair, store=self.store,
+                                          state=self.state, save=self._save, notify=self._notify,
+                                          settings=JudgeSettings(self.config.holdout_margin_ms,
+                                                                 self.config.max_judge_attempts,
+                                                                 self.config.retry_delay_s),
+                                          on_vote=self._count_vote)
         log.info("validator %s (stake %d) on %s, store %s, Q=%d", self.account, info.stake, self.config.chain_url,
                  self.store.root, self.config.spot_checks)
         self._notify("connected", chain=self.config.chain_url)
@@ -205,6 +216,8 @@ class ValidatorDaemon(DaemonBase):
                         if self.stopping:
                             break
                 self._judge_pending()
+                if self.round_judge is not None and not self._done():
+                    self.round_judge.judge_pending(lambda: self.stopping or self._done())
                 self._stop.wait(self.config.poll_interval_s)
             self.exit_code = EXIT_OK
         except ValidatorError as exc:
@@ -225,6 +238,9 @@ class ValidatorDaemon(DaemonBase):
         challenged, settled), then the block itself."""
         for record in block.records:
             event = record.event
+            if event.pallet == FL_PALLET and self.round_judge is not None:
+                self.round_judge.take_in(event, block)
+                continue
             if event.pallet != "TaskBounties" or not hasattr(event, "task_id"):
                 continue
             key = str(int(event.task_id))
@@ -438,6 +454,9 @@ class ValidatorDaemon(DaemonBase):
     def _record(self, key: str, vote: dict[str, Any]) -> None:
         self.state.voted[key] = vote
         self._save()
-        self.votes_cast += 1
+        self._count_vote()
         self._notify("vote", **vote)
+
+    def _count_vote(self) -> None:
+        self.votes_cast += 1
 

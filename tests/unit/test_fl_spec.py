@@ -200,8 +200,8 @@ def test_round_document_layout_and_round_trip() -> None:
     assert document.update_hashes == ["ab" * 32, "cd" * 32]
 
 
-def test_round_document_builder_takes_bytes_signatures() -> None:
-    rows = [Participant(ALICE, "AB" * 32, 1, "sr25519", bytes(range(64)))]   # type: ignore[arg-type]
+def test_round_document_builder_normalizes_hex() -> None:
+    rows = [Participant(ALICE, "0x" + "AB" * 32, 1, "sr25519", "0x" + bytes(range(64)).hex().upper())]
     document = _round(participants=rows)
     assert document.participants[0].signature == bytes(range(64)).hex()
     assert document.participants[0].update_hash == "ab" * 32

@@ -552,10 +552,9 @@ def round_document(*, task_id: int, round: int, rule: str | RuleSpec, base_model
                    global_model_hash: str | bytes, participants: Sequence[Participant],
                    refused: Sequence[Refusal] = (), train_metrics: Mapping[str, float] | None = None,
                    flower_version: str = "", run_id: int = 0) -> RoundDocument:
-    """A validated round document; hashes may be given as 32 bytes or any hex form, the signature as bytes."""
-    rows = [replace(p, update_hash=normalize_hash(p.update_hash),
-                    signature=p.signature.hex() if isinstance(p.signature, (bytes, bytearray))
-                    else p.signature.removeprefix("0x").lower()) for p in participants]
+    """A validated round document; hashes may be given as 32 bytes or any hex form, signatures as 0x-hex."""
+    rows = [replace(p, update_hash=normalize_hash(p.update_hash), signature=p.signature.removeprefix("0x").lower())
+            for p in participants]
     return RoundDocument(task_id=task_id, round=round, rule=rule.text if isinstance(rule, RuleSpec) else rule,
                          base_model_hash=normalize_hash(base_model_hash),
                          global_model_hash=normalize_hash(global_model_hash), participants=tuple(rows),

@@ -343,3 +343,54 @@ def test_a_round_commit_keeps_the_pallets_participant_order() -> None:
     with pytest.raises(ValueError, match="sorted by account"):
         RoundCommit(TASK, 1, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, "", (entries[0], entries[0]))
 
+
+
+# The ServerApp's configuration and the app directory -------------------------------------------------
+
+def test_the_run_config_is_read_with_its_declared_keys_and_bad_values_are_refused() -> None:
+    from workers.fl.server_app import RunConfig, ServerAppError
+
+    config = RunConfig.from_run_config({"task-id": 7, "chain-url": "ws://127.0.0.1:9944", "store": "/s",
+                                        "trusted-stores": "/a,/b", "journal": "/j.json"})
+    assert config == RunConfig(7, "ws://127.0.0.1:9944", "/s", ("/a", "/b"), "/j.json")
+    for bad, message in (({"task-id": -1, "chain-url": "ws://x"}, "task-id"), ({"task-id": True, "chain-url": "x"},
+                         "task-id"), ({"task-id": 1, "chain-url": ""}, "chain-url"),
+                         ({"task-id": 1, "chain-url": "ws://x", "store": 3}, "strings")):
+        with pytest.raises(ServerAppError, match=message):
+            RunConfig.from_run_config(bad)
+
+
+def test_the_journal_keeps_the_last_committed_round(tmp_path) -> None:
+    from workers.fl.server_app import journal_observer
+
+    path = tmp_path / "journal.json"
+    observe = journal_observer(str(path))
+    detail = {"task_id": 7, "round": 2, "global_model_hash": "ab", "round_doc_hash": "cd", "block_number": 9,
+              "round_s": 1.0}
+    observe("refused", {"round": 2})
+    assert not path.exists()
+    observe("round-committed", detail)
+    observe("round-committed", {**detail, "round": 3})
+    assert json.loads(path.read_text()) == {"task_id": 7, "round": 3, "global_model_hash": "ab",
+                                            "round_doc_hash": "cd", "block_number": 9}
+
+
+def test_the_app_directory_is_a_valid_flower_app_that_ships_no_code(tmp_path) -> None:
+    import tomllib
+
+    from flwr.common.config import validate_fields_in_config
+
+    from workers.fl.fab import RUN_CONFIG_KEYS, paratrain_version, write_app_dir
+
+    (tmp_path / "stale.py").write_text("print('not shipped')")
+    app_dir = write_app_dir(tmp_path)
+    assert [p.name for p in app_dir.iterdir()] == ["pyproject.toml"]
+    config = tomllib.loads((app_dir / "pyproject.toml").read_text())
+    ok, errors, warnings = validate_fields_in_config(config)
+    assert ok and errors == [] and warnings == []
+    components = config["tool"]["flwr"]["app"]["components"]
+    assert components == {"serverapp": "workers.fl.server_app:app", "clientapp": "workers.fl.client_app:app"}
+    assert config["project"]["version"] == paratrain_version() and config["project"]["dependencies"] == []
+    assert tuple(config["tool"]["flwr"]["app"]["config"]) == RUN_CONFIG_KEYS
+    from workers.fl.server_app import RunConfig
+    RunConfig.from_run_config({**config["tool"]["flwr"]["app"]["config"], "chain-url": "ws://x"})

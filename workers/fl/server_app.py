@@ -14,10 +14,13 @@ nothing (too few good replies): a round that cannot be committed is never preten
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flwr.app import ConfigRecord, Context
@@ -243,6 +246,20 @@ def _fetch_model(store: ArtifactStore, digest: bytes, roots: Iterable[str]) -> b
     return None
 
 
+def journal_observer(path: str) -> Observer:
+    """An observer that keeps the last committed round in `path` (JSON, replaced whole), so the worker
+    daemon can tell how far its run got without reading the chain."""
+    def observe(what: str, detail: Mapping[str, Any]) -> None:
+        if what != "round-committed":
+            return
+        entry = {k: detail[k] for k in ("task_id", "round", "global_model_hash", "round_doc_hash", "block_number")}
+        target = Path(path)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    return observe
+
+
 def deployment_setup(context: Context) -> ServerSetup:
     """The setup of a ServerApp started by the aggregator's SuperLink: run config, and the key from the
     environment its worker daemon set."""
@@ -255,7 +272,7 @@ def deployment_setup(context: Context) -> ServerSetup:
         raise ServerAppError(f"no aggregator key in the environment: {exc}") from None
     store = ArtifactStore(config.store or None, policy=UriPolicy(config.trusted_stores))
     return ServerSetup(chain=Chain.connect(config.chain_url), keypair=keypair, store=store, task_id=config.task_id,
-                       owns_chain=True)
+                       observers=(journal_observer(config.journal),) if config.journal else (), owns_chain=True)
 
 
 def server_app(setup: Callable[[Context], ServerSetup] = deployment_setup) -> ServerApp:
@@ -277,5 +294,5 @@ def server_app(setup: Callable[[Context], ServerSetup] = deployment_setup) -> Se
 
 app = server_app()
 
-__all__ = ["RunConfig", "ServerAppError", "ServerSetup", "app", "deployment_setup", "fetch_spec", "resume_model",
-           "serve", "server_app", "task_view", "wait_for_round"]
+__all__ = ["RunConfig", "ServerAppError", "ServerSetup", "app", "deployment_setup", "fetch_spec", "journal_observer",
+           "resume_model", "serve", "server_app", "task_view", "wait_for_round"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from paratrain.commands.task import holdout_commitment
@@ -27,11 +28,12 @@ from workers.fl.model import initial_model
 from workers.fl.partition import FederatedSplit, federated_split
 from workers.fl.spec import FlSpec, Participant, build_spec, round_document
 from workers.hashing import blake2_256_hex
+from workers.uri_policy import UriPolicy
 from workers.validator import ValidatorState
 
 UNIT = 10**12
 PERBILL = 10**9
-ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie"))
+ALICE, BOB, CHARLIE, DAVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))
 CLIENTS = sorted((Keypair.create_from_uri(f"//FlJudgeClient{i}") for i in range(4)), key=lambda k: k.public_key)
 CAPS = t.Capabilities(8, 0, "", 16_000)
 SALT = bytes.fromhex(blake2_256_hex(b"judge-test-salt"))  # an H256
@@ -80,10 +82,11 @@ class Market:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     state: ValidatorState = field(default_factory=ValidatorState)
 
-    def judge(self, keypair: Keypair = CHARLIE, store: ArtifactStore | None = None) -> RoundJudge:
+    def judge(self, keypair: Keypair = CHARLIE, store: ArtifactStore | None = None, margin_ms: int = 0) -> RoundJudge:
+        """A judge of `keypair` on this chain; its votes and abstentions land in `events`."""
         return RoundJudge(chain=self.chain, keypair=keypair, store=store or self.validator, state=self.state,
                           save=lambda: None, notify=lambda what, **detail: self.events.append((what, detail)),
-                          settings=JudgeSettings(holdout_margin_ms=0))
+                          settings=JudgeSettings(holdout_margin_ms=margin_ms))
 
     def take_in(self, judge: RoundJudge) -> None:
         """The finalized blocks since the last call, as the validator daemon hands them to its judge."""
@@ -95,9 +98,11 @@ class Market:
         self.from_block = head + 1
 
     def commit(self, updates: Sequence[Arrays], *, global_model: Arrays | None = None, round_: int = 1,
-               base: Arrays | None = None) -> str:
+               base: Arrays | None = None, listed: Sequence[Arrays] | None = None) -> str:
         """Round `round_` committed by //Bob as ChainStrategy does it: objects in its store, then commit_round
-        with every client's signature; the global model is the rule's aggregate unless given. Its doc hash."""
+        with every client's signature; the global model is the rule's aggregate unless given, the document
+        lists `listed` (an aggregator swapping updates) instead of the signed updates when given. Its doc
+        hash."""
         base = self.world.base if base is None else base
         base_hash = self.aggregator.put(model_bytes(base))
         weights = self.world.examples[:len(updates)]
@@ -105,12 +110,12 @@ class Market:
             global_model = rules.aggregate(self.world.spec.rule, list(updates), weights)
         global_hash = self.aggregator.put(model_bytes(global_model))
         entries, participants = [], []
-        for client, update, n in zip(CLIENTS, updates, weights, strict=False):
+        for client, update, shown, n in zip(CLIENTS, updates, listed or updates, weights, strict=False):
             update_hash = self.aggregator.put(update_bytes(update))
             signed = bfl.sign_update(client, self.task, round_, base_hash, update_hash, n)
             entries.append(bfl.signed_update(client, update_hash, n, *signed))
-            participants.append(Participant(client.ss58_address, update_hash, n, signed.scheme.lower(),
-                                            signed.signature.hex()))
+            participants.append(Participant(client.ss58_address, self.aggregator.put(update_bytes(shown)), n,
+                                            signed.scheme.lower(), signed.signature.hex()))
         document = round_document(task_id=self.task, round=round_, rule=self.world.spec.rule,
                                   base_model_hash=base_hash, global_model_hash=global_hash,
                                   participants=participants)
@@ -154,3 +159,19 @@ def post_task(chain: Chain, world: World, requester: ArtifactStore, *, validator
         chain.system.remark(ALICE, b"tick")
     chain.federated_tasks.claim_aggregator(BOB, task, b"127.0.0.1:9092")
     return int(task)
+
+
+def open_market(chain: Chain, world: World, root: Path, *, validators: Sequence[Keypair] = (CHARLIE,),
+                validators_required: int = 1) -> Market:
+    """Fund the clients, register //Bob as a Trainer and `validators` as Validators, give each party a store
+    (the validators' //Charlie store trusts the requester's and the aggregator's) and post the task."""
+    for client in CLIENTS:
+        chain.balances.transfer_keep_alive(ALICE, client.ss58_address, 20 * UNIT)
+    chain.workers.register(BOB, "Trainer", chain.constant("Workers", "MinTrainerStake"), CAPS)
+    for validator in validators:
+        chain.workers.register(validator, "Validator", chain.constant("Workers", "MinValidatorStake"), CAPS)
+    requester, aggregator = ArtifactStore(root / "requester"), ArtifactStore(root / "aggregator")
+    validator_store = ArtifactStore(root / "validator", policy=UriPolicy((requester.root, aggregator.root)))
+    market = Market(chain, world, requester, aggregator, validator_store, from_block=chain.finalized_number() + 1)
+    market.task = post_task(chain, world, requester, validators_required=validators_required)
+    return market

@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("torch")
 
-from fl_judged_round import ALICE, BOB, CAPS, CHARLIE, CLIENTS, UNIT, Market, World, build_world, post_task, scaled
+from fl_judged_round import BOB, CLIENTS, Market, World, build_world, open_market, scaled
 
 from runtime_bindings import Chain
 from workers.artifacts import ArtifactStore
 from workers.fl import rules
 from workers.fl.arrays import model_bytes, update_bytes
-from workers.fl.judge import RoundJudge, vote_key
+from workers.fl.judge import RoundJudge, may_judge, vote_key
 from workers.hashing import blake2_256_hex
 from workers.uri_policy import UriPolicy
 from workers.verification import as_hex
@@ -34,17 +34,7 @@ def world() -> World:
 
 @pytest.fixture
 def market(chain: Chain, world: World, tmp_path: Path) -> Market:
-    for client in CLIENTS:
-        chain.balances.transfer_keep_alive(ALICE, client.ss58_address, 20 * UNIT)
-    chain.workers.register(BOB, "Trainer", chain.constant("Workers", "MinTrainerStake"), CAPS)
-    chain.workers.register(CHARLIE, "Validator", chain.constant("Workers", "MinValidatorStake"), CAPS)
-    requester, aggregator = ArtifactStore(tmp_path / "requester"), ArtifactStore(tmp_path / "aggregator")
-    validator = ArtifactStore(tmp_path / "validator", policy=UriPolicy((requester.root, aggregator.root)))
-    m = Market(chain, world, requester, aggregator, validator, from_block=chain.finalized_number() + 1)
-    m.task = post_task(chain, world, requester)
-    return m
-
-
+    return open_market(chain, world, tmp_path)
 
 
 def test_the_judge_reads_a_committed_round_from_the_aggregators_store(market: Market) -> None:
@@ -144,3 +134,61 @@ def test_a_free_rider_gets_factor_zero_and_is_not_slashed(market: Market) -> Non
     assert list(verdict.rejected_clients) == []
     factors = [int(f) for f in verdict.contributions]
     assert factors[1] == 0 and factors[0] > 0
+
+
+def test_a_document_listing_other_updates_than_the_signed_ones_is_rejected(market: Market) -> None:
+    """The aggregator commits the clients' signed updates but its document lists another update for one of
+    them (and aggregates that one): the update root of the listed hashes is not the committed root, so the
+    round is rejected before any array is read."""
+    world = market.world
+    swapped = [*world.honest[:3], scaled(world.base, world.honest[3], 2.0)]
+    market.commit(world.honest, listed=swapped,
+                  global_model=rules.aggregate(world.spec.rule, swapped, world.examples))
+    market.reveal()
+    run(market, market.judge())
+    [vote] = votes(market)
+    assert not vote["accept"] and vote["contributions"] == [0] * len(CLIENTS)
+    assert "not the ones the clients signed" in vote["reasons"][0]
+
+
+def test_objects_in_a_store_the_validator_does_not_trust_fail_the_round(market: Market, tmp_path: Path) -> None:
+    """A validator that trusts only the requester's store cannot read the aggregator's objects: the round is
+    rejected with the reason (the aggregator did not make its round checkable), as missing artifacts fail a
+    result."""
+    market.commit(market.world.honest)
+    market.reveal()
+    store = ArtifactStore(tmp_path / "wary", policy=UriPolicy((market.requester.root,)))
+    run(market, market.judge(store=store))
+    [vote] = votes(market)
+    assert not vote["accept"] and "cannot be read" in vote["reasons"][0]
+
+
+def test_the_aggregator_never_judges_its_own_round(market: Market) -> None:
+    """//Bob aggregated the round: its judge abstains with the reason and sends nothing (the pallet's
+    CannotJudgeOwnWork is never hit); the round is dropped from the pending ones."""
+    market.commit(market.world.honest)
+    run(market, market.judge(keypair=BOB))
+    assert votes(market) == []
+    [(what, detail)] = market.events
+    assert what == "round-abstained" and "aggregator" in detail["reason"]
+    assert market.verdict(BOB) is None and market.state.rounds == {}
+
+
+def test_may_judge_refuses_the_requester_and_participants() -> None:
+    assert may_judge("v", aggregator="a", requester="r", participants=["c"]) == (True, "")
+    assert not may_judge("r", aggregator="a", requester="r", participants=["c"])[0]
+    assert not may_judge("c", aggregator="a", requester="r", participants=["c"])[0]
+
+
+def test_the_holdout_is_awaited_then_the_round_judged_with_it(market: Market) -> None:
+    """The task committed a holdout: while more than the margin of the round's window is left the judge waits
+    (no vote, the round kept), and once it is revealed the round is judged with it."""
+    market.commit(market.world.honest)
+    judge = market.judge(margin_ms=1_000)
+    run(market, judge)
+    assert votes(market) == [] and list(market.state.rounds) == [f"{market.task}:1"]
+    market.reveal()
+    run(market, judge)
+    [vote] = votes(market)
+    evidence = json.loads(market.validator.get(vote["evidence_hash"]))
+    assert vote["accept"] and evidence["reference"] == "holdout-root"

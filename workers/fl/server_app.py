@@ -204,8 +204,9 @@ def resume_model(chain: Chain, store: ArtifactStore, task_id: int, task: Any, sp
     """The model the next round starts from: round `last_committed`'s global model (the base the pallet
     checks), or the initial model before round 1."""
     committed = int(task.last_committed)
+    roots: tuple[str, ...] = ()
     if committed == 0:
-        digest, roots = bytes(task.spec.initial_model_hash), ()
+        digest = bytes(task.spec.initial_model_hash)
     else:
         record = chain.federated_tasks.rounds(task_id, committed)
         if record is None:

@@ -17,11 +17,8 @@ RUN_CONFIG_KEYS = ("task-id", "chain-url", "store", "trusted-stores", "journal")
 
 
 def paratrain_version() -> str:
-    try:
-        return importlib.metadata.version("paratrain")
-    except importlib.metadata.PackageNotFoundError:
-        from paratrain import __version__
-        return __version__
+    """The installed paratrain's version (the app runs the installed package's modules, so it must be one)."""
+    return importlib.metadata.version("paratrain")
 
 
 def app_pyproject() -> str:

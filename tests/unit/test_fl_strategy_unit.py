@@ -124,10 +124,10 @@ def view(keys: list[Keypair], *, min_clients: int = 2, examples: int = EXAMPLES)
 
 
 def strategy(task: FlTaskView, store: ArtifactStore, committer: RecordingCommitter,
-             recorder: Recorder) -> ChainStrategy:
+             recorder: Recorder, rule: str = "fedavg") -> ChainStrategy:
     identities = IdentityBook(task, query_timeout=0.5)
     identities.subscribe(recorder)
-    s = ChainStrategy(make_rule(parse_rule("fedavg"), min_clients=task.min_clients, fraction=1.0), task=task,
+    s = ChainStrategy(make_rule(parse_rule(rule), min_clients=task.min_clients, fraction=1.0), task=task,
                       committer=committer, store=store, identities=identities, first_round=1, node_wait_s=0.0)
     s.subscribe(recorder)
     return s
@@ -234,6 +234,29 @@ def test_a_round_with_too_few_good_replies_is_not_committed(tmp_path) -> None:
     assert committer.commits == [] and s.next_round == 1
     [skipped] = recorder.of("round-skipped")
     assert skipped["accepted"] == 1 and skipped["refused"] == 2
+
+
+def test_updates_are_stored_before_a_rule_that_pops_them_and_the_median_is_flowers(tmp_path) -> None:
+    keys = {1: KEYS[0], 2: KEYS[1], 3: KEYS[2]}
+    shifts = {1: 1.0, 2: 5.0, 3: 2.0}
+
+    def answer(node: int, msg: Message) -> Message:
+        if msg.metadata.message_type == "query.identity":
+            return identity_reply(msg, keys[node], node)
+        return train_reply(msg, keys[node], shifted(shifts[node]))
+
+    store, committer = ArtifactStore(tmp_path), RecordingCommitter()
+    s = strategy(view(list(keys.values())), store, committer, Recorder(), rule="fedmedian")
+    grid = AnsweringGrid(list(keys), answer)
+    replies = grid.send_and_receive(s.configure_train(1, base_record(), ConfigRecord(), grid))
+    arrays, _ = s.aggregate_train(1, replies)
+    assert arrays is not None
+    for name in BASE:
+        np.testing.assert_array_equal(arrays[name].numpy(), shifted(2.0)[name])
+    assert all(len(r.content["arrays"]) == 0 for r in replies)  # FedMedian took the arrays out of the replies
+    [commit] = committer.commits
+    stored = sorted(loads(store.get(e.update_hash))[0]["w"][0, 0] for e in commit.updates)
+    assert stored == sorted(shifted(v)["w"][0, 0] for v in shifts.values())
 
 
 def test_identities_are_taken_only_from_joined_accounts_with_a_valid_signature() -> None:

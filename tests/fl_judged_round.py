@@ -1,12 +1,13 @@
 """A FederatedTasks round committed the way ChainStrategy commits one, with real updates, for the round judge's
 tests (tests/unit/test_fl_judge.py in process, tests/integration/test_fl_judge.py on a devnet process).
 
-A requester (//Alice) posts a FedMedian task over four clients' non-IID digits shards (workers.fl.partition)
-with a committed holdout; the aggregator (//Bob, a Trainer) commits rounds with the clients' signed updates
-(runtime_bindings.fl), its objects in its own store (base, updates, global model, the canonical round
-document; artifact_uri the document's URI). The honest updates are real local training runs of the task's
-recipe (workers.fl.local_training), built once per module; the attacks are what workers.fl.attacks does to a
-reply (x1000, the received model returned).
+A requester (//Alice) posts a FedMedian task with a committed holdout over four clients' digits shards
+(workers.fl.partition, a Dirichlet(100) split: near IID, so that honest updates agree and a leave-one-out on
+the holdout is not noise at this size); the aggregator (//Bob, a Trainer) commits rounds with the clients'
+signed updates (runtime_bindings.fl), its objects in its own store (base, updates, global model, the
+canonical round document; artifact_uri the document's URI). The honest updates are real local training
+runs of the task's recipe (workers.fl.local_training), built once per module; the attacks are what
+workers.fl.attacks does to a reply (x1000, the received model returned).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class World:
 
 
 def build_world() -> World:
-    split = federated_split("digits", len(CLIENTS), alpha=1.0, seed=5)
+    split = federated_split("digits", len(CLIENTS), alpha=100.0, seed=5)
     spec = build_spec(recipe="digits_mlp", rule="fedmedian", rounds=2, min_clients_per_round=3, seed=1,
                       hyperparameters={"local_epochs": 5})
     base = initial_model(spec)

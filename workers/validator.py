@@ -42,6 +42,11 @@ unexpected error while judging one result is logged with its traceback, that res
 (``max_judge_attempts`` times in all, counted in the state file across restarts) and then abstained from,
 and the other results are judged meanwhile.
 
+Federated rounds (a chain with the FederatedTasks pallet): the pallet's finalized events go to the round
+judge, workers.fl.judge.RoundJudge, which the loop drives after the results: every committed round is judged
+and voted on once (``state.json``'s ``rounds``, votes keyed ``fl:<task>:<round>``; "round-vote" and
+"round-abstained" to subscribers). On a chain without the pallet there is no judge and nothing changes.
+
 Structure: the set-up shared with the worker (key, store, state directory, chain connection and its start-up
 checks, signals) is workers._daemon_base; what is verified about a result is workers.result_checks
 (ResultChecker), apart from this event loop, and the decisions over the chain's state are the pure functions

@@ -27,6 +27,7 @@ Events the daemons send (what, detail):
 | ``claimed`` ``train`` ``trained`` ``submitted`` ``refused`` ``released`` ``paid`` ``resume`` ``progress`` | worker | its task lifecycle (workers.task_run) and training progress |
 | ``vote`` | validator | a vote recorded: ``accept``, and ``challenge=True`` for a challenge |
 | ``abstained`` | validator | a result it did not vote on: ``task_id``, ``reason`` |
+| ``round-vote`` ``round-abstained`` | validator | a federated round voted on (``accept``) or not (``reason``), by workers.fl.judge |
 
 The daemons keep no record of these: to read them back (tests, benchmarks), subscribe a bounded
 ``workers.observers.Recorder(maxlen=...)``.
@@ -229,6 +230,12 @@ class ValidatorHealth(DaemonHealth):
         self.challenges = self._counter("challenges", "Approved results challenged on chain.")
         self.abstentions = self._counter("abstentions", "Results not voted on (not allowed, not judgeable, "
                                                         "given up after errors, or refused on chain).")
+        self.round_verdicts = self._counter("round_verdicts", "Federated round verdicts cast on chain, by outcome.",
+                                            ("outcome",))
+        for outcome in ("accept", "reject"):
+            self.round_verdicts.labels(outcome=outcome)
+        self.round_abstentions = self._counter("round_abstentions", "Federated rounds not voted on (own work, not "
+                                                                    "judgeable, given up, or refused on chain).")
         self.processed = self._gauge("processed_block", "The last finalized block the validator took in.")
 
     def _chain(self, detail: Mapping[str, Any]) -> None:
@@ -244,6 +251,10 @@ class ValidatorHealth(DaemonHealth):
             self.verdicts.labels(outcome="accept" if detail["accept"] else "reject").inc()
         elif what == "abstained":
             self.abstentions.inc()
+        elif what == "round-vote":
+            self.round_verdicts.labels(outcome="accept" if detail["accept"] else "reject").inc()
+        elif what == "round-abstained":
+            self.round_abstentions.inc()
 
 
 class _Handler(BaseHTTPRequestHandler):

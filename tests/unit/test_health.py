@@ -95,6 +95,17 @@ def test_validator_counts_verdicts_by_outcome_challenges_and_abstentions(validat
     assert value(validator, "paratrain_validator_abstentions_total") == 1
 
 
+def test_validator_counts_federated_round_verdicts_apart_from_results(validator):
+    for vote in ({"accept": True}, {"accept": False}):
+        validator.observe("round-vote", {"task_id": 1, "round": 1, **vote})
+    validator.observe("round-abstained", {"task_id": 1, "round": 2, "reason": "own work"})
+    assert value(validator, "paratrain_validator_round_verdicts_total", outcome="accept") == 1
+    assert value(validator, "paratrain_validator_round_verdicts_total", outcome="reject") == 1
+    assert value(validator, "paratrain_validator_round_abstentions_total") == 1
+    assert value(validator, "paratrain_validator_verdicts_total", outcome="accept") == 0
+    assert value(validator, "paratrain_validator_abstentions_total") == 0
+
+
 def test_validator_head_lag_is_finalized_minus_processed(validator):
     validator.observe("chain", {"finalized": 120, "processed": 100})
     assert value(validator, "paratrain_validator_chain_height") == 120

@@ -408,6 +408,9 @@ class ChainStrategy(Strategy, Observable):
         problem = check_update(arrays, self._base, limit)
         if problem is not None:
             raise _Refused(problem)
+        if all(np.array_equal(arrays[name], self._base[name]) for name in arrays):
+            # a free rider: nothing to aggregate, and a distance-based rule (Krum) would pick it every round
+            raise _Refused("the update is the global model it was sent, unchanged (no local training)")
         if update_hash(arrays) != digest:
             raise _Refused("the update hash is not the hash of the arrays sent")
         if not fl.verify_update(account, scheme, signature, self.task.task_id, self.next_round, self._base_hash,

@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 from fl_judged_round import BOB, CLIENTS, Market, World, build_world, open_market, scaled
 
 from runtime_bindings import Chain
-from workers.artifacts import ArtifactStore
+from workers.artifacts import ArtifactStore, FetchLimits
 from workers.fl import rules
 from workers.fl.arrays import model_bytes, update_bytes
 from workers.fl.judge import RoundJudge, may_judge, vote_key
@@ -192,3 +192,16 @@ def test_the_holdout_is_awaited_then_the_round_judged_with_it(market: Market) ->
     [vote] = votes(market)
     evidence = json.loads(market.validator.get(vote["evidence_hash"]))
     assert vote["accept"] and evidence["reference"] == "holdout-root"
+
+
+def test_objects_are_read_only_up_to_the_limit(market: Market, tmp_path: Path) -> None:
+    """An operator whose artifact limit is below the size of the round's models reads none of them past it:
+    the round is rejected with the limit named, nothing over it is kept."""
+    market.commit(market.world.honest)
+    market.reveal()
+    store = ArtifactStore(tmp_path / "small", policy=UriPolicy((market.requester.root, market.aggregator.root)),
+                          limits=FetchLimits(artifact_bytes=1_000))
+    run(market, market.judge(store=store))
+    [vote] = votes(market)
+    assert not vote["accept"] and "1,000-byte limit" in vote["reasons"][0]
+    assert not store.exists(blake2_256_hex(model_bytes(market.world.base)))

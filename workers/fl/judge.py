@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from workers.artifacts import ArtifactError, ArtifactStore, Kind, object_uri, store_root_of
@@ -220,7 +220,7 @@ class RoundJudge:
     def verdict(self, task_id: int, round_: int, task: Any, record: Any, holdout: Any) -> RoundVerdictValue:
         """The verdict of `workers.fl.verify` on the round's objects, or a reject when the aggregator's
         objects cannot be read (Abstain when the requester's spec document is unusable)."""
-        from workers.fl.verify import EVIDENCE_KIND, ChainRound, RoundVerdictValue, round_verdict
+        from workers.fl.verify import EVIDENCE_KIND, HEADER_ALLOWANCE, ChainRound, RoundVerdictValue, round_verdict
         from workers.result_checks import TORCH_LOCK
 
         spec = self.fetch_spec(task)
@@ -229,7 +229,7 @@ class RoundJudge:
                                  global_model_hash=as_hex(record.global_model_hash),
                                  participants=tuple((str(a), int(n)) for a, n in record.participants))
         try:
-            objects = self.fetch_round(task_id, round_, record)
+            objects = self.fetch_round(task_id, round_, record, spec.max_update_bytes + HEADER_ALLOWANCE)
         except RoundFailed as exc:
             reasons = [str(exc)]
             evidence = {"kind": EVIDENCE_KIND, "task_id": task_id, "round": round_, "rule": chain_round.rule,
@@ -263,13 +263,20 @@ class RoundJudge:
             return None
 
     # Reading the round --------------------------------------------------------------------------
-    def fetch_round(self, task_id: int, round_: int, record: Any) -> RoundObjects:
+    def fetch_round(self, task_id: int, round_: int, record: Any, max_object_bytes: int | None = None) -> RoundObjects:
         """The round's objects from the store its artifact_uri names (copied into this validator's store),
-        each verified against its hash, the document's update hashes bound to the committed update root.
-        RoundFailed when any of that fails: the aggregator did not make its round checkable."""
+        each verified against its hash and read only up to the operator's artifact limit or
+        `max_object_bytes` (what the spec allows an update), the document's update hashes bound to the
+        committed update root. RoundFailed when any of that fails: the aggregator did not make its round
+        checkable."""
+        store = self.store
+        if max_object_bytes is not None and max_object_bytes < store.limits.artifact_bytes:
+            store = ArtifactStore(store.root, policy=store.policy,
+                                  limits=replace(store.limits, artifact_bytes=max_object_bytes),
+                                  **store.storage_options)
         root = artifact_root(record.artifact_uri.text)
         doc_hash = as_hex(record.round_doc_hash)
-        raw = self._object(root, doc_hash, "round document", Kind.SPEC)
+        raw = fetch_object(store, root, doc_hash, "round document", Kind.SPEC)
         try:
             document = decode_round_document(raw)
         except SpecError as exc:
@@ -285,16 +292,18 @@ class RoundJudge:
                               f"root is {computed[:16]}, the chain's {as_hex(record.update_root)[:16]}")
         return RoundObjects(
             document=document, document_bytes=raw,
-            base=self._object(root, as_hex(record.base_model_hash), "base model"),
-            global_model=self._object(root, as_hex(record.global_model_hash), "global model"),
-            updates=[self._object(root, digest, f"update of {account}")
+            base=fetch_object(store, root, as_hex(record.base_model_hash), "base model"),
+            global_model=fetch_object(store, root, as_hex(record.global_model_hash), "global model"),
+            updates=[fetch_object(store, root, digest, f"update of {account}")
                      for digest, (account, _) in zip(hashes, participants, strict=True)])
 
-    def _object(self, root: str, digest: str, what: str, kind: Kind = Kind.ARTIFACT) -> bytes:
-        try:
-            return self.store.fetch(object_uri(root, digest), digest, kind=kind, keep=True)
-        except (ArtifactError, OSError, ValueError) as exc:
-            raise RoundFailed(f"the {what} {digest[:16]} cannot be read from {root}: {exc}") from None
+
+def fetch_object(store: ArtifactStore, root: str, digest: str, what: str, kind: Kind = Kind.ARTIFACT) -> bytes:
+    """One object of the round, copied into `store` once verified (RoundFailed when it cannot be)."""
+    try:
+        return store.fetch(object_uri(root, digest), digest, kind=kind, keep=True)
+    except (ArtifactError, OSError, ValueError) as exc:
+        raise RoundFailed(f"the {what} {digest[:16]} cannot be read from {root}: {exc}") from None
 
 
 def may_judge(me: str, *, aggregator: str, requester: str, participants: list[str]) -> tuple[bool, str]:

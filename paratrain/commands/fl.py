@@ -124,6 +124,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_key_argument(withdraw)
     add_chain_argument(withdraw)
 
+    client = commands.add_parser("client", help="run a data owner's daemon: join, train locally, get paid")
+    client.add_argument("--task", dest="tasks", action="append", required=True, type=argtypes.task_id,
+                        metavar="TASK", help="a federated task to serve (repeat for several)")
+    client.add_argument("--data", required=True, type=Path, metavar="FILE", help="the local data set")
+    client.add_argument("--stake", type=argtypes.amount, default=None, metavar="AMOUNT",
+                        help="stake to join with (default: each task's least client stake)")
+    client.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="signed-update guards, task records, FLWR_HOME (default "
+                             "~/.cache/paratrain/client/<account>)")
+    client.add_argument("--attack", default=None, help=argparse.SUPPRESS)  # tests and the demo only
+    add_store_argument(client)
+    add_key_argument(client)
+    add_chain_argument(client)
+    client.set_defaults(run=run_client)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,3 +146,9 @@ def run(args: argparse.Namespace) -> int:
     return {"create": fl_actions.create, "join": fl_actions.join, "status": fl_actions.status,
             "partition": fl_actions.partition, "reveal": fl_actions.reveal,
             "withdraw": fl_actions.withdraw}[args.fl_command](args)
+
+
+def run_client(args: argparse.Namespace) -> int:
+    from paratrain.commands import fl_actions
+
+    return fl_actions.client(args)

@@ -320,3 +320,35 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
 def _hash_text(value: Any, full: bool) -> str:
     text = str(value)
     return text if full else text[:18] + "…"
+
+
+# client --------------------------------------------------------------------------------------------
+def client(args: argparse.Namespace) -> int:
+    """`paratrain client`: the data owner's daemon (workers.fl.client_daemon) until its tasks end or a signal.
+    The stake defaults to the largest least-stake of its tasks, so one amount joins every one of them."""
+    from pathlib import Path as _Path
+
+    from workers._daemon_base import stop_on_signals
+    from workers.artifacts import ArtifactStore
+    from workers.fl.client_daemon import ClientConfig, ClientDaemon, ClientDaemonError
+
+    keypair = load_key(args)
+    data_commitment(args.data)  # a bad file is one line now, not a daemon error later
+    url = chain_url(args)
+    with Node(url) as node:
+        tasks = [get_fl_task(node, task_id) for task_id in args.tasks]
+        stake = max(int(t.spec.min_client_stake) for t in tasks) if args.stake is None \
+            else node.planck(args.stake, "--stake")
+        state = args.state_dir or _Path.home() / ".cache" / "paratrain" / "client" / keypair.ss58_address
+        state.mkdir(parents=True, exist_ok=True)
+        config = ClientConfig(tasks=list(args.tasks), data=args.data, state_dir=state, stake=stake,
+                              attack=args.attack, log_path=state / "supernode.log")
+        daemon = ClientDaemon(config, chain=node.chain, keypair=keypair, store=ArtifactStore(args.store))
+        stop_on_signals(lambda name: daemon.stop())
+        err().print(f"client {short(keypair.ss58_address)}: serving {plural(len(tasks), 'task')} "
+                    f"({', '.join(str(t) for t in args.tasks)}) with {args.data}; state in {state}")
+        try:
+            with chain_errors(url, who=keypair.ss58_address):
+                return int(daemon.run())
+        except ClientDaemonError as exc:
+            raise CliError(str(exc)) from None

@@ -136,6 +136,10 @@ def test_bad_files_and_unknown_tasks_are_one_line(capsys, shards, tmp_path):
     assert "does not exist" in one_line_error(capsys, "fl", "join", "0", "--data", str(tmp_path / "none"),
                                               "--key", "//Eve")
     assert "unknown federated task 9999" in one_line_error(capsys, "fl", "status", "9999")
+    assert "unknown federated task 9999" in one_line_error(capsys, "client", "--task", "9999", "--data",
+                                                           str(shards / "client-0.ptts"), "--key", "//Eve",
+                                                           "--state-dir", str(tmp_path / "client"))
+    assert "bad data file" in one_line_error(capsys, "client", "--task", "0", "--data", str(junk), "--key", "//Eve")
     assert "FederatedTasks.JoinClosed" not in one_line_error(capsys, "fl", "reveal", "9999", "--salt", "00" * 32,
                                                              "--holdout-hash", "11" * 32, "--size", "1", "--uri",
                                                              "file:///x", "--key", "//Alice")

@@ -132,9 +132,17 @@ def test_fl_create_takes_every_option():
     (["fl", "partition"], "--out"),
     (["fl", "reveal", "1", "--salt", "a", "--holdout-hash", "b", "--size", "-3", "--uri", "u"], "--size"),
     (["fl", "withdraw", "x"], "task_id"),
+    (["client", "--data", "x"], "--task"),
+    (["client", "--task", "1", "--task", "nope", "--data", "x"], "--task"),
+    (["client", "--task", "1", "--data", "x", "--stake", "-2"], "--stake"),
 ])
 def test_bad_values_are_one_line_usage_errors(argv: list[str], names: str):
     assert names in usage_error(argv)
+
+
+def test_client_serves_several_tasks():
+    args = parse(["client", "--task", "1", "--task", "4", "--data", "shard.ptts", "--stake", "3"])
+    assert args.tasks == [1, 4] and args.stake.planck == 3 * 10**12 and args.attack is None
 
 
 def test_a_usage_error_from_main_is_one_line(capsys: pytest.CaptureFixture[str]):

@@ -63,7 +63,7 @@ class AggregatorConfig:
     host: str = "127.0.0.1"                  # the SuperLink's address, published on chain in the claim
     port: int = 0                            # 0: a free port, chosen once
     poll_s: float = 1.0
-    run_check_s: float = 5.0                 # how often a run's status is asked of the SuperLink
+    run_check_s: float = 30.0                # how often a run's status is asked (each ask starts a `flwr` process)
     max_relaunches: int = 3
     deadline_margin_blocks: int = 3
     min_blocks_to_claim: int = 6

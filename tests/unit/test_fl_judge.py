@@ -21,7 +21,7 @@ from runtime_bindings import Chain
 from workers.artifacts import ArtifactStore, FetchLimits
 from workers.fl import rules
 from workers.fl.arrays import model_bytes, update_bytes
-from workers.fl.judge import RoundJudge, may_judge, vote_key
+from workers.fl.judge import JudgeSettings, RoundJudge, may_judge, vote_key
 from workers.hashing import blake2_256_hex
 from workers.uri_policy import UriPolicy
 from workers.verification import as_hex
@@ -205,3 +205,24 @@ def test_objects_are_read_only_up_to_the_limit(market: Market, tmp_path: Path) -
     [vote] = votes(market)
     assert not vote["accept"] and "1,000-byte limit" in vote["reasons"][0]
     assert not store.exists(blake2_256_hex(model_bytes(market.world.base)))
+
+
+def test_an_unexpected_error_is_retried_then_abstained_from(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error while judging (here the checks themselves failing) never stops the loop: the round is kept
+    with the error counted, tried again, and abstained from after max_judge_attempts; no vote is sent."""
+    market.commit(market.world.honest)
+    market.reveal()
+    judge = market.judge()
+    judge.settings = JudgeSettings(holdout_margin_ms=0, max_judge_attempts=2, retry_delay_s=0.0)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(judge, "verdict", broken)
+    run(market, judge)
+    [entry] = market.state.rounds.values()
+    assert entry["errors"] == 1 and "out of disk" in entry["last_error"]
+    run(market, judge)
+    assert market.state.rounds == {} and votes(market) == [] and market.verdict() is None
+    [(what, detail)] = market.events
+    assert what == "round-abstained" and "judging failed 2 times" in detail["reason"]

@@ -302,3 +302,41 @@ def test_a_committed_update_with_nan_or_a_wrong_shape_rejects_the_round(spec, ro
     value = verify.round_verdict(spec, chain, doc.canonical_bytes(), base_b, global_b, update_b)
     reasons = "; ".join(value.reasons)
     assert not value.accept and "NaN" in reasons and "shape" in reasons
+
+
+def test_no_client_is_paid_for_a_round_without_a_learning_signal(spec, split, round_one) -> None:
+    """After FedAvg took x1000 updates for a round or two, the base predicts one class: every update (the
+    label-flipped one too) lines up with a root update that learns nothing, so nobody is paid; only the
+    x1000 update, whose norm says it all, is still rejected."""
+    base, _, weights = round_one
+    poisoned = {k: (v * 1000).astype(v.dtype) for k, v in base.items()}
+    next_round = []
+    for i, shard in enumerate(split.shards):
+        examples = fl_model.read_examples(shard.data)
+        if i == 8:
+            examples = fl_model.Examples(examples.x, 9 - examples.y, examples.classes)
+        trained = fl_model.train(spec, poisoned, examples, seed=10 + i)
+        if i == 5:
+            trained = {k: poisoned[k] - (v - poisoned[k]) for k, v in trained.items()}
+        elif i == 6:
+            trained = {k: (v * 1000).astype(v.dtype) for k, v in trained.items()}
+        next_round.append(trained)
+    chain, doc, base_b, global_b, update_b = _objects(spec, poisoned, next_round, weights, "fedavg")
+    value = verify.round_verdict(spec, chain, doc.canonical_bytes(), base_b, global_b, update_b, split.holdout)
+    measured = json.loads(value.evidence)["measured"]
+    assert value.accept and not measured["learning"], measured
+    assert value.contributions == [0] * CLIENTS
+    assert value.rejected_clients == [ACCOUNTS[6]]
+    assert "no learning signal" in value.reasons[0]
+
+
+def test_has_signal_when_anything_moved() -> None:
+    assert verify.has_signal(0.5, 0.6, 0.5)
+    assert verify.has_signal(0.5, 0.5, 0.4)      # a poisoned FedAvg round that made the model worse: judged
+    assert not verify.has_signal(0.101, 0.101, 0.101)
+
+
+def test_decide_without_a_learning_signal_pays_nobody_and_still_rejects() -> None:
+    scores = [ClientScore(0.8, 1.0, False), ClientScore(-0.9, 1.0, False), ClientScore(0.5, 1000.0, False)]
+    assert verify.decide(scores, None, Policy(), learning=False) == ([2], [0, 0, 0])
+    assert verify.decide(scores, (0.5, [0.5, 0.5, 0.9]), Policy(), learning=False) == ([2], [0, 0, 0])

@@ -307,25 +307,37 @@ def leave_one_out(rule: RuleSpec, updates: Sequence[Arrays], weights: Sequence[i
 
 
 def decide(scores: Sequence[ClientScore], loo: tuple[float, Sequence[float]] | None, policy: Policy, *,
-           higher_is_better: bool = True) -> tuple[list[int], list[int]]:
+           higher_is_better: bool = True, learning: bool = True) -> tuple[list[int], list[int]]:
     """(the indices of rejected updates, each update's contribution factor in Perbill). Rejected: a change
     more than reject_norm_ratio times the reference's, or pointing away from it (cos < reject_cos), or one
     whose absence improves the metric by more than loo_reject while it is unaligned (cos < 0.1). Factor 0:
-    rejected, a copy of the base (a free rider: unpaid, not slashed), or an absence that improves the
-    metric by more than loo_tolerance; else the cosine clipped to [0, 1]."""
+    rejected, a copy of the base (a free rider: unpaid, not slashed), an absence that improves the metric by
+    more than loo_tolerance, or a round without a learning signal (`learning` False: see `has_signal`; then
+    directions mean nothing and only the norm ratio rejects); else the cosine clipped to [0, 1]."""
     gains = [0.0] * len(scores)
     if loo is not None:
         full, without = loo
         gains = [(w - full) if higher_is_better else (full - w) for w in without]
     rejected, factors = [], []
     for i, (score, gain) in enumerate(zip(scores, gains, strict=True)):
-        reject = (score.norm_ratio > policy.reject_norm_ratio or score.cos < policy.reject_cos
-                  or (gain > policy.loo_reject and score.cos < LOO_REJECT_COS))
+        aligned_badly = learning and (score.cos < policy.reject_cos
+                                      or (gain > policy.loo_reject and score.cos < LOO_REJECT_COS))
+        reject = score.norm_ratio > policy.reject_norm_ratio or aligned_badly
         if reject:
             rejected.append(i)
-        zero = reject or score.is_copy or gain > policy.loo_tolerance
+        zero = reject or score.is_copy or gain > policy.loo_tolerance or not learning
         factors.append(0 if zero else round(min(1.0, max(0.0, score.cos)) * PERBILL))
     return rejected, factors
+
+
+def has_signal(base_metric: float, reference_metric: float, global_metric: float) -> bool:
+    """Whether the round could be valued at all: the global model or the validator's own root update measures
+    differently from the base. A base poisoned past use (FedAvg after a x1000 update: every prediction the
+    same class) does not move whatever it is trained on, and every update, honest or label-flipped, lines up
+    with a root update that learns nothing: cosines say nothing, so nobody is paid for the round and only a
+    norm far beyond the reference's still rejects. (Not "improves": a good base may measure no better after
+    the root share's brief training, and its poisoners must still be rejected.)"""
+    return reference_metric != base_metric or global_metric != base_metric
 
 
 # 4. The verdict ----------------------------------------------------------------------------------------
@@ -391,7 +403,7 @@ def _marginal_gains(spec: FlSpec, arrays: RoundArrays, weights: list[int], refer
 def _judge_clients(spec: FlSpec, chain: ChainRound, arrays: RoundArrays, holdout: bytes | None,
                    evidence: dict[str, Any]) -> RoundVerdictValue:
     weights = [n for _, n in chain.participants]
-    measured_micro, loo, notes = 0, None, []
+    measured_micro, loo, notes, learning = 0, None, [], True
     reference: Arrays | None = None
     if holdout is not None:
         try:
@@ -400,17 +412,24 @@ def _judge_clients(spec: FlSpec, chain: ChainRound, arrays: RoundArrays, holdout
             measured = measure(spec, arrays.global_model, rest)
             reference = reference_update(spec, arrays.base, root, int(spec.hyperparameters["seed"]) + chain.round)
             loo = _marginal_gains(spec, arrays, weights, reference, rest)
+            base_metric, reference_metric = measure(spec, arrays.base, rest), measure(spec, reference, rest)
+            learning = has_signal(base_metric, reference_metric, measured)
             measured_micro = to_micro(measured)
             evidence["measured"] = {spec.eval.metric: measured_micro, "examples": len(rest),
-                                    "root_examples": len(root)}
+                                    "root_examples": len(root), "base": to_micro(base_metric),
+                                    "reference": to_micro(reference_metric), "learning": learning}
+            if not learning:
+                notes.append("no learning signal: neither the global model nor the root update measures other "
+                             "than the base, so no client is paid for this round")
         except ModelError as exc:  # the requester's holdout (or recipe) cannot be used: judge without it
             notes.append(f"the holdout is unusable, clients judged against the median update: {exc}")
-            reference, loo = None, None
+            reference, loo, learning = None, None, True
     if reference is None:
         reference = rules.median(arrays.updates)
     evidence["reference"] = "holdout-root" if loo is not None else "median"
     scores = client_scores(arrays.base, arrays.updates, reference)
-    rejected, factors = decide(scores, loo, spec.policy, higher_is_better=spec.eval.higher_is_better)
+    rejected, factors = decide(scores, loo, spec.policy, higher_is_better=spec.eval.higher_is_better,
+                               learning=learning)
     full, without = loo if loo is not None else (None, [None] * len(scores))
     evidence["loo_full"] = None if full is None else _finite(full)
     evidence["clients"] = [{"client": client, "num_examples": n, "cos": _finite(s.cos),

@@ -5,6 +5,7 @@ joined as a client or one someone else holds. Flower is replaced by a recording 
 are about the chain); the real SuperLink is driven in tests/integration/test_fl_cli.py."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -193,3 +194,29 @@ def test_a_task_another_aggregator_holds_is_left_alone(market: Chain, tmp_path: 
     agg = aggregator(market, tmp_path, RecordingLink())
     agg.step()
     assert agg.runs == {} and task in agg.watch
+
+
+def test_the_worker_daemon_starts_the_role_only_where_it_can_run(market: Chain, tmp_path: Any):
+    from types import SimpleNamespace
+
+    from workers.daemon import DaemonConfig
+    from workers.fl.aggregator import start_role
+
+    recorder = Recorder()
+    config = DaemonConfig(orchestrator="127.0.0.1:1", chain_url="ws://unused", key="//Bob", fl_port=9093)
+    daemon = SimpleNamespace(chain=market, config=config, state_dir=tmp_path, keypair=BOB,
+                             _notify=lambda what, **detail: recorder(what, detail))
+    role = start_role(daemon)  # no federated task on this chain: its loop only looks
+    assert role is not None and role.link.endpoint == "127.0.0.1:9093" and role.account == BOB.ss58_address
+    time.sleep(0.5)
+    assert role._thread is not None and role._thread.is_alive()
+    role.stop()
+    assert not role._thread.is_alive()
+    assert (tmp_path / "federated").is_dir()
+
+
+def test_no_role_on_a_chain_without_the_pallet(monkeypatch: pytest.MonkeyPatch, market: Chain):
+    from workers.fl import aggregator as module
+
+    monkeypatch.setattr(module, "PALLET", "NoSuchPallet")
+    assert available(market) == "the chain has no NoSuchPallet pallet"

@@ -40,7 +40,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from paratrain.argtypes import non_negative, port_or_any, positive
+from paratrain.argtypes import concentration, count, non_negative, port_or_any, positive
+from paratrain.commands.fl import rule as fl_rule
 from paratrain.local import (
     DEVNET_DEFAULT_CHALLENGE_PERIOD_MS,
     DaemonThread,
@@ -95,7 +96,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo)."""
+    """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo).
+    `--federated` runs the federated demo instead (paratrain.demo_federated)."""
+    if getattr(args, "federated", False):
+        from paratrain.demo_federated import FederatedDemoOptions, run_federated_demo
+
+        return run_federated_demo(FederatedDemoOptions(rule=args.rule, alpha=args.alpha, rounds=args.rounds,
+                                                       png=args.png, port=args.port, keep=args.keep))
     return run_demo(options=options_from_args(args))
 
 
@@ -113,6 +120,16 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                                            f"before it pays (default {DEFAULT_CHALLENGE_PERIOD_MS}; 0: pay at once)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (artifact stores, daemon states, Ray logs)")
+    federated = parser.add_argument_group("federated", "paratrain demo --federated: eight data owners (two "
+                                          "poisoning), one aggregator, two validators; FedAvg against --rule")
+    federated.add_argument("--federated", action="store_true", help="run the federated demo (docs/demo.md)")
+    federated.add_argument("--rule", type=fl_rule, default="fedmedian",
+                           help="the robust rule set against FedAvg (default fedmedian)")
+    federated.add_argument("--alpha", type=concentration, default=0.5,
+                           help="Dirichlet concentration of the non-IID split (default 0.5)")
+    federated.add_argument("--rounds", type=count, default=5, metavar="N", help="rounds per task (default 5)")
+    federated.add_argument("--png", default="fl-accuracy.png", metavar="PATH",
+                           help="where the accuracy-per-round picture is written (default fl-accuracy.png)")
     return parser
 
 

@@ -80,7 +80,7 @@ def test_flower_commands_name_the_verified_flags(tmp_path: Path) -> None:
     # each flag is one the installed Flower accepts (its --help), so a Flower upgrade that drops one fails here
     for tool, flags in ((link.command()[0], link.command()[1:]), (cmd[0], cmd[1:])):
         text = subprocess.run([str(Path(sys.executable).parent / tool), "--help"], capture_output=True,
-                              text=True, env=flower_env(tmp_path), timeout=60, check=True).stdout
+                              text=True, env=flower_env(tmp_path), timeout=300, check=True).stdout
         for flag in (f for f in flags if f.startswith("--")):
             assert re.search(rf"{re.escape(flag)}\b", text), f"{tool} has no {flag}"
 

@@ -382,7 +382,7 @@ class SuperLinkProcess(FlowerChild):
         except (KeyError, TypeError, ValueError):
             raise FlowerProcessError(f"`flwr run` gave no run id: {answer}") from None
 
-    def run_status(self, run_id: int, *, timeout: float = 30.0) -> str:
+    def run_status(self, run_id: int, *, timeout: float = 60.0) -> str:
         """The run's status as Flower names it: pending, starting, running, finished:completed|failed|stopped."""
         answer = self._flwr(["ls", CONNECTION, "--run-id", str(int(run_id))], timeout)
         runs = answer.get("runs") or []
@@ -391,13 +391,17 @@ class SuperLinkProcess(FlowerChild):
         return str(runs[0].get("status", ""))
 
     def wait_run(self, run_id: int, *, timeout: float, poll: float = 1.0) -> str:
-        """Until the run has finished; its final status ("finished:completed" when its ServerApp returned)."""
+        """Until the run has finished; its final status ("finished:completed" when its ServerApp returned). A
+        `flwr ls` that does not answer in time (a loaded machine: each is an interpreter start) is asked again."""
         deadline = time.monotonic() + timeout
         status = ""
         while time.monotonic() < deadline:
             if not self.alive:
                 raise FlowerProcessError(f"the SuperLink exited while run {run_id} was {status or 'unknown'}")
-            status = self.run_status(run_id)
+            try:
+                status = self.run_status(run_id, timeout=max(1.0, min(60.0, deadline - time.monotonic())))
+            except FlowerTimeout:
+                continue
             if status.startswith("finished"):
                 return status
             time.sleep(poll)

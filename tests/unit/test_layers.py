@@ -48,6 +48,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("orchestrator/scheduler.py", "from scalecodec.base import ScaleBytes", "SCALE and SS58 only through runtime_bindings"),
     ("runtime_bindings/client.py", "import flwr", "Flower only in workers.fl and the harness"),
     ("paratrain/commands/task.py", "from flwr.serverapp import ServerApp", "Flower only in workers.fl and the harness"),
+    ("workers/fl/verify.py", "import grpc", "The validator's federated checks are pure"),
+    ("workers/fl/rules.py", "from runtime_bindings import fl", "The validator's federated checks are pure"),
 ])
 def test_a_violating_import_breaks_its_contract(tree: Path, module: str, line: str, contract: str) -> None:
     path = tree / module

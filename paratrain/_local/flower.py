@@ -21,18 +21,25 @@ from workers.fl.flower_procs import ConfigValue, SuperLinkProcess, SuperNodeProc
 
 class FlowerFederation:
     """A SuperLink under `root/superlink` and `num_nodes` SuperNodes under `root/supernode-<i>`, node i started with
-    `node_configs[i]` (its ClientApp's `context.node_config`); each process's output in `root/<name>.log`."""
+    `node_configs[i]` (its ClientApp's `context.node_config`) and `node_envs[i]` on top of this process's
+    environment (a data owner's key, `workers.fl.child_key`), the SuperLink with `link_env` (the aggregator's key,
+    which its ServerApp process inherits); each process's output in `root/<name>.log`."""
 
     def __init__(self, num_nodes: int, root: str | Path, *,
-                 node_configs: Sequence[Mapping[str, ConfigValue]] | None = None, host: str = "127.0.0.1",
-                 start_timeout: float = 60.0) -> None:
+                 node_configs: Sequence[Mapping[str, ConfigValue]] | None = None,
+                 node_envs: Sequence[Mapping[str, str]] | None = None, link_env: Mapping[str, str] | None = None,
+                 host: str = "127.0.0.1", start_timeout: float = 60.0) -> None:
         if num_nodes < 0:
             raise ValueError(f"a federation has zero or more SuperNodes, not {num_nodes}")
-        if node_configs is not None and len(node_configs) != num_nodes:
-            raise ValueError(f"{len(node_configs)} node configs for {num_nodes} SuperNodes")
+        for given, what in ((node_configs, "node configs"), (node_envs, "node environments")):
+            if given is not None and len(given) != num_nodes:
+                raise ValueError(f"{len(given)} {what} for {num_nodes} SuperNodes")
         self.root, self.host, self.start_timeout = Path(root), host, start_timeout
-        self.initial = [dict(c) for c in node_configs] if node_configs is not None else [{} for _ in range(num_nodes)]
-        self.link = SuperLinkProcess(self.root / "superlink", host=host, log_path=self.root / "superlink.log")
+        configs = [dict(c) for c in node_configs] if node_configs is not None else [{} for _ in range(num_nodes)]
+        envs = [dict(e) for e in node_envs] if node_envs is not None else [{} for _ in range(num_nodes)]
+        self.initial = list(zip(configs, envs, strict=True))
+        self.link = SuperLinkProcess(self.root / "superlink", host=host, log_path=self.root / "superlink.log",
+                                     env=link_env)
         self.nodes: list[SuperNodeProcess] = []
 
     @property
@@ -48,18 +55,19 @@ class FlowerFederation:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self.link.start(self.start_timeout)
-            for config in self.initial:
-                self.add_node(config)
+            for config, env in self.initial:
+                self.add_node(config, env)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def add_node(self, node_config: Mapping[str, ConfigValue] | None = None) -> SuperNodeProcess:
+    def add_node(self, node_config: Mapping[str, ConfigValue] | None = None,
+                 env: Mapping[str, str] | None = None) -> SuperNodeProcess:
         """Start one more SuperNode connected to this SuperLink (a client joining late, or a restart's twin)."""
         i = len(self.nodes)
         node = SuperNodeProcess(self.link.address, self.root / f"supernode-{i}", node_config=node_config,
-                                host=self.host, log_path=self.root / f"supernode-{i}.log")
+                                host=self.host, log_path=self.root / f"supernode-{i}.log", env=env)
         self.nodes.append(node)
         node.start(self.start_timeout)
         return node

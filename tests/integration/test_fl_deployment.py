@@ -1,6 +1,11 @@
 """Flower's deployment runtime as real processes on loopback: a SuperLink and three SuperNodes (paratrain.local's
-FlowerFederation), a run submitted with `flwr run`, its rounds carried over Flower's own transport; afterwards no
-process of the federation is left."""
+FlowerFederation), a run submitted with `flwr run`, its rounds carried over Flower's own transport (HTTP/protobuf in
+flwr 1.42, not gRPC: docs/design/federated.md, fact 1); afterwards no process of the federation is left.
+
+First a plain Flower app (the plumbing alone), then paratrain's own: the FAB of workers/fl/fab.py naming the
+installed ServerApp and ClientApp, a FederatedTasks task on a devnet process joined by three data owners whose
+ClientApps sign their updates with the keys their SuperNodes carry, and two rounds committed on chain by the
+ServerApp process the SuperLink started, with the aggregator's key from its environment."""
 from __future__ import annotations
 
 import json
@@ -9,8 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from paratrain.local import FlowerFederation
+from paratrain._local.fl_market import post_federated_task
+from paratrain.local import TRAINER_STAKE, DevnetProcess, FlowerFederation, dev_keypair, fund, register_account
+from runtime_bindings import Chain, Keypair
+from workers.artifacts import ArtifactStore
+from workers.fl.arrays import loads, model_hash
+from workers.fl.child_key import KEY_ENV, export_key
+from workers.fl.fab import write_app_dir
 from workers.fl.flower_procs import FlowerProcessError, processes_marked
+from workers.fl.partition import federated_split
+from workers.fl.spec import build_spec
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +109,46 @@ def test_plain_flower_app_runs_two_rounds_over_three_supernode_processes(tmp_pat
             fed.submit_run(app, {"undeclared-key": 1})  # only keys the app declares may be overridden
     assert [processes_marked(m) for m in markers] == [[] for _ in markers]
     assert not fed.link.alive and not any(n.alive for n in fed.nodes)
+
+
+def test_paratrain_apps_commit_two_rounds_from_supernode_processes(tmp_path: Path) -> None:
+    split = federated_split("digits", 3, 1.0, seed=3)
+    spec = build_spec(recipe="digits_mlp", rule="fedavg", rounds=2, min_clients_per_round=3, seed=3,
+                      round_timeout_s=120.0)
+    aggregator = Keypair.create_from_uri("//FlDeployAggregator")
+    clients = [Keypair.create_from_uri(f"//FlDeployClient{i}") for i in range(3)]
+    store = ArtifactStore(tmp_path / "store")
+    with DevnetProcess() as devnet, Chain.connect(devnet.ws_url) as chain:
+        alice = dev_keypair("Alice")
+        fund(chain, alice, [aggregator], 2 * TRAINER_STAKE)
+        fund(chain, alice, clients, 10 * 10**12)
+        register_account(chain, aggregator, "Trainer", TRAINER_STAKE)
+        fed = FlowerFederation(0, tmp_path / "fed", link_env={KEY_ENV: export_key(aggregator)})
+        with fed:
+            posted = post_federated_task(chain, spec, split, root=tmp_path / "owners", store=store, requester=alice,
+                                         aggregator=aggregator, clients=clients, endpoint=fed.address)
+            for client in posted.clients:
+                fed.add_node({"paratrain-state": str(client.state_dir)}, {KEY_ENV: export_key(client.keypair)})
+            markers = [fed.link.marker] + [n.marker for n in fed.nodes]
+            app = write_app_dir(tmp_path / "app")
+            run_id = fed.submit_run(app, {"task-id": posted.task_id, "chain-url": devnet.ws_url,
+                                          "store": str(tmp_path / "store")})
+            status = fed.wait_run(run_id, timeout=400)
+            assert status == "finished:completed", fed.link.tail(60)
+            task = chain.federated_tasks.tasks(posted.task_id)
+            assert int(task.last_committed) == 2
+            base = posted.initial_hash
+            accounts = sorted(c.keypair.public_key for c in posted.clients)
+            for number in (1, 2):
+                record = chain.federated_tasks.rounds(posted.task_id, number)
+                assert bytes(record.base_model_hash) == base  # each round builds on the last one committed
+                participants = [p[0].public_key for p in record.participants]
+                assert participants == accounts  # every SuperNode identified as its joined account
+                global_bytes = store.fetch(store.uri(bytes(record.global_model_hash).hex()),
+                                           bytes(record.global_model_hash).hex())
+                arrays, _ = loads(global_bytes)
+                assert model_hash(arrays) == bytes(record.global_model_hash)
+                assert set(arrays) == set(posted.initial_arrays)
+                base = bytes(record.global_model_hash)
+            assert base != posted.initial_hash
+    assert [processes_marked(m) for m in markers] == [[] for _ in markers]

@@ -6,9 +6,8 @@ module, so the chain's copy of the rule, the rounds, the clients per round and t
 from the document the aggregator, the clients and the validators read. Like paratrain.task_specs it is public
 and imports no devnet: the commands may not reach into the harness's private parts.
 
-The initial model is the recipe's model built with the spec's `initial_model_seed` on the shape of a data set
-(its features and classes: the requester's holdout, or the recipe's built-in set), stored as PTTS1
-(workers.fl.arrays.model_bytes); its hash is the task's `initial_model_hash`, the base of round 1.
+The initial model whose hash goes on chain as `initial_model_hash` is workers.fl.model.initial_model (the
+recipe's model built with the spec's `initial_model_seed`), the one the ServerApp rebuilds when no store has it.
 """
 from __future__ import annotations
 
@@ -16,8 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from runtime_bindings.generated import types as t
     from workers.fl.spec import FlSpec, RuleSpec
 
@@ -69,24 +66,3 @@ def chain_fl_task_spec(spec: FlSpec, spec_uri: str, *, initial_model_hash: str, 
                         rule=chain_rule(spec.rule), client_share=terms.client_share,
                         min_client_stake=terms.min_client_stake, aggregate_tolerance=spec.aggregate_tolerance,
                         requirements=t.Requirements(*terms.requirements))
-
-
-def initial_model(spec: FlSpec, shape_data: bytes) -> dict[str, np.ndarray]:
-    """The recipe's model, built with the spec's seed, for data shaped like `shape_data` (a packaged arrays
-    data set: its feature count and its classes, the set's `classes` meta when it has one)."""
-    import torch
-
-    from workers.datasets import decode_dataset
-    from workers.recipes import get_recipe
-    from workers.spec import Validation
-
-    recipe = get_recipe(spec.recipe, allow_custom=False)
-    dataset = decode_dataset(shape_data)
-    hp = recipe.hyperparameters(spec.recipe_hyperparameters)
-    prepared = recipe.prepare(dataset, hp, Validation(fraction=0.0, seed=spec.initial_model_seed))
-    classes = int(dataset.meta.get("classes", 0))
-    if classes and "classes" in prepared.info:
-        prepared.info["classes"] = classes
-    torch.manual_seed(spec.initial_model_seed)
-    model = recipe.build_model(hp, prepared)
-    return {name: value.detach().cpu().numpy().copy() for name, value in model.state_dict().items()}

@@ -42,9 +42,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     create = sub.add_parser("create", help="store the FL spec document (and a holdout), post the federated task")
     create.add_argument("--recipe", default="digits_mlp", help="registered recipe (default digits_mlp)")
-    create.add_argument("--dataset", default=None,
-                        help="a built-in data set name or data file whose shape (features, classes) the initial "
-                             "model takes; it is not uploaded (default: the recipe's built-in set)")
     create.add_argument("--rounds", type=argtypes.count, default=5, metavar="N", help="rounds (default 5)")
     create.add_argument("--min-clients", type=argtypes.count, default=3, metavar="N",
                         help="least participants of a round (default 3)")

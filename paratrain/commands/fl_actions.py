@@ -113,7 +113,7 @@ def create(args: argparse.Namespace) -> int:
         client_stake = node.planck(args.client_stake, "--client-stake")
         try:
             store = ArtifactStore(args.store)
-            initial_hash = store_initial_model(spec, args.dataset, store)
+            initial_hash = store_initial_model(spec, store)
             spec_digest = store.put(spec.canonical_bytes())
             spec_uri = store.uri(spec_digest)
             commitment, holdout = None, None
@@ -156,22 +156,16 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
-def store_initial_model(spec: Any, dataset: str | None, store: Any) -> str:
-    """The initial model (paratrain.fl_specs.initial_model on the shape of `dataset`, default the recipe's
-    built-in set) put in `store`; its hash (hex), the task's initial_model_hash."""
-    from paratrain.fl_specs import initial_model
-    from workers.datasets import DatasetError, package
+def store_initial_model(spec: Any, store: Any) -> str:
+    """The task's initial model (workers.fl.model.initial_model: the recipe's model built with the spec's seed)
+    put in `store`; its hash (hex), the task's initial_model_hash."""
     from workers.fl.arrays import model_bytes
-    from workers.recipes import get_recipe
+    from workers.fl.model import ModelError, initial_model
 
-    source = dataset or get_recipe(spec.recipe).dataset
     try:
-        shape = package(source)
-        model = initial_model(spec, shape)
-    except DatasetError as exc:
-        raise CliError(f"bad --dataset: {exc}") from None
-    except (KeyError, ValueError, RuntimeError) as exc:  # the recipe cannot build a model on that data
-        raise CliError(f"the recipe {spec.recipe} cannot build its model on {source!r}: {exc}") from None
+        model = initial_model(spec)
+    except ModelError as exc:
+        raise CliError(f"the recipe {spec.recipe} cannot build its initial model: {exc}") from None
     return str(store.put(model_bytes(model)))
 
 

@@ -66,7 +66,7 @@ class FlowerLink:
         try:
             status = str(self._link.run_status(run_id))
         except FlowerProcessError as exc:
-            log.warning("run %s: status unknown: %s", run_id, exc)
+            log.info("run %s: status unknown (asked again later): %s", run_id, exc)
             return None
         return status if status.startswith("finished") else None
 

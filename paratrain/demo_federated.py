@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -351,9 +352,12 @@ def _all(nodes: list[Any], action: Any) -> None:
 def run_federated_demo(options: FederatedDemoOptions, console: Console | None = None) -> int:
     """Run the federated demo; its exit status (0: honest clients paid in the robust task, poisoners not).
     Everything it started is stopped on the way out, Ctrl-C included (status 130)."""
+    from paratrain.demo import _ignore_interrupts, _interrupt_on_sigterm
+
     console = console or Console()
     demo = FederatedDemo(options, console)
     code = EXIT_FAILED
+    previous = _interrupt_on_sigterm()  # SIGTERM stops everything as Ctrl-C does
     with ExitStack() as stack:  # each Flower child's stop ends its group and every process carrying its marker
         try:
             code = demo.run(stack)
@@ -366,5 +370,10 @@ def run_federated_demo(options: FederatedDemoOptions, console: Console | None = 
         except Exception as exc:  # noqa: BLE001 - one line, not a traceback
             log.debug("the federated demo failed", exc_info=True)
             demo.say(f"[red]the demo failed:[/red] {type(exc).__name__}: {exc}", "[red]✗[/red]")
+        finally:
+            _ignore_interrupts()  # the clean-up runs to its end
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
     demo.say("everything stopped", "[dim]·[/dim]")
     return code

@@ -88,11 +88,13 @@ class IdentityBook(Observable):
 
     Queries are pushed and their replies pulled whenever the book is refreshed (Flower's sampling polls
     every second), so a node whose first answer is slow (a cold ClientApp) is identified when it does
-    answer. A node is asked again only after `retry_s`; one that proves an account the task has no client
-    for, or signs badly, is not mapped. When a second node proves an account (its client restarted its
+    answer. A query lives `retry_s` (its Flower TTL) and a node is asked again only after that, so stale
+    queries never queue up in front of a SuperNode's training messages (it runs one message at a time, each
+    in a fresh process); a node that proves an account the task has no client for, or signs badly, is not
+    mapped. When a second node proves an account (its client restarted its
     SuperNode), the account moves to the new node."""
 
-    def __init__(self, task: FlTaskView, *, query_timeout: float = 30.0, retry_s: float = 30.0,
+    def __init__(self, task: FlTaskView, *, query_timeout: float = 30.0, retry_s: float = 120.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.task, self.query_timeout, self.retry_s = task, query_timeout, retry_s
         self.clock, self.sleep = clock, sleep
@@ -130,7 +132,7 @@ class IdentityBook(Observable):
         if not due:
             return set()
         messages = [Message(RecordDict({CONFIG: ConfigRecord({TASK_ID: self.task.task_id})}), node, IDENTITY_QUERY,
-                            group_id="identity") for node in due]
+                            group_id="identity", ttl=self.retry_s) for node in due]
         fresh = set()
         for message_id, node in zip(grid.push_messages(messages), due, strict=False):
             self._pending[message_id] = node

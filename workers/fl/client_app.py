@@ -42,7 +42,6 @@ from workers.fl.local_training import LocalTrainingError, train_round
 from workers.fl.spec import FlSpec, SpecError, decode_spec
 
 STATE_KEY = "paratrain-state"
-DATA_KEY = "paratrain-data"
 TASK_ID, ROUND, BASE_HASH = "paratrain.task-id", "paratrain.round", "paratrain.base-hash"
 CONFIG_RECORD, ARRAYS_RECORD, METRICS_RECORD, PARATRAIN_RECORD = "config", "arrays", "metrics", "paratrain"
 NUM_EXAMPLES, TRAIN_LOSS = "num-examples", "train-loss"
@@ -219,5 +218,5 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
 
 app = client_app()
 
-__all__ = ["BASE_HASH", "DATA_KEY", "ROUND", "STATE_KEY", "TASK_ID", "ClientNode", "ClientRefusal", "app",
+__all__ = ["BASE_HASH", "ROUND", "STATE_KEY", "TASK_ID", "ClientNode", "ClientRefusal", "app",
            "client_app", "deployment_node", "simulated_nodes"]

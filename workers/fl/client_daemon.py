@@ -38,7 +38,7 @@ log = logging.getLogger("paratrain.fl.client")
 
 PALLET = "FederatedTasks"
 TERMINAL = ("Completed", "Expired", "Cancelled")
-STATE_KEY, ATTACK_KEY = "paratrain-state", "paratrain-attack"
+STATE_KEY, ATTACK_KEY = "paratrain-state", "paratrain-attack"  # the ClientApp's node-config keys (it imports flwr)
 MAX_SHARD_BYTES = 1 << 30
 
 

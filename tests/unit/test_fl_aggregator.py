@@ -220,3 +220,42 @@ def test_no_role_on_a_chain_without_the_pallet(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(module, "PALLET", "NoSuchPallet")
     assert available(market) == "the chain has no NoSuchPallet pallet"
+
+
+def commit_rounds(chain: Chain, task: int, rounds: int) -> None:
+    """Commit `rounds` rounds as the aggregator's ServerApp would: the clients' signed updates on each base."""
+    from runtime_bindings.fl import sign_update, signed_update
+
+    base = bytes.fromhex("22" * 32)
+    ordered = sorted(CLIENTS, key=lambda k: k.public_key)
+    for number in range(1, rounds + 1):
+        entries = []
+        for i, client in enumerate(ordered):
+            update = bytes([0x40 + number, i]) * 16
+            entries.append(signed_update(client, update, 50, *sign_update(client, task, number, base, update, 50)))
+        chain.federated_tasks.commit_round(BOB, task, number, "0x" + base.hex(), "0x" + f"{number:02x}" * 32,
+                                           "0x" + "d0" * 32, b"file:///rounds", entries)
+        base = bytes([number]) * 32
+
+
+def test_a_run_that_ends_with_every_round_committed_is_not_started_again(market: Chain, tmp_path: Any):
+    join_deadline = market.best_number() + 1 + 1 + len(CLIENTS)
+    spec2 = {**spec(), "rounds": 2}
+    receipt = market.federated_tasks.create_task(ALICE, spec2, 10 * UNIT, join_deadline, join_deadline + 300, 1,
+                                                 None)
+    task = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
+    for i, client in enumerate(CLIENTS):
+        market.federated_tasks.join(client, task, "0x" + f"{i + 1:02x}" * 32, 100, UNIT)
+    tick(market, join_deadline)
+    link = RecordingLink()
+    agg = aggregator(market, tmp_path, link)
+    agg.step()
+    assert agg.runs[task].state is FlRunState.RUNNING
+    commit_rounds(market, task, 2)
+    link.finish[100 + task] = "finished:completed"
+    for _ in range(3):
+        agg.step()
+    run = agg.runs[task]
+    assert run.state is FlRunState.RUNNING and run.relaunches == 0 and run.run_id is None
+    assert [name for name, _ in link.calls].count("submit") == 1
+    assert market.federated_tasks.tasks(task).status.VARIANT == "Running"  # nothing released: verdicts decide

@@ -229,7 +229,7 @@ class Aggregator:
         if run.state is FlRunState.LINK_UP:
             self._submit(run)
         elif run.state is FlRunState.RUNNING:
-            self._check_run(run)
+            self._check_run(run, view)
 
     # Claim ------------------------------------------------------------------------------------------
     def _claim(self, run: FederatedRun, view: TaskView | None) -> None:
@@ -317,7 +317,12 @@ class Aggregator:
                  self._endpoint())
         self._write(run)
 
-    def _check_run(self, run: FederatedRun) -> None:
+    def _check_run(self, run: FederatedRun, view: TaskView) -> None:
+        if run.run_id is None:  # every round was committed when the run ended: the verdicts complete the task
+            if view.last_committed < view.rounds:  # ... unless a round timed out: it is committed again
+                run.advance(FlRunState.CLAIMED, f"round {view.last_committed + 1} is to be committed again")
+                self._release_if_exhausted(run)
+            return
         if time.monotonic() - self._last_run_check.get(run.task_id, 0.0) < self.config.run_check_s:
             return
         self._last_run_check[run.task_id] = time.monotonic()
@@ -326,6 +331,11 @@ class Aggregator:
             return  # the link was started again just now: the run goes again from CLAIMED
         status = self.link.finished(run.run_id)
         if status is None:
+            return
+        if view.last_committed >= view.rounds:
+            log.info("federated task %d: run %s %s with every round committed; waiting for the verdicts",
+                     run.task_id, run.run_id, status)
+            run.run_id = None
             return
         # the ServerApp returned but the chain does not say Completed: rounds are left, run it again
         run.advance(FlRunState.CLAIMED, f"run {run.run_id} {status}")

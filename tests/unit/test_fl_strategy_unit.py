@@ -152,6 +152,7 @@ TAMPERS: dict[str, Callable[[Message, Keypair], Message]] = {
     "the client committed 50": lambda m, k: train_reply(m, k, shifted(1), examples=51),
     "is not the reply's": lambda m, k: train_reply(m, k, shifted(1), metric_examples=10),
     "is not a joined client": lambda m, k: train_reply(m, OUTSIDER, shifted(1)),
+    "the global model it was sent, unchanged": lambda m, k: train_reply(m, k, dict(BASE)),
     "no signed update commitment": lambda m, k: Message(RecordDict({
         "arrays": ArrayRecord({n: Array(v) for n, v in shifted(1).items()}),
         "metrics": MetricRecord({"num-examples": EXAMPLES})}), reply_to=m),

@@ -12,7 +12,8 @@ Attacks on the update, with ``delta = trained - base`` (the received global mode
 * ``free-rider``: ``base`` itself, claiming its examples without training on them;
 * ``nan`` / ``inf``: one value of the first floating array replaced;
 * ``wrong-shape``: the first array with one row cut off;
-* ``oversize``: an extra zero array of the size limit plus one byte (the spec's ``max_update_bytes``).
+* ``oversize``: an extra zero array of twice the size limit (the spec's ``max_update_bytes``), so the reply is
+  over it whatever per-array overhead a size check allows.
 
 ``flip-labels`` poisons the data instead (``y -> classes - 1 - y``): the train handler applies
 `flip_labels` to the local shard and the update it sends is an honest one of poisoned data.
@@ -104,7 +105,7 @@ def poison(attack: Attack, base: Mapping[str, np.ndarray], update: Mapping[str, 
         value = out[name]
         out[name] = value[:-1] if value.ndim and value.shape[0] > 1 else np.concatenate([value.reshape(-1)] * 2)
     elif kind == "oversize":
-        out[PADDING_NAME] = np.zeros(max_update_bytes + 1, dtype=np.uint8)
+        out[PADDING_NAME] = np.zeros(2 * max_update_bytes, dtype=np.uint8)
     elif kind not in DATA_ATTACKS:
         raise AttackSpecError(f"unknown attack {kind!r}")
     return out

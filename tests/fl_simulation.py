@@ -123,6 +123,7 @@ def run_tasks(chain_for: Callable[[], Chain], store: ArtifactStore, task_ids: Se
 
     from workers.fl.client_app import client_app, simulated_nodes
     from workers.fl.server_app import ServerSetup, serve
+    from workers.runner import ensure_ray
 
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
@@ -136,8 +137,9 @@ def run_tasks(chain_for: Callable[[], Chain], store: ArtifactStore, task_ids: Se
             serve(grid, ServerSetup(chain=chain, keypair=AGGREGATOR, store=store, task_id=task_id,
                                     observers=tuple(observers), poll_s=0.05, identity_timeout_s=120.0))
 
+    # started here, not by Flower's RayBackend: ensure_ray runs the workers at nice 0 and starts a head that did not
+    # come up in time once more (seen on a loaded machine); RayBackend then uses it and shuts it down at the end
+    ensure_ray(num_cpus=2)
     run_simulation(app, client_app(simulated_nodes(list(nodes))), num_supernodes=len(nodes), backend_name="ray",
                    backend_config={"client_resources": {"num_cpus": 0.5, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False,
-                                                 # Ray's default nice 15 starves the clients on a shared machine
-                                                 "_system_config": {"worker_niceness": 0}}})
+                                   "init_args": {"num_cpus": 2}})

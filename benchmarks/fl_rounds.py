@@ -15,8 +15,8 @@ both alike:
   against its committed hash, the update signed). The task is a real FederatedTasks task: created, joined by
   every client, claimed by the aggregator.
 
-Both run in Flower's simulation runtime (`flwr.simulation.run_simulation`) on the project's Ray cluster
-(`paratrain.local.RayCluster`, Ray 2.60; client actors of 0.5 CPU), because N of 50 or 100 deployment SuperNodes
+Both run in Flower's simulation runtime (`flwr.simulation.run_simulation`) on the project's Ray
+(2.60, a local cluster started for each simulation; client actors of 0.5 CPU), because N of 50 or 100 deployment SuperNodes
 (two long-lived processes each plus one interpreter per message) do not fit a 2-core machine.
 
 What is measured, per round: from `configure_train` to the return of `aggregate_train` (a wrapper around the
@@ -161,18 +161,24 @@ def reported(main: Any) -> Any:
     return run
 
 
-def simulate(server_app: Any, client_app: Any, num_clients: int, ray_address: str) -> None:
+def simulate(server_app: Any, client_app: Any, num_clients: int, cpus: int) -> None:
+    """One simulation on a Ray started for it. Not one cluster for the whole run: Flower's RayBackend ends
+    every simulation with ray.shutdown(), which stops a cluster this process started, and the next simulation
+    then waits for nodes that never come (every identity query expired). Round times exclude Ray's start."""
     from flwr.simulation import run_simulation
 
+    from workers.runner import ensure_ray
+
+    ensure_ray(num_cpus=cpus)  # nice-0 workers, and one more try when a loaded machine is slow to start the head
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_clients, backend_name="ray",
-                   backend_config={"init_args": {"address": ray_address},
+                   backend_config={"init_args": {"num_cpus": cpus},
                                    "client_resources": {"num_cpus": 0.5, "num_gpus": 0.0}})
 
 
 # ================================================================================================
 # Bare Flower
 # ================================================================================================
-def run_bare(job: Job, ray_address: str) -> RoundTimes:
+def run_bare(job: Job, cpus: int) -> RoundTimes:
     from flwr.app import Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
@@ -206,7 +212,7 @@ def run_bare(job: Job, ray_address: str) -> RoundTimes:
                                    "metrics": MetricRecord({"num-examples": result.num_examples,
                                                             "train-loss": result.train_loss})}), reply_to=msg)
 
-    simulate(server, client, n, ray_address)
+    simulate(server, client, n, cpus)
     return times
 
 
@@ -231,7 +237,7 @@ class Market:
     root: Path
 
 
-def run_paratrain(job: Job, market: Market, ray_address: str, run_dir: Path) -> RoundTimes:
+def run_paratrain(job: Job, market: Market, cpus: int, run_dir: Path) -> RoundTimes:
     """The aggregator's own ServerApp (`workers.fl.server_app.serve`: the task read from the chain, its spec
     fetched by hash, ChainStrategy with the chain's gate on MaxRoundsAhead) and the data owners' ClientApp."""
     from paratrain._local.fl_market import post_federated_task
@@ -255,7 +261,7 @@ def run_paratrain(job: Job, market: Market, ray_address: str, run_dir: Path) -> 
                         observers=(on_event,), poll_s=0.05, identity_timeout_s=300.0)
     nodes = [ClientNode(c.state_dir, export_key(c.keypair)) for c in posted.clients]
     try:
-        simulate(server_app(lambda context: setup), client_app(simulated_nodes(nodes)), n, ray_address)
+        simulate(server_app(lambda context: setup), client_app(simulated_nodes(nodes)), n, cpus)
     finally:
         commit_chain.close()
     committed = int(market.chain.federated_tasks.tasks(posted.task_id).last_committed)
@@ -296,12 +302,12 @@ def setup_market(chain: Any, root: Path, max_clients: int) -> Market:
 
 def measure(sizes: list[int], rounds: int, warmup: int, repeats: int, alpha: float, seed: int,
             root: Path) -> dict[str, Any]:
-    from paratrain.local import DevnetProcess, RayCluster
+    from paratrain.local import DevnetProcess
     from runtime_bindings import Chain
 
     results: dict[str, Any] = {"sizes": {}}
-    with RayCluster(root / "ray", cpus=os.cpu_count() or 2) as cluster, \
-            DevnetProcess("--verification-grace-ms", str(3_600_000)) as devnet, \
+    cpus = os.cpu_count() or 2
+    with DevnetProcess("--verification-grace-ms", str(3_600_000)) as devnet, \
             Chain.connect(devnet.ws_url) as chain:
         market = setup_market(chain, root, max(sizes))
         voter = subprocess.Popen([sys.executable, __file__, "--voter-child", devnet.ws_url, "//FlBenchValidator"],
@@ -319,9 +325,9 @@ def measure(sizes: list[int], rounds: int, warmup: int, repeats: int, alpha: flo
                         log(f"{n} clients, {side} (pair {rep + 1} of {repeats})")
                         started = time.perf_counter()
                         if side == "bare":
-                            times = run_bare(job, cluster.address)
+                            times = run_bare(job, cpus)
                         else:
-                            times = run_paratrain(job, market, cluster.address, root / f"run-{n}-{rep}")
+                            times = run_paratrain(job, market, cpus, root / f"run-{n}-{rep}")
                         log(f"  {len(times.rounds)} rounds in {time.perf_counter() - started:.1f} s: "
                             f"{', '.join(f'{r:.3f}' for r in times.rounds)}")
                         runs[side].append(times)

@@ -15,9 +15,9 @@ both alike:
   against its committed hash, the update signed). The task is a real FederatedTasks task: created, joined by
   every client, claimed by the aggregator.
 
-Both run in Flower's simulation runtime (`flwr.simulation.run_simulation`) on the project's Ray
-(2.60, a local cluster started for each simulation; client actors of 0.5 CPU), because N of 50 or 100 deployment SuperNodes
-(two long-lived processes each plus one interpreter per message) do not fit a 2-core machine.
+Both run in Flower's simulation runtime (`flwr.simulation.run_simulation`) on the project's Ray (2.60, a local
+cluster started for each simulation; client actors of 0.5 CPU), because N of 50 or 100 deployment SuperNodes (two
+long-lived processes each plus one interpreter per message) do not fit a 2-core machine.
 
 What is measured, per round: from `configure_train` to the return of `aggregate_train` (a wrapper around the
 outermost strategy of each side, the same on both); the first `--warmup` rounds (actor start, first identity

@@ -27,7 +27,7 @@ round. Medians and p90s over the kept rounds; the ratio is paratrain's median ov
 
 Rounds must be accepted for the next ones to be committed (FederatedTasks.MaxRoundsAhead is 2), so a validator
 accepts each committed round from a process of its own (`--voter-child`), off the aggregator's critical path. It
-**does not check** the rounds: the validators' checks (tests/integration/test_fl_judge.py) are not what this
+**does not check** the rounds: the validators' checks (tests/integration/test_fl_judge_devnet.py) are not what this
 benchmark times.
 
 Usage (from the repository root)::

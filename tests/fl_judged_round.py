@@ -1,5 +1,5 @@
 """A FederatedTasks round committed the way ChainStrategy commits one, with real updates, for the round judge's
-tests (tests/unit/test_fl_judge.py in process, tests/integration/test_fl_judge.py on a devnet process).
+tests (tests/unit/test_fl_judge.py in process, tests/integration/test_fl_judge_devnet.py on a devnet process).
 
 A requester (//Alice) posts a FedMedian task with a committed holdout over four clients' digits shards
 (workers.fl.partition, a Dirichlet(100) split: near IID, so that honest updates agree and a leave-one-out on

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime_bindings.generated import types as t
-from runtime_bindings.values import H256, Bytes
+from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import model_bytes
 from workers.fl.client_tasks import JoinedTask, record_task
@@ -30,7 +29,6 @@ from workers.fl.partition import FederatedSplit, Shard
 from workers.fl.spec import FlSpec
 
 UNIT = 10**12
-METRIC_SCALE = 1_000_000  # on-chain eval_target and measured metrics are in micro-units
 
 
 @dataclass(frozen=True)
@@ -54,33 +52,6 @@ class PostedFlTask:
     aggregator: Any
 
 
-def _rule(spec: FlSpec) -> t.AggregationRule:
-    rule = spec.rule
-    kind = rule.name
-    if kind == "fedavg":
-        return t.AggregationRule.FedAvg
-    if kind == "fedmedian":
-        return t.AggregationRule.FedMedian
-    if kind == "fedtrimmedavg":
-        return t.AggregationRule.FedTrimmedAvg(beta=rule.beta)
-    if kind == "krum":
-        return t.AggregationRule.Krum(num_malicious=rule.num_malicious)
-    return t.AggregationRule.MultiKrum(num_malicious=rule.num_malicious, num_to_select=rule.num_to_select)
-
-
-def chain_fl_spec(spec: FlSpec, spec_uri: str, initial_hash: bytes, *, max_clients: int, client_share: int,
-                  min_client_stake: int) -> t.FlTaskSpec:
-    """The on-chain FlTaskSpec of a spec document stored at `spec_uri`."""
-    return t.FlTaskSpec(
-        recipe=Bytes(spec.recipe.encode()), spec_hash=H256(spec.spec_hash()), spec_uri=Bytes(spec_uri.encode()),
-        initial_model_hash=H256(initial_hash), eval_metric=Bytes(spec.eval.metric.encode()),
-        eval_target=round(spec.eval.target * METRIC_SCALE), higher_is_better=spec.eval.higher_is_better,
-        rounds=spec.rounds, min_clients_per_round=spec.min_clients_per_round,
-        fraction_per_round=spec.fraction_per_round, max_clients=max_clients, rule=_rule(spec),
-        client_share=client_share, min_client_stake=min_client_stake, aggregate_tolerance=spec.aggregate_tolerance,
-        requirements=t.Requirements(min_cpus=1, min_gpus=0, min_memory_mb=0))
-
-
 def post_federated_task(chain: Any, spec: FlSpec, split: FederatedSplit, *, root: Path, store: ArtifactStore,
                         requester: Any, aggregator: Any, clients: Sequence[Any], endpoint: str = "simulation",
                         bounty: int = 100 * UNIT, client_stake: int = UNIT, validators_required: int = 1,
@@ -97,8 +68,9 @@ def post_federated_task(chain: Any, spec: FlSpec, split: FederatedSplit, *, root
     task_id = int(fl.next_task_id())
     now = chain.best_number()
     join_deadline = now + len(clients) + 2  # one block per join, sealed as it arrives
-    fl.create_task(requester, chain_fl_spec(spec, spec_uri, initial_hash, max_clients=len(clients),
-                                            client_share=client_share, min_client_stake=client_stake),
+    terms = FlTaskTerms(max_clients=len(clients), client_share=client_share, min_client_stake=client_stake,
+                        requirements=(1, 0, 0))
+    fl.create_task(requester, chain_fl_task_spec(spec, spec_uri, initial_model_hash=initial_hash.hex(), terms=terms),
                    bounty, join_deadline, now + deadline_blocks, validators_required, None)
     joined = []
     for keypair, shard in zip(clients, split.shards, strict=True):

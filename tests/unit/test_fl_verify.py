@@ -340,3 +340,65 @@ def test_decide_without_a_learning_signal_pays_nobody_and_still_rejects() -> Non
     scores = [ClientScore(0.8, 1.0, False), ClientScore(-0.9, 1.0, False), ClientScore(0.5, 1000.0, False)]
     assert verify.decide(scores, None, Policy(), learning=False) == ([2], [0, 0, 0])
     assert verify.decide(scores, (0.5, [0.5, 0.5, 0.9]), Policy(), learning=False) == ([2], [0, 0, 0])
+
+
+def test_far_worse_is_a_ratio_to_a_positive_yardstick() -> None:
+    assert verify.far_worse(0.09, 0.51, 1 / 3) and not verify.far_worse(0.2, 0.51, 1 / 3)
+    assert verify.far_worse(1.6, 0.5, 1 / 3, higher_is_better=False)          # a loss three times the yardstick's
+    assert not verify.far_worse(1.4, 0.5, 1 / 3, higher_is_better=False)
+    assert not verify.far_worse(-5.0, 0.0, 0.5) and not verify.far_worse(0.0, -1.0, 0.5)   # no ratio to take
+    assert verify.far_worse(float("nan"), 0.5, 0.5) and verify.far_worse(float("inf"), 0.5, 0.5,
+                                                                          higher_is_better=False)
+
+
+def test_worthless_flags_own_models_far_below_the_reference() -> None:
+    # the Byzantine matrix's first round: the reference 0.51, the label-flipped model 0.09, the weakest honest 0.20
+    assert verify.worthless([0.09, 0.20, 0.45, 0.80], 0.51) == [True, False, False, False]
+    assert verify.worthless([0.3, 2.0], 0.6, higher_is_better=False) == [False, True]
+
+
+def test_valued_needs_a_live_base_and_a_global_model_that_kept_it() -> None:
+    assert verify.valued(0.82, 0.51, 0.93)
+    assert verify.valued(0.843, 0.51, 0.843)            # a good base the root update leaves where it was: valued
+    assert not verify.valued(0.11, 0.51, 0.11)          # FedAvg after x1000: a near-constant predictor
+    assert not verify.valued(0.20, 0.51, 0.24)
+    assert not verify.valued(0.45, 0.51, 0.20)          # the aggregate lost most of what one root update gets
+    assert verify.valued(0.45, 0.51, 0.34)
+    assert not verify.valued(0.5, 0.3, 1.2, higher_is_better=False)
+
+
+def test_decide_pays_nothing_to_unpaid_clients_or_in_a_round_not_valued() -> None:
+    scores = [ClientScore(0.8, 1.0, False), ClientScore(0.15, 1.0, False), ClientScore(0.5, 1000.0, False)]
+    assert verify.decide(scores, None, Policy()) == ([2], [800_000_000, 150_000_000, 0])
+    assert verify.decide(scores, None, Policy(), unpaid=[False, True, False]) == ([2], [800_000_000, 0, 0])
+    assert verify.decide(scores, None, Policy(), paying=False) == ([2], [0, 0, 0])   # poisoners still rejected
+    with pytest.raises(ValueError, match="unpaid flags"):
+        verify.decide(scores, None, Policy(), unpaid=[False])
+
+
+def test_a_label_flipped_model_that_points_the_root_way_is_paid_nothing(split) -> None:
+    """The first round from the initial model with the Byzantine matrix's hyperparameters: the update taught
+    flipped labels still points roughly where the root update does (cos > 0, so the cosine alone would pay
+    it, and leaving it out gains too little for leave-one-out to), but its own model measures near zero where
+    the reference measures about 0.5: factor 0, not slashed; every honest client is paid."""
+    matrix = build_spec(recipe="digits_mlp", rule="fedmedian", rounds=5, min_clients_per_round=3, seed=7,
+                        hyperparameters={"local_epochs": 5, "batch_size": 32, "lr": 0.01, "hidden": 64})
+    base = fl_model.initial_model(matrix)
+    updates = []
+    for i, shard in enumerate(split.shards):
+        examples = fl_model.read_examples(shard.data)
+        if i == 0:
+            examples = fl_model.Examples(examples.x, 9 - examples.y, examples.classes)
+        updates.append(fl_model.train(matrix, base, examples, seed=i))
+    weights = [s.num_examples for s in split.shards]
+    chain, doc, base_b, global_b, update_b = _objects(matrix, base, updates, weights, "fedmedian")
+    value = verify.round_verdict(matrix, chain, doc.canonical_bytes(), base_b, global_b, update_b, split.holdout)
+    evidence = json.loads(value.evidence)
+    flipped, reference = evidence["clients"][0], evidence["measured"]["reference"] / verify.METRIC_SCALE
+    assert value.accept and evidence["measured"]["valued"], evidence["measured"]
+    assert flipped["cos"] > 0.05 and flipped["own"] < reference * verify.OWN_FLOOR, (flipped, reference)
+    assert value.contributions[0] == 0 and value.rejected_clients == []
+    assert all(f > 0 for f in value.contributions[1:]), value.contributions
+    scores = [ClientScore(c["cos"], c["norm_ratio"], c["is_copy"]) for c in evidence["clients"]]
+    without = [c["without"] for c in evidence["clients"]]
+    assert verify.decide(scores, (evidence["loo_full"], without), matrix.policy)[1][0] > 0   # what it was paid before

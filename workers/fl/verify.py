@@ -20,8 +20,13 @@ when there is one. The steps, each a function unit-tested alone:
    client the scores do not reject is left out once and the rest averaged (FedAvg, whatever the task's rule:
    a robust rule's output jumps when one update leaves) and measured on the rest of the holdout. Without a
    holdout the reference is the coordinate-wise median of the round's updates and there is no
-   leave-one-out. `decide` turns that into the rejected clients (slashed on chain) and the contribution
-   factors (Perbill) with the spec's policy.
+   leave-one-out. Each client's own model (its update, as a model) is measured on the measuring share too:
+   one far worse than the reference (`far_worse`, OWN_FLOOR) is worth nothing, whatever its direction (a
+   label-flipped model points roughly where the root's does in the first rounds, and measures near or below
+   chance). A round is valued at all only when the root update from the base gets at least half as far as
+   from the recipe's initial model, and the committed global model at least half as far as that root
+   update (`valued`). `decide` turns that into the rejected clients (slashed on chain) and the
+   contribution factors (Perbill) with the spec's policy.
 4. the verdict (`round_verdict`): accept iff 1 and 2 pass; the global model's metric on the measuring part
    of the holdout in micro-units; the evidence document (canonical JSON) with every figure it rests on.
 """
@@ -56,6 +61,8 @@ METRIC_SCALE = 1_000_000          # the chain's metrics are i64 micro-units
 KRUM_TIE = 1e-6                   # relative difference under which two Krum scores are a tie
 MAX_ALTERNATIVES = 256            # tied Krum selections tried at most
 LOO_REJECT_COS = 0.1              # a leave-one-out gain rejects only an update this unaligned with the root's
+OWN_FLOOR = 1 / 3                 # a client's own model measuring under this share of the reference's: factor 0
+VALUE_FLOOR = 0.5                 # see `valued`: under this share of its yardstick, the round pays nobody
 HEADER_ALLOWANCE = 1 << 20        # PTTS1 header bytes allowed above the spec's max_update_bytes
 EVIDENCE_KIND = "fl-round-evidence"
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
@@ -306,14 +313,57 @@ def leave_one_out(rule: RuleSpec, updates: Sequence[Arrays], weights: Sequence[i
     return full, without
 
 
+def far_worse(value: float, anchor: float, floor: float, *, higher_is_better: bool = True) -> bool:
+    """Whether a model measuring `value` is far worse than one measuring `anchor`: under floor x anchor
+    (higher is better) or over anchor / floor (lower is better). Never for an anchor that is not positive and
+    finite (a ratio to it means nothing); always for a value that is not finite."""
+    if not (math.isfinite(anchor) and anchor > 0):
+        return False
+    if not math.isfinite(value):
+        return True
+    return value < floor * anchor if higher_is_better else value > anchor / floor
+
+
+def worthless(own_metrics: Sequence[float], reference_metric: float, *,
+              higher_is_better: bool = True) -> list[bool]:
+    """For each client's own model (its update, measured as a model on the measuring share), whether it is
+    far worse than the validator's root update from the same base (OWN_FLOOR): a model taught flipped labels
+    measures near or below chance (0.08 to 0.25 where the reference measures 0.5 to 0.85 on digits) while
+    its change can still point roughly where the root's does. In the Byzantine matrix (alpha 2) the flipped
+    model measured at most 0.29 of the reference and the weakest honest one (a skewed shard, first round) at
+    least 0.40 (0.32 in one of five re-runs with other client seeds). Worth nothing, not slashed: a bad shard
+    is not proof of malice."""
+    return [far_worse(m, reference_metric, OWN_FLOOR, higher_is_better=higher_is_better) for m in own_metrics]
+
+
+def valued(reference_metric: float, initial_reference_metric: float, global_metric: float, *,
+           higher_is_better: bool = True) -> bool:
+    """Whether a judged round's updates can be valued (paid) at all. Two yardsticks, both the validator's own
+    root update (FLTrust's, on the root share): trained from this round's base it must measure at least
+    VALUE_FLOOR of what it measures trained from the recipe's initial model (`initial_reference_metric`),
+    and the committed global model at least VALUE_FLOOR of it. A base poisoned past use (FedAvg after x1000
+    updates) stays a near-constant predictor under any training, the root's (0.09 to 0.20 of accuracy where
+    the initial model trains to 0.51), and every update, honest or label-flipped, lines up with the root's:
+    nothing tells them apart. A global model that lost most of what one root update gets (a poisoned FedAvg
+    round: 0.11 to 0.20 against 0.45 to 0.53) bought nothing either. The round is still judged
+    (`has_signal`): its poisoners are rejected."""
+    return not (far_worse(reference_metric, initial_reference_metric, VALUE_FLOOR, higher_is_better=higher_is_better)
+                or far_worse(global_metric, reference_metric, VALUE_FLOOR, higher_is_better=higher_is_better))
+
+
 def decide(scores: Sequence[ClientScore], loo: tuple[float, Sequence[float]] | None, policy: Policy, *,
-           higher_is_better: bool = True, learning: bool = True) -> tuple[list[int], list[int]]:
+           higher_is_better: bool = True, learning: bool = True, paying: bool = True,
+           unpaid: Sequence[bool] | None = None) -> tuple[list[int], list[int]]:
     """(the indices of rejected updates, each update's contribution factor in Perbill). Rejected: a change
     more than reject_norm_ratio times the reference's, or pointing away from it (cos < reject_cos), or one
     whose absence improves the metric by more than loo_reject while it is unaligned (cos < 0.1). Factor 0:
     rejected, a copy of the base (a free rider: unpaid, not slashed), an absence that improves the metric by
-    more than loo_tolerance, or a round without a learning signal (`learning` False: see `has_signal`; then
-    directions mean nothing and only the norm ratio rejects); else the cosine clipped to [0, 1]."""
+    more than loo_tolerance, a client whose `unpaid` entry is true (its own model is `worthless`), a round
+    that is not `paying` (see `valued`), or a round without a learning signal (`learning` False: see
+    `has_signal`; then directions mean nothing and only the norm ratio rejects); else the cosine clipped to
+    [0, 1]."""
+    if unpaid is not None and len(unpaid) != len(scores):
+        raise ValueError(f"{len(unpaid)} unpaid flags for {len(scores)} scores")
     gains = [0.0] * len(scores)
     if loo is not None:
         full, without = loo
@@ -325,7 +375,8 @@ def decide(scores: Sequence[ClientScore], loo: tuple[float, Sequence[float]] | N
         reject = score.norm_ratio > policy.reject_norm_ratio or aligned_badly
         if reject:
             rejected.append(i)
-        zero = reject or score.is_copy or gain > policy.loo_tolerance or not learning
+        zero = (reject or score.is_copy or gain > policy.loo_tolerance or not learning or not paying
+                or (unpaid is not None and unpaid[i]))
         factors.append(0 if zero else round(min(1.0, max(0.0, score.cos)) * PERBILL))
     return rejected, factors
 
@@ -403,7 +454,9 @@ def _marginal_gains(spec: FlSpec, arrays: RoundArrays, weights: list[int], refer
 def _judge_clients(spec: FlSpec, chain: ChainRound, arrays: RoundArrays, holdout: bytes | None,
                    evidence: dict[str, Any]) -> RoundVerdictValue:
     weights = [n for _, n in chain.participants]
-    measured_micro, loo, notes, learning = 0, None, [], True
+    measured_micro, loo, notes, learning, paying = 0, None, [], True, True
+    own: list[float] | None = None
+    unpaid: list[bool] | None = None
     reference: Arrays | None = None
     if holdout is not None:
         try:
@@ -414,27 +467,41 @@ def _judge_clients(spec: FlSpec, chain: ChainRound, arrays: RoundArrays, holdout
             loo = _marginal_gains(spec, arrays, weights, reference, rest)
             base_metric, reference_metric = measure(spec, arrays.base, rest), measure(spec, reference, rest)
             learning = has_signal(base_metric, reference_metric, measured)
+            higher = spec.eval.higher_is_better
+            # the root update round 1 trains: from the recipe's initial model, with round 1's seed
+            initial_reference = reference_update(spec, fl_model.initial_model(spec), root,
+                                                 int(spec.hyperparameters["seed"]) + 1)
+            initial_reference_metric = measure(spec, initial_reference, rest)
+            paying = valued(reference_metric, initial_reference_metric, measured, higher_is_better=higher)
+            own = [measure(spec, u, rest) for u in arrays.updates]
+            unpaid = worthless(own, reference_metric, higher_is_better=higher)
             measured_micro = to_micro(measured)
             evidence["measured"] = {spec.eval.metric: measured_micro, "examples": len(rest),
                                     "root_examples": len(root), "base": to_micro(base_metric),
-                                    "reference": to_micro(reference_metric), "learning": learning}
+                                    "reference": to_micro(reference_metric),
+                                    "initial_reference": to_micro(initial_reference_metric), "learning": learning,
+                                    "valued": paying}
             if not learning:
                 notes.append("no learning signal: neither the global model nor the root update measures other "
                              "than the base, so no client is paid for this round")
+            elif not paying:
+                notes.append("the round is not valued: the root update from the base, or the global model, measures "
+                             "under half of its yardstick (see verify.valued), so no client is paid for this round")
         except ModelError as exc:  # the requester's holdout (or recipe) cannot be used: judge without it
             notes.append(f"the holdout is unusable, clients judged against the median update: {exc}")
-            reference, loo, learning = None, None, True
+            reference, loo, learning, paying, own, unpaid = None, None, True, True, None, None
     if reference is None:
         reference = rules.median(arrays.updates)
     evidence["reference"] = "holdout-root" if loo is not None else "median"
     scores = client_scores(arrays.base, arrays.updates, reference)
     rejected, factors = decide(scores, loo, spec.policy, higher_is_better=spec.eval.higher_is_better,
-                               learning=learning)
+                               learning=learning, paying=paying, unpaid=unpaid)
     full, without = loo if loo is not None else (None, [None] * len(scores))
     evidence["loo_full"] = None if full is None else _finite(full)
     evidence["clients"] = [{"client": client, "num_examples": n, "cos": _finite(s.cos),
                             "norm_ratio": _finite(s.norm_ratio), "is_copy": s.is_copy,
-                            "without": None if w is None else _finite(w), "factor": f, "rejected": i in rejected}
+                            "without": None if w is None else _finite(w),
+                            "own": None if own is None else _finite(own[i]), "factor": f, "rejected": i in rejected}
                            for i, ((client, n), s, w, f) in enumerate(zip(chain.participants, scores, without, factors,
                                                                            strict=True))]
     evidence.update(accept=True, reasons=notes)

@@ -28,7 +28,8 @@ SALT = bytes.fromhex(blake2_256_hex(b"fl-simulation-salt"))
 CAPS = {"cpus": 8, "gpus": 0, "gpu_model": "", "memory_mb": 16_000}
 CHAIN_RULES: dict[str, Any] = {"fedavg": "FedAvg", "fedmedian": "FedMedian",
                                "fedtrimmedavg:0.35": {"FedTrimmedAvg": {"beta": 350_000_000}},
-                               "krum:4": {"Krum": {"num_malicious": 4}}}
+                               "krum:4": {"Krum": {"num_malicious": 4}},
+                               "multikrum:4:7": {"MultiKrum": {"num_malicious": 4, "num_to_select": 7}}}
 
 
 def register_parties(chain: Chain, clients: Sequence[Keypair]) -> None:

@@ -220,15 +220,18 @@ def test_client_scores() -> None:
 def test_decide_follows_the_policy() -> None:
     policy = Policy()
     scores = [ClientScore(0.8, 1.0, False), ClientScore(-0.9, 1.0, False), ClientScore(0.9, 1000.0, False),
-              ClientScore(0.0, 0.0, True), ClientScore(0.05, 1.0, False), ClientScore(0.5, 1.0, False),
-              ClientScore(-0.1, 1.0, False)]
-    loo = (0.80, [0.79, 0.80, 0.80, 0.80, 0.90, 0.83, 0.80])
+              ClientScore(0.0, 0.0, True), ClientScore(-0.05, 1.0, False), ClientScore(0.5, 1.0, False),
+              ClientScore(-0.1, 1.0, False), ClientScore(0.05, 1.0, False)]
+    loo = (0.80, [0.79, 0.80, 0.80, 0.80, 0.90, 0.83, 0.80, 0.90])
     rejected, factors = verify.decide(scores, loo, policy)
-    assert rejected == [1, 2, 4]          # sign flip, x1000, a harmful unaligned update
-    assert factors == [800_000_000, 0, 0, 0, 0, 0, 0]   # 5: improves by 0.03 > loo_tolerance; 6: cos clipped
+    assert rejected == [1, 2, 4]          # sign flip, x1000, a harmful update pointing away from the root's
+    # 5: improves by 0.03 > loo_tolerance; 6: cos clipped; 7: as harmful as 4 but not pointing away (an honest
+    # client's skewed shard can do that): worth nothing, not slashed
+    assert factors == [800_000_000, 0, 0, 0, 0, 0, 0, 0]
     assert verify.decide(scores, loo, Policy(loo_tolerance=0.05))[1][5] == 500_000_000
     # a lower-is-better metric: a gain is a drop
-    rejected, _ = verify.decide(scores, (0.5, [0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.5]), policy, higher_is_better=False)
+    rejected, _ = verify.decide(scores, (0.5, [0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.5, 0.4]), policy,
+                                higher_is_better=False)
     assert rejected == [1, 2, 4]
     assert verify.decide(scores, None, policy)[0] == [1, 2]
 

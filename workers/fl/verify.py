@@ -60,7 +60,7 @@ from workers.hashing import blake2_256_hex, normalize_hash
 METRIC_SCALE = 1_000_000          # the chain's metrics are i64 micro-units
 KRUM_TIE = 1e-6                   # relative difference under which two Krum scores are a tie
 MAX_ALTERNATIVES = 256            # tied Krum selections tried at most
-LOO_REJECT_COS = 0.1              # a leave-one-out gain rejects only an update this unaligned with the root's
+LOO_REJECT_COS = 0.0              # a leave-one-out gain rejects (slashes) only an update pointing away from the root's
 OWN_FLOOR = 1 / 3                 # a client's own model measuring under this share of the reference's: factor 0
 VALUE_FLOOR = 0.5                 # see `valued`: under this share of its yardstick, the round pays nobody
 HEADER_ALLOWANCE = 1 << 20        # PTTS1 header bytes allowed above the spec's max_update_bytes
@@ -356,9 +356,10 @@ def decide(scores: Sequence[ClientScore], loo: tuple[float, Sequence[float]] | N
            unpaid: Sequence[bool] | None = None) -> tuple[list[int], list[int]]:
     """(the indices of rejected updates, each update's contribution factor in Perbill). Rejected: a change
     more than reject_norm_ratio times the reference's, or pointing away from it (cos < reject_cos), or one
-    whose absence improves the metric by more than loo_reject while it is unaligned (cos < 0.1). Factor 0:
-    rejected, a copy of the base (a free rider: unpaid, not slashed), an absence that improves the metric by
-    more than loo_tolerance, a client whose `unpaid` entry is true (its own model is `worthless`), a round
+    whose absence improves the metric by more than loo_reject while it points away from it at all (cos < 0:
+    a skewed honest shard can hurt the average while still pointing the root's way). Factor 0: rejected, a
+    copy of the base (a free rider: unpaid, not slashed), an absence that improves the metric by more than
+    loo_tolerance, a client whose `unpaid` entry is true (its own model is `worthless`), a round
     that is not `paying` (see `valued`), or a round without a learning signal (`learning` False: see
     `has_signal`; then directions mean nothing and only the norm ratio rejects); else the cosine clipped to
     [0, 1]."""

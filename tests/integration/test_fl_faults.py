@@ -46,7 +46,8 @@ from runtime_bindings import Chain, Keypair
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import model_bytes
 from workers.fl.child_key import KEY_ENV, export_key
-from workers.fl.flower_procs import MARKER_ENV, free_port
+from workers.fl.client_daemon import TERMINAL
+from workers.fl.flower_procs import free_port, processes_started_by
 from workers.fl.model import initial_model
 from workers.fl.partition import federated_split
 from workers.fl.spec import build_spec
@@ -60,28 +61,11 @@ CLIENTS, ROUNDS, MIN_CLIENTS = 5, 4, 3
 CLIENT_STAKE = 10 * UNIT
 VICTIM = 4                                          # the data owner whose machine dies
 CLIENT_KILL_AFTER, AGGREGATOR_KILL_AFTER = 1, 2     # committed rounds when each crash happens
-TERMINAL = ("Completed", "Expired", "Cancelled")
-
-
-def pids_marked_by(parent_pid: int) -> list[int]:
-    """Every process whose Flower marker says a FlowerChild of `parent_pid` started it (or an ancestor did): the
-    SuperLink or SuperNode, their SuperExec and app processes, wherever they were re-parented."""
-    needle = f"{MARKER_ENV}={parent_pid}-".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def crash(proc: subprocess.Popen[bytes]) -> None:
     """A machine's death: SIGKILL the process and every Flower process it started, in one sweep."""
-    victims = [proc.pid, *pids_marked_by(proc.pid)]
+    victims = [proc.pid, *processes_started_by(proc.pid)]
     for pid in victims:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -97,7 +81,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             crash(proc)
-    for pid in pids_marked_by(proc.pid):  # what a clean exit left behind
+    for pid in processes_started_by(proc.pid):  # what a clean exit left behind
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -220,7 +204,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         finally:
             for proc in procs.values():
                 stop(proc)
-            world.leftovers = [pid for parent in world.pids for pid in pids_marked_by(parent)]
+            world.leftovers = [pid for parent in world.pids for pid in processes_started_by(parent)]
         yield world
 
 

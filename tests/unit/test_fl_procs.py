@@ -26,6 +26,7 @@ from workers.fl.flower_procs import (
     end_processes_marked,
     flower_env,
     processes_marked,
+    processes_started_by,
     toml_document,
     write_connection,
 )
@@ -180,6 +181,25 @@ def test_end_processes_marked_leaves_unmarked_processes_alone(tmp_path: Path) ->
     finally:
         other.kill()
         other.wait()
+
+
+def test_processes_started_by_a_pid_are_those_of_its_markers_only(tmp_path: Path) -> None:
+    """A marker is "<pid of the starter>-<uuid>": pid 77 must not claim the processes of pid 777."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    procs = {marker: subprocess.Popen(sleeper, env={**flower_env(tmp_path), MARKER_ENV: marker})
+             for marker in ("77-a", "77-b", "777-a", "x77-a")}
+    try:
+        mine = {procs["77-a"].pid, procs["77-b"].pid}
+        deadline = time.monotonic() + 10
+        while set(processes_started_by(77)) != mine and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(processes_started_by(77)) == mine
+        assert processes_started_by(777) == [procs["777-a"].pid]
+        assert processes_marked("77-a") == [procs["77-a"].pid]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
 
 
 def test_a_childs_extra_environment_goes_on_top_of_this_processs(tmp_path: Path,

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,9 +139,9 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def processes_marked(marker: str) -> list[int]:
-    """Pids (other than this process) whose environment has MARKER_ENV=`marker` (empty where /proc is absent)."""
-    needle = f"{MARKER_ENV}={marker}".encode()
+def _marked(matches: Callable[[bytes], bool]) -> list[int]:
+    """Pids (other than this process) with a MARKER_ENV value that `matches` (empty where /proc is absent)."""
+    prefix = f"{MARKER_ENV}=".encode()
     found = []
     try:
         names = os.listdir("/proc")
@@ -152,11 +152,24 @@ def processes_marked(marker: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
+                if any(v.startswith(prefix) and matches(v[len(prefix):]) for v in f.read().split(b"\0")):
                     found.append(int(name))
         except OSError:
             continue
     return found
+
+
+def processes_marked(marker: str) -> list[int]:
+    """Pids (other than this process) whose environment has MARKER_ENV=`marker`."""
+    value = marker.encode()
+    return _marked(lambda v: v == value)
+
+
+def processes_started_by(pid: int) -> list[int]:
+    """Pids carrying the marker of any FlowerChild that process `pid` started (markers are "<pid>-<uuid>"), and
+    their descendants wherever they were re-parented: what a crash of `pid` leaves behind."""
+    prefix = f"{pid}-".encode()
+    return _marked(lambda v: v.startswith(prefix))
 
 
 def end_processes_marked(marker: str, grace: float = 5.0) -> None:

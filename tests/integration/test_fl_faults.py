@@ -17,6 +17,7 @@ every round once //Alice has revealed the holdout, and the pallet pays at its ve
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,14 +64,15 @@ VICTIM = 4                                          # the data owner whose machi
 CLIENT_KILL_AFTER, AGGREGATOR_KILL_AFTER = 1, 2     # committed rounds when each crash happens
 
 
+def _kill9(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def crash(proc: subprocess.Popen[bytes]) -> None:
     """A machine's death: SIGKILL the process and every Flower process it started, in one sweep."""
-    victims = [proc.pid, *processes_started_by(proc.pid)]
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill9([proc.pid, *processes_started_by(proc.pid)])
     proc.wait(30)
 
 
@@ -81,11 +83,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             crash(proc)
-    for pid in processes_started_by(proc.pid):  # what a clean exit left behind
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill9(processes_started_by(proc.pid))  # what a clean exit left behind
 
 
 @dataclass

@@ -27,3 +27,10 @@ def test_generated_stubs_load_on_this_protobuf_runtime() -> None:
 
     assert worker_pb2.DESCRIPTOR.package == "paratrain.v1"
     assert hasattr(worker_pb2_grpc, "WorkerServiceStub")
+
+
+def test_opacus_is_the_pinned_release_on_the_cpu_torch() -> None:
+    # Opacus 1.6.0 is the release checked against torch 2.13.0 (docs/design/private.md, fact 6); a newer
+    # torch pulled in by an unpinned upgrade would be a CUDA build of several GB on these machines.
+    assert version("opacus") == "1.6.0"
+    assert version("torch").startswith("2.13.0")

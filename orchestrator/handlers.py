@@ -12,8 +12,10 @@ that loop.
   A served waiter gets a fresh off-chain reservation (TTL `reservation_ttl`); the claim becomes binding
   only when the worker's own signed `claim_task` is on chain, whereupon the reservation ends.
 - relay_extrinsic / report_progress: the extrinsic is decoded with the chain's metadata and must be
-  signed by the caller and be TaskBounties.{claim_task, heartbeat, release_claim, submit_result} about
-  the task named; it is relayed as is (the orchestrator never signs).
+  signed by the caller and be TaskBounties.{claim_task, heartbeat, release_claim, submit_result,
+  submit_private_result} about the task named; it is relayed as is (the orchestrator never signs). A private
+  task's result (submit_private_result: the attestation plus the worker's DpClaim) is held to exactly the
+  checks of submit_result: whether the claim is honest is for the pallet and the validators to judge.
 - watch_task: first a "State" event (the task as indexed, block = the index height), then the task's
   chain events (block > 0) and live progress ("Progress", block 0) as they happen.
 """
@@ -44,7 +46,8 @@ if TYPE_CHECKING:  # the types only: the handlers are built on a chain connectio
     from runtime_bindings import Chain
 
 log = logging.getLogger(__name__)
-RELAYABLE = ("claim_task", "heartbeat", "release_claim", "submit_result")
+RELAYABLE = ("claim_task", "heartbeat", "release_claim", "submit_result", "submit_private_result")
+RESULTS = ("submit_result", "submit_private_result")  # a result: only from the worker holding the claim
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -325,7 +328,7 @@ class Handlers:
                 raise PermissionDenied(f"task {task_id} is reserved for another worker")
             if task.status is not TaskStatus.OPEN:
                 raise FailedPrecondition(f"task {task_id} is {task.status.value}, not Open")
-        elif decoded.call == "submit_result":
+        elif decoded.call in RESULTS:
             if task.worker != account or task.status is not TaskStatus.CLAIMED:
                 raise PermissionDenied(f"task {task_id} is not claimed by {account}")
         elif not self._holds(account, task):

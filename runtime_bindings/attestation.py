@@ -177,3 +177,63 @@ def verify_attestation(encoded_attestation: bytes, signature: SignatureValue, si
         return False
     message = signing_payload(encoded_attestation)
     return any(verify_signature(kind, raw, message, public) for kind, raw in candidates)
+
+
+# Private tasks ------------------------------------------------------------------------------------------
+DP_ATTESTATION_CONTEXT = b"paratrain/attestation-dp/v1"
+DP_CALL, DP_CLAIM_ARGUMENT = "submit_private_result", "claim"
+
+
+@dataclass(frozen=True)
+class DpAttestationCodec:
+    """The signed message of a private task's result (TaskBounties.submit_private_result):
+
+        b"paratrain/attestation-dp/v1" + SCALE(attestation) + SCALE(claim)
+
+    The worker's DpClaim (accountant, noise multiplier, sample rate, steps, clipping norm, delta, epsilon, in
+    chain units) is signed with the attestation it describes, so a claim cannot be moved to another result nor
+    a result keep its signature under a smaller claim. Its own domain keeps it from ever verifying as a plain
+    attestation (and the other way round); the plain codec and its domain are unchanged. Both SCALE types come
+    from the runtime metadata (the call's `attestation` and `claim` argument types), as AttestationCodec's."""
+
+    attestation: AttestationCodec
+    claim_type: str
+
+    @classmethod
+    def from_chain(cls, chain: Chain) -> DpAttestationCodec:
+        """From a connected chain's runtime (KeyError if it has no TaskBounties.submit_private_result)."""
+        metadata = chain.decoded_metadata()
+        config = RuntimeConfigurationObject()
+        config.update_type_registry(load_type_registry_preset("core"))
+        config.add_portable_registry(metadata)
+        index = MetadataIndex(v14_of(metadata.value))
+        attestation_id = index.call_arg_type(PALLET, DP_CALL, ARGUMENT)
+        claim_id = index.call_arg_type(PALLET, DP_CALL, DP_CLAIM_ARGUMENT)
+        return cls(AttestationCodec(config, f"scale_info::{attestation_id}"), f"scale_info::{claim_id}")
+
+    def encode_claim(self, claim: object) -> bytes:
+        """SCALE bytes of a DpClaim (the generated types.DpClaim, or scalecodec's plain form of it)."""
+        obj = self.attestation.config.create_scale_object(self.claim_type)
+        return bytes(obj.encode(to_scale_value(claim)).data)
+
+    def payload(self, attestation: AttestationValue, claim: object) -> bytes:
+        """The exact message that is signed."""
+        return DP_ATTESTATION_CONTEXT + self.attestation.encode(attestation) + self.encode_claim(claim)
+
+    def multi_signature(self, attestation: AttestationValue, claim: object, keypair: Keypair) -> dict[str, str]:
+        """The signature as the `signature: MultiSignature` argument of submit_private_result."""
+        scheme = {KeypairType.SR25519: "Sr25519", KeypairType.ED25519: "Ed25519"}.get(keypair.crypto_type)
+        if scheme is None:
+            raise ValueError("attestations are signed with sr25519 or ed25519 keys")
+        return {scheme: "0x" + bytes(keypair.sign(self.payload(attestation, claim))).hex()}
+
+    def verify(self, attestation: AttestationValue, claim: object, signature: SignatureValue,
+               signer: bytes | str | Keypair, scheme: str | None = None) -> bool:
+        """True if `signature` is `signer`'s over this attestation and claim (the pallet's rules)."""
+        try:
+            public = _public_key(signer)
+            candidates = _signature(signature, scheme)
+        except (ValueError, TypeError):
+            return False
+        message = self.payload(attestation, claim)
+        return any(verify_signature(kind, raw, message, public) for kind, raw in candidates)

@@ -24,6 +24,8 @@ from workers.privacy.accounting import (
     sample_rate_of,
     steps_for,
 )
+from workers.privacy.seeds import noise_key_hash, noise_seed, sample_seed
 
 __all__ = ["ACCOUNTANTS", "CLAIM_TOLERANCE", "DpClaim", "DpTerms", "PrivacyError", "UnsupportedAccountantError",
-           "check_claim", "epsilon_spent", "honest_claim", "noise_multiplier_for", "sample_rate_of", "steps_for"]
+           "check_claim", "epsilon_spent", "honest_claim", "noise_key_hash", "noise_multiplier_for", "noise_seed",
+           "sample_rate_of", "sample_seed", "steps_for"]

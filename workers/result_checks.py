@@ -15,6 +15,12 @@ segments to replay) are the pure functions of workers.verification; this module 
 - the claimed metric re-measured on the validation split (`measure`: unusable weights fail the check,
   ModelUnusable), the revealed holdout against the task's target;
 - Q segments re-executed from their starting checkpoint (`replay`).
+- for a private task (the chain's TaskBounties result carries a DpClaim; `PrivateResult`): the spec document's
+  "privacy" section equals the chain's DpSpec in chain units (`privacy_mismatch`), and the claim is the one
+  the spec and the data size imply (`dp_claim_check`: workers.privacy.check_claim, epsilon at most 1 % under
+  its recomputation). That the run really clipped and noised is the replays' business: the engine reseeds
+  the noise and the Poisson sample from the secret noise key at every step, so a segment trained without
+  noise or without clipping is not reproduced.
 
 Errors of this machine (disk, memory, a lost Ray node) propagate: the daemon retries, then abstains, and
 never turns them into a reject.
@@ -23,7 +29,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from runtime_bindings.generated.types import Attestation
@@ -56,6 +63,74 @@ log = logging.getLogger("paratrain.validator")
 TORCH_LOCK = threading.RLock()
 
 
+@dataclass(frozen=True)
+class PrivateResult:
+    """What the chain holds about a private task's result under verification: its DpSpec (BountyPrivacy) and
+    the worker's signed claim (BountyClaims; None if the chain has none)."""
+
+    dp_spec: Any   # runtime_bindings.generated.types.DpSpec
+    claim: Any     # runtime_bindings.generated.types.DpClaim | None
+
+
+def dp_spec_values(privacy: Mapping[str, Any]) -> dict[str, Any]:
+    """The on-chain DpSpec, as plain values in chain units, that a spec document's "privacy" section commits
+    to (runtime_bindings.privacy's roundings, through workers.privacy.DpTerms). KeyError/ValueError for a
+    section that is not one."""
+    from workers.privacy import DpTerms
+
+    terms = DpTerms.from_floats(privacy["accountant"], privacy["epsilon"], privacy["delta"], privacy["max_grad_norm"],
+                                privacy["noise_multiplier"])
+    return {**asdict(terms), "noise_key_hash": str(privacy["noise_key"]["hash"]).lower().removeprefix("0x")}
+
+
+def chain_dp_spec_values(dp_spec: Any) -> dict[str, Any]:
+    """The chain's DpSpec (types.DpSpec) as the same plain values."""
+    return {"accountant": dp_spec.accountant.name.lower(), "epsilon_cap": int(dp_spec.epsilon_cap),
+            "delta": int(dp_spec.delta), "max_grad_norm": int(dp_spec.max_grad_norm),
+            "noise_multiplier": int(dp_spec.noise_multiplier), "noise_key_hash": bytes(dp_spec.noise_key_hash).hex()}
+
+
+def privacy_mismatch(privacy: Mapping[str, Any] | None, dp_spec: Any) -> list[str]:
+    """Why a spec document's "privacy" section and the chain's DpSpec (None: a plain task) disagree; empty
+    when they agree (both absent included). The worker refuses such a task and a validator rejects its result:
+    a run can follow only one of them, and the budget is spent on the chain's terms."""
+    if privacy is None and dp_spec is None:
+        return []
+    if privacy is None:
+        return ["the task is private on chain but its spec document has no privacy section"]
+    if dp_spec is None:
+        return ["the spec document has a privacy section but the task is not private on chain"]
+    try:
+        document = dp_spec_values(privacy)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"the spec document's privacy section is unusable: {exc}"]
+    chain = chain_dp_spec_values(dp_spec)
+    return [f"{name}: the spec document says {document[name]}, the chain {chain[name]}"
+            for name in chain if document.get(name) != chain[name]]
+
+
+def dp_claim_check(claim: Any, dp_spec: Any, *, train_examples: int, batch_size: int, epochs: int) -> Check:
+    """The worker's claim (types.DpClaim, or None) against the chain's DpSpec and the run's shape: the
+    mechanism the spec fixes, the q and steps the data size implies, epsilon at most 1 % under Opacus's
+    recomputation (workers.privacy.check_claim). Over-claiming is allowed: it only spends more budget."""
+    from workers.privacy import DpTerms, PrivacyError, check_claim
+
+    if claim is None:
+        return Check("dp_claim", False, {"reason": "the chain holds no DP claim for this private result"})
+    values = {"accountant": claim.accountant.name.lower(), **{k: int(getattr(claim, k)) for k in (
+        "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "delta", "epsilon")}}
+    terms = DpTerms.from_mapping(chain_dp_spec_values(dp_spec))
+    try:
+        reasons = check_claim(values, terms, train_examples=train_examples, batch_size=batch_size, epochs=epochs)
+    except PrivacyError as exc:
+        reasons = [f"the claim cannot be accounted for: {exc}"]
+    detail: dict[str, Any] = {"claim": values, "train_examples": train_examples, "batch_size": batch_size,
+                              "epochs": epochs}
+    if reasons:
+        detail["reason"] = "; ".join(reasons)
+    return Check("dp_claim", not reasons, detail)
+
+
 class ResultChecker:
     """The checks of one validator: its store (where every object is read and verified by hash) and its
     settings (Q spot checks, the tolerances, the Ray cluster for multi-worker replays)."""
@@ -68,9 +143,10 @@ class ResultChecker:
         self.holdout_tolerance = holdout_tolerance
         self.ray_address = ray_address
 
-    def verify(self, task: Any, attestation: Attestation, randomness: str,
-               holdout: Any = None) -> tuple[Verdict, list[int], dict[str, Any]]:
-        """All checks of one attestation: (Verdict, the segments replayed, extra evidence)."""
+    def verify(self, task: Any, attestation: Attestation, randomness: str, holdout: Any = None,
+               private: PrivateResult | None = None) -> tuple[Verdict, list[int], dict[str, Any]]:
+        """All checks of one attestation: (Verdict, the segments replayed, extra evidence). `private`: the
+        chain's DpSpec and claim when the task is private (None: a plain task)."""
         from workers.spec import SpecError, decode_spec
 
         spec_hash, spec_uri = as_hex(task.spec.spec_hash), task.spec.spec_uri.text
@@ -102,6 +178,7 @@ class ResultChecker:
                             {"attested": dataset, "spec": spec.dataset.hash,
                              **({"reason": "the attested data set is not the task's"}
                                 if dataset != spec.dataset.hash else {})}))
+        checks += self.privacy_checks(spec, private)
         # the trajectory's end (byte comparisons, nothing evaluated), once the documents are the named ones and
         # the recipe is one this validator runs (the schedule's total steps come from the recipe's data split)
         if all(c.ok for c in checks):
@@ -137,6 +214,22 @@ class ResultChecker:
         else:
             checks.append(Check("metric", False, {"reason": "not measured: the artifacts failed their checks"}))
         return decide(checks, measured_micro), segments, extra
+
+    def privacy_checks(self, spec: Any, private: PrivateResult | None) -> list[Check]:
+        """The spec document's privacy section against the chain's DpSpec; for a private task, the claim
+        against the run's shape (the data set read from this validator's store, as the engine reads it)."""
+        if private is None:  # a plain task: a DP section in its document binds nobody on chain
+            return []
+        dp_spec = private.dp_spec
+        mismatch = privacy_mismatch(spec.to_dict().get("privacy"), dp_spec)
+        check = Check("privacy_spec", not mismatch, {"reason": "; ".join(mismatch)} if mismatch else {})
+        if mismatch:
+            return [check]
+        from workers.engine import _run_shape  # (train examples, batch size, epochs), as run_loop counts them
+
+        train_examples, batch_size, epochs = _run_shape(spec, self.store)
+        return [check, dp_claim_check(private.claim, dp_spec, train_examples=train_examples, batch_size=batch_size,
+                                      epochs=epochs)]
 
     def fetch_artifacts(self, attestation: Attestation, on_read: Callable[[str, bytes], None]) -> set[str]:
         """Copy the model and checkpoints from the store the artifact_uri names into ours, each verified by

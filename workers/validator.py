@@ -17,6 +17,10 @@ One result, end to end::
          segments chosen from H (choose_segments) re-executed from their starting checkpoint
          (workers.runner.replay_segment: in this process for world size 1, on Ray otherwise) and compared
          bitwise with the attested next checkpoint
+      -> a private task (PrivacyBudgets.BountyPrivacy holds its DpSpec): the spec document's privacy section
+         equals that DpSpec, and the worker's claim (BountyClaims) is the one the spec and the data size
+         imply, epsilon at most 1 % under Opacus's recomputation (workers.result_checks); the replays above
+         re-run the clipping and the keyed noise, so a run that skipped either fails them
       -> the evidence document (canonical JSON) put in the artifact store; submit_verdict{accept,
          measured_metric (micro-units), evidence_hash = blake2-256 of the document}.
 
@@ -71,7 +75,7 @@ from workers.fl.judge import PALLET as FL_PALLET
 from workers.fl.judge import JudgeSettings, RoundJudge
 from workers.payout import moment_text
 from workers.result_checks import TORCH_LOCK as _TORCH_LOCK
-from workers.result_checks import ResultChecker
+from workers.result_checks import PrivateResult, ResultChecker
 from workers.verification import (
     ABSTAIN,
     CHALLENGE,
@@ -93,6 +97,7 @@ from workers.verification import (
 log = logging.getLogger("paratrain.validator")
 
 STATE_FILE = "state.json"
+PRIVACY_PALLET = "PrivacyBudgets"
 __all__ = ["EXIT_ERROR", "EXIT_OK", "STATE_FILE", "_TORCH_LOCK", "Abstain", "ModelUnusable", "ValidatorConfig",
            "ValidatorDaemon", "ValidatorError", "ValidatorState"]
 
@@ -405,7 +410,16 @@ class ValidatorDaemon(DaemonBase):
     def verify(self, task_id: int, task: Any, attestation: Attestation, randomness: str,
                holdout: Any = None) -> tuple[Verdict, list[int], dict[str, Any]]:
         """All checks of one attestation of task `task_id`: (Verdict, the segments replayed, extra evidence)."""
-        return self.checks.verify(task, attestation, randomness, holdout)
+        return self.checks.verify(task, attestation, randomness, holdout, private=self.private_result(task_id))
+
+    def private_result(self, task_id: int) -> PrivateResult | None:
+        """The chain's DpSpec and the worker's claim when task `task_id` is private; None for a plain task (or
+        a chain without the PrivacyBudgets pallet)."""
+        if PRIVACY_PALLET not in self.chain.metadata().pallets:
+            return None
+        budgets = self.chain.privacy_budgets
+        dp_spec = budgets.bounty_privacy(task_id)
+        return None if dp_spec is None else PrivateResult(dp_spec, budgets.bounty_claims(task_id))
 
     def measure(self, spec: Any, model_hash: str, holdout_data: bytes | None = None) -> dict[str, float]:
         """The recipe's metrics of the stored model (ResultChecker.measure)."""

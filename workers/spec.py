@@ -14,6 +14,12 @@ UTF-8 (non-ASCII characters written as themselves, not ``\\u`` escapes), no NaN 
      "validation": {"fraction": 0.2, "seed": 0},
      "version": 1}
 
+A differentially private task adds an optional "privacy" object (absent otherwise, so the canonical form and
+the hash of every other spec are unchanged); the on-chain DpSpec must equal it in chain units::
+
+     "privacy": {"accountant": "prv", "delta": 1e-05, "epsilon": 3.0, "max_grad_norm": 1.0,
+                 "noise_multiplier": 1.792, "noise_key": {"hash": "<64 hex>", "uri": "<store uri>"}}
+
 Every field is checked by `TaskSpec.validate` (called by the constructor's helpers and by
 `decode_spec`); a bad document raises a `SpecError` subclass naming the field.
 """
@@ -87,6 +93,68 @@ class Limits:
     memory_mb: int = 4096      # per training worker: Ray memory resource and an RSS watchdog
 
 
+DP_ACCOUNTANTS = ("prv", "rdp")  # Opacus's names; "gdp" can underestimate epsilon
+MAX_EPSILON = 100.0              # the pallet's MaxEpsilon
+MAX_DELTA = 1e-3                 # the pallet's MaxDelta
+MAX_NOISE = 1e6                  # Opacus's MAX_SIGMA
+
+
+@dataclass(frozen=True)
+class NoiseKeyRef:
+    hash: str  # 64 hex: blake2_256(b"paratrain/dp-key/v1" ++ key), the DpSpec's noise_key_hash
+    uri: str   # the 32-byte key's content-addressed store URI, next to the data set (same readers)
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """DP-SGD terms. Each number must be exactly a chain value (so the run uses what the chain holds)."""
+
+    accountant: str           # "prv" or "rdp"
+    delta: float              # in (0, 1e-3], a multiple of 1e-15
+    epsilon: float            # the cap: in (0, 100], a multiple of 1e-6
+    max_grad_norm: float      # per-sample clipping norm C > 0, a multiple of 1e-6
+    noise_multiplier: float   # sigma > 0 (noise std sigma*C), a multiple of 1e-6
+    noise_key: NoiseKeyRef
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accountant": self.accountant, "delta": self.delta, "epsilon": self.epsilon,
+                "max_grad_norm": self.max_grad_norm, "noise_multiplier": self.noise_multiplier,
+                "noise_key": {"hash": self.noise_key.hash, "uri": self.noise_key.uri}}
+
+    def validate(self) -> None:
+        from runtime_bindings import privacy as units  # lazy: most specs have no privacy section
+        from workers.artifacts import store_root_of
+
+        _check(self.accountant in DP_ACCOUNTANTS, "privacy.accountant",
+               "'prv' or 'rdp' (Opacus's 'gdp' can underestimate epsilon)")
+        for name, top, to_chain, from_chain, grid in (
+                ("delta", MAX_DELTA, units.delta_to_chain, units.delta_from_chain, "1e-15"),
+                ("epsilon", MAX_EPSILON, units.epsilon_to_chain, units.epsilon_from_chain, "1e-6"),
+                ("max_grad_norm", MAX_NOISE, units.norm_to_chain, units.norm_from_chain, "1e-6"),
+                ("noise_multiplier", MAX_NOISE, units.norm_to_chain, units.norm_from_chain, "1e-6")):
+            value = getattr(self, name)
+            _check(_is_number(value) and math.isfinite(value) and 0 < value <= top, f"privacy.{name}",
+                   f"a number in (0, {top:g}]")
+            _check(from_chain(to_chain(value)) == value, f"privacy.{name}",
+                   f"a multiple of {grid}, as the chain holds it")
+        key = self.noise_key
+        _check(isinstance(key, NoiseKeyRef), "privacy.noise_key", "a {hash, uri} object")
+        _check(isinstance(key.hash, str) and len(key.hash) == 64 and all(c in "0123456789abcdef" for c in key.hash),
+               "privacy.noise_key.hash", "64 lower-case hex characters")
+        _check(isinstance(key.uri, str) and 0 < len(key.uri.encode()) <= 256 and store_root_of(key.uri) is not None,
+               "privacy.noise_key.uri", "a content-addressed store URI <root>/blake2b256/<hh>/<hash>, at most "
+                                        "256 bytes")
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Privacy:
+        fields = {"accountant", "delta", "epsilon", "max_grad_norm", "noise_multiplier", "noise_key"}
+        doc = _obj(doc, "privacy", fields, fields)
+        key = _obj(doc["noise_key"], "privacy.noise_key", {"hash", "uri"}, {"hash", "uri"})
+        return cls(accountant=doc["accountant"], delta=doc["delta"], epsilon=doc["epsilon"],
+                   max_grad_norm=doc["max_grad_norm"], noise_multiplier=doc["noise_multiplier"],
+                   noise_key=NoiseKeyRef(hash=key["hash"], uri=key["uri"]))
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     recipe: str
@@ -98,10 +166,11 @@ class TaskSpec:
     checkpoint_every: int = 20
     limits: Limits = field(default_factory=Limits)
     version: int = SPEC_VERSION
+    privacy: Privacy | None = None   # a DP-SGD task (docs/dp-sgd.md); None for every other task
 
     # Encoding ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "checkpoint_every": self.checkpoint_every,
             "dataset": {"hash": self.dataset.hash, "uri": self.dataset.uri},
             "evaluation": {"metric": self.evaluation.metric, "mode": self.evaluation.mode,
@@ -113,6 +182,9 @@ class TaskSpec:
             "validation": {"fraction": self.validation.fraction, "seed": self.validation.seed},
             "version": self.version,
         }
+        if self.privacy is not None:
+            doc["privacy"] = self.privacy.to_dict()
+        return doc
 
     def canonical_bytes(self) -> bytes:
         self.validate()
@@ -170,14 +242,17 @@ class TaskSpec:
                "positive seconds, at most a week")
         _check(_is_int(lim.memory_mb) and 64 <= lim.memory_mb <= 1 << 20, "limits.memory_mb",
                "an integer number of MiB, 64 or more")
+        if self.privacy is not None:
+            _check(isinstance(self.privacy, Privacy), "privacy", "a privacy object")
+            self.privacy.validate()
         return self
 
     # Construction -------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, doc: Any) -> TaskSpec:
         _check(isinstance(doc, dict), "spec", "a JSON object")
-        known = {"checkpoint_every", "dataset", "evaluation", "hyperparameters", "limits", "recipe", "seed",
-                 "validation", "version"}
+        known = {"checkpoint_every", "dataset", "evaluation", "hyperparameters", "limits", "privacy", "recipe",
+                 "seed", "validation", "version"}
         unknown = sorted(set(doc) - known)
         _check(not unknown, unknown[0] if unknown else "spec", "unknown field")
         for required in ("recipe", "dataset", "evaluation"):
@@ -196,6 +271,7 @@ class TaskSpec:
             validation=Validation(**val),
             checkpoint_every=doc.get("checkpoint_every", 20),
             limits=Limits(**lim),
+            privacy=Privacy.from_dict(doc["privacy"]) if "privacy" in doc else None,
         )
         return spec.validate()
 

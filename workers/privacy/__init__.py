@@ -17,6 +17,7 @@ from workers.privacy.accounting import (
     DpTerms,
     PrivacyError,
     UnsupportedAccountantError,
+    chain_spec_mismatches,
     check_claim,
     epsilon_spent,
     honest_claim,
@@ -27,5 +28,5 @@ from workers.privacy.accounting import (
 from workers.privacy.seeds import noise_key_hash, noise_seed, sample_seed
 
 __all__ = ["ACCOUNTANTS", "CLAIM_TOLERANCE", "DpClaim", "DpTerms", "PrivacyError", "UnsupportedAccountantError",
-           "check_claim", "epsilon_spent", "honest_claim", "noise_key_hash", "noise_multiplier_for", "noise_seed",
-           "sample_rate_of", "sample_seed", "steps_for"]
+           "chain_spec_mismatches", "check_claim", "epsilon_spent", "honest_claim", "noise_key_hash",
+           "noise_multiplier_for", "noise_seed", "sample_rate_of", "sample_seed", "steps_for"]

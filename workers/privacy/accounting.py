@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime_bindings.privacy import (
     delta_from_chain,
@@ -24,6 +24,10 @@ from runtime_bindings.privacy import (
     rate_from_chain,
     rate_to_chain,
 )
+from workers.hashing import normalize_hash
+
+if TYPE_CHECKING:
+    from workers.spec import Privacy
 
 ACCOUNTANTS = ("prv", "rdp")
 CLAIM_TOLERANCE = 0.01  # the pallet's EpsilonTolerance: a claim more than 1 % below the recomputation is wrong
@@ -138,6 +142,26 @@ class DpTerms:
         """From the spec document's floats, converted as the chain holds them."""
         return cls(accountant=accountant, epsilon_cap=epsilon_to_chain(epsilon_cap), delta=delta_to_chain(delta),
                    max_grad_norm=norm_to_chain(max_grad_norm), noise_multiplier=norm_to_chain(noise_multiplier))
+
+    @classmethod
+    def from_privacy(cls, privacy: Privacy) -> DpTerms:
+        """From a spec document's "privacy" section."""
+        return cls.from_floats(privacy.accountant, privacy.epsilon, privacy.delta, privacy.max_grad_norm,
+                               privacy.noise_multiplier)
+
+
+def chain_spec_mismatches(privacy: Privacy, chain_dp_spec: Mapping[str, Any]) -> list[str]:
+    """How the on-chain DpSpec differs from the spec document's "privacy" section (empty: they agree). A worker
+    refuses, and a validator rejects, a task whose two disagree: the run would not be the one committed."""
+    want = DpTerms.from_privacy(privacy)
+    got = DpTerms.from_mapping(chain_dp_spec)
+    reasons = [f"{name}: the chain holds {getattr(got, name)}, the spec document {getattr(want, name)}"
+               for name in ("accountant", "epsilon_cap", "delta", "max_grad_norm", "noise_multiplier")
+               if getattr(got, name) != getattr(want, name)]
+    chain_hash = normalize_hash(chain_dp_spec["noise_key_hash"])
+    if chain_hash != privacy.noise_key.hash:
+        reasons.append(f"noise_key_hash: the chain holds {chain_hash}, the spec document {privacy.noise_key.hash}")
+    return reasons
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ One task, end to end (a workers.task_run.TaskRun: ASSIGNED -> CLAIMED -> TRAININ
          fetched, verified against the on-chain spec_hash and decoded; recipe and dataset hash on chain ==
          in the spec, the recipe registered (custom code only with --allow-custom-code), the task Open with
          enough blocks before the deadline (or claimed by this worker); the data set fetched, verified
-         against dataset_hash                                         (any failure: refused, never claimed)
+         against dataset_hash; the spec document's "privacy" section equal, in chain units, to the task's
+         DpSpec on chain (PrivacyBudgets.BountyPrivacy; both absent for a plain task)
+                                                                      (any failure: refused, never claimed)
       -> "claiming", then claim_task signed with the worker's own key, relayed by the orchestrator (or sent
          to the node directly when the orchestrator does not relay it), and waited for on chain
       -> train (workers.training_session on the daemon's WarmTrainer: one long-lived Ray Train run with
@@ -16,7 +18,10 @@ One task, end to end (a workers.task_run.TaskRun: ASSIGNED -> CLAIMED -> TRAININ
          `heartbeat` to the orchestrator; a guard thread keeps the lease alive and releases the claim
          (no slash) when the deadline comes too close
       -> "submitting", then the attestation from the TrainingResult, signed (runtime_bindings.AttestationCodec),
-         submit_result signed by the worker, waited for on chain (ResultSubmitted), report_result.
+         submit_result signed by the worker, waited for on chain (ResultSubmitted), report_result. A private
+         task's result is submit_private_result instead: the DpClaim is the final model card's "privacy"
+         values (what the run used and the epsilon it spent) in chain units, signed with the attestation
+         (runtime_bindings.attestation.DpAttestationCodec).
 
 Payouts (workers.payout): on a chain with a challenge period a quorum of accepts makes the result Approved
 until ``challenge_until``; the daemon watches the results it submitted between assignment polls (the long
@@ -65,6 +70,7 @@ from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
 from workers.capabilities import detect_memory_mb
 from workers.errors import DaemonError, DaemonStopped, TaskCancelled, TaskRefused
 from workers.journal import Journal
+from workers.result_checks import privacy_mismatch
 from workers.retry import Decision, decide
 from workers.task_checks import ClaimPolicy, check_task, claimed_by, fetch_dataset
 from workers.task_run import RunState, TaskRun
@@ -74,7 +80,7 @@ from workers.worker_config import DaemonConfig, Status, StepHook, TrainingCallba
 log = logging.getLogger("paratrain.worker")
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "CancelHook", "DaemonConfig", "DaemonError", "DaemonStopped", "Status",
-           "StepHook", "TaskCancelled", "TaskRefused", "TrainingCallback", "WorkerDaemon"]
+           "StepHook", "TaskCancelled", "TaskRefused", "TrainingCallback", "WorkerDaemon", "dp_claim_of_card"]
 
 
 class WorkerDaemon(DaemonBase):
@@ -352,6 +358,9 @@ class WorkerDaemon(DaemonBase):
         task = self._chain_task(run.task_id)  # the chain's copy: what the claim and the stake are bound to
         spec = check_task(task, view=run.view, store=self.store, account=self.account,
                           best_number=self.chain.best_number, policy=self._claim_policy)
+        why = privacy_mismatch(spec.privacy, self._bounty_privacy(run.task_id))
+        if why:  # the run could follow only one of them, and the budget is spent on the chain's terms
+            raise TaskRefused(f"the spec document's privacy terms are not the task's on chain: {'; '.join(why)}")
         self._set(recipe=spec.recipe, deadline=task.deadline)
         log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", run.task_id,
                  task.spec.spec_hash.hex()[:16], spec.recipe, spec.dataset.hash[:16], spec.dataset.uri)
@@ -448,11 +457,29 @@ class WorkerDaemon(DaemonBase):
             self._codec = AttestationCodec.from_chain(self.chain)
         return self._codec
 
+    def _bounty_privacy(self, task_id: int) -> Any:
+        """The task's DpSpec on chain (types.DpSpec), None for a plain task or a chain without PrivacyBudgets."""
+        if "PrivacyBudgets" not in self.chain.metadata().pallets:
+            return None
+        return self.chain.privacy_budgets.bounty_privacy(task_id)
+
+    def _result_call(self, task_id: int, attestation: Any, result: Any) -> tuple[Any, Any]:
+        """(the call that submits `attestation`, its signature): submit_result, or for a private task
+        submit_private_result with the run's DpClaim signed along."""
+        from runtime_bindings.generated.task_bounties import SubmitPrivateResultCall, SubmitResultCall
+
+        if self._bounty_privacy(task_id) is None:
+            signature = self._attestation_codec().multi_signature(attestation, self.keypair)
+            return SubmitResultCall(task_id=task_id, attestation=attestation, signature=signature), signature
+        from runtime_bindings.attestation import DpAttestationCodec
+
+        claim = dp_claim_of_card(self.store, result.card_hash)
+        signature = DpAttestationCodec.from_chain(self.chain).multi_signature(attestation, claim, self.keypair)
+        return SubmitPrivateResultCall(task_id=task_id, attestation=attestation, claim=claim,
+                                       signature=signature), signature
+
     def _submit(self, run: TaskRun, spec: Any, result: Any) -> None:
-        from runtime_bindings.generated.task_bounties import (
-            ResultSubmittedEvent,
-            SubmitResultCall,
-        )
+        from runtime_bindings.generated.task_bounties import ResultSubmittedEvent
 
         task_id = run.task_id
         metric = result.metrics.get(spec.evaluation.metric)
@@ -462,10 +489,8 @@ class WorkerDaemon(DaemonBase):
         self._set(state="submitting")
         self._notify("submitting", task_id=task_id)
         attestation = result.to_attestation(task_id, self.account)
-        codec = self._attestation_codec()
-        signature = codec.multi_signature(attestation, self.keypair)
-        receipt = self._send(task_id, SubmitResultCall(task_id=task_id, attestation=attestation, signature=signature),
-                             "submit_result")
+        call, signature = self._result_call(task_id, attestation, result)
+        receipt = self._send(task_id, call, call.CALL)
         submitted = receipt.find(ResultSubmittedEvent)
         run.advance(RunState.SUBMITTED)
         try:
@@ -487,6 +512,27 @@ class WorkerDaemon(DaemonBase):
                  "verify by %s", task_id, receipt.block_number, result.model_hash[:16],
                  " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())), result.trajectory_root[:16],
                  len(result.checkpoints), moment_text(int(summary["verify_until"])) if submitted else "?")
+
+
+def dp_claim_of_card(store: Any, card_hash: str) -> Any:
+    """The DpClaim (types.DpClaim, chain units) of a finished DP run: its model card's "privacy" values, the
+    mechanism the engine ran with (the chain's decoded values) and the epsilon Opacus's accountant gave for it,
+    rounded up so that the claim is never smaller than what was spent. TaskRefused when the card has none: a
+    private task's result without a claim cannot be submitted, and the claim is released rather than faked."""
+    from runtime_bindings import privacy as units
+    from runtime_bindings.generated import types as t
+
+    try:
+        card = json.loads(store.get(card_hash))
+        dp = card["privacy"]
+        return t.DpClaim(accountant=t.Accountant.from_value(str(dp["accountant"]).capitalize()),
+                         noise_multiplier=units.norm_to_chain(dp["noise_multiplier"]),
+                         sample_rate=units.rate_to_chain(dp["sample_rate"]), steps=int(dp["steps"]),
+                         max_grad_norm=units.norm_to_chain(dp["max_grad_norm"]),
+                         delta=units.delta_to_chain(dp["delta"]), epsilon=units.epsilon_to_chain(dp["epsilon"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TaskRefused(f"the run's model card has no usable privacy section ({type(exc).__name__}: {exc}): "
+                          "a private task's result needs the run's DP claim") from None
 
 
 def _ray_initialized() -> bool:

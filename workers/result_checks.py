@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from runtime_bindings.generated.types import Attestation
@@ -72,41 +72,27 @@ class PrivateResult:
     claim: Any     # runtime_bindings.generated.types.DpClaim | None
 
 
-def dp_spec_values(privacy: Mapping[str, Any]) -> dict[str, Any]:
-    """The on-chain DpSpec, as plain values in chain units, that a spec document's "privacy" section commits
-    to (runtime_bindings.privacy's roundings, through workers.privacy.DpTerms). KeyError/ValueError for a
-    section that is not one."""
-    from workers.privacy import DpTerms
-
-    terms = DpTerms.from_floats(privacy["accountant"], privacy["epsilon"], privacy["delta"], privacy["max_grad_norm"],
-                                privacy["noise_multiplier"])
-    return {**asdict(terms), "noise_key_hash": str(privacy["noise_key"]["hash"]).lower().removeprefix("0x")}
-
-
 def chain_dp_spec_values(dp_spec: Any) -> dict[str, Any]:
-    """The chain's DpSpec (types.DpSpec) as the same plain values."""
+    """The chain's DpSpec (types.DpSpec) as plain values: the mapping workers.privacy reads."""
     return {"accountant": dp_spec.accountant.name.lower(), "epsilon_cap": int(dp_spec.epsilon_cap),
             "delta": int(dp_spec.delta), "max_grad_norm": int(dp_spec.max_grad_norm),
             "noise_multiplier": int(dp_spec.noise_multiplier), "noise_key_hash": bytes(dp_spec.noise_key_hash).hex()}
 
 
-def privacy_mismatch(privacy: Mapping[str, Any] | None, dp_spec: Any) -> list[str]:
-    """Why a spec document's "privacy" section and the chain's DpSpec (None: a plain task) disagree; empty
-    when they agree (both absent included). The worker refuses such a task and a validator rejects its result:
-    a run can follow only one of them, and the budget is spent on the chain's terms."""
+def privacy_mismatch(privacy: Any, dp_spec: Any) -> list[str]:
+    """Why a spec document's "privacy" section (workers.spec.Privacy, None when absent) and the chain's DpSpec
+    (None: a plain task) disagree; empty when they agree (both absent included). The worker refuses such a
+    task and a validator rejects its result: a run can follow only one of them, and the budget is spent on
+    the chain's terms (workers.privacy.chain_spec_mismatches compares the two)."""
+    from workers.privacy import chain_spec_mismatches
+
     if privacy is None and dp_spec is None:
         return []
     if privacy is None:
         return ["the task is private on chain but its spec document has no privacy section"]
     if dp_spec is None:
         return ["the spec document has a privacy section but the task is not private on chain"]
-    try:
-        document = dp_spec_values(privacy)
-    except (KeyError, TypeError, ValueError) as exc:
-        return [f"the spec document's privacy section is unusable: {exc}"]
-    chain = chain_dp_spec_values(dp_spec)
-    return [f"{name}: the spec document says {document[name]}, the chain {chain[name]}"
-            for name in chain if document.get(name) != chain[name]]
+    return chain_spec_mismatches(privacy, chain_dp_spec_values(dp_spec))
 
 
 def dp_claim_check(claim: Any, dp_spec: Any, *, train_examples: int, batch_size: int, epochs: int) -> Check:
@@ -221,7 +207,7 @@ class ResultChecker:
         if private is None:  # a plain task: a DP section in its document binds nobody on chain
             return []
         dp_spec = private.dp_spec
-        mismatch = privacy_mismatch(spec.to_dict().get("privacy"), dp_spec)
+        mismatch = privacy_mismatch(spec.privacy, dp_spec)
         check = Check("privacy_spec", not mismatch, {"reason": "; ".join(mismatch)} if mismatch else {})
         if mismatch:
             return [check]

@@ -12,21 +12,24 @@ pytest.importorskip("opacus")
 
 from runtime_bindings.generated import types as t
 from runtime_bindings.privacy import epsilon_from_chain, epsilon_to_chain, noise_key_hash
+from runtime_bindings.values import H256
 from workers.privacy import DpTerms, honest_claim
-from workers.result_checks import PrivateResult, ResultChecker, dp_claim_check, dp_spec_values, privacy_mismatch
+from workers.result_checks import PrivateResult, ResultChecker, dp_claim_check, privacy_mismatch
+from workers.spec import NoiseKeyRef, Privacy
 
 KEY = bytes(range(32))
 SHAPE = {"train_examples": 1437, "batch_size": 64, "epochs": 2}  # digits' training split, the recipe's batch
-PRIVACY = {"accountant": "rdp", "delta": 1e-5, "epsilon": 8.0, "max_grad_norm": 1.0, "noise_multiplier": 1.1,
-           "noise_key": {"hash": noise_key_hash(KEY).hex(), "uri": "file:///store/key"}}
+KEY_URI = "file:///store/blake2b256/00/" + "00" * 32
+PRIVACY = Privacy(accountant="rdp", delta=1e-5, epsilon=8.0, max_grad_norm=1.0, noise_multiplier=1.1,
+                  noise_key=NoiseKeyRef(hash=noise_key_hash(KEY).hex(), uri=KEY_URI))
 
 
-def chain_spec(**changes: Any) -> t.DpSpec:
-    """The DpSpec the chain holds for PRIVACY (create_private_task's argument), with `changes`."""
-    values = dp_spec_values(PRIVACY)
-    spec = t.DpSpec(accountant=t.Accountant.from_value(values["accountant"].capitalize()),
-                    epsilon_cap=values["epsilon_cap"], delta=values["delta"], max_grad_norm=values["max_grad_norm"],
-                    noise_multiplier=values["noise_multiplier"], noise_key_hash=t.H256(noise_key_hash(KEY)))
+def chain_spec(privacy: Privacy = PRIVACY, **changes: Any) -> t.DpSpec:
+    """The DpSpec the chain holds for `privacy` (create_private_task's argument), with `changes`."""
+    terms = DpTerms.from_privacy(privacy)
+    spec = t.DpSpec(accountant=t.Accountant.from_value(terms.accountant.capitalize()), epsilon_cap=terms.epsilon_cap,
+                    delta=terms.delta, max_grad_norm=terms.max_grad_norm, noise_multiplier=terms.noise_multiplier,
+                    noise_key_hash=H256(bytes.fromhex(privacy.noise_key.hash)))
     return replace(spec, **changes)
 
 
@@ -43,17 +46,16 @@ def claim_of(spec: t.DpSpec, **changes: Any) -> t.DpClaim:
 def test_the_spec_document_must_say_what_the_chain_holds() -> None:
     assert privacy_mismatch(None, None) == []
     assert privacy_mismatch(PRIVACY, chain_spec()) == []
-    assert privacy_mismatch({**PRIVACY, "noise_key": {"hash": "0x" + noise_key_hash(KEY).hex().upper(),
-                                                       "uri": "elsewhere"}}, chain_spec()) == []
+    assert privacy_mismatch(replace(PRIVACY, noise_key=NoiseKeyRef(PRIVACY.noise_key.hash, KEY_URI + "0")),
+                            chain_spec()) == []  # where the key lies is not on chain, its hash is
     assert "no privacy section" in privacy_mismatch(None, chain_spec())[0]
     assert "not private on chain" in privacy_mismatch(PRIVACY, None)[0]
     spec = chain_spec()
     for field, value in (("noise_multiplier", spec.noise_multiplier - 1), ("max_grad_norm", spec.max_grad_norm + 1),
                          ("epsilon_cap", spec.epsilon_cap + 1), ("delta", spec.delta * 10),
-                         ("accountant", t.Accountant.Prv), ("noise_key_hash", t.H256(noise_key_hash(bytes(32))))):
+                         ("accountant", t.Accountant.Prv), ("noise_key_hash", H256(noise_key_hash(bytes(32))))):
         [reason] = privacy_mismatch(PRIVACY, replace(spec, **{field: value}))
         assert reason.startswith(f"{field}:"), reason
-    assert "unusable" in privacy_mismatch({**PRIVACY, "accountant": "gdp"}, spec)[0]
 
 
 def test_an_honest_claim_passes_and_a_wrong_mechanism_fails() -> None:
@@ -88,10 +90,9 @@ def test_epsilon_more_than_one_percent_under_the_recomputation_fails(under: floa
 
 
 def test_prv_is_recomputed_with_prv() -> None:
-    privacy = {**PRIVACY, "accountant": "prv"}
-    values = dp_spec_values(privacy)
-    spec = chain_spec(accountant=t.Accountant.Prv)
-    assert values["accountant"] == "prv" and privacy_mismatch(privacy, spec) == []
+    privacy = replace(PRIVACY, accountant="prv")
+    spec = chain_spec(privacy)
+    assert spec.accountant == t.Accountant.Prv and privacy_mismatch(privacy, spec) == []
     honest = claim_of(spec)
     assert dp_claim_check(honest, spec, **SHAPE).ok
     rdp = claim_of(chain_spec())  # the RDP epsilon of the same run is larger, so it passes as an over-claim

@@ -18,7 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+
+from substrateinterface import Keypair, KeypairType
+
+from runtime_bindings.generated.types import (
+    Accountant,
+    DpClaim,
+    MultiSignature,
+    MultiSignatureEd25519,
+    MultiSignatureSr25519,
+    Signature,
+)
+from runtime_bindings.primitives import verify_signature
 
 EPSILON_UNIT = 10**6
 """Chain epsilon units per epsilon (micro-epsilon)."""
@@ -108,3 +121,58 @@ def noise_key_hash(key: bytes) -> bytes:
     if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
         raise ValueError("a noise key is 32 bytes")
     return hashlib.blake2b(DP_KEY_CONTEXT + bytes(key), digest_size=32).digest()
+
+
+# The DP attestation -----------------------------------------------------------------------------
+DP_ATTESTATION_CONTEXT = b"paratrain/attestation-dp/v1"
+"""A private task's result is signed as DP_ATTESTATION_CONTEXT ++ SCALE(Attestation) ++ SCALE(DpClaim)."""
+ACCOUNTANTS = {"rdp": "Rdp", "prv": "Prv"}
+"""Opacus's accountant names -> the chain's Accountant variants, in variant order. Opacus's "gdp" is refused:
+it can underestimate epsilon."""
+_CLAIM = struct.Struct("<BQIQQQQ")  # accountant index, noise, sample rate, steps, norm, delta, epsilon
+
+
+def accountant_of(name: str) -> Accountant:
+    """The chain's Accountant for Opacus's name ("rdp" or "prv"); ValueError for any other, "gdp" included."""
+    variant = ACCOUNTANTS.get(name) if isinstance(name, str) else None
+    if variant is None:
+        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {name!r}")
+    return Accountant.from_value(variant)
+
+
+def accountant_name(accountant: Accountant) -> str:
+    """Opacus's name of a chain Accountant ("rdp" or "prv")."""
+    return next(name for name, variant in ACCOUNTANTS.items() if variant == accountant.name)
+
+
+def dp_claim_bytes(claim: DpClaim) -> bytes:
+    """SCALE of a DpClaim, packed by hand (every field is fixed-width) so that workers need no scalecodec."""
+    index = list(ACCOUNTANTS.values()).index(claim.accountant.name)
+    try:
+        return _CLAIM.pack(index, claim.noise_multiplier, claim.sample_rate, claim.steps, claim.max_grad_norm,
+                           claim.delta, claim.epsilon)
+    except struct.error as error:
+        raise ValueError(f"claim out of range: {error}") from None
+
+
+def dp_signing_payload(encoded_attestation: bytes, claim: DpClaim) -> bytes:
+    """The exact message a worker signs for a private task's result."""
+    return DP_ATTESTATION_CONTEXT + bytes(encoded_attestation) + dp_claim_bytes(claim)
+
+
+def sign_dp_attestation(encoded_attestation: bytes, claim: DpClaim, keypair: Keypair) -> MultiSignature:
+    """The worker's signature over attestation and claim, as submit_private_result's `signature` argument."""
+    schemes = {KeypairType.SR25519: MultiSignatureSr25519, KeypairType.ED25519: MultiSignatureEd25519}
+    variant = schemes.get(keypair.crypto_type)
+    if variant is None:
+        raise ValueError("attestations are signed with sr25519 or ed25519 keys")
+    return variant(Signature(bytes(keypair.sign(dp_signing_payload(encoded_attestation, claim)))))
+
+
+def verify_dp_attestation(encoded_attestation: bytes, claim: DpClaim, signature: MultiSignature,
+                          signer: bytes) -> bool:
+    """The pallet's check: `signature` is the 32-byte account `signer`'s over attestation and claim."""
+    if not isinstance(signature, (MultiSignatureSr25519, MultiSignatureEd25519)):
+        return False
+    message = dp_signing_payload(encoded_attestation, claim)
+    return verify_signature(signature.name, bytes(signature.field_0), message, bytes(signer))

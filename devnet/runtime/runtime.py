@@ -13,6 +13,7 @@ from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
 from devnet.runtime.pallets.models import Models
+from devnet.runtime.pallets.privacy import PrivacyBudgets
 from devnet.runtime.pallets.system import System, event_record_type
 from devnet.runtime.pallets.task_bounties import (
     DEFAULT_CHALLENGE_PERIOD_MS,
@@ -93,8 +94,9 @@ class Runtime:
     # Raised whenever storage or call encodings change, so that a node refuses a --base-path chain that it
     # would misread (devnet has no migrations). 2: the challenge period and verification windows in ms.
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
-    # 4: the FederatedTasks pallet (index 23).
-    spec_version = 4
+    # 4: the FederatedTasks pallet (index 23). 5: the PrivacyBudgets pallet (index 24) and TaskBounties' private
+    # tasks (create_private_task, submit_private_result).
+    spec_version = 5
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
@@ -114,16 +116,17 @@ class Runtime:
         self.payment = TransactionPayment(fees)
         self.workers = Workers(self.balances)
         self.models = Models()
+        self.privacy = PrivacyBudgets()
         self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
                                           challenge_period_ms=challenge_period_ms,
-                                          verification_grace_ms=verification_grace_ms)
+                                          verification_grace_ms=verification_grace_ms, privacy=self.privacy)
         # one verification window for both markets unless a test asks otherwise (the node's --verification-grace-ms)
         self.federated = FederatedTasks(
             self.balances, self.workers, max_claims_per_worker=self.task_bounties.max_claims,
             settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
-             self.models, self.federated, *extra_pallets], key=lambda p: p.index)
+             self.models, self.federated, self.privacy, *extra_pallets], key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 
         self.call_type = VariantType((RUNTIME_PATH, "RuntimeCall"), tuple(

@@ -8,6 +8,7 @@ from runtime_bindings.generated import (
     balances,
     federated_tasks,
     models,
+    privacy_budgets,
     system,
     task_bounties,
     timestamp,
@@ -28,6 +29,7 @@ PALLETS: dict[str, str] = {
     "TaskBounties": "task_bounties",
     "Models": "models",
     "FederatedTasks": "federated_tasks",
+    "PrivacyBudgets": "privacy_budgets",
 }
 
 
@@ -69,6 +71,10 @@ class GeneratedPallets:
     def federated_tasks(self) -> federated_tasks.FederatedTasksApi:
         return self.pallet("FederatedTasks")  # type: ignore[return-value]
 
+    @property
+    def privacy_budgets(self) -> privacy_budgets.PrivacyBudgetsApi:
+        return self.pallet("PrivacyBudgets")  # type: ignore[return-value]
+
 
 __all__ = [
     "PALLETS",
@@ -76,6 +82,7 @@ __all__ = [
     "balances",
     "federated_tasks",
     "models",
+    "privacy_budgets",
     "system",
     "task_bounties",
     "timestamp",

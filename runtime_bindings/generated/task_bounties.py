@@ -141,6 +141,35 @@ class FinalizeResultCall(CallArgs):
     task_id: int
 
 
+@dataclass(frozen=True)
+class CreatePrivateTaskCall(CallArgs):
+    """Post a DP task on a data set whose budget the caller owns: reserves (epsilon_cap, delta) of it."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    CALL: ClassVar[str] = "create_private_task"
+
+    spec: t.TaskSpec | dict[str, object]
+    privacy: t.DpSpec | dict[str, object]
+    bounty: int
+    min_stake: int
+    deadline: int
+    validators_required: int
+    holdout_commitment: str | bytes | None
+
+
+@dataclass(frozen=True)
+class SubmitPrivateResultCall(CallArgs):
+    """Submit a private task's result with the worker's DP claim, both under one signature."""
+
+    PALLET: ClassVar[str] = "TaskBounties"
+    CALL: ClassVar[str] = "submit_private_result"
+
+    task_id: int
+    attestation: t.Attestation | dict[str, object]
+    claim: t.DpClaim | dict[str, object]
+    signature: t.MultiSignature | str | dict[str, object]
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -561,6 +590,8 @@ class TaskBountiesError(ModuleError):
     ChallengePeriodOver: ClassVar[type[TaskBountiesError]]
     ChallengePeriodNotOver: ClassVar[type[TaskBountiesError]]
     DeadlineTooFar: ClassVar[type[TaskBountiesError]]
+    PrivateTaskNeedsClaim: ClassVar[type[TaskBountiesError]]
+    NotPrivateTask: ClassVar[type[TaskBountiesError]]
 
 
 class TaskNotFound(TaskBountiesError):
@@ -836,6 +867,20 @@ class DeadlineTooFar(TaskBountiesError):
     error_index: ClassVar[int | None] = 38
 
 
+class PrivateTaskNeedsClaim(TaskBountiesError):
+    """A private task's result is submitted with its DP claim (submit_private_result)."""
+
+    name: ClassVar[str] = "PrivateTaskNeedsClaim"
+    error_index: ClassVar[int | None] = 39
+
+
+class NotPrivateTask(TaskBountiesError):
+    """submit_private_result on a task without DP terms (use submit_result)."""
+
+    name: ClassVar[str] = "NotPrivateTask"
+    error_index: ClassVar[int | None] = 40
+
+
 # API --------------------------------------------------------------------------------------------
 
 
@@ -1029,6 +1074,55 @@ class TaskBountiesApi(PalletApi):
         Submits the call signed by `signer`; see `Chain.submit`.
         """
         call = FinalizeResultCall(task_id=task_id)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def create_private_task(
+        self,
+        signer: Keypair,
+        spec: t.TaskSpec | dict[str, object],
+        privacy: t.DpSpec | dict[str, object],
+        bounty: int,
+        min_stake: int,
+        deadline: int,
+        validators_required: int,
+        holdout_commitment: str | bytes | None,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """Post a DP task on a data set whose budget the caller owns: reserves (epsilon_cap, delta) of it.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CreatePrivateTaskCall(
+            spec=spec,
+            privacy=privacy,
+            bounty=bounty,
+            min_stake=min_stake,
+            deadline=deadline,
+            validators_required=validators_required,
+            holdout_commitment=holdout_commitment,
+        )
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def submit_private_result(
+        self,
+        signer: Keypair,
+        task_id: int,
+        attestation: t.Attestation | dict[str, object],
+        claim: t.DpClaim | dict[str, object],
+        signature: t.MultiSignature | str | dict[str, object],
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """Submit a private task's result with the worker's DP claim, both under one signature.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = SubmitPrivateResultCall(task_id=task_id, attestation=attestation, claim=claim, signature=signature)
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     @property

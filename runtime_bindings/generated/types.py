@@ -45,6 +45,30 @@ class AccountInfo:
         )
 
 
+class Accountant(ChainEnum):
+    """`pallet_privacy_budgets::types::Accountant`: `Accountant.<Variant>`, one subclass per variant."""
+
+    Rdp: ClassVar[Accountant]
+    Prv: ClassVar[Accountant]
+
+
+class AccountantRdp(Accountant, UnitVariant):
+    """`pallet_privacy_budgets::types::Accountant::Rdp`."""
+
+    VARIANT: ClassVar[str] = "Rdp"
+
+
+class AccountantPrv(Accountant, UnitVariant):
+    """`pallet_privacy_budgets::types::Accountant::Prv`."""
+
+    VARIANT: ClassVar[str] = "Prv"
+
+
+Accountant.Rdp = AccountantRdp()
+Accountant.Prv = AccountantPrv()
+Accountant._VARIANTS = {"Rdp": Accountant.Rdp, "Prv": Accountant.Prv}
+
+
 class AggregationRule(ChainEnum):
     """`pallet_federated_tasks::types::AggregationRule`: `AggregationRule.<Variant>`, one subclass per variant."""
 
@@ -221,6 +245,33 @@ class BalanceStatusReserved(BalanceStatus, UnitVariant):
 BalanceStatus.Free = BalanceStatusFree()
 BalanceStatus.Reserved = BalanceStatusReserved()
 BalanceStatus._VARIANTS = {"Free": BalanceStatus.Free, "Reserved": BalanceStatus.Reserved}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """`pallet_privacy_budgets::types::Budget`."""
+
+    owner: AccountId
+    epsilon: int
+    delta: int
+    reserved_epsilon: int
+    reserved_delta: int
+    spent_epsilon: int
+    spent_delta: int
+    created_at: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Budget:
+        return cls(
+            owner=AccountId.from_value(v["owner"]),
+            epsilon=v["epsilon"],
+            delta=v["delta"],
+            reserved_epsilon=v["reserved_epsilon"],
+            reserved_delta=v["reserved_delta"],
+            spent_epsilon=v["spent_epsilon"],
+            spent_delta=v["spent_delta"],
+            created_at=v["created_at"],
+        )
 
 
 @dataclass(frozen=True)
@@ -627,6 +678,54 @@ class DispatchInfo:
         )
 
 
+@dataclass(frozen=True)
+class DpClaim:
+    """`pallet_privacy_budgets::types::DpClaim`."""
+
+    accountant: Accountant
+    noise_multiplier: int
+    sample_rate: int
+    steps: int
+    max_grad_norm: int
+    delta: int
+    epsilon: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> DpClaim:
+        return cls(
+            accountant=Accountant.from_value(v["accountant"]),
+            noise_multiplier=v["noise_multiplier"],
+            sample_rate=v["sample_rate"],
+            steps=v["steps"],
+            max_grad_norm=v["max_grad_norm"],
+            delta=v["delta"],
+            epsilon=v["epsilon"],
+        )
+
+
+@dataclass(frozen=True)
+class DpSpec:
+    """`pallet_privacy_budgets::types::DpSpec`."""
+
+    accountant: Accountant
+    epsilon_cap: int
+    delta: int
+    max_grad_norm: int
+    noise_multiplier: int
+    noise_key_hash: H256
+
+    @classmethod
+    def from_value(cls, v: Any) -> DpSpec:
+        return cls(
+            accountant=Accountant.from_value(v["accountant"]),
+            epsilon_cap=v["epsilon_cap"],
+            delta=v["delta"],
+            max_grad_norm=v["max_grad_norm"],
+            noise_multiplier=v["noise_multiplier"],
+            noise_key_hash=H256.from_value(v["noise_key_hash"]),
+        )
+
+
 class EcdsaSignature(FixedBytes):
     """`sp_core::ecdsa::Signature`, 65 bytes."""
 
@@ -856,6 +955,30 @@ class LastRuntimeUpgradeInfo:
     @classmethod
     def from_value(cls, v: Any) -> LastRuntimeUpgradeInfo:
         return cls(spec_version=v["spec_version"], spec_name=v["spec_name"])
+
+
+class Market(ChainEnum):
+    """`pallet_privacy_budgets::types::Market`: `Market.<Variant>`, one subclass per variant."""
+
+    Bounty: ClassVar[Market]
+    Federated: ClassVar[Market]
+
+
+class MarketBounty(Market, UnitVariant):
+    """`pallet_privacy_budgets::types::Market::Bounty`."""
+
+    VARIANT: ClassVar[str] = "Bounty"
+
+
+class MarketFederated(Market, UnitVariant):
+    """`pallet_privacy_budgets::types::Market::Federated`."""
+
+    VARIANT: ClassVar[str] = "Federated"
+
+
+Market.Bounty = MarketBounty()
+Market.Federated = MarketFederated()
+Market._VARIANTS = {"Bounty": Market.Bounty, "Federated": Market.Federated}
 
 
 @dataclass(frozen=True)
@@ -1195,6 +1318,19 @@ class Requirements:
     @classmethod
     def from_value(cls, v: Any) -> Requirements:
         return cls(min_cpus=v["min_cpus"], min_gpus=v["min_gpus"], min_memory_mb=v["min_memory_mb"])
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """`pallet_privacy_budgets::types::Reservation`."""
+
+    data_hash: H256
+    epsilon: int
+    delta: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Reservation:
+        return cls(data_hash=H256.from_value(v["data_hash"]), epsilon=v["epsilon"], delta=v["delta"])
 
 
 class Role(ChainEnum):
@@ -1848,6 +1984,9 @@ __all__ = [
     "AccountData",
     "AccountId",
     "AccountInfo",
+    "Accountant",
+    "AccountantPrv",
+    "AccountantRdp",
     "AggregationRule",
     "AggregationRuleFedAvg",
     "AggregationRuleFedMedian",
@@ -1862,6 +2001,7 @@ __all__ = [
     "BalanceStatus",
     "BalanceStatusFree",
     "BalanceStatusReserved",
+    "Budget",
     "Bytes",
     "Capabilities",
     "ChainEnum",
@@ -1894,6 +2034,8 @@ __all__ = [
     "DispatchErrorTransactional",
     "DispatchErrorUnavailable",
     "DispatchInfo",
+    "DpClaim",
+    "DpSpec",
     "EcdsaSignature",
     "EventRecord",
     "FixedBytes",
@@ -1909,6 +2051,9 @@ __all__ = [
     "H256",
     "Holdout",
     "LastRuntimeUpgradeInfo",
+    "Market",
+    "MarketBounty",
+    "MarketFederated",
     "ModelRecord",
     "MultiAddress",
     "MultiAddressAddress20",
@@ -1933,6 +2078,7 @@ __all__ = [
     "ReleasesV2",
     "Reputation",
     "Requirements",
+    "Reservation",
     "Role",
     "RoleTrainer",
     "RoleValidator",

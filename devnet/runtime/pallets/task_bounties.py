@@ -81,6 +81,8 @@ from devnet.crypto import blake2_256, verify_signature
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, DispatchError, Pallet, StorageItem, call
 from devnet.runtime.pallets.models import BoundedBytes, Models
+from devnet.runtime.pallets.privacy import PrivacyBudgets
+from devnet.runtime.pallets.privacy_types import DpClaim, DpSpec, dp_attestation_message
 from devnet.runtime.pallets.task_bounties_types import (
     ATTESTATION_CODEC,
     ATTESTATION_DOMAIN,
@@ -151,7 +153,8 @@ class TaskBounties(Pallet):
                  max_expiries_per_block: int = 32, max_expiry_spill: int = 64,
                  max_deadline_blocks: int = 100_000_000, max_recipe_len: int = 64, max_uri_len: int = 256,
                  max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
-                 challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT) -> None:
+                 challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT,
+                 privacy: PrivacyBudgets) -> None:
         self.constants = (
             Constant("TaskDeposit", U128, task_deposit, "Reserved from the requester per task, returned at the end."),
             Constant("MinBounty", U128, min_bounty, "The least bounty a task may offer."),
@@ -183,7 +186,7 @@ class TaskBounties(Pallet):
             Constant("MaxDeadlineBlocks", U32, max_deadline_blocks,
                      "How many blocks after the current one a task's deadline may be."),
         )
-        self.balances, self.workers, self.models = balances, workers, models
+        self.balances, self.workers, self.models, self.privacy = balances, workers, models, privacy
         self.task_deposit, self.min_bounty = task_deposit, min_bounty
         self.claim_lease, self.verification_grace = claim_lease, verification_grace_ms
         self.max_claims, self.max_validators = max_claims_per_worker, max_validators_required
@@ -206,6 +209,14 @@ class TaskBounties(Pallet):
                     holdout_commitment: bytes | None) -> None:
         """Post a task: reserves `bounty + TaskDeposit`; `deadline` is a block number."""
         requester = _signed(origin)
+        self._check_new_task(ctx, spec, bounty, deadline, validators_required)
+        if self.privacy.has_budget(ctx, spec["dataset_hash"]):
+            raise PrivacyBudgets.error("DataSetHasBudget")
+        self._open_task(ctx, requester, spec, bounty, min_stake, deadline, validators_required, holdout_commitment)
+
+    def _check_new_task(self, ctx: DispatchContext, spec: dict[str, Any], bounty: int, deadline: int,
+                        validators_required: int) -> None:
+        """What create_task and create_private_task both refuse."""
         self._check_len(spec["recipe"], self.max_recipe_len, "RecipeTooLong")
         self._check_len(spec["spec_uri"], self.max_uri_len, "UriTooLong")
         self._check_len(spec["eval_metric"], self.max_metric_name_len, "MetricNameTooLong")
@@ -219,6 +230,10 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("InvalidValidatorsRequired")
         if spec["parent_model"] is not None and not self.models.exists(ctx.state, spec["parent_model"]):
             raise TaskBounties.error("UnknownParentModel")
+
+    def _open_task(self, ctx: DispatchContext, requester: bytes, spec: dict[str, Any], bounty: int, min_stake: int,
+                   deadline: int, validators_required: int, holdout_commitment: bytes | None) -> int:
+        """Reserve the bounty and deposit, store the Open task, schedule its deadline; returns its id."""
         self.balances.reserve(ctx, requester, bounty + self.task_deposit)
         task_id = TaskBounties.NextTaskId.get(ctx.state)
         TaskBounties.NextTaskId.set(ctx.state, task_id + 1)
@@ -230,6 +245,7 @@ class TaskBounties(Pallet):
             "attempts": 0, "progress": None})
         ctx.deposit_event(TaskBounties, "TaskCreated",
                           {"task_id": task_id, "requester": requester, "bounty": bounty, "deadline": deadline})
+        return int(task_id)
 
     @call(1, _TASK, weight=200_000_000)
     def cancel_task(self, ctx: DispatchContext, origin: bytes | None, task_id: int) -> None:
@@ -244,6 +260,7 @@ class TaskBounties(Pallet):
         task["status"] = ("Cancelled", None)
         TaskBounties.Tasks.set(ctx.state, task_id, task)
         ctx.deposit_event(TaskBounties, "TaskCancelled", {"task_id": task_id, "refund": refund})
+        self.privacy.release(ctx, "Bounty", task_id, task["requester"])
 
     # Worker calls ----------------------------------------------------------------------------
     @call(2, _TASK, weight=300_000_000)
@@ -310,6 +327,14 @@ class TaskBounties(Pallet):
         """Submit the claimant's signed attestation (anyone may relay it); verification starts."""
         relayer = _signed(origin)
         task = self._task(ctx, task_id)
+        if PrivacyBudgets.BountyPrivacy.contains(ctx.state, task_id):
+            raise TaskBounties.error("PrivateTaskNeedsClaim")
+        self._check_submission(ctx, task_id, task, attestation, attestation_message(attestation), signature)
+        self._record_submission(ctx, relayer, task_id, task, attestation)
+
+    def _check_submission(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
+                          attestation: dict[str, Any], message: bytes, signature: Any) -> None:
+        """What submit_result and submit_private_result both refuse; `message` is what the worker signed."""
         status, payload = task["status"]
         if status != "Claimed":
             raise TaskBounties.error("NotClaimed")
@@ -331,10 +356,15 @@ class TaskBounties(Pallet):
         if attestation["finished_ms"] < attestation["started_ms"]:
             raise TaskBounties.error("InvalidTimestamps")
         scheme, raw_signature = signature
-        if not verify_signature(scheme, raw_signature, attestation_message(attestation), payload["worker"]):
+        if not verify_signature(scheme, raw_signature, message, payload["worker"]):
             raise TaskBounties.error("BadAttestationSignature")
         if self.models.exists(ctx.state, attestation["model_hash"]):
             raise TaskBounties.error("ModelAlreadyRegistered")
+
+    def _record_submission(self, ctx: DispatchContext, relayer: bytes, task_id: int, task: dict[str, Any],
+                           attestation: dict[str, Any]) -> None:
+        """The checked result is under verification: the lease ends, the window opens."""
+        payload = task["status"][1]
         self._unschedule(ctx, TaskBounties.LeaseExpiries, payload["lease_until"], task_id)
         verify_until = self._queue_verification(ctx, task_id)
         attestation_hash = blake2_256(ATTESTATION_CODEC.encode(attestation))
@@ -460,6 +490,55 @@ class TaskBounties(Pallet):
         result = TaskBounties.Results.get(ctx.state, task_id)
         self._pay_out(ctx, task_id, task, result, result["approved_by"])
 
+    # Private tasks (appended calls; docs/privacy-budgets.md) ---------------------------------
+    @call(10, ("spec", TaskSpec, "TaskSpec<T>"), ("privacy", DpSpec, "DpSpec"), ("bounty", U128, "BalanceOf<T>"),
+          ("min_stake", U128, "BalanceOf<T>"), ("deadline", U32, "BlockNumberFor<T>"),
+          ("validators_required", U32, "u32"), ("holdout_commitment", Option(H256), "Option<H256>"),
+          weight=500_000_000)
+    def create_private_task(self, ctx: DispatchContext, origin: bytes | None, spec: dict[str, Any],
+                            privacy: dict[str, Any], bounty: int, min_stake: int, deadline: int,
+                            validators_required: int, holdout_commitment: bytes | None) -> None:
+        """Post a DP task on a data set whose budget the caller owns: reserves (epsilon_cap, delta) of it."""
+        requester = _signed(origin)
+        self._check_new_task(ctx, spec, bounty, deadline, validators_required)
+        self.privacy.check_spec(privacy)
+        task_id = self._open_task(ctx, requester, spec, bounty, min_stake, deadline, validators_required,
+                                  holdout_commitment)
+        self.privacy.reserve(ctx, "Bounty", task_id, requester, spec["dataset_hash"], privacy["epsilon_cap"],
+                             privacy["delta"])
+        PrivacyBudgets.BountyPrivacy.set(ctx.state, task_id, privacy)
+
+    @call(11, _TASK, ("attestation", Attestation, "Attestation<T>"), ("claim", DpClaim, "DpClaim"),
+          ("signature", MultiSignature, "MultiSignature"), weight=550_000_000)
+    def submit_private_result(self, ctx: DispatchContext, origin: bytes | None, task_id: int,
+                              attestation: dict[str, Any], claim: dict[str, Any], signature: Any) -> None:
+        """Submit a private task's result with the worker's DP claim, both under one signature."""
+        relayer = _signed(origin)
+        task = self._task(ctx, task_id)
+        terms = PrivacyBudgets.BountyPrivacy.get(ctx.state, task_id)
+        if terms is None:
+            raise TaskBounties.error("NotPrivateTask")
+        self._check_submission(ctx, task_id, task, attestation, dp_attestation_message(attestation, claim),
+                               signature)
+        self.privacy.check_claim(terms, claim)
+        self._record_submission(ctx, relayer, task_id, task, attestation)
+        PrivacyBudgets.BountyClaims.set(ctx.state, task_id, claim)
+        ctx.deposit_event(self.privacy, "DpClaimed", {"market": ("Bounty", None), "task": task_id,
+                                                      "worker": attestation["worker"], "epsilon": claim["epsilon"]})
+
+    def _spend_privacy(self, ctx: DispatchContext, task_id: int, task: dict[str, Any]) -> None:
+        """An accepted private result spends its claim; the rest of the reservation goes back."""
+        claim = PrivacyBudgets.BountyClaims.get(ctx.state, task_id)
+        if claim is not None:
+            self.privacy.spend(ctx, "Bounty", task_id, task["requester"], claim["epsilon"], claim["delta"])
+
+    @staticmethod
+    def _drop_claim(ctx: DispatchContext, task_id: int) -> None:
+        """The result under verification is gone (rejected, timed out): so is its claim; the reservation stays
+        for the next attempt."""
+        if PrivacyBudgets.BountyClaims.contains(ctx.state, task_id):
+            PrivacyBudgets.BountyClaims.remove(ctx.state, task_id)
+
     @staticmethod
     def challenge_quorum(task: dict[str, Any]) -> int:
         """Verdicts that settle a challenge round: a strict majority of a round twice the first's size."""
@@ -499,6 +578,7 @@ class TaskBounties(Pallet):
         self._close_verification(ctx, task_id, task, result)
         task["status"] = ("Accepted", {"worker": worker, "model_hash": attestation["model_hash"]})
         TaskBounties.Tasks.set(ctx.state, task_id, task)
+        self._spend_privacy(ctx, task_id, task)
         self.workers.record(ctx, worker, "tasks_completed")
         ctx.deposit_event(TaskBounties, "TaskAccepted", {
             "task_id": task_id, "worker": worker, "model_hash": attestation["model_hash"],
@@ -525,6 +605,7 @@ class TaskBounties(Pallet):
                           {"task_id": task_id, "worker": worker, "amount": slashed, "burned": max(burned, 0)})
         self._close_verification(ctx, task_id, task, result)
         TaskBounties.Results.remove(ctx.state, task_id)
+        self._drop_claim(ctx, task_id)
         self._reopen_or_expire(ctx, task_id, task)
 
     def _uphold_challenge(self, ctx: DispatchContext, task_id: int, task: dict[str, Any],
@@ -604,6 +685,8 @@ class TaskBounties(Pallet):
         task["status"] = ("Expired", None)
         TaskBounties.Tasks.set(ctx.state, task_id, task)
         ctx.deposit_event(TaskBounties, "TaskExpired", {"task_id": task_id, "refund": refund})
+        self._drop_claim(ctx, task_id)
+        self.privacy.release(ctx, "Bounty", task_id, task["requester"])
 
     def _refund(self, ctx: DispatchContext, task: dict[str, Any]) -> int:
         amount = task["bounty"] + task["deposit"]

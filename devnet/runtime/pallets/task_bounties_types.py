@@ -204,4 +204,6 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("ChallengePeriodOver", "The challenge period of this result has ended."),
     ("ChallengePeriodNotOver", "The challenge period of this result has not ended yet."),
     ("DeadlineTooFar", "The deadline is more than MaxDeadlineBlocks after the current block."),
+    ("PrivateTaskNeedsClaim", "A private task's result is submitted with its DP claim (submit_private_result)."),
+    ("NotPrivateTask", "submit_private_result on a task without DP terms (use submit_result)."),
 ))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import re
 import secrets
 from dataclasses import replace
@@ -73,6 +74,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--parent-model", default=None, metavar="HASH", help="a registered model to fine-tune")
     create.add_argument("--holdout", type=Path, default=None, metavar="FILE",
                         help="a private holdout data file: stored, committed on chain, revealed later")
+    dp = create.add_argument_group("differential privacy (DP-SGD on a data set with a privacy budget)")
+    dp.add_argument("--dp-epsilon", type=_positive("an epsilon"), default=None, metavar="E",
+                    help="train with DP-SGD, spending at most epsilon E of the data set's budget")
+    dp.add_argument("--dp-delta", type=_positive("a delta"), default=None, metavar="D", help="the run's delta")
+    dp.add_argument("--max-grad-norm", type=_positive("a clipping norm"), default=None, metavar="C",
+                    help="per-example gradient clipping norm")
+    dp.add_argument("--noise-multiplier", type=_positive("a noise multiplier"), default=None, metavar="S",
+                    help="noise multiplier sigma (default: the least that keeps the run within E)")
+    dp.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
+                    help="Opacus's accountant that counts epsilon (default prv)")
     add_store_argument(create)
     add_key_argument(create)
     add_chain_argument(create)
@@ -106,6 +117,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_key_argument(cancel)
     add_chain_argument(cancel)
     challenge.register(sub)
+
+
+def _positive(what: str) -> Any:
+    """An argparse type for a finite number above zero."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value) if re.fullmatch(r"[0-9.eE+-]+", value) else math.nan
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise argparse.ArgumentTypeError(f"{argtypes.shown(value)} is not {what} (a number above 0)")
+        return number
+    parse.__name__ = what.replace(" ", "_")
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +188,7 @@ def _hash_arg(value: str, what: str) -> str:
 
 # create -------------------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from paratrain.task_specs import chain_task_spec  # the one mapping, shared with paratrain.local
+    from paratrain.task_specs import chain_dp_spec, chain_task_spec  # the one mapping, shared with paratrain.local
     from runtime_bindings.generated.task_bounties import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
     from workers.recipes import RecipeError, get_recipe
@@ -181,6 +206,10 @@ def _create(args: argparse.Namespace) -> int:
         raise CliError(f"unknown hyperparameter {unknown[0]!r} for {recipe.name} "
                        f"(known: {', '.join(sorted(recipe.defaults))})")
     parent = "0x" + _hash_arg(args.parent_model, "--parent-model") if args.parent_model else None
+    dp_args = (args.dp_epsilon, args.dp_delta, args.max_grad_norm)
+    private = any(a is not None for a in (*dp_args, args.noise_multiplier))
+    if private and None in dp_args:
+        raise CliError("a private task needs --dp-epsilon, --dp-delta and --max-grad-norm together")
 
     url = chain_url(args)
     with Node(url) as node:  # connect before any storing: an unreachable node fails fast
@@ -199,6 +228,8 @@ def _create(args: argparse.Namespace) -> int:
                 spec = replace(spec, checkpoint_every=checkpoint_every_auto(spec, store))
             else:
                 _check_checkpoint_count(spec, store)
+            if private:
+                spec = _private_spec(args, node, spec, store)
             document = spec.canonical_bytes()
             spec_digest = store.put(document)
             spec_uri = store.uri(spec_digest)
@@ -223,8 +254,13 @@ def _create(args: argparse.Namespace) -> int:
             if deadline > argtypes.U32_MAX:
                 raise CliError(f"--deadline-blocks {args.deadline_blocks}: the deadline would be past the last "
                                f"block number a chain can have ({argtypes.U32_MAX})")
-            receipt = node.chain.task_bounties.create_task(keypair, chain_spec, bounty, min_stake, deadline,
-                                                           args.validators, commitment)
+            if spec.privacy is None:
+                receipt = node.chain.task_bounties.create_task(keypair, chain_spec, bounty, min_stake, deadline,
+                                                               args.validators, commitment)
+            else:
+                receipt = node.chain.task_bounties.create_private_task(
+                    keypair, chain_spec, chain_dp_spec(spec.privacy), bounty, min_stake, deadline, args.validators,
+                    commitment)
         created = receipt.find(TaskCreatedEvent)
         if not created:
             raise CliError("the task was included but no TaskCreated event was found")
@@ -239,6 +275,31 @@ def _create(args: argparse.Namespace) -> int:
                       f"0x{holdout[1]} and size {holdout[2]} (kept only here: note them down)")
         print(task_id)
     return 0
+
+
+def _private_spec(args: argparse.Namespace, node: Node, spec: Any, store: Any) -> Any:
+    """`spec` with its "privacy" section (paratrain.task_specs.dp_privacy), after the data set's budget was found
+    able to reserve the cap; prints the sigma and q it derived. One-line CliErrors for a data set without a
+    budget or with too little left, and for terms no run can meet."""
+    from paratrain.task_specs import PrivacyTermsError, budget_shortfall, dp_privacy
+    from runtime_bindings import privacy as units
+    from workers.privacy import PrivacyError
+
+    with chain_errors(node.url):
+        shortfall = budget_shortfall(node.chain, spec.dataset.hash, args.dp_epsilon, args.dp_delta)
+    if shortfall:
+        raise CliError(shortfall)
+    try:
+        privacy, sigma, rate, steps = dp_privacy(spec, store, epsilon=args.dp_epsilon, delta=args.dp_delta,
+                                                 max_grad_norm=args.max_grad_norm,
+                                                 noise_multiplier=args.noise_multiplier, accountant=args.accountant)
+    except (PrivacyError, PrivacyTermsError, ValueError) as exc:
+        raise CliError(f"bad differential-privacy terms: {exc}") from None
+    derived = "given" if args.noise_multiplier is not None else "derived"
+    err().print(f"DP-SGD: noise multiplier sigma {sigma:g} ({derived}), sample rate q {units.rate_from_chain(rate):.9g}, "
+                f"{steps} steps, clipping norm {privacy.max_grad_norm:g}, epsilon <= {privacy.epsilon:g} at delta "
+                f"{privacy.delta:g} ({privacy.accountant})")
+    return replace(spec, privacy=privacy)
 
 
 def _check_checkpoint_count(spec: Any, store: Any) -> None:

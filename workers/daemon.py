@@ -21,7 +21,7 @@ One task, end to end (a workers.task_run.TaskRun: ASSIGNED -> CLAIMED -> TRAININ
          submit_result signed by the worker, waited for on chain (ResultSubmitted), report_result. A private
          task's result is submit_private_result instead: the DpClaim is the final model card's "privacy"
          values (what the run used and the epsilon it spent) in chain units, signed with the attestation
-         (runtime_bindings.attestation.DpAttestationCodec).
+         (runtime_bindings.privacy.sign_dp_attestation).
 
 Payouts (workers.payout): on a chain with a challenge period a quorum of accepts makes the result Approved
 until ``challenge_until``; the daemon watches the results it submitted between assignment polls (the long
@@ -471,10 +471,10 @@ class WorkerDaemon(DaemonBase):
         if self._bounty_privacy(task_id) is None:
             signature = self._attestation_codec().multi_signature(attestation, self.keypair)
             return SubmitResultCall(task_id=task_id, attestation=attestation, signature=signature), signature
-        from runtime_bindings.attestation import DpAttestationCodec
+        from runtime_bindings.privacy import sign_dp_attestation
 
         claim = dp_claim_of_card(self.store, result.card_hash)
-        signature = DpAttestationCodec.from_chain(self.chain).multi_signature(attestation, claim, self.keypair)
+        signature = sign_dp_attestation(self._attestation_codec().encode(attestation), claim, self.keypair)
         return SubmitPrivateResultCall(task_id=task_id, attestation=attestation, claim=claim,
                                        signature=signature), signature
 

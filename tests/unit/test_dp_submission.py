@@ -19,11 +19,16 @@ from orchestrator.index import Index
 from orchestrator.indexer import Indexer
 from orchestrator.relay import Relay
 from runtime_bindings import AttestationCodec, Chain, Keypair
-from runtime_bindings.attestation import DP_ATTESTATION_CONTEXT, DpAttestationCodec
 from runtime_bindings.generated import task_bounties as tb
 from runtime_bindings.generated import types as t
 from runtime_bindings.generated.task_bounties import SubmitPrivateResultCall
-from runtime_bindings.privacy import noise_key_hash
+from runtime_bindings.privacy import (
+    DP_ATTESTATION_CONTEXT,
+    dp_signing_payload,
+    noise_key_hash,
+    sign_dp_attestation,
+    verify_dp_attestation,
+)
 from runtime_bindings.values import H256
 from workers import ArtifactStore
 from workers.daemon import dp_claim_of_card
@@ -34,6 +39,8 @@ ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob
 DATA = "0x" + "22" * 32
 CARD_PRIVACY = {"accountant": "prv", "noise_multiplier": 1.1, "sample_rate": 0.044537, "steps": 44,
                 "max_grad_norm": 1.0, "delta": 1e-05, "epsilon": 2.2424431}
+CLAIM = t.DpClaim(accountant=t.Accountant.Prv, noise_multiplier=1_100_000, sample_rate=44_537_230, steps=44,
+                  max_grad_norm=1_000_000, delta=10_000_000_000, epsilon=2_242_444)
 DP_SPEC = t.DpSpec(accountant=t.Accountant.Prv, epsilon_cap=8_000_000, delta=10_000_000_000,
                    max_grad_norm=1_000_000, noise_multiplier=1_100_000,
                    noise_key_hash=H256(noise_key_hash(bytes(32))))
@@ -90,17 +97,15 @@ def test_the_claim_is_the_cards_privacy_values_in_chain_units(tmp_path) -> None:
 def test_the_dp_signature_is_over_devnets_message_and_the_pallet_takes_it(node: InProcessNode) -> None:
     with memory_chain(node) as chain:
         task_id = private_task(chain)
-        codec = DpAttestationCodec.from_chain(chain)
-        att = attestation(task_id)
-        claim = t.DpClaim(accountant=t.Accountant.Prv, noise_multiplier=1_100_000, sample_rate=44_537_230, steps=44,
-                          max_grad_norm=1_000_000, delta=10_000_000_000, epsilon=2_242_444)
-        payload = codec.payload(att, claim)
         plain = AttestationCodec.from_chain(chain)
-        assert payload == DP_ATTESTATION_CONTEXT + plain.encode(att) + codec.encode_claim(claim)
-        assert codec.encode_claim(claim) == DP_CLAIM_CODEC.encode(devnet_claim(claim))  # devnet's own bytes
-        signature = codec.multi_signature(att, claim, BOB)
-        assert codec.verify(att, claim, signature, BOB.ss58_address)
-        assert not codec.verify(att, replace(claim, epsilon=claim.epsilon - 1), signature, BOB.ss58_address)
+        att = attestation(task_id)
+        encoded = plain.encode(att)
+        claim = CLAIM
+        assert dp_signing_payload(encoded, claim) == (DP_ATTESTATION_CONTEXT + encoded
+                                                      + DP_CLAIM_CODEC.encode(devnet_claim(claim)))  # devnet's bytes
+        signature = sign_dp_attestation(encoded, claim, BOB)
+        assert verify_dp_attestation(encoded, claim, signature, BOB.public_key)
+        assert not verify_dp_attestation(encoded, replace(claim, epsilon=claim.epsilon - 1), signature, BOB.public_key)
         assert not plain.verify(att, signature, BOB.ss58_address)  # never a plain attestation's signature
         with pytest.raises(tb.BadAttestationSignature):  # the pallet verifies its own message: a claim moved is refused
             chain.task_bounties.submit_private_result(BOB, task_id, att, replace(claim, epsilon=claim.epsilon - 1),
@@ -123,13 +128,11 @@ async def test_the_orchestrator_relays_a_private_result_only_from_the_claimant(n
         try:
             await asyncio.to_thread(indexer.sync)
             att = attestation(task_id)
-            claim = t.DpClaim(accountant=t.Accountant.Prv, noise_multiplier=1_100_000, sample_rate=44_537_230,
-                              steps=44, max_grad_norm=1_000_000, delta=10_000_000_000, epsilon=2_242_444)
-            codec = DpAttestationCodec.from_chain(chain)
+            claim, encoded = CLAIM, AttestationCodec.from_chain(chain).encode(att)
 
             def signed(key: Keypair) -> bytes:
                 call = SubmitPrivateResultCall(task_id=task_id, attestation=att, claim=claim,
-                                               signature=codec.multi_signature(att, claim, key))
+                                               signature=sign_dp_attestation(encoded, claim, key))
                 return bytes.fromhex(chain.sign(call, key)[2:])
 
             with pytest.raises(PermissionDenied, match="not claimed by"):

@@ -11,6 +11,10 @@ Determinism (bitwise on CPU for a given world size):
 * checkpoints (model + optimizer state + step) are written in the byte-stable PTTS1 format.
 
 A checkpoint is taken every ``spec.checkpoint_every`` optimizer steps and after the last step.
+
+A spec with a "privacy" section trains with DP-SGD (`workers.privacy.training`, world size 1): the same loop
+and checkpoints, but each step's batch is Poisson-sampled and its gradient clipped per sample and noised by
+Opacus, from generators reseeded per step with the secret noise key; the final card carries the claim.
 """
 from __future__ import annotations
 
@@ -139,7 +143,11 @@ def _run_shape(spec: TaskSpec, store: ArtifactStore) -> tuple[int, int, int]:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The recipe's model inside DDP (``module``) or Opacus's GradSampleModule (``_module``)."""
+    for attr in ("module", "_module"):
+        if hasattr(model, attr):
+            return getattr(model, attr)
+    return model
 
 
 def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
@@ -188,6 +196,17 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         start_step = int(meta["step"])
+    dp = None
+    if spec.privacy is not None:
+        if world_size != 1:
+            raise TrainingError(f"a DP task trains with world size 1 (Opacus's Poisson sampler is per rank), "
+                                f"not {world_size}")
+        from workers.privacy.training import DpSession  # Opacus loads only for a DP task
+
+        dp = DpSession.start(spec, plan.store, model, optimizer, train_examples=len(prepared.train_x),
+                             batch_size=int(hp["batch_size"]), epochs=int(hp["epochs"]), device=device,
+                             replay=plan.replay)
+        model, optimizer = dp.module, dp.optimizer
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
@@ -207,10 +226,13 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
             raise MemoryLimitError(f"resident memory grew {_rss_mb() - baseline_mb:.0f} MiB during the task, "
                                    f"over its limit of {spec.limits.memory_mb} MiB")
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            sampler.set_epoch(epoch)
-            order, order_epoch = torch.tensor(list(sampler), dtype=torch.long), epoch
-        idx = order[in_epoch * batch:(in_epoch + 1) * batch]
+        if dp is not None:
+            idx = dp.batch(step)  # a Poisson batch drawn with the step's keyed seed
+        else:
+            if epoch != order_epoch:
+                sampler.set_epoch(epoch)
+                order, order_epoch = torch.tensor(list(sampler), dtype=torch.long), epoch
+            idx = order[in_epoch * batch:(in_epoch + 1) * batch]
         x, y = train_x[idx].to(device), train_y[idx].to(device)
         _reseed(step_seed(spec.seed, step), device)
         optimizer.zero_grad(set_to_none=True)
@@ -262,6 +284,8 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
                       "weights": {"hash": final.model_hash, "format": "PTTS1"}}
         if "vocab" in prepared.info:
             final.card["vocab"] = "".join(prepared.info["vocab"])
+        if dp is not None and dp.claim is not None:
+            final.card["privacy"] = dp.claim.decoded()
     report(final)
     return final
 

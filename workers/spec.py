@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from workers.hashing import blake2_256, blake2_256_hex, normalize_hash
@@ -122,21 +123,20 @@ class Privacy:
                 "noise_key": {"hash": self.noise_key.hash, "uri": self.noise_key.uri}}
 
     def validate(self) -> None:
-        from runtime_bindings import privacy as units  # lazy: most specs have no privacy section
-        from workers.artifacts import store_root_of
+        from workers.artifacts import store_root_of  # lazy: most specs have no privacy section
 
         _check(self.accountant in DP_ACCOUNTANTS, "privacy.accountant",
                "'prv' or 'rdp' (Opacus's 'gdp' can underestimate epsilon)")
-        for name, top, to_chain, from_chain, grid in (
-                ("delta", MAX_DELTA, units.delta_to_chain, units.delta_from_chain, "1e-15"),
-                ("epsilon", MAX_EPSILON, units.epsilon_to_chain, units.epsilon_from_chain, "1e-6"),
-                ("max_grad_norm", MAX_NOISE, units.norm_to_chain, units.norm_from_chain, "1e-6"),
-                ("noise_multiplier", MAX_NOISE, units.norm_to_chain, units.norm_from_chain, "1e-6")):
+        for name, top, places in (("delta", MAX_DELTA, 15), ("epsilon", MAX_EPSILON, 6),
+                                  ("max_grad_norm", MAX_NOISE, 6), ("noise_multiplier", MAX_NOISE, 6)):
             value = getattr(self, name)
             _check(_is_number(value) and math.isfinite(value) and 0 < value <= top, f"privacy.{name}",
                    f"a number in (0, {top:g}]")
-            _check(from_chain(to_chain(value)) == value, f"privacy.{name}",
-                   f"a multiple of {grid}, as the chain holds it")
+            # runtime_bindings.privacy converts through the float's shortest repr: on this grid the decoded
+            # chain value is the document's own (the check is here, not a conversion: this module stays pure)
+            scaled = Decimal(repr(value)) * 10**places
+            _check(scaled == scaled.to_integral_value(), f"privacy.{name}",
+                   f"a multiple of 1e-{places}, as the chain holds it")
         key = self.noise_key
         _check(isinstance(key, NoiseKeyRef), "privacy.noise_key", "a {hash, uri} object")
         _check(isinstance(key.hash, str) and len(key.hash) == 64 and all(c in "0123456789abcdef" for c in key.hash),

@@ -125,3 +125,9 @@ def test_claim_above_cap(claim: DpClaim) -> None:
     capped = replace(TERMS, epsilon_cap=claim.epsilon - 1)
     (reason,) = check_claim(claim, capped, train_examples=N, batch_size=BATCH, epochs=EPOCHS)
     assert "above the cap" in reason
+
+
+def test_prv_past_the_cutoff_answers_with_the_rdp_bound() -> None:
+    # PRV would ask numpy for petabytes here; the RDP bound (an upper bound, far above MaxEpsilon) comes back
+    assert epsilon_spent("prv", 0.1, 0.0445, 660, 1e-5) == epsilon_spent("rdp", 0.1, 0.0445, 660, 1e-5) > 1000
+    assert epsilon_spent("prv", 1e-6, 0.0445, 44, 1e-5) > 1000

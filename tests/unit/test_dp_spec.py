@@ -103,3 +103,16 @@ def test_chain_spec_mismatches() -> None:
     wrong = {**chain, "accountant": "Rdp", "noise_multiplier": 1_000_000, "noise_key_hash": "0x" + "00" * 32}
     assert [r.split(":")[0] for r in chain_spec_mismatches(PRIVACY, wrong)] == [
         "accountant", "noise_multiplier", "noise_key_hash"]
+
+
+@pytest.mark.parametrize("value", [1e-5, 1.792, 3.0, 0.1, 2.2e-7, 1.0000001, 1.7923456])
+def test_the_grid_check_agrees_with_the_chain_round_trip(value: float) -> None:
+    from runtime_bindings.privacy import norm_from_chain, norm_to_chain
+
+    on_grid = norm_from_chain(norm_to_chain(value)) == value
+    try:
+        TaskSpec.from_dict(_doc(noise_multiplier=value))
+        accepted = True
+    except SpecValidationError:
+        accepted = False
+    assert accepted == on_grid

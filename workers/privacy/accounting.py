@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from workers.spec import Privacy
 
 ACCOUNTANTS = ("prv", "rdp")
+PRV_CUTOFF = 150.0      # RDP epsilon above which "prv" answers with the RDP bound (see epsilon_spent)
 CLAIM_TOLERANCE = 0.01  # the pallet's EpsilonTolerance: a claim more than 1 % below the recomputation is wrong
 
 
@@ -66,14 +67,26 @@ def _check_mechanism(noise_multiplier: float, sample_rate: float, steps: int, de
 def _epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
     from opacus.accountants import create_accountant
 
+    if accountant == "prv":
+        bound = _epsilon("rdp", noise_multiplier, sample_rate, steps, delta)
+        if bound > PRV_CUTOFF:
+            return bound
     acc = create_accountant(accountant)
     acc.history = [(noise_multiplier, sample_rate, steps)]
-    return float(acc.get_epsilon(delta))
+    try:
+        return float(acc.get_epsilon(delta))
+    except (ArithmeticError, MemoryError, ValueError) as exc:
+        raise PrivacyError(f"the {accountant} accountant cannot bound sigma {noise_multiplier}, q {sample_rate}, "
+                           f"{steps} steps: {type(exc).__name__}") from None
 
 
 def epsilon_spent(accountant: str, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
     """Epsilon at `delta` after `steps` Poisson-sampled Gaussian steps, by Opacus's accountant. No noise is no
-    privacy (infinity); no steps or an empty sample spend nothing. Cached: PRV takes up to seconds."""
+    privacy (infinity); no steps or an empty sample spend nothing. Cached: PRV takes up to seconds.
+
+    PRV's discretisation grows with epsilon (sigma 0.1 at q 0.045 for 660 steps asks numpy for petabytes), so
+    past an RDP bound of PRV_CUTOFF the RDP bound itself is returned for "prv": still an upper bound (RDP is
+    looser, ~5-10 % above PRV here), and far above any cap the chain allows (MaxEpsilon 100)."""
     name = accountant_name(accountant)
     _check_mechanism(noise_multiplier, sample_rate, steps, delta)
     if noise_multiplier == 0:
@@ -206,9 +219,13 @@ def recompute_epsilon(terms: DpTerms, sample_rate: int, steps: int) -> float:
 def honest_claim(terms: DpTerms, *, train_examples: int, batch_size: int, epochs: int) -> DpClaim:
     """The claim an honest worker makes for a run of `terms` on `train_examples` (epsilon rounded up)."""
     rate, steps = sample_rate_of(train_examples, batch_size), steps_for(train_examples, batch_size, epochs)
+    epsilon = recompute_epsilon(terms, rate, steps)
+    try:
+        epsilon_units = epsilon_to_chain(epsilon)
+    except ValueError:
+        raise PrivacyError(f"epsilon {epsilon} of this run is beyond what the chain can hold") from None
     return DpClaim(accountant=terms.accountant, noise_multiplier=terms.noise_multiplier, sample_rate=rate,
-                   steps=steps, max_grad_norm=terms.max_grad_norm, delta=terms.delta,
-                   epsilon=epsilon_to_chain(recompute_epsilon(terms, rate, steps)))
+                   steps=steps, max_grad_norm=terms.max_grad_norm, delta=terms.delta, epsilon=epsilon_units)
 
 
 def check_claim(claim: DpClaim | Mapping[str, Any], terms: DpTerms | Mapping[str, Any], *, train_examples: int,

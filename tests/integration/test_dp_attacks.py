@@ -7,13 +7,15 @@ The cast (dev keys): //Alice owns the digits data set's budget and requests; //B
 //Charlie and //Dave validate (both must vote: validators_required 2). Every task is one DP run of digits_mlp
 (2 epochs, 44 Poisson-sampled steps, 4 checkpoints) with its own seed and its own secret noise key.
 
-* (a) an honest run is accepted: the budget's spent epsilon is exactly the claim and the rest of the cap's
-  reservation goes back (PrivacyBudgets.BudgetSpent);
+* (a) an honest run, submitted by the worker daemon's own code (workers.daemon.WorkerDaemon._result_call and
+  _send), is accepted: the budget's spent epsilon is exactly the claim and the rest of the cap's reservation
+  goes back (PrivacyBudgets.BudgetSpent);
 * (b) noise skipped (noise multiplier 0 in the engine) and (c) clipping skipped (a huge clipping norm, the
   spec's noise): their claims are the honest claims of the spec, but the replayed segments differ -> rejected
   by both validators, Eve slashed, the task reopened with its reservation kept;
 * (d) epsilon claimed 2 % under the recomputation -> rejected on the claim alone (the run itself is honest),
   slashed; (e) 0.5 % under -> accepted, and the smaller claim is what is spent;
+* the worker daemon refuses, before claiming, a task whose spec document's terms are not the chain's DpSpec;
 * no honest party (Bob, Charlie, Dave, Alice) is slashed anywhere; after every step spent + reserved stays
   within the budget, and a task whose cap exceeds what remains is refused with BudgetExceeded.
 """
@@ -38,9 +40,11 @@ from runtime_bindings.generated import privacy_budgets as pb
 from runtime_bindings.generated import types as t
 from runtime_bindings.privacy import epsilon_from_chain, epsilon_to_chain, sign_dp_attestation
 from workers import ArtifactStore, DatasetRef, Evaluation, Limits, TaskSpec, add_dataset
-from workers.daemon import dp_claim_of_card
+from workers.daemon import DaemonConfig, WorkerDaemon, dp_claim_of_card
+from workers.errors import TaskRefused
 from workers.observers import Recorder
 from workers.runner import TrainingResult, train_local
+from workers.task_run import TaskRun
 from workers.uri_policy import UriPolicy
 
 pytestmark = pytest.mark.slow  # DP training runs and validator daemons on a devnet
@@ -165,6 +169,14 @@ def outcome(m: Market, task_id: int, since: int, timeout: float = 120) -> Any:
     raise AssertionError(f"task {task_id}: no verdict within {timeout} s")
 
 
+def worker_daemon(m: Market) -> WorkerDaemon:
+    """Bob's worker daemon on the test's chain connection and store (no orchestrator: it sends to the node)."""
+    daemon = WorkerDaemon(DaemonConfig(orchestrator="127.0.0.1:1", chain_url="ws://unused", key="//Bob"),
+                          keypair=BOB, store=m.worker)
+    daemon.chain = m.chain
+    return daemon
+
+
 def attempt(m: Market, seed: int, worker: Keypair, *, cheat: type | None = None,
             under: float = 0.0) -> tuple[int, int, Any, t.DpClaim]:
     """Post a private task, train it (with a cheating optimizer when `cheat`), claim, submit the claim
@@ -185,9 +197,15 @@ def attempt(m: Market, seed: int, worker: Keypair, *, cheat: type | None = None,
     if under:
         claim = replace(claim, epsilon=epsilon_to_chain(epsilon_from_chain(claim.epsilon) * (1 - under)))
     attestation = result.to_attestation(task_id, worker.ss58_address)
-    signature = sign_dp_attestation(AttestationCodec.from_chain(m.chain).encode(attestation), claim, worker)
     m.chain.task_bounties.claim_task(worker, task_id)
-    m.chain.task_bounties.submit_private_result(worker, task_id, attestation, claim, signature)
+    if worker is BOB and not under:  # the daemon's own submission: its choice of call, claim and signature
+        daemon = worker_daemon(m)
+        call, _ = daemon._result_call(task_id, attestation, result)
+        assert call.CALL == "submit_private_result" and call.claim == claim
+        daemon._send(task_id, call, call.CALL, relay=False)
+    else:
+        signature = sign_dp_attestation(AttestationCodec.from_chain(m.chain).encode(attestation), claim, worker)
+        m.chain.task_bounties.submit_private_result(worker, task_id, attestation, claim, signature)
     assert m.chain.privacy_budgets.bounty_claims(task_id) == claim
     return task_id, since, outcome(m, task_id, since), claim
 
@@ -214,6 +232,21 @@ def assert_slashed(m: Market, task_id: int, since: int, verdict: Any, reserved_b
     assert any(e.name == "TaskReopened" for e in events) and not any(e.name == "TaskAccepted" for e in events)
     assert m.budget().reserved_epsilon == reserved_before  # the next attempt needs the reservation
     assert m.chain.privacy_budgets.bounty_claims(task_id) is None  # the wrong claim is dropped
+
+
+def test_a_worker_refuses_a_task_whose_document_is_not_the_chains_terms(market: Market) -> None:
+    """The daemon's check before claiming: a document whose sigma is not the on-chain DpSpec's is refused."""
+    from paratrain.task_specs import chain_dp_spec, chain_task_spec
+
+    spec = market.spec(37)
+    lie = replace(chain_dp_spec(spec.privacy), noise_multiplier=chain_dp_spec(spec.privacy).noise_multiplier + 1)
+    receipt = market.chain.task_bounties.create_private_task(
+        ALICE, chain_task_spec(spec, market.requester.uri(spec.spec_hash_hex())), lie, BOUNTY, 0,
+        market.chain.best_number() + 500, 2, None)
+    task_id = next(int(e.task_id) for e in receipt.events if e.name == "TaskCreated")
+    with pytest.raises(TaskRefused, match="privacy terms are not the task's on chain: noise_multiplier"):
+        worker_daemon(market)._verify(TaskRun(task_id))
+    market.chain.task_bounties.cancel_task(ALICE, task_id)  # its reservation goes back
 
 
 def test_a_honest_dp_run_is_accepted_and_spends_its_claim(market: Market) -> None:

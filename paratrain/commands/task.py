@@ -82,7 +82,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="per-example gradient clipping norm")
     dp.add_argument("--noise-multiplier", type=_positive("a noise multiplier"), default=None, metavar="S",
                     help="noise multiplier sigma (default: the least that keeps the run within E)")
-    dp.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
+    dp.add_argument("--accountant", choices=("prv", "rdp"), default=None,
                     help="Opacus's accountant that counts epsilon (default prv)")
     add_store_argument(create)
     add_key_argument(create)
@@ -207,7 +207,7 @@ def _create(args: argparse.Namespace) -> int:
                        f"(known: {', '.join(sorted(recipe.defaults))})")
     parent = "0x" + _hash_arg(args.parent_model, "--parent-model") if args.parent_model else None
     dp_args = (args.dp_epsilon, args.dp_delta, args.max_grad_norm)
-    private = any(a is not None for a in (*dp_args, args.noise_multiplier))
+    private = any(a is not None for a in (*dp_args, args.noise_multiplier, args.accountant))
     if private and None in dp_args:
         raise CliError("a private task needs --dp-epsilon, --dp-delta and --max-grad-norm together")
 
@@ -292,7 +292,8 @@ def _private_spec(args: argparse.Namespace, node: Node, spec: Any, store: Any) -
     try:
         privacy, sigma, rate, steps = dp_privacy(spec, store, epsilon=args.dp_epsilon, delta=args.dp_delta,
                                                  max_grad_norm=args.max_grad_norm,
-                                                 noise_multiplier=args.noise_multiplier, accountant=args.accountant)
+                                                 noise_multiplier=args.noise_multiplier,
+                                                 accountant=args.accountant or "prv")
     except (PrivacyError, PrivacyTermsError, ValueError) as exc:
         raise CliError(f"bad differential-privacy terms: {exc}") from None
     derived = "given" if args.noise_multiplier is not None else "derived"

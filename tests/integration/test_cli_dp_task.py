@@ -70,8 +70,9 @@ def test_private_task_create(capsys, store, chain) -> None:
     data = "0x" + digits
     assert "has no privacy budget" in refused(capsys, store, chain, *COMMON, *DP)
     chain.privacy_budgets.set_budget(ALICE, data, epsilon_to_chain(5.0), 10**11)  # epsilon 5, delta 1e-4
-    assert "--dp-epsilon, --dp-delta and --max-grad-norm together" in refused(
-        capsys, store, chain, *COMMON, "--dp-epsilon", "3")
+    for partial in (("--dp-epsilon", "3"), ("--accountant", "rdp")):
+        assert "--dp-epsilon, --dp-delta and --max-grad-norm together" in refused(capsys, store, chain, *COMMON,
+                                                                                  *partial)
     with pytest.raises(SystemExit) as exited:  # argparse's refusal: usage and one error line, status 2
         run(capsys, store, *COMMON, *DP, "--noise-multiplier", "nan")
     assert exited.value.code == 2 and "'nan' is not a noise multiplier" in capsys.readouterr().err

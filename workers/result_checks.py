@@ -164,7 +164,6 @@ class ResultChecker:
                             {"attested": dataset, "spec": spec.dataset.hash,
                              **({"reason": "the attested data set is not the task's"}
                                 if dataset != spec.dataset.hash else {})}))
-        checks += self.privacy_checks(spec, private)
         # the trajectory's end (byte comparisons, nothing evaluated), once the documents are the named ones and
         # the recipe is one this validator runs (the schedule's total steps come from the recipe's data split)
         if all(c.ok for c in checks):
@@ -199,6 +198,8 @@ class ResultChecker:
                 checks.append(self.replay(spec, checkpoints, index))
         else:
             checks.append(Check("metric", False, {"reason": "not measured: the artifacts failed their checks"}))
+        # last, so that the evidence of a wrong claim still says whether the run itself replays
+        checks += self.privacy_checks(spec, private)
         return decide(checks, measured_micro), segments, extra
 
     def privacy_checks(self, spec: Any, private: PrivateResult | None) -> list[Check]:

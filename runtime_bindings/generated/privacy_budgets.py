@@ -380,18 +380,18 @@ class PrivacyBudgetsApi(PalletApi):
         )
 
     @property
-    def reservations(self) -> StorageMap[tuple[t.Market | str | dict[str, object], int, str], t.Reservation | None]:
-        """(market, task, holder) -> what a live private task holds of a budget.
+    def bounty_reservations(self) -> StorageMap[tuple[int, str], t.Reservation | None]:
+        """(TaskBounties task, requester) -> what a live private task holds of a budget.
 
-        `PrivacyBudgets.Reservations`, a storage map with 3 keys (absent entries read as None).
+        `PrivacyBudgets.BountyReservations`, a storage map with 2 keys (absent entries read as None).
         """
         return StorageMap(
             self._chain,
             "PrivacyBudgets",
-            "Reservations",
-            key_count=3,
+            "BountyReservations",
+            key_count=2,
             decode=lambda v: t.Reservation.from_value(v),
-            decode_keys=(t.Market.from_value, None, t.AccountId.from_value, ),
+            decode_keys=(None, t.AccountId.from_value, ),
         )
 
     @property

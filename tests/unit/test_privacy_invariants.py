@@ -112,8 +112,8 @@ class Ledger:
 
         reservations: dict[bytes, list[tuple[int, int]]] = {}
         reserved_tasks = set()
-        for (market, task_id, holder), reservation in PrivacyBudgets.Reservations.iter(h.ctx.state):
-            assert market == ("Bounty", None) and holder == h.task(task_id)["requester"]
+        for (task_id, holder), reservation in PrivacyBudgets.BountyReservations.iter(h.ctx.state):
+            assert holder == h.task(task_id)["requester"]
             assert holder == PrivacyBudgets.Budgets.get(h.ctx.state, reservation["data_hash"])["owner"]
             reservations.setdefault(reservation["data_hash"], []).append((reservation["epsilon"], reservation["delta"]))
             reserved_tasks.add(task_id)

@@ -252,7 +252,7 @@ def test_acceptance_spends_the_claim_and_releases_the_rest(h: DpHarness) -> None
     h.verdict(task, True)
     assert h.status(task) == "Accepted"
     assert ledger(h) == (0, 0, 2_345_678, DELTA)
-    assert PrivacyBudgets.Reservations.get(h.ctx.state, ("Bounty", None), task, OWNER.public_key) is None
+    assert PrivacyBudgets.BountyReservations.get(h.ctx.state, task, OWNER.public_key) is None
     assert h.events("BudgetSpent") == [{
         "data_hash": DATA, "market": ("Bounty", None), "task": task, "holder": OWNER.public_key,
         "epsilon": 2_345_678, "delta": DELTA, "released_epsilon": CAP - 2_345_678,

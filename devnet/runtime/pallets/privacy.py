@@ -35,7 +35,6 @@ from devnet.runtime.pallets.privacy_types import (
     Budget,
     DpClaim,
     DpSpec,
-    Market,
     Reservation,
 )
 from devnet.runtime.pallets.task_bounties_types import PERBILL, Perbill
@@ -59,9 +58,11 @@ class PrivacyBudgets(Pallet):
     BountyClaims = StorageItem(DpClaim, (("Twox64Concat", U64),),
                                docs="TaskBounties task id -> the DP claim of the result under verification "
                                     "(and of the accepted one).")
-    Reservations = StorageItem(Reservation, (("Twox64Concat", Market), ("Twox64Concat", U64),
-                                             ("Blake2_128Concat", AccountId)),
-                               docs="(market, task, holder) -> what a live private task holds of a budget.")
+    # one map per market, keyed (task, holder): the holder is the requester of a bounty task (a client of a
+    # federated one); no enum in a key, since substrate-interface 1.8 decodes such keys short
+    BountyReservations = StorageItem(Reservation, (("Twox64Concat", U64), ("Blake2_128Concat", AccountId)),
+                                     docs="(TaskBounties task, requester) -> what a live private task holds of a "
+                                          "budget.")
 
     events = EVENTS
     errors = ERRORS
@@ -135,7 +136,7 @@ class PrivacyBudgets(Pallet):
         budget["reserved_epsilon"] += epsilon
         budget["reserved_delta"] += delta
         self.Budgets.set(ctx.state, data_hash, budget)
-        self.Reservations.set(ctx.state, (market, None), task, holder,
+        self._reservations(market).set(ctx.state, task, holder,
                               {"data_hash": data_hash, "epsilon": epsilon, "delta": delta})
         ctx.deposit_event(self, "BudgetReserved", {"data_hash": data_hash, "market": (market, None), "task": task,
                                                    "holder": holder, "epsilon": epsilon, "delta": delta})
@@ -145,12 +146,12 @@ class PrivacyBudgets(Pallet):
 
         The task pallet has checked the claim against the cap already; checked again, because spending more
         than was reserved would break spent + reserved <= budget."""
-        reservation = self.Reservations.get(ctx.state, (market, None), task, holder)
+        reservation = self._reservations(market).get(ctx.state, task, holder)
         if reservation is None:  # settled already: nothing is spent twice
             return
         if epsilon > reservation["epsilon"] or delta > reservation["delta"]:
             raise self.error("EpsilonAboveReservation")
-        self.Reservations.remove(ctx.state, (market, None), task, holder)
+        self._reservations(market).remove(ctx.state, task, holder)
         data_hash = reservation["data_hash"]
         budget = self.Budgets.get(ctx.state, data_hash)
         budget["reserved_epsilon"] -= reservation["epsilon"]
@@ -165,10 +166,10 @@ class PrivacyBudgets(Pallet):
 
     def release(self, ctx: DispatchContext, market: str, task: int, holder: bytes) -> None:
         """A task ended unaccepted: its whole reservation goes back (nothing when it holds none)."""
-        reservation = self.Reservations.get(ctx.state, (market, None), task, holder)
+        reservation = self._reservations(market).get(ctx.state, task, holder)
         if reservation is None:  # a plain task, or one already settled: no write at all
             return
-        self.Reservations.remove(ctx.state, (market, None), task, holder)
+        self._reservations(market).remove(ctx.state, task, holder)
         data_hash = reservation["data_hash"]
         budget = self.Budgets.get(ctx.state, data_hash)
         budget["reserved_epsilon"] -= reservation["epsilon"]
@@ -177,6 +178,9 @@ class PrivacyBudgets(Pallet):
         ctx.deposit_event(self, "BudgetReleased", {
             "data_hash": data_hash, "market": (market, None), "task": task, "holder": holder,
             "epsilon": reservation["epsilon"], "delta": reservation["delta"]})
+
+    def _reservations(self, market: str) -> StorageItem:
+        return {"Bounty": self.BountyReservations}[market]
 
     # Checks ---------------------------------------------------------------------------------
     def _check_amounts(self, epsilon: int, delta: int) -> None:

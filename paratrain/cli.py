@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "paratrain.commands.model",      # model show|download
     "paratrain.commands.stake",      # stake register|bond-extra|update-capabilities|unregister|withdraw|show
     "paratrain.commands.fl",         # fl create|join|status|partition|reveal|withdraw, client
+    "paratrain.commands.budget",     # budget set|lower|show
 )
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -214,7 +214,7 @@ class SecAggStrategy(FedAvg):
         self.base, self.params, self.next_round, self.task_id = dict(base), params, first_round, task_id
         self.on_round = on_round
         self.rounds: list[SecAggRound] = []
-        self._started = 0.0
+        self._started, self._sampled = 0.0, 0
 
     def __repr__(self) -> str:
         return f"SecAggStrategy(round {self.next_round}, {self.params})"
@@ -230,7 +230,7 @@ class SecAggStrategy(FedAvg):
         except SecAggParamsError as exc:
             log.warning("secagg round %d not started: %s", self.next_round, exc)
             return []
-        self._started = time.monotonic()
+        self._started, self._sampled = time.monotonic(), len(chosen)
         return [(proxy, FitIns(fitins.parameters, {**fitins.config, ROUND: self.next_round, TASK_ID: self.task_id}))
                 for proxy, fitins in chosen]
 
@@ -257,7 +257,8 @@ class SecAggStrategy(FedAvg):
                                                  _bytes(res.metrics.get(COMMITMENT)),
                                                  float(res.metrics.get(UPDATE_NORM, float("nan"))))
                                      for proxy, res in results), key=lambda p: p.node_id))
-        done = SecAggRound(self.next_round, self.base, aggregate, participants, len(failures),
+        # Flower lists a collect-stage failure twice (once per loop over the replies): count the sampled instead
+        done = SecAggRound(self.next_round, self.base, aggregate, participants, self._sampled - len(participants),
                            time.monotonic() - self._started)
         self.rounds.append(done)
         if self.on_round is not None:

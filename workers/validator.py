@@ -414,8 +414,9 @@ class ValidatorDaemon(DaemonBase):
 
     def private_result(self, task_id: int) -> PrivateResult | None:
         """The chain's DpSpec and the worker's claim when task `task_id` is private; None for a plain task (or
-        a chain without the PrivacyBudgets pallet)."""
-        if PRIVACY_PALLET not in self.chain.metadata().pallets:
+        a chain without the PrivacyBudgets pallet, or an offline check with no chain: a private task is known
+        only from the chain)."""
+        if self.chain is None or PRIVACY_PALLET not in self.chain.metadata().pallets:
             return None
         budgets = self.chain.privacy_budgets
         dp_spec = budgets.bounty_privacy(task_id)

@@ -44,7 +44,6 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid, ServerApp
-from flwr.supercore.run import Run
 
 from workers.fl.arrays import Arrays
 from workers.fl.secagg_checks import (
@@ -58,6 +57,7 @@ from workers.fl.secagg_checks import (
 )
 from workers.fl.secagg_client import COMMITMENT, ROUND, TASK_ID, UPDATE_NORM
 from workers.fl.secagg_params import SecAggParams, SecAggParamsError
+from workers.fl.strategy import ForwardingGrid
 
 log = logging.getLogger("paratrain.fl.secagg")
 
@@ -95,7 +95,7 @@ class SecAggRefusal:
     reason: str
 
 
-class SecAggGuardGrid(Grid):
+class SecAggGuardGrid(ForwardingGrid):
     """The grid the SecAgg+ workflow talks through: every reply checked (workers/fl/secagg_checks.py) first.
 
     It reads the stage and what each node was sent (its neighbours' keys, the active/dead lists) from the
@@ -160,27 +160,6 @@ class SecAggGuardGrid(Grid):
         if self.on_refusal is not None:
             self.on_refusal(refusal)
         return Message(metadata=reply.metadata, error=Error(code=GUARD_REFUSED, reason=f"paratrain guard: {reason}"))
-
-    # The rest of the Grid, unchanged -----------------------------------------------------------------
-    def get_node_ids(self) -> Iterable[int]:
-        return self.grid.get_node_ids()
-
-    def set_run(self, run: Run) -> None:
-        self.grid.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.grid.run
-
-    def create_message(self, content: Any, message_type: str, dst_node_id: int, group_id: str,
-                       ttl: float | None = None) -> Message:
-        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.grid.pull_messages(message_ids)
 
 
 @dataclass(frozen=True)

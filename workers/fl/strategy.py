@@ -174,24 +174,14 @@ def _public_key(account: str) -> bytes | None:
         return None
 
 
-class JoinedGrid(Grid):
-    """The run's grid as Flower's sampling should see it: only nodes identified as joined clients.
+class ForwardingGrid(Grid):
+    """A Grid that hands every call to the grid it wraps: the wrappers below (and SecAggGuardGrid) override
+    only the calls they change."""
 
-    Flower's `sample_nodes` waits (polling `get_node_ids` every second) for as long as too few nodes are
-    connected; past `give_up_at` (monotonic seconds) this grid raises DeadlineNear instead, so a round that
-    cannot gather its minimum ends the run rather than blocking it forever."""
+    grid: Grid
 
-    def __init__(self, grid: Grid, identities: IdentityBook, *, min_nodes: int = 0,
-                 give_up_at: float | None = None) -> None:
-        self.grid, self.identities, self.min_nodes, self.give_up_at = grid, identities, min_nodes, give_up_at
-
-    def get_node_ids(self) -> list[int]:
-        self.identities.refresh(self.grid)
-        nodes = self.identities.joined_nodes(self.grid.get_node_ids())
-        if len(nodes) < self.min_nodes and self.give_up_at is not None \
-                and self.identities.clock() >= self.give_up_at:
-            raise DeadlineNear(f"{len(nodes)} joined clients identified, the round needs {self.min_nodes}")
-        return nodes
+    def get_node_ids(self) -> Iterable[int]:
+        return self.grid.get_node_ids()
 
     def set_run(self, run: Run) -> None:
         self.grid.set_run(run)
@@ -212,6 +202,27 @@ class JoinedGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         return self.grid.send_and_receive(messages, timeout=timeout)
+
+
+class JoinedGrid(ForwardingGrid):
+    """The run's grid as Flower's sampling should see it: only nodes identified as joined clients.
+
+    Flower's `sample_nodes` waits (polling `get_node_ids` every second) for as long as too few nodes are
+    connected; past `give_up_at` (monotonic seconds) this grid raises DeadlineNear instead, so a round that
+    cannot gather its minimum ends the run rather than blocking it forever."""
+
+    def __init__(self, grid: Grid, identities: IdentityBook, *, min_nodes: int = 0,
+                 give_up_at: float | None = None) -> None:
+        self.grid, self.identities, self.min_nodes, self.give_up_at = grid, identities, min_nodes, give_up_at
+
+    def get_node_ids(self) -> list[int]:
+        self.identities.refresh(self.grid)
+        nodes = self.identities.joined_nodes(self.grid.get_node_ids())
+        if len(nodes) < self.min_nodes and self.give_up_at is not None \
+                and self.identities.clock() >= self.give_up_at:
+            raise DeadlineNear(f"{len(nodes)} joined clients identified, the round needs {self.min_nodes}")
+        return nodes
+
 
 
 def make_rule(rule: RuleSpec, *, min_clients: int, fraction: float) -> FedAvg:

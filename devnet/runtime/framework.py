@@ -184,11 +184,16 @@ class Pallet:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return
-        cls.storage_items = tuple(v for v in cls.__dict__.values() if isinstance(v, StorageItem))
+        # the class's own declarations first, then a mixin's (federated_secagg.py): metadata order stays stable
+        members = dict(cls.__dict__)
+        for base in cls.__mro__[1:]:
+            if base is not Pallet and base is not object:
+                members.update({k: v for k, v in vars(base).items() if k not in members})
+        cls.storage_items = tuple(v for v in members.values() if isinstance(v, StorageItem))
         for item in cls.storage_items:
             item.bind(cls.name)
         calls = []
-        for attr, fn in cls.__dict__.items():
+        for attr, fn in members.items():
             decl = getattr(fn, "__call_decl__", None)
             if decl is not None:
                 index, args, weight = decl

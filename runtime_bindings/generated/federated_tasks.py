@@ -158,6 +158,46 @@ class WithdrawStakeCall(CallArgs):
     task: int
 
 
+@dataclass(frozen=True)
+class CreateSecaggTaskCall(CallArgs):
+    """create_task for a task whose rounds are aggregated under SecAgg+ with `secagg` and audited."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "create_secagg_task"
+
+    spec: t.FlTaskSpec | dict[str, object]
+    secagg: t.SecAggSpec | dict[str, object]
+    bounty: int
+    join_deadline: int
+    deadline: int
+    validators_required: int
+    holdout_commitment: str | bytes | None
+
+
+@dataclass(frozen=True)
+class DrawAuditCall(CallArgs):
+    """Anyone draws a committed SecAgg round's audit once the block that included the commit has a hash."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "draw_audit"
+
+    task: int
+    round: int
+
+
+@dataclass(frozen=True)
+class RevealUpdateCall(CallArgs):
+    """A drawn client records where its reveal document is, within the reveal window."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "reveal_update"
+
+    task: int
+    round: int
+    reveal_hash: str | bytes
+    reveal_uri: str | bytes
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -583,6 +623,65 @@ class StakeWithdrawnEvent(TypedEvent):
         return cls(task=v["task"], client=t.AccountId.from_value(v["client"]), amount=v["amount"])
 
 
+@dataclass(frozen=True)
+class SecAggRequiredEvent(TypedEvent):
+    """The task just created aggregates under SecAgg+ with the stored SecAggSpec; joining consents to its audit rate."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "SecAggRequired"
+
+    task: int
+    audit_rate: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> SecAggRequiredEvent:
+        return cls(task=v["task"], audit_rate=v["audit_rate"])
+
+
+@dataclass(frozen=True)
+class AuditDrawnEvent(TypedEvent):
+    """Chain randomness picked the participants of a SecAgg round who must reveal their update to the validators before `reveal_until` (ms of Timestamp.Now)."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "AuditDrawn"
+
+    task: int
+    round: int
+    drawn: list[t.AccountId]
+    reveal_until: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> AuditDrawnEvent:
+        return cls(
+            task=v["task"],
+            round=v["round"],
+            drawn=[t.AccountId.from_value(_v0) for _v0 in v["drawn"]],
+            reveal_until=v["reveal_until"],
+        )
+
+
+@dataclass(frozen=True)
+class UpdateRevealedEvent(TypedEvent):
+    """An audited participant stored its reveal document (update and salt) for the validators."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "UpdateRevealed"
+
+    task: int
+    round: int
+    client: t.AccountId
+    reveal_hash: t.H256
+
+    @classmethod
+    def from_value(cls, v: Any) -> UpdateRevealedEvent:
+        return cls(
+            task=v["task"],
+            round=v["round"],
+            client=t.AccountId.from_value(v["client"]),
+            reveal_hash=t.H256.from_value(v["reveal_hash"]),
+        )
+
+
 # Errors -----------------------------------------------------------------------------------------
 
 
@@ -644,6 +743,18 @@ class FederatedTasksError(ModuleError):
     StakeLocked: ClassVar[type[FederatedTasksError]]
     AlreadyWithdrawn: ClassVar[type[FederatedTasksError]]
     ExpiryQueueFull: ClassVar[type[FederatedTasksError]]
+    InvalidSecAggParams: ClassVar[type[FederatedTasksError]]
+    SecAggNeedsFedAvg: ClassVar[type[FederatedTasksError]]
+    SecAggRoundSize: ClassVar[type[FederatedTasksError]]
+    ExamplesAboveMaxWeight: ClassVar[type[FederatedTasksError]]
+    NotSecAgg: ClassVar[type[FederatedTasksError]]
+    AuditNotDue: ClassVar[type[FederatedTasksError]]
+    AuditAlreadyDrawn: ClassVar[type[FederatedTasksError]]
+    NotAudited: ClassVar[type[FederatedTasksError]]
+    AlreadyRevealed: ClassVar[type[FederatedTasksError]]
+    RevealClosed: ClassVar[type[FederatedTasksError]]
+    AuditOpen: ClassVar[type[FederatedTasksError]]
+    RejectedNotAudited: ClassVar[type[FederatedTasksError]]
 
 
 class TaskNotFound(FederatedTasksError):
@@ -1024,6 +1135,90 @@ class ExpiryQueueFull(FederatedTasksError):
     error_index: ClassVar[int | None] = 53
 
 
+class InvalidSecAggParams(FederatedTasksError):
+    """SecAggSpec: num_shares and audit_rate must be above 0, reconstruction_threshold at least 60 %, clipping_range, max_weight and update_norm_bound above 0, quantization_range above 1, modulus_range a power of two above it, at most 2^32."""
+
+    name: ClassVar[str] = "InvalidSecAggParams"
+    error_index: ClassVar[int | None] = 54
+
+
+class SecAggNeedsFedAvg(FederatedTasksError):
+    """Under SecAgg+ the aggregator sees only the sum: the rule must be FedAvg."""
+
+    name: ClassVar[str] = "SecAggNeedsFedAvg"
+    error_index: ClassVar[int | None] = 55
+
+
+class SecAggRoundSize(FederatedTasksError):
+    """A SecAgg round needs at least 3 clients, and no more than modulus_range / quantization_range - 1 (the masked sum would wrap)."""
+
+    name: ClassVar[str] = "SecAggRoundSize"
+    error_index: ClassVar[int | None] = 56
+
+
+class ExamplesAboveMaxWeight(FederatedTasksError):
+    """A client of a SecAgg task may not commit to more examples than max_weight."""
+
+    name: ClassVar[str] = "ExamplesAboveMaxWeight"
+    error_index: ClassVar[int | None] = 57
+
+
+class NotSecAgg(FederatedTasksError):
+    """The task does not aggregate under SecAgg+."""
+
+    name: ClassVar[str] = "NotSecAgg"
+    error_index: ClassVar[int | None] = 58
+
+
+class AuditNotDue(FederatedTasksError):
+    """The round's audit is drawn from the hash of the block that included its commit: not yet."""
+
+    name: ClassVar[str] = "AuditNotDue"
+    error_index: ClassVar[int | None] = 59
+
+
+class AuditAlreadyDrawn(FederatedTasksError):
+    """The round's audit was already drawn."""
+
+    name: ClassVar[str] = "AuditAlreadyDrawn"
+    error_index: ClassVar[int | None] = 60
+
+
+class NotAudited(FederatedTasksError):
+    """The account was not drawn for this round's audit."""
+
+    name: ClassVar[str] = "NotAudited"
+    error_index: ClassVar[int | None] = 61
+
+
+class AlreadyRevealed(FederatedTasksError):
+    """The account already revealed its update for this round."""
+
+    name: ClassVar[str] = "AlreadyRevealed"
+    error_index: ClassVar[int | None] = 62
+
+
+class RevealClosed(FederatedTasksError):
+    """The round's reveal window is over."""
+
+    name: ClassVar[str] = "RevealClosed"
+    error_index: ClassVar[int | None] = 63
+
+
+class AuditOpen(FederatedTasksError):
+    """Verdicts on a SecAgg round wait until every drawn client revealed or the reveal window closed."""
+
+    name: ClassVar[str] = "AuditOpen"
+    error_index: ClassVar[int | None] = 64
+
+
+class RejectedNotAudited(FederatedTasksError):
+    """A verdict on a SecAgg round may reject only the clients its audit drew."""
+
+    name: ClassVar[str] = "RejectedNotAudited"
+    error_index: ClassVar[int | None] = 65
+
+
 # API --------------------------------------------------------------------------------------------
 
 
@@ -1250,6 +1445,72 @@ class FederatedTasksApi(PalletApi):
         call = WithdrawStakeCall(task=task)
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
+    def create_secagg_task(
+        self,
+        signer: Keypair,
+        spec: t.FlTaskSpec | dict[str, object],
+        secagg: t.SecAggSpec | dict[str, object],
+        bounty: int,
+        join_deadline: int,
+        deadline: int,
+        validators_required: int,
+        holdout_commitment: str | bytes | None,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """create_task for a task whose rounds are aggregated under SecAgg+ with `secagg` and audited.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CreateSecaggTaskCall(
+            spec=spec,
+            secagg=secagg,
+            bounty=bounty,
+            join_deadline=join_deadline,
+            deadline=deadline,
+            validators_required=validators_required,
+            holdout_commitment=holdout_commitment,
+        )
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def draw_audit(
+        self,
+        signer: Keypair,
+        task: int,
+        round: int,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """Anyone draws a committed SecAgg round's audit once the block that included the commit has a hash.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = DrawAuditCall(task=task, round=round)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def reveal_update(
+        self,
+        signer: Keypair,
+        task: int,
+        round: int,
+        reveal_hash: str | bytes,
+        reveal_uri: str | bytes,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """A drawn client records where its reveal document is, within the reveal window.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = RevealUpdateCall(task=task, round=round, reveal_hash=reveal_hash, reveal_uri=reveal_uri)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
     @property
     def next_task_id(self) -> StorageValue[int]:
         """The id the next federated task gets.
@@ -1367,6 +1628,49 @@ class FederatedTasksApi(PalletApi):
         `FederatedTasks.RoundDeadlines`, a storage value.
         """
         return StorageValue(self._chain, "FederatedTasks", "RoundDeadlines")
+
+    @property
+    def sec_agg_specs(self) -> StorageMap[int, t.SecAggSpec | None]:
+        """task -> its SecAgg+ parameters and audit rate (absent: a plain task).
+
+        `FederatedTasks.SecAggSpecs`, a storage map with 1 key (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "FederatedTasks",
+            "SecAggSpecs",
+            key_count=1,
+            decode=lambda v: t.SecAggSpec.from_value(v),
+        )
+
+    @property
+    def audits(self) -> StorageMap[tuple[int, int], t.AuditRecord | None]:
+        """(task, round) -> the round's audit draw (reset when the round is committed again).
+
+        `FederatedTasks.Audits`, a storage map with 2 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "FederatedTasks",
+            "Audits",
+            key_count=2,
+            decode=lambda v: t.AuditRecord.from_value(v),
+        )
+
+    @property
+    def audit_reveals(self) -> StorageMap[tuple[int, int, str], t.RevealRecord | None]:
+        """(task, round, client) -> the hash and place of a drawn client's reveal.
+
+        `FederatedTasks.AuditReveals`, a storage map with 3 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "FederatedTasks",
+            "AuditReveals",
+            key_count=3,
+            decode=lambda v: t.RevealRecord.from_value(v),
+            decode_keys=(None, None, t.AccountId.from_value, ),
+        )
 
     @property
     def task_deposit(self) -> int:
@@ -1535,3 +1839,11 @@ class FederatedTasksApi(PalletApi):
         `FederatedTasks.MaxEndpointLen`, a constant of the runtime.
         """
         return self._chain.constant("FederatedTasks", "MaxEndpointLen")
+
+    @property
+    def audit_reveal_share(self) -> int:
+        """The part of VerificationGrace, from a SecAgg round's commit, its drawn clients have to reveal.
+
+        `FederatedTasks.AuditRevealShare`, a constant of the runtime.
+        """
+        return self._chain.constant("FederatedTasks", "AuditRevealShare")

@@ -223,6 +223,25 @@ class Attestation:
         )
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """`pallet_federated_tasks::types::AuditRecord`."""
+
+    seed: H256
+    drawn: list[AccountId]
+    reveal_until: int
+    revealed: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> AuditRecord:
+        return cls(
+            seed=H256.from_value(v["seed"]),
+            drawn=[AccountId.from_value(_v0) for _v0 in v["drawn"]],
+            reveal_until=v["reveal_until"],
+            revealed=v["revealed"],
+        )
+
+
 class BalanceStatus(ChainEnum):
     """`frame_support::traits::tokens::misc::BalanceStatus`: `BalanceStatus.<Variant>`, one subclass per variant."""
 
@@ -1333,6 +1352,23 @@ class Reservation:
         return cls(data_hash=H256.from_value(v["data_hash"]), epsilon=v["epsilon"], delta=v["delta"])
 
 
+@dataclass(frozen=True)
+class RevealRecord:
+    """`pallet_federated_tasks::types::RevealRecord`."""
+
+    reveal_hash: H256
+    reveal_uri: Bytes
+    revealed_at: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> RevealRecord:
+        return cls(
+            reveal_hash=H256.from_value(v["reveal_hash"]),
+            reveal_uri=Bytes.from_value(v["reveal_uri"]),
+            revealed_at=v["revealed_at"],
+        )
+
+
 class Role(ChainEnum):
     """`pallet_workers::types::Role`: `Role.<Variant>`, one subclass per variant."""
 
@@ -1494,6 +1530,33 @@ class RuntimeVersion:
             apis=[(FixedBytes.from_value(_v0[0]), _v0[1], ) for _v0 in v["apis"]],
             transaction_version=v["transaction_version"],
             state_version=v["state_version"],
+        )
+
+
+@dataclass(frozen=True)
+class SecAggSpec:
+    """`pallet_federated_tasks::types::SecAggSpec`."""
+
+    num_shares: int
+    reconstruction_threshold: int
+    clipping_range: int
+    quantization_range: int
+    modulus_range: int
+    max_weight: int
+    update_norm_bound: int
+    audit_rate: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> SecAggSpec:
+        return cls(
+            num_shares=v["num_shares"],
+            reconstruction_threshold=v["reconstruction_threshold"],
+            clipping_range=v["clipping_range"],
+            quantization_range=v["quantization_range"],
+            modulus_range=v["modulus_range"],
+            max_weight=v["max_weight"],
+            update_norm_bound=v["update_norm_bound"],
+            audit_rate=v["audit_rate"],
         )
 
 
@@ -1998,6 +2061,7 @@ __all__ = [
     "ArithmeticErrorOverflow",
     "ArithmeticErrorUnderflow",
     "Attestation",
+    "AuditRecord",
     "BalanceStatus",
     "BalanceStatusFree",
     "BalanceStatusReserved",
@@ -2079,6 +2143,7 @@ __all__ = [
     "Reputation",
     "Requirements",
     "Reservation",
+    "RevealRecord",
     "Role",
     "RoleTrainer",
     "RoleValidator",
@@ -2091,6 +2156,7 @@ __all__ = [
     "RoundVerdict",
     "RuntimeDbWeight",
     "RuntimeVersion",
+    "SecAggSpec",
     "Signature",
     "SignedUpdate",
     "SpRuntimeModuleError",

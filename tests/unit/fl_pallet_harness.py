@@ -19,6 +19,7 @@ from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import DispatchError, ModuleError
 from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
+from devnet.runtime.pallets.system import System
 from devnet.runtime.pallets.task_bounties_types import PERBILL
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.runtime import Runtime
@@ -91,6 +92,9 @@ class FlHarness:
             for pallet in self.runtime.pallets:
                 pallet.on_finalize(self.ctx)
             self.ctx.block_number += 1
+            # as the executive does: the parent's hash is known from its child's initialisation on
+            System.BlockHash.set(self.ctx.state, self.ctx.block_number - 1,
+                                 blake2_256(b"block" + self.ctx.block_number.to_bytes(4, "little")))
             for pallet in self.runtime.pallets:
                 pallet.on_initialize(self.ctx)
             self.ctx.timestamp_ms += ms_per_block

@@ -17,7 +17,8 @@ PALLET = "FederatedTasks"
 CONSTANTS = ("TaskDeposit", "MinBounty", "MinClientStake", "MaxRounds", "MaxClientsPerTask", "MaxClientsPerRound",
              "MaxRoundsAhead", "RoundLease", "VerificationGrace", "MaxValidatorsRequired", "ValidatorRewardShare",
              "SlashFraction", "AggregatorSlashFraction", "LeaseSlashFraction", "MaxExpiriesPerBlock",
-             "MaxExpirySpill", "MaxDeadlineBlocks", "MaxRecipeLen", "MaxUriLen", "MaxMetricNameLen", "MaxEndpointLen")
+             "MaxExpirySpill", "MaxDeadlineBlocks", "MaxRecipeLen", "MaxUriLen", "MaxMetricNameLen", "MaxEndpointLen",
+             "AuditRevealShare")  # spec_version 6: SecAgg tasks
 ERRORS = [
     "TaskNotFound", "NotRequester", "BountyTooLow", "DeadlineInPast", "DeadlineTooFar", "DeadlinePassed",
     "JoinDeadlineInvalid", "InvalidRounds", "InvalidClientCounts", "InvalidRule", "InvalidShare",
@@ -29,7 +30,11 @@ ERRORS = [
     "TooManyParticipants", "ParticipantsNotSorted", "UnknownParticipant", "ExamplesExceedCommitment",
     "BadUpdateSignature", "RoundNotPending", "CannotJudgeOwnWork", "AlreadyVoted", "VerdictMismatch",
     "NoHoldoutCommitment", "HoldoutAlreadyRevealed", "HoldoutNotRevealable", "HoldoutMismatch", "StakeLocked",
-    "AlreadyWithdrawn", "ExpiryQueueFull"
+    "AlreadyWithdrawn", "ExpiryQueueFull",
+    # spec_version 6: SecAgg tasks
+    "InvalidSecAggParams", "SecAggNeedsFedAvg", "SecAggRoundSize", "ExamplesAboveMaxWeight", "NotSecAgg",
+    "AuditNotDue", "AuditAlreadyDrawn", "NotAudited", "AlreadyRevealed", "RevealClosed", "AuditOpen",
+    "RejectedNotAudited",
 ]
 CALLS = {  # index -> (name, argument names), design section 2
     0: ("create_task", ["spec", "bounty", "join_deadline", "deadline", "validators_required", "holdout_commitment"]),
@@ -44,16 +49,20 @@ CALLS = {  # index -> (name, argument names), design section 2
     8: ("reveal_holdout", ["task", "salt", "holdout_hash", "holdout_size", "holdout_uri"]),
     9: ("submit_round_verdict", ["task", "round", "verdict"]),
     10: ("withdraw_stake", ["task"]),
+    11: ("create_secagg_task", ["spec", "secagg", "bounty", "join_deadline", "deadline", "validators_required",
+                                "holdout_commitment"]),
+    12: ("draw_audit", ["task", "round"]),
+    13: ("reveal_update", ["task", "round", "reveal_hash", "reveal_uri"]),
 }
 EVENTS = [
     "TaskCreated", "TaskCancelled", "ClientJoined", "ClientLeft", "TaskOpened", "AggregatorClaimed", "Heartbeat",
     "RoundCommitted", "HoldoutRevealed", "RoundVerdictSubmitted", "RoundAccepted", "ClientPaid", "ClientSlashed",
     "RoundRejected", "AggregatorSlashed", "RoundTimedOut", "LeaseExpired", "AggregatorReleased", "TaskReopened",
-    "TaskCompleted", "TaskExpired", "StakeWithdrawn"
+    "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed"
 ]
 STORAGE = [
     "NextTaskId", "Tasks", "Clients", "Rounds", "RoundVerdicts", "Holdouts", "AggregatorTasks", "LeaseExpiries",
-    "DeadlineExpiries", "RoundDeadlines"
+    "DeadlineExpiries", "RoundDeadlines", "SecAggSpecs", "Audits", "AuditReveals"
 ]
 
 

@@ -39,7 +39,8 @@ requester, the rest to the deciders, the remainder burned). Nothing is paid twic
 checked and advanced with each payment. Every end refunds `bounty - paid` and the deposit; client stakes are
 taken back by their owners (`withdraw_stake`) once the task has ended, so no hook iterates over clients.
 
-The types, events and errors are declared in federated_types.py; resolution and hooks in federated_rounds.py.
+The types, events and errors are declared in federated_types.py; resolution and hooks in federated_rounds.py;
+SecAgg+ tasks, their audit draw and reveals in federated_secagg.py.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from devnet.crypto import verify_signature
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, Pallet, StorageItem, call
 from devnet.runtime.pallets.federated_rounds import FederatedRounds
+from devnet.runtime.pallets.federated_secagg import FederatedSecAgg
 from devnet.runtime.pallets.federated_types import (
     ERRORS,
     EVENTS,
@@ -105,6 +107,7 @@ class FederatedSettings:
     max_uri_len: int = 256
     max_metric_name_len: int = 32
     max_endpoint_len: int = 128
+    audit_reveal_share: int = 500_000_000
 
 
 def _constants(s: FederatedSettings) -> tuple[Constant, ...]:
@@ -139,10 +142,12 @@ def _constants(s: FederatedSettings) -> tuple[Constant, ...]:
         Constant("MaxUriLen", U32, s.max_uri_len, "The longest URI, in bytes."),
         Constant("MaxMetricNameLen", U32, s.max_metric_name_len, "The longest metric name, in bytes."),
         Constant("MaxEndpointLen", U32, s.max_endpoint_len, "The longest aggregator endpoint (host:port), in bytes."),
+        Constant("AuditRevealShare", Perbill, s.audit_reveal_share,
+                 "The part of VerificationGrace, from a SecAgg round's commit, its drawn clients have to reveal."),
     )
 
 
-class FederatedTasks(FederatedRounds, Pallet):
+class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
     name = "FederatedTasks"
     index = 23
     module = PALLET
@@ -278,6 +283,7 @@ class FederatedTasks(FederatedRounds, Pallet):
             raise self.error("ClientStakeTooLow")
         if num_examples == 0:
             raise self.error("ZeroExamples")
+        self._check_secagg_join(ctx, task, num_examples)
         self.balances.reserve(ctx, who, stake)
         self.Clients.set(ctx.state, task, who, {
             "data_hash": data_hash, "num_examples": num_examples, "stake": stake, "joined_at": ctx.block_number,
@@ -386,6 +392,7 @@ class FederatedTasks(FederatedRounds, Pallet):
         leaves = [self._checked_update(ctx, task, round, base_model_hash, i, u) for i, u in enumerate(updates)]
         verify_until = Timestamp.Now.get(ctx.state) + s.verification_grace_ms
         update_root = merkle_root(leaves)
+        self._reset_audit(ctx, task, round)
         self.Rounds.set(ctx.state, task, round, {
             "aggregator": who, "base_model_hash": base_model_hash, "global_model_hash": global_model_hash,
             "update_root": update_root, "round_doc_hash": round_doc_hash, "artifact_uri": artifact_uri,
@@ -443,6 +450,7 @@ class FederatedTasks(FederatedRounds, Pallet):
         if self.RoundVerdicts.contains(ctx.state, task, round, who):
             raise self.error("AlreadyVoted")
         self._check_verdict(verdict, committed)
+        self._check_secagg_verdict(ctx, task, round, verdict)
         self.RoundVerdicts.set(ctx.state, task, round, who, verdict)
         committed["accepts" if verdict["accept"] else "rejects"].append(who)
         self.Rounds.set(ctx.state, task, round, committed)

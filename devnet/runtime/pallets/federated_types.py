@@ -106,6 +106,19 @@ RoundVerdict = Composite((PALLET, "types", "RoundVerdict"), fields(
     # aligned with the round's participants: each one's contribution factor
     ("contributions", Sequence(Perbill), "BoundedVec<Perbill, T::MaxClientsPerRound>")))
 RoundDeadline = Tuple((U64, U64, U32))  # (verify_until moment, task, round)
+# SecAgg+ tasks (docs/secagg.md): Flower's SecAggPlusWorkflow arguments as integers, the client's L2 bound, the audit.
+# Real-valued settings are in units of 1e-9 (NANO), as aggregate_tolerance is.
+SecAggSpec = Composite((PALLET, "types", "SecAggSpec"), fields(
+    ("num_shares", Perbill, "Perbill"), ("reconstruction_threshold", Perbill, "Perbill"),
+    ("clipping_range", U64, "u64"), ("quantization_range", U64, "u64"), ("modulus_range", U64, "u64"),
+    ("max_weight", U64, "u64"), ("update_norm_bound", U64, "u64"), ("audit_rate", Perbill, "Perbill")))
+AuditRecord = Composite((PALLET, "types", "AuditRecord"), fields(
+    ("seed", H256, "H256"), ("drawn", Sequence(AccountId), _ACCOUNTS), ("reveal_until", U64, "T::Moment"),
+    ("revealed", U32, "u32")))
+RevealRecord = Composite((PALLET, "types", "RevealRecord"), fields(
+    ("reveal_hash", H256, "H256"), ("reveal_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
+    ("revealed_at", U32, "BlockNumberFor<T>")))
+AUDIT_DOMAIN = b"paratrain/fl-audit/v1"
 
 UPDATE_COMMITMENT_CODEC = codec_for(UpdateCommitment)
 _LEAF_CODEC = codec_for(Tuple((AccountId, UpdateCommitment)))
@@ -196,6 +209,15 @@ EVENTS = (
              "The task expired; what was not paid out and the deposit went back to the requester."),
     EventDef("StakeWithdrawn", fields(TASK, _CLIENT, _bal("amount")),
              "A client of an ended task took back what is left of its stake."),
+    EventDef("SecAggRequired", fields(TASK, ("audit_rate", Perbill, "Perbill")),
+             "The task just created aggregates under SecAgg+ with the stored SecAggSpec; joining consents to its "
+             "audit rate."),
+    EventDef("AuditDrawn", fields(TASK, ROUND, ("drawn", Sequence(AccountId), _ACCOUNTS),
+                                  ("reveal_until", U64, "T::Moment")),
+             "Chain randomness picked the participants of a SecAgg round who must reveal their update to the "
+             "validators before `reveal_until` (ms of Timestamp.Now)."),
+    EventDef("UpdateRevealed", fields(TASK, ROUND, _CLIENT, ("reveal_hash", H256, "H256")),
+             "An audited participant stored its reveal document (update and salt) for the validators."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No federated task with this id."),
@@ -255,4 +277,19 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("StakeLocked", "Stakes are withdrawn only once the task is Completed, Expired or Cancelled."),
     ("AlreadyWithdrawn", "The client already withdrew its stake."),
     ("ExpiryQueueFull", "No expiry slot within MaxExpirySpill blocks (and up to u32::MAX) has room."),
+    ("InvalidSecAggParams", "SecAggSpec: num_shares and audit_rate must be above 0, reconstruction_threshold at "
+                            "least 60 %, clipping_range, max_weight and update_norm_bound above 0, "
+                            "quantization_range above 1, modulus_range a power of two above it, at most 2^32."),
+    ("SecAggNeedsFedAvg", "Under SecAgg+ the aggregator sees only the sum: the rule must be FedAvg."),
+    ("SecAggRoundSize", "A SecAgg round needs at least 3 clients, and no more than modulus_range / "
+                        "quantization_range - 1 (the masked sum would wrap)."),
+    ("ExamplesAboveMaxWeight", "A client of a SecAgg task may not commit to more examples than max_weight."),
+    ("NotSecAgg", "The task does not aggregate under SecAgg+."),
+    ("AuditNotDue", "The round's audit is drawn from the hash of the block that included its commit: not yet."),
+    ("AuditAlreadyDrawn", "The round's audit was already drawn."),
+    ("NotAudited", "The account was not drawn for this round's audit."),
+    ("AlreadyRevealed", "The account already revealed its update for this round."),
+    ("RevealClosed", "The round's reveal window is over."),
+    ("AuditOpen", "Verdicts on a SecAgg round wait until every drawn client revealed or the reveal window closed."),
+    ("RejectedNotAudited", "A verdict on a SecAgg round may reject only the clients its audit drew."),
 ))

@@ -195,6 +195,7 @@ def perbill(what: str, *, allow_zero: bool) -> Callable[[str], int]:
 
 fraction = perbill("a fraction of the clients", allow_zero=False)  # FlTaskSpec.fraction_per_round
 share = perbill("a share of the reward", allow_zero=True)           # FlTaskSpec.client_share
+audit_rate = perbill("an audit rate", allow_zero=False)              # SecAggSpec.audit_rate
 
 
 def concentration(value: str) -> float:
@@ -210,4 +211,12 @@ def probability(value: str) -> float:
     number = _real(value)
     if not 0 < number < 1:
         raise argparse.ArgumentTypeError(f"{shown(value)} is not between 0 and 1 (both excluded)")
+    return number
+
+
+def positive_real(value: str) -> float:
+    """A finite number above 0 (a norm bound, a quantization range)."""
+    number = _real(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is not a number above 0")
     return number

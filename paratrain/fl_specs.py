@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runtime_bindings.generated import types as t
+    from workers.fl.secagg_task import SecAggTask
     from workers.fl.spec import FlSpec, RuleSpec
 
 # what a digits task asks of its aggregator: one CPU, no GPU, 512 MB
@@ -66,3 +67,10 @@ def chain_fl_task_spec(spec: FlSpec, spec_uri: str, *, initial_model_hash: str, 
                         rule=chain_rule(spec.rule), client_share=terms.client_share,
                         min_client_stake=terms.min_client_stake, aggregate_tolerance=spec.aggregate_tolerance,
                         requirements=t.Requirements(*terms.requirements))
+
+
+def chain_secagg_spec(secagg: SecAggTask) -> t.SecAggSpec:
+    """The on-chain SecAggSpec of a task's SecAgg+ settings (workers.fl.secagg_task.SecAggTask.chain_values)."""
+    from runtime_bindings.generated import types as t
+
+    return t.SecAggSpec(**secagg.chain_values())

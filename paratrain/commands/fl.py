@@ -49,9 +49,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="share of the joined clients asked each round, e.g. 0.5 or 50%% (default 1)")
     create.add_argument("--max-clients", type=argtypes.count, default=16, metavar="N",
                         help="clients that may join (default 16)")
-    create.add_argument("--rule", type=rule, default="fedmedian",
+    create.add_argument("--rule", type=rule, default=None,
                         help="fedavg | fedmedian | fedtrimmedavg[:BETA] | krum[:F] | multikrum[:F:M] "
-                             "(default fedmedian)")
+                             "(default fedmedian; fedavg with --secagg)")
     create.add_argument("--client-share", type=argtypes.share, default=700_000_000, metavar="F",
                         help="share of each round's reward (after the validators') for the clients (default 0.7)")
     create.add_argument("--bounty", required=True, type=argtypes.amount, help="bounty in the chain's token")
@@ -73,6 +73,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--seed", type=argtypes.seed, default=0, help="initial model and training seed (default 0)")
     create.add_argument("--holdout", type=Path, default=None, metavar="FILE",
                         help="a private holdout data file: stored, committed on chain, revealed with `fl reveal`")
+    secagg = create.add_argument_group("secure aggregation (docs/secagg.md)")
+    secagg.add_argument("--secagg", action="store_true",
+                        help="aggregate every round under Flower's SecAgg+: the aggregator sees only the sum "
+                             "(needs --rule fedavg, the default with --secagg)")
+    secagg.add_argument("--norm-bound", type=argtypes.positive_real, default=10.0, metavar="L2",
+                        help="the L2 bound every client clips its update to (default 10)")
+    secagg.add_argument("--audit-rate", type=argtypes.audit_rate, default=100_000_000, metavar="F",
+                        help="share of each round's participants the chain draws to reveal their update to the "
+                             "validators (default 10%%; joining consents to it)")
+    secagg.add_argument("--secagg-threshold", type=argtypes.audit_rate, default=600_000_000, metavar="F",
+                        help="shares needed to rebuild a client's masks, at least 0.6 (default 0.6)")
+    secagg.add_argument("--clipping-range", type=argtypes.positive_real, default=8.0, metavar="X",
+                        help="bound on each weighted parameter before quantization (default 8)")
+    secagg.add_argument("--max-weight", type=argtypes.count, default=1000, metavar="N",
+                        help="most examples a client may commit to (default 1000)")
     add_store_argument(create)
     add_key_argument(create)
     add_chain_argument(create)

@@ -91,20 +91,23 @@ def partition(args: argparse.Namespace) -> int:
 # create --------------------------------------------------------------------------------------------
 def create(args: argparse.Namespace) -> int:
     from paratrain.commands.task import holdout_commitment, parse_hyperparameters
-    from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec
+    from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec, chain_secagg_spec
     from runtime_bindings.generated.federated_tasks import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
+    from workers.fl.secagg_params import SecAggParamsError
     from workers.fl.spec import SpecError, build_spec
 
     keypair = load_key(args)
     if args.min_clients > args.max_clients:
         raise CliError(f"--min-clients {args.min_clients} is more than --max-clients {args.max_clients}")
+    rule = args.rule or ("fedavg" if args.secagg else "fedmedian")
     try:
-        spec = build_spec(recipe=args.recipe, rule=args.rule, rounds=args.rounds,
+        secagg = _secagg_settings(args)
+        spec = build_spec(recipe=args.recipe, rule=rule, rounds=args.rounds,
                           min_clients_per_round=args.min_clients, fraction_per_round=args.fraction,
                           hyperparameters=parse_hyperparameters(args.hyperparameters), seed=args.seed,
-                          round_timeout_s=args.round_timeout_s, aggregate_tolerance=args.tolerance)
-    except SpecError as exc:
+                          round_timeout_s=args.round_timeout_s, aggregate_tolerance=args.tolerance, secagg=secagg)
+    except (SpecError, SecAggParamsError) as exc:
         raise CliError(f"bad federated spec: {exc}") from None
     url = chain_url(args)
     with Node(url) as node:  # connect before storing anything: an unreachable node fails fast
@@ -137,8 +140,13 @@ def create(args: argparse.Namespace) -> int:
             if join_deadline >= deadline:
                 raise CliError(f"--join-blocks {args.join_blocks} must be fewer than --deadline-blocks "
                                f"{args.deadline_blocks}")
-            receipt = node.chain.federated_tasks.create_task(keypair, chain_spec, bounty, join_deadline, deadline,
-                                                             args.validators, commitment)
+            if secagg is None:
+                receipt = node.chain.federated_tasks.create_task(keypair, chain_spec, bounty, join_deadline,
+                                                                 deadline, args.validators, commitment)
+            else:
+                receipt = node.chain.federated_tasks.create_secagg_task(
+                    keypair, chain_spec, chain_secagg_spec(secagg), bounty, join_deadline, deadline, args.validators,
+                    commitment)
         created = receipt.find(TaskCreatedEvent)
         if not created:
             raise CliError("the task was included but no TaskCreated event was found")
@@ -148,12 +156,27 @@ def create(args: argparse.Namespace) -> int:
                   f"{plural(args.rounds, 'round')} of {spec.rule.text}, bounty {node.fmt(bounty)}, clients join "
                   f"until block #{join_deadline}, deadline block #{deadline}")
         log.print(f"  spec {spec_uri}; initial model {initial_hash}")
+        if secagg is not None:
+            log.print(f"  SecAgg+: all-to-all shares, threshold {secagg.params.reconstruction_threshold:g}, updates "
+                      f"clipped to L2 {secagg.update_norm_bound:g}, {secagg.audit_rate / 10**7:g}% of each round "
+                      f"audited")
         if holdout is not None:
             salt, digest, size, uri = holdout
             log.print(f"  holdout committed; after round 1 reveal it with: paratrain fl reveal {task_id} "
                       f"--salt {salt} --holdout-hash {digest} --size {size} --uri {uri} (kept only here)")
         print(task_id)
     return 0
+
+
+def _secagg_settings(args: argparse.Namespace) -> Any:
+    """The SecAgg+ settings `fl create --secagg` asks for (None without --secagg)."""
+    from workers.fl.secagg_task import secagg_task
+
+    if not args.secagg:
+        return None
+    return secagg_task(update_norm_bound=args.norm_bound, audit_rate=args.audit_rate,
+                       reconstruction_threshold=args.secagg_threshold / 10**9, clipping_range=args.clipping_range,
+                       max_weight=args.max_weight)
 
 
 def store_initial_model(spec: Any, store: Any) -> str:
@@ -289,6 +312,9 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
     with chain_errors(node.url):
         rounds = sorted(node.chain.federated_tasks.rounds.entries(args.task_id), key=lambda kv: int(kv[0]))
         clients = list(node.chain.federated_tasks.clients.entries(args.task_id))
+        secagg = node.chain.federated_tasks.sec_agg_specs(args.task_id)
+        audits = {number: node.chain.federated_tasks.audits(args.task_id, number) for number, _ in rounds} \
+            if secagg is not None else {}
     status = task.status
     head = (f"federated task {args.task_id}: {status_name(status)}"
             + (f" (aggregator {short(str(status.aggregator), full)}, lease until #{status.lease_until})"
@@ -296,11 +322,16 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
             + f"; {task.last_accepted}/{task.spec.rounds} rounds accepted, {task.last_committed} committed; "
             f"paid {node.fmt(task.paid)} of {node.fmt(task.bounty)}")
     table = Table(title="rounds")
-    for column in ("round", "status", "participants", "global model", "accepts", "rejects"):
+    for column in ("round", "status", "participants", "global model", "accepts", "rejects",
+                   *(("audited (revealed)",) if secagg is not None else ())):
         table.add_column(column)
     for number, record in rounds:
+        audit = audits.get(number)
+        audited = (f"{len(audit.drawn)} ({audit.revealed})" if audit is not None else "not drawn",) \
+            if secagg is not None else ()
         table.add_row(str(number), status_name(record.status), str(len(record.participants)),
-                      _hash_text(record.global_model_hash, full), str(len(record.accepts)), str(len(record.rejects)))
+                      _hash_text(record.global_model_hash, full), str(len(record.accepts)), str(len(record.rejects)),
+                      *audited)
     people = Table(title="clients")
     for column in ("client", "examples", "stake", "paid", "rounds paid", "rounds rejected"):
         people.add_column(column)
@@ -308,7 +339,12 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
         people.add_row(short(str(account), full), str(info.num_examples), node.fmt(info.stake), node.fmt(info.paid),
                        str(info.rounds_paid), str(info.rounds_rejected))
     target = task.spec.eval_target / METRIC_SCALE
-    return Group(head, f"target {task.spec.eval_metric.decode(errors='replace')} {target:g}", table, people)
+    lines = [head, f"target {task.spec.eval_metric.decode(errors='replace')} {target:g}"]
+    if secagg is not None:
+        lines.append(f"SecAgg+: threshold {secagg.reconstruction_threshold / 10**7:g}% of the shares, updates clipped "
+                     f"to L2 {secagg.update_norm_bound / 10**9:g}, at most {secagg.max_weight} examples a client, "
+                     f"{secagg.audit_rate / 10**7:g}% of each round audited")
+    return Group(*lines, table, people)
 
 
 def _hash_text(value: Any, full: bool) -> str:

@@ -129,6 +129,38 @@ def test_join_status_and_the_pallets_refusals(capsys, chain, shards):
         assert Keypair.create_from_uri(key).ss58_address in out
 
 
+def test_create_secagg_posts_the_settings_the_spec_document_fixes(capsys, chain, shards, tmp_path):
+    from workers.fl.secagg_task import SecAggTask
+
+    code, out, err = run(capsys, "fl", "create", "--secagg", "--bounty", "50", "--rounds", "2", "--min-clients",
+                         "3", "--max-clients", "3", "--join-blocks", "12", "--deadline-blocks", "400",
+                         "--client-stake", "2", "--norm-bound", "2.5", "--audit-rate", "20%", "--max-weight", "400",
+                         "--key", "//Alice")
+    assert code == 0, err
+    assert "SecAgg+" in err and "20% of each round audited" in err
+    task_id = int(out.strip().splitlines()[-1])
+    spec = chain.federated_tasks.tasks(task_id).spec
+    assert spec.rule.VARIANT == "FedAvg"   # the rule --secagg defaults to
+    document = decode_spec(ArtifactStore(str(tmp_path / "store")).get(bytes(spec.spec_hash).hex()),
+                           require_canonical=True)
+    assert isinstance(document.secagg, SecAggTask) and document.secagg.update_norm_bound == 2.5
+    on_chain = chain.federated_tasks.sec_agg_specs(task_id)
+    assert vars(on_chain) == document.secagg.chain_values()
+    assert (on_chain.audit_rate, on_chain.max_weight, on_chain.update_norm_bound) == (200_000_000, 400, 2_500_000_000)
+    # a shard of more examples than max_weight may not join: the pallet's refusal, one line
+    manifest = json.loads((shards / "split.json").read_text())
+    big = max(manifest["clients"], key=lambda entry: entry["num_examples"])
+    assert big["num_examples"] > 400
+    assert "FederatedTasks.ExamplesAboveMaxWeight" in one_line_error(
+        capsys, "fl", "join", str(task_id), "--data", str(shards / big["file"]), "--key", "//Charlie")
+    code, out, err = run(capsys, "fl", "status", str(task_id))
+    assert code == 0 and "SecAgg+: threshold 60% of the shares, updates clipped to L2 2.5" in out, err
+    assert "bad federated spec" in one_line_error(capsys, "fl", "create", "--secagg", "--rule", "fedmedian",
+                                                  "--bounty", "50", "--min-clients", "3", "--key", "//Alice")
+    assert "bad federated spec" in one_line_error(capsys, "fl", "create", "--secagg", "--min-clients", "2",
+                                                  "--bounty", "50", "--key", "//Alice")
+
+
 def test_bad_files_and_unknown_tasks_are_one_line(capsys, shards, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a data set")

@@ -8,6 +8,7 @@ import re
 import pytest
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import SecAggPlusWorkflow, WorkflowState
 
+from workers.fl.secagg_app import secagg_workflow
 from workers.fl.secagg_params import (
     SecAggParams,
     SecAggParamsError,
@@ -71,7 +72,7 @@ def test_shares_and_threshold_follow_the_workflow() -> None:
     assert SecAggParams(num_shares=0.5).shares_for(100) == 51       # even counts are made odd
     assert SecAggParams(num_shares=0.51, reconstruction_threshold=0.66).threshold_for(100) == 34
     assert SecAggParams(num_shares=1.0).threshold_for(3) == 2
-    SecAggParams().workflow(timeout=5.0)   # Flower accepts every setting paratrain accepts
+    secagg_workflow(SecAggParams(), timeout=5.0)   # Flower accepts every setting paratrain accepts
 
 
 def test_error_bound() -> None:

@@ -5,7 +5,7 @@ Flower 1.42 has SecAgg+ only on the legacy path (docs/design/private.md fact 1):
 `LegacyContext` and drives a legacy `Strategy` (`configure_fit`, `aggregate_fit(FitRes)`). So a SecAgg task
 runs `run_round` once per round:
 
-    DefaultWorkflow(fit_workflow=params.workflow(timeout, PrunedSecAggPlusWorkflow))(
+    DefaultWorkflow(fit_workflow=secagg_workflow(params, timeout, PrunedSecAggPlusWorkflow))(
         SecAggGuardGrid(grid, params, shapes), LegacyContext(context, ServerConfig(1), strategy))
 
 * `SecAggGuardGrid` checks every reply of every stage with workers/fl/secagg_checks.py before the workflow
@@ -286,8 +286,16 @@ def run_round(grid: Grid, context: Context, strategy: SecAggStrategy, *, timeout
     guarded = SecAggGuardGrid(grid, strategy.params, shapes, round_of=lambda: round_, on_refusal=on_refusal) \
         if guard else grid
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=strategy)
-    DefaultWorkflow(fit_workflow=strategy.params.workflow(timeout, PrunedSecAggPlusWorkflow))(guarded, legacy)
+    DefaultWorkflow(fit_workflow=secagg_workflow(strategy.params, timeout, PrunedSecAggPlusWorkflow))(guarded, legacy)
     return strategy.rounds[-1] if len(strategy.rounds) > before else None
+
+
+def secagg_workflow(params: SecAggParams, timeout: float | None = None,
+                    kind: type[SecAggPlusWorkflow] = SecAggPlusWorkflow) -> SecAggPlusWorkflow:
+    """Flower's SecAggPlusWorkflow (or its subclass `kind`) with a task's checked settings."""
+    return kind(params.num_shares, params.reconstruction_threshold, max_weight=float(params.max_weight),
+                clipping_range=float(params.clipping_range), quantization_range=params.quantization_range,
+                modulus_range=params.modulus_range, timeout=timeout)
 
 
 def fedavg(models: Mapping[int, Arrays], examples: Mapping[int, int]) -> Arrays:
@@ -299,4 +307,4 @@ def fedavg(models: Mapping[int, Arrays], examples: Mapping[int, int]) -> Arrays:
 
 
 __all__ = ["Participant", "PrunedSecAggPlusWorkflow", "SecAggGuardGrid", "SecAggRefusal", "SecAggRound", "SecAggSetup",
-           "SecAggStrategy", "fedavg", "run_round", "secagg_server_app"]
+           "SecAggStrategy", "fedavg", "run_round", "secagg_server_app", "secagg_workflow"]

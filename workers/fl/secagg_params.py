@@ -130,16 +130,6 @@ class SecAggParams:
         total weight total_examples / max_weight (docs/design/private.md 1.1)."""
         return num_clients * self.step * self.max_weight / total_examples
 
-    def workflow(self, timeout: float | None = None, kind: type | None = None) -> Any:
-        """Flower's SecAggPlusWorkflow (or its subclass `kind`) with these settings."""
-        from flwr.server.workflow import SecAggPlusWorkflow
-
-        make = kind or SecAggPlusWorkflow
-        return make(self.num_shares, self.reconstruction_threshold, max_weight=float(self.max_weight),
-                    clipping_range=float(self.clipping_range), quantization_range=self.quantization_range,
-                    modulus_range=self.modulus_range, timeout=timeout)
-
-
 # The survival rule ---------------------------------------------------------------------------------
 def ring_neighbours(order: Sequence[int], num_shares: int) -> dict[int, set[int]]:
     """Each node's neighbours as SecAggPlusWorkflow.setup_stage builds them from its shuffled `order`."""

@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workers.fl.secagg_params import SecAggParamsError
+from workers.fl.secagg_task import SecAggTask
 from workers.hashing import blake2_256, blake2_256_hex, normalize_hash
 
 SPEC_KIND = "fl-task-spec"
@@ -260,6 +262,7 @@ class FlSpec:
     max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES
     aggregate_tolerance: int = 0
     policy: Policy = field(default_factory=Policy)
+    secagg: SecAggTask | None = None   # rounds under SecAgg+ (docs/secagg.md); if None, absent from the document
 
     @property
     def fraction(self) -> float:
@@ -287,7 +290,7 @@ class FlSpec:
                            "reject_cos": self.policy.reject_cos, "reject_norm_ratio": self.policy.reject_norm_ratio,
                            "root_fraction": self.policy.root_fraction},
                 "recipe": self.recipe, "round_timeout_s": self.round_timeout_s, "rounds": self.rounds,
-                "rule": self.rule.text}
+                "rule": self.rule.text, **({"secagg": self.secagg.document()} if self.secagg is not None else {})}
 
     def canonical_bytes(self) -> bytes:
         self.validate()
@@ -327,6 +330,11 @@ class FlSpec:
         _check(isinstance(self.policy, Policy), "policy", "an object")
         self.policy.validate()
         self._validate_hyperparameters()
+        if self.secagg is not None:
+            _check(isinstance(self.secagg, SecAggTask), "secagg", "a SecAgg+ settings object")
+            _check(self.rule.name == "fedavg", "secagg", "the aggregator sees only the sum: the rule must be fedavg")
+            _check(self.min_clients_per_round >= 3, "secagg",
+                   "a SecAgg round needs at least 3 clients (with two, each learns the other's update)")
         return self
 
     def _validate_hyperparameters(self) -> None:
@@ -351,12 +359,18 @@ class FlSpec:
     def from_dict(cls, doc: Any) -> FlSpec:
         known = {"aggregate_tolerance", "eval", "fraction_per_round", "hyperparameters", "initial_model_seed", "kind",
                  "max_update_bytes", "min_clients_per_round", "policy", "recipe", "round_timeout_s", "rounds", "rule"}
-        doc = _fields(doc, "spec", known, known)
+        doc = _fields(doc, "spec", known | {"secagg"}, known)
         _check(doc["kind"] == SPEC_KIND, "kind", f"not {SPEC_KIND!r}")
         ev = _fields(doc["eval"], "eval", {"metric", "target", "higher_is_better"},
                      {"metric", "target", "higher_is_better"})
         policy_keys = {"reject_norm_ratio", "reject_cos", "loo_reject", "loo_tolerance", "root_fraction"}
         policy = _fields(doc["policy"], "policy", policy_keys, policy_keys)
+        secagg = None
+        if "secagg" in doc:
+            try:
+                secagg = SecAggTask.from_document(doc["secagg"])
+            except SecAggParamsError as exc:
+                raise SpecValidationError("secagg", str(exc)) from None
         _check(isinstance(doc["rule"], str), "rule", "a rule string")
         rule = parse_rule(doc["rule"])
         _check(rule.text == doc["rule"], "rule", f"{doc['rule']!r} is not canonical ({rule.text!r})")
@@ -366,7 +380,7 @@ class FlSpec:
                    hyperparameters=doc["hyperparameters"], initial_model_seed=doc["initial_model_seed"],
                    fraction_per_round=doc["fraction_per_round"], round_timeout_s=doc["round_timeout_s"],
                    max_update_bytes=doc["max_update_bytes"], aggregate_tolerance=doc["aggregate_tolerance"],
-                   policy=Policy(**policy)).validate()
+                   policy=Policy(**policy), secagg=secagg).validate()
 
 
 def decode_spec(data: bytes | str, *, require_canonical: bool = False) -> FlSpec:
@@ -390,7 +404,7 @@ def build_spec(*, recipe: str, rule: str | RuleSpec, rounds: int, min_clients_pe
                seed: int = 0, round_timeout_s: float = 120.0, aggregate_tolerance: int = 0,
                max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES, metric: str | None = None,
                target: float | None = None, higher_is_better: bool | None = None,
-               policy: Policy | None = None) -> FlSpec:
+               policy: Policy | None = None, secagg: SecAggTask | None = None) -> FlSpec:
     """A validated spec for a registered recipe: the evaluation defaults to the recipe's headline metric and
     expected value, the hyperparameters to one local epoch with the recipe's batch size and learning rate;
     `seed` seeds the initial model and, unless given, the local training."""
@@ -411,7 +425,7 @@ def build_spec(*, recipe: str, rule: str | RuleSpec, rounds: int, min_clients_pe
                                 else higher_is_better),
                   hyperparameters=hp, initial_model_seed=seed, fraction_per_round=fraction_per_round,
                   round_timeout_s=float(round_timeout_s), max_update_bytes=max_update_bytes,
-                  aggregate_tolerance=aggregate_tolerance, policy=policy or Policy()).validate()
+                  aggregate_tolerance=aggregate_tolerance, policy=policy or Policy(), secagg=secagg).validate()
 
 
 # The round document -------------------------------------------------------------------------------------

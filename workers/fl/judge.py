@@ -188,7 +188,12 @@ class RoundJudge:
             if await_holdout(int(record.verify_until), now_ms, self.settings.holdout_margin_ms):
                 return False
             log.info("task %d round %d: the holdout was not revealed; judging without it", task_id, round_)
-        self._vote(task_id, round_, record, self.verdict(task_id, round_, task, record, holdout))
+        secagg = fl.sec_agg_specs(task_id)
+        outcome = self.verdict(task_id, round_, task, record, holdout) if secagg is None else \
+            self.secagg_verdict(task_id, round_, task, record, holdout, secagg)
+        if outcome is None:
+            return False
+        self._vote(task_id, round_, record, outcome)
         return True
 
     def _vote(self, task_id: int, round_: int, record: Any, outcome: RoundVerdictValue) -> None:
@@ -220,26 +225,80 @@ class RoundJudge:
     def verdict(self, task_id: int, round_: int, task: Any, record: Any, holdout: Any) -> RoundVerdictValue:
         """The verdict of `workers.fl.verify` on the round's objects, or a reject when the aggregator's
         objects cannot be read (Abstain when the requester's spec document is unusable)."""
-        from workers.fl.verify import EVIDENCE_KIND, HEADER_ALLOWANCE, ChainRound, RoundVerdictValue, round_verdict
+        from workers.fl.verify import HEADER_ALLOWANCE, round_verdict
         from workers.result_checks import TORCH_LOCK
 
         spec = self.fetch_spec(task)
-        chain_round = ChainRound(task_id=task_id, round=round_, rule=spec.rule.text,
-                                 base_model_hash=as_hex(record.base_model_hash),
-                                 global_model_hash=as_hex(record.global_model_hash),
-                                 participants=tuple((str(a), int(n)) for a, n in record.participants))
+        chain_round = _chain_round(task_id, round_, spec, record)
         try:
             objects = self.fetch_round(task_id, round_, record, spec.max_update_bytes + HEADER_ALLOWANCE)
         except RoundFailed as exc:
-            reasons = [str(exc)]
-            evidence = {"kind": EVIDENCE_KIND, "task_id": task_id, "round": round_, "rule": chain_round.rule,
-                        "global_model_hash": chain_round.global_model_hash, "accept": False, "reasons": reasons}
-            return RoundVerdictValue(False, 0, [], [0] * len(chain_round.participants), canonical_json(evidence),
-                                     reasons)
+            return _unreadable(chain_round, exc)
         holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
         with TORCH_LOCK:  # validators sharing a process (threads, tests, the demo) evaluate one at a time
             return round_verdict(spec, chain_round, objects.document_bytes, objects.base, objects.global_model,
                                  objects.updates, holdout_data)
+
+    def secagg_verdict(self, task_id: int, round_: int, task: Any, record: Any, holdout: Any,
+                       secagg: Any) -> RoundVerdictValue | None:
+        """The verdict of `workers.fl.secagg_verify` once the round's audit is settled (None: not yet; this
+        validator draws the audit itself when nobody has). Abstain when the spec document's SecAgg settings are
+        not the chain's: the requester's fault, not the aggregator's."""
+        from runtime_bindings import DispatchError
+        from runtime_bindings.generated.federated_tasks import AuditAlreadyDrawn, AuditNotDue
+        from workers.fl.secagg_verify import secagg_round_verdict
+        from workers.fl.verify import HEADER_ALLOWANCE
+        from workers.result_checks import TORCH_LOCK
+
+        fl = self.chain.federated_tasks
+        audit = fl.audits(task_id, round_)
+        if audit is None:
+            try:
+                fl.draw_audit(self.keypair, task_id, round_)
+            except (AuditAlreadyDrawn, AuditNotDue):
+                pass   # drawn by another party since, or its commit block has no successor yet
+            except DispatchError as exc:
+                raise Abstain(f"the audit cannot be drawn: {exc}") from None
+            audit = fl.audits(task_id, round_)
+            if audit is None:
+                return None
+        now_ms = max(int(self.chain.timestamp.now() or 0), int(time.time() * 1000))
+        if int(audit.revealed) < len(audit.drawn) and now_ms < int(audit.reveal_until):
+            return None
+        spec = self.fetch_spec(task)
+        if spec.secagg is None or _fields(secagg) != spec.secagg.chain_values():
+            raise Abstain("the spec document's SecAgg settings are not the chain's SecAggSpec")
+        chain_round = _chain_round(task_id, round_, spec, record)
+        try:
+            objects = self.fetch_round(task_id, round_, record, spec.max_update_bytes + HEADER_ALLOWANCE,
+                                       with_updates=False)
+        except RoundFailed as exc:
+            return _unreadable(chain_round, exc)
+        audited = [self.fetch_reveal(task_id, round_, str(account), spec.max_update_bytes + HEADER_ALLOWANCE)
+                   for account in audit.drawn]
+        holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
+        with TORCH_LOCK:
+            return secagg_round_verdict(spec, chain_round, objects.document_bytes, objects.base,
+                                        objects.global_model, audited, holdout_data)
+
+    def fetch_reveal(self, task_id: int, round_: int, account: str, max_bytes: int) -> Any:
+        """A drawn client's reveal document, by the hash and place it recorded on chain (the client chose the
+        store: a document that cannot be read there is its failure to reveal)."""
+        from runtime_bindings.fl import account_public_key
+        from workers.fl.secagg_verify import AuditedClient
+
+        key = account_public_key(account)
+        revealed = self.chain.federated_tasks.audit_reveals(task_id, round_, account)
+        if revealed is None:
+            return AuditedClient(account, key, None, "no reveal on chain")
+        uri = revealed.reveal_uri.text
+        try:
+            data = self.store.fetch(uri, as_hex(revealed.reveal_hash), kind=Kind.ARTIFACT)
+        except (ArtifactError, OSError, ValueError) as exc:
+            return AuditedClient(account, key, None, f"its reveal document {uri} cannot be read: {exc}")
+        if len(data) > max_bytes:
+            return AuditedClient(account, key, None, f"its reveal document is over {max_bytes} bytes")
+        return AuditedClient(account, key, data)
 
     def fetch_spec(self, task: Any) -> FlSpec:
         """The requester's FL spec document, checked against the chain's spec_hash (Abstain when unusable:
@@ -263,7 +322,8 @@ class RoundJudge:
             return None
 
     # Reading the round --------------------------------------------------------------------------
-    def fetch_round(self, task_id: int, round_: int, record: Any, max_object_bytes: int | None = None) -> RoundObjects:
+    def fetch_round(self, task_id: int, round_: int, record: Any, max_object_bytes: int | None = None, *,
+                    with_updates: bool = True) -> RoundObjects:
         """The round's objects from the store its artifact_uri names (copied into this validator's store),
         each verified against its hash and read only up to the operator's artifact limit or
         `max_object_bytes` (what the spec allows an update), the document's update hashes bound to the
@@ -295,7 +355,32 @@ class RoundJudge:
             base=fetch_object(store, root, as_hex(record.base_model_hash), "base model"),
             global_model=fetch_object(store, root, as_hex(record.global_model_hash), "global model"),
             updates=[fetch_object(store, root, digest, f"update of {account}")
-                     for digest, (account, _) in zip(hashes, participants, strict=True)])
+                     for digest, (account, _) in zip(hashes, participants, strict=True)] if with_updates else [])
+
+
+def _chain_round(task_id: int, round_: int, spec: FlSpec, record: Any) -> Any:
+    from workers.fl.verify import ChainRound
+
+    return ChainRound(task_id=task_id, round=round_, rule=spec.rule.text,
+                      base_model_hash=as_hex(record.base_model_hash),
+                      global_model_hash=as_hex(record.global_model_hash),
+                      participants=tuple((str(a), int(n)) for a, n in record.participants))
+
+
+def _unreadable(chain_round: Any, exc: RoundFailed) -> RoundVerdictValue:
+    """The reject of a round whose objects the aggregator did not make readable."""
+    from workers.fl.verify import EVIDENCE_KIND, RoundVerdictValue
+
+    reasons = [str(exc)]
+    evidence = {"kind": EVIDENCE_KIND, "task_id": chain_round.task_id, "round": chain_round.round,
+                "rule": chain_round.rule, "global_model_hash": chain_round.global_model_hash, "accept": False,
+                "reasons": reasons}
+    return RoundVerdictValue(False, 0, [], [0] * len(chain_round.participants), canonical_json(evidence), reasons)
+
+
+def _fields(value: Any) -> dict[str, int]:
+    """A generated chain struct's fields (a SecAggSpec) as a plain mapping."""
+    return {name: int(v) for name, v in vars(value).items()}
 
 
 def fetch_object(store: ArtifactStore, root: str, digest: str, what: str, kind: Kind = Kind.ARTIFACT) -> bytes:

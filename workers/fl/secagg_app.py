@@ -55,7 +55,7 @@ from workers.fl.secagg_checks import (
     duplicate_keys,
     stage_of,
 )
-from workers.fl.secagg_client import COMMITMENT, ROUND, TASK_ID, UPDATE_NORM
+from workers.fl.secagg_client import ACCOUNT, COMMITMENT, ROUND, SCHEME, SIGNATURE, TASK_ID, UPDATE_NORM
 from workers.fl.secagg_params import SecAggParams, SecAggParamsError
 from workers.fl.strategy import ForwardingGrid
 
@@ -168,6 +168,9 @@ class Participant:
     num_examples: int
     commitment: bytes     # the client's salted commitment to its clipped model (workers/fl/secagg_client.py)
     update_norm: float
+    account: str = ""     # the data owner and its signature of the commitment ("" and b"": the client signed none)
+    scheme: str = ""
+    signature: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,9 @@ class SecAggStrategy(FedAvg):
                      for name, v in zip(self.base, values, strict=True)}
         participants = tuple(sorted((Participant(int(proxy.node_id), int(res.num_examples),
                                                  _bytes(res.metrics.get(COMMITMENT)),
-                                                 float(res.metrics.get(UPDATE_NORM, float("nan"))))
+                                                 float(res.metrics.get(UPDATE_NORM, float("nan"))),
+                                                 _text(res.metrics.get(ACCOUNT)), _text(res.metrics.get(SCHEME)),
+                                                 _bytes(res.metrics.get(SIGNATURE)))
                                      for proxy, res in results), key=lambda p: p.node_id))
         # Flower lists a collect-stage failure twice (once per loop over the replies): count the sampled instead
         done = SecAggRound(self.next_round, self.base, aggregate, participants, self._sampled - len(participants),
@@ -274,6 +279,10 @@ def secagg_server_app(setup: Callable[[Grid, Context], SecAggSetup]) -> ServerAp
 
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else b""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def run_round(grid: Grid, context: Context, strategy: SecAggStrategy, *, timeout: float | None = None,

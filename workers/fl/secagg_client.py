@@ -16,7 +16,9 @@ legacy FitRes the inner app returns is masked, and every ArrayRecord of the repl
 * commits to the clipped model: ``blake2_256(b"paratrain/fl-secagg-commit/v1" ++ salt ++ update_hash)`` with
   a fresh 32-byte salt and the PTTS1 update hash of workers/fl/arrays.py, written into the FitRes metrics
   (``paratrain.commitment``), which the aggregator sees in clear; the salt and the model stay with the client
-  (`keep`), to be revealed only if the audit draws it.
+  (`keep`), to be revealed only if the audit draws it;
+* signs, with the data owner's key (`sign`), FederatedTasks' UpdateCommitment whose update_hash is that
+  commitment, so the aggregator can put the participant on chain and nobody can add or swap one.
 
 The norm bound and the SecAgg settings are the task's (the spec document), never the aggregator's: an
 aggregator that could set them could make honest clients break the bound.
@@ -36,18 +38,22 @@ from flwr.clientapp import ClientApp
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
-from workers.fl.arrays import Arrays, update_hash
+from workers.fl.arrays import Arrays, model_hash, update_hash
 from workers.fl.secagg_params import SecAggParams, SecAggParamsError
 from workers.hashing import blake2_256
 
 COMMIT_DOMAIN = b"paratrain/fl-secagg-commit/v1"
 ROUND, TASK_ID = "paratrain.round", "paratrain.task-id"   # the fit config the aggregator's strategy sends
 COMMITMENT, UPDATE_NORM = "paratrain.commitment", "paratrain.update-norm"
+ACCOUNT, SCHEME, SIGNATURE = "paratrain.account", "paratrain.scheme", "paratrain.signature"
 SALT_BYTES = 32
 
 Mod = Callable[[Message, Context, Callable[[Message, Context], Message]], Message]
 Train = Callable[[Context, list[np.ndarray], Mapping[str, Any]], tuple[list[np.ndarray], int]]
 """Local training: (context, base model arrays in the task's order, fit config) -> (trained arrays, examples)."""
+Sign = Callable[[Context, int, int, bytes, bytes, int], tuple[str, str, bytes]]
+"""The data owner's key: (context, task, round, base model hash, commitment, examples) -> (its account, the
+signature scheme, the signature over FederatedTasks' UpdateCommitment with the commitment as update_hash)."""
 
 
 class SecAggClientRefusal(ValueError):
@@ -101,8 +107,10 @@ def weighted(params: SecAggParams, arrays: Sequence[np.ndarray], num_examples: i
     return [np.asarray(a) * ratio for a in arrays]
 
 
-def clip_commit_mod(settings: SecAggClientSettings, keep: Callable[[Context, Reveal], None] | None = None) -> Mod:
-    """The mod inside secaggplus_mod that clips, range-checks and commits the trained model (module docstring)."""
+def clip_commit_mod(settings: SecAggClientSettings, keep: Callable[[Context, Reveal], None] | None = None,
+                    sign: Sign | None = None) -> Mod:
+    """The mod inside secaggplus_mod that clips, range-checks, commits and (with `sign`) signs the trained model
+    (module docstring)."""
     params = settings.params
 
     def mod(msg: Message, ctx: Context, call_next: Callable[[Message, Context], Message]) -> Message:
@@ -129,6 +137,10 @@ def clip_commit_mod(settings: SecAggClientSettings, keep: Callable[[Context, Rev
         digest = commitment(salt, named)
         fitres.parameters = ndarrays_to_parameters(clipped)
         fitres.metrics = {**fitres.metrics, COMMITMENT: digest, UPDATE_NORM: min(norm, settings.norm_bound)}
+        if sign is not None:
+            base_hash = model_hash(dict(zip(settings.names, base, strict=True)))
+            account, scheme, signature = sign(ctx, task_id, round_, base_hash, digest, fitres.num_examples)
+            fitres.metrics.update({ACCOUNT: account, SCHEME: scheme, SIGNATURE: signature})
         if keep is not None:
             keep(ctx, Reveal(task_id, round_, named, salt, digest, fitres.num_examples, scaled))
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
@@ -146,15 +158,16 @@ class _Trainer(NumPyClient):
 
 
 def secagg_client_app(train: Train, settings: SecAggClientSettings, *,
-                      keep: Callable[[Context, Reveal], None] | None = None,
+                      keep: Callable[[Context, Reveal], None] | None = None, sign: Sign | None = None,
                       outer: Sequence[Mod] = (), inner: Sequence[Mod] = ()) -> ClientApp:
     """The legacy-format ClientApp of a SecAgg task: `train` inside clipping, commitment and Flower's masking.
     `outer` mods see Flower's SecAgg replies, `inner` ones the trained FitRes (tests use both)."""
     def client_fn(ctx: Context) -> Client:
         return _Trainer(train, ctx).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[*outer, secaggplus_mod, clip_commit_mod(settings, keep), *inner])
+    return ClientApp(client_fn=client_fn, mods=[*outer, secaggplus_mod, clip_commit_mod(settings, keep, sign), *inner])
 
 
-__all__ = ["COMMITMENT", "COMMIT_DOMAIN", "ROUND", "TASK_ID", "UPDATE_NORM", "Reveal", "SecAggClientRefusal",
-           "SecAggClientSettings", "clip_commit_mod", "clip_update", "commitment", "secagg_client_app", "weighted"]
+__all__ = ["ACCOUNT", "COMMITMENT", "COMMIT_DOMAIN", "ROUND", "SCHEME", "SIGNATURE", "TASK_ID", "UPDATE_NORM", "Reveal",
+           "SecAggClientRefusal", "SecAggClientSettings", "Sign", "clip_commit_mod", "clip_update", "commitment",
+           "secagg_client_app", "weighted"]

@@ -127,20 +127,30 @@ def _decode(data: bytes, expected_hash: str, what: str, meta: Mapping[str, Any],
     return arrays
 
 
-def decode_round(doc: RoundDocument, spec: FlSpec, base: bytes, global_model: bytes,
-                 updates: Sequence[bytes]) -> tuple[RoundArrays | None, list[str]]:
-    """The round's arrays, each checked against its hash and bounds and the base model's layout; or None and
-    the problems (the aggregator's: it committed objects a validator cannot use)."""
+def decode_models(doc: RoundDocument, spec: FlSpec, base: bytes,
+                  global_model: bytes) -> tuple[tuple[Arrays, Arrays] | None, list[str]]:
+    """The base and global models, each checked against its hash and bounds, the global one against the base's
+    layout (finite, same names, dtypes and shapes); the problems where they are not usable. The problems are
+    also returned alongside the models, so a caller may decode the updates before rejecting."""
     limit = spec.max_update_bytes + HEADER_ALLOWANCE
     try:
         base_arrays = _decode(base, doc.base_model_hash, "base model", MODEL_META, limit)
         global_arrays = _decode(global_model, doc.global_model_hash, "global model", MODEL_META, limit)
     except ArrayFormatError as exc:
         return None, [str(exc)]
-    problems = []
     why = check_update(global_arrays, base_arrays, spec.max_update_bytes)
-    if why is not None:
-        problems.append(f"the global model: {why}")
+    return (base_arrays, global_arrays), ([] if why is None else [f"the global model: {why}"])
+
+
+def decode_round(doc: RoundDocument, spec: FlSpec, base: bytes, global_model: bytes,
+                 updates: Sequence[bytes]) -> tuple[RoundArrays | None, list[str]]:
+    """The round's arrays, each checked against its hash and bounds and the base model's layout; or None and
+    the problems (the aggregator's: it committed objects a validator cannot use)."""
+    limit = spec.max_update_bytes + HEADER_ALLOWANCE
+    models, problems = decode_models(doc, spec, base, global_model)
+    if models is None:
+        return None, problems
+    base_arrays, global_arrays = models
     if len(updates) != len(doc.participants):
         return None, [*problems, f"{len(updates)} updates for {len(doc.participants)} participants"]
     decoded = []

@@ -1,0 +1,198 @@
+"""A SecAgg+ federated task settled by the chain, end to end on a devnet process: the task posted with
+create_secagg_task, five clients joined, one SecAgg+ round run for real in Flower's simulation (the aggregator's
+ServerApp behind its guard, Flower's secaggplus_mod with paratrain's clip/commit mod and each client's signature),
+committed by the aggregator with the clients' signed commitments, the audit drawn from chain randomness, every
+drawn client's reveal stored and recorded, two validators' round judges voting, the pallet paying and slashing.
+
+One client skips the clipping (it commits to and masks its unclipped update, of L2 norm 5 against the task's
+4.5): under SecAgg nobody can see that from the sum, and the audit is what catches it. The audit rate is 100 %
+here, so the cheat is drawn whatever the block hash; tests/unit/test_secagg_pallet.py covers a partial draw
+and the pallet refusing to let validators reject an undrawn client. No honest party is slashed.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message
+from flwr.client import Client, NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from ray import cloudpickle as ray_cloudpickle
+
+import tests.secagg_simulation as sim
+from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec, chain_secagg_spec
+from runtime_bindings import Chain, Keypair
+from runtime_bindings import fl as bfl
+from runtime_bindings.generated import types as t
+from workers.artifacts import ArtifactStore
+from workers.fl.arrays import model_hash
+from workers.fl.committer import ChainCommitter
+from workers.fl.judge import JudgeSettings, RoundJudge
+from workers.fl.secagg_app import run_round
+from workers.fl.secagg_client import Reveal, SecAggClientSettings, clip_commit_mod
+from workers.fl.secagg_commit import SecAggCommitter
+from workers.fl.secagg_params import SecAggParams
+from workers.fl.secagg_reveal import reveal_if_drawn
+from workers.fl.secagg_task import SecAggTask
+from workers.fl.spec import build_spec
+from workers.uri_policy import UriPolicy
+from workers.validator import ValidatorState
+
+pytestmark = pytest.mark.slow
+ray_cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the mods below travel to Ray by value
+
+N, CHEAT = 5, 4          # partition 4's update has norm 5 > NORM_BOUND: clipping would scale it down
+UNIT, PERBILL = 10**12, 10**9
+PARAMS = SecAggParams()
+ALICE, BOB, CHARLIE, DAVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))
+CAPS = t.Capabilities(8, 0, "", 16_000)
+
+
+def client_key(partition: int) -> Keypair:
+    return Keypair.create_from_uri(f"//SecAggChainClient{partition}")
+
+
+def sign(ctx: Context, task_id: int, round_: int, base_hash: bytes, commitment: bytes,
+         examples: int) -> tuple[str, str, bytes]:
+    key = client_key(sim.partition_of(ctx))
+    signed = bfl.sign_update(key, task_id, round_, base_hash, commitment, examples)
+    return key.ss58_address, signed.scheme, signed.signature
+
+
+class _Trainer(NumPyClient):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+        model = sim.trained(dict(zip(sim.NAMES, parameters, strict=True)), sim.partition_of(self.ctx))
+        return [model[name] for name in sim.NAMES], sim.examples_of(sim.partition_of(self.ctx)), {}
+
+
+def client_app(out: Path) -> ClientApp:
+    """Honest clients clip to the task's bound; the cheat's mod is built with a bound it never reaches."""
+    keep = sim.keeper(out)
+    honest = clip_commit_mod(SecAggClientSettings(PARAMS, sim.NORM_BOUND, sim.NAMES), keep, sign)
+    cheat = clip_commit_mod(SecAggClientSettings(PARAMS, 1e9, sim.NAMES), keep, sign)
+
+    def chosen(msg: Message, ctx: Context, call_next: Callable[[Message, Context], Message]) -> Message:
+        return (cheat if sim.partition_of(ctx) == CHEAT else honest)(msg, ctx, call_next)
+
+    def client_fn(ctx: Context) -> Client:
+        return _Trainer(ctx).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod, chosen])
+
+
+def post_task(chain: Chain, store: ArtifactStore, secagg: SecAggTask) -> int:
+    spec = build_spec(recipe="digits_mlp", rule="fedavg", rounds=1, min_clients_per_round=N, secagg=secagg)
+    digest = store.put(spec.canonical_bytes())
+    on_chain = chain_fl_task_spec(spec, store.uri(digest), spec_hash=digest,
+                                  initial_model_hash=model_hash(sim.base_model()).hex(),
+                                  terms=FlTaskTerms(max_clients=N, client_share=600_000_000, min_client_stake=UNIT))
+    join_deadline = chain.best_number() + 2 + N
+    receipt = chain.federated_tasks.create_secagg_task(ALICE, on_chain, chain_secagg_spec(secagg), 100 * UNIT,
+                                                       join_deadline, join_deadline + 500, 2, None)
+    task_id = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
+    for partition in range(N):
+        chain.federated_tasks.join(client_key(partition), task_id, "0x" + "11" * 32, sim.examples_of(partition),
+                                   2 * UNIT)
+    while chain.best_number() < join_deadline:
+        chain.system.remark(ALICE, b"tick")
+    chain.federated_tasks.claim_aggregator(BOB, task_id, b"127.0.0.1:9092")
+    return task_id
+
+
+@pytest.fixture(scope="module")
+def settled(devnet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("secagg-chain")
+    stores = {name: ArtifactStore(root / name) for name in ("requester", "aggregator", "clients")}
+    with Chain.connect(devnet.ws_url, timeout=10) as chain:
+        for partition in range(N):
+            chain.balances.transfer_keep_alive(ALICE, client_key(partition).ss58_address, 20 * UNIT)
+        chain.workers.register(BOB, "Trainer", chain.constant("Workers", "MinTrainerStake"), CAPS)
+        for validator in (CHARLIE, DAVE):
+            chain.workers.register(validator, "Validator", chain.constant("Workers", "MinValidatorStake"), CAPS)
+        secagg = SecAggTask(PARAMS, sim.NORM_BOUND, audit_rate=PERBILL)
+        task_id = post_task(chain, stores["requester"], secagg)
+        stakes = {p: chain.federated_tasks.clients(task_id, client_key(p).ss58_address).stake for p in range(N)}
+
+        out = root / "clients-out"
+        out.mkdir()
+        done: dict[str, Any] = {"task": task_id, "stakes": stakes, "errors": []}
+
+        def main(grid: Any, context: Context) -> None:
+            with Chain.connect(devnet.ws_url, timeout=10) as own:   # the ServerApp's thread: its own connection
+                committer = SecAggCommitter(task_id=task_id, rule="fedavg", store=stores["aggregator"],
+                                            committer=ChainCommitter(own, BOB, timeout=30))
+                strategy = sim.strategy(PARAMS, N, task_id=task_id, on_round=committer)
+                try:
+                    done["round"] = run_round(grid, context, strategy, timeout=120.0, on_refusal=committer.refused)
+                except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in Flower's thread
+                    done["errors"].append(exc)
+
+        sim.run(main, client_app(out), N)
+        done["record"] = chain.federated_tasks.rounds(task_id, 1)
+
+        # the data owners: each drawn client reveals what it kept
+        done["revealed"] = {}
+        for partition, kept in sim.reveals(out, 1).items():
+            arrays = {name: kept[f"model.{name}"] for name in sim.NAMES}
+            reveal = Reveal(task_id, 1, arrays, bytes(kept["salt"]), bytes(kept["commitment"]),
+                            int(kept["num_examples"]), [])
+            done["revealed"][partition] = reveal_if_drawn(chain, client_key(partition), stores["clients"], reveal)
+        done["audit"] = chain.federated_tasks.audits(task_id, 1)
+
+        # the validators: each one's round judge, as the validator daemon runs it
+        policy = UriPolicy(tuple(store.root for store in stores.values()))
+        done["events"] = []
+        for validator in (CHARLIE, DAVE):
+            judge = RoundJudge(chain=chain, keypair=validator, store=ArtifactStore(root / validator.ss58_address[:8],
+                                                                                    policy=policy),
+                               state=ValidatorState(), save=lambda: None,
+                               notify=lambda what, **detail: done["events"].append((what, detail)),
+                               settings=JudgeSettings(holdout_margin_ms=0))
+            done.setdefault("judged", []).append(judge.judge(task_id, 1))
+        done["verdicts"] = [chain.federated_tasks.round_verdicts(task_id, 1, v.ss58_address) for v in (CHARLIE, DAVE)]
+        done["after"] = {p: chain.federated_tasks.clients(task_id, client_key(p).ss58_address) for p in range(N)}
+        done["final"] = chain.federated_tasks.rounds(task_id, 1)
+    return done
+
+
+def test_the_round_is_committed_with_every_clients_signed_commitment(settled: Mapping[str, Any]) -> None:
+    assert settled["errors"] == []
+    record = settled["record"]
+    assert record is not None and len(record.participants) == N
+    assert {str(a) for a, _ in record.participants} == {client_key(p).ss58_address for p in range(N)}
+    assert {int(n) for _, n in record.participants} == {sim.examples_of(p) for p in range(N)}
+
+
+def test_the_audit_draws_every_participant_and_each_reveals(settled: Mapping[str, Any]) -> None:
+    audit = settled["audit"]
+    assert {str(a) for a in audit.drawn} == {client_key(p).ss58_address for p in range(N)}
+    assert int(audit.revealed) == N
+    assert all(digest is not None for digest in settled["revealed"].values())
+
+
+def test_the_validators_accept_the_round_and_reject_only_the_cheat(settled: Mapping[str, Any]) -> None:
+    assert settled["judged"] == [True, True]
+    cheat = client_key(CHEAT).ss58_address
+    for verdict in settled["verdicts"]:
+        assert verdict is not None and verdict.accept
+        assert [str(c) for c in verdict.rejected_clients] == [cheat]
+    votes = [detail for what, detail in settled["events"] if what == "round-vote"]
+    assert len(votes) == 2 and all("above the bound 4.5" in " ".join(v["reasons"]) for v in votes)
+    assert settled["final"].status.VARIANT == "Accepted"
+
+
+def test_the_cheat_is_slashed_and_every_honest_client_paid(settled: Mapping[str, Any]) -> None:
+    before, after = settled["stakes"], settled["after"]
+    assert after[CHEAT].stake < before[CHEAT] and after[CHEAT].rounds_rejected == 1 and after[CHEAT].paid == 0
+    for partition in range(N):
+        if partition != CHEAT:
+            assert after[partition].stake == before[partition] and after[partition].rounds_rejected == 0
+            assert after[partition].paid > 0

@@ -1,0 +1,81 @@
+"""The aggregator's side of a SecAgg+ round on chain: the round `SecAggStrategy` finished becomes
+FederatedTasks.commit_round, as ChainStrategy's rounds do (workers/fl/committer.py).
+
+`SecAggCommitter` is the strategy's `on_round` (and its guard's `on_refusal`). For one round it stores the base
+and global models and a round document (workers/fl/spec.py) whose participants are the clients' signed
+commitments: under SecAgg a participant's `update_hash` is its salted commitment to its clipped model
+(workers/fl/secagg_client.py), the only thing of its update the aggregator holds. The document also lists the
+guard's refusals (the node, the stage, the reason), so validators see who was dropped and why. Then the round
+is committed with every participant's signature; the pallet checks each one.
+
+A participant whose signature does not verify makes the round uncommittable (`SecAggCommitError`): its masked
+update is already in the sum, which cannot be taken apart, so committing it would pay an unsigned stranger and
+let nobody slash it. Checking the signature in the guard, before the masked vectors are summed, would drop such
+a client instead (not built yet; the client would first have to sign in an earlier stage).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import flwr
+
+from runtime_bindings.fl import verify_update
+from workers.artifacts import ArtifactStore
+from workers.fl.arrays import model_bytes
+from workers.fl.committer import CommitReceipt, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
+from workers.fl.secagg_app import SecAggRefusal, SecAggRound
+from workers.fl.spec import Participant, Refusal, round_document
+
+log = logging.getLogger(__name__)
+
+
+class SecAggCommitError(Exception):
+    """A finished SecAgg round that cannot go on chain as it is (a participant's signature does not verify)."""
+
+
+class SecAggCommitter:
+    """Commits each finished SecAgg round of task `task_id` through `committer`, its objects in `store`."""
+
+    def __init__(self, *, task_id: int, rule: str, store: ArtifactStore, committer: RoundCommitter,
+                 on_commit: Callable[[SecAggRound, CommitReceipt], None] | None = None) -> None:
+        self.task_id, self.rule, self.store, self.committer = task_id, rule, store, committer
+        self.on_commit = on_commit
+        self._refusals: list[SecAggRefusal] = []
+
+    def refused(self, refusal: SecAggRefusal) -> None:
+        """The guard's observer: remembered for the round document of its round."""
+        self._refusals.append(refusal)
+
+    def __call__(self, done: SecAggRound) -> None:
+        base_hash = self.store.put(model_bytes(done.base))
+        global_hash = self.store.put(model_bytes(done.aggregate))
+        unsigned = [p for p in done.participants if not p.account or not verify_update(
+            p.account, p.scheme, p.signature, self.task_id, done.round, base_hash, p.commitment, p.num_examples)]
+        if unsigned:
+            raise SecAggCommitError(f"round {done.round}: node(s) {[p.node_id for p in unsigned]} sent no valid "
+                                    "signature of their commitment; their masked updates are in the sum")
+        entries = sorted_entries([SignedEntry(p.account, p.commitment, p.num_examples, p.scheme, p.signature)
+                                  for p in done.participants])
+        refusals = [r for r in self._refusals if r.round == done.round]
+        document = round_document(
+            task_id=self.task_id, round=done.round, rule=self.rule, base_model_hash=base_hash,
+            global_model_hash=global_hash,
+            participants=[Participant(e.account, e.update_hash.hex(), e.num_examples, e.scheme.lower(),
+                                      e.signature.hex()) for e in entries],
+            refused=[Refusal(r.node_id, None, f"{r.stage}: {r.reason}") for r in refusals],
+            train_metrics={"dropouts": float(done.dropouts), "round_s": done.round_s},
+            flower_version=flwr.__version__)
+        doc_hash = self.store.put(document.canonical_bytes())
+        receipt = self.committer.commit(RoundCommit(
+            task_id=self.task_id, round=done.round, base_model_hash=bytes.fromhex(base_hash),
+            global_model_hash=bytes.fromhex(global_hash), round_doc_hash=bytes.fromhex(doc_hash),
+            artifact_uri=self.store.uri(doc_hash), updates=entries))
+        log.info("secagg round %d of task %d committed in block %s (%d participants, %d dropped)", done.round,
+                 self.task_id, receipt.block_number, len(entries), done.dropouts)
+        self._refusals = [r for r in self._refusals if r.round != done.round]
+        if self.on_commit is not None:
+            self.on_commit(done, receipt)
+
+
+__all__ = ["SecAggCommitError", "SecAggCommitter"]

@@ -59,8 +59,15 @@ def post_task(chain: Chain, store: ArtifactStore, spec: FlSpec, clients: Sequenc
                 "client_share": 600_000_000, "min_client_stake": UNIT, "aggregate_tolerance": 0,
                 "requirements": {"min_cpus": 1, "min_gpus": 0, "min_memory_mb": 1_000}}
     join_deadline = chain.best_number() + 2 + len(clients)
-    receipt = chain.federated_tasks.create_task(REQUESTER, on_chain, 100 * UNIT, join_deadline, join_deadline + 5_000,
-                                                1, "0x" + commitment.hex())
+    if spec.secagg is None:
+        receipt = chain.federated_tasks.create_task(REQUESTER, on_chain, 100 * UNIT, join_deadline,
+                                                    join_deadline + 5_000, 1, "0x" + commitment.hex())
+    else:   # a SecAgg+ task: its settings on chain as `paratrain fl create --secagg` posts them
+        from paratrain.fl_specs import chain_secagg_spec
+
+        receipt = chain.federated_tasks.create_secagg_task(REQUESTER, on_chain, chain_secagg_spec(spec.secagg),
+                                                           100 * UNIT, join_deadline, join_deadline + 5_000, 1,
+                                                           "0x" + commitment.hex())
     task_id = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
     for client, shard in zip(clients, shards, strict=True):
         chain.federated_tasks.join(client, task_id, "0x" + shard.hash, shard.num_examples, STAKE)
@@ -136,7 +143,7 @@ def run_tasks(chain_for: Callable[[], Chain], store: ArtifactStore, task_ids: Se
             chain = chain_for()
             chain.federated_tasks.claim_aggregator(AGGREGATOR, task_id, b"127.0.0.1:9092")
             serve(grid, ServerSetup(chain=chain, keypair=AGGREGATOR, store=store, task_id=task_id,
-                                    observers=tuple(observers), poll_s=0.05, identity_timeout_s=120.0))
+                                    observers=tuple(observers), poll_s=0.05, identity_timeout_s=120.0), context)
 
     # started here, not by Flower's RayBackend: ensure_ray runs the workers at nice 0 and starts a head that did not
     # come up in time once more (seen on a loaded machine); RayBackend then uses it and shuts it down at the end

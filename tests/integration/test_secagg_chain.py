@@ -37,7 +37,7 @@ from workers.fl.secagg_app import run_round
 from workers.fl.secagg_client import Reveal, SecAggClientSettings, clip_commit_mod
 from workers.fl.secagg_commit import SecAggCommitter
 from workers.fl.secagg_params import SecAggParams
-from workers.fl.secagg_reveal import reveal_if_drawn
+from workers.fl.secagg_reveal import RevealState, reveal_if_drawn
 from workers.fl.secagg_task import SecAggTask
 from workers.fl.spec import build_spec
 from workers.uri_policy import UriPolicy
@@ -175,7 +175,7 @@ def test_the_audit_draws_every_participant_and_each_reveals(settled: Mapping[str
     audit = settled["audit"]
     assert {str(a) for a in audit.drawn} == {client_key(p).ss58_address for p in range(N)}
     assert int(audit.revealed) == N
-    assert all(digest is not None for digest in settled["revealed"].values())
+    assert set(settled["revealed"].values()) == {RevealState.REVEALED}
 
 
 def test_the_validators_accept_the_round_and_reject_only_the_cheat(settled: Mapping[str, Any]) -> None:

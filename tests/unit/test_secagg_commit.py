@@ -143,4 +143,5 @@ def test_a_participant_without_a_valid_signature_makes_the_round_uncommittable(s
         committer(_round([*participants, bad], base, aggregate))
     assert recorder.commits == [] and seen == []
     stored = {p.name for p in tmp_path.rglob("*") if p.is_file()}
-    assert stored == {model_hash(base).hex(), model_hash(aggregate).hex()}   # the models, but no round document
+    # at most the models (a shared account is refused before anything is stored), never a round document
+    assert stored <= {model_hash(base).hex(), model_hash(aggregate).hex()}

@@ -12,9 +12,10 @@ message from the aggregator's ServerApp:
   (``<paratrain-state>/tasks.json``); the aggregator's train config is read only for the task id, round and
   base hash. Reply ``{"arrays": ArrayRecord, "metrics": MetricRecord{"num-examples", "train-loss"}}``.
 
-Mods, outermost first: `sign_update_mod` then the attack mod (workers/fl/attacks.py), so a poisoner's update
-is signed like any other and its sender can be paid nothing and slashed. The signing mod refuses a model
-whose hash is not the base hash it is asked to sign against, takes the O_EXCL slot of (task, round)
+Mods, outermost first: `secagg_route` (a SecAgg+ task's rounds: Flower's secaggplus_mod with paratrain's
+clip/commit mod, workers/fl/secagg_node.py), `sign_update_mod` then the attack mod (workers/fl/attacks.py), so
+a poisoner's update is signed like any other and its sender can be paid nothing and slashed. The signing mod
+refuses a model whose hash is not the base hash it is asked to sign against, takes the O_EXCL slot of (task, round)
 (workers/fl/client_tasks.py), signs ``UpdateCommitment{task, round, base, update_hash, num_examples}`` and
 adds ``reply.content["paratrain"] = ConfigRecord{account, update-hash, num-examples, signature, scheme}``.
 
@@ -39,6 +40,7 @@ from workers.fl.attacks import ATTACK_KEY, Attack, make_attack_mod, parse_attack
 from workers.fl.child_key import import_key, key_from_env
 from workers.fl.client_tasks import ClientStateError, JoinedTask, claim_signature, joined_task
 from workers.fl.local_training import LocalTrainingError, train_round
+from workers.fl.secagg_node import secagg_route
 from workers.fl.spec import FlSpec, SpecError, decode_spec
 
 STATE_KEY = "paratrain-state"
@@ -177,7 +179,7 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
         task_id = _config_int(_config_record(msg), TASK_ID)
         return _spec(joined_task(resolve(ctx).state_dir, task_id)).max_update_bytes
 
-    app = ClientApp(mods=[sign_update_mod, make_attack_mod(attack_of, max_update_bytes)])
+    app = ClientApp(mods=[secagg_route(resolve), sign_update_mod, make_attack_mod(attack_of, max_update_bytes)])
 
     @app.query("identity")
     @_guarded

@@ -11,6 +11,8 @@ One loop, for the tasks it is given::
              ClientApps get the key through $PARATRAIN_FL_KEY (workers/fl/child_key.py), the state directory
              and the attack (tests and the demo) through the node config
     report   every ClientPaid / ClientSlashed naming this account, from finalized events ("paid", "slashed")
+    reveal   for a SecAgg task, each round's kept reveal document: published when the chain draws this client
+             for the round's audit, deleted when it does not (workers/fl/secagg_reveal.py; "revealed")
     finish   once every task is Completed, Expired or Cancelled: withdraw_stake for each, the child stopped
 
 The daemon signs only join and withdraw_stake itself; updates are signed inside the ClientApp (the key never
@@ -28,8 +30,9 @@ from substrateinterface import Keypair
 
 from workers.artifacts import ArtifactError, ArtifactStore, Kind
 from workers.fl.child_key import child_env
-from workers.fl.client_tasks import JoinedTask, load_tasks, record_task
+from workers.fl.client_tasks import JoinedTask, kept_reveals, load_tasks, record_task
 from workers.fl.flower_procs import FlowerProcessError, SuperNodeProcess
+from workers.fl.secagg_reveal import RevealState, settle_reveal
 from workers.fl.spec import SpecError, decode_spec
 from workers.hashing import blake2_256_hex
 from workers.observers import Observable
@@ -142,6 +145,7 @@ class ClientDaemon(Observable):
             while not self._stop.is_set():
                 statuses = {t: _status(self.chain.federated_tasks.tasks(t)) for t in self.config.tasks}
                 self._report()
+                self._settle_reveals()
                 if all(name in TERMINAL for name, _ in statuses.values()):
                     self._finish(statuses)
                     return 0
@@ -205,6 +209,24 @@ class ClientDaemon(Observable):
                     self._notify("slashed", task_id=int(event.task), round=int(event.round),
                                  amount=int(event.amount))
         self._next_block = head + 1
+
+    def _settle_reveals(self) -> None:
+        """Each SecAgg reveal document the ClientApp kept: published if the chain drew this client for the
+        round's audit, deleted once the audit passed it by or the round is over (an undrawn update never
+        leaves this machine); kept, and asked about again next poll, until then."""
+        for task_id, round_, path in kept_reveals(self.config.state_dir):
+            try:
+                state = settle_reveal(self.chain, self.keypair, self.store, task_id, round_, path.read_bytes())
+            except Exception as exc:  # noqa: BLE001 - a refused call or a lost connection: asked again next poll
+                log.warning("task %d round %d: the audit reveal failed, trying again: %s", task_id, round_, exc)
+                continue
+            if not state.final:
+                continue
+            if state is RevealState.REVEALED:
+                log.info("task %d round %d: drawn for the audit, the update is revealed to the validators",
+                         task_id, round_)
+                self._notify("revealed", task_id=task_id, round=round_)
+            path.unlink(missing_ok=True)
 
     def _finish(self, statuses: dict[int, tuple[str, Any]]) -> None:
         self._stop_child()

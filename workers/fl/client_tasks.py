@@ -23,6 +23,7 @@ from workers.hashing import blake2_256_hex, normalize_hash
 
 TASKS_FILE = "tasks.json"
 SIGNED_DIR = "signed"
+REVEALS_DIR = "secagg-reveals"   # <task>-<round>.ptts: a SecAgg round's reveal document, until the audit is over
 MAX_TASKS_FILE_BYTES = 16 << 20
 MAX_SHARD_BYTES = 1 << 30
 
@@ -152,5 +153,28 @@ def claim_signature(state_dir: Path, task_id: int, round_: int, base_hash: bytes
         os.close(fd)
 
 
-__all__ = ["SIGNED_DIR", "TASKS_FILE", "AlreadySignedError", "ClientStateError", "JoinedTask", "NotJoinedError",
-           "claim_signature", "joined_task", "load_tasks", "record_task"]
+def keep_reveal(state_dir: Path, task_id: int, round_: int, document: bytes) -> Path:
+    """Keep a SecAgg round's reveal document (workers/fl/secagg_audit.py) for the daemon, written whole under a
+    temporary name; it leaves this machine only if the chain draws this client for the round's audit."""
+    directory = Path(state_dir) / REVEALS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{int(task_id)}-{int(round_)}.ptts"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(document)
+    os.replace(tmp, path)
+    return path
+
+
+def kept_reveals(state_dir: Path) -> list[tuple[int, int, Path]]:
+    """The reveal documents kept and not yet settled: (task, round, path), in task and round order."""
+    found = []
+    for path in (Path(state_dir) / REVEALS_DIR).glob("*.ptts"):
+        task, _, round_ = path.stem.partition("-")
+        if task.isdigit() and round_.isdigit():
+            found.append((int(task), int(round_), path))
+    return sorted(found)
+
+
+__all__ = ["REVEALS_DIR", "SIGNED_DIR", "TASKS_FILE", "AlreadySignedError", "ClientStateError", "JoinedTask",
+           "NotJoinedError", "claim_signature", "joined_task", "keep_reveal", "kept_reveals", "load_tasks",
+           "record_task"]

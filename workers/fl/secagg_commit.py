@@ -16,7 +16,7 @@ a client instead (not built yet; the client would first have to sign in an earli
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flwr
 
@@ -25,7 +25,8 @@ from workers.artifacts import ArtifactStore
 from workers.fl.arrays import model_bytes
 from workers.fl.committer import CommitReceipt, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
 from workers.fl.secagg_app import SecAggRefusal, SecAggRound
-from workers.fl.spec import Participant, Refusal, round_document
+from workers.fl.spec import MAX_REASON_LEN, MAX_REFUSED, Participant, Refusal, round_document
+from workers.observers import Observer
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ class SecAggCommitter:
     """Commits each finished SecAgg round of task `task_id` through `committer`, its objects in `store`."""
 
     def __init__(self, *, task_id: int, rule: str, store: ArtifactStore, committer: RoundCommitter,
-                 on_commit: Callable[[SecAggRound, CommitReceipt], None] | None = None) -> None:
+                 on_commit: Callable[[SecAggRound, CommitReceipt], None] | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         self.task_id, self.rule, self.store, self.committer = task_id, rule, store, committer
-        self.on_commit = on_commit
+        self.on_commit, self.observers = on_commit, tuple(observers)
         self._refusals: list[SecAggRefusal] = []
 
     def refused(self, refusal: SecAggRefusal) -> None:
@@ -48,6 +50,13 @@ class SecAggCommitter:
         self._refusals.append(refusal)
 
     def __call__(self, done: SecAggRound) -> None:
+        nodes_of: dict[str, list[int]] = {}
+        for p in done.participants:
+            nodes_of.setdefault(p.account, []).append(p.node_id)
+        shared = {account: nodes for account, nodes in nodes_of.items() if len(nodes) > 1}
+        if shared:
+            raise SecAggCommitError(f"round {done.round}: node(s) {sorted(n for ns in shared.values() for n in ns)} "
+                                    "speak for one account; each one's masked update is in the sum")
         base_hash = self.store.put(model_bytes(done.base))
         global_hash = self.store.put(model_bytes(done.aggregate))
         unsigned = [p for p in done.participants if not p.account or not verify_update(
@@ -63,7 +72,7 @@ class SecAggCommitter:
             global_model_hash=global_hash,
             participants=[Participant(e.account, e.update_hash.hex(), e.num_examples, e.scheme.lower(),
                                       e.signature.hex()) for e in entries],
-            refused=[Refusal(r.node_id, None, f"{r.stage}: {r.reason}") for r in refusals],
+            refused=[Refusal(r.node_id, None, _reason(r)) for r in refusals[:MAX_REFUSED]],
             train_metrics={"dropouts": float(done.dropouts), "round_s": done.round_s},
             flower_version=flwr.__version__)
         doc_hash = self.store.put(document.canonical_bytes())
@@ -74,8 +83,21 @@ class SecAggCommitter:
         log.info("secagg round %d of task %d committed in block %s (%d participants, %d dropped)", done.round,
                  self.task_id, receipt.block_number, len(entries), done.dropouts)
         self._refusals = [r for r in self._refusals if r.round != done.round]
+        detail = {"task_id": self.task_id, "round": done.round, "global_model_hash": global_hash,
+                  "round_doc_hash": doc_hash, "participants": [e.account for e in entries],
+                  "refused": len(refusals), "dropouts": done.dropouts, "block_number": receipt.block_number,
+                  "round_s": done.round_s}
+        for observer in self.observers:   # as ChainStrategy's "round-committed" (the journal, the demo)
+            observer("round-committed", detail)
         if self.on_commit is not None:
             self.on_commit(done, receipt)
+
+
+def _reason(refusal: SecAggRefusal) -> str:
+    """The refusal as the round document holds it: named by its stage once, within the document's bound (a
+    copied key names every node that sent it, which can be long)."""
+    text = refusal.reason if refusal.reason.startswith(f"{refusal.stage}:") else f"{refusal.stage}: {refusal.reason}"
+    return text if len(text) <= MAX_REASON_LEN else text[:MAX_REASON_LEN - 1] + "…"
 
 
 __all__ = ["SecAggCommitError", "SecAggCommitter"]

@@ -6,42 +6,69 @@ what its clip/commit mod kept for that round (workers/fl/secagg_audit.py: the cl
 commitment it signed) and records the document's hash and place with `reveal_update`, before the round's
 reveal window closes. An undrawn client reveals nothing: its update stays private.
 
+`settle_reveal` is one look at one kept document, a pure question to the chain and at most two extrinsics, so
+the client daemon can ask it every poll until the answer is final (`RevealState.final`).
+
 Not yet here: sealing the document to the validators' keys (docs/design/private.md 2.6). Whoever can read the
 store the client writes to can read a revealed update; the audited share of clients is what they consented to
 reveal, and to whom is for the store's access rules to say.
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
-from runtime_bindings.generated.federated_tasks import AuditAlreadyDrawn, AuditNotDue
+from runtime_bindings.generated.federated_tasks import AuditAlreadyDrawn, AuditNotDue, RoundNotPending
 from workers.artifacts import ArtifactStore
-from workers.fl.secagg_audit import reveal_document
-from workers.fl.secagg_client import Reveal
 
 
-class AuditNotReady(Exception):
-    """The round's audit cannot be drawn yet (its commit block has no successor): ask again after a block."""
+class RevealState(Enum):
+    REVEALED = "revealed"      # drawn: the document is stored and its hash on chain
+    NOT_DRAWN = "not-drawn"    # the draw passed this client by: the update stays private
+    WAITING = "waiting"        # the round is not committed yet, or its audit is not due: ask again
+    OVER = "over"              # the round is not pending any more (or never was committed by now): nothing to do
+
+    @property
+    def final(self) -> bool:
+        return self is not RevealState.WAITING
 
 
-def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Reveal) -> str | None:
-    """Reveal `reveal` if the chain drew `keypair`'s account for its round's audit (drawing the audit first when
-    nobody has); the stored document's digest, or None when the account was not drawn."""
+def settle_reveal(chain: Any, keypair: Any, store: ArtifactStore, task_id: int, round_: int,
+                  document: bytes) -> RevealState:
+    """Reveal `document` if the chain drew `keypair`'s account for the round's audit (drawing the audit first
+    when nobody has)."""
     fl = chain.federated_tasks
-    audit = fl.audits(reveal.task_id, reveal.round)
+    audit = fl.audits(task_id, round_)
     if audit is None:
+        record = fl.rounds(task_id, round_)
+        if record is None:
+            return RevealState.WAITING
         try:
-            fl.draw_audit(keypair, reveal.task_id, reveal.round)
+            fl.draw_audit(keypair, task_id, round_)
         except AuditNotDue:
-            raise AuditNotReady(f"round {reveal.round} of task {reveal.task_id}: the audit is not due") from None
+            return RevealState.WAITING
+        except RoundNotPending:
+            return RevealState.OVER
         except AuditAlreadyDrawn:
             pass   # another party drew it since we looked
-        audit = fl.audits(reveal.task_id, reveal.round)
+        audit = fl.audits(task_id, round_)
+        if audit is None:
+            return RevealState.WAITING
     if keypair.ss58_address not in {str(account) for account in audit.drawn}:
-        return None
-    digest = store.put(reveal_document(reveal, keypair.public_key))
-    fl.reveal_update(keypair, reveal.task_id, reveal.round, "0x" + digest, store.uri(digest).encode())
-    return digest
+        return RevealState.NOT_DRAWN
+    if fl.audit_reveals(task_id, round_, keypair.ss58_address) is not None:
+        return RevealState.REVEALED
+    digest = store.put(document)
+    fl.reveal_update(keypair, task_id, round_, "0x" + digest, store.uri(digest).encode())
+    return RevealState.REVEALED
 
 
-__all__ = ["AuditNotReady", "reveal_if_drawn"]
+def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Any) -> RevealState:
+    """`settle_reveal` of what a client's clip/commit mod kept (a workers.fl.secagg_client.Reveal)."""
+    from workers.fl.secagg_audit import reveal_document
+
+    return settle_reveal(chain, keypair, store, reveal.task_id, reveal.round,
+                         reveal_document(reveal, keypair.public_key))
+
+
+__all__ = ["RevealState", "reveal_if_drawn", "settle_reveal"]

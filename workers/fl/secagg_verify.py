@@ -82,9 +82,8 @@ def secagg_round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base:
             notes.append(f"the holdout is unusable, the global model is not measured: {exc}")
     commitments = {p.client: (bytes.fromhex(p.update_hash), p.num_examples) for p in doc.participants}
     failed: dict[str, str] = {}
-    for client in audited:
-        if client.account not in commitments:
-            continue   # the pallet draws from the participants: a stranger here is the judge's own mistake
+    audited = list({c.account: c for c in audited if c.account in commitments}.values())  # the pallet draws
+    for client in audited:                                         # participants, each once
         signed, examples = commitments[client.account]
         if client.document is None:
             failed[client.account] = f"audit: no reveal ({client.missing or 'nothing on chain'})"

@@ -88,8 +88,10 @@ class ServerSetup:
     strategies: list[ChainStrategy] = field(default_factory=list)
 
 
-def serve(grid: Grid, setup: ServerSetup) -> int:
-    """Run the task's remaining rounds on `grid`; the chain's last committed round when it stops."""
+def serve(grid: Grid, setup: ServerSetup, context: Context | None = None) -> int:
+    """Run the task's remaining rounds on `grid`; the chain's last committed round when it stops. A SecAgg+
+    task's rounds run Flower's legacy SecAgg+ workflow, which needs the run's `context`
+    (workers/fl/secagg_serve.py)."""
     chain, me = setup.chain, setup.keypair.ss58_address
     committer = setup.committer or ChainCommitter(chain, setup.keypair)
     task = _running_task(chain, setup.task_id, me)
@@ -99,6 +101,12 @@ def serve(grid: Grid, setup: ServerSetup) -> int:
     identities = IdentityBook(view, query_timeout=setup.identity_timeout_s)
     for observer in setup.observers:
         identities.subscribe(observer)
+    if spec.secagg is not None:
+        from workers.fl.secagg_serve import serve_secagg
+
+        if context is None:
+            raise ServerAppError(f"task {setup.task_id} aggregates under SecAgg+: its run needs the run's context")
+        return serve_secagg(grid, context, setup, spec, view, identities, max_idle_passes=MAX_IDLE_PASSES)
     idle = 0
     while idle < MAX_IDLE_PASSES:
         if int(_task(chain, setup.task_id).last_committed) >= view.rounds:
@@ -284,7 +292,7 @@ def server_app(setup: Callable[[Context], ServerSetup] = deployment_setup) -> Se
     def main(grid: Grid, context: Context) -> None:
         chosen = setup(context)
         try:
-            last = serve(grid, chosen)
+            last = serve(grid, chosen, context)
         finally:
             if chosen.owns_chain:
                 chosen.chain.close()

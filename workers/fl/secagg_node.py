@@ -1,0 +1,101 @@
+"""A data owner's ClientApp in a SecAgg+ round: the route from its deployed ClientApp into Flower's secaggplus_mod.
+
+The deployed ClientApp (workers/fl/client_app.py) serves every task the node joined, with the Message API. A
+SecAgg+ round's four stages are TRAIN messages carrying Flower's ``secaggplus_configs`` record; `secagg_route`
+takes exactly those and runs them through::
+
+    secaggplus_mod -> clip_commit_mod(the joined task's settings, keep, sign) -> local training (legacy FitRes)
+
+* the settings are the task's own spec document (``<state>/tasks.json``, checked against the chain's spec_hash
+  when the daemon joined), never the aggregator's message: the norm bound, the SecAgg+ parameters, and the
+  model's array names, in name order (the aggregator sends them in that order, workers/fl/secagg_serve.py);
+* training is the task's recipe on the committed shard (workers/fl/local_training.py), as for a plain round;
+* the commitment is signed with the node's key, once per (task, round) (`claim_signature`, as plain updates);
+* the reveal document is kept in the state directory (`keep_reveal`): the client daemon publishes it if, and
+  only if, the chain draws this client for the round's audit (workers/fl/secagg_reveal.py).
+
+A round the node cannot take part in (not joined, not a SecAgg task, more examples than committed) is a
+refusal, which Flower's workflow counts as a dropout.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flwr.app import Context, Message
+from flwr.client.mod import secaggplus_mod
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+
+from runtime_bindings.fl import sign_update
+from workers.fl.client_tasks import JoinedTask, claim_signature, joined_task, keep_reveal
+from workers.fl.local_training import train_round
+from workers.fl.model import initial_model
+from workers.fl.secagg_audit import reveal_document
+from workers.fl.secagg_client import ROUND, TASK_ID, Reveal, SecAggClientRefusal, SecAggClientSettings, clip_commit_mod
+from workers.fl.spec import FlSpec, decode_spec
+
+Handler = Callable[[Message, Context], Message]
+
+
+def is_secagg_message(msg: Message) -> bool:
+    return msg.metadata.message_type.split(".")[0] == "train" and RECORD_KEY_CONFIGS in msg.content.config_records
+
+
+def _task(node: Any, msg: Message) -> tuple[JoinedTask, FlSpec, int, int]:
+    fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+    task_id, round_ = fitins.config.get(TASK_ID), fitins.config.get(ROUND)
+    if not isinstance(task_id, int) or not isinstance(round_, int) or isinstance(task_id, bool):
+        raise SecAggClientRefusal("the round's config names no task and round")
+    entry = joined_task(node.state_dir, task_id)
+    spec = decode_spec(entry.spec, require_canonical=True)
+    if spec.secagg is None:
+        raise SecAggClientRefusal(f"task {task_id} does not aggregate under SecAgg+")
+    return entry, spec, task_id, round_
+
+
+def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Context, Handler], Message]:
+    """The outermost mod of the deployed ClientApp: SecAgg+ stage messages to Flower's mod (module docstring),
+    everything else on to the plain path."""
+
+    def trained(msg: Message, ctx: Context) -> Message:
+        node = resolve(ctx)
+        entry, spec, task_id, round_ = _task(node, msg)
+        fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+        names = sorted(initial_model(spec))
+        base = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
+        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_)
+        if result.num_examples > entry.num_examples:
+            raise SecAggClientRefusal(f"trained on {result.num_examples} examples, more than the "
+                                      f"{entry.num_examples} committed")
+        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([result.arrays[n] for n in names]),
+                        result.num_examples, {})
+        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+    def committed(msg: Message, ctx: Context) -> Message:
+        node = resolve(ctx)
+        _, spec, _, _ = _task(node, msg)
+        settings = SecAggClientSettings(spec.secagg.params, spec.secagg.update_norm_bound,
+                                        sorted(initial_model(spec)))
+
+        def keep(_: Context, reveal: Reveal) -> None:
+            keep_reveal(node.state_dir, reveal.task_id, reveal.round, reveal_document(reveal, node.keypair.public_key))
+
+        def sign(_: Context, task_id: int, round_: int, base_hash: bytes, commitment: bytes,
+                 examples: int) -> tuple[str, str, bytes]:
+            claim_signature(node.state_dir, task_id, round_, base_hash, commitment)
+            signed = sign_update(node.keypair, task_id, round_, base_hash, commitment, examples)
+            return node.keypair.ss58_address, signed.scheme, signed.signature
+
+        return clip_commit_mod(settings, keep, sign)(msg, ctx, trained)
+
+    def route(msg: Message, ctx: Context, call_next: Handler) -> Message:
+        if not is_secagg_message(msg):
+            return call_next(msg, ctx)
+        return secaggplus_mod(msg, ctx, committed)
+
+    return route
+
+
+__all__ = ["is_secagg_message", "secagg_route"]

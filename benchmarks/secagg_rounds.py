@@ -155,9 +155,10 @@ def client_app(out: Path) -> Any:
         from workers.fl.secagg_checks import configs_of, stage_of
 
         stage, received = stage_of(configs_of(msg.content)) or "fit", message_to_proto(msg).ByteSize()
+        started = time.perf_counter()
         reply = call_next(msg, ctx)   # (secaggplus_mod consumes the message's records: read them first)
         line = {"stage": stage, "received": received, "sent": message_to_proto(reply).ByteSize(),
-                "error": reply.has_error()}
+                "client_s": time.perf_counter() - started, "error": reply.has_error()}
         with open(out / f"bytes-{int(ctx.node_config['partition-id'])}.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
         return reply
@@ -182,6 +183,27 @@ def collect_bytes(out: Path) -> dict[int, list[dict[str, Any]]]:
 # ================================================================================================
 # The server side: one DefaultWorkflow per round, the sides alternating
 # ================================================================================================
+def stage_clock(grid: Any) -> Any:
+    """`grid` with the time of each send_and_receive kept by the stage its messages name ("fit" for plain's),
+    the same wrapper on both sides: a round's time less its stages' is the server's own work."""
+    from workers.fl.secagg_checks import configs_of, stage_of
+    from workers.fl.strategy import ForwardingGrid
+
+    class Clock(ForwardingGrid):
+        def __init__(self) -> None:
+            self.grid, self.stages = grid, {}
+
+        def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Any:
+            sent = list(messages)
+            stage = (stage_of(configs_of(sent[0].content)) if sent else None) or "fit"
+            started = time.perf_counter()
+            replies = list(self.grid.send_and_receive(sent, timeout=timeout))
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - started
+            return replies
+
+    return Clock()
+
+
 @dataclass
 class Round:
     side: str
@@ -191,7 +213,8 @@ class Round:
     ok: bool
     sent: dict[int, int] = field(default_factory=dict)       # per client: bytes of its replies
     received: dict[int, int] = field(default_factory=dict)   # per client: bytes of the server's messages
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage: mean bytes per client
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage: bytes, client s per client
+    stage_s: dict[str, float] = field(default_factory=dict)           # per stage: the server's send_and_receive
     max_error: float = float("nan")
     error_bound: float = 0.0
 
@@ -253,27 +276,29 @@ def server_main(num_clients: int, rounds: int, warmup: int, out: Path, results: 
         plain = plain_strategy(base_model(), num_clients)
         collect_bytes(out)
         for index, (side, warm) in enumerate(schedule(rounds, warmup)):
+            clock = stage_clock(grid)
             started = time.perf_counter()
             if side == "secagg":
-                done = run_round(grid, context, secagg, timeout=TIMEOUT_S)
+                done = run_round(clock, context, secagg, timeout=TIMEOUT_S)
                 ok = done is not None and done.dropouts == 0 and len(done.participants) == num_clients
                 pair = (done.base, done.aggregate) if done is not None else None
             else:
                 before = len(plain.done)
                 legacy = LegacyContext(context, config=ServerConfig(num_rounds=1, round_timeout=TIMEOUT_S),
                                        strategy=plain)
-                DefaultWorkflow()(grid, legacy)
+                DefaultWorkflow()(clock, legacy)
                 ok = len(plain.done) > before
                 pair = plain.done[-1] if ok else None
             elapsed = time.perf_counter() - started
             lines = collect_bytes(out)
             r = Round(side, index, warm, elapsed, ok and len(lines) == num_clients,
                       sent={k: sum(x["sent"] for x in v) for k, v in lines.items()},
-                      received={k: sum(x["received"] for x in v) for k, v in lines.items()})
+                      received={k: sum(x["received"] for x in v) for k, v in lines.items()},
+                      stage_s=dict(clock.stages))
             for stage in sorted({x["stage"] for v in lines.values() for x in v}):
                 of_stage = [[x for x in v if x["stage"] == stage] for v in lines.values()]
                 r.stages[stage] = {what: sum(x[what] for xs in of_stage for x in xs) / max(len(lines), 1)
-                                   for what in ("sent", "received")}
+                                   for what in ("sent", "received", "client_s")}
             if pair is not None:
                 want = expected(pair[0], num_clients)
                 r.max_error = max(float(np.max(np.abs(pair[1][n].astype(np.float64) - want[n]))) for n in NAMES)
@@ -318,7 +343,9 @@ def summarize_size(num_clients: int, rounds: list[Round]) -> dict[str, Any]:
             "sent_bytes_per_client": summarize([statistics.mean(r.sent.values()) for r in kept if r.sent]),
             "received_bytes_per_client": summarize([statistics.mean(r.received.values()) for r in kept
                                                     if r.received]),
-            "stages_bytes_per_client": kept[-1].stages if kept else {},
+            "stages_per_client": kept[-1].stages if kept else {},   # bytes sent/received, s in the client app
+            "stage_s": {stage: statistics.median(r.stage_s.get(stage, 0.0) for r in kept)
+                        for stage in (kept[-1].stage_s if kept else {})},  # the server's send_and_receive
             "max_abs_error": max((r.max_error for r in kept), default=float("nan")),
             "error_bound": kept[-1].error_bound if kept else None,
         }
@@ -329,6 +356,7 @@ def summarize_size(num_clients: int, rounds: list[Round]) -> dict[str, Any]:
                    "sent_mean": statistics.mean(r.sent.values()) if r.sent else None,
                    "sent_min": min(r.sent.values(), default=None), "sent_max": max(r.sent.values(), default=None),
                    "received_mean": statistics.mean(r.received.values()) if r.received else None,
+                   "stage_s": r.stage_s,
                    "max_abs_error": r.max_error} for r in rounds]
     return out
 

@@ -32,8 +32,8 @@ def test_secagg_rounds_benchmark_runs_tiny_and_writes_its_json(tmp_path: Path) -
     for side in ("plain", "secagg"):
         assert size[side]["round_s"]["n"] == size[side]["sent_bytes_per_client"]["n"] == 2  # warm-up left out
         assert size[side]["max_abs_error"] <= size[side]["error_bound"]
-    assert set(size["plain"]["stages_bytes_per_client"]) == {"fit"}
-    assert set(size["secagg"]["stages_bytes_per_client"]) == {"setup", "share_keys", "collect_masked_vectors",
+    assert set(size["plain"]["stages_per_client"]) == {"fit"}
+    assert set(size["secagg"]["stages_per_client"]) == {"setup", "share_keys", "collect_masked_vectors",
                                                                "unmask"}
     assert size["plain"]["sent_bytes_per_client"]["median"] > 4 * 10_016          # the float32 model
     assert size["sent_bytes_ratio"] > 2 and size["round_s_ratio"] > 0            # int64 masked vector

@@ -98,11 +98,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo).
     `--federated` runs the federated demo instead (paratrain.demo_federated)."""
+    if getattr(args, "secagg", False) and not getattr(args, "federated", False):
+        from paratrain.cli import CliError
+
+        raise CliError("--secagg runs with --federated: paratrain demo --federated --secagg")
     if getattr(args, "federated", False):
         from paratrain.demo_federated import FederatedDemoOptions, run_federated_demo
 
         return run_federated_demo(FederatedDemoOptions(rule=args.rule, alpha=args.alpha, rounds=args.rounds,
-                                                       png=args.png, port=args.port, keep=args.keep))
+                                                       png=args.png, port=args.port, keep=args.keep,
+                                                       secagg=args.secagg))
     return run_demo(options=options_from_args(args))
 
 
@@ -128,6 +133,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     federated.add_argument("--alpha", type=concentration, default=0.5,
                            help="Dirichlet concentration of the non-IID split (default 0.5)")
     federated.add_argument("--rounds", type=count, default=5, metavar="N", help="rounds per task (default 5)")
+    federated.add_argument("--secagg", action="store_true",
+                           help="with --federated: one FedAvg task under SecAgg+, half of each round audited, one "
+                                "client sending an unclipped update (docs/secagg.md)")
     federated.add_argument("--png", default="fl-accuracy.png", metavar="PATH",
                            help="where the accuracy-per-round picture is written (default fl-accuracy.png)")
     return parser

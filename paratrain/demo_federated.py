@@ -59,6 +59,7 @@ class FederatedDemoOptions:
     keep: bool = False
     timeout_s: float = 1800.0
     round_timeout_s: float = 300.0   # how long a round waits for its clients (a loaded 2-core machine is slow)
+    secagg: bool = False             # one FedAvg task under SecAgg+ instead (paratrain/demo_secagg.py)
 
 
 @dataclass
@@ -78,6 +79,9 @@ class DemoFailed(RuntimeError):
 
 
 class FederatedDemo:
+    poisoners: dict[int, str] = POISONERS
+    checks = "recompute, holdout, leave-one-out"
+
     def __init__(self, options: FederatedDemoOptions, console: Console) -> None:
         self.options, self.console = options, console
         self.started = time.monotonic()
@@ -136,53 +140,70 @@ class FederatedDemo:
                  f"data owners funded")
 
     def _post_tasks(self) -> None:
-        from paratrain.commands.task import holdout_commitment
-        from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec
-        from workers.fl.arrays import model_bytes
-        from workers.fl.client_tasks import JoinedTask, record_task
-        from workers.fl.model import initial_model
-        from workers.fl.partition import federated_split
         from workers.fl.spec import build_spec
 
         opts = self.options
-        split = federated_split("digits", CLIENTS, opts.alpha, opts.seed, attacks=POISONERS)
+        self._split()
+        self.say(f"//Alice split digits: holdout of {self.split.holdout_examples}, eight non-IID shards "
+                 f"(alpha {opts.alpha:g}) of {self._sizes()} examples; clients 6 and 7 will poison "
+                 f"({POISONERS[6]}, {POISONERS[7]})")
+        for rule in ("fedavg", opts.rule):
+            self._post(build_spec(recipe="digits_mlp", rule=rule, rounds=opts.rounds, min_clients_per_round=6,
+                                  seed=opts.seed, round_timeout_s=opts.round_timeout_s,
+                                  hyperparameters={"local_epochs": 3, "lr": 0.01}))
+        self._until_join_deadline()
+
+    def _split(self) -> None:
+        """//Alice's split of the digits (the poisoners' shards marked) and her holdout commitment."""
+        from paratrain.commands.task import holdout_commitment
+        from workers.fl.partition import federated_split
+
+        opts = self.options
+        split = federated_split("digits", CLIENTS, opts.alpha, opts.seed, attacks=self.poisoners)
         self.split = split
         holdout_hash = self.store.put(split.holdout)
         self.holdout = ("ab" * 32, holdout_hash, split.holdout_size, self.store.uri(holdout_hash))
-        commitment = "0x" + holdout_commitment(bytes.fromhex(self.holdout[0]), bytes.fromhex(holdout_hash),
-                                               split.holdout_size, self.holdout[3].encode()).hex()
-        sizes = ", ".join(str(s.num_examples) for s in split.shards)
-        self.say(f"//Alice split digits: holdout of {split.holdout_examples}, eight non-IID shards "
-                 f"(alpha {opts.alpha:g}) of {sizes} examples; clients 6 and 7 will poison "
-                 f"({POISONERS[6]}, {POISONERS[7]})")
-        for rule in ("fedavg", opts.rule):
-            spec = build_spec(recipe="digits_mlp", rule=rule, rounds=opts.rounds, min_clients_per_round=6,
-                              seed=opts.seed, round_timeout_s=opts.round_timeout_s,
-                              hyperparameters={"local_epochs": 3, "lr": 0.01})
-            document = spec.canonical_bytes()
-            spec_hash = self.store.put(document)
-            initial_hash = self.store.put(model_bytes(initial_model(spec)))
-            on_chain = chain_fl_task_spec(spec, self.store.uri(spec_hash), spec_hash=spec_hash,
-                                          initial_model_hash=initial_hash,
-                                          terms=FlTaskTerms(max_clients=CLIENTS, client_share=700_000_000,
-                                                            min_client_stake=CLIENT_STAKE))
-            now = self.chain.best_number()
-            receipt = self.chain.federated_tasks.create_task(self.alice, on_chain, BOUNTY, now + 2 * CLIENTS + 4,
-                                                             now + 5_000, 2, commitment)
-            task_id = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
-            self.tasks.append(TaskSeen(spec.rule.text, task_id))
-            for keypair, shard in zip(self.clients, split.shards, strict=True):
-                state = self.root / f"client-{shard.client}"
-                state.mkdir(parents=True, exist_ok=True)
-                data = state / "shard.ptts"
-                data.write_bytes(shard.data)
-                record_task(state, JoinedTask(task_id=task_id, spec=document, spec_hash=spec.spec_hash_hex(),
-                                              data=data, data_hash=shard.hash, num_examples=shard.num_examples))
-                self.chain.federated_tasks.join(keypair, task_id, "0x" + shard.hash, shard.num_examples,
-                                                CLIENT_STAKE)
-            self.say(f"//Alice posted task [bold]#{task_id}[/bold] ({spec.rule.text}, {opts.rounds} rounds, bounty "
-                     f"{BOUNTY // UNIT} PARA); all {CLIENTS} data owners joined with a stake of "
-                     f"{CLIENT_STAKE // UNIT} PARA")
+        self.commitment = "0x" + holdout_commitment(bytes.fromhex(self.holdout[0]), bytes.fromhex(holdout_hash),
+                                                    split.holdout_size, self.holdout[3].encode()).hex()
+
+    def _sizes(self) -> str:
+        return ", ".join(str(s.num_examples) for s in self.split.shards)
+
+    def _post(self, spec: Any) -> int:
+        """Post `spec` (create_secagg_task when it has a secagg object) and join every data owner to it."""
+        from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec, chain_secagg_spec
+        from workers.fl.arrays import model_bytes
+        from workers.fl.client_tasks import JoinedTask, record_task
+        from workers.fl.model import initial_model
+
+        document = spec.canonical_bytes()
+        spec_hash = self.store.put(document)
+        initial_hash = self.store.put(model_bytes(initial_model(spec)))
+        on_chain = chain_fl_task_spec(spec, self.store.uri(spec_hash), spec_hash=spec_hash,
+                                      initial_model_hash=initial_hash,
+                                      terms=FlTaskTerms(max_clients=CLIENTS, client_share=700_000_000,
+                                                        min_client_stake=CLIENT_STAKE))
+        now, fl = self.chain.best_number(), self.chain.federated_tasks
+        windows = (BOUNTY, now + 2 * CLIENTS + 4, now + 5_000, 2, self.commitment)
+        receipt = fl.create_task(self.alice, on_chain, *windows) if spec.secagg is None else \
+            fl.create_secagg_task(self.alice, on_chain, chain_secagg_spec(spec.secagg), *windows)
+        task_id = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
+        label = spec.rule.text + ("+secagg" if spec.secagg is not None else "")
+        self.tasks.append(TaskSeen(label, task_id))
+        for keypair, shard in zip(self.clients, self.split.shards, strict=True):
+            state = self.root / f"client-{shard.client}"
+            state.mkdir(parents=True, exist_ok=True)
+            data = state / "shard.ptts"
+            data.write_bytes(shard.data)
+            record_task(state, JoinedTask(task_id=task_id, spec=document, spec_hash=spec.spec_hash_hex(),
+                                          data=data, data_hash=shard.hash, num_examples=shard.num_examples))
+            fl.join(keypair, task_id, "0x" + shard.hash, shard.num_examples, CLIENT_STAKE)
+        self.say(f"//Alice posted task [bold]#{task_id}[/bold] ({label}, {spec.rounds} rounds, bounty "
+                 f"{BOUNTY // UNIT} PARA); all {CLIENTS} data owners joined with a stake of "
+                 f"{CLIENT_STAKE // UNIT} PARA")
+        return task_id
+
+    def _until_join_deadline(self) -> None:
         last = max(self.chain.federated_tasks.tasks(t.task_id).join_deadline for t in self.tasks)
         while self.chain.best_number() < last:  # instant seal: blocks come with extrinsics
             self.chain.system.remark(self.alice, b"paratrain demo: join deadline")
@@ -205,7 +226,8 @@ class FederatedDemo:
             statuses = [self.chain.federated_tasks.tasks(t.task_id).status for t in self.tasks]
             if all(s.VARIANT == "Running" for s in statuses):
                 endpoint = bytes(statuses[0].endpoint).decode()
-                self.say(f"//Bob claimed both tasks as their aggregator; SuperLink at [bold]{endpoint}[/bold]")
+                which = "both tasks" if len(self.tasks) == 2 else "the task"
+                self.say(f"//Bob claimed {which} as their aggregator; SuperLink at [bold]{endpoint}[/bold]")
                 return endpoint
             time.sleep(0.5)
         raise DemoFailed("the aggregator did not claim the tasks within 60 s")
@@ -240,7 +262,7 @@ class FederatedDemo:
                                      from_block=self.chain.finalized_number())
             thread = DaemonThread(ValidatorDaemon(config, keypair=keypair), f"validator-{i}")
             stack.enter_context(thread)
-        self.say("//Charlie and //Dave validate every round (recompute, holdout, leave-one-out), 2 of 2 decide")
+        self.say(f"//Charlie and //Dave validate every round ({self.checks}), 2 of 2 decide")
 
     # Following --------------------------------------------------------------------------------------------
     def _follow(self) -> None:
@@ -336,7 +358,7 @@ class FederatedDemo:
         ax.set_xlabel("round")
         ax.set_ylabel("accuracy on the holdout (validators)")
         ax.set_ylim(0, 1)
-        ax.set_title(f"digits, {CLIENTS} clients (2 poisoning), alpha {self.options.alpha:g}")
+        ax.set_title(f"digits, {CLIENTS} clients ({len(self.poisoners)} poisoning), alpha {self.options.alpha:g}")
         ax.legend()
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=100, bbox_inches="tight")
@@ -355,7 +377,12 @@ def run_federated_demo(options: FederatedDemoOptions, console: Console | None = 
     from paratrain.demo import _ignore_interrupts, _interrupt_on_sigterm
 
     console = console or Console()
-    demo = FederatedDemo(options, console)
+    if options.secagg:
+        from paratrain.demo_secagg import SecAggDemo
+
+        demo: FederatedDemo = SecAggDemo(options, console)
+    else:
+        demo = FederatedDemo(options, console)
     code = EXIT_FAILED
     previous = _interrupt_on_sigterm()  # SIGTERM stops everything as Ctrl-C does
     with ExitStack() as stack:  # each Flower child's stop ends its group and every process carrying its marker

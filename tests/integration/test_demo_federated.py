@@ -65,3 +65,27 @@ def test_ctrl_c_stops_every_flower_process(tmp_path):
         assert list(run.tmpdir.glob("paratrain-fl-demo-*")) == []
     finally:
         run.kill_leftovers()
+
+
+def test_the_secagg_demo_audits_each_round_and_pays_every_honest_client(tmp_path):
+    """`paratrain demo --federated --secagg`: one FedAvg task under SecAgg+, half of each round audited; it must
+    exit 0 (every honest client paid, none slashed, the unclipped poisoner rejected in every round it was drawn)."""
+    png = tmp_path / "secagg.png"
+    run = DemoRun("--federated", "--secagg", "--rounds", "2", "--png", str(png))
+    try:
+        code = run.wait(1200)
+        text = run.text
+        print(text)
+        assert code == 0, text[-4000:]
+        assert "Traceback" not in text
+        for words in ("fedavg+secagg", "SecAgg+: the aggregator sees only each round's sum", "claimed the task",
+                      "round 1: the chain drew clients", "round 2: the chain drew clients", "round 2: Accepted",
+                      "what each data owner got in task", "scale:4", "everything stopped"):
+            assert words in text, words
+        assert ("the audit caught client(s) 6" in text) != ("the chain never drew client(s) 6" in text)
+        rows = [line for line in text.splitlines() if re.search(r"│ client \d │", line)]
+        assert len(rows) == 8 and sum("│ honest" in row for row in rows) == 7
+        assert png.read_bytes()[:8] == PNG_SIGNATURE
+        assert run.survivors(grace=20) == []
+    finally:
+        run.kill_leftovers()

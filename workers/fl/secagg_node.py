@@ -14,6 +14,10 @@ takes exactly those and runs them through::
 * the reveal document is kept in the state directory (`keep_reveal`): the client daemon publishes it if, and
   only if, the chain draws this client for the round's audit (workers/fl/secagg_reveal.py).
 
+The tests' and the demo's poisoners run here too (workers/fl/attacks.py): ``flip-labels`` trains on mirrored
+labels, ``scale:K`` sends its update K times as long and skips the clipping; other update attacks are not
+modelled under SecAgg (the plain path's mod never sees these messages).
+
 A round the node cannot take part in (not joined, not a SecAgg task, more examples than committed) is a
 refusal, which Flower's workflow counts as a dropout.
 """
@@ -55,6 +59,12 @@ def _task(node: Any, msg: Message) -> tuple[JoinedTask, FlSpec, int, int]:
     return entry, spec, task_id, round_
 
 
+def _skips_clipping(node: Any) -> bool:
+    """``scale:K`` under SecAgg (tests and the demo): the update K times as long and not clipped, which nobody
+    sees in the sum; only the audit can catch it, when the chain draws this client."""
+    return node.attack is not None and node.attack.kind == "scale"
+
+
 def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Context, Handler], Message]:
     """The outermost mod of the deployed ClientApp: SecAgg+ stage messages to Flower's mod (module docstring),
     everything else on to the plain path."""
@@ -65,19 +75,24 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         names = sorted(initial_model(spec))
         base = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
-        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_)
+        attack = node.attack
+        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
+                             poison_labels=attack is not None and attack.kind == "flip-labels")
         if result.num_examples > entry.num_examples:
             raise SecAggClientRefusal(f"trained on {result.num_examples} examples, more than the "
                                       f"{entry.num_examples} committed")
-        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([result.arrays[n] for n in names]),
+        arrays = result.arrays
+        if _skips_clipping(node):   # the poisoner's update, K times as long (tests and the demo)
+            arrays = {n: (base[n] + attack.factor * (arrays[n] - base[n])).astype(arrays[n].dtype) for n in names}
+        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([arrays[n] for n in names]),
                         result.num_examples, {})
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
     def committed(msg: Message, ctx: Context) -> Message:
         node = resolve(ctx)
         _, spec, _, _ = _task(node, msg)
-        settings = SecAggClientSettings(spec.secagg.params, spec.secagg.update_norm_bound,
-                                        sorted(initial_model(spec)))
+        bound = float("inf") if _skips_clipping(node) else spec.secagg.update_norm_bound
+        settings = SecAggClientSettings(spec.secagg.params, bound, sorted(initial_model(spec)))
 
         def keep(_: Context, reveal: Reveal) -> None:
             keep_reveal(node.state_dir, reveal.task_id, reveal.round, reveal_document(reveal, node.keypair.public_key))

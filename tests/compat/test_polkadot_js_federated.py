@@ -36,7 +36,7 @@ CONSTANTS = ("TaskDeposit", "MinBounty", "MinClientStake", "MaxRounds", "MaxClie
              "MaxRoundsAhead", "RoundLease", "VerificationGrace", "MaxValidatorsRequired", "ValidatorRewardShare",
              "SlashFraction", "AggregatorSlashFraction", "LeaseSlashFraction", "MaxExpiriesPerBlock",
              "MaxExpirySpill", "MaxDeadlineBlocks", "MaxRecipeLen", "MaxUriLen", "MaxMetricNameLen",
-             "MaxEndpointLen")
+             "MaxEndpointLen", "AuditRevealShare")
 
 # slow: runs Polkadot.js in Node.js through the federated pallet
 pytestmark = [pytest.mark.slow, pytest.mark.compat, pytest.mark.skipif(

@@ -93,7 +93,7 @@ def test_wrong_calls_give_the_named_module_error_and_change_nothing(flow, label:
     assert refused["error"]["docs"]  # the error's doc line from the metadata
     assert refused["events"][-1] == "system.ExtrinsicFailed"
     assert not any(name.startswith("federatedTasks.") for name in refused["events"])
-    assert refused["taskUnchanged"]
+    assert refused["unchanged"]   # the task is stored as it was
 
 
 def test_tasks_created_joined_and_cancelled_while_joining(flow) -> None:

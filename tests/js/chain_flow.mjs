@@ -78,7 +78,7 @@ export function runFlow (name, body, { timeoutMs = 90_000 } = {}) {
             const events = result.events.map(eventJson);
             for (const e of events) report.eventsSeen[e.name] ??= e.fields;
             settle(resolve, { nonce, blockHash: (status.isInBlock ? status.asInBlock : status.asFinalized).toHex(),
-              events, dispatchError: decodeDispatchError(api, result.dispatchError) });
+              records: result.events, events, dispatchError: decodeDispatchError(api, result.dispatchError) });
           } else if (status.isDropped || status.isInvalid || status.isUsurped) {
             settle(reject, new Error(`${label}: transaction ${status.type}`));
           }

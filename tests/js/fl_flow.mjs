@@ -21,16 +21,13 @@
 //      a client's early withdrawal is StakeLocked;
 //   8. //Bob gives the task back (release); //Alice cancels it, now Open (cancelTask); the
 //      clients take their stakes back (withdrawStake), a second time AlreadyWithdrawn.
-// Every transaction is signed with an explicit, pool-aware nonce. Exit 0 with the report on
-// stdout; exit 1 with the error on stderr on any failure, or after a global timeout.
+// Helpers (nonces, events, module errors, the report) are tests/js/chain_flow.mjs.
 
-import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { stringToU8a, u8aConcat, u8aToHex, u8aToString } from '@polkadot/util';
-import { blake2AsHex, blake2AsU8a, cryptoWaitReady, signatureVerify } from '@polkadot/util-crypto';
+import { blake2AsHex, blake2AsU8a, signatureVerify } from '@polkadot/util-crypto';
+import { eventJson, runFlow } from './chain_flow.mjs';
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.FL_FLOW_TIMEOUT_MS || 90_000);
-const STEP_TIMEOUT_MS = 30_000;
 const UNIT = 10n ** 12n;
 const BOUNTY = 10n * UNIT;
 const CLIENT_STAKE = 2n * UNIT;
@@ -44,52 +41,8 @@ const hash = (byte) => '0x' + byte.repeat(32);
 const INITIAL_MODEL = hash('a1');
 const HOLDOUT = { salt: hash('5a'), holdoutHash: hash('b0'), holdoutSize: 360, holdoutUri: 'file:///holdout.ptts' };
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: node fl_flow.mjs <ws-url>');
-  process.exit(2);
-}
-
-let currentStep = 'connect';
-const step = (name) => { currentStep = name; if (process.env.FL_FLOW_VERBOSE) console.error(`step: ${name}`); };
-const fail = (error) => {
-  console.error(`fl_flow failed during step "${currentStep}"`);
-  console.error('fl_flow failed:', error && error.stack ? error.stack : error);
-  process.exit(1);
-};
-const globalTimer = setTimeout(() => fail(new Error(`global timeout of ${GLOBAL_TIMEOUT_MS} ms`)), GLOBAL_TIMEOUT_MS);
-process.on('unhandledRejection', fail);
-process.on('uncaughtException', fail);
-
-const fieldNames = (event) => {
-  const names = event.data.names;
-  return names && names.length ? names : event.meta.fields.map((f) => f.name.isSome ? f.name.unwrap().toString() : null);
-};
-
-const eventJson = ({ event }) => {
-  const names = fieldNames(event);
-  const data = {};
-  event.data.forEach((value, i) => { data[names[i] ?? String(i)] = value.toString(); });
-  return { name: `${event.section}.${event.method}`, fields: names, data };
-};
-
-/** A dispatch error as Polkadot.js decodes it: module errors through the metadata. */
-const decodeDispatchError = (api, dispatchError) => {
-  if (!dispatchError) return null;
-  if (dispatchError.isModule) {
-    const meta = api.registry.findMetaError(dispatchError.asModule);
-    return { kind: 'Module', section: meta.section, name: meta.name, docs: meta.docs.join(' '),
-      full: `${meta.section}.${meta.name}` };
-  }
-  return { kind: dispatchError.type, full: dispatchError.toString() };
-};
-
-async function main () {
-  step('connect');
-  const api = await ApiPromise.create({ provider: new WsProvider(url) });
-  await cryptoWaitReady();
+runFlow('fl_flow', async ({ api, report, step, ok, refuse: refuseIf, event: eventOf, blockNumber }) => {
   const fl = api.tx.federatedTasks;
-  const report = { eventsSeen: {}, refusals: {} };
 
   const sr = new Keyring({ type: 'sr25519', ss58Format: api.registry.chainSS58 });
   const ed = new Keyring({ type: 'ed25519', ss58Format: api.registry.chainSS58 });
@@ -99,57 +52,10 @@ async function main () {
   report.addresses = { alice: alice.address, bob: bob.address, charlie: charlie.address, dave: dave.address,
     eve: eve.address, ferdie: ferdie.address, edClient: edClient.address };
 
-  /** signAndSend with an explicit pool-aware nonce; resolves at InBlock with the decoded outcome. */
-  const send = async (label, tx, signer) => {
-    const nonce = (await api.rpc.system.accountNextIndex(signer.address)).toNumber();
-    return new Promise((resolve, reject) => {
-      let unsubscribe = null;
-      let settled = false;
-      const timer = setTimeout(() => settle(reject, new Error(`timed out waiting for ${label} to be in a block`)),
-        STEP_TIMEOUT_MS);
-      const settle = (fn, value) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (unsubscribe) unsubscribe.then((unsub) => unsub(), () => {});
-        fn(value);
-      };
-      unsubscribe = tx.signAndSend(signer, { nonce }, (result) => {
-        const { status } = result;
-        if (status.isInBlock || status.isFinalized) {
-          const events = result.events.map(eventJson);
-          for (const e of events) report.eventsSeen[e.name] ??= e.fields;
-          settle(resolve, {
-            nonce,
-            blockHash: (status.isInBlock ? status.asInBlock : status.asFinalized).toHex(),
-            events,
-            dispatchError: decodeDispatchError(api, result.dispatchError)
-          });
-        } else if (status.isDropped || status.isInvalid || status.isUsurped) {
-          settle(reject, new Error(`${label}: transaction ${status.type}`));
-        }
-      });
-      unsubscribe.catch((error) => settle(reject, error));
-    });
-  };
-
-  const ok = async (label, tx, signer) => {
-    const outcome = await send(label, tx, signer);
-    if (outcome.dispatchError) throw new Error(`${label} failed: ${outcome.dispatchError.full}`);
-    return outcome;
-  };
-  const event = (outcome, name) => outcome.events.find((e) => e.name === `federatedTasks.${name}`) ?? null;
-
-  /** A call that must fail: its decoded error, its events, and the task as stored before and after. */
-  const refuse = async (label, tx, signer, taskId) => {
-    const before = (await api.query.federatedTasks.tasks(taskId)).toHex();
-    const outcome = await send(label, tx, signer);
-    if (!outcome.dispatchError) throw new Error(`${label} succeeded; a module error was expected`);
-    const after = (await api.query.federatedTasks.tasks(taskId)).toHex();
-    report.refusals[label] = { error: outcome.dispatchError, events: outcome.events.map((e) => e.name),
-      taskUnchanged: before === after };
-  };
-  const blockNumber = async () => (await api.rpc.chain.getHeader()).number.toNumber();
+  const event = (outcome, name) => eventOf(outcome, `federatedTasks.${name}`);
+  /** A call that must fail: its decoded error, its events, and whether the task is stored as it was. */
+  const refuse = (label, tx, signer, taskId) => refuseIf(label, tx, signer,
+    async () => (await api.query.federatedTasks.tasks(taskId)).toHex());
   const reserved = async (pair) => (await api.query.system.account(pair.address)).data.reserved.toString();
 
   // 1. Constants -------------------------------------------------------------------------------
@@ -315,12 +221,4 @@ async function main () {
     lastCommitted: task.lastCommitted.toNumber(), lastAccepted: task.lastAccepted.toNumber(),
     acceptedModelHash: task.acceptedModelHash.toHex(), reservedAlice: await reserved(alice),
     nextTaskId: (await api.query.federatedTasks.nextTaskId()).toNumber() };
-
-  step('disconnect');
-  await api.disconnect();
-  clearTimeout(globalTimer);
-  process.stdout.write(JSON.stringify(report) + '\n');
-  process.exit(0);
-}
-
-main().catch(fail);
+}, { timeoutMs: Number(process.env.FL_FLOW_TIMEOUT_MS || 90_000) });

@@ -12,15 +12,11 @@
 //   4. //Bob's lowerBudget is NotBudgetOwner, //Alice's raise is CannotRaiseBudget, below what is
 //      reserved is BelowCommitted, and she lowers it;
 //   5. //Alice cancels the task (cancelTask), which releases the reservation.
-// Every transaction is signed with an explicit, pool-aware nonce. Exit 0 with the report on
-// stdout; exit 1 with the error on stderr on any failure, or after a global timeout.
+// Helpers (nonces, events, module errors, the report) are tests/js/chain_flow.mjs.
 
-import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
-import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { runFlow } from './chain_flow.mjs';
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.PRIVACY_FLOW_TIMEOUT_MS || 60_000);
-const STEP_TIMEOUT_MS = 30_000;
 const UNIT = 10n ** 12n;
 const hash = (byte) => '0x' + byte.repeat(32);
 const DATA = hash('d7');
@@ -29,90 +25,14 @@ const DELTA = 100_000_000_000; // 1e-4
 const PRIVACY = { accountant: 'Prv', epsilonCap: 3_000_000, delta: 10_000_000_000, maxGradNorm: 1_000_000,
   noiseMultiplier: 1_100_000, noiseKeyHash: hash('4e') };
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: node privacy_flow.mjs <ws-url>');
-  process.exit(2);
-}
-
-let currentStep = 'connect';
-const step = (name) => { currentStep = name; };
-const fail = (error) => {
-  console.error(`privacy_flow failed during step "${currentStep}":`, error && error.stack ? error.stack : error);
-  process.exit(1);
-};
-const globalTimer = setTimeout(() => fail(new Error(`global timeout of ${GLOBAL_TIMEOUT_MS} ms`)), GLOBAL_TIMEOUT_MS);
-process.on('unhandledRejection', fail);
-process.on('uncaughtException', fail);
-
-const eventJson = ({ event }) => {
-  const names = event.data.names && event.data.names.length ? event.data.names
-    : event.meta.fields.map((f) => f.name.isSome ? f.name.unwrap().toString() : null);
-  const data = {};
-  event.data.forEach((value, i) => { data[names[i] ?? String(i)] = value.toString(); });
-  return { name: `${event.section}.${event.method}`, fields: names, data };
-};
-
-const decodeDispatchError = (api, dispatchError) => {
-  if (!dispatchError) return null;
-  if (dispatchError.isModule) {
-    const meta = api.registry.findMetaError(dispatchError.asModule);
-    return { kind: 'Module', docs: meta.docs.join(' '), full: `${meta.section}.${meta.name}` };
-  }
-  return { kind: dispatchError.type, full: dispatchError.toString() };
-};
-
-async function main () {
-  const api = await ApiPromise.create({ provider: new WsProvider(url) });
-  await cryptoWaitReady();
+runFlow('privacy_flow', async ({ api, report, step, ok, refuse: refuseIf, event }) => {
   const pb = api.tx.privacyBudgets;
-  const report = { refusals: {}, eventsSeen: {} };
   const sr = new Keyring({ type: 'sr25519', ss58Format: api.registry.chainSS58 });
   const [alice, bob] = ['Alice', 'Bob'].map((name) => sr.addFromUri(`//${name}`));
-
-  /** signAndSend with an explicit pool-aware nonce; resolves at InBlock with the decoded outcome. */
-  const send = async (label, tx, signer) => {
-    const nonce = (await api.rpc.system.accountNextIndex(signer.address)).toNumber();
-    return new Promise((resolve, reject) => {
-      let unsubscribe = null;
-      let settled = false;
-      const settle = (fn, value) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (unsubscribe) unsubscribe.then((unsub) => unsub(), () => {});
-        fn(value);
-      };
-      const timer = setTimeout(() => settle(reject, new Error(`timed out waiting for ${label}`)), STEP_TIMEOUT_MS);
-      unsubscribe = tx.signAndSend(signer, { nonce }, (result) => {
-        const { status } = result;
-        if (status.isInBlock || status.isFinalized) {
-          const events = result.events.map(eventJson);
-          for (const e of events) report.eventsSeen[e.name] ??= e.fields;
-          settle(resolve, { events, dispatchError: decodeDispatchError(api, result.dispatchError) });
-        } else if (status.isDropped || status.isInvalid || status.isUsurped) {
-          settle(reject, new Error(`${label}: transaction ${status.type}`));
-        }
-      });
-      unsubscribe.catch((error) => settle(reject, error));
-    });
-  };
-  const ok = async (label, tx, signer) => {
-    const outcome = await send(label, tx, signer);
-    if (outcome.dispatchError) throw new Error(`${label} failed: ${outcome.dispatchError.full}`);
-    return outcome;
-  };
-  const event = (outcome, name) => outcome.events.find((e) => e.name === name) ?? null;
   const budget = async () => (await api.query.privacyBudgets.budgets(DATA)).toJSON();
-  /** A call that must fail: its decoded error, its events, and whether the budget stayed as it was. */
-  const refuse = async (label, tx, signer) => {
-    const before = (await api.query.privacyBudgets.budgets(DATA)).toHex();
-    const outcome = await send(label, tx, signer);
-    if (!outcome.dispatchError) throw new Error(`${label} succeeded; a module error was expected`);
-    const after = (await api.query.privacyBudgets.budgets(DATA)).toHex();
-    report.refusals[label] = { error: outcome.dispatchError, events: outcome.events.map((e) => e.name),
-      budgetUnchanged: before === after };
-  };
+  /** A call that must fail, and whether the budget stayed as it was. */
+  const refuse = (label, tx, signer) => refuseIf(label, tx, signer,
+    async () => (await api.query.privacyBudgets.budgets(DATA)).toHex());
 
   step('consts');
   report.consts = {};
@@ -148,10 +68,4 @@ async function main () {
   const cancelled = await ok('cancelTask', api.tx.taskBounties.cancelTask(taskId), alice);
   report.released = { event: event(cancelled, 'privacyBudgets.BudgetReleased'), budget: await budget() };
 
-  console.log(JSON.stringify(report));
-  clearTimeout(globalTimer);
-  await api.disconnect();
-  process.exit(0);
-}
-
-main().catch(fail);
+}, { timeoutMs: Number(process.env.PRIVACY_FLOW_TIMEOUT_MS || 60_000) });

@@ -13,17 +13,12 @@
 //      stays Open (read back);
 //   4. //Bob claims it with api.tx.taskBounties.claimTask(id);
 //   5. api.query.taskBounties.tasks(id) and api.query.system.account read it all back.
-// Every transaction is signed with an explicit, pool-aware nonce from
-// api.rpc.system.accountNextIndex. Exit 0 with the report on stdout; exit 1 with the
-// error on stderr on any failure, or after a global timeout.
+// Helpers (nonces, events, module errors, the report) are tests/js/chain_flow.mjs.
 
-import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToString } from '@polkadot/util';
-import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { runFlow } from './chain_flow.mjs';
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.TASK_FLOW_TIMEOUT_MS || 60_000);
-const STEP_TIMEOUT_MS = 30_000;
 const UNIT = 10n ** 12n;
 const BOUNTY = 10n * UNIT;
 const DEADLINE_AHEAD = 100; // blocks after the current one
@@ -33,52 +28,7 @@ const EVAL_METRIC = 'accuracy';
 const CAPABILITIES = { cpus: 8, gpus: 1, gpuModel: 'A100-80GB', memoryMb: 65_536 };
 const REQUIREMENTS = { minCpus: 4, minGpus: 1, minMemoryMb: 16_384 };
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: node task_flow.mjs <ws-url>');
-  process.exit(2);
-}
-
-let currentStep = 'connect';
-const step = (name) => { currentStep = name; if (process.env.TASK_FLOW_VERBOSE) console.error(`step: ${name}`); };
-const fail = (error) => {
-  console.error(`task_flow failed during step "${currentStep}"`);
-  console.error('task_flow failed:', error && error.stack ? error.stack : error);
-  process.exit(1);
-};
-const globalTimer = setTimeout(() => fail(new Error(`global timeout of ${GLOBAL_TIMEOUT_MS} ms`)), GLOBAL_TIMEOUT_MS);
-process.on('unhandledRejection', fail);
-process.on('uncaughtException', fail);
-
-const fieldNames = (event) => {
-  const names = event.data.names;
-  return names && names.length ? names : event.meta.fields.map((f) => f.name.isSome ? f.name.unwrap().toString() : null);
-};
-
-const eventJson = ({ event }) => {
-  const names = fieldNames(event);
-  const data = {};
-  event.data.forEach((value, i) => { data[names[i] ?? String(i)] = value.toString(); });
-  return { name: `${event.section}.${event.method}`, fields: names, data };
-};
-
-/** A dispatch error as Polkadot.js decodes it: module errors through the metadata. */
-const decodeDispatchError = (api, dispatchError) => {
-  if (!dispatchError) return null;
-  if (dispatchError.isModule) {
-    const meta = api.registry.findMetaError(dispatchError.asModule);
-    return { kind: 'Module', section: meta.section, name: meta.name, docs: meta.docs.join(' '),
-      full: `${meta.section}.${meta.name}` };
-  }
-  return { kind: dispatchError.type, full: dispatchError.toString() };
-};
-
-async function main () {
-  step('connect');
-  const api = await ApiPromise.create({ provider: new WsProvider(url) });
-  await cryptoWaitReady();
-  const report = { eventsSeen: {} };
-
+runFlow('task_flow', async ({ api, report, step, send }) => {
   const keyring = new Keyring({ type: 'sr25519', ss58Format: api.registry.chainSS58 });
   const alice = keyring.addFromUri('//Alice');
   const bob = keyring.addFromUri('//Bob');
@@ -88,42 +38,6 @@ async function main () {
   const reserved = async () => {
     const [a, b, c] = await Promise.all([alice, bob, charlie].map((p) => api.query.system.account(p.address)));
     return { alice: a.data.reserved.toString(), bob: b.data.reserved.toString(), charlie: c.data.reserved.toString() };
-  };
-
-  /** signAndSend with an explicit pool-aware nonce; resolves at InBlock with the decoded outcome. */
-  const send = async (label, tx, signer) => {
-    const nonce = (await api.rpc.system.accountNextIndex(signer.address)).toNumber();
-    return new Promise((resolve, reject) => {
-      let unsubscribe = null;
-      let settled = false;
-      const timer = setTimeout(() => settle(reject, new Error(`timed out waiting for ${label} to be in a block`)),
-        STEP_TIMEOUT_MS);
-      const settle = (fn, value) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (unsubscribe) unsubscribe.then((unsub) => unsub(), () => {});
-        fn(value);
-      };
-      unsubscribe = tx.signAndSend(signer, { nonce }, (result) => {
-        const { status } = result;
-        if (status.isInBlock || status.isFinalized) {
-          const events = result.events.map(eventJson);
-          for (const e of events) report.eventsSeen[e.name] ??= e.fields;
-          settle(resolve, {
-            nonce,
-            blockHash: (status.isInBlock ? status.asInBlock : status.asFinalized).toHex(),
-            records: result.events,
-            events,
-            dispatchError: decodeDispatchError(api, result.dispatchError)
-          });
-        } else if (status.isDropped || status.isInvalid || status.isUsurped) {
-          settle(reject, new Error(`${label}: transaction ${status.type}`));
-        }
-      });
-      unsubscribe.catch((error) => settle(reject, error));
-      if (settled) unsubscribe.then((unsub) => unsub(), () => {});
-    });
   };
 
   const expectSuccess = (label, outcome) => {
@@ -244,12 +158,4 @@ async function main () {
   };
   report.reservedAfter = await reserved();
   report.nextTaskId = (await api.query.taskBounties.nextTaskId()).toNumber();
-
-  step('disconnect');
-  await api.disconnect();
-  clearTimeout(globalTimer);
-  process.stdout.write(JSON.stringify(report) + '\n');
-  process.exit(0);
-}
-
-main().catch(fail);
+}, { timeoutMs: Number(process.env.TASK_FLOW_TIMEOUT_MS || 60_000) });

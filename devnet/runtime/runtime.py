@@ -96,7 +96,7 @@ class Runtime:
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
     # 4: the FederatedTasks pallet (index 23). 5: the PrivacyBudgets pallet (index 24) and TaskBounties' private
     # tasks (create_private_task, submit_private_result).
-    spec_version = 6
+    spec_version = 7
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
@@ -122,7 +122,7 @@ class Runtime:
                                           verification_grace_ms=verification_grace_ms, privacy=self.privacy)
         # one verification window for both markets unless a test asks otherwise (the node's --verification-grace-ms)
         self.federated = FederatedTasks(
-            self.balances, self.workers, max_claims_per_worker=self.task_bounties.max_claims,
+            self.balances, self.workers, self.privacy, max_claims_per_worker=self.task_bounties.max_claims,
             settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,

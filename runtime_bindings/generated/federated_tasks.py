@@ -198,6 +198,41 @@ class RevealUpdateCall(CallArgs):
     reveal_uri: str | bytes
 
 
+@dataclass(frozen=True)
+class CreatePrivateTaskCall(CallArgs):
+    """create_task for a task whose clients train with local DP-SGD under `dp` (and, with `secagg`, whose
+            rounds are aggregated under SecAgg+ as create_secagg_task's).
+    """
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "create_private_task"
+
+    spec: t.FlTaskSpec | dict[str, object]
+    dp: t.DpSpec | dict[str, object]
+    secagg: t.SecAggSpec | dict[str, object] | None
+    bounty: int
+    join_deadline: int
+    deadline: int
+    validators_required: int
+    holdout_commitment: str | bytes | None
+
+
+@dataclass(frozen=True)
+class CommitPrivateRoundCall(CallArgs):
+    """commit_round for a private task: each signed update carries its client's cumulative DP claim."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "commit_private_round"
+
+    task: int
+    round: int
+    base_model_hash: str | bytes
+    global_model_hash: str | bytes
+    round_doc_hash: str | bytes
+    artifact_uri: str | bytes
+    updates: list[t.SignedPrivateUpdate | dict[str, object]]
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -682,6 +717,22 @@ class UpdateRevealedEvent(TypedEvent):
         )
 
 
+@dataclass(frozen=True)
+class DpRequiredEvent(TypedEvent):
+    """The task just created trains with local DP-SGD on every client: joining reserves epsilon_cap and delta of the client's own budget for its data, spent round by round by accepted rounds."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "DpRequired"
+
+    task: int
+    epsilon_cap: int
+    delta: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> DpRequiredEvent:
+        return cls(task=v["task"], epsilon_cap=v["epsilon_cap"], delta=v["delta"])
+
+
 # Errors -----------------------------------------------------------------------------------------
 
 
@@ -755,6 +806,8 @@ class FederatedTasksError(ModuleError):
     RevealClosed: ClassVar[type[FederatedTasksError]]
     AuditOpen: ClassVar[type[FederatedTasksError]]
     RejectedNotAudited: ClassVar[type[FederatedTasksError]]
+    NotPrivate: ClassVar[type[FederatedTasksError]]
+    PrivateNeedsClaims: ClassVar[type[FederatedTasksError]]
 
 
 class TaskNotFound(FederatedTasksError):
@@ -1219,6 +1272,20 @@ class RejectedNotAudited(FederatedTasksError):
     error_index: ClassVar[int | None] = 65
 
 
+class NotPrivate(FederatedTasksError):
+    """The task does not train with DP: commit its rounds with commit_round."""
+
+    name: ClassVar[str] = "NotPrivate"
+    error_index: ClassVar[int | None] = 66
+
+
+class PrivateNeedsClaims(FederatedTasksError):
+    """The task trains with DP: its rounds carry each update's DP claim (commit_private_round)."""
+
+    name: ClassVar[str] = "PrivateNeedsClaims"
+    error_index: ClassVar[int | None] = 67
+
+
 # API --------------------------------------------------------------------------------------------
 
 
@@ -1509,6 +1576,69 @@ class FederatedTasksApi(PalletApi):
         Submits the call signed by `signer`; see `Chain.submit`.
         """
         call = RevealUpdateCall(task=task, round=round, reveal_hash=reveal_hash, reveal_uri=reveal_uri)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def create_private_task(
+        self,
+        signer: Keypair,
+        spec: t.FlTaskSpec | dict[str, object],
+        dp: t.DpSpec | dict[str, object],
+        secagg: t.SecAggSpec | dict[str, object] | None,
+        bounty: int,
+        join_deadline: int,
+        deadline: int,
+        validators_required: int,
+        holdout_commitment: str | bytes | None,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """create_task for a task whose clients train with local DP-SGD under `dp` (and, with `secagg`, whose
+                rounds are aggregated under SecAgg+ as create_secagg_task's).
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CreatePrivateTaskCall(
+            spec=spec,
+            dp=dp,
+            secagg=secagg,
+            bounty=bounty,
+            join_deadline=join_deadline,
+            deadline=deadline,
+            validators_required=validators_required,
+            holdout_commitment=holdout_commitment,
+        )
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def commit_private_round(
+        self,
+        signer: Keypair,
+        task: int,
+        round: int,
+        base_model_hash: str | bytes,
+        global_model_hash: str | bytes,
+        round_doc_hash: str | bytes,
+        artifact_uri: str | bytes,
+        updates: list[t.SignedPrivateUpdate | dict[str, object]],
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """commit_round for a private task: each signed update carries its client's cumulative DP claim.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CommitPrivateRoundCall(
+            task=task,
+            round=round,
+            base_model_hash=base_model_hash,
+            global_model_hash=global_model_hash,
+            round_doc_hash=round_doc_hash,
+            artifact_uri=artifact_uri,
+            updates=updates,
+        )
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     @property

@@ -395,6 +395,50 @@ class PrivacyBudgetsApi(PalletApi):
         )
 
     @property
+    def federated_privacy(self) -> StorageMap[int, t.DpSpec | None]:
+        """FederatedTasks task id -> the local DP-SGD terms every client trains under (its epsilon cap is per client, for the whole task).
+
+        `PrivacyBudgets.FederatedPrivacy`, a storage map with 1 key (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "PrivacyBudgets",
+            "FederatedPrivacy",
+            key_count=1,
+            decode=lambda v: t.DpSpec.from_value(v),
+        )
+
+    @property
+    def federated_reservations(self) -> StorageMap[tuple[int, str], t.FederatedReservation | None]:
+        """(FederatedTasks task, client) -> what the client's own budget holds for the task, and how much of it accepted rounds have spent.
+
+        `PrivacyBudgets.FederatedReservations`, a storage map with 2 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "PrivacyBudgets",
+            "FederatedReservations",
+            key_count=2,
+            decode=lambda v: t.FederatedReservation.from_value(v),
+            decode_keys=(None, t.AccountId.from_value, ),
+        )
+
+    @property
+    def federated_claims(self) -> StorageMap[tuple[int, int, str], t.DpClaim | None]:
+        """(FederatedTasks task, round, client) -> the cumulative DP claim its signed update carried.
+
+        `PrivacyBudgets.FederatedClaims`, a storage map with 3 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "PrivacyBudgets",
+            "FederatedClaims",
+            key_count=3,
+            decode=lambda v: t.DpClaim.from_value(v),
+            decode_keys=(None, None, t.AccountId.from_value, ),
+        )
+
+    @property
     def max_epsilon(self) -> int:
         """The largest budget or epsilon cap, in micro-epsilon.
 

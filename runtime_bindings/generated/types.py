@@ -769,6 +769,25 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class FederatedReservation:
+    """`pallet_privacy_budgets::types::FederatedReservation`."""
+
+    data_hash: H256
+    epsilon: int
+    delta: int
+    spent_epsilon: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> FederatedReservation:
+        return cls(
+            data_hash=H256.from_value(v["data_hash"]),
+            epsilon=v["epsilon"],
+            delta=v["delta"],
+            spent_epsilon=v["spent_epsilon"],
+        )
+
+
+@dataclass(frozen=True)
 class FlTask:
     """`pallet_federated_tasks::types::FlTask`."""
 
@@ -1567,6 +1586,27 @@ class Signature(FixedBytes):
 
 
 @dataclass(frozen=True)
+class SignedPrivateUpdate:
+    """`pallet_federated_tasks::types::SignedPrivateUpdate`."""
+
+    client: AccountId
+    update_hash: H256
+    num_examples: int
+    claim: DpClaim
+    signature: MultiSignature
+
+    @classmethod
+    def from_value(cls, v: Any) -> SignedPrivateUpdate:
+        return cls(
+            client=AccountId.from_value(v["client"]),
+            update_hash=H256.from_value(v["update_hash"]),
+            num_examples=v["num_examples"],
+            claim=DpClaim.from_value(v["claim"]),
+            signature=MultiSignature.from_value(v["signature"]),
+        )
+
+
+@dataclass(frozen=True)
 class SignedUpdate:
     """`pallet_federated_tasks::types::SignedUpdate`."""
 
@@ -2102,6 +2142,7 @@ __all__ = [
     "DpSpec",
     "EcdsaSignature",
     "EventRecord",
+    "FederatedReservation",
     "FixedBytes",
     "FlTask",
     "FlTaskSpec",
@@ -2158,6 +2199,7 @@ __all__ = [
     "RuntimeVersion",
     "SecAggSpec",
     "Signature",
+    "SignedPrivateUpdate",
     "SignedUpdate",
     "SpRuntimeModuleError",
     "SubmittedResult",

@@ -35,6 +35,8 @@ ERRORS = [
     "InvalidSecAggParams", "SecAggNeedsFedAvg", "SecAggRoundSize", "ExamplesAboveMaxWeight", "NotSecAgg",
     "AuditNotDue", "AuditAlreadyDrawn", "NotAudited", "AlreadyRevealed", "RevealClosed", "AuditOpen",
     "RejectedNotAudited",
+    # spec_version 7: private tasks
+    "NotPrivate", "PrivateNeedsClaims",
 ]
 CALLS = {  # index -> (name, argument names), design section 2
     0: ("create_task", ["spec", "bounty", "join_deadline", "deadline", "validators_required", "holdout_commitment"]),
@@ -53,12 +55,17 @@ CALLS = {  # index -> (name, argument names), design section 2
                                 "holdout_commitment"]),
     12: ("draw_audit", ["task", "round"]),
     13: ("reveal_update", ["task", "round", "reveal_hash", "reveal_uri"]),
+    14: ("create_private_task", ["spec", "dp", "secagg", "bounty", "join_deadline", "deadline", "validators_required",
+                                 "holdout_commitment"]),
+    15: ("commit_private_round", ["task", "round", "base_model_hash", "global_model_hash", "round_doc_hash",
+                                  "artifact_uri", "updates"]),
 }
 EVENTS = [
     "TaskCreated", "TaskCancelled", "ClientJoined", "ClientLeft", "TaskOpened", "AggregatorClaimed", "Heartbeat",
     "RoundCommitted", "HoldoutRevealed", "RoundVerdictSubmitted", "RoundAccepted", "ClientPaid", "ClientSlashed",
     "RoundRejected", "AggregatorSlashed", "RoundTimedOut", "LeaseExpired", "AggregatorReleased", "TaskReopened",
-    "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed"
+    "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed",
+    "DpRequired"
 ]
 STORAGE = [
     "NextTaskId", "Tasks", "Clients", "Rounds", "RoundVerdicts", "Holdouts", "AggregatorTasks", "LeaseExpiries",

@@ -52,6 +52,7 @@ from typing import Any
 from devnet.crypto import verify_signature
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, Pallet, StorageItem, call
+from devnet.runtime.pallets.federated_private import FederatedPrivate
 from devnet.runtime.pallets.federated_rounds import FederatedRounds
 from devnet.runtime.pallets.federated_secagg import FederatedSecAgg
 from devnet.runtime.pallets.federated_types import (
@@ -72,6 +73,7 @@ from devnet.runtime.pallets.federated_types import (
     update_message,
 )
 from devnet.runtime.pallets.models import BoundedBytes
+from devnet.runtime.pallets.privacy import PrivacyBudgets
 from devnet.runtime.pallets.task_bounties_types import PERBILL, Holdout, Perbill, holdout_commitment
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.runtime.pallets.workers import UNIT, Workers
@@ -147,7 +149,7 @@ def _constants(s: FederatedSettings) -> tuple[Constant, ...]:
     )
 
 
-class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
+class FederatedTasks(FederatedRounds, FederatedSecAgg, FederatedPrivate, Pallet):
     name = "FederatedTasks"
     index = 23
     module = PALLET
@@ -175,11 +177,11 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
     events = EVENTS
     errors = ERRORS
 
-    def __init__(self, balances: Any, workers: Workers, *, max_claims_per_worker: int,
+    def __init__(self, balances: Any, workers: Workers, privacy: PrivacyBudgets, *, max_claims_per_worker: int,
                  settings: FederatedSettings = FederatedSettings()) -> None:
         self.constants = _constants(settings)
         self.settings = settings
-        self.balances, self.workers, self.max_claims = balances, workers, max_claims_per_worker
+        self.balances, self.workers, self.privacy, self.max_claims = balances, workers, privacy, max_claims_per_worker
 
     # Requester calls -------------------------------------------------------------------------
     @call(0, ("spec", FlTaskSpec, "FlTaskSpec<T>"), ("bounty", U128, "BalanceOf<T>"),
@@ -284,6 +286,8 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
         if num_examples == 0:
             raise self.error("ZeroExamples")
         self._check_secagg_join(ctx, task, num_examples)
+        if self.privacy.FederatedPrivacy.contains(ctx.state, task):
+            self.privacy.reserve_federated(ctx, task, who, data_hash)
         self.balances.reserve(ctx, who, stake)
         self.Clients.set(ctx.state, task, who, {
             "data_hash": data_hash, "num_examples": num_examples, "stake": stake, "joined_at": ctx.block_number,
@@ -304,6 +308,7 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
         if record["status"][0] != "Joining" or ctx.block_number >= record["join_deadline"]:
             raise self.error("JoinClosed")
         self.balances.unreserve(ctx, who, info["stake"])
+        self.privacy.close_federated(ctx, task, who)
         self.Clients.remove(ctx.state, task, who)
         record["clients"] -= 1
         self.Tasks.set(ctx.state, task, record)
@@ -322,6 +327,7 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
         if info["withdrawn"]:
             raise self.error("AlreadyWithdrawn")
         self.balances.unreserve(ctx, who, info["stake"])
+        self.privacy.close_federated(ctx, task, who)   # what no accepted round spent goes back to its budget
         info["withdrawn"] = True
         self.Clients.set(ctx.state, task, who, info)
         ctx.deposit_event(self, "StakeWithdrawn", {"task": task, "client": who, "amount": info["stake"]})
@@ -369,9 +375,17 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
                      base_model_hash: bytes, global_model_hash: bytes, round_doc_hash: bytes, artifact_uri: bytes,
                      updates: list[dict[str, Any]]) -> None:
         """The aggregator commits round `round`: its global model and the participants' signed updates."""
-        who = _signed(origin)
+        self._commit(ctx, _signed(origin), task, round, base_model_hash, global_model_hash, round_doc_hash,
+                     artifact_uri, updates, private=False)
+
+    def _commit(self, ctx: DispatchContext, who: bytes, task: int, round: int, base_model_hash: bytes,
+                global_model_hash: bytes, round_doc_hash: bytes, artifact_uri: bytes, updates: list[dict[str, Any]],
+                *, private: bool) -> None:
+        """commit_round and commit_private_round: the same checks and record, each update's leaf by its kind."""
         record = self._task(ctx, task)
         self._aggregator(record, who)
+        if self.privacy.FederatedPrivacy.contains(ctx.state, task) != private:
+            raise self.error("NotPrivate" if private else "PrivateNeedsClaims")
         spec, s = record["spec"], self.settings
         if round != record["last_committed"] + 1 or round > spec["rounds"]:
             raise self.error("RoundOutOfOrder")
@@ -389,7 +403,8 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, Pallet):
         clients = [u["client"] for u in updates]
         if any(a >= b for a, b in pairwise(clients)):
             raise self.error("ParticipantsNotSorted")
-        leaves = [self._checked_update(ctx, task, round, base_model_hash, i, u) for i, u in enumerate(updates)]
+        check = self._checked_private_update if private else self._checked_update
+        leaves = [check(ctx, task, round, base_model_hash, i, u) for i, u in enumerate(updates)]
         verify_until = Timestamp.Now.get(ctx.state) + s.verification_grace_ms
         update_root = merkle_root(leaves)
         self._reset_audit(ctx, task, round)

@@ -52,6 +52,7 @@ class FederatedRounds:
     balances: Any
     workers: Workers
     error: Callable[[str], ModuleError]
+    _spend_private_round: Callable[..., None]
 
     # Accepting -------------------------------------------------------------------------------
     def _accept_in_order(self, ctx: DispatchContext, task: int, record: dict[str, Any]) -> None:
@@ -87,6 +88,7 @@ class FederatedRounds:
             paid_clients += self._pay_client(ctx, task, record, number, client, amount, factor)
         for i in sorted(rejected):
             self._slash_client(ctx, task, record, number, participants[i][0], deciders)
+        self._spend_private_round(ctx, task, number, participants)   # a private task's clients pay in epsilon
         self.balances.repatriate_reserved(ctx, requester, committed["aggregator"], split.aggregator, "Free")
         for validator in deciders:
             self.balances.repatriate_reserved(ctx, requester, validator, split.per_validator, "Free")

@@ -18,6 +18,7 @@ from typing import Any
 from devnet.crypto import blake2_256
 from devnet.runtime.framework import ErrorDef, EventDef
 from devnet.runtime.pallets.models import I64, BoundedBytes
+from devnet.runtime.pallets.privacy_types import DpClaim
 from devnet.runtime.pallets.task_bounties_types import Perbill, Requirements
 from devnet.runtime.primitives import MultiSignature
 from devnet.scale.codec import codec_for
@@ -119,9 +120,19 @@ RevealRecord = Composite((PALLET, "types", "RevealRecord"), fields(
     ("reveal_hash", H256, "H256"), ("reveal_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
     ("revealed_at", U32, "BlockNumberFor<T>")))
 AUDIT_DOMAIN = b"paratrain/fl-audit/v1"
+# Private tasks (local DP-SGD on every client): an update's signature covers its cumulative DP claim too
+PRIVATE_UPDATE_DOMAIN = b"paratrain/fl-update/v2"
+PrivateUpdateCommitment = Composite((PALLET, "types", "PrivateUpdateCommitment"), fields(
+    ("task_id", U64, "TaskId"), ("round", U32, "u32"), ("base_model_hash", H256, "H256"),
+    ("update_hash", H256, "H256"), ("num_examples", U64, "u64"), ("claim", DpClaim, "DpClaim")))
+SignedPrivateUpdate = Composite((PALLET, "types", "SignedPrivateUpdate"), fields(
+    ("client", AccountId, "T::AccountId"), ("update_hash", H256, "H256"), ("num_examples", U64, "u64"),
+    ("claim", DpClaim, "DpClaim"), ("signature", MultiSignature, "MultiSignature")))
 
 UPDATE_COMMITMENT_CODEC = codec_for(UpdateCommitment)
 _LEAF_CODEC = codec_for(Tuple((AccountId, UpdateCommitment)))
+PRIVATE_COMMITMENT_CODEC = codec_for(PrivateUpdateCommitment)
+_PRIVATE_LEAF_CODEC = codec_for(Tuple((AccountId, PrivateUpdateCommitment)))
 
 
 def update_message(commitment: dict[str, Any]) -> bytes:
@@ -132,6 +143,15 @@ def update_message(commitment: dict[str, Any]) -> bytes:
 def update_leaf(client: bytes, commitment: dict[str, Any]) -> bytes:
     """A participant's leaf: its account bound to what it signed (signatures are randomized, so not leaves)."""
     return blake2_256(_LEAF_CODEC.encode((client, commitment)))
+
+
+def private_update_message(commitment: dict[str, Any]) -> bytes:
+    """What a client of a private task signs: the v2 domain, then the SCALE commitment with its DP claim."""
+    return PRIVATE_UPDATE_DOMAIN + PRIVATE_COMMITMENT_CODEC.encode(commitment)
+
+
+def private_update_leaf(client: bytes, commitment: dict[str, Any]) -> bytes:
+    return blake2_256(_PRIVATE_LEAF_CODEC.encode((client, commitment)))
 
 
 def merkle_root(leaves: Seq[bytes]) -> bytes:
@@ -218,6 +238,9 @@ EVENTS = (
              "validators before `reveal_until` (ms of Timestamp.Now)."),
     EventDef("UpdateRevealed", fields(TASK, ROUND, _CLIENT, ("reveal_hash", H256, "H256")),
              "An audited participant stored its reveal document (update and salt) for the validators."),
+    EventDef("DpRequired", fields(TASK, ("epsilon_cap", U64, "u64"), ("delta", U64, "u64")),
+             "The task just created trains with local DP-SGD on every client: joining reserves epsilon_cap and "
+             "delta of the client's own budget for its data, spent round by round by accepted rounds."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No federated task with this id."),
@@ -292,4 +315,6 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("RevealClosed", "The round's reveal window is over."),
     ("AuditOpen", "Verdicts on a SecAgg round wait until every drawn client revealed or the reveal window closed."),
     ("RejectedNotAudited", "A verdict on a SecAgg round may reject only the clients its audit drew."),
+    ("NotPrivate", "The task does not train with DP: commit its rounds with commit_round."),
+    ("PrivateNeedsClaims", "The task trains with DP: its rounds carry each update's DP claim (commit_private_round)."),
 ))

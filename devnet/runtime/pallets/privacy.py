@@ -1,8 +1,10 @@
 """pallet_privacy_budgets: a data owner's differential-privacy budget per data set, and what tasks take from it.
 
 One ledger per data hash, whichever market uses the data set (design docs/design/private.md section 2.1), so
-the busy task pallets gain a few lines each and no stored task changes its encoding. TaskBounties (and later
-FederatedTasks) call the Python methods `reserve`, `spend` and `release`; they are not extrinsics.
+the busy task pallets gain a few lines each and no stored task changes its encoding. TaskBounties calls the
+Python methods `reserve`, `spend` and `release`, FederatedTasks `reserve_federated`, `spend_increment` and
+`close_federated` (a client's reservation for a whole task, spent round by round up to its cumulative claim);
+none is an extrinsic.
 
 A budget is a public promise to the people in the data set: `set_budget` makes it once (the caller owns it),
 `lower_budget` may only lower it and never below what is already spent plus reserved, and there is no raise
@@ -35,10 +37,11 @@ from devnet.runtime.pallets.privacy_types import (
     Budget,
     DpClaim,
     DpSpec,
+    FederatedReservation,
     Reservation,
 )
 from devnet.runtime.pallets.task_bounties_types import PERBILL, Perbill
-from devnet.scale.types import H256, U64, AccountId
+from devnet.scale.types import H256, U32, U64, AccountId
 
 MAX_EPSILON = 100_000_000  # epsilon 100: beyond it a DP guarantee means nothing
 MIN_DELTA, MAX_DELTA = 1, 10**12  # 1e-15 .. 1e-3, in 1e-15 units
@@ -63,6 +66,16 @@ class PrivacyBudgets(Pallet):
     BountyReservations = StorageItem(Reservation, (("Twox64Concat", U64), ("Blake2_128Concat", AccountId)),
                                      docs="(TaskBounties task, requester) -> what a live private task holds of a "
                                           "budget.")
+    FederatedPrivacy = StorageItem(DpSpec, (("Twox64Concat", U64),),
+                                   docs="FederatedTasks task id -> the local DP-SGD terms every client trains under "
+                                        "(its epsilon cap is per client, for the whole task).")
+    FederatedReservations = StorageItem(FederatedReservation, (("Twox64Concat", U64), ("Blake2_128Concat", AccountId)),
+                                        docs="(FederatedTasks task, client) -> what the client's own budget holds for "
+                                             "the task, and how much of it accepted rounds have spent.")
+    FederatedClaims = StorageItem(DpClaim, (("Twox64Concat", U64), ("Twox64Concat", U32),
+                                            ("Blake2_128Concat", AccountId)),
+                                  docs="(FederatedTasks task, round, client) -> the cumulative DP claim its signed "
+                                       "update carried.")
 
     events = EVENTS
     errors = ERRORS
@@ -178,6 +191,62 @@ class PrivacyBudgets(Pallet):
         ctx.deposit_event(self, "BudgetReleased", {
             "data_hash": data_hash, "market": (market, None), "task": task, "holder": holder,
             "epsilon": reservation["epsilon"], "delta": reservation["delta"]})
+
+    # The federated ledger: one reservation per (task, client), spent round by round -----------------
+    def reserve_federated(self, ctx: DispatchContext, task: int, client: bytes, data_hash: bytes) -> None:
+        """A client joining a private federated task holds the task's (epsilon cap, delta) of its own budget."""
+        terms = self.FederatedPrivacy.get(ctx.state, task)
+        budget = self._owned(ctx, data_hash, client)
+        if terms["epsilon_cap"] > remaining_epsilon(budget):
+            raise self.error("BudgetExceeded")
+        if terms["delta"] > budget["delta"] - budget["spent_delta"] - budget["reserved_delta"]:
+            raise self.error("DeltaExceeded")
+        budget["reserved_epsilon"] += terms["epsilon_cap"]
+        budget["reserved_delta"] += terms["delta"]
+        self.Budgets.set(ctx.state, data_hash, budget)
+        self.FederatedReservations.set(ctx.state, task, client, {
+            "data_hash": data_hash, "epsilon": terms["epsilon_cap"], "delta": terms["delta"], "spent_epsilon": 0})
+        ctx.deposit_event(self, "BudgetReserved", {
+            "data_hash": data_hash, "market": ("Federated", None), "task": task, "holder": client,
+            "epsilon": terms["epsilon_cap"], "delta": terms["delta"]})
+
+    def spend_increment(self, ctx: DispatchContext, task: int, client: bytes, cumulative: int) -> None:
+        """An accepted round whose update claimed `cumulative` epsilon so far: the part not spent yet moves from
+        reserved to spent; the reservation stays open for the next rounds. A claim below what is spent
+        changes nothing (epsilon never comes back); the delta is spent once, when the reservation closes."""
+        reservation = self.FederatedReservations.get(ctx.state, task, client)
+        if reservation is None or cumulative <= reservation["spent_epsilon"]:
+            return
+        if cumulative > reservation["epsilon"]:
+            raise self.error("EpsilonAboveReservation")
+        increment = cumulative - reservation["spent_epsilon"]
+        budget = self.Budgets.get(ctx.state, reservation["data_hash"])
+        budget["reserved_epsilon"] -= increment
+        budget["spent_epsilon"] += increment
+        self.Budgets.set(ctx.state, reservation["data_hash"], budget)
+        reservation["spent_epsilon"] = cumulative
+        self.FederatedReservations.set(ctx.state, task, client, reservation)
+        ctx.deposit_event(self, "BudgetSpent", {
+            "data_hash": reservation["data_hash"], "market": ("Federated", None), "task": task, "holder": client,
+            "epsilon": increment, "delta": 0, "released_epsilon": 0, "remaining_epsilon": remaining_epsilon(budget)})
+
+    def close_federated(self, ctx: DispatchContext, task: int, client: bytes) -> None:
+        """The client left or took its stake back: what no accepted round spent goes back; its delta is spent
+        if any round spent epsilon, else released too."""
+        reservation = self.FederatedReservations.get(ctx.state, task, client)
+        if reservation is None:
+            return
+        self.FederatedReservations.remove(ctx.state, task, client)
+        data_hash, spent = reservation["data_hash"], reservation["spent_epsilon"]
+        budget = self.Budgets.get(ctx.state, data_hash)
+        budget["reserved_epsilon"] -= reservation["epsilon"] - spent
+        budget["reserved_delta"] -= reservation["delta"]
+        if spent:
+            budget["spent_delta"] += reservation["delta"]
+        self.Budgets.set(ctx.state, data_hash, budget)
+        ctx.deposit_event(self, "BudgetReleased", {
+            "data_hash": data_hash, "market": ("Federated", None), "task": task, "holder": client,
+            "epsilon": reservation["epsilon"] - spent, "delta": 0 if spent else reservation["delta"]})
 
     def _reservations(self, market: str) -> StorageItem:
         return {"Bounty": self.BountyReservations}[market]

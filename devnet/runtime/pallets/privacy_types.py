@@ -38,6 +38,9 @@ DpClaim = Composite((PALLET, "types", "DpClaim"), fields(
     ("steps", U64, "u64"), ("max_grad_norm", U64, "u64"), ("delta", U64, "u64"), ("epsilon", U64, "u64")))
 Reservation = Composite((PALLET, "types", "Reservation"), fields(
     ("data_hash", H256, "H256"), ("epsilon", U64, "u64"), ("delta", U64, "u64")))
+# a federated client's reservation for a whole task: each accepted round spends up to its cumulative claim
+FederatedReservation = Composite((PALLET, "types", "FederatedReservation"), fields(
+    ("data_hash", H256, "H256"), ("epsilon", U64, "u64"), ("delta", U64, "u64"), ("spent_epsilon", U64, "u64")))
 
 DP_CLAIM_CODEC = codec_for(DpClaim)
 

@@ -21,8 +21,12 @@ from fl_pallet_harness import (
 from substrateinterface import Keypair
 
 from devnet.runtime.pallets.federated import FederatedTasks
-from devnet.runtime.pallets.federated_types import private_update_message
+from devnet.runtime.pallets.federated_types import private_update_leaf
 from devnet.runtime.pallets.privacy import PrivacyBudgets
+from runtime_bindings import fl_private
+from runtime_bindings.fl import UpdateCommitment
+from runtime_bindings.fl_private import sign_private_update
+from runtime_bindings.generated import types as t
 
 V1, V2 = VALIDATORS[:2]
 DELTA, CAP, BUDGET = 10_000_000_000, 3_000_000, 8_000_000   # 1e-5; epsilon 3 per client per task; 8 owned
@@ -39,6 +43,11 @@ def claim(epsilon: int, **overrides: Any) -> dict[str, Any]:
            "max_grad_norm": 1_000_000, "delta": DELTA, "epsilon": epsilon}
     out.update(overrides)
     return out
+
+
+def typed_claim(value: dict[str, Any]) -> t.DpClaim:
+    return t.DpClaim(t.Accountant.from_value(value["accountant"][0]), value["noise_multiplier"],
+                     value["sample_rate"], value["steps"], value["max_grad_norm"], value["delta"], value["epsilon"])
 
 
 @pytest.fixture
@@ -78,12 +87,11 @@ def private_updates(h: FlHarness, task: int, number: int, epsilon: int, *, signe
     for client in sorted_clients(PARTICIPANTS):
         update_hash = model_hash(f"update-{task}-{number}-{client.ss58_address}")
         sent = claim(epsilon, **claim_overrides)
-        commitment = {"task_id": task, "round": number, "base_model_hash": base, "update_hash": update_hash,
-                      "num_examples": 100, "claim": signed_claim or sent}
-        signature = client.sign(private_update_message(commitment))
-        scheme = "Ed25519" if client.crypto_type == 0 else "Sr25519"
+        # signed with runtime_bindings' own encoder: the pallet's verification checks the two agree
+        signed = sign_private_update(client, UpdateCommitment.of(task, number, base, update_hash, 100),
+                                     typed_claim(signed_claim or sent))
         out.append({"client": client.public_key, "update_hash": update_hash, "num_examples": 100, "claim": sent,
-                    "signature": (scheme, signature)})
+                    "signature": (signed.scheme, signed.signature)})
     return out
 
 
@@ -193,3 +201,17 @@ def test_a_rejected_round_spends_nothing(h: FlHarness) -> None:
     assert h.verdict(V1, task, 1, accept=False, factors=[]) is None
     assert h.verdict(V2, task, 1, accept=False, factors=[]) is None
     assert all(budget(h, c)["spent_epsilon"] == 0 and budget(h, c)["reserved_epsilon"] == CAP for c in PARTICIPANTS)
+
+
+def test_the_bindings_leaf_is_the_pallets_and_their_entry_encodes_as_the_call_takes_it(h: FlHarness) -> None:
+    task = running(h)
+    client = PARTICIPANTS[0]
+    value = claim(1_500_000)
+    commitment = {"task_id": task, "round": 1, "base_model_hash": h.expected_base(task, 1),
+                  "update_hash": model_hash("u"), "num_examples": 100, "claim": value}
+    ours = fl_private.private_update_leaf(client.ss58_address, UpdateCommitment.of(
+        task, 1, commitment["base_model_hash"], commitment["update_hash"], 100), typed_claim(value))
+    assert ours == private_update_leaf(client.public_key, commitment)
+    entry = fl_private.signed_private_update(client.ss58_address, model_hash("u"), 100, typed_claim(value),
+                                             "Sr25519", bytes(64))
+    assert entry["claim"] == {**value, "accountant": "Prv"} and entry["num_examples"] == 100

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workers.fl.dp_task import DpTaskError, FlDp
 from workers.fl.secagg_params import SecAggParamsError
 from workers.fl.secagg_task import SecAggTask
 from workers.hashing import blake2_256, blake2_256_hex, normalize_hash
@@ -263,6 +264,7 @@ class FlSpec:
     aggregate_tolerance: int = 0
     policy: Policy = field(default_factory=Policy)
     secagg: SecAggTask | None = None   # rounds under SecAgg+ (docs/secagg.md); if None, absent from the document
+    dp: FlDp | None = None             # local DP-SGD on every client (workers/fl/dp_task.py); absent if None
 
     @property
     def fraction(self) -> float:
@@ -290,7 +292,8 @@ class FlSpec:
                            "reject_cos": self.policy.reject_cos, "reject_norm_ratio": self.policy.reject_norm_ratio,
                            "root_fraction": self.policy.root_fraction},
                 "recipe": self.recipe, "round_timeout_s": self.round_timeout_s, "rounds": self.rounds,
-                "rule": self.rule.text, **({"secagg": self.secagg.document()} if self.secagg is not None else {})}
+                "rule": self.rule.text, **({"secagg": self.secagg.document()} if self.secagg is not None else {}),
+                **({"dp": self.dp.document()} if self.dp is not None else {})}
 
     def canonical_bytes(self) -> bytes:
         self.validate()
@@ -330,6 +333,7 @@ class FlSpec:
         _check(isinstance(self.policy, Policy), "policy", "an object")
         self.policy.validate()
         self._validate_hyperparameters()
+        _check(self.dp is None or isinstance(self.dp, FlDp), "dp", "a DP-SGD terms object")
         if self.secagg is not None:
             _check(isinstance(self.secagg, SecAggTask), "secagg", "a SecAgg+ settings object")
             _check(self.rule.name == "fedavg", "secagg", "the aggregator sees only the sum: the rule must be fedavg")
@@ -359,13 +363,18 @@ class FlSpec:
     def from_dict(cls, doc: Any) -> FlSpec:
         known = {"aggregate_tolerance", "eval", "fraction_per_round", "hyperparameters", "initial_model_seed", "kind",
                  "max_update_bytes", "min_clients_per_round", "policy", "recipe", "round_timeout_s", "rounds", "rule"}
-        doc = _fields(doc, "spec", known | {"secagg"}, known)
+        doc = _fields(doc, "spec", known | {"secagg", "dp"}, known)
         _check(doc["kind"] == SPEC_KIND, "kind", f"not {SPEC_KIND!r}")
         ev = _fields(doc["eval"], "eval", {"metric", "target", "higher_is_better"},
                      {"metric", "target", "higher_is_better"})
         policy_keys = {"reject_norm_ratio", "reject_cos", "loo_reject", "loo_tolerance", "root_fraction"}
         policy = _fields(doc["policy"], "policy", policy_keys, policy_keys)
-        secagg = None
+        secagg, dp = None, None
+        if "dp" in doc:
+            try:
+                dp = FlDp.from_document(doc["dp"])
+            except DpTaskError as exc:
+                raise SpecValidationError("dp", str(exc)) from None
         if "secagg" in doc:
             try:
                 secagg = SecAggTask.from_document(doc["secagg"])
@@ -380,7 +389,7 @@ class FlSpec:
                    hyperparameters=doc["hyperparameters"], initial_model_seed=doc["initial_model_seed"],
                    fraction_per_round=doc["fraction_per_round"], round_timeout_s=doc["round_timeout_s"],
                    max_update_bytes=doc["max_update_bytes"], aggregate_tolerance=doc["aggregate_tolerance"],
-                   policy=Policy(**policy), secagg=secagg).validate()
+                   policy=Policy(**policy), secagg=secagg, dp=dp).validate()
 
 
 def decode_spec(data: bytes | str, *, require_canonical: bool = False) -> FlSpec:
@@ -404,7 +413,7 @@ def build_spec(*, recipe: str, rule: str | RuleSpec, rounds: int, min_clients_pe
                seed: int = 0, round_timeout_s: float = 120.0, aggregate_tolerance: int = 0,
                max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES, metric: str | None = None,
                target: float | None = None, higher_is_better: bool | None = None,
-               policy: Policy | None = None, secagg: SecAggTask | None = None) -> FlSpec:
+               policy: Policy | None = None, secagg: SecAggTask | None = None, dp: FlDp | None = None) -> FlSpec:
     """A validated spec for a registered recipe: the evaluation defaults to the recipe's headline metric and
     expected value, the hyperparameters to one local epoch with the recipe's batch size and learning rate;
     `seed` seeds the initial model and, unless given, the local training."""
@@ -425,7 +434,8 @@ def build_spec(*, recipe: str, rule: str | RuleSpec, rounds: int, min_clients_pe
                                 else higher_is_better),
                   hyperparameters=hp, initial_model_seed=seed, fraction_per_round=fraction_per_round,
                   round_timeout_s=float(round_timeout_s), max_update_bytes=max_update_bytes,
-                  aggregate_tolerance=aggregate_tolerance, policy=policy or Policy(), secagg=secagg).validate()
+                  aggregate_tolerance=aggregate_tolerance, policy=policy or Policy(), secagg=secagg,
+                  dp=dp).validate()
 
 
 # The round document -------------------------------------------------------------------------------------

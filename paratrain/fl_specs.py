@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runtime_bindings.generated import types as t
+    from workers.fl.dp_task import FlDp
     from workers.fl.secagg_task import SecAggTask
     from workers.fl.spec import FlSpec, RuleSpec
 
@@ -74,3 +75,15 @@ def chain_secagg_spec(secagg: SecAggTask) -> t.SecAggSpec:
     from runtime_bindings.generated import types as t
 
     return t.SecAggSpec(**secagg.chain_values())
+
+
+def chain_dp_spec(dp: FlDp) -> t.DpSpec:
+    """The on-chain DpSpec of a private federated task's terms (workers.fl.dp_task.FlDp). A federated client's
+    noise is its own secret, never a shared key, so noise_key_hash is all zeros."""
+    from runtime_bindings import privacy as units
+    from runtime_bindings.generated import types as t
+    from runtime_bindings.values import H256
+
+    return t.DpSpec(accountant=units.accountant_of(dp.accountant), epsilon_cap=units.epsilon_to_chain(dp.epsilon),
+                    delta=units.delta_to_chain(dp.delta), max_grad_norm=units.norm_to_chain(dp.max_grad_norm),
+                    noise_multiplier=units.norm_to_chain(dp.noise_multiplier), noise_key_hash=H256("0x" + "00" * 32))

@@ -23,6 +23,7 @@ from workers.hashing import blake2_256_hex
 
 UNIT, PERBILL = 10**12, 10**9
 STAKE = 2 * UNIT
+BUDGET_EPSILON, BUDGET_DELTA = 20_000_000, 10**11   # each data owner's privacy budget: epsilon 20, delta 1e-4
 REQUESTER, AGGREGATOR, VALIDATOR = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie"))
 SALT = bytes.fromhex(blake2_256_hex(b"fl-simulation-salt"))
 CAPS = {"cpus": 8, "gpus": 0, "gpu_model": "", "memory_mb": 16_000}
@@ -58,8 +59,19 @@ def post_task(chain: Chain, store: ArtifactStore, spec: FlSpec, clients: Sequenc
                 "fraction_per_round": PERBILL, "max_clients": len(clients), "rule": CHAIN_RULES[spec.rule.text],
                 "client_share": 600_000_000, "min_client_stake": UNIT, "aggregate_tolerance": 0,
                 "requirements": {"min_cpus": 1, "min_gpus": 0, "min_memory_mb": 1_000}}
+    if spec.dp is not None:   # a private task: every client trains with DP-SGD, paid from its own budget
+        for client, shard in zip(clients, shards, strict=True):
+            if chain.privacy_budgets.budgets("0x" + shard.hash) is None:
+                chain.privacy_budgets.set_budget(client, "0x" + shard.hash, BUDGET_EPSILON, BUDGET_DELTA)
     join_deadline = chain.best_number() + 2 + len(clients)
-    if spec.secagg is None:
+    if spec.dp is not None:
+        from paratrain.fl_specs import chain_dp_spec, chain_secagg_spec
+
+        secagg = chain_secagg_spec(spec.secagg) if spec.secagg is not None else None
+        receipt = chain.federated_tasks.create_private_task(REQUESTER, on_chain, chain_dp_spec(spec.dp), secagg,
+                                                            100 * UNIT, join_deadline, join_deadline + 5_000, 1,
+                                                            "0x" + commitment.hex())
+    elif spec.secagg is None:
         receipt = chain.federated_tasks.create_task(REQUESTER, on_chain, 100 * UNIT, join_deadline,
                                                     join_deadline + 5_000, 1, "0x" + commitment.hex())
     else:   # a SecAgg+ task: its settings on chain as `paratrain fl create --secagg` posts them

@@ -135,7 +135,6 @@ def test_a_joining_task_is_claimable_once_its_join_deadline_passed_with_enough_c
     ({}, REQUESTER, False, 100, "posted the task"),
     ({}, ME, True, 100, "joined the task as a client"),
     ({}, ME, False, 495, "5 blocks left before the deadline, fewer than 6"),
-    ({"private": True}, ME, False, 100, "train with local DP-SGD"),   # its rounds need commit_private_round
 ])
 def test_claim_refusals(changes: dict[str, object], me: str, is_client: bool, now: int, expected: str):
     reason = claim_refusal(view(**changes), me=me, now=now, is_client=is_client, policy=POLICY)

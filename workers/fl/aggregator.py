@@ -82,8 +82,8 @@ def available(chain: Any) -> str | None:
     return None
 
 
-def task_view(task_id: int, task: Any, *, private: bool = False) -> TaskView | None:
-    """The chain's FlTask as the policy reads it (`private`: PrivacyBudgets holds DP terms for it)."""
+def task_view(task_id: int, task: Any) -> TaskView | None:
+    """The chain's FlTask as the policy reads it."""
     if task is None:
         return None
     status = task.status
@@ -93,7 +93,7 @@ def task_view(task_id: int, task: Any, *, private: bool = False) -> TaskView | N
                     min_clients=int(task.spec.min_clients_per_round), rounds=int(task.spec.rounds),
                     last_committed=int(task.last_committed), last_accepted=int(task.last_accepted),
                     aggregator=str(status.aggregator) if name == "Running" else None,
-                    lease_until=int(status.lease_until) if name == "Running" else None, private=private)
+                    lease_until=int(status.lease_until) if name == "Running" else None)
 
 
 class Aggregator:
@@ -193,7 +193,7 @@ class Aggregator:
         for task_id in sorted(self.watch):
             if task_id in self.runs or task_id in self.finished:
                 continue  # a task once lost (or refused) is not tried again: its refusal would cost a fee each poll
-            view = task_view(task_id, tasks.tasks(task_id), private=self._private(task_id))
+            view = task_view(task_id, tasks.tasks(task_id))
             if view is None or view.status in ("Completed", "Expired", "Cancelled"):
                 self.watch.discard(task_id)
                 continue
@@ -203,12 +203,9 @@ class Aggregator:
             if claim_refusal(view, me=self.account, now=now, is_client=is_client, policy=self._claims) is None:
                 self.runs[task_id] = FederatedRun(task_id)
 
-    def _private(self, task_id: int) -> bool:
-        return self.chain.privacy_budgets.federated_privacy(task_id) is not None
-
     def _drive(self, run: FederatedRun) -> None:
         task_id = run.task_id
-        view = task_view(task_id, self.chain.federated_tasks.tasks(task_id), private=self._private(task_id))
+        view = task_view(task_id, self.chain.federated_tasks.tasks(task_id))
         if run.state is FlRunState.DISCOVERED:
             self._claim(run, view)
             if run.state is not FlRunState.CLAIMED:

@@ -103,7 +103,6 @@ class TaskView:
     last_accepted: int
     aggregator: str | None = None
     lease_until: int | None = None
-    private: bool = False            # its clients train with DP: rounds go on chain with commit_private_round
 
 
 class Outcome(Enum):
@@ -150,8 +149,6 @@ def claim_refusal(view: TaskView, *, me: str, now: int, is_client: bool, policy:
         return "this account posted the task"
     if is_client:
         return "this account joined the task as a client"
-    if view.private:
-        return "its clients train with local DP-SGD, whose rounds this aggregator cannot commit yet"
     if view.deadline - now < policy.min_blocks:
         return f"{view.deadline - now} blocks left before the deadline, fewer than {policy.min_blocks}"
     return None

@@ -15,6 +15,9 @@ Attacks on the update, with ``delta = trained - base`` (the received global mode
 * ``oversize``: an extra zero array of twice the size limit (the spec's ``max_update_bytes``), so the reply is
   over it whatever per-array overhead a size check allows.
 
+``dp-underreport`` (a private task only) halves the epsilon of the round's DP claim before the client signs it:
+the update is honest, the privacy it says it spent is not.
+
 ``flip-labels`` poisons the data instead (``y -> classes - 1 - y``): the train handler applies
 `flip_labels` to the local shard and the update it sends is an honest one of poisoned data.
 """
@@ -27,10 +30,12 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
 from workers.fl.arrays import Arrays
+from workers.fl.dp_record import CLAIM_RECORD
 
 ATTACK_KEY = "paratrain-attack"
 UPDATE_ATTACKS = ("sign-flip", "scale", "free-rider", "nan", "inf", "wrong-shape", "oversize")
 DATA_ATTACKS = ("flip-labels",)
+CLAIM_ATTACKS = ("dp-underreport",)   # a private task's claim: epsilon halved before it is signed
 PADDING_NAME = "paratrain.padding"
 DEFAULT_OVERSIZE_BYTES = 64 << 20
 MAX_SCALE = 1e12
@@ -65,8 +70,9 @@ def parse_attack(text: str | None) -> Attack | None:
         if not np.isfinite(factor) or abs(factor) > MAX_SCALE:
             raise AttackSpecError(f"scale factor {argument!r} is not a finite number up to {MAX_SCALE:g}")
         return Attack("scale", factor)
-    if argument or name not in UPDATE_ATTACKS + DATA_ATTACKS:
-        known = ", ".join(("scale:K",) + tuple(a for a in UPDATE_ATTACKS + DATA_ATTACKS if a != "scale"))
+    if argument or name not in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS:
+        known = ", ".join(("scale:K",) + tuple(a for a in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS
+                                               if a != "scale"))
         raise AttackSpecError(f"unknown attack {text!r} (known: {known})")
     return Attack(name)
 
@@ -132,6 +138,12 @@ def make_attack_mod(attack_of: Callable[[Context], Attack | None], max_bytes: Ma
         attack = attack_of(ctx) if msg.metadata.message_type.split(".")[0] == MessageType.TRAIN else None
         if attack is None or attack.on_data:
             return call_next(msg, ctx)
+        if attack.kind in CLAIM_ATTACKS:
+            reply = call_next(msg, ctx)
+            claim = None if reply.has_error() else reply.content.config_records.get(CLAIM_RECORD)
+            if claim is not None:
+                claim["dp-epsilon"] = int(claim["dp-epsilon"]) // 2
+            return reply
         base = record_arrays(msg.content["arrays"])
         reply = call_next(msg, ctx)
         if reply.has_error() or "arrays" not in reply.content:

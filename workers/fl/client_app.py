@@ -29,16 +29,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from substrateinterface import Keypair
 
-from runtime_bindings.fl import sign_identity, sign_update
+from runtime_bindings.fl import UpdateCommitment, sign_identity, sign_update
+from runtime_bindings.fl_private import sign_private_update
 from workers.fl.arrays import model_hash, update_hash
 from workers.fl.attacks import ATTACK_KEY, Attack, make_attack_mod, parse_attack, record_arrays, to_record
 from workers.fl.child_key import import_key, key_from_env
-from workers.fl.client_tasks import ClientStateError, JoinedTask, claim_signature, joined_task
+from workers.fl.client_tasks import ClientStateError, JoinedTask, claim_signature, joined_task, rounds_signed
+from workers.fl.dp_claims import CapReached
+from workers.fl.dp_local import train_private_round
+from workers.fl.dp_record import CLAIM_RECORD, claim_fields, claim_of
 from workers.fl.local_training import LocalTrainingError, train_round
 from workers.fl.secagg_node import secagg_route
 from workers.fl.spec import FlSpec, SpecError, decode_spec
@@ -163,13 +168,24 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
             examples = reply.content.metric_records[METRICS_RECORD][NUM_EXAMPLES]
             if isinstance(examples, bool) or not isinstance(examples, int):
                 raise ClientRefusal("the reply's num-examples is not an integer")
+            claim = reply.content.config_records.get(CLAIM_RECORD)
             claim_signature(node.state_dir, task_id, round_, claimed_base, digest)
-            signed = sign_update(node.keypair, task_id, round_, claimed_base, digest, examples)
+            if claim is None:
+                signed = sign_update(node.keypair, task_id, round_, claimed_base, digest, examples)
+            else:   # a private task: the claim is signed with the update
+                typed = claim_of(claim)
+                if typed is None:
+                    raise ClientRefusal("the round's DP claim is malformed")
+                signed = sign_private_update(node.keypair, UpdateCommitment.of(task_id, round_, claimed_base, digest,
+                                                                               examples), typed)
         except (ClientRefusal, ClientStateError, KeyError, ValueError) as exc:
             return _refuse(msg, str(exc))
-        reply.content[PARATRAIN_RECORD] = ConfigRecord({
-            "account": node.keypair.ss58_address, "update-hash": digest, "num-examples": examples,
-            "signature": signed.signature, "scheme": signed.scheme})
+        fields = {"account": node.keypair.ss58_address, "update-hash": digest, "num-examples": examples,
+                  "signature": signed.signature, "scheme": signed.scheme}
+        if claim is not None:
+            fields.update(dict(claim))
+            del reply.content.config_records[CLAIM_RECORD]
+        reply.content[PARATRAIN_RECORD] = ConfigRecord(fields)
         return reply
 
     def attack_of(ctx: Context) -> Attack | None:
@@ -205,15 +221,26 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
         if ARRAYS_RECORD not in msg.content.array_records:
             raise ClientRefusal("the message carries no global model")
         base = record_arrays(msg.content.array_records[ARRAYS_RECORD])
-        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
-                             poison_labels=node.attack is not None and node.attack.kind == "flip-labels")
+        records: dict[str, Any] = {}
+        if spec.dp is not None:   # local DP-SGD; the claim goes to the signing mod, which signs it with the update
+            try:
+                result, claim = train_private_round(
+                    spec, base, entry.read_shard(), task_id=task_id, round_=round_, secret=node.keypair.private_key,
+                    rounds=rounds_signed(node.state_dir, task_id, round_) + 1)
+            except CapReached as exc:
+                raise ClientRefusal(f"task {task_id}: this client's privacy budget for the task is spent ({exc})") \
+                    from None
+            records[CLAIM_RECORD] = ConfigRecord(claim_fields(claim))
+        else:
+            result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
+                                 poison_labels=node.attack is not None and node.attack.kind == "flip-labels")
         if result.num_examples > entry.num_examples:
             raise ClientRefusal(f"trained on {result.num_examples} examples, more than the {entry.num_examples} "
                                 f"committed")
         return Message(RecordDict({
             ARRAYS_RECORD: to_record(result.arrays),
-            METRICS_RECORD: MetricRecord({NUM_EXAMPLES: result.num_examples, TRAIN_LOSS: result.train_loss})}),
-            reply_to=msg)
+            METRICS_RECORD: MetricRecord({NUM_EXAMPLES: result.num_examples, TRAIN_LOSS: result.train_loss}),
+            **records}), reply_to=msg)
 
     return app
 

@@ -114,9 +114,6 @@ class ClientDaemon(Observable):
         task = fl.tasks(task_id)
         if task is None:
             raise ClientDaemonError(f"task {task_id} does not exist")
-        if self.chain.privacy_budgets.federated_privacy(task_id) is not None:
-            raise ClientDaemonError(f"task {task_id}: its clients train with local DP-SGD, which this client "
-                                    "cannot run yet (its rounds would carry no DP claim)")
         spec_hash = bytes(task.spec.spec_hash).hex()
         try:
             spec_bytes = self.store.fetch(bytes(task.spec.spec_uri).decode(), spec_hash, kind=Kind.SPEC)

@@ -153,6 +153,16 @@ def claim_signature(state_dir: Path, task_id: int, round_: int, base_hash: bytes
         os.close(fd)
 
 
+def rounds_signed(state_dir: Path, task_id: int, before_round: int) -> int:
+    """How many rounds before `before_round` this client signed an update for (a private task's claim counts
+    each: a signed round's privacy is spent whether or not it was committed)."""
+    count = 0
+    for path in (Path(state_dir) / SIGNED_DIR).glob(f"{int(task_id)}-*"):
+        _, _, round_ = path.name.partition("-")
+        count += round_.isdigit() and int(round_) < before_round
+    return count
+
+
 def keep_reveal(state_dir: Path, task_id: int, round_: int, document: bytes) -> Path:
     """Keep a SecAgg round's reveal document (workers/fl/secagg_audit.py) for the daemon, written whole under a
     temporary name; it leaves this machine only if the chain draws this client for the round's audit."""
@@ -177,4 +187,4 @@ def kept_reveals(state_dir: Path) -> list[tuple[int, int, Path]]:
 
 __all__ = ["REVEALS_DIR", "SIGNED_DIR", "TASKS_FILE", "AlreadySignedError", "ClientStateError", "JoinedTask",
            "NotJoinedError", "claim_signature", "joined_task", "keep_reveal", "kept_reveals", "load_tasks",
-           "record_task"]
+           "record_task", "rounds_signed"]

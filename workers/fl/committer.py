@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from substrateinterface import Keypair
 
 from runtime_bindings import Chain, fl
 from runtime_bindings.errors import BindingsError, DispatchError
-from runtime_bindings.generated.federated_tasks import CommitRoundCall
+from runtime_bindings.fl_private import private_update_leaf, signed_private_update
+from runtime_bindings.generated.federated_tasks import CommitPrivateRoundCall, CommitRoundCall
 from runtime_bindings.values import H256
 
 
@@ -30,6 +31,7 @@ class SignedEntry:
     num_examples: int
     scheme: str
     signature: bytes
+    claim: Any = None      # a private task's cumulative DP claim (runtime_bindings' DpClaim), signed with it
 
     @property
     def public_key(self) -> bytes:
@@ -53,10 +55,17 @@ class RoundCommit:
         if keys != sorted(set(keys)):
             raise ValueError("a round's updates must be sorted by account with no account twice")
 
+    @property
+    def private(self) -> bool:
+        return any(u.claim is not None for u in self.updates)
+
     def update_root(self) -> bytes:
         """The root the pallet computes from these updates (what RoundCommitted reports)."""
-        return fl.update_root([fl.update_leaf(u.account, fl.UpdateCommitment(
-            self.task_id, self.round, self.base_model_hash, u.update_hash, u.num_examples)) for u in self.updates])
+        commitments = [(u, fl.UpdateCommitment(self.task_id, self.round, self.base_model_hash, u.update_hash,
+                                               u.num_examples)) for u in self.updates]
+        if self.private:
+            return fl.update_root([private_update_leaf(u.account, c, u.claim) for u, c in commitments])
+        return fl.update_root([fl.update_leaf(u.account, c) for u, c in commitments])
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,15 @@ class RoundCommitter(Protocol):
         """Return once the round is in a block; CommitRefused otherwise."""
 
 
-def commit_call(commit: RoundCommit) -> CommitRoundCall:
-    """The commit_round call of a round."""
+def commit_call(commit: RoundCommit) -> Any:
+    """The commit_round call of a round (commit_private_round when its updates carry DP claims)."""
+    if commit.private:
+        return CommitPrivateRoundCall(
+            task=commit.task_id, round=commit.round, base_model_hash=H256(commit.base_model_hash),
+            global_model_hash=H256(commit.global_model_hash), round_doc_hash=H256(commit.round_doc_hash),
+            artifact_uri=commit.artifact_uri.encode("utf-8"),
+            updates=[signed_private_update(u.account, u.update_hash, u.num_examples, u.claim, u.scheme, u.signature)
+                     for u in commit.updates])
     return CommitRoundCall(
         task=commit.task_id, round=commit.round, base_model_hash=H256(commit.base_model_hash),
         global_model_hash=H256(commit.global_model_hash), round_doc_hash=H256(commit.round_doc_hash),

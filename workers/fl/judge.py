@@ -28,6 +28,7 @@ the commitment it was about, so the new one is judged again.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -236,8 +237,9 @@ class RoundJudge:
             return _unreadable(chain_round, exc)
         holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
         with TORCH_LOCK:  # validators sharing a process (threads, tests, the demo) evaluate one at a time
-            return round_verdict(spec, chain_round, objects.document_bytes, objects.base, objects.global_model,
-                                 objects.updates, holdout_data)
+            outcome = round_verdict(spec, chain_round, objects.document_bytes, objects.base, objects.global_model,
+                                    objects.updates, holdout_data)
+        return with_claim_failures(outcome, chain_round, self.claim_failures(task_id, round_, spec, record))
 
     def secagg_verdict(self, task_id: int, round_: int, task: Any, record: Any, holdout: Any,
                        secagg: Any) -> RoundVerdictValue | None:
@@ -300,6 +302,39 @@ class RoundJudge:
             return AuditedClient(account, key, None, f"its reveal document is over {max_bytes} bytes")
         return AuditedClient(account, key, data)
 
+    def round_claims(self, task_id: int, round_: int, participants: list[tuple[str, int]]) -> list[Any] | None:
+        """A private round's claims as the chain kept them, in participant order (None: not a private task)."""
+        privacy = self.chain.privacy_budgets
+        if privacy.federated_privacy(task_id) is None:
+            return None
+        claims = [privacy.federated_claims(task_id, round_, account) for account, _ in participants]
+        if any(c is None for c in claims):
+            raise RoundFailed("a participant of a private round has no DP claim on chain")
+        return claims
+
+    def claim_failures(self, task_id: int, round_: int, spec: FlSpec, record: Any) -> dict[str, str]:
+        """The participants of a private round whose claim under-reports their privacy loss, with why: the
+        claim's mechanism, rate and steps against the task, the signed example count and the rounds the chain
+        shows them in (workers/fl/dp_claims.py)."""
+        from workers.fl.dp_claims import claim_problems
+        from workers.fl.dp_record import from_chain
+
+        participants = [(str(a), int(n)) for a, n in record.participants]
+        claims = self.round_claims(task_id, round_, participants)
+        if claims is None or spec.dp is None:
+            return {}
+        fl = self.chain.federated_tasks
+        earlier = [fl.rounds(task_id, r) for r in range(1, round_)]
+        failures = {}
+        for (account, examples), claim in zip(participants, claims, strict=True):
+            rounds = 1 + sum(1 for r in earlier if r is not None and any(str(a) == account for a, _ in r.participants))
+            problems = claim_problems(from_chain(claim), spec.dp, num_examples=examples,
+                                      batch_size=int(spec.hyperparameters["batch_size"]),
+                                      local_epochs=int(spec.hyperparameters["local_epochs"]), rounds_at_least=rounds)
+            if problems:
+                failures[account] = "DP claim: " + "; ".join(problems)
+        return failures
+
     def fetch_spec(self, task: Any) -> FlSpec:
         """The requester's FL spec document, checked against the chain's spec_hash (Abstain when unusable:
         without it no round of the task can be judged, and that is not the aggregator's doing)."""
@@ -346,7 +381,9 @@ class RoundJudge:
         if len(hashes) != len(participants):
             raise RoundFailed(f"the round document names {len(hashes)} updates, the chain {len(participants)} "
                               "participants")
-        computed = committed_update_root(task_id, round_, as_hex(record.base_model_hash), participants, hashes)
+        claims = self.round_claims(task_id, round_, participants)
+        computed = committed_update_root(task_id, round_, as_hex(record.base_model_hash), participants, hashes,
+                                         claims)
         if computed != as_hex(record.update_root):
             raise RoundFailed("the round document's updates are not the ones the clients signed: their update "
                               f"root is {computed[:16]}, the chain's {as_hex(record.update_root)[:16]}")
@@ -356,6 +393,19 @@ class RoundJudge:
             global_model=fetch_object(store, root, as_hex(record.global_model_hash), "global model"),
             updates=[fetch_object(store, root, digest, f"update of {account}")
                      for digest, (account, _) in zip(hashes, participants, strict=True)] if with_updates else [])
+
+
+def with_claim_failures(outcome: RoundVerdictValue, chain_round: Any, failures: dict[str, str]) -> RoundVerdictValue:
+    """An accepting verdict with the clients whose DP claim fails rejected too (factor 0, slashed)."""
+    if not outcome.accept or not failures:
+        return outcome
+    accounts = [a for a, _ in chain_round.participants]
+    rejected = [a for a in accounts if a in failures or a in outcome.rejected_clients]
+    factors = [0 if a in failures else f for a, f in zip(accounts, outcome.contributions, strict=True)]
+    evidence = json.loads(outcome.evidence)
+    evidence["dp_claims"] = failures
+    return replace(outcome, rejected_clients=rejected, contributions=factors, evidence=canonical_json(evidence),
+                   reasons=[*outcome.reasons, *failures.values()])
 
 
 def _chain_round(task_id: int, round_: int, spec: FlSpec, record: Any) -> Any:
@@ -410,11 +460,17 @@ def artifact_root(uri: str) -> str:
 
 
 def committed_update_root(task_id: int, round_: int, base_model_hash: str, participants: list[tuple[str, int]],
-                          update_hashes: list[str]) -> str:
-    """The update root of these updates (the chain's participants, with the document's update hashes), as the
-    pallet computes it in commit_round."""
+                          update_hashes: list[str], claims: list[Any] | None = None) -> str:
+    """The update root of these updates (the chain's participants, with the document's update hashes and, in a
+    private round, the claims the chain kept), as the pallet computes it in commit_round."""
     from runtime_bindings import fl
+    from runtime_bindings.fl_private import private_update_leaf
 
-    leaves = [fl.update_leaf(account, fl.UpdateCommitment.of(task_id, round_, base_model_hash, digest, examples))
-              for (account, examples), digest in zip(participants, update_hashes, strict=True)]
+    commitments = [fl.UpdateCommitment.of(task_id, round_, base_model_hash, digest, examples)
+                   for (_, examples), digest in zip(participants, update_hashes, strict=True)]
+    if claims is None:
+        leaves = [fl.update_leaf(account, c) for (account, _), c in zip(participants, commitments, strict=True)]
+    else:
+        leaves = [private_update_leaf(account, c, claim)
+                  for (account, _), c, claim in zip(participants, commitments, claims, strict=True)]
     return fl.update_root(leaves).hex()

@@ -205,7 +205,8 @@ def task_view(chain: Chain, task_id: int, task: Any, spec: FlSpec) -> FlTaskView
         if info is not None and int(info.rounds_rejected) == 0 and not info.withdrawn:
             clients[fl.account_public_key(str(account))] = int(info.num_examples)
     return FlTaskView(task_id=task_id, rounds=int(task.spec.rounds), min_clients=int(task.spec.min_clients_per_round),
-                      max_update_bytes=spec.max_update_bytes, rule=spec.rule.text, clients=clients)
+                      max_update_bytes=spec.max_update_bytes, rule=spec.rule.text, clients=clients,
+                      private=chain.privacy_budgets.federated_privacy(task_id) is not None)
 
 
 def resume_model(chain: Chain, store: ArtifactStore, task_id: int, task: Any, spec: FlSpec) -> Arrays:

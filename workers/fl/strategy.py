@@ -36,9 +36,11 @@ from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Krum, Mult
 from flwr.supercore.run import Run
 
 from runtime_bindings import fl
+from runtime_bindings.fl_private import verify_private_update
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import check_update, model_bytes, update_bytes, update_hash
 from workers.fl.committer import CommitRefused, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
+from workers.fl.dp_record import claim_of
 from workers.fl.spec import MAX_REASON_LEN, Participant, Refusal, RoundDocument, RuleSpec, round_document
 from workers.observers import Observable
 
@@ -74,6 +76,7 @@ class FlTaskView:
     max_update_bytes: int
     rule: str
     clients: Mapping[bytes, int]
+    private: bool = False   # its clients train with local DP-SGD: each update carries a signed DP claim
 
 
 @dataclass
@@ -426,10 +429,19 @@ class ChainStrategy(Strategy, Observable):
             raise _Refused("the update is the global model it was sent, unchanged (no local training)")
         if update_hash(arrays) != digest:
             raise _Refused("the update hash is not the hash of the arrays sent")
-        if not fl.verify_update(account, scheme, signature, self.task.task_id, self.next_round, self._base_hash,
-                                digest, examples):
+        claim = None
+        if self.task.private:
+            claim = claim_of(record)
+            if claim is None:
+                raise _Refused("a private task's update carries no DP claim")
+            commitment = fl.UpdateCommitment.of(self.task.task_id, self.next_round, self._base_hash, digest, examples)
+            if not verify_private_update(account, scheme, signature, commitment, claim):
+                raise _Refused("the signature is not the account's over this task, round, base model, update and "
+                               "DP claim")
+        elif not fl.verify_update(account, scheme, signature, self.task.task_id, self.next_round, self._base_hash,
+                                  digest, examples):
             raise _Refused("the signature is not the account's over this task, round, base model and update")
-        return _Accepted(reply, SignedEntry(account, digest, examples, scheme, signature), arrays)
+        return _Accepted(reply, SignedEntry(account, digest, examples, scheme, signature, claim), arrays)
 
 
 def _keep_common_metrics(replies: list[Message]) -> None:

@@ -73,6 +73,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--seed", type=argtypes.seed, default=0, help="initial model and training seed (default 0)")
     create.add_argument("--holdout", type=Path, default=None, metavar="FILE",
                         help="a private holdout data file: stored, committed on chain, revealed with `fl reveal`")
+    dp = create.add_argument_group("local DP-SGD on every client, paid from each one's own privacy budget")
+    dp.add_argument("--dp-epsilon", type=argtypes.positive_real, default=None, metavar="E",
+                    help="each client trains with DP-SGD and spends at most epsilon E of its budget on the task")
+    dp.add_argument("--dp-delta", type=argtypes.positive_real, default=1e-5, metavar="D",
+                    help="the clients' delta (default 1e-5)")
+    dp.add_argument("--max-grad-norm", type=argtypes.positive_real, default=1.0, metavar="C",
+                    help="per-example gradient clipping norm (default 1)")
+    dp.add_argument("--noise-multiplier", type=argtypes.positive_real, default=1.1, metavar="S",
+                    help="noise multiplier sigma (default 1.1)")
+    dp.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
+                    help="Opacus's accountant that counts epsilon (default prv)")
     secagg = create.add_argument_group("secure aggregation (docs/secagg.md)")
     secagg.add_argument("--secagg", action="store_true",
                         help="aggregate every round under Flower's SecAgg+: the aggregator sees only the sum "

@@ -91,9 +91,10 @@ def partition(args: argparse.Namespace) -> int:
 # create --------------------------------------------------------------------------------------------
 def create(args: argparse.Namespace) -> int:
     from paratrain.commands.task import holdout_commitment, parse_hyperparameters
-    from paratrain.fl_specs import FlTaskTerms, chain_fl_task_spec, chain_secagg_spec
+    from paratrain.fl_specs import FlTaskTerms, chain_dp_spec, chain_fl_task_spec, chain_secagg_spec
     from runtime_bindings.generated.federated_tasks import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
+    from workers.fl.dp_task import DpTaskError, FlDp
     from workers.fl.secagg_params import SecAggParamsError
     from workers.fl.spec import SpecError, build_spec
 
@@ -103,11 +104,14 @@ def create(args: argparse.Namespace) -> int:
     rule = args.rule or ("fedavg" if args.secagg else "fedmedian")
     try:
         secagg = _secagg_settings(args)
+        dp = None if args.dp_epsilon is None else FlDp(args.accountant, args.dp_epsilon, args.dp_delta,
+                                                       args.max_grad_norm, args.noise_multiplier)
         spec = build_spec(recipe=args.recipe, rule=rule, rounds=args.rounds,
                           min_clients_per_round=args.min_clients, fraction_per_round=args.fraction,
                           hyperparameters=parse_hyperparameters(args.hyperparameters), seed=args.seed,
-                          round_timeout_s=args.round_timeout_s, aggregate_tolerance=args.tolerance, secagg=secagg)
-    except (SpecError, SecAggParamsError) as exc:
+                          round_timeout_s=args.round_timeout_s, aggregate_tolerance=args.tolerance, secagg=secagg,
+                          dp=dp)
+    except (SpecError, SecAggParamsError, DpTaskError) as exc:
         raise CliError(f"bad federated spec: {exc}") from None
     url = chain_url(args)
     with Node(url) as node:  # connect before storing anything: an unreachable node fails fast
@@ -140,7 +144,11 @@ def create(args: argparse.Namespace) -> int:
             if join_deadline >= deadline:
                 raise CliError(f"--join-blocks {args.join_blocks} must be fewer than --deadline-blocks "
                                f"{args.deadline_blocks}")
-            if secagg is None:
+            if dp is not None:
+                receipt = node.chain.federated_tasks.create_private_task(
+                    keypair, chain_spec, chain_dp_spec(dp), None if secagg is None else chain_secagg_spec(secagg),
+                    bounty, join_deadline, deadline, args.validators, commitment)
+            elif secagg is None:
                 receipt = node.chain.federated_tasks.create_task(keypair, chain_spec, bounty, join_deadline,
                                                                  deadline, args.validators, commitment)
             else:
@@ -156,6 +164,10 @@ def create(args: argparse.Namespace) -> int:
                   f"{plural(args.rounds, 'round')} of {spec.rule.text}, bounty {node.fmt(bounty)}, clients join "
                   f"until block #{join_deadline}, deadline block #{deadline}")
         log.print(f"  spec {spec_uri}; initial model {initial_hash}")
+        if dp is not None:
+            log.print(f"  DP-SGD on every client: noise {dp.noise_multiplier:g}, clipping {dp.max_grad_norm:g}, "
+                      f"at most epsilon {dp.epsilon:g} (delta {dp.delta:g}, {dp.accountant}) of each client's own "
+                      "budget for its data: a client joins only with a budget for its data (paratrain budget set)")
         if secagg is not None:
             log.print(f"  SecAgg+: all-to-all shares, threshold {secagg.params.reconstruction_threshold:g}, updates "
                       f"clipped to L2 {secagg.update_norm_bound:g}, {secagg.audit_rate / 10**7:g}% of each round "
@@ -313,6 +325,9 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
         rounds = sorted(node.chain.federated_tasks.rounds.entries(args.task_id), key=lambda kv: int(kv[0]))
         clients = list(node.chain.federated_tasks.clients.entries(args.task_id))
         secagg = node.chain.federated_tasks.sec_agg_specs(args.task_id)
+        dp = node.chain.privacy_budgets.federated_privacy(args.task_id)
+        reservations = {str(account): node.chain.privacy_budgets.federated_reservations(args.task_id, str(account))
+                        for account, _ in clients} if dp is not None else {}
         audits = {number: node.chain.federated_tasks.audits(args.task_id, number) for number, _ in rounds} \
             if secagg is not None else {}
     status = task.status
@@ -333,13 +348,21 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
                       _hash_text(record.global_model_hash, full), str(len(record.accepts)), str(len(record.rejects)),
                       *audited)
     people = Table(title="clients")
-    for column in ("client", "examples", "stake", "paid", "rounds paid", "rounds rejected"):
+    for column in ("client", "examples", "stake", "paid", "rounds paid", "rounds rejected",
+                   *(("epsilon spent / held",) if dp is not None else ())):
         people.add_column(column)
     for account, info in sorted(clients, key=lambda kv: str(kv[0])):
+        held = reservations.get(str(account))
+        spent = (f"{held.spent_epsilon / 10**6:g} / {held.epsilon / 10**6:g}" if held is not None else "closed",) \
+            if dp is not None else ()
         people.add_row(short(str(account), full), str(info.num_examples), node.fmt(info.stake), node.fmt(info.paid),
-                       str(info.rounds_paid), str(info.rounds_rejected))
+                       str(info.rounds_paid), str(info.rounds_rejected), *spent)
     target = task.spec.eval_target / METRIC_SCALE
     lines = [head, f"target {task.spec.eval_metric.decode(errors='replace')} {target:g}"]
+    if dp is not None:
+        lines.append(f"DP-SGD on every client: noise {dp.noise_multiplier / 10**6:g}, clipping "
+                     f"{dp.max_grad_norm / 10**6:g}, at most epsilon {dp.epsilon_cap / 10**6:g} of each client's "
+                     "budget")
     if secagg is not None:
         lines.append(f"SecAgg+: threshold {secagg.reconstruction_threshold / 10**7:g}% of the shares, updates clipped "
                      f"to L2 {secagg.update_norm_bound / 10**9:g}, at most {secagg.max_weight} examples a client, "

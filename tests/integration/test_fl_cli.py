@@ -161,6 +161,33 @@ def test_create_secagg_posts_the_settings_the_spec_document_fixes(capsys, chain,
                                                   "--bounty", "50", "--key", "//Alice")
 
 
+def test_create_with_dp_epsilon_posts_a_private_task_and_a_join_needs_a_budget(capsys, chain, shards, tmp_path):
+    code, out, err = run(capsys, "fl", "create", "--dp-epsilon", "4", "--noise-multiplier", "1.2", "--bounty", "50",
+                         "--rounds", "2", "--min-clients", "2", "--max-clients", "3", "--rule", "fedavg",
+                         "--join-blocks", "12", "--deadline-blocks", "400", "--client-stake", "2", "--key", "//Alice")
+    assert code == 0, err
+    assert "DP-SGD on every client: noise 1.2" in err
+    task_id = int(out.strip().splitlines()[-1])
+    terms = chain.privacy_budgets.federated_privacy(task_id)
+    assert (terms.epsilon_cap, terms.noise_multiplier, terms.max_grad_norm) == (4_000_000, 1_200_000, 1_000_000)
+    spec = chain.federated_tasks.tasks(task_id).spec
+    document = decode_spec(ArtifactStore(str(tmp_path / "store")).get(bytes(spec.spec_hash).hex()))
+    assert document.dp is not None and document.dp.epsilon == 4.0
+    entry = json.loads((shards / "split.json").read_text())["clients"][0]
+    data = str(shards / entry["file"])
+    assert "PrivacyBudgets.NoBudget" in one_line_error(capsys, "fl", "join", str(task_id), "--data", data,
+                                                       "--key", "//Ferdie")
+    code, _, err = run(capsys, "budget", "set", "0x" + entry["hash"], "--epsilon", "8", "--delta", "1e-4",
+                       "--key", "//Ferdie")
+    assert code == 0, err
+    code, _, err = run(capsys, "fl", "join", str(task_id), "--data", data, "--key", "//Ferdie")
+    assert code == 0, err
+    budget = chain.privacy_budgets.budgets("0x" + entry["hash"])
+    assert budget.reserved_epsilon == 4_000_000
+    code, out, err = run(capsys, "fl", "status", str(task_id))
+    assert code == 0 and "DP-SGD on every client" in out and "0 / 4" in out, err
+
+
 def test_bad_files_and_unknown_tasks_are_one_line(capsys, shards, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a data set")

@@ -280,8 +280,12 @@ class RoundJudge:
                    for account in audit.drawn]
         holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
         with TORCH_LOCK:
-            return secagg_round_verdict(spec, chain_round, objects.document_bytes, objects.base,
-                                        objects.global_model, audited, holdout_data)
+            outcome = secagg_round_verdict(spec, chain_round, objects.document_bytes, objects.base,
+                                           objects.global_model, audited, holdout_data)
+        # under SecAgg the pallet lets a verdict reject only audited clients (RejectedNotAudited)
+        drawn = {str(a) for a in audit.drawn}
+        failures = {a: why for a, why in self.claim_failures(task_id, round_, spec, record).items() if a in drawn}
+        return with_claim_failures(outcome, chain_round, failures)
 
     def fetch_reveal(self, task_id: int, round_: int, account: str, max_bytes: int) -> Any:
         """A drawn client's reveal document, by the hash and place it recorded on chain (the client chose the

@@ -46,6 +46,7 @@ from flwr.server.workflow.secure_aggregation.secaggplus_workflow import Workflow
 from flwr.serverapp import Grid, ServerApp
 
 from workers.fl.arrays import Arrays
+from workers.fl.dp_record import claim_of
 from workers.fl.secagg_checks import (
     check_masked_vector,
     check_setup,
@@ -171,6 +172,7 @@ class Participant:
     account: str = ""     # the data owner and its signature of the commitment ("" and b"": the client signed none)
     scheme: str = ""
     signature: bytes = b""
+    claim: Any = None     # a private task's cumulative DP claim (runtime_bindings' DpClaim), signed with it
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ class SecAggStrategy(FedAvg):
                                                  _bytes(res.metrics.get(COMMITMENT)),
                                                  float(res.metrics.get(UPDATE_NORM, float("nan"))),
                                                  _text(res.metrics.get(ACCOUNT)), _text(res.metrics.get(SCHEME)),
-                                                 _bytes(res.metrics.get(SIGNATURE)))
+                                                 _bytes(res.metrics.get(SIGNATURE)), claim_of(res.metrics))
                                      for proxy, res in results), key=lambda p: p.node_id))
         # Flower lists a collect-stage failure twice (once per loop over the replies): count the sampled instead
         done = SecAggRound(self.next_round, self.base, aggregate, participants, self._sampled - len(participants),

@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 
 import flwr
 
-from runtime_bindings.fl import verify_update
+from runtime_bindings.fl import UpdateCommitment, verify_update
+from runtime_bindings.fl_private import verify_private_update
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import model_bytes
 from workers.fl.committer import CommitReceipt, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
+from workers.fl.secagg_app import Participant as SecAggParticipant
 from workers.fl.secagg_app import SecAggRefusal, SecAggRound
 from workers.fl.spec import MAX_REASON_LEN, MAX_REFUSED, Participant, Refusal, round_document
 from workers.observers import Observer
@@ -45,6 +47,15 @@ class SecAggCommitter:
         self.on_commit, self.observers = on_commit, tuple(observers)
         self._refusals: list[SecAggRefusal] = []
 
+    def _signed(self, p: SecAggParticipant, round_: int, base_hash: str) -> bool:
+        """The participant's signature covers its commitment (and, in a private task, its DP claim): all of a
+        round's participants carry a claim, or none."""
+        if p.claim is None:
+            return verify_update(p.account, p.scheme, p.signature, self.task_id, round_, base_hash, p.commitment,
+                                 p.num_examples)
+        commitment = UpdateCommitment.of(self.task_id, round_, base_hash, p.commitment, p.num_examples)
+        return verify_private_update(p.account, p.scheme, p.signature, commitment, p.claim)
+
     def refused(self, refusal: SecAggRefusal) -> None:
         """The guard's observer: remembered for the round document of its round."""
         self._refusals.append(refusal)
@@ -59,13 +70,14 @@ class SecAggCommitter:
                                     "speak for one account; each one's masked update is in the sum")
         base_hash = self.store.put(model_bytes(done.base))
         global_hash = self.store.put(model_bytes(done.aggregate))
-        unsigned = [p for p in done.participants if not p.account or not verify_update(
-            p.account, p.scheme, p.signature, self.task_id, done.round, base_hash, p.commitment, p.num_examples)]
+        unsigned = [p for p in done.participants if not p.account or not self._signed(p, done.round, base_hash)]
         if unsigned:
             raise SecAggCommitError(f"round {done.round}: node(s) {[p.node_id for p in unsigned]} sent no valid "
                                     "signature of their commitment; their masked updates are in the sum")
-        entries = sorted_entries([SignedEntry(p.account, p.commitment, p.num_examples, p.scheme, p.signature)
-                                  for p in done.participants])
+        if len({p.claim is None for p in done.participants}) > 1:
+            raise SecAggCommitError(f"round {done.round}: some participants carry a DP claim and some do not")
+        entries = sorted_entries([SignedEntry(p.account, p.commitment, p.num_examples, p.scheme, p.signature,
+                                              p.claim) for p in done.participants])
         refusals = [r for r in self._refusals if r.round == done.round]
         document = round_document(
             task_id=self.task_id, round=done.round, rule=self.rule, base_model_hash=base_hash,

@@ -32,8 +32,12 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 
-from runtime_bindings.fl import sign_update
-from workers.fl.client_tasks import JoinedTask, claim_signature, joined_task, keep_reveal
+from runtime_bindings.fl import UpdateCommitment, sign_update
+from runtime_bindings.fl_private import sign_private_update
+from workers.fl.client_tasks import JoinedTask, claim_signature, joined_task, keep_reveal, rounds_signed
+from workers.fl.dp_claims import CapReached
+from workers.fl.dp_local import train_private_round
+from workers.fl.dp_record import claim_fields, to_chain
 from workers.fl.local_training import train_round
 from workers.fl.model import initial_model
 from workers.fl.secagg_audit import reveal_document
@@ -69,15 +73,27 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
     """The outermost mod of the deployed ClientApp: SecAgg+ stage messages to Flower's mod (module docstring),
     everything else on to the plain path."""
 
-    def trained(msg: Message, ctx: Context) -> Message:
+    def trained(msg: Message, ctx: Context, claims: dict[str, Any]) -> Message:
         node = resolve(ctx)
         entry, spec, task_id, round_ = _task(node, msg)
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         names = sorted(initial_model(spec))
         base = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
         attack = node.attack
-        result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
-                             poison_labels=attack is not None and attack.kind == "flip-labels")
+        metrics: dict[str, Any] = {}
+        if spec.dp is not None:   # a private task: DP-SGD, and the claim signed with the commitment
+            try:
+                result, claim = train_private_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
+                                                    secret=node.keypair.private_key,
+                                                    rounds=rounds_signed(node.state_dir, task_id, round_) + 1)
+            except CapReached as exc:
+                raise SecAggClientRefusal(f"this client's privacy budget for task {task_id} is spent ({exc})") \
+                    from None
+            claims["claim"] = claim
+            metrics = claim_fields(claim)
+        else:
+            result = train_round(spec, base, entry.read_shard(), task_id=task_id, round_=round_,
+                                 poison_labels=attack is not None and attack.kind == "flip-labels")
         if result.num_examples > entry.num_examples:
             raise SecAggClientRefusal(f"trained on {result.num_examples} examples, more than the "
                                       f"{entry.num_examples} committed")
@@ -85,7 +101,7 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
         if _skips_clipping(node):   # the poisoner's update, K times as long (tests and the demo)
             arrays = {n: (base[n] + attack.factor * (arrays[n] - base[n])).astype(arrays[n].dtype) for n in names}
         fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([arrays[n] for n in names]),
-                        result.num_examples, {})
+                        result.num_examples, metrics)
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
     def committed(msg: Message, ctx: Context) -> Message:
@@ -97,13 +113,19 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
         def keep(_: Context, reveal: Reveal) -> None:
             keep_reveal(node.state_dir, reveal.task_id, reveal.round, reveal_document(reveal, node.keypair.public_key))
 
+        claims: dict[str, Any] = {}
+
         def sign(_: Context, task_id: int, round_: int, base_hash: bytes, commitment: bytes,
                  examples: int) -> tuple[str, str, bytes]:
             claim_signature(node.state_dir, task_id, round_, base_hash, commitment)
-            signed = sign_update(node.keypair, task_id, round_, base_hash, commitment, examples)
+            if "claim" in claims:
+                signed = sign_private_update(node.keypair, UpdateCommitment.of(task_id, round_, base_hash, commitment,
+                                                                               examples), to_chain(claims["claim"]))
+            else:
+                signed = sign_update(node.keypair, task_id, round_, base_hash, commitment, examples)
             return node.keypair.ss58_address, signed.scheme, signed.signature
 
-        return clip_commit_mod(settings, keep, sign)(msg, ctx, trained)
+        return clip_commit_mod(settings, keep, sign)(msg, ctx, lambda m, c: trained(m, c, claims))
 
     def route(msg: Message, ctx: Context, call_next: Handler) -> Message:
         if not is_secagg_message(msg):

@@ -98,6 +98,22 @@ DP_ACCOUNTANTS = ("prv", "rdp")  # Opacus's names; "gdp" can underestimate epsil
 MAX_EPSILON = 100.0              # the pallet's MaxEpsilon
 MAX_DELTA = 1e-3                 # the pallet's MaxDelta
 MAX_NOISE = 1e6                  # Opacus's MAX_SIGMA
+DP_GRID = (("delta", MAX_DELTA, 15), ("epsilon", MAX_EPSILON, 6), ("max_grad_norm", MAX_NOISE, 6),
+           ("noise_multiplier", MAX_NOISE, 6))
+"""Each DP term's upper bound and the decimal places the chain holds it to (a bounty's privacy section and a
+federated task's dp object alike)."""
+
+
+def dp_value_problem(value: Any, top: float, places: int) -> str | None:
+    """Why `value` is not a DP term the chain holds exactly (None: it is). runtime_bindings.privacy converts
+    through the float's shortest repr: on this grid the decoded chain value is the document's own (the check is
+    here, not a conversion: this module stays pure)."""
+    if not (_is_number(value) and math.isfinite(value) and 0 < value <= top):
+        return f"a number in (0, {top:g}]"
+    scaled = Decimal(repr(value)) * 10**places
+    if scaled != scaled.to_integral_value():
+        return f"a multiple of 1e-{places}, as the chain holds it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,16 +143,9 @@ class Privacy:
 
         _check(self.accountant in DP_ACCOUNTANTS, "privacy.accountant",
                "'prv' or 'rdp' (Opacus's 'gdp' can underestimate epsilon)")
-        for name, top, places in (("delta", MAX_DELTA, 15), ("epsilon", MAX_EPSILON, 6),
-                                  ("max_grad_norm", MAX_NOISE, 6), ("noise_multiplier", MAX_NOISE, 6)):
-            value = getattr(self, name)
-            _check(_is_number(value) and math.isfinite(value) and 0 < value <= top, f"privacy.{name}",
-                   f"a number in (0, {top:g}]")
-            # runtime_bindings.privacy converts through the float's shortest repr: on this grid the decoded
-            # chain value is the document's own (the check is here, not a conversion: this module stays pure)
-            scaled = Decimal(repr(value)) * 10**places
-            _check(scaled == scaled.to_integral_value(), f"privacy.{name}",
-                   f"a multiple of 1e-{places}, as the chain holds it")
+        for name, top, places in DP_GRID:
+            problem = dp_value_problem(getattr(self, name), top, places)
+            _check(problem is None, f"privacy.{name}", problem or "")
         key = self.noise_key
         _check(isinstance(key, NoiseKeyRef), "privacy.noise_key", "a {hash, uri} object")
         _check(isinstance(key.hash, str) and len(key.hash) == 64 and all(c in "0123456789abcdef" for c in key.hash),

@@ -11,22 +11,16 @@ are runtime_bindings.fl's, and that the round's update root on chain is the one 
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from js_flow import NEEDS_NODE, run_flow
 from substrateinterface import Keypair
 
 from devnet.runtime.pallets.task_bounties_types import holdout_commitment
 from runtime_bindings import Chain
 from runtime_bindings.fl import UpdateCommitment, account_public_key, update_commitment_bytes, update_leaf, update_root
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCRIPT = JS_DIR / "fl_flow.mjs"
-NODE = shutil.which("node")
 UNIT = 10**12
 BOUNTY, CLIENT_STAKE = 10 * UNIT, 2 * UNIT  # what the script offers and stakes
 INITIAL_MODEL, GLOBAL_MODEL = "0x" + "a1" * 32, "0x" + "9a" * 32
@@ -39,10 +33,7 @@ CONSTANTS = ("TaskDeposit", "MinBounty", "MinClientStake", "MaxRounds", "MaxClie
              "MaxEndpointLen", "AuditRevealShare")
 
 # slow: runs Polkadot.js in Node.js through the federated pallet
-pytestmark = [pytest.mark.slow, pytest.mark.compat, pytest.mark.skipif(
-    NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "api").is_dir(),
-    reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)",
-)]
+pytestmark = [pytest.mark.slow, pytest.mark.compat, NEEDS_NODE]
 
 
 def camel(name: str) -> str:
@@ -52,15 +43,7 @@ def camel(name: str) -> str:
 @pytest.fixture(scope="module")
 def flow(devnet) -> dict[str, Any]:
     """The script's report, from one run against a fresh devnet (its stderr must carry no complaint)."""
-    proc = subprocess.run([NODE, str(SCRIPT), devnet.ws_url], check=False, capture_output=True, text=True,
-                          timeout=150, cwd=JS_DIR)
-    assert proc.returncode == 0, f"fl_flow.mjs exited {proc.returncode}\n{proc.stderr}\n{proc.stdout[-2000:]}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON report on stdout:\n{proc.stdout}\n{proc.stderr}"
-    # Polkadot.js warns on stderr about metadata it cannot decorate or decode.
-    for complaint in ("not decorated", "FATAL", "Unable to", "Unknown signed extension", "error"):
-        assert complaint not in proc.stderr, proc.stderr
-    return json.loads(lines[-1])
+    return run_flow("fl_flow.mjs", devnet.ws_url, timeout=150)
 
 
 @pytest.fixture(scope="module")

@@ -9,42 +9,26 @@ doc lines as Polkadot.js decodes them, that a refused call changed nothing, and 
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from js_flow import NEEDS_NODE, run_flow
 from substrateinterface import Keypair
 
 from runtime_bindings import Chain
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCRIPT = JS_DIR / "privacy_flow.mjs"
-NODE = shutil.which("node")
 DATA = "0x" + "d7" * 32
 ALICE = Keypair.create_from_uri("//Alice").ss58_address
 EPSILON, DELTA, CAP, TASK_DELTA = 8_000_000, 10**11, 3_000_000, 10**10  # what the script sets and reserves
 
 # slow: runs Polkadot.js in Node.js against a devnet process
-pytestmark = [pytest.mark.slow, pytest.mark.compat, pytest.mark.skipif(
-    NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "api").is_dir(),
-    reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)",
-)]
+pytestmark = [pytest.mark.slow, pytest.mark.compat, NEEDS_NODE]
 
 
 @pytest.fixture(scope="module")
 def flow(devnet) -> dict[str, Any]:
     """The script's report, from one run against a fresh devnet (its stderr must carry no complaint)."""
-    proc = subprocess.run([NODE, str(SCRIPT), devnet.ws_url], check=False, capture_output=True, text=True,
-                          timeout=120, cwd=JS_DIR)
-    assert proc.returncode == 0, f"privacy_flow.mjs exited {proc.returncode}\n{proc.stderr}\n{proc.stdout[-2000:]}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON report on stdout:\n{proc.stdout}\n{proc.stderr}"
-    for complaint in ("not decorated", "FATAL", "Unable to", "Unknown signed extension", "error"):
-        assert complaint not in proc.stderr, proc.stderr
-    return json.loads(lines[-1])
+    return run_flow("privacy_flow.mjs", devnet.ws_url, timeout=120)
 
 
 @pytest.fixture(scope="module")

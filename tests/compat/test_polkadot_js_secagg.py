@@ -9,38 +9,21 @@ SecAggSpec is the one sent, and that the draw Node.js read is the one the seed (
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from js_flow import NEEDS_NODE, run_flow
 
 from devnet.runtime.pallets.federated_secagg import draw
 from runtime_bindings import Chain
 from runtime_bindings.fl import account_public_key
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCRIPT = JS_DIR / "secagg_flow.mjs"
-NODE = shutil.which("node")
-
-pytestmark = [pytest.mark.slow, pytest.mark.compat, pytest.mark.skipif(
-    NODE is None or not (JS_DIR / "node_modules" / "@polkadot" / "api").is_dir(),
-    reason="needs node and tests/js/node_modules (run `npm ci` in tests/js, or `make setup`)",
-)]
+pytestmark = [pytest.mark.slow, pytest.mark.compat, NEEDS_NODE]
 
 
 @pytest.fixture(scope="module")
 def flow(devnet) -> dict[str, Any]:
-    proc = subprocess.run([NODE, str(SCRIPT), devnet.ws_url], check=False, capture_output=True, text=True,
-                          timeout=150, cwd=JS_DIR)
-    assert proc.returncode == 0, f"secagg_flow.mjs exited {proc.returncode}\n{proc.stderr}\n{proc.stdout[-2000:]}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON report on stdout:\n{proc.stdout}\n{proc.stderr}"
-    for complaint in ("not decorated", "FATAL", "Unable to", "Unknown signed extension", "error"):
-        assert complaint not in proc.stderr, proc.stderr
-    return json.loads(lines[-1])
+    return run_flow("secagg_flow.mjs", devnet.ws_url, timeout=150)
 
 
 @pytest.fixture(scope="module")

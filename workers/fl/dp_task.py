@@ -11,15 +11,13 @@ Pure (no torch, no chain): the spec module and the validators' checks import it.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-ACCOUNTANTS = ("prv", "rdp")
+from workers.spec import DP_ACCOUNTANTS, DP_GRID, dp_value_problem
+
 KEYS = ("accountant", "delta", "epsilon", "max_grad_norm", "noise_multiplier")
-_GRID = {"delta": (1e-3, 15), "epsilon": (100.0, 6), "max_grad_norm": (1e6, 6), "noise_multiplier": (1e6, 6)}
 
 
 class DpTaskError(ValueError):
@@ -38,16 +36,13 @@ class FlDp:
     noise_multiplier: float
 
     def __post_init__(self) -> None:
-        if self.accountant not in ACCOUNTANTS:
-            raise DpTaskError(f"accountant must be one of {', '.join(ACCOUNTANTS)} (gdp can underestimate epsilon)")
-        for name, (top, places) in _GRID.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not 0 < value <= top:
-                raise DpTaskError(f"{name} {value!r} must be a number in (0, {top:g}]")
-            scaled = Decimal(repr(float(value))) * 10**places
-            if scaled != scaled.to_integral_value():
-                raise DpTaskError(f"{name} {value!r} must be a multiple of 1e-{places}, as the chain holds it")
+        if self.accountant not in DP_ACCOUNTANTS:
+            raise DpTaskError(f"accountant must be one of {', '.join(DP_ACCOUNTANTS)} (gdp can underestimate "
+                              "epsilon)")
+        for name, top, places in DP_GRID:   # the grid a bounty's privacy section is held to
+            problem = dp_value_problem(getattr(self, name), top, places)
+            if problem is not None:
+                raise DpTaskError(f"{name} {getattr(self, name)!r} must be {problem}")
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> FlDp:
@@ -60,4 +55,4 @@ class FlDp:
         return {k: getattr(self, k) for k in KEYS}
 
 
-__all__ = ["ACCOUNTANTS", "KEYS", "DpTaskError", "FlDp"]
+__all__ = ["KEYS", "DpTaskError", "FlDp"]

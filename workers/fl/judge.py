@@ -75,13 +75,14 @@ class RoundFailed(Exception):
 class RoundObjects:
     """What the aggregator stored for one round, read and verified by hash: the round document (decoded and
     its bytes) and the PTTS1 bytes of the base model, the global model and each participant's update
-    (participant order)."""
+    (participant order); in a private round, the DP claims the chain kept (participant order, else None)."""
 
     document: RoundDocument
     document_bytes: bytes
     base: bytes
     global_model: bytes
     updates: list[bytes]
+    claims: list[Any] | None = None
 
 
 class RoundJudge:
@@ -239,7 +240,8 @@ class RoundJudge:
         with TORCH_LOCK:  # validators sharing a process (threads, tests, the demo) evaluate one at a time
             outcome = round_verdict(spec, chain_round, objects.document_bytes, objects.base, objects.global_model,
                                     objects.updates, holdout_data)
-        return with_claim_failures(outcome, chain_round, self.claim_failures(task_id, round_, spec, record))
+        failures = self.claim_failures(task_id, round_, spec, record, objects.claims)
+        return with_claim_failures(outcome, chain_round, failures)
 
     def secagg_verdict(self, task_id: int, round_: int, task: Any, record: Any, holdout: Any,
                        secagg: Any) -> RoundVerdictValue | None:
@@ -284,7 +286,8 @@ class RoundJudge:
                                            objects.global_model, audited, holdout_data)
         # under SecAgg the pallet lets a verdict reject only audited clients (RejectedNotAudited)
         drawn = {str(a) for a in audit.drawn}
-        failures = {a: why for a, why in self.claim_failures(task_id, round_, spec, record).items() if a in drawn}
+        failures = {a: why for a, why in self.claim_failures(task_id, round_, spec, record, objects.claims).items()
+                    if a in drawn}
         return with_claim_failures(outcome, chain_round, failures)
 
     def fetch_reveal(self, task_id: int, round_: int, account: str, max_bytes: int) -> Any:
@@ -316,15 +319,15 @@ class RoundJudge:
             raise RoundFailed("a participant of a private round has no DP claim on chain")
         return claims
 
-    def claim_failures(self, task_id: int, round_: int, spec: FlSpec, record: Any) -> dict[str, str]:
-        """The participants of a private round whose claim under-reports their privacy loss, with why: the
-        claim's mechanism, rate and steps against the task, the signed example count and the rounds the chain
-        shows them in (workers/fl/dp_claims.py)."""
+    def claim_failures(self, task_id: int, round_: int, spec: FlSpec, record: Any,
+                       claims: list[Any] | None) -> dict[str, str]:
+        """The participants of a private round whose claim (`claims`, as fetch_round read them) under-reports
+        their privacy loss, with why: the claim's mechanism, rate and steps against the task, the signed example
+        count and the rounds the chain shows them in (workers/fl/dp_claims.py)."""
         from workers.fl.dp_claims import claim_problems
         from workers.fl.dp_record import from_chain
 
         participants = [(str(a), int(n)) for a, n in record.participants]
-        claims = self.round_claims(task_id, round_, participants)
         if claims is None or spec.dp is None:
             return {}
         fl = self.chain.federated_tasks
@@ -396,7 +399,8 @@ class RoundJudge:
             base=fetch_object(store, root, as_hex(record.base_model_hash), "base model"),
             global_model=fetch_object(store, root, as_hex(record.global_model_hash), "global model"),
             updates=[fetch_object(store, root, digest, f"update of {account}")
-                     for digest, (account, _) in zip(hashes, participants, strict=True)] if with_updates else [])
+                     for digest, (account, _) in zip(hashes, participants, strict=True)] if with_updates else [],
+            claims=claims)
 
 
 def with_claim_failures(outcome: RoundVerdictValue, chain_round: Any, failures: dict[str, str]) -> RoundVerdictValue:

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from paratrain.argtypes import concentration, count, non_negative, port_or_any, positive
+from paratrain.argtypes import concentration, count, non_negative, port_or_any, positive, positive_real
 from paratrain.commands.fl import rule as fl_rule
 from paratrain.local import (
     DEVNET_DEFAULT_CHALLENGE_PERIOD_MS,
@@ -102,12 +102,23 @@ def run_command(args: argparse.Namespace) -> int:
         from paratrain.cli import CliError
 
         raise CliError("--secagg runs with --federated: paratrain demo --federated --secagg")
+    dp_epsilon = getattr(args, "dp_epsilon", None)
+    if dp_epsilon is not None:
+        from paratrain.cli import CliError
+        from paratrain.demo_private import BUDGET_EPSILON
+
+        if not args.secagg:
+            raise CliError("--dp-epsilon runs with --federated --secagg: paratrain demo --federated --secagg "
+                           "--dp-epsilon 3")
+        if dp_epsilon > BUDGET_EPSILON:
+            raise CliError(f"--dp-epsilon {dp_epsilon:g} is more than the budget of epsilon {BUDGET_EPSILON:g} each "
+                           "data owner sets for its shard")
     if getattr(args, "federated", False):
         from paratrain.demo_federated import FederatedDemoOptions, run_federated_demo
 
         return run_federated_demo(FederatedDemoOptions(rule=args.rule, alpha=args.alpha, rounds=args.rounds,
                                                        png=args.png, port=args.port, keep=args.keep,
-                                                       secagg=args.secagg))
+                                                       secagg=args.secagg, dp_epsilon=dp_epsilon))
     return run_demo(options=options_from_args(args))
 
 
@@ -136,6 +147,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     federated.add_argument("--secagg", action="store_true",
                            help="with --federated: one FedAvg task under SecAgg+, half of each round audited, one "
                                 "client sending an unclipped update (docs/secagg.md)")
+    federated.add_argument("--dp-epsilon", type=positive_real, default=None, metavar="E",
+                           help="with --federated --secagg: every client trains with DP-SGD, spending at most "
+                                "epsilon E of its own budget of 8 (docs/dp-sgd.md)")
     federated.add_argument("--png", default="fl-accuracy.png", metavar="PATH",
                            help="where the accuracy-per-round picture is written (default fl-accuracy.png)")
     return parser

@@ -50,6 +50,7 @@ class Audits:
 class SecAggDemo(FederatedDemo):
     poisoners = SECAGG_POISONERS
     checks = "holdout, and the audited clients' reveals against their commitments"
+    extra_columns: tuple[str, ...] = ()   # a variant's own columns of the payout table (see _extra_cells)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,7 +109,7 @@ class SecAggDemo(FederatedDemo):
         self._plot(png)
         fl = self.chain.federated_tasks
         table = Table(title=f"what each data owner got in task #{seen.task_id} (PARA)")
-        for column in ("client", "role", "paid", "slashed", "rounds audited", "rounds rejected"):
+        for column in ("client", "role", "paid", "slashed", "rounds audited", "rounds rejected", *self.extra_columns):
             table.add_column(column)
         honest_ok, poisoner_ok, caught, unseen = True, True, [], []
         for i, keypair in enumerate(self.clients):
@@ -116,10 +117,11 @@ class SecAggDemo(FederatedDemo):
             paid, slashed = int(info.paid), CLIENT_STAKE - int(info.stake)
             audited = sorted(r for r, who in self.audits.drawn.items() if i in who)
             role = self.poisoners.get(i, "honest")
+            extra, extra_ok = self._extra_cells(seen, i, keypair)
             table.add_row(f"client {i}", role, f"{paid / UNIT:,.4f}", f"{slashed / UNIT:,.4f}" if slashed else "-",
-                          ", ".join(map(str, audited)) or "-", str(int(info.rounds_rejected)))
+                          ", ".join(map(str, audited)) or "-", str(int(info.rounds_rejected)), *extra)
             if i not in self.poisoners:
-                honest_ok &= paid > 0 and slashed == 0 and int(info.rounds_rejected) == 0
+                honest_ok &= paid > 0 and slashed == 0 and int(info.rounds_rejected) == 0 and extra_ok
             elif audited:
                 poisoner_ok &= int(info.rounds_rejected) >= 1 and slashed > 0
                 caught.append(i)
@@ -139,6 +141,11 @@ class SecAggDemo(FederatedDemo):
                      "update went unseen in the sum: the audit is a sample; every honest client was paid",
                      "[yellow]![/yellow]")
         return EXIT_OK
+
+    def _extra_cells(self, seen: TaskSeen, index: int, keypair: Any) -> tuple[list[str], bool]:
+        """A variant's cells of client `index`'s row (extra_columns) and whether they are what an honest
+        client's should be."""
+        return [], True
 
 
 __all__ = ["SecAggDemo"]

@@ -27,7 +27,7 @@ typecheck: setup
 	-.venv/bin/mypy -p paratrain_api
 
 test: setup lint
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=25
 
 test-fast: setup lint
 	.venv/bin/python -m pytest -q -m "not slow"

@@ -49,7 +49,7 @@ def noise_for(epsilon: float, rounds: int, sizes: list[int]) -> float:
 
 class PrivateSecAggDemo(SecAggDemo):
     checks = "holdout, the audited clients' reveals and DP claims"
-    extra_columns = ("epsilon spent", "budget left")
+    extra_columns = ("ε spent", "ε left")
 
     def _post_tasks(self) -> None:
         from runtime_bindings.privacy import delta_to_chain, epsilon_to_chain

@@ -109,7 +109,7 @@ class SecAggDemo(FederatedDemo):
         self._plot(png)
         fl = self.chain.federated_tasks
         table = Table(title=f"what each data owner got in task #{seen.task_id} (PARA)")
-        for column in ("client", "role", "paid", "slashed", "rounds audited", "rounds rejected", *self.extra_columns):
+        for column in ("client", "role", "paid", "slashed", "audited in", "rejected", *self.extra_columns):
             table.add_column(column)
         honest_ok, poisoner_ok, caught, unseen = True, True, [], []
         for i, keypair in enumerate(self.clients):

@@ -67,24 +67,32 @@ def test_ctrl_c_stops_every_flower_process(tmp_path):
         run.kill_leftovers()
 
 
-def test_the_secagg_demo_audits_each_round_and_pays_every_honest_client(tmp_path):
-    """`paratrain demo --federated --secagg`: one FedAvg task under SecAgg+, half of each round audited; it must
-    exit 0 (every honest client paid, none slashed, the unclipped poisoner rejected in every round it was drawn)."""
-    png = tmp_path / "secagg.png"
-    run = DemoRun("--federated", "--secagg", "--rounds", "2", "--png", str(png))
+def test_the_private_secagg_demo_audits_each_round_and_spends_each_budget_within_the_cap(tmp_path):
+    """`paratrain demo --federated --secagg --dp-epsilon 3`: one FedAvg task under SecAgg+ with local DP-SGD on
+    every client, half of each round audited. It must exit 0 (every honest client paid, none slashed, the
+    unclipped poisoner rejected in every round it was drawn) and show each client's budget of epsilon 8 spent
+    above 0 and at most 3, its reservation closed (spent + left = 8). It runs the SecAgg demo's own code
+    (paratrain/demo_private.py subclasses paratrain/demo_secagg.py) plus the budgets: one run for both."""
+    png = tmp_path / "private.png"
+    run = DemoRun("--federated", "--secagg", "--dp-epsilon", "3", "--rounds", "2", "--png", str(png))
     try:
         code = run.wait(1200)
         text = run.text
         print(text)
         assert code == 0, text[-4000:]
-        assert "Traceback" not in text
-        for words in ("fedavg+secagg", "SecAgg+: the aggregator sees only each round's sum", "claimed the task",
+        assert "Traceback" not in text and "WARNING" not in text
+        for words in ("each data owner set a privacy budget of epsilon 8", "fedavg+secagg+dp",
+                      "DP-SGD on every client: noise multiplier", "claimed the task",
                       "round 1: the chain drew clients", "round 2: the chain drew clients", "round 2: Accepted",
-                      "what each data owner got in task", "scale:4", "everything stopped"):
+                      "every data owner took its stake back", "what each data owner got in task", "scale:4",
+                      "everything stopped"):
             assert words in text, words
         assert ("the audit caught client(s) 6" in text) != ("the chain never drew client(s) 6" in text)
         rows = [line for line in text.splitlines() if re.search(r"│ client \d │", line)]
         assert len(rows) == 8 and sum("│ honest" in row for row in rows) == 7
+        for row in rows:
+            spent, left = (float(cell) for cell in [c.strip() for c in row.split("│")[1:-1]][-2:])
+            assert 0 < spent <= 3 and spent + left == pytest.approx(8, abs=2e-3), row
         assert png.read_bytes()[:8] == PNG_SIGNATURE
         assert run.survivors(grace=20) == []
     finally:

@@ -259,3 +259,33 @@ def test_a_run_that_ends_with_every_round_committed_is_not_started_again(market:
     assert run.state is FlRunState.RUNNING and run.relaunches == 0 and run.run_id is None
     assert [name for name, _ in link.calls].count("submit") == 1
     assert market.federated_tasks.tasks(task).status.VARIANT == "Running"  # nothing released: verdicts decide
+
+
+def test_a_last_commit_landing_while_the_run_is_checked_does_not_start_it_again(market: Chain, tmp_path: Any):
+    """The ServerApp commits its last round and returns between the aggregator's read of the task and its
+    look at the run: the run ended with every round committed, not with rounds left."""
+    join_deadline = market.best_number() + 1 + 1 + len(CLIENTS)
+    receipt = market.federated_tasks.create_task(ALICE, {**spec(), "rounds": 2}, 10 * UNIT, join_deadline,
+                                                 join_deadline + 300, 1, None)
+    task = int(next(e.task for e in receipt.events if e.name == "TaskCreated"))
+    for i, client in enumerate(CLIENTS):
+        market.federated_tasks.join(client, task, "0x" + f"{i + 1:02x}" * 32, 100, UNIT)
+    tick(market, join_deadline)
+
+    class CommittingLink(RecordingLink):
+        def finished(self, run_id: int) -> str | None:
+            if run_id not in self.finish:
+                return None
+            if int(market.federated_tasks.tasks(task).last_committed) < 2:
+                commit_rounds(market, task, 2)
+            return self.finish[run_id]
+
+    link = CommittingLink()
+    agg = aggregator(market, tmp_path, link)
+    agg.step()
+    assert agg.runs[task].state is FlRunState.RUNNING
+    link.finish[100 + task] = "finished:completed"
+    agg.step()
+    run = agg.runs[task]
+    assert run.state is FlRunState.RUNNING and run.relaunches == 0 and run.run_id is None
+    assert [name for name, _ in link.calls].count("submit") == 1

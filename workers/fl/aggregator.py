@@ -332,6 +332,8 @@ class Aggregator:
         status = self.link.finished(run.run_id)
         if status is None:
             return
+        # read again: the view is from before the poll, and the run's last commit may have landed since
+        view = task_view(run.task_id, self.chain.federated_tasks.tasks(run.task_id)) or view
         if view.last_committed >= view.rounds:
             log.info("federated task %d: run %s %s with every round committed; waiting for the verdicts",
                      run.task_id, run.run_id, status)

@@ -31,7 +31,8 @@ class WorkerApi(Protocol):
 
     async def relay_extrinsic(self, account: str, task_id: int, extrinsic: bytes) -> str:
         """Relay a TaskBounties extrinsic signed by `account` itself about `task_id` (claim_task,
-        heartbeat, release_claim, submit_result); returns its hash. The orchestrator never signs."""
+        heartbeat, release_claim, submit_result, submit_private_result); returns its hash. The orchestrator
+        never signs."""
 
     async def report_result(self, account: str, task_id: int, extrinsic_hash: str) -> None:
         """Tell the orchestrator a result was submitted on chain (it confirms from finalized events)."""

@@ -14,16 +14,18 @@ the claimed steps. Claiming more only spends more of the client's own budget.
 """
 from __future__ import annotations
 
-from runtime_bindings.privacy import epsilon_from_chain, epsilon_to_chain, rate_from_chain
+from runtime_bindings.privacy import epsilon_to_chain, rate_from_chain
 from workers.fl.dp_task import FlDp
 from workers.privacy.accounting import (
     CLAIM_TOLERANCE,
     DpClaim,
     DpTerms,
     PrivacyError,
+    mechanism_problems,
     recompute_epsilon,
     sample_rate_of,
     steps_for,
+    under_reported,
 )
 
 
@@ -59,20 +61,12 @@ def claim_problems(claim: DpClaim, dp: FlDp, *, num_examples: int, batch_size: i
     terms = terms_of(dp)
     rate = sample_rate_of(num_examples, batch_size)
     least = rounds_at_least * round_steps(num_examples, batch_size, local_epochs)
-    problems = [f"{name}: claimed {got}, the {source} says {want}" for name, got, want, source in (
-        ("accountant", claim.accountant, terms.accountant, "task"), ("delta", claim.delta, terms.delta, "task"),
-        ("max_grad_norm", claim.max_grad_norm, terms.max_grad_norm, "task"),
-        ("noise_multiplier", claim.noise_multiplier, terms.noise_multiplier, "task"),
-        ("sample_rate", claim.sample_rate, rate, f"signed example count ({batch_size} of {num_examples})"),
-    ) if got != want]
+    problems = mechanism_problems(claim, terms, rate, source="task",
+                                  rate_source=f"signed example count ({batch_size} of {num_examples})")
     if claim.steps < least:
         problems.append(f"steps: claimed {claim.steps}, fewer than the {least} of its {rounds_at_least} rounds")
-    recomputed = recompute_epsilon(terms, rate, max(claim.steps, least))
-    claimed = epsilon_from_chain(claim.epsilon)
-    if claimed < (1 - tolerance) * recomputed:
-        problems.append(f"epsilon: claimed {claimed}, more than {tolerance:.0%} below the recomputed "
-                        f"{recomputed:.6f}")
-    return problems
+    low = under_reported(claim, terms, rate, max(claim.steps, least), tolerance=tolerance)
+    return problems + ([low] if low else [])
 
 
 __all__ = ["CapReached", "claim_problems", "client_claim", "round_steps", "terms_of"]

@@ -228,27 +228,45 @@ def honest_claim(terms: DpTerms, *, train_examples: int, batch_size: int, epochs
                    steps=steps, max_grad_norm=terms.max_grad_norm, delta=terms.delta, epsilon=epsilon_units)
 
 
-def check_claim(claim: DpClaim | Mapping[str, Any], terms: DpTerms | Mapping[str, Any], *, train_examples: int,
-                batch_size: int, epochs: int, tolerance: float = CLAIM_TOLERANCE) -> list[str]:
-    """Why `claim` is wrong for a run of `terms` on `train_examples` (empty: it is right). The mechanism must be
-    the spec's exactly (the replay reproduces only that one), q and steps what the data size implies, and the
-    claimed epsilon at least (1 - tolerance) of the recomputation; claiming more only spends more budget.
-    Epsilon is recomputed from the spec and the data, never from the claim's own values."""
-    claim = claim if isinstance(claim, DpClaim) else DpClaim.from_mapping(claim)
-    terms = terms if isinstance(terms, DpTerms) else DpTerms.from_mapping(terms)
-    rate, steps = sample_rate_of(train_examples, batch_size), steps_for(train_examples, batch_size, epochs)
-    reasons = [f"{name}: claimed {got}, the {source} says {want}" for name, got, want, source in (
-        ("accountant", claim.accountant, terms.accountant, "spec"),
-        ("delta", claim.delta, terms.delta, "spec"),
-        ("max_grad_norm", claim.max_grad_norm, terms.max_grad_norm, "spec"),
-        ("noise_multiplier", claim.noise_multiplier, terms.noise_multiplier, "spec"),
-        ("sample_rate", claim.sample_rate, rate, f"data size ({batch_size} of {train_examples})"),
-        ("steps", claim.steps, steps, f"data size ({train_examples // batch_size} steps an epoch, {epochs} epochs)"),
+def mechanism_problems(claim: DpClaim, terms: DpTerms, rate: int, *, source: str, rate_source: str) -> list[str]:
+    """Where `claim`'s mechanism is not `terms`' (named by `source`) or its sample rate not `rate` (named by
+    `rate_source`): the replay, or a federated client's accounting, reproduces only that one mechanism."""
+    return [f"{name}: claimed {got}, the {where} says {want}" for name, got, want, where in (
+        ("accountant", claim.accountant, terms.accountant, source),
+        ("delta", claim.delta, terms.delta, source),
+        ("max_grad_norm", claim.max_grad_norm, terms.max_grad_norm, source),
+        ("noise_multiplier", claim.noise_multiplier, terms.noise_multiplier, source),
+        ("sample_rate", claim.sample_rate, rate, rate_source),
     ) if got != want]
+
+
+def under_reported(claim: DpClaim, terms: DpTerms, rate: int, steps: int, *,
+                   tolerance: float = CLAIM_TOLERANCE) -> str | None:
+    """Why `claim`'s epsilon is more than `tolerance` below a recomputation of `steps` steps at `rate` under
+    `terms` (None: it is not); epsilon is recomputed from the terms, never from the claim's own values."""
     recomputed = recompute_epsilon(terms, rate, steps)
     claimed = epsilon_from_chain(claim.epsilon)
     if claimed < (1 - tolerance) * recomputed:
-        reasons.append(f"epsilon: claimed {claimed}, more than {tolerance:.0%} below the recomputed {recomputed:.6f}")
+        return f"epsilon: claimed {claimed}, more than {tolerance:.0%} below the recomputed {recomputed:.6f}"
+    return None
+
+
+def check_claim(claim: DpClaim | Mapping[str, Any], terms: DpTerms | Mapping[str, Any], *, train_examples: int,
+                batch_size: int, epochs: int, tolerance: float = CLAIM_TOLERANCE) -> list[str]:
+    """Why `claim` is wrong for a run of `terms` on `train_examples` (empty: it is right). The mechanism must be
+    the spec's exactly, q and steps what the data size implies, and the claimed epsilon at least
+    (1 - tolerance) of the recomputation; claiming more only spends more budget."""
+    claim = claim if isinstance(claim, DpClaim) else DpClaim.from_mapping(claim)
+    terms = terms if isinstance(terms, DpTerms) else DpTerms.from_mapping(terms)
+    rate, steps = sample_rate_of(train_examples, batch_size), steps_for(train_examples, batch_size, epochs)
+    reasons = mechanism_problems(claim, terms, rate, source="spec",
+                                 rate_source=f"data size ({batch_size} of {train_examples})")
+    if claim.steps != steps:
+        reasons.append(f"steps: claimed {claim.steps}, the data size ({train_examples // batch_size} steps an "
+                       f"epoch, {epochs} epochs) says {steps}")
+    low = under_reported(claim, terms, rate, steps, tolerance=tolerance)
+    reasons += [low] if low else []
     if claim.epsilon > terms.epsilon_cap:
-        reasons.append(f"epsilon: claimed {claimed}, above the cap {epsilon_from_chain(terms.epsilon_cap)}")
+        reasons.append(f"epsilon: claimed {epsilon_from_chain(claim.epsilon)}, above the cap "
+                       f"{epsilon_from_chain(terms.epsilon_cap)}")
     return reasons

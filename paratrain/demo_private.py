@@ -21,17 +21,21 @@ budget.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
-from paratrain.demo_federated import CLIENTS, TaskSeen
-from paratrain.demo_secagg import AUDIT_RATE, NORM_BOUND, SecAggDemo
+from paratrain.demo_federated import CLIENTS
+from paratrain.demo_secagg import SecAggDemo
+
+if TYPE_CHECKING:
+    from workers.fl.dp_task import FlDp
 
 BUDGET_EPSILON = 8.0     # each owner's budget for its shard, of which the task reserves its cap
 DELTA = 1e-5
 BUDGET_DELTA = 1e-4
 MAX_GRAD_NORM = 1.0
 ACCOUNTANT = "prv"
-HYPERPARAMETERS = {"local_epochs": 3, "lr": 0.1, "batch_size": 32}   # DP-SGD wants a larger step than SGD's 0.01
+BATCH_SIZE, LOCAL_EPOCHS = 32, 3
+HYPERPARAMETERS = {"local_epochs": LOCAL_EPOCHS, "lr": 0.1, "batch_size": BATCH_SIZE}   # a larger step than SGD's
 
 
 def noise_for(epsilon: float, rounds: int, sizes: list[int]) -> float:
@@ -42,63 +46,57 @@ def noise_for(epsilon: float, rounds: int, sizes: list[int]) -> float:
     from workers.fl.dp_claims import round_steps
     from workers.privacy.accounting import noise_multiplier_for, sample_rate_of
 
-    smallest, batch, epochs = min(sizes), HYPERPARAMETERS["batch_size"], HYPERPARAMETERS["local_epochs"]
-    return noise_multiplier_for(epsilon, DELTA, rate_from_chain(sample_rate_of(smallest, batch)),
-                                rounds * round_steps(smallest, batch, epochs), ACCOUNTANT)
+    smallest = min(sizes)
+    return noise_multiplier_for(epsilon, DELTA, rate_from_chain(sample_rate_of(smallest, BATCH_SIZE)),
+                                rounds * round_steps(smallest, BATCH_SIZE, LOCAL_EPOCHS), ACCOUNTANT)
 
 
 class PrivateSecAggDemo(SecAggDemo):
     checks = "holdout, the audited clients' reveals and DP claims"
     extra_columns = ("ε spent", "ε left")
 
-    def _post_tasks(self) -> None:
+    min_clients_per_round = CLIENTS   # every client every round: the same rounds on every run (demo_federated)
+    hyperparameters: ClassVar[dict[str, float]] = HYPERPARAMETERS
+
+    @property
+    def cap(self) -> float:
+        """The task's epsilon cap per client (--dp-epsilon)."""
+        if self.options.dp_epsilon is None:
+            raise ValueError("the private demo runs with a dp_epsilon")
+        return self.options.dp_epsilon
+
+    def _dp_terms(self) -> FlDp:
+        """Every owner's budget for its shard first (joining reserves the cap of it), then the terms."""
         from runtime_bindings.privacy import delta_to_chain, epsilon_to_chain
         from workers.fl.dp_task import FlDp
-        from workers.fl.secagg_params import SecAggParams
-        from workers.fl.secagg_task import SecAggTask
-        from workers.fl.spec import build_spec
 
-        opts = self.options
-        assert opts.dp_epsilon is not None
-        self._split()
         for keypair, shard in zip(self.clients, self.split.shards, strict=True):
             self.chain.privacy_budgets.set_budget(keypair, "0x" + shard.hash, epsilon_to_chain(BUDGET_EPSILON),
                                                   delta_to_chain(BUDGET_DELTA))
         self.say(f"each data owner set a privacy budget of epsilon {BUDGET_EPSILON:g} (delta {BUDGET_DELTA:g}) for "
                  "its shard")
         sizes = [s.num_examples for s in self.split.shards]
-        sigma = noise_for(opts.dp_epsilon, opts.rounds, sizes)
-        dp = FlDp(ACCOUNTANT, opts.dp_epsilon, DELTA, MAX_GRAD_NORM, sigma)
-        self.say(f"//Alice split digits: holdout of {self.split.holdout_examples}, eight non-IID shards "
-                 f"(alpha {opts.alpha:g}) of {self._sizes()} examples; client 6 will send its update four times "
-                 "as long, unclipped (scale:4)")
-        secagg = SecAggTask(SecAggParams(), update_norm_bound=NORM_BOUND, audit_rate=AUDIT_RATE)
-        self._post(build_spec(recipe="digits_mlp", rule="fedavg", rounds=opts.rounds,
-                              min_clients_per_round=len(self.clients), seed=opts.seed,
-                              round_timeout_s=opts.round_timeout_s, hyperparameters=dict(HYPERPARAMETERS),
-                              secagg=secagg, dp=dp))
+        sigma = noise_for(self.cap, self.options.rounds, sizes)
         self.say(f"DP-SGD on every client: noise multiplier {sigma:g} (the smallest keeping the {min(sizes)}-example "
-                 f"shard within epsilon {opts.dp_epsilon:g} over {opts.rounds} rounds), clipping {MAX_GRAD_NORM:g}, "
-                 f"delta {DELTA:g}; SecAgg+ over it, {AUDIT_RATE // 10**7}% of each round audited")
-        self._until_join_deadline()
+                 f"shard within epsilon {self.cap:g} over {self.options.rounds} rounds), clipping "
+                 f"{MAX_GRAD_NORM:g}, delta {DELTA:g}")
+        return FlDp(ACCOUNTANT, self.cap, DELTA, MAX_GRAD_NORM, sigma)
 
     def _settle(self) -> int:
         seen = self.tasks[0]
         self._observe(seen)
         for keypair in self.clients:   # closes each reservation: what no accepted round spent goes back
             self.chain.federated_tasks.withdraw_stake(keypair, seen.task_id)
-        self.say(f"every data owner took its stake back, closing its reservation of epsilon "
-                 f"{self.options.dp_epsilon:g}")
+        self.say(f"every data owner took its stake back, closing its reservation of epsilon {self.cap:g}")
         return super()._settle()
 
-    def _extra_cells(self, seen: TaskSeen, index: int, keypair: Any) -> tuple[list[str], bool]:
+    def _extra_cells(self, index: int) -> tuple[list[str], bool]:
         from runtime_bindings.privacy import epsilon_from_chain
 
         budget = self.chain.privacy_budgets.budgets("0x" + self.split.shards[index].hash)
         spent = epsilon_from_chain(int(budget.spent_epsilon))
         left = epsilon_from_chain(int(budget.epsilon) - int(budget.spent_epsilon) - int(budget.reserved_epsilon))
-        assert self.options.dp_epsilon is not None
-        return [f"{spent:.3f}", f"{left:.3f}"], 0 < spent <= self.options.dp_epsilon
+        return [f"{spent:.3f}", f"{left:.3f}"], 0 < spent <= self.cap
 
     def _plot(self, png: Path) -> None:
         """Accuracy against the median cumulative epsilon claimed in each round (rounds marked)."""
@@ -125,7 +123,7 @@ class PrivateSecAggDemo(SecAggDemo):
         ax.set_ylabel("accuracy on the holdout (validators)")
         ax.set_ylim(0, 1)
         ax.set_xlim(left=0)
-        ax.set_title(f"digits, {CLIENTS} clients, local DP-SGD, cap epsilon {self.options.dp_epsilon:g}")
+        ax.set_title(f"digits, {CLIENTS} clients, local DP-SGD, cap epsilon {self.cap:g}")
         ax.legend()
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=100, bbox_inches="tight")

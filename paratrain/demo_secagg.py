@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.table import Table
 
@@ -33,6 +33,9 @@ from paratrain.demo_federated import (
     FederatedDemo,
     TaskSeen,
 )
+
+if TYPE_CHECKING:
+    from workers.fl.dp_task import FlDp
 
 SECAGG_POISONERS = {6: "scale:4"}
 NORM_BOUND = 10.0          # honest digits_mlp updates of these hyperparameters measure 3.4 to 6.7
@@ -51,6 +54,8 @@ class SecAggDemo(FederatedDemo):
     poisoners = SECAGG_POISONERS
     checks = "holdout, and the audited clients' reveals against their commitments"
     extra_columns: tuple[str, ...] = ()   # a variant's own columns of the payout table (see _extra_cells)
+    min_clients_per_round = 6
+    hyperparameters: ClassVar[dict[str, float]] = {"local_epochs": 3, "lr": 0.01}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,12 +72,17 @@ class SecAggDemo(FederatedDemo):
                  f"(alpha {opts.alpha:g}) of {self._sizes()} examples; client 6 will send its update four times "
                  "as long, unclipped (scale:4)")
         secagg = SecAggTask(SecAggParams(), update_norm_bound=NORM_BOUND, audit_rate=AUDIT_RATE)
-        self._post(build_spec(recipe="digits_mlp", rule="fedavg", rounds=opts.rounds, min_clients_per_round=6,
-                              seed=opts.seed, round_timeout_s=opts.round_timeout_s,
-                              hyperparameters={"local_epochs": 3, "lr": 0.01}, secagg=secagg))
+        self._post(build_spec(recipe="digits_mlp", rule="fedavg", rounds=opts.rounds,
+                              min_clients_per_round=self.min_clients_per_round, seed=opts.seed,
+                              round_timeout_s=opts.round_timeout_s, hyperparameters=dict(self.hyperparameters),
+                              secagg=secagg, dp=self._dp_terms()))
         self.say(f"SecAgg+: the aggregator sees only each round's sum; updates clipped to L2 {NORM_BOUND:g}; "
                  f"{AUDIT_RATE // 10**7}% of each round audited, drawn by the chain")
         self._until_join_deadline()
+
+    def _dp_terms(self) -> FlDp | None:
+        """A variant's local DP-SGD terms for the task, decided once the shards are split (none here)."""
+        return None
 
     def _observe(self, seen: TaskSeen) -> None:
         super()._observe(seen)
@@ -117,7 +127,7 @@ class SecAggDemo(FederatedDemo):
             paid, slashed = int(info.paid), CLIENT_STAKE - int(info.stake)
             audited = sorted(r for r, who in self.audits.drawn.items() if i in who)
             role = self.poisoners.get(i, "honest")
-            extra, extra_ok = self._extra_cells(seen, i, keypair)
+            extra, extra_ok = self._extra_cells(i)
             table.add_row(f"client {i}", role, f"{paid / UNIT:,.4f}", f"{slashed / UNIT:,.4f}" if slashed else "-",
                           ", ".join(map(str, audited)) or "-", str(int(info.rounds_rejected)), *extra)
             if i not in self.poisoners:
@@ -142,7 +152,7 @@ class SecAggDemo(FederatedDemo):
                      "[yellow]![/yellow]")
         return EXIT_OK
 
-    def _extra_cells(self, seen: TaskSeen, index: int, keypair: Any) -> tuple[list[str], bool]:
+    def _extra_cells(self, index: int) -> tuple[list[str], bool]:
         """A variant's cells of client `index`'s row (extra_columns) and whether they are what an honest
         client's should be."""
         return [], True

@@ -18,7 +18,7 @@ from workers.engine import LoopPlan, TrainingError, run_loop  # noqa: E402
 from workers.privacy import epsilon_spent, noise_key_hash, sample_rate_of, sample_seed  # noqa: E402
 from workers.privacy.training import DpSession, EpsilonAboveCapError, NoiseKeyError  # noqa: E402
 from workers.runner import replay_segment, spot_check, train_local  # noqa: E402
-from workers.spec import NoiseKeyRef, Privacy  # noqa: E402
+from workers.spec import NoiseKeyRef, Privacy, encode_spec  # noqa: E402
 
 KEY = bytes(range(32))
 DATA_URI = "file:///datasets/digits"  # the store serves the data by its hash, so the spec hash is fixed
@@ -51,24 +51,19 @@ def honest(store, dp_spec):
     return train_local(dp_spec, store)
 
 
-def test_non_dp_training_is_bitwise_repeatable_and_never_loads_opacus(store, plain, tmp_path) -> None:
+def test_non_dp_training_is_bitwise_repeatable_and_never_loads_opacus(store, plain) -> None:
     """The plain path is untouched by DP: it never imports Opacus (checked in a fresh process, since other tests
-    load it here) and its checkpoints repeat bitwise. (Hashes pinned from an earlier commit stopped matching on
-    another machine with the same torch: CPU kernels differ, so a pin across machines proves nothing.)"""
+    load it here) and its checkpoints repeat bitwise. (Hashes pinned on one machine did not match on another
+    with the same torch and packages, so a pin across machines proves nothing.)"""
     first, second = train_local(plain, store), train_local(plain, store)
     assert len(first.checkpoints) == 2
     assert (first.checkpoints, first.model_hash) == (second.checkpoints, second.model_hash)
-    script = (
-        "import sys\n"
-        "from workers import ArtifactStore, DatasetRef, Evaluation, TaskSpec, add_dataset\n"
-        "from workers.runner import train_local\n"
-        f"store = ArtifactStore({str(tmp_path)!r})\n"
-        "digest, _ = add_dataset('digits', store)\n"
-        f"spec = TaskSpec(recipe='digits_mlp', dataset=DatasetRef(digest, {DATA_URI!r}), "
-        "evaluation=Evaluation('accuracy', 0.5), hyperparameters={'epochs': 1, 'hidden': 16}, seed=3, "
-        "checkpoint_every=11)\n"
-        "result = train_local(spec, store)\n"
-        "print(result.checkpoints == %r and 'opacus' not in sys.modules)\n" % (first.checkpoints,))
+    script = ("import sys\n"
+              "from workers import ArtifactStore\n"
+              "from workers.runner import train_local\n"
+              "from workers.spec import decode_spec\n"
+              f"result = train_local(decode_spec({encode_spec(plain)!r}), ArtifactStore({store.root!r}))\n"
+              f"print(result.checkpoints == {first.checkpoints!r} and 'opacus' not in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip().splitlines()[-1:] == ["True"], out.stderr[-2000:]

@@ -87,3 +87,18 @@ def chain_dp_spec(dp: FlDp) -> t.DpSpec:
     return t.DpSpec(accountant=units.accountant_of(dp.accountant), epsilon_cap=units.epsilon_to_chain(dp.epsilon),
                     delta=units.delta_to_chain(dp.delta), max_grad_norm=units.norm_to_chain(dp.max_grad_norm),
                     noise_multiplier=units.norm_to_chain(dp.noise_multiplier), noise_key_hash=H256("0x" + "00" * 32))
+
+
+def chain_central_dp(terms: FlDp, clipped_by: str) -> t.CentralDp:
+    """The on-chain CentralDp of a central-DP federated task: `terms` as FlDp holds them (its max_grad_norm is the
+    clipping norm of each client's whole update), clipped by the aggregator ("server") or the clients ("client")."""
+    from runtime_bindings import privacy as units
+    from runtime_bindings.generated import types as t
+
+    if clipped_by not in ("server", "client"):
+        raise ValueError(f"central DP is clipped by the server or the client, not {clipped_by!r}")
+    clipping = t.CentralClipping.ServerFixed if clipped_by == "server" else t.CentralClipping.ClientFixed
+    return t.CentralDp(clipping=clipping, accountant=units.accountant_of(terms.accountant),
+                       epsilon_cap=units.epsilon_to_chain(terms.epsilon), delta=units.delta_to_chain(terms.delta),
+                       clipping_norm=units.norm_to_chain(terms.max_grad_norm),
+                       noise_multiplier=units.norm_to_chain(terms.noise_multiplier))

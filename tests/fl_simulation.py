@@ -43,9 +43,10 @@ def register_parties(chain: Chain, clients: Sequence[Keypair]) -> None:
 
 
 def post_task(chain: Chain, store: ArtifactStore, spec: FlSpec, clients: Sequence[Keypair], shards: Sequence[Any],
-              holdout: bytes) -> int:
+              holdout: bytes, central: Any = None) -> int:
     """//Alice posts `spec` (one validator, a committed holdout), the clients join with their shards, and the
-    join deadline passes; the aggregator claims it when its turn comes (`run_tasks`)."""
+    join deadline passes; the aggregator claims it when its turn comes (`run_tasks`). With `central` (the chain's
+    CentralDp) the task is posted with create_central_dp_task."""
     from workers.fl.model import initial_model
 
     spec_digest = store.put(spec.canonical_bytes())
@@ -59,12 +60,16 @@ def post_task(chain: Chain, store: ArtifactStore, spec: FlSpec, clients: Sequenc
                 "fraction_per_round": PERBILL, "max_clients": len(clients), "rule": CHAIN_RULES[spec.rule.text],
                 "client_share": 600_000_000, "min_client_stake": UNIT, "aggregate_tolerance": 0,
                 "requirements": {"min_cpus": 1, "min_gpus": 0, "min_memory_mb": 1_000}}
-    if spec.dp is not None:   # a private task: every client trains with DP-SGD, paid from its own budget
+    if spec.dp is not None or central is not None:   # every client pays in epsilon from its own budget
         for client, shard in zip(clients, shards, strict=True):
             if chain.privacy_budgets.budgets("0x" + shard.hash) is None:
                 chain.privacy_budgets.set_budget(client, "0x" + shard.hash, BUDGET_EPSILON, BUDGET_DELTA)
     join_deadline = chain.best_number() + 2 + len(clients)
-    if spec.dp is not None:
+    if central is not None:
+        receipt = chain.federated_tasks.create_central_dp_task(REQUESTER, on_chain, central, 100 * UNIT,
+                                                               join_deadline, join_deadline + 5_000, 1,
+                                                               "0x" + commitment.hex())
+    elif spec.dp is not None:
         from paratrain.fl_specs import chain_dp_spec, chain_secagg_spec
 
         secagg = chain_secagg_spec(spec.secagg) if spec.secagg is not None else None
@@ -135,14 +140,15 @@ def client_node(state: Path, client: Keypair, shard: Any, tasks: Sequence[tuple[
 
 
 def run_tasks(chain_for: Callable[[], Chain], store: ArtifactStore, task_ids: Sequence[int], nodes: Sequence[Any],
-              observers: Sequence[Callable[[str, dict[str, Any]], None]]) -> None:
+              observers: Sequence[Callable[[str, dict[str, Any]], None]], lost: Sequence[int] = ()) -> None:
     """One simulation: the aggregator claims each task in turn (it may hold only MaxClaimsPerWorker at once, and
-    a lease runs from the claim) and serves it to the end, the nodes answering with the real ClientApp."""
+    a lease runs from the claim) and serves it to the end, the nodes answering with the real ClientApp. A task in
+    `lost` is one whose round the validators are to reject: serving it ends when the task leaves the aggregator."""
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
     from workers.fl.client_app import client_app, simulated_nodes
-    from workers.fl.server_app import ServerSetup, serve
+    from workers.fl.server_app import ServerAppError, ServerSetup, serve
     from workers.runner import ensure_ray
 
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -154,8 +160,12 @@ def run_tasks(chain_for: Callable[[], Chain], store: ArtifactStore, task_ids: Se
         for task_id in task_ids:
             chain = chain_for()
             chain.federated_tasks.claim_aggregator(AGGREGATOR, task_id, b"127.0.0.1:9092")
-            serve(grid, ServerSetup(chain=chain, keypair=AGGREGATOR, store=store, task_id=task_id,
-                                    observers=tuple(observers), poll_s=0.05, identity_timeout_s=120.0), context)
+            try:
+                serve(grid, ServerSetup(chain=chain, keypair=AGGREGATOR, store=store, task_id=task_id,
+                                        observers=tuple(observers), poll_s=0.05, identity_timeout_s=120.0), context)
+            except ServerAppError:
+                if task_id not in lost:
+                    raise
 
     # started here, not by Flower's RayBackend: ensure_ray runs the workers at nice 0 and starts a head that did not
     # come up in time once more (seen on a loaded machine); RayBackend then uses it and shuts it down at the end

@@ -84,6 +84,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="noise multiplier sigma (default 1.1)")
     dp.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
                     help="Opacus's accountant that counts epsilon (default prv)")
+    central = create.add_argument_group("central DP: the aggregator noises each round's mean (docs/central-dp.md)")
+    central.add_argument("--central-dp", choices=("server", "client"), default=None,
+                         help="release every round under central DP with Flower's fixed-clipping wrapper, each "
+                              "update clipped by the aggregator (server) or by its client (client); --dp-epsilon "
+                              "is each client's cap, --noise-multiplier the noise (needs --rule fedavg, the "
+                              "default with --central-dp; not with --secagg)")
+    central.add_argument("--clipping-norm", type=argtypes.positive_real, default=1.0, metavar="C",
+                         help="central DP: the L2 norm each client's whole update is clipped to (default 1)")
     secagg = create.add_argument_group("secure aggregation (docs/secagg.md)")
     secagg.add_argument("--secagg", action="store_true",
                         help="aggregate every round under Flower's SecAgg+: the aggregator sees only the sum "

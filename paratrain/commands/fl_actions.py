@@ -91,7 +91,13 @@ def partition(args: argparse.Namespace) -> int:
 # create --------------------------------------------------------------------------------------------
 def create(args: argparse.Namespace) -> int:
     from paratrain.commands.task import holdout_commitment, parse_hyperparameters
-    from paratrain.fl_specs import FlTaskTerms, chain_dp_spec, chain_fl_task_spec, chain_secagg_spec
+    from paratrain.fl_specs import (
+        FlTaskTerms,
+        chain_central_dp,
+        chain_dp_spec,
+        chain_fl_task_spec,
+        chain_secagg_spec,
+    )
     from runtime_bindings.generated.federated_tasks import TaskCreatedEvent
     from workers.artifacts import ArtifactError, ArtifactStore
     from workers.fl.dp_task import DpTaskError, FlDp
@@ -101,11 +107,21 @@ def create(args: argparse.Namespace) -> int:
     keypair = load_key(args)
     if args.min_clients > args.max_clients:
         raise CliError(f"--min-clients {args.min_clients} is more than --max-clients {args.max_clients}")
-    rule = args.rule or ("fedavg" if args.secagg else "fedmedian")
+    rule = args.rule or ("fedavg" if args.secagg or args.central_dp else "fedmedian")
+    if args.central_dp is not None:
+        if args.secagg:
+            raise CliError("--central-dp cannot be combined with --secagg: the aggregator would noise a sum only it "
+                           "sees, and nobody could check the noise")
+        if args.dp_epsilon is None:
+            raise CliError("--central-dp needs --dp-epsilon, each client's epsilon cap for the task")
+        if rule != "fedavg":
+            raise CliError(f"--central-dp needs --rule fedavg (its noise is calibrated to a mean), not {rule}")
     try:
         secagg = _secagg_settings(args)
-        dp = None if args.dp_epsilon is None else FlDp(args.accountant, args.dp_epsilon, args.dp_delta,
-                                                       args.max_grad_norm, args.noise_multiplier)
+        dp_terms = None if args.dp_epsilon is None else FlDp(
+            args.accountant, args.dp_epsilon, args.dp_delta,
+            args.clipping_norm if args.central_dp else args.max_grad_norm, args.noise_multiplier)
+        dp, central = (None, dp_terms) if args.central_dp else (dp_terms, None)
         spec = build_spec(recipe=args.recipe, rule=rule, rounds=args.rounds,
                           min_clients_per_round=args.min_clients, fraction_per_round=args.fraction,
                           hyperparameters=parse_hyperparameters(args.hyperparameters), seed=args.seed,
@@ -144,7 +160,11 @@ def create(args: argparse.Namespace) -> int:
             if join_deadline >= deadline:
                 raise CliError(f"--join-blocks {args.join_blocks} must be fewer than --deadline-blocks "
                                f"{args.deadline_blocks}")
-            if dp is not None:
+            if central is not None:
+                receipt = node.chain.federated_tasks.create_central_dp_task(
+                    keypair, chain_spec, chain_central_dp(central, args.central_dp), bounty, join_deadline, deadline,
+                    args.validators, commitment)
+            elif dp is not None:
                 receipt = node.chain.federated_tasks.create_private_task(
                     keypair, chain_spec, chain_dp_spec(dp), None if secagg is None else chain_secagg_spec(secagg),
                     bounty, join_deadline, deadline, args.validators, commitment)
@@ -168,6 +188,11 @@ def create(args: argparse.Namespace) -> int:
             log.print(f"  DP-SGD on every client: noise {dp.noise_multiplier:g}, clipping {dp.max_grad_norm:g}, "
                       f"at most epsilon {dp.epsilon:g} (delta {dp.delta:g}, {dp.accountant}) of each client's own "
                       "budget for its data: a client joins only with a budget for its data (paratrain budget set)")
+        if central is not None:
+            log.print(f"  central DP: each round's mean of updates clipped to L2 {central.max_grad_norm:g} (by the "
+                      f"{'aggregator' if args.central_dp == 'server' else 'clients'}) noised with sigma "
+                      f"{central.noise_multiplier:g}, at most epsilon {central.epsilon:g} (delta {central.delta:g}, "
+                      f"{central.accountant}) of each client's own budget for its data")
         if secagg is not None:
             log.print(f"  SecAgg+: all-to-all shares, threshold {secagg.params.reconstruction_threshold:g}, updates "
                       f"clipped to L2 {secagg.update_norm_bound:g}, {secagg.audit_rate / 10**7:g}% of each round "
@@ -326,8 +351,10 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
         clients = list(node.chain.federated_tasks.clients.entries(args.task_id))
         secagg = node.chain.federated_tasks.sec_agg_specs(args.task_id)
         dp = node.chain.privacy_budgets.federated_privacy(args.task_id)
+        central = node.chain.privacy_budgets.federated_central_dp(args.task_id)
+        paying = dp is not None or central is not None   # the clients pay in epsilon from their own budgets
         reservations = {str(account): node.chain.privacy_budgets.federated_reservations(args.task_id, str(account))
-                        for account, _ in clients} if dp is not None else {}
+                        for account, _ in clients} if paying else {}
         audits = {number: node.chain.federated_tasks.audits(args.task_id, number) for number, _ in rounds} \
             if secagg is not None else {}
     status = task.status
@@ -349,12 +376,12 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
                       *audited)
     people = Table(title="clients")
     for column in ("client", "examples", "stake", "paid", "rounds paid", "rounds rejected",
-                   *(("epsilon spent / held",) if dp is not None else ())):
+                   *(("epsilon spent / held",) if paying else ())):
         people.add_column(column)
     for account, info in sorted(clients, key=lambda kv: str(kv[0])):
         held = reservations.get(str(account))
         spent = (f"{held.spent_epsilon / 10**6:g} / {held.epsilon / 10**6:g}" if held is not None else "closed",) \
-            if dp is not None else ()
+            if paying else ()
         people.add_row(short(str(account), full), str(info.num_examples), node.fmt(info.stake), node.fmt(info.paid),
                        str(info.rounds_paid), str(info.rounds_rejected), *spent)
     target = task.spec.eval_target / METRIC_SCALE
@@ -363,6 +390,11 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
         lines.append(f"DP-SGD on every client: noise {dp.noise_multiplier / 10**6:g}, clipping "
                      f"{dp.max_grad_norm / 10**6:g}, at most epsilon {dp.epsilon_cap / 10**6:g} of each client's "
                      "budget")
+    if central is not None:
+        lines.append(f"central DP: each round's mean of updates clipped to L2 {central.clipping_norm / 10**6:g} "
+                     f"(by the {'aggregator' if central.clipping.name == 'ServerFixed' else 'clients'}) noised with "
+                     f"sigma {central.noise_multiplier / 10**6:g}, at most epsilon {central.epsilon_cap / 10**6:g} of "
+                     "each client's budget")
     if secagg is not None:
         lines.append(f"SecAgg+: threshold {secagg.reconstruction_threshold / 10**7:g}% of the shares, updates clipped "
                      f"to L2 {secagg.update_norm_bound / 10**9:g}, at most {secagg.max_weight} examples a client, "

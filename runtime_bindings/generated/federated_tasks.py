@@ -233,6 +233,41 @@ class CommitPrivateRoundCall(CallArgs):
     updates: list[t.SignedPrivateUpdate | dict[str, object]]
 
 
+@dataclass(frozen=True)
+class CreateCentralDpTaskCall(CallArgs):
+    """create_task for a task whose aggregator releases each round's mean under central DP `dp`: FedAvg
+            only (the noise is calibrated to an unweighted mean), each joining client reserving the epsilon cap.
+    """
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "create_central_dp_task"
+
+    spec: t.FlTaskSpec | dict[str, object]
+    dp: t.CentralDp | dict[str, object]
+    bounty: int
+    join_deadline: int
+    deadline: int
+    validators_required: int
+    holdout_commitment: str | bytes | None
+
+
+@dataclass(frozen=True)
+class CommitCentralRoundCall(CallArgs):
+    """commit_round for a central-DP task, with the aggregator's cumulative claim for rounds 1..round."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "commit_central_round"
+
+    task: int
+    round: int
+    base_model_hash: str | bytes
+    global_model_hash: str | bytes
+    round_doc_hash: str | bytes
+    artifact_uri: str | bytes
+    updates: list[t.SignedUpdate | dict[str, object]]
+    claim: t.DpClaim | dict[str, object]
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -733,6 +768,28 @@ class DpRequiredEvent(TypedEvent):
         return cls(task=v["task"], epsilon_cap=v["epsilon_cap"], delta=v["delta"])
 
 
+@dataclass(frozen=True)
+class CentralDpRequiredEvent(TypedEvent):
+    """The task just created releases each round's mean under central DP (terms in PrivacyBudgets.FederatedCentralDp); joining reserves the epsilon cap of the client's own budget."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "CentralDpRequired"
+
+    task: int
+    clipping: t.CentralClipping
+    epsilon_cap: int
+    delta: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> CentralDpRequiredEvent:
+        return cls(
+            task=v["task"],
+            clipping=t.CentralClipping.from_value(v["clipping"]),
+            epsilon_cap=v["epsilon_cap"],
+            delta=v["delta"],
+        )
+
+
 # Errors -----------------------------------------------------------------------------------------
 
 
@@ -808,6 +865,9 @@ class FederatedTasksError(ModuleError):
     RejectedNotAudited: ClassVar[type[FederatedTasksError]]
     NotPrivate: ClassVar[type[FederatedTasksError]]
     PrivateNeedsClaims: ClassVar[type[FederatedTasksError]]
+    NotCentralDp: ClassVar[type[FederatedTasksError]]
+    CentralDpNeedsClaim: ClassVar[type[FederatedTasksError]]
+    CentralDpNeedsFedAvg: ClassVar[type[FederatedTasksError]]
 
 
 class TaskNotFound(FederatedTasksError):
@@ -1286,6 +1346,27 @@ class PrivateNeedsClaims(FederatedTasksError):
     error_index: ClassVar[int | None] = 67
 
 
+class NotCentralDp(FederatedTasksError):
+    """The task has no central DP terms: commit its rounds with commit_round or commit_private_round."""
+
+    name: ClassVar[str] = "NotCentralDp"
+    error_index: ClassVar[int | None] = 68
+
+
+class CentralDpNeedsClaim(FederatedTasksError):
+    """The task releases its rounds under central DP: commit them with commit_central_round and the round's DP claim."""
+
+    name: ClassVar[str] = "CentralDpNeedsClaim"
+    error_index: ClassVar[int | None] = 69
+
+
+class CentralDpNeedsFedAvg(FederatedTasksError):
+    """Central DP calibrates its noise to an unweighted mean: the rule must be FedAvg."""
+
+    name: ClassVar[str] = "CentralDpNeedsFedAvg"
+    error_index: ClassVar[int | None] = 70
+
+
 # API --------------------------------------------------------------------------------------------
 
 
@@ -1638,6 +1719,69 @@ class FederatedTasksApi(PalletApi):
             round_doc_hash=round_doc_hash,
             artifact_uri=artifact_uri,
             updates=updates,
+        )
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def create_central_dp_task(
+        self,
+        signer: Keypair,
+        spec: t.FlTaskSpec | dict[str, object],
+        dp: t.CentralDp | dict[str, object],
+        bounty: int,
+        join_deadline: int,
+        deadline: int,
+        validators_required: int,
+        holdout_commitment: str | bytes | None,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """create_task for a task whose aggregator releases each round's mean under central DP `dp`: FedAvg
+                only (the noise is calibrated to an unweighted mean), each joining client reserving the epsilon cap.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CreateCentralDpTaskCall(
+            spec=spec,
+            dp=dp,
+            bounty=bounty,
+            join_deadline=join_deadline,
+            deadline=deadline,
+            validators_required=validators_required,
+            holdout_commitment=holdout_commitment,
+        )
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
+    def commit_central_round(
+        self,
+        signer: Keypair,
+        task: int,
+        round: int,
+        base_model_hash: str | bytes,
+        global_model_hash: str | bytes,
+        round_doc_hash: str | bytes,
+        artifact_uri: str | bytes,
+        updates: list[t.SignedUpdate | dict[str, object]],
+        claim: t.DpClaim | dict[str, object],
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """commit_round for a central-DP task, with the aggregator's cumulative claim for rounds 1..round.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = CommitCentralRoundCall(
+            task=task,
+            round=round,
+            base_model_hash=base_model_hash,
+            global_model_hash=global_model_hash,
+            round_doc_hash=round_doc_hash,
+            artifact_uri=artifact_uri,
+            updates=updates,
+            claim=claim,
         )
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 

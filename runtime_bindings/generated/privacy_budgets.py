@@ -272,7 +272,7 @@ class InvalidPrivacyParams(PrivacyBudgetsError):
 
 
 class ClaimMismatch(PrivacyBudgetsError):
-    """The claim's accountant or delta differs from the task's, its clipping norm is above the task's or its noise multiplier below it."""
+    """The claim's accountant or delta differs from the task's, its clipping norm is above the task's or its noise multiplier below it; or a central-DP round's claim is not of one release per round (sample rate 100 %, steps equal to the round)."""
 
     name: ClassVar[str] = "ClaimMismatch"
     error_index: ClassVar[int | None] = 8
@@ -436,6 +436,34 @@ class PrivacyBudgetsApi(PalletApi):
             key_count=3,
             decode=lambda v: t.DpClaim.from_value(v),
             decode_keys=(None, None, t.AccountId.from_value, ),
+        )
+
+    @property
+    def federated_central_dp(self) -> StorageMap[int, t.CentralDp | None]:
+        """FederatedTasks task id -> its central DP terms: the aggregator noises each round's mean of clipped updates (the epsilon cap is per client, for the whole task).
+
+        `PrivacyBudgets.FederatedCentralDp`, a storage map with 1 key (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "PrivacyBudgets",
+            "FederatedCentralDp",
+            key_count=1,
+            decode=lambda v: t.CentralDp.from_value(v),
+        )
+
+    @property
+    def central_claims(self) -> StorageMap[tuple[int, int], t.DpClaim | None]:
+        """(FederatedTasks task, round) -> the aggregator's cumulative DP claim for the rounds released so far, as committed with the round.
+
+        `PrivacyBudgets.CentralClaims`, a storage map with 2 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "PrivacyBudgets",
+            "CentralClaims",
+            key_count=2,
+            decode=lambda v: t.DpClaim.from_value(v),
         )
 
     @property

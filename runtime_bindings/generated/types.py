@@ -312,6 +312,53 @@ class Capabilities:
         )
 
 
+class CentralClipping(ChainEnum):
+    """`pallet_privacy_budgets::types::CentralClipping`: `CentralClipping.<Variant>`, one subclass per variant."""
+
+    ServerFixed: ClassVar[CentralClipping]
+    ClientFixed: ClassVar[CentralClipping]
+
+
+class CentralClippingServerFixed(CentralClipping, UnitVariant):
+    """`pallet_privacy_budgets::types::CentralClipping::ServerFixed`."""
+
+    VARIANT: ClassVar[str] = "ServerFixed"
+
+
+class CentralClippingClientFixed(CentralClipping, UnitVariant):
+    """`pallet_privacy_budgets::types::CentralClipping::ClientFixed`."""
+
+    VARIANT: ClassVar[str] = "ClientFixed"
+
+
+CentralClipping.ServerFixed = CentralClippingServerFixed()
+CentralClipping.ClientFixed = CentralClippingClientFixed()
+CentralClipping._VARIANTS = {"ServerFixed": CentralClipping.ServerFixed, "ClientFixed": CentralClipping.ClientFixed}
+
+
+@dataclass(frozen=True)
+class CentralDp:
+    """`pallet_privacy_budgets::types::CentralDp`."""
+
+    clipping: CentralClipping
+    accountant: Accountant
+    epsilon_cap: int
+    delta: int
+    clipping_norm: int
+    noise_multiplier: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> CentralDp:
+        return cls(
+            clipping=CentralClipping.from_value(v["clipping"]),
+            accountant=Accountant.from_value(v["accountant"]),
+            epsilon_cap=v["epsilon_cap"],
+            delta=v["delta"],
+            clipping_norm=v["clipping_norm"],
+            noise_multiplier=v["noise_multiplier"],
+        )
+
+
 @dataclass(frozen=True)
 class Challenge:
     """`pallet_task_bounties::types::Challenge`."""
@@ -2108,6 +2155,10 @@ __all__ = [
     "Budget",
     "Bytes",
     "Capabilities",
+    "CentralClipping",
+    "CentralClippingClientFixed",
+    "CentralClippingServerFixed",
+    "CentralDp",
     "ChainEnum",
     "Challenge",
     "ClientInfo",

@@ -188,6 +188,27 @@ def test_create_with_dp_epsilon_posts_a_private_task_and_a_join_needs_a_budget(c
     assert code == 0 and "DP-SGD on every client" in out and "0 / 4" in out, err
 
 
+def test_create_with_central_dp_posts_its_terms_and_refuses_what_it_cannot_be(capsys, chain, shards, tmp_path):
+    code, out, err = run(capsys, "fl", "create", "--central-dp", "client", "--dp-epsilon", "6", "--noise-multiplier",
+                         "1.5", "--clipping-norm", "0.5", "--bounty", "50", "--rounds", "2", "--min-clients", "2",
+                         "--max-clients", "3", "--join-blocks", "12", "--deadline-blocks", "400", "--client-stake", "2",
+                         "--key", "//Alice")
+    assert code == 0, err
+    assert "central DP: each round's mean of updates clipped to L2 0.5 (by the clients)" in err
+    task_id = int(out.strip().splitlines()[-1])
+    terms = chain.privacy_budgets.federated_central_dp(task_id)
+    assert (terms.clipping.name, terms.epsilon_cap, terms.noise_multiplier, terms.clipping_norm) == \
+        ("ClientFixed", 6_000_000, 1_500_000, 500_000)
+    assert chain.privacy_budgets.federated_privacy(task_id) is None   # no local DP-SGD on the clients
+    assert chain.federated_tasks.tasks(task_id).spec.rule.name == "FedAvg"   # the default with --central-dp
+    code, out, err = run(capsys, "fl", "status", str(task_id))
+    assert code == 0 and "central DP" in out, err
+    base = ("fl", "create", "--central-dp", "server", "--bounty", "50", "--min-clients", "2", "--key", "//Alice")
+    assert "needs --dp-epsilon" in one_line_error(capsys, *base)
+    assert "cannot be combined with --secagg" in one_line_error(capsys, *base, "--dp-epsilon", "3", "--secagg")
+    assert "needs --rule fedavg" in one_line_error(capsys, *base, "--dp-epsilon", "3", "--rule", "fedmedian")
+
+
 def test_bad_files_and_unknown_tasks_are_one_line(capsys, shards, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a data set")

@@ -55,6 +55,20 @@ def model_hash(label: str) -> bytes:
     return blake2_256(label.encode())
 
 
+def data_of(client: Keypair) -> bytes:
+    """The data hash a client of the private-task tests commits to (and holds a privacy budget for)."""
+    return model_hash(f"data-{client.ss58_address}")
+
+
+def budgeted(epsilon: int, delta: int) -> FlHarness:
+    """A harness with the workers registered and every participant owning a budget of (epsilon, delta)."""
+    harness = FlHarness()
+    harness.register_workers()
+    for client in PARTICIPANTS:
+        harness.ok(client, "set_budget", "PrivacyBudgets", data_hash=data_of(client), epsilon=epsilon, delta=delta)
+    return harness
+
+
 class FlHarness:
     def __init__(self, **settings: Any) -> None:
         self.runtime = Runtime(federated=FederatedSettings(**{"verification_grace_ms": GRACE_MS, **settings}))

@@ -37,6 +37,8 @@ ERRORS = [
     "RejectedNotAudited",
     # spec_version 7: private tasks
     "NotPrivate", "PrivateNeedsClaims",
+    # spec_version 8: central DP
+    "NotCentralDp", "CentralDpNeedsClaim", "CentralDpNeedsFedAvg",
 ]
 CALLS = {  # index -> (name, argument names), design section 2
     0: ("create_task", ["spec", "bounty", "join_deadline", "deadline", "validators_required", "holdout_commitment"]),
@@ -59,13 +61,17 @@ CALLS = {  # index -> (name, argument names), design section 2
                                  "holdout_commitment"]),
     15: ("commit_private_round", ["task", "round", "base_model_hash", "global_model_hash", "round_doc_hash",
                                   "artifact_uri", "updates"]),
+    16: ("create_central_dp_task", ["spec", "dp", "bounty", "join_deadline", "deadline", "validators_required",
+                                    "holdout_commitment"]),
+    17: ("commit_central_round", ["task", "round", "base_model_hash", "global_model_hash", "round_doc_hash",
+                                  "artifact_uri", "updates", "claim"]),
 }
 EVENTS = [
     "TaskCreated", "TaskCancelled", "ClientJoined", "ClientLeft", "TaskOpened", "AggregatorClaimed", "Heartbeat",
     "RoundCommitted", "HoldoutRevealed", "RoundVerdictSubmitted", "RoundAccepted", "ClientPaid", "ClientSlashed",
     "RoundRejected", "AggregatorSlashed", "RoundTimedOut", "LeaseExpired", "AggregatorReleased", "TaskReopened",
     "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed",
-    "DpRequired"
+    "DpRequired", "CentralDpRequired"
 ]
 STORAGE = [
     "NextTaskId", "Tasks", "Clients", "Rounds", "RoundVerdicts", "Holdouts", "AggregatorTasks", "LeaseExpiries",

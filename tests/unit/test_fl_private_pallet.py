@@ -15,6 +15,8 @@ from fl_pallet_harness import (
     UNIT,
     VALIDATORS,
     FlHarness,
+    budgeted,
+    data_of,
     model_hash,
     sorted_clients,
 )
@@ -34,10 +36,6 @@ DP = {"accountant": ("Prv", None), "epsilon_cap": CAP, "delta": DELTA, "max_grad
       "noise_multiplier": 1_100_000, "noise_key_hash": model_hash("noise key")}
 
 
-def data_of(client: Keypair) -> bytes:
-    return model_hash(f"data-{client.ss58_address}")
-
-
 def claim(epsilon: int, **overrides: Any) -> dict[str, Any]:
     out = {"accountant": ("Prv", None), "noise_multiplier": 1_100_000, "sample_rate": 50_000_000, "steps": 20,
            "max_grad_norm": 1_000_000, "delta": DELTA, "epsilon": epsilon}
@@ -52,11 +50,7 @@ def typed_claim(value: dict[str, Any]) -> t.DpClaim:
 
 @pytest.fixture
 def h() -> FlHarness:
-    harness = FlHarness()
-    harness.register_workers()
-    for client in PARTICIPANTS:
-        harness.ok(client, "set_budget", "PrivacyBudgets", data_hash=data_of(client), epsilon=BUDGET, delta=10 * DELTA)
-    return harness
+    return budgeted(BUDGET, 10 * DELTA)
 
 
 def create(h: FlHarness, dp: dict[str, Any] = DP) -> int:

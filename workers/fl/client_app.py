@@ -13,7 +13,8 @@ message from the aggregator's ServerApp:
   base hash. Reply ``{"arrays": ArrayRecord, "metrics": MetricRecord{"num-examples", "train-loss"}}``.
 
 Mods, outermost first: `secagg_route` (a SecAgg+ task's rounds: Flower's secaggplus_mod with paratrain's
-clip/commit mod, workers/fl/secagg_node.py), `sign_update_mod` then the attack mod (workers/fl/attacks.py), so
+clip/commit mod, workers/fl/secagg_node.py), `sign_update_mod`, `central_clip_mod` (Flower's fixedclipping_mod,
+for a central-DP task whose clients clip), then the attack mod (workers/fl/attacks.py), so
 a poisoner's update is signed like any other and its sender can be paid nothing and slashed. The signing mod
 refuses a model whose hash is not the base hash it is asked to sign against, takes the O_EXCL slot of (task, round)
 (workers/fl/client_tasks.py), signs ``UpdateCommitment{task, round, base, update_hash, num_examples}`` and
@@ -33,6 +34,8 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from substrateinterface import Keypair
 
 from runtime_bindings.fl import UpdateCommitment, sign_identity, sign_update
@@ -141,6 +144,15 @@ def _guarded(handler: Callable[[Message, Context], Message]) -> Callable[[Messag
     return run
 
 
+def central_clip_mod(msg: Message, ctx: Context, call_next: Callable[[Message, Context], Message]) -> Message:
+    """Flower's fixedclipping_mod for a train message that carries a clipping norm (a central-DP task clipped by
+    the clients, whose server wrapper sends the norm): the update is clipped before it is signed."""
+    config = msg.content.config_records.get("config")
+    if msg.metadata.message_type.split(".")[0] != "train" or config is None or KEY_CLIPPING_NORM not in config:
+        return call_next(msg, ctx)
+    return fixedclipping_mod(msg, ctx, call_next)
+
+
 def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
     """The ClientApp whose nodes' settings `resolve` gives (deployment by default)."""
 
@@ -195,7 +207,8 @@ def client_app(resolve: NodeResolver = deployment_node) -> ClientApp:
         task_id = _config_int(_config_record(msg), TASK_ID)
         return _spec(joined_task(resolve(ctx).state_dir, task_id)).max_update_bytes
 
-    app = ClientApp(mods=[secagg_route(resolve), sign_update_mod, make_attack_mod(attack_of, max_update_bytes)])
+    app = ClientApp(mods=[secagg_route(resolve), sign_update_mod, central_clip_mod,
+                          make_attack_mod(attack_of, max_update_bytes)])
 
     @app.query("identity")
     @_guarded

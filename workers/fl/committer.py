@@ -18,8 +18,10 @@ from substrateinterface import Keypair
 from runtime_bindings import Chain, fl
 from runtime_bindings.errors import BindingsError, DispatchError
 from runtime_bindings.fl_private import private_update_leaf, signed_private_update
-from runtime_bindings.generated.federated_tasks import CommitPrivateRoundCall, CommitRoundCall
+from runtime_bindings.generated.federated_tasks import CommitCentralRoundCall, CommitPrivateRoundCall, CommitRoundCall
 from runtime_bindings.values import H256
+from workers.fl.dp_record import to_chain
+from workers.privacy.accounting import DpClaim
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RoundCommit:
     round_doc_hash: bytes
     artifact_uri: str
     updates: tuple[SignedEntry, ...]
+    central_claim: DpClaim | None = None   # a central-DP task's cumulative claim for rounds 1..round
 
     def __post_init__(self) -> None:
         keys = [u.public_key for u in self.updates]
@@ -92,7 +95,15 @@ class RoundCommitter(Protocol):
 
 
 def commit_call(commit: RoundCommit) -> Any:
-    """The commit_round call of a round (commit_private_round when its updates carry DP claims)."""
+    """The commit_round call of a round (commit_private_round when its updates carry DP claims,
+    commit_central_round with the aggregator's claim for a central-DP round)."""
+    if commit.central_claim is not None:
+        return CommitCentralRoundCall(
+            task=commit.task_id, round=commit.round, base_model_hash=H256(commit.base_model_hash),
+            global_model_hash=H256(commit.global_model_hash), round_doc_hash=H256(commit.round_doc_hash),
+            artifact_uri=commit.artifact_uri.encode("utf-8"),
+            updates=[fl.signed_update(u.account, u.update_hash, u.num_examples, u.scheme, u.signature)
+                     for u in commit.updates], claim=to_chain(commit.central_claim))
     if commit.private:
         return CommitPrivateRoundCall(
             task=commit.task_id, round=commit.round, base_model_hash=H256(commit.base_model_hash),

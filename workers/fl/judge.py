@@ -237,9 +237,10 @@ class RoundJudge:
         except RoundFailed as exc:
             return _unreadable(chain_round, exc)
         holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
+        central = self.central_release(task_id, round_)
         with TORCH_LOCK:  # validators sharing a process (threads, tests, the demo) evaluate one at a time
             outcome = round_verdict(spec, chain_round, objects.document_bytes, objects.base, objects.global_model,
-                                    objects.updates, holdout_data)
+                                    objects.updates, holdout_data, central)
         failures = self.claim_failures(task_id, round_, spec, record, objects.claims)
         return with_claim_failures(outcome, chain_round, failures)
 
@@ -308,6 +309,20 @@ class RoundJudge:
         if len(data) > max_bytes:
             return AuditedClient(account, key, None, f"its reveal document is over {max_bytes} bytes")
         return AuditedClient(account, key, data)
+
+    def central_release(self, task_id: int, round_: int) -> Any:
+        """A central-DP task's mechanism and what is wrong with the aggregator's claim for the round, recomputed
+        with the task's accountant (None: the task has no central DP)."""
+        from workers.fl.central_task import central_task
+        from workers.fl.dp_record import from_chain
+
+        central = central_task(self.chain, task_id)
+        if central is None:
+            return None
+        claim = self.chain.privacy_budgets.central_claims(task_id, round_)
+        problems = ["the round has no DP claim on chain"] if claim is None else \
+            central.claim_problems(from_chain(claim), round_)
+        return central.release(problems)
 
     def round_claims(self, task_id: int, round_: int, participants: list[tuple[str, int]]) -> list[Any] | None:
         """A private round's claims as the chain kept them, in participant order (None: not a private task)."""

@@ -31,6 +31,7 @@ from runtime_bindings import Chain, fl
 from workers.artifacts import ArtifactError, ArtifactStore, Kind, object_uri, store_root_of
 from workers.fl.arrays import ArrayFormatError, Arrays, loads, model_bytes, model_hash
 from workers.fl.attacks import to_record
+from workers.fl.central_task import central_task
 from workers.fl.committer import ChainCommitter, RoundCommitter
 from workers.fl.spec import FlSpec, RuleSpec, SpecError, decode_spec
 from workers.fl.strategy import ChainStrategy, FlTaskView, IdentityBook, RoundsVoided, make_rule
@@ -114,7 +115,10 @@ def serve(grid: Grid, setup: ServerSetup, context: Context | None = None) -> int
         task = _running_task(chain, setup.task_id, me)
         committed = int(task.last_committed)
         base = resume_model(chain, setup.store, setup.task_id, task, spec)
-        strategy = ChainStrategy(make_rule(rule, min_clients=view.min_clients, fraction=spec.fraction), task=view,
+        inner = make_rule(rule, min_clients=view.min_clients, fraction=spec.fraction)
+        if view.central is not None:   # Flower's fixed-clipping wrapper, seeded per round by the strategy
+            inner = view.central.wrap(inner, view.min_clients)
+        strategy = ChainStrategy(inner, task=view,
                                  committer=committer, store=setup.store, identities=identities,
                                  first_round=committed + 1, node_wait_s=spec.round_timeout_s,
                                  gate=lambda round_: wait_for_round(chain, setup.task_id, round_, me,
@@ -206,7 +210,8 @@ def task_view(chain: Chain, task_id: int, task: Any, spec: FlSpec) -> FlTaskView
             clients[fl.account_public_key(str(account))] = int(info.num_examples)
     return FlTaskView(task_id=task_id, rounds=int(task.spec.rounds), min_clients=int(task.spec.min_clients_per_round),
                       max_update_bytes=spec.max_update_bytes, rule=spec.rule.text, clients=clients,
-                      private=chain.privacy_budgets.federated_privacy(task_id) is not None)
+                      private=chain.privacy_budgets.federated_privacy(task_id) is not None,
+                      central=central_task(chain, task_id))
 
 
 def resume_model(chain: Chain, store: ArtifactStore, task_id: int, task: Any, spec: FlSpec) -> Arrays:

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workers.fl.central_noise import CentralDpError, CentralNoise
 from workers.fl.dp_task import DpTaskError, FlDp
 from workers.fl.secagg_params import SecAggParamsError
 from workers.fl.secagg_task import SecAggTask
@@ -471,6 +472,7 @@ class RoundDocument:
     train_metrics: dict[str, float] = field(default_factory=dict)
     flower_version: str = ""
     run_id: int = 0
+    central_dp: CentralNoise | None = None   # a central-DP task's noise record (workers/fl/central_dp.py)
 
     @property
     def update_hashes(self) -> list[str]:
@@ -485,7 +487,8 @@ class RoundDocument:
                                   "update_hash": p.update_hash} for p in self.participants],
                 "refused": [{"client": r.client, "node_id": r.node_id, "reason": r.reason} for r in self.refused],
                 "round": self.round, "rule": self.rule, "task_id": self.task_id,
-                "train_metrics": dict(self.train_metrics)}
+                "train_metrics": dict(self.train_metrics),
+                **({"central_dp": self.central_dp.to_dict()} if self.central_dp is not None else {})}
 
     def canonical_bytes(self) -> bytes:
         self.validate()
@@ -531,14 +534,26 @@ class RoundDocument:
         _check(isinstance(self.flower_version, str) and len(self.flower_version) <= 64, "flower.version",
                "a version string")
         _check(_is_int(self.run_id) and 0 <= self.run_id <= U64_MAX, "flower.run_id", "a u64")
+        if self.central_dp is not None:
+            _check(isinstance(self.central_dp, CentralNoise), "central_dp", "a central-DP noise record")
+            try:
+                self.central_dp.validate()
+            except CentralDpError as exc:
+                raise SpecValidationError("central_dp", str(exc)) from None
         return self
 
     @classmethod
     def from_dict(cls, doc: Any) -> RoundDocument:
         known = {"base_model_hash", "flower", "global_model_hash", "kind", "participants", "refused", "round", "rule",
                  "task_id", "train_metrics"}
-        doc = _fields(doc, "round", known, known)
+        doc = _fields(doc, "round", known | {"central_dp"}, known)
         _check(doc["kind"] == ROUND_KIND, "kind", f"not {ROUND_KIND!r}")
+        central = None
+        if "central_dp" in doc:
+            try:
+                central = CentralNoise.from_dict(doc["central_dp"])
+            except CentralDpError as exc:
+                raise SpecValidationError("central_dp", str(exc)) from None
         flower = _fields(doc["flower"], "flower", {"run_id", "version"}, {"run_id", "version"})
         _check(isinstance(doc["participants"], list), "participants", "a list")
         _check(isinstance(doc["refused"], list), "refused", "a list")
@@ -558,7 +573,7 @@ class RoundDocument:
         return cls(task_id=doc["task_id"], round=doc["round"], rule=doc["rule"],
                    base_model_hash=doc["base_model_hash"], global_model_hash=doc["global_model_hash"],
                    participants=tuple(participants), refused=tuple(refused), train_metrics=doc["train_metrics"],
-                   flower_version=flower["version"], run_id=flower["run_id"]).validate()
+                   flower_version=flower["version"], run_id=flower["run_id"], central_dp=central).validate()
 
 
 def _is_hash(value: Any) -> bool:
@@ -575,7 +590,8 @@ def _is_account(value: Any) -> bool:
 def round_document(*, task_id: int, round: int, rule: str | RuleSpec, base_model_hash: str | bytes,
                    global_model_hash: str | bytes, participants: Sequence[Participant],
                    refused: Sequence[Refusal] = (), train_metrics: Mapping[str, float] | None = None,
-                   flower_version: str = "", run_id: int = 0) -> RoundDocument:
+                   flower_version: str = "", run_id: int = 0,
+                   central_dp: CentralNoise | None = None) -> RoundDocument:
     """A validated round document; hashes may be given as 32 bytes or any hex form, signatures as 0x-hex."""
     rows = [replace(p, update_hash=normalize_hash(p.update_hash), signature=p.signature.removeprefix("0x").lower())
             for p in participants]
@@ -583,7 +599,7 @@ def round_document(*, task_id: int, round: int, rule: str | RuleSpec, base_model
                          base_model_hash=normalize_hash(base_model_hash),
                          global_model_hash=normalize_hash(global_model_hash), participants=tuple(rows),
                          refused=tuple(refused), train_metrics={k: float(v) for k, v in (train_metrics or {}).items()},
-                         flower_version=flower_version, run_id=run_id).validate()
+                         flower_version=flower_version, run_id=run_id, central_dp=central_dp).validate()
 
 
 def decode_round_document(data: bytes | str, *, require_canonical: bool = True) -> RoundDocument:

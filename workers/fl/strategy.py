@@ -39,6 +39,9 @@ from runtime_bindings import fl
 from runtime_bindings.fl_private import verify_private_update
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import check_update, model_bytes, update_bytes, update_hash
+from workers.fl.central_dp import over_the_norm
+from workers.fl.central_noise import CentralNoise
+from workers.fl.central_task import CentralTask, begin_release
 from workers.fl.committer import CommitRefused, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
 from workers.fl.dp_record import claim_of
 from workers.fl.spec import MAX_REASON_LEN, Participant, Refusal, RoundDocument, RuleSpec, round_document
@@ -77,6 +80,7 @@ class FlTaskView:
     rule: str
     clients: Mapping[bytes, int]
     private: bool = False   # its clients train with local DP-SGD: each update carries a signed DP claim
+    central: CentralTask | None = None   # the aggregator releases each round under central DP
 
 
 @dataclass
@@ -259,7 +263,7 @@ def _finite_metrics(metrics: MetricRecord | None) -> dict[str, float]:
 class ChainStrategy(Strategy, Observable):
     """Flower's rule `inner`, with the chain's checks before it and a committed round after it."""
 
-    def __init__(self, inner: FedAvg, *, task: FlTaskView, committer: RoundCommitter, store: ArtifactStore,
+    def __init__(self, inner: Strategy, *, task: FlTaskView, committer: RoundCommitter, store: ArtifactStore,
                  identities: IdentityBook, first_round: int, node_wait_s: float = 600.0,
                  gate: Callable[[int], None] | None = None) -> None:
         """`gate(round)` runs before a round is trained: it returns once the chain can take that round, or
@@ -318,6 +322,10 @@ class ChainStrategy(Strategy, Observable):
         for a in accepted:  # before the rule runs: FedMedian and FedTrimmedAvg pop the arrays from the replies
             self.store.put(update_bytes(a.arrays))
         _keep_common_metrics([a.reply for a in accepted])
+        central = self.task.central
+        claim = central.claim(round_) if central is not None else None   # before the release: it may be refused
+        release = begin_release(central, self.inner, [a.reply.content.metric_records[METRICS] for a in accepted],
+                                NUM_EXAMPLES) if central is not None else None
         arrays, metrics = self.inner.aggregate_train(server_round, [a.reply for a in accepted])
         if arrays is None:
             self._notify("round-skipped", task_id=self.task.task_id, round=round_, accepted=len(accepted),
@@ -325,10 +333,11 @@ class ChainStrategy(Strategy, Observable):
             return None, None
         global_hash = bytes.fromhex(self.store.put(model_bytes({k: v.numpy() for k, v in arrays.items()})))
         entries = sorted_entries([a.entry for a in accepted])
-        document = self.round_document(round_, global_hash, entries, refused, metrics)
+        noise = release.record(list(arrays.keys())) if release is not None else None
+        document = self.round_document(round_, global_hash, entries, refused, metrics, noise)
         doc_digest = self.store.put(document.canonical_bytes())
         commit = RoundCommit(self.task.task_id, round_, self._base_hash, global_hash, bytes.fromhex(doc_digest),
-                             self.store.uri(doc_digest), entries)
+                             self.store.uri(doc_digest), entries, central_claim=claim)
         committing = time.monotonic()
         try:
             receipt = self.committer.commit(commit)
@@ -354,15 +363,17 @@ class ChainStrategy(Strategy, Observable):
 
     # The round document --------------------------------------------------------------------------
     def round_document(self, round_: int, global_hash: bytes, entries: Iterable[SignedEntry],
-                       refused: Iterable[Refusal], metrics: MetricRecord | None) -> RoundDocument:
-        """The fl-round document (workers.fl.spec), named by its hash on chain."""
+                       refused: Iterable[Refusal], metrics: MetricRecord | None,
+                       noise: CentralNoise | None = None) -> RoundDocument:
+        """The fl-round document (workers.fl.spec), named by its hash on chain (with a central-DP round's noise
+        record: the seed validators recompute the noise from)."""
         return round_document(
             task_id=self.task.task_id, round=round_, rule=self.task.rule, base_model_hash=self._base_hash,
             global_model_hash=global_hash,
             participants=[Participant(e.account, e.update_hash.hex(), e.num_examples, e.scheme.lower(),
                                       e.signature.hex()) for e in entries],
             refused=list(refused), train_metrics=_finite_metrics(metrics), flower_version=flwr.__version__,
-            run_id=self._run_id or 0)
+            run_id=self._run_id or 0, central_dp=noise)
 
     # Screening ------------------------------------------------------------------------------------
     def _screen(self, replies: list[Message]) -> tuple[list[_Accepted], list[Refusal]]:
@@ -429,6 +440,10 @@ class ChainStrategy(Strategy, Observable):
             raise _Refused("the update is the global model it was sent, unchanged (no local training)")
         if update_hash(arrays) != digest:
             raise _Refused("the update hash is not the hash of the arrays sent")
+        if self.task.central is not None and self.task.central.clipped_by == "client":
+            unclipped = over_the_norm(self._base, arrays, self.task.central.clipping_norm)
+            if unclipped is not None:   # Flower's client-side wrapper trusts the clients: this check does not
+                raise _Refused(f"{unclipped} (central DP, clipped by the client)", account)
         claim = None
         if self.task.private:
             claim = claim_of(record)

@@ -35,14 +35,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from workers.fl import central_dp, rules
 from workers.fl import model as fl_model
-from workers.fl import rules
 from workers.fl.arrays import MODEL_META, UPDATE_META, ArrayFormatError, Arrays, check_update, loads
+from workers.fl.central_dp import CentralRelease
+from workers.fl.central_noise import CentralDpError
 from workers.fl.model import Examples, ModelError
 from workers.fl.spec import (
     PERBILL,
@@ -249,6 +251,26 @@ def compare_round(rule: RuleSpec, updates: Sequence[Arrays], weights: Sequence[i
     return Comparison(False, result.max_abs_diff, f"{result.reason}; no selection among tied Krum scores matches")
 
 
+def compare_release(doc: RoundDocument, arrays: RoundArrays, central: CentralRelease,
+                    tolerance_e9: int) -> Comparison:
+    """A central-DP round: the committed model against the validator's own release, every update clipped to
+    the task's norm, averaged with equal weights and noised from the document's seed with the std the task's
+    terms give for this many participants (whatever std the document says)."""
+    if doc.central_dp is None:
+        return Comparison(False, None, "the round document of a central-DP round records no noise seed")
+    std = central_dp.noise_std(central.noise_multiplier, central.clipping_norm, len(arrays.updates))
+    try:
+        reference = central_dp.released_model(arrays.base, arrays.updates, replace(doc.central_dp, std=std),
+                                              central.clipping_norm)
+    except CentralDpError as exc:
+        return Comparison(False, None, str(exc))
+    result = compare(reference, arrays.global_model, tolerance_e9)
+    if result.ok:
+        return result
+    return Comparison(False, result.max_abs_diff, "the committed model is not the clipped mean of the updates with "
+                                                  f"the recorded seed's noise of std {std:.6g}: {result.reason}")
+
+
 # 3. The clients ----------------------------------------------------------------------------------------
 def measure(spec: FlSpec, arrays: Mapping[str, np.ndarray], examples: Examples) -> float:
     """The spec's metric of the model holding `arrays` on `examples` (ModelError when it cannot be measured)."""
@@ -421,9 +443,11 @@ def _reject(chain: ChainRound, reasons: list[str], evidence: dict[str, Any]) -> 
 
 
 def round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base: bytes, global_model: bytes,
-                  updates: Sequence[bytes], holdout: bytes | None = None) -> RoundVerdictValue:
+                  updates: Sequence[bytes], holdout: bytes | None = None,
+                  central: CentralRelease | None = None) -> RoundVerdictValue:
     """This validator's verdict on one committed round. `updates` are the objects the document's update
-    hashes name, in its (the chain's) order; `holdout` the revealed holdout's bytes, when there is one."""
+    hashes name, in its (the chain's) order; `holdout` the revealed holdout's bytes, when there is one;
+    `central` a central-DP task's mechanism, whose release replaces the rule in step 2."""
     evidence: dict[str, Any] = {"kind": EVIDENCE_KIND, "task_id": chain.task_id, "round": chain.round,
                                 "rule": chain.rule, "global_model_hash": normalize_hash(chain.global_model_hash)}
     try:
@@ -437,8 +461,13 @@ def round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base: bytes,
     if arrays is None:
         return _reject(chain, problems, evidence)
     weights = [n for _, n in chain.participants]
-    comparison = compare_round(parse_rule(chain.rule), arrays.updates, weights, arrays.global_model,
-                               spec.aggregate_tolerance)
+    if central is not None:
+        if central.claim_problems:
+            return _reject(chain, [f"central DP claim: {p}" for p in central.claim_problems], evidence)
+        comparison = compare_release(doc, arrays, central, spec.aggregate_tolerance)
+    else:
+        comparison = compare_round(parse_rule(chain.rule), arrays.updates, weights, arrays.global_model,
+                                   spec.aggregate_tolerance)
     evidence["aggregate"] = {"ok": comparison.ok, "max_abs_diff": comparison.max_abs_diff,
                              "tolerance_e9": spec.aggregate_tolerance, "selection": comparison.selection}
     if not comparison.ok:

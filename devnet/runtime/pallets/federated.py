@@ -286,8 +286,7 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, FederatedPrivate, Pallet)
         if num_examples == 0:
             raise self.error("ZeroExamples")
         self._check_secagg_join(ctx, task, num_examples)
-        if self.privacy.FederatedPrivacy.contains(ctx.state, task):
-            self.privacy.reserve_federated(ctx, task, who, data_hash)
+        self.privacy.reserve_federated(ctx, task, who, data_hash)
         self.balances.reserve(ctx, who, stake)
         self.Clients.set(ctx.state, task, who, {
             "data_hash": data_hash, "num_examples": num_examples, "stake": stake, "joined_at": ctx.block_number,
@@ -380,12 +379,15 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, FederatedPrivate, Pallet)
 
     def _commit(self, ctx: DispatchContext, who: bytes, task: int, round: int, base_model_hash: bytes,
                 global_model_hash: bytes, round_doc_hash: bytes, artifact_uri: bytes, updates: list[dict[str, Any]],
-                *, private: bool) -> None:
-        """commit_round and commit_private_round: the same checks and record, each update's leaf by its kind."""
+                *, private: bool, central: bool = False) -> None:
+        """commit_round, commit_private_round and commit_central_round: the same checks and record, each update's
+        leaf by its kind (a central-DP round's updates are plain ones; its one claim is the aggregator's)."""
         record = self._task(ctx, task)
         self._aggregator(record, who)
         if self.privacy.FederatedPrivacy.contains(ctx.state, task) != private:
             raise self.error("NotPrivate" if private else "PrivateNeedsClaims")
+        if self.privacy.FederatedCentralDp.contains(ctx.state, task) != central:
+            raise self.error("NotCentralDp" if central else "CentralDpNeedsClaim")
         spec, s = record["spec"], self.settings
         if round != record["last_committed"] + 1 or round > spec["rounds"]:
             raise self.error("RoundOutOfOrder")

@@ -12,8 +12,18 @@ EpsilonAboveReservation) and keeps it (FederatedClaims). An accepted round spend
 beyond what earlier rounds spent (spend_increment); the reservation closes when the client leaves or takes its
 stake back, and what no round spent goes back to its budget.
 
+A task may instead ask for central DP (`create_central_dp_task`, docs/central-dp.md): clients send plain signed
+updates, and the aggregator clips each one (or, with ClientFixed, each client clips its own), averages them with
+equal weights and adds Gaussian noise of std noise_multiplier * clipping_norm / participants, as Flower's
+fixed-clipping wrappers do. `commit_central_round` carries the aggregator's one cumulative claim for the rounds
+released so far (sample rate 100 %, steps = the round: no amplification), checked here against the task's terms
+(ClaimMismatch, EpsilonAboveReservation) and kept (CentralClaims); an accepted round spends it on every
+participant's budget. It cannot be combined with SecAgg+ (there is no SecAgg argument): the aggregator would
+noise a sum only it sees, and nobody could check the noise.
+
 What the chain cannot check, validators do off chain: the claimed epsilon recomputed from the claim's parameters
-with the task's accountant (no more than EpsilonTolerance below), and the update's size against the clipping.
+with the task's accountant (no more than EpsilonTolerance below), the update's size against the clipping, and for
+central DP the committed model against their own clip, mean and noise from the round's recorded seed.
 """
 from __future__ import annotations
 
@@ -29,11 +39,12 @@ from devnet.runtime.pallets.federated_types import (
     FlTaskSpec,
     SecAggSpec,
     SignedPrivateUpdate,
+    SignedUpdate,
     private_update_leaf,
     private_update_message,
 )
 from devnet.runtime.pallets.models import BoundedBytes
-from devnet.runtime.pallets.privacy_types import DpSpec
+from devnet.runtime.pallets.privacy_types import CentralDp, DpClaim, DpSpec
 from devnet.scale.types import H256, U32, U128, Option, Sequence
 
 
@@ -87,6 +98,43 @@ class FederatedPrivate:
         for update in updates:
             self.privacy.FederatedClaims.set(ctx.state, task, round, update["client"], update["claim"])
 
+    @call(16, ("spec", FlTaskSpec, "FlTaskSpec<T>"), ("dp", CentralDp, "CentralDp"),
+          ("bounty", U128, "BalanceOf<T>"), ("join_deadline", U32, "BlockNumberFor<T>"),
+          ("deadline", U32, "BlockNumberFor<T>"), ("validators_required", U32, "u32"),
+          ("holdout_commitment", Option(H256), "Option<H256>"), weight=600_000_000)
+    def create_central_dp_task(self, ctx: DispatchContext, origin: bytes | None, spec: dict[str, Any],
+                               dp: dict[str, Any], bounty: int, join_deadline: int, deadline: int,
+                               validators_required: int, holdout_commitment: bytes | None) -> None:
+        """create_task for a task whose aggregator releases each round's mean under central DP `dp`: FedAvg
+        only (the noise is calibrated to an unweighted mean), each joining client reserving the epsilon cap."""
+        self.privacy.check_central(dp)
+        if spec["rule"][0] != "FedAvg":
+            raise self.error("CentralDpNeedsFedAvg")
+        task = self.NextTaskId.get(ctx.state)
+        self.create_task(ctx, origin, spec, bounty, join_deadline, deadline, validators_required,
+                         holdout_commitment)
+        self.privacy.FederatedCentralDp.set(ctx.state, task, dp)
+        ctx.deposit_event(self, "CentralDpRequired", {"task": task, "clipping": dp["clipping"],
+                                                      "epsilon_cap": dp["epsilon_cap"], "delta": dp["delta"]})
+
+    @call(17, TASK, ROUND, ("base_model_hash", H256, "H256"), ("global_model_hash", H256, "H256"),
+          ("round_doc_hash", H256, "H256"), ("artifact_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
+          ("updates", Sequence(SignedUpdate), "BoundedVec<SignedUpdate<T>, T::MaxClientsPerRound>"),
+          ("claim", DpClaim, "DpClaim"), weight=21_000_000_000)  # commit_round's, and one claim check
+    def commit_central_round(self, ctx: DispatchContext, origin: bytes | None, task: int, round: int,
+                             base_model_hash: bytes, global_model_hash: bytes, round_doc_hash: bytes,
+                             artifact_uri: bytes, updates: list[dict[str, Any]], claim: dict[str, Any]) -> None:
+        """commit_round for a central-DP task, with the aggregator's cumulative claim for rounds 1..round."""
+        if origin is None:
+            raise BAD_ORIGIN
+        spec = self.privacy.FederatedCentralDp.get(ctx.state, task)
+        if spec is None:
+            raise self.error("NotCentralDp")
+        self.privacy.check_central_claim(spec, claim, round)
+        self._commit(ctx, origin, task, round, base_model_hash, global_model_hash, round_doc_hash, artifact_uri,
+                     updates, private=False, central=True)
+        self.privacy.CentralClaims.set(ctx.state, task, round, claim)
+
     # Used by the pallet's own calls -------------------------------------------------------------
     def _checked_private_update(self, ctx: DispatchContext, task: int, round_number: int, base: bytes, index: int,
                                 update: dict[str, Any]) -> bytes:
@@ -109,7 +157,13 @@ class FederatedPrivate:
 
     def _spend_private_round(self, ctx: DispatchContext, task: int, round_number: int,
                              participants: list[tuple[bytes, int]]) -> None:
-        """An accepted round of a private task: each participant's claim spends what earlier rounds did not."""
+        """An accepted round of a private task: each participant's claim spends what earlier rounds did not (a
+        central-DP round's one claim covers every participant: client-level DP protects a client's whole data)."""
+        central = self.privacy.CentralClaims.get(ctx.state, task, round_number)
+        if central is not None:
+            for client, _ in participants:
+                self.privacy.spend_increment(ctx, task, client, central["epsilon"])
+            return
         if not self.privacy.FederatedPrivacy.contains(ctx.state, task):
             return
         for client, _ in participants:

@@ -18,7 +18,7 @@ from typing import Any
 from devnet.crypto import blake2_256
 from devnet.runtime.framework import ErrorDef, EventDef
 from devnet.runtime.pallets.models import I64, BoundedBytes
-from devnet.runtime.pallets.privacy_types import DpClaim
+from devnet.runtime.pallets.privacy_types import CentralClipping, DpClaim
 from devnet.runtime.pallets.task_bounties_types import Perbill, Requirements
 from devnet.runtime.primitives import MultiSignature
 from devnet.scale.codec import codec_for
@@ -241,6 +241,10 @@ EVENTS = (
     EventDef("DpRequired", fields(TASK, ("epsilon_cap", U64, "u64"), ("delta", U64, "u64")),
              "The task just created trains with local DP-SGD on every client: joining reserves epsilon_cap and "
              "delta of the client's own budget for its data, spent round by round by accepted rounds."),
+    EventDef("CentralDpRequired", fields(TASK, ("clipping", CentralClipping, "CentralClipping"),
+                                         ("epsilon_cap", U64, "u64"), ("delta", U64, "u64")),
+             "The task just created releases each round's mean under central DP (terms in PrivacyBudgets."
+             "FederatedCentralDp); joining reserves the epsilon cap of the client's own budget."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No federated task with this id."),
@@ -317,4 +321,9 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("RejectedNotAudited", "A verdict on a SecAgg round may reject only the clients its audit drew."),
     ("NotPrivate", "The task does not train with DP: commit its rounds with commit_round."),
     ("PrivateNeedsClaims", "The task trains with DP: its rounds carry each update's DP claim (commit_private_round)."),
+    ("NotCentralDp", "The task has no central DP terms: commit its rounds with commit_round or "
+                     "commit_private_round."),
+    ("CentralDpNeedsClaim", "The task releases its rounds under central DP: commit them with commit_central_round "
+                            "and the round's DP claim."),
+    ("CentralDpNeedsFedAvg", "Central DP calibrates its noise to an unweighted mean: the rule must be FedAvg."),
 ))

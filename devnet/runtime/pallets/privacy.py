@@ -35,6 +35,7 @@ from devnet.runtime.pallets.privacy_types import (
     EVENTS,
     PALLET,
     Budget,
+    CentralDp,
     DpClaim,
     DpSpec,
     FederatedReservation,
@@ -76,6 +77,14 @@ class PrivacyBudgets(Pallet):
                                             ("Blake2_128Concat", AccountId)),
                                   docs="(FederatedTasks task, round, client) -> the cumulative DP claim its signed "
                                        "update carried.")
+
+    FederatedCentralDp = StorageItem(CentralDp, (("Twox64Concat", U64),),
+                                     docs="FederatedTasks task id -> its central DP terms: the aggregator noises "
+                                          "each round's mean of clipped updates (the epsilon cap is per client, for "
+                                          "the whole task).")
+    CentralClaims = StorageItem(DpClaim, (("Twox64Concat", U64), ("Twox64Concat", U32)),
+                                docs="(FederatedTasks task, round) -> the aggregator's cumulative DP claim for the "
+                                     "rounds released so far, as committed with the round.")
 
     events = EVENTS
     errors = ERRORS
@@ -192,10 +201,31 @@ class PrivacyBudgets(Pallet):
             "data_hash": data_hash, "market": (market, None), "task": task, "holder": holder,
             "epsilon": reservation["epsilon"], "delta": reservation["delta"]})
 
+    def check_central(self, spec: dict[str, Any]) -> None:
+        """A federated task's central DP terms are within the chain's bounds (InvalidPrivacyParams)."""
+        self._check_amounts(spec["epsilon_cap"], spec["delta"])
+        if not spec["clipping_norm"] or not spec["noise_multiplier"]:
+            raise self.error("InvalidPrivacyParams")
+
+    def check_central_claim(self, spec: dict[str, Any], claim: dict[str, Any], round_number: int) -> None:
+        """The aggregator's claim for round `round_number` is of the task's mechanism, released once per round
+        without amplification (Flower samples clients without Poisson sampling), within the cap."""
+        self.check_claim({**spec, "max_grad_norm": spec["clipping_norm"]}, claim)
+        if claim["sample_rate"] != PERBILL or claim["steps"] != round_number:
+            raise self.error("ClaimMismatch")
+
     # The federated ledger: one reservation per (task, client), spent round by round -----------------
-    def reserve_federated(self, ctx: DispatchContext, task: int, client: bytes, data_hash: bytes) -> None:
-        """A client joining a private federated task holds the task's (epsilon cap, delta) of its own budget."""
+    def federated_terms(self, ctx: DispatchContext, task: int) -> dict[str, Any] | None:
+        """A federated task's per-client (epsilon cap, delta), local or central DP; None when it has no DP."""
         terms = self.FederatedPrivacy.get(ctx.state, task)
+        return terms if terms is not None else self.FederatedCentralDp.get(ctx.state, task)
+
+    def reserve_federated(self, ctx: DispatchContext, task: int, client: bytes, data_hash: bytes) -> None:
+        """A client joining a private federated task holds the task's (epsilon cap, delta) of its own budget (a
+        task without DP terms holds nothing)."""
+        terms = self.federated_terms(ctx, task)
+        if terms is None:
+            return
         budget = self._owned(ctx, data_hash, client)
         if terms["epsilon_cap"] > remaining_epsilon(budget):
             raise self.error("BudgetExceeded")

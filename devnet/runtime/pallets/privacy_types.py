@@ -33,6 +33,14 @@ DpSpec = Composite((PALLET, "types", "DpSpec"), fields(
     ("max_grad_norm", U64, "u64"), ("noise_multiplier", U64, "u64"),
     # blake2_256(b"paratrain/dp-key/v1" ++ key): the key itself stays with the data's readers
     ("noise_key_hash", H256, "H256")))
+# central DP for a federated task: who clips (the aggregator, Flower's DifferentialPrivacyServerSideFixedClipping,
+# or each client with fixedclipping_mod under DifferentialPrivacyClientSideFixedClipping); the aggregator noises
+# the unweighted mean of the clipped updates with std noise_multiplier * clipping_norm / participants
+CentralClipping = enum((PALLET, "types", "CentralClipping"), ("ServerFixed", ()), ("ClientFixed", ()))
+CentralDp = Composite((PALLET, "types", "CentralDp"), fields(
+    ("clipping", CentralClipping, "CentralClipping"), ("accountant", Accountant, "Accountant"),
+    ("epsilon_cap", U64, "u64"), ("delta", U64, "u64"), ("clipping_norm", U64, "u64"),
+    ("noise_multiplier", U64, "u64")))
 DpClaim = Composite((PALLET, "types", "DpClaim"), fields(
     ("accountant", Accountant, "Accountant"), ("noise_multiplier", U64, "u64"), ("sample_rate", Perbill, "Perbill"),
     ("steps", U64, "u64"), ("max_grad_norm", U64, "u64"), ("delta", U64, "u64"), ("epsilon", U64, "u64")))
@@ -87,7 +95,8 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("InvalidPrivacyParams", "epsilon is 0 or above MaxEpsilon, delta outside [MinDelta, MaxDelta], a clipping "
                              "norm or noise multiplier is 0, or a sample rate is 0 or above 100 %."),
     ("ClaimMismatch", "The claim's accountant or delta differs from the task's, its clipping norm is above the "
-                      "task's or its noise multiplier below it."),
+                      "task's or its noise multiplier below it; or a central-DP round's claim is not of one release "
+                      "per round (sample rate 100 %, steps equal to the round)."),
     ("CannotRaiseBudget", "lower_budget may not raise epsilon or delta: a budget is a public promise."),
     ("BelowCommitted", "The lowered budget is below what is already spent plus reserved."),
 ))

@@ -12,7 +12,10 @@ when there is one. The steps, each a function unit-tested alone:
 2. the aggregate (`compare_round`): the task's rule recomputed on the updates (`workers.fl.rules`) equals the
    committed global model bitwise, or within the spec's aggregate_tolerance; for Krum and MultiKrum a
    different selection is accepted only where scores tie within 1e-6 relative (a BLAS product may order its
-   sums differently on another machine), else it is a mismatch. A mismatch rejects the round.
+   sums differently on another machine), else it is a mismatch. A central-DP round (`compare_release`) is
+   held to the release instead: every update clipped, the equal-weight mean, the noise from the document's
+   seed (workers/fl/central_dp.py), and the aggregator's claim as the judge recomputed it. A mismatch rejects
+   the round.
 3. the clients, on an accepted round (`split_holdout`, `reference_update`, `client_scores`, `leave_one_out`,
    `decide`): FLTrust's idea, a "root" update trained by the validator itself with the spec's hyperparameters
    on a seeded share (policy.root_fraction) of the revealed holdout; each client's change from the base is

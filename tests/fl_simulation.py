@@ -109,6 +109,7 @@ def judging(chain_for: Callable[[], Chain], store: ArtifactStore, holdout: bytes
     judge = RoundJudge(chain=chain_for(), keypair=VALIDATOR, store=store, state=ValidatorState(), save=lambda: None,
                        notify=lambda what, **detail: events.append((what, detail)),
                        settings=JudgeSettings(holdout_margin_ms=0))
+    judge.ensure_seal_key()   # audited SecAgg clients seal their reveals to it
     requester = chain_for()
     revealed: set[int] = set()
 

@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime_bindings.errors import BindingsError
 from runtime_bindings.generated.types import Attestation, TaskStatus
 from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
 from workers.artifacts import FetchLimits
@@ -189,6 +190,10 @@ class ValidatorDaemon(DaemonBase):
                                                                  self.config.max_judge_attempts,
                                                                  self.config.retry_delay_s),
                                           on_vote=self._count_vote)
+            try:
+                self.round_judge.ensure_seal_key()   # audited SecAgg clients seal their reveals to it
+            except BindingsError as exc:   # it still judges every other round; SecAgg reveals wait for a key
+                log.warning("validator %s: the seal key was not registered: %s", self.account, exc)
         log.info("validator %s (stake %d) on %s, store %s, Q=%d", self.account, info.stake, self.config.chain_url,
                  self.store.root, self.config.spot_checks)
         self._notify("connected", chain=self.config.chain_url)

@@ -268,6 +268,18 @@ class CommitCentralRoundCall(CallArgs):
     claim: t.DpClaim | dict[str, object]
 
 
+@dataclass(frozen=True)
+class RegisterSealKeyCall(CallArgs):
+    """An active Validator registers (or replaces) the X25519 key that audited clients seal their reveal
+            documents to, so that only validators read a revealed update.
+    """
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "register_seal_key"
+
+    key: str | bytes
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -788,6 +800,21 @@ class CentralDpRequiredEvent(TypedEvent):
             epsilon_cap=v["epsilon_cap"],
             delta=v["delta"],
         )
+
+
+@dataclass(frozen=True)
+class SealKeyRegisteredEvent(TypedEvent):
+    """A validator registered the X25519 key audited clients seal their reveal documents to."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "SealKeyRegistered"
+
+    validator: t.AccountId
+    key: t.H256
+
+    @classmethod
+    def from_value(cls, v: Any) -> SealKeyRegisteredEvent:
+        return cls(validator=t.AccountId.from_value(v["validator"]), key=t.H256.from_value(v["key"]))
 
 
 # Errors -----------------------------------------------------------------------------------------
@@ -1785,6 +1812,23 @@ class FederatedTasksApi(PalletApi):
         )
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
+    def register_seal_key(
+        self,
+        signer: Keypair,
+        key: str | bytes,
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """An active Validator registers (or replaces) the X25519 key that audited clients seal their reveal
+                documents to, so that only validators read a revealed update.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = RegisterSealKeyCall(key=key)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
     @property
     def next_task_id(self) -> StorageValue[int]:
         """The id the next federated task gets.
@@ -1944,6 +1988,21 @@ class FederatedTasksApi(PalletApi):
             key_count=3,
             decode=lambda v: t.RevealRecord.from_value(v),
             decode_keys=(None, None, t.AccountId.from_value, ),
+        )
+
+    @property
+    def seal_keys(self) -> StorageMap[str, t.H256 | None]:
+        """validator -> the X25519 key audited clients seal their reveal documents to.
+
+        `FederatedTasks.SealKeys`, a storage map with 1 key (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "FederatedTasks",
+            "SealKeys",
+            key_count=1,
+            decode=lambda v: t.H256.from_value(v),
+            decode_keys=(t.AccountId.from_value, ),
         )
 
     @property

@@ -34,12 +34,15 @@ from workers.fl.arrays import model_hash
 from workers.fl.committer import ChainCommitter
 from workers.fl.judge import JudgeSettings, RoundJudge
 from workers.fl.secagg_app import run_round
+from workers.fl.secagg_audit import RevealError, parse_reveal
 from workers.fl.secagg_client import Reveal, SecAggClientSettings, clip_commit_mod
 from workers.fl.secagg_commit import SecAggCommitter
 from workers.fl.secagg_params import SecAggParams
 from workers.fl.secagg_reveal import RevealState, reveal_if_drawn
 from workers.fl.secagg_task import SecAggTask
 from workers.fl.spec import build_spec
+from workers.hashing import normalize_hash
+from workers.sealing import NotAddressed, open_sealed, seal_secret
 from workers.uri_policy import UriPolicy
 from workers.validator import ValidatorState
 
@@ -138,7 +141,18 @@ def settled(devnet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         sim.run(main, client_app(out), N)
         done["record"] = chain.federated_tasks.rounds(task_id, 1)
 
-        # the data owners: each drawn client reveals what it kept
+        # the validators, as their daemons do at start: each registers the key reveals are sealed to
+        policy = UriPolicy(tuple(store.root for store in stores.values()))
+        done["events"] = []
+        judges = [RoundJudge(chain=chain, keypair=validator, store=ArtifactStore(root / validator.ss58_address[:8],
+                                                                                 policy=policy),
+                             state=ValidatorState(), save=lambda: None,
+                             notify=lambda what, **detail: done["events"].append((what, detail)),
+                             settings=JudgeSettings(holdout_margin_ms=0)) for validator in (CHARLIE, DAVE)]
+        for judge in judges:
+            judge.ensure_seal_key()
+
+        # the data owners: each drawn client reveals what it kept, sealed to the validators
         done["revealed"] = {}
         for partition, kept in sim.reveals(out, 1).items():
             arrays = {name: kept[f"model.{name}"] for name in sim.NAMES}
@@ -146,16 +160,11 @@ def settled(devnet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                             int(kept["num_examples"]), [])
             done["revealed"][partition] = reveal_if_drawn(chain, client_key(partition), stores["clients"], reveal)
         done["audit"] = chain.federated_tasks.audits(task_id, 1)
+        done["reveal_objects"] = {p: stores["clients"].get(normalize_hash(chain.federated_tasks.audit_reveals(
+            task_id, 1, client_key(p).ss58_address).reveal_hash)) for p in range(N)}
 
         # the validators: each one's round judge, as the validator daemon runs it
-        policy = UriPolicy(tuple(store.root for store in stores.values()))
-        done["events"] = []
-        for validator in (CHARLIE, DAVE):
-            judge = RoundJudge(chain=chain, keypair=validator, store=ArtifactStore(root / validator.ss58_address[:8],
-                                                                                    policy=policy),
-                               state=ValidatorState(), save=lambda: None,
-                               notify=lambda what, **detail: done["events"].append((what, detail)),
-                               settings=JudgeSettings(holdout_margin_ms=0))
+        for judge in judges:
             done.setdefault("judged", []).append(judge.judge(task_id, 1))
         done["verdicts"] = [chain.federated_tasks.round_verdicts(task_id, 1, v.ss58_address) for v in (CHARLIE, DAVE)]
         done["after"] = {p: chain.federated_tasks.clients(task_id, client_key(p).ss58_address) for p in range(N)}
@@ -176,6 +185,21 @@ def test_the_audit_draws_every_participant_and_each_reveals(settled: Mapping[str
     assert {str(a) for a in audit.drawn} == {client_key(p).ss58_address for p in range(N)}
     assert int(audit.revealed) == N
     assert set(settled["revealed"].values()) == {RevealState.REVEALED}
+
+
+def test_each_reveal_is_sealed_to_both_validators_and_readable_by_them_alone(settled: Mapping[str, Any]) -> None:
+    """The store holds envelopes, not reveal documents: neither a reader of the store nor a non-validator can
+    parse one, and each validator opens each."""
+    outsider = Keypair.create_from_uri("//SecAggChainOutsider")
+    base = sim.base_model()
+    layout = {"max_bytes": 1 << 20, "names": sorted(base), "shapes": [base[n].shape for n in sorted(base)]}
+    for envelope in settled["reveal_objects"].values():
+        with pytest.raises(RevealError):
+            parse_reveal(envelope, **layout)
+        for validator in (CHARLIE, DAVE):
+            parse_reveal(open_sealed(envelope, validator.public_key, seal_secret(validator)), **layout)
+        with pytest.raises(NotAddressed):
+            open_sealed(envelope, outsider.public_key, seal_secret(outsider))
 
 
 def test_the_validators_accept_the_round_and_reject_only_the_cheat(settled: Mapping[str, Any]) -> None:

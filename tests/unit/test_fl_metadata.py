@@ -65,17 +65,18 @@ CALLS = {  # index -> (name, argument names), design section 2
                                     "holdout_commitment"]),
     17: ("commit_central_round", ["task", "round", "base_model_hash", "global_model_hash", "round_doc_hash",
                                   "artifact_uri", "updates", "claim"]),
+    18: ("register_seal_key", ["key"]),
 }
 EVENTS = [
     "TaskCreated", "TaskCancelled", "ClientJoined", "ClientLeft", "TaskOpened", "AggregatorClaimed", "Heartbeat",
     "RoundCommitted", "HoldoutRevealed", "RoundVerdictSubmitted", "RoundAccepted", "ClientPaid", "ClientSlashed",
     "RoundRejected", "AggregatorSlashed", "RoundTimedOut", "LeaseExpired", "AggregatorReleased", "TaskReopened",
     "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed",
-    "DpRequired", "CentralDpRequired"
+    "DpRequired", "CentralDpRequired", "SealKeyRegistered"
 ]
 STORAGE = [
     "NextTaskId", "Tasks", "Clients", "Rounds", "RoundVerdicts", "Holdouts", "AggregatorTasks", "LeaseExpiries",
-    "DeadlineExpiries", "RoundDeadlines", "SecAggSpecs", "Audits", "AuditReveals"
+    "DeadlineExpiries", "RoundDeadlines", "SecAggSpecs", "Audits", "AuditReveals", "SealKeys"
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fl_pallet_harness import (
     AGGREGATORS,
+    CLIENTS,
     GRACE_MS,
     OUTSIDER,
     PARTICIPANTS,
@@ -215,3 +216,15 @@ def test_a_round_committed_again_gets_a_fresh_draw(h: FlHarness) -> None:
     h.ok(OUTSIDER, "draw_audit", task=task, round=1)
     assert FederatedTasks.Audits.get(h.state, task, 1)["seed"] == System.BlockHash.get(
         h.state, h.round(task, 1)["committed_at"])
+
+
+def test_only_an_active_validator_registers_a_seal_key_and_may_replace_it(h: FlHarness) -> None:
+    validator = VALIDATORS[0]
+    h.ok(validator, "register_seal_key", key=model_hash("seal key 1"))
+    assert FederatedTasks.SealKeys.get(h.state, validator.public_key) == model_hash("seal key 1")
+    h.ok(validator, "register_seal_key", key=model_hash("seal key 2"))   # a new key replaces the old one
+    assert FederatedTasks.SealKeys.get(h.state, validator.public_key) == model_hash("seal key 2")
+    assert [e["key"] for e in h.events("SealKeyRegistered")] == [model_hash("seal key 1"), model_hash("seal key 2")]
+    before, events = h.snapshot(), len(h.ctx.events)
+    assert h.dispatch(CLIENTS[0], "register_seal_key", "FederatedTasks", key=model_hash("x")) == "NotValidator"
+    assert h.snapshot() == before and len(h.ctx.events) == events

@@ -296,6 +296,7 @@ class RoundJudge:
         store: a document that cannot be read there is its failure to reveal)."""
         from runtime_bindings.fl import account_public_key
         from workers.fl.secagg_verify import AuditedClient
+        from workers.sealing import SEAL_OVERHEAD, NotAddressed, SealedError, open_sealed, seal_secret
 
         key = account_public_key(account)
         revealed = self.chain.federated_tasks.audit_reveals(task_id, round_, account)
@@ -306,9 +307,25 @@ class RoundJudge:
             data = self.store.fetch(uri, as_hex(revealed.reveal_hash), kind=Kind.ARTIFACT)
         except (ArtifactError, OSError, ValueError) as exc:
             return AuditedClient(account, key, None, f"its reveal document {uri} cannot be read: {exc}")
-        if len(data) > max_bytes:
+        if len(data) > max_bytes + SEAL_OVERHEAD:
             return AuditedClient(account, key, None, f"its reveal document is over {max_bytes} bytes")
-        return AuditedClient(account, key, data)
+        try:
+            document = open_sealed(data, self.keypair.public_key, seal_secret(self.keypair))
+        except NotAddressed as exc:   # sealed before this validator registered its key: not the client's fault
+            raise Abstain(f"the reveal of {account} is not sealed to this validator: {exc}") from None
+        except SealedError as exc:
+            return AuditedClient(account, key, None, f"its reveal document cannot be opened: {exc}")
+        return AuditedClient(account, key, document)
+
+    def ensure_seal_key(self) -> None:
+        """Register this validator's seal key (derived from its account key) unless the chain has it already, so
+        that audited clients can seal their reveals to it."""
+        from workers.sealing import seal_public
+
+        key = seal_public(self.keypair)
+        stored = self.chain.federated_tasks.seal_keys(self.account)
+        if stored is None or bytes(stored) != key:
+            self.chain.federated_tasks.register_seal_key(self.keypair, "0x" + key.hex())
 
     def central_release(self, task_id: int, round_: int) -> Any:
         """A central-DP task's mechanism and what is wrong with the aggregator's claim for the round, recomputed

@@ -6,20 +6,23 @@ what its clip/commit mod kept for that round (workers/fl/secagg_audit.py: the cl
 commitment it signed) and records the document's hash and place with `reveal_update`, before the round's
 reveal window closes. An undrawn client reveals nothing: its update stays private.
 
+The document is revealed to the validators only: it is sealed (workers/sealing.py) to the X25519 keys validators
+registered on chain (FederatedTasks.SealKeys, at most MAX_RECIPIENTS of them, by account order), and the envelope
+is what the store holds and the chain names. A client that finds no registered key waits: it reveals to nobody
+rather than to everyone.
+
 `settle_reveal` is one look at one kept document, a pure question to the chain and at most two extrinsics, so
 the client daemon can ask it every poll until the answer is final (`RevealState.final`).
-
-Not yet here: sealing the document to the validators' keys (docs/design/private.md 2.6). Whoever can read the
-store the client writes to can read a revealed update; the audited share of clients is what they consented to
-reveal, and to whom is for the store's access rules to say.
 """
 from __future__ import annotations
 
 from enum import Enum
 from typing import Any
 
+from runtime_bindings.fl import account_public_key
 from runtime_bindings.generated.federated_tasks import AuditAlreadyDrawn, AuditNotDue, RoundNotPending
 from workers.artifacts import ArtifactStore
+from workers.sealing import MAX_RECIPIENTS, seal
 
 
 class RevealState(Enum):
@@ -58,9 +61,20 @@ def settle_reveal(chain: Any, keypair: Any, store: ArtifactStore, task_id: int, 
         return RevealState.NOT_DRAWN
     if fl.audit_reveals(task_id, round_, keypair.ss58_address) is not None:
         return RevealState.REVEALED
-    digest = store.put(document)
+    recipients = seal_recipients(chain)
+    if not recipients:
+        return RevealState.WAITING   # no validator can read it yet: reveal to nobody rather than to anyone
+    digest = store.put(seal(document, recipients))
     fl.reveal_update(keypair, task_id, round_, "0x" + digest, store.uri(digest).encode())
     return RevealState.REVEALED
+
+
+def seal_recipients(chain: Any) -> dict[bytes, bytes]:
+    """The validators' registered seal keys (account public key -> X25519 key), the first MAX_RECIPIENTS by
+    account."""
+    keys = {account_public_key(str(account)): bytes(key) for account, key in chain.federated_tasks.seal_keys.entries()
+            if key is not None}
+    return dict(sorted(keys.items())[:MAX_RECIPIENTS])
 
 
 def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Any) -> RevealState:
@@ -71,4 +85,4 @@ def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Any)
                          reveal_document(reveal, keypair.public_key))
 
 
-__all__ = ["RevealState", "reveal_if_drawn", "settle_reveal"]
+__all__ = ["RevealState", "reveal_if_drawn", "seal_recipients", "settle_reveal"]

@@ -74,11 +74,14 @@ class FederatedSecAgg:
     AuditReveals = StorageItem(RevealRecord, (("Twox64Concat", U64), ("Twox64Concat", U32),
                                               ("Blake2_128Concat", AccountId)),
                                docs="(task, round, client) -> the hash and place of a drawn client's reveal.")
+    SealKeys = StorageItem(H256, (("Blake2_128Concat", AccountId),),
+                           docs="validator -> the X25519 key audited clients seal their reveal documents to.")
 
     # provided by the pallet class
     Rounds: StorageItem
     Tasks: StorageItem
     settings: Any
+    workers: Any
     error: Callable[[str], ModuleError]
     create_task: Callable[..., None]
     _task: Callable[..., dict[str, Any]]
@@ -129,6 +132,17 @@ class FederatedSecAgg:
         self.Audits.set(ctx.state, task, round, audit)
         ctx.deposit_event(self, "UpdateRevealed",
                           {"task": task, "round": round, "client": origin, "reveal_hash": reveal_hash})
+
+    @call(18, ("key", H256, "H256"), weight=100_000_000)
+    def register_seal_key(self, ctx: DispatchContext, origin: bytes | None, key: bytes) -> None:
+        """An active Validator registers (or replaces) the X25519 key that audited clients seal their reveal
+        documents to, so that only validators read a revealed update."""
+        if origin is None:
+            raise BAD_ORIGIN
+        if self.workers.active_with_role(ctx, origin, "Validator") is None:
+            raise self.error("NotValidator")
+        self.SealKeys.set(ctx.state, origin, key)
+        ctx.deposit_event(self, "SealKeyRegistered", {"validator": origin, "key": key})
 
     # Used by the pallet's own calls -------------------------------------------------------------
     def _check_secagg(self, spec: dict[str, Any], secagg: dict[str, Any]) -> None:

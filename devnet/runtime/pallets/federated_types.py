@@ -245,6 +245,8 @@ EVENTS = (
                                          ("epsilon_cap", U64, "u64"), ("delta", U64, "u64")),
              "The task just created releases each round's mean under central DP (terms in PrivacyBudgets."
              "FederatedCentralDp); joining reserves the epsilon cap of the client's own budget."),
+    EventDef("SealKeyRegistered", fields(("validator", AccountId, "T::AccountId"), ("key", H256, "H256")),
+             "A validator registered the X25519 key audited clients seal their reveal documents to."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No federated task with this id."),

@@ -207,6 +207,8 @@ def test_create_with_central_dp_posts_its_terms_and_refuses_what_it_cannot_be(ca
     assert "needs --dp-epsilon" in one_line_error(capsys, *base)
     assert "cannot be combined with --secagg" in one_line_error(capsys, *base, "--dp-epsilon", "3", "--secagg")
     assert "needs --rule fedavg" in one_line_error(capsys, *base, "--dp-epsilon", "3", "--rule", "fedmedian")
+    assert "above the cap 1" in one_line_error(capsys, *base, "--dp-epsilon", "1", "--noise-multiplier", "0.5",
+                                               "--rounds", "5")
 
 
 def test_bad_files_and_unknown_tasks_are_one_line(capsys, shards, tmp_path):

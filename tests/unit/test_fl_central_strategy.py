@@ -22,6 +22,7 @@ from tests.unit.test_fl_strategy_unit import (
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import loads
 from workers.fl.central_dp import released_model, update_norm
+from workers.fl.central_noise import CentralDpError
 from workers.fl.central_task import CentralTask
 from workers.fl.spec import decode_round_document, parse_rule
 from workers.fl.strategy import ChainStrategy, IdentityBook, make_rule
@@ -32,8 +33,8 @@ NORM = 0.5
 
 
 
-def central(clipped_by: str) -> CentralTask:
-    return CentralTask(clipped_by, DpTerms(accountant="rdp", epsilon_cap=50_000_000, delta=10_000_000_000,
+def central(clipped_by: str, cap: int = 50_000_000) -> CentralTask:
+    return CentralTask(clipped_by, DpTerms(accountant="rdp", epsilon_cap=cap, delta=10_000_000_000,
                                            max_grad_norm=int(NORM * 1e6), noise_multiplier=1_000_000))
 
 
@@ -42,10 +43,12 @@ def moved(by: float, seed: int) -> dict[str, np.ndarray]:
     return {k: (v + by * rng.normal(size=v.shape)).astype(v.dtype) for k, v in BASE.items()}
 
 
-def release(tmp_path, clipped_by: str, updates: dict[int, dict[str, np.ndarray]]):
+def configured(tmp_path, clipped_by: str, updates: dict[int, dict[str, np.ndarray]], cap: int = 50_000_000):
+    """A central-DP strategy whose round is configured and answered: the messages it sent, the replies, and what
+    it commits to."""
     from dataclasses import replace
 
-    task = replace(view(KEYS[:len(updates)], min_clients=2), central=central(clipped_by))
+    task = replace(view(KEYS[:len(updates)], min_clients=2), central=central(clipped_by, cap))
     store, committer, recorder = ArtifactStore(tmp_path), RecordingCommitter(), Recorder()
     identities = IdentityBook(task, query_timeout=0.5)
     inner = task.central.wrap(make_rule(parse_rule("fedavg"), min_clients=2, fraction=1.0), 2)
@@ -61,7 +64,12 @@ def release(tmp_path, clipped_by: str, updates: dict[int, dict[str, np.ndarray]]
 
     grid = AnsweringGrid(list(keys), answer)
     messages = list(s.configure_train(1, base_record(), ConfigRecord({}), grid))
-    arrays, _ = s.aggregate_train(1, grid.send_and_receive(messages))
+    return s, messages, grid.send_and_receive(messages), committer, store, recorder
+
+
+def release(tmp_path, clipped_by: str, updates: dict[int, dict[str, np.ndarray]]):
+    s, messages, replies, committer, store, recorder = configured(tmp_path, clipped_by, updates)
+    arrays, _ = s.aggregate_train(1, replies)
     return messages, arrays, committer, store, recorder
 
 
@@ -102,3 +110,13 @@ def test_client_clipping_sends_the_norm_and_refuses_an_update_over_it(tmp_path) 
     assert refusal["client"] == KEYS[2].ss58_address and "over the task's clipping norm" in refusal["reason"]
     [commit] = committer.commits
     assert sorted(e.account for e in commit.updates) == sorted(k.ss58_address for k in KEYS[:2])
+
+
+def test_a_round_beyond_the_cap_is_not_released(tmp_path) -> None:
+    s, _, replies, committer, _, recorder = configured(tmp_path, "server", {1: moved(1.0, 1), 2: moved(1.0, 2)},
+                                                           cap=1_000_000)   # round 1 alone spends 4.7
+    with pytest.raises(CentralDpError, match="above each client's cap"):
+        s.aggregate_train(1, replies)
+    assert committer.commits == [] and recorder.of("round-committed") == []
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 3   # the base and the two updates: no noised model and no round document were stored

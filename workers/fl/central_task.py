@@ -59,6 +59,15 @@ class CentralTask:
                        sample_rate=PERBILL, steps=round_, max_grad_norm=self.terms.max_grad_norm,
                        delta=self.terms.delta, epsilon=units)
 
+    def over_the_cap(self, rounds: int) -> str | None:
+        """Why releasing `rounds` rounds would spend more than the cap each client reserved (None: it would not).
+        Checked before a task is posted and before each release: a released model cannot be taken back."""
+        claim = self.claim(rounds)
+        if claim.epsilon > self.terms.epsilon_cap:
+            return (f"{rounds} rounds of noise {self.noise_multiplier:g} spend epsilon {claim.epsilon / 1e6:g} "
+                    f"({self.terms.accountant}), above the cap {self.terms.epsilon_cap / 1e6:g}")
+        return None
+
     def claim_problems(self, claim: DpClaim, round_: int) -> list[str]:
         """Why a committed claim for round `round_` under-reports the rounds released so far (empty: it does not).
         The pallet already refused any other mechanism; the accountant is what it cannot run."""

@@ -40,7 +40,7 @@ from runtime_bindings.fl_private import verify_private_update
 from workers.artifacts import ArtifactStore
 from workers.fl.arrays import check_update, model_bytes, update_bytes, update_hash
 from workers.fl.central_dp import over_the_norm
-from workers.fl.central_noise import CentralNoise
+from workers.fl.central_noise import CentralDpError, CentralNoise
 from workers.fl.central_task import CentralTask, begin_release
 from workers.fl.committer import CommitRefused, RoundCommit, RoundCommitter, SignedEntry, sorted_entries
 from workers.fl.dp_record import claim_of
@@ -324,6 +324,9 @@ class ChainStrategy(Strategy, Observable):
         _keep_common_metrics([a.reply for a in accepted])
         central = self.task.central
         claim = central.claim(round_) if central is not None else None   # before the release: it may be refused
+        if claim is not None and claim.epsilon > central.terms.epsilon_cap:
+            raise CentralDpError(f"task {self.task.task_id}: releasing round {round_} would spend epsilon "
+                                 f"{claim.epsilon / 1e6:g}, above each client's cap: nothing is released")
         release = begin_release(central, self.inner, [a.reply.content.metric_records[METRICS] for a in accepted],
                                 NUM_EXAMPLES) if central is not None else None
         arrays, metrics = self.inner.aggregate_train(server_round, [a.reply for a in accepted])

@@ -203,7 +203,7 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
                                 f"not {world_size}")
         from workers.privacy.training import DpSession  # Opacus loads only for a DP task
 
-        dp = DpSession.start(spec, plan.store, model, optimizer, train_examples=len(prepared.train_x),
+        dp = DpSession.start(spec, plan.store, model, optimizer, recipe.loss, train_examples=len(prepared.train_x),
                              batch_size=int(hp["batch_size"]), epochs=int(hp["epochs"]), device=device,
                              replay=plan.replay)
         model, optimizer = dp.module, dp.optimizer
@@ -236,7 +236,7 @@ def run_loop(plan: LoopPlan, *, rank: int = 0, world_size: int = 1, device: torc
         x, y = train_x[idx].to(device), train_y[idx].to(device)
         _reseed(step_seed(spec.seed, step), device)
         optimizer.zero_grad(set_to_none=True)
-        loss = recipe.loss(model(x), y)
+        loss = (dp.loss if dp is not None else recipe.loss)(model(x), y)
         loss.backward()
         optimizer.step()
         loss_t = loss.detach()

@@ -95,9 +95,9 @@ def test_the_noise_depends_on_the_key(store, dp_spec, honest) -> None:
 
 
 @pytest.mark.parametrize("cheat", [
-    {"noise_multiplier": 0.0},                           # skipped the noise
-    {"max_grad_norm": 1e6, "noise_multiplier": 1e-6},    # skipped the clipping, same noise std (sigma * C = 1)
-])
+    {"optimizer": {"noise_multiplier": 0.0}},   # skipped the noise
+    {"module": {"max_grad_norm": 1e6}},         # skipped the clipping (ghost clipping clips in the module), same noise
+], ids=["noise-skipped", "clipping-skipped"])
 def test_a_worker_that_skips_noise_or_clipping_fails_every_spot_check(store, dp_spec, honest, monkeypatch,
                                                                        cheat) -> None:
     # The attacker runs the engine on the committed spec (same spec hash, seeds and checkpoint metadata) but
@@ -106,8 +106,9 @@ def test_a_worker_that_skips_noise_or_clipping_fails_every_spot_check(store, dp_
 
     def cheating_start(cls, *args, **kwargs):
         session = real_start(cls, *args, **kwargs)
-        for name, value in cheat.items():
-            setattr(session.optimizer, name, value)
+        for part, changes in cheat.items():
+            for name, value in changes.items():
+                setattr(getattr(session, part), name, value)
         return session
 
     with monkeypatch.context() as patch:

@@ -1,21 +1,28 @@
 """DP-SGD inside `workers.engine.run_loop`: Opacus's per-sample gradients, clipping and noise, with the
 Poisson batches and the noise drawn from generators reseeded per step from the secret noise key.
 
-Everything that touches privacy is Opacus's own code: `GradSampleModule` computes the per-sample gradients,
-`DPOptimizer` clips them to max_grad_norm ("flat"), adds N(0, (noise_multiplier * max_grad_norm)^2) noise from
-its `generator` and divides by the expected batch size, and `UniformWithReplacementSampler` draws each step's
-Poisson batch (every training example in with probability q). secure_mode stays off: its CSPRNG cannot be
-replayed, and the floating-point attack it defends against needs the seed, which is secret
-(docs/design/private.md 2.4). The engine reseeds both generators before every step, so no state is carried
-across steps and a replay from any checkpoint draws the same batches and the same noise.
+Everything that touches privacy is Opacus's own code, in its ghost-clipping mode (Li et al. 2022; Opacus's
+"ghost" grad_sample_mode): `GradSampleModuleFastGradientClipping` computes each example's gradient norm without
+materialising the per-sample gradients, `DPLossFastGradientClipping` turns the loss into the per-example losses
+reweighted by min(1, max_grad_norm / norm), whose second backward gives the sum of the clipped gradients ("flat"
+clipping), `DPOptimizerFastGradientClipping` adds N(0, (noise_multiplier * max_grad_norm)^2) noise from its
+`generator` and divides by the expected batch size, and `UniformWithReplacementSampler` draws each step's
+Poisson batch (every training example in with probability q). It is the same mechanism as the per-sample hooks,
+3 to 4 times cheaper on the recipes' linear layers (benchmarks/dp_training.py).
+
+secure_mode stays off: its CSPRNG cannot be replayed, and the floating-point attack it defends against needs the
+seed, which is secret (docs/design/private.md 2.4). The engine reseeds both generators before every step, so no
+state is carried across steps and a replay from any checkpoint draws the same batches and the same noise.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
+from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+from opacus.optimizers.optimizer_fast_gradient_clipping import DPOptimizerFastGradientClipping
+from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 
@@ -48,12 +55,30 @@ def fetch_noise_key(store: ArtifactStore, ref: NoiseKeyRef) -> bytes:
     return key
 
 
+# the classes the session builds (tests/dp_forgeries.py swaps them for cheating ones)
+GradSampleModule = GradSampleModuleFastGradientClipping
+DPOptimizer = DPOptimizerFastGradientClipping
+
+
+class PerExampleLoss(nn.Module):
+    """A recipe's loss function as the criterion Opacus's ghost clipping needs: one that takes `reduction`, which
+    Opacus sets to "none" to get each example's loss."""
+
+    def __init__(self, loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn, self.reduction = loss, "mean"
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(output, target, reduction=self.reduction)
+
+
 @dataclass
 class DpSession:
     """The Opacus objects of one DP run and the keyed generators they draw from."""
 
-    module: GradSampleModule
-    optimizer: DPOptimizer
+    module: GradSampleModuleFastGradientClipping
+    optimizer: DPOptimizerFastGradientClipping
+    loss: DPLossFastGradientClipping   # the recipe's loss, per example, clipped by reweighting
     claim: DpClaim | None              # None in a replay: a segment needs no accounting
     _sampler: UniformWithReplacementSampler
     _sample_generator: torch.Generator
@@ -62,8 +87,9 @@ class DpSession:
     _spec_hash: bytes
 
     @classmethod
-    def start(cls, spec: TaskSpec, store: ArtifactStore, model: nn.Module, optimizer: torch.optim.Optimizer, *,
-              train_examples: int, batch_size: int, epochs: int, device: torch.device, replay: bool) -> DpSession:
+    def start(cls, spec: TaskSpec, store: ArtifactStore, model: nn.Module, optimizer: torch.optim.Optimizer,
+              loss: Callable[..., torch.Tensor], *, train_examples: int, batch_size: int, epochs: int,
+              device: torch.device, replay: bool) -> DpSession:
         """Wrap `model` and `optimizer` (already restored from a checkpoint) for the spec's mechanism, used
         exactly as decoded from its chain values. Outside a replay the run's claim is computed first, and a
         run that would spend more than the cap is refused before it trains."""
@@ -85,16 +111,19 @@ class DpSession:
         key = fetch_noise_key(store, spec.privacy.noise_key)
         rate = rate_from_chain(sample_rate_of(train_examples, batch_size))
         noise_generator = torch.Generator(device=device)
-        module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+        max_grad_norm = norm_from_chain(terms.max_grad_norm)
+        module = GradSampleModule(model, batch_first=True, loss_reduction="mean", max_grad_norm=max_grad_norm,
+                                  use_ghost_clipping=True)
         dp_optimizer = DPOptimizer(optimizer, noise_multiplier=norm_from_chain(terms.noise_multiplier),
-                                   max_grad_norm=norm_from_chain(terms.max_grad_norm),
+                                   max_grad_norm=max_grad_norm,
                                    # Opacus's own expected batch (int(n * q)), rounded: q is a Perbill
                                    expected_batch_size=max(1, round(train_examples * rate)),
                                    loss_reduction="mean", generator=noise_generator, secure_mode=False)
+        dp_loss = DPLossFastGradientClipping(module, dp_optimizer, PerExampleLoss(loss), "mean")
         sample_generator = torch.Generator()
         sampler = UniformWithReplacementSampler(num_samples=train_examples, sample_rate=rate,
                                                 generator=sample_generator, steps=1)
-        return cls(module=module, optimizer=dp_optimizer, claim=claim, _sampler=sampler,
+        return cls(module=module, optimizer=dp_optimizer, loss=dp_loss, claim=claim, _sampler=sampler,
                    _sample_generator=sample_generator, _noise_generator=noise_generator, _key=key,
                    _spec_hash=spec.spec_hash())
 

@@ -144,25 +144,30 @@ def train(spec: FlSpec, base: Mapping[str, np.ndarray], examples: Examples, seed
 
 def train_private(spec: FlSpec, base: Mapping[str, np.ndarray], examples: Examples, *, sample_seed: int,
                   noise_seed: int, sample_rate: float, steps: int) -> Arrays:
-    """`base` trained with DP-SGD on `examples` under the spec's ``dp`` terms (Opacus: per-sample gradients
-    clipped to max_grad_norm, Gaussian noise of std noise_multiplier * max_grad_norm, `steps` Poisson batches
+    """`base` trained with DP-SGD on `examples` under the spec's ``dp`` terms (Opacus's ghost clipping: per-example
+    gradients clipped to max_grad_norm, Gaussian noise of std noise_multiplier * max_grad_norm, `steps` Poisson batches
     of rate `sample_rate`), the batches drawn from `sample_seed` and the noise from `noise_seed`. The caller
     chooses the rate and the steps, as its DP claim states them, so the accounting is of exactly this run. An
     empty Poisson batch is skipped: it would release nothing but noise."""
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
+    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+    from opacus.optimizers.optimizer_fast_gradient_clipping import DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
     from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+    from workers.privacy.per_example import PerExampleLoss
 
     if spec.dp is None:
         raise ModelError("the task has no dp terms")
     recipe, hp = _recipe(spec)
     prepared, x, y = _prepare(recipe, hp, examples)
     model = _model(recipe, hp, prepared, base)
-    module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
-    optimizer = DPOptimizer(recipe.optimizer(module.parameters(), hp), noise_multiplier=spec.dp.noise_multiplier,
-                            max_grad_norm=spec.dp.max_grad_norm,
-                            expected_batch_size=max(1, round(len(x) * sample_rate)), loss_reduction="mean",
-                            generator=torch.Generator().manual_seed(noise_seed), secure_mode=False)
+    module = GradSampleModuleFastGradientClipping(model, batch_first=True, loss_reduction="mean",
+                                                  max_grad_norm=spec.dp.max_grad_norm, use_ghost_clipping=True)
+    optimizer = DPOptimizerFastGradientClipping(
+        recipe.optimizer(module.parameters(), hp), noise_multiplier=spec.dp.noise_multiplier,
+        max_grad_norm=spec.dp.max_grad_norm, expected_batch_size=max(1, round(len(x) * sample_rate)),
+        loss_reduction="mean", generator=torch.Generator().manual_seed(noise_seed), secure_mode=False)
+    loss = DPLossFastGradientClipping(module, optimizer, PerExampleLoss(recipe.loss), "mean")
     sampler = UniformWithReplacementSampler(num_samples=len(x), sample_rate=sample_rate,
                                             generator=torch.Generator().manual_seed(sample_seed), steps=steps)
     module.train()
@@ -171,7 +176,7 @@ def train_private(spec: FlSpec, base: Mapping[str, np.ndarray], examples: Exampl
             continue
         idx = torch.as_tensor(indices, dtype=torch.long)
         optimizer.zero_grad(set_to_none=True)
-        recipe.loss(module(x[idx]), y[idx]).backward()
+        loss(module(x[idx]), y[idx]).backward()
         optimizer.step()
     trained = to_arrays(model)
     return {name: trained[name].astype(np.asarray(base[name]).dtype, copy=False) for name in base}

@@ -30,6 +30,7 @@ from runtime_bindings.privacy import norm_from_chain, rate_from_chain
 from workers.artifacts import ArtifactError, ArtifactStore, Kind
 from workers.engine import TrainingError
 from workers.privacy.accounting import DpClaim, DpTerms, honest_claim, recompute_epsilon, sample_rate_of, steps_for
+from workers.privacy.per_example import PerExampleLoss
 from workers.privacy.seeds import KEY_BYTES, noise_key_hash, noise_seed, sample_seed
 from workers.spec import NoiseKeyRef, TaskSpec
 
@@ -58,18 +59,6 @@ def fetch_noise_key(store: ArtifactStore, ref: NoiseKeyRef) -> bytes:
 # the classes the session builds (tests/dp_forgeries.py swaps them for cheating ones)
 GradSampleModule = GradSampleModuleFastGradientClipping
 DPOptimizer = DPOptimizerFastGradientClipping
-
-
-class PerExampleLoss(nn.Module):
-    """A recipe's loss function as the criterion Opacus's ghost clipping needs: one that takes `reduction`, which
-    Opacus sets to "none" to get each example's loss."""
-
-    def __init__(self, loss: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.fn, self.reduction = loss, "mean"
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.fn(output, target, reduction=self.reduction)
 
 
 @dataclass

@@ -12,6 +12,9 @@ the rule it adds what only the chain can say:
   do not match the reply, hash mismatches, bad signatures, wrong names/dtypes/shapes, NaN/Inf, oversize,
   more examples than the client committed, one account twice). The pallet checks the signatures again in
   commit_round; checking them here means a bad reply is refused, not committed;
+* a central-DP task's release: `inner` is then Flower's fixed-clipping wrapper around FedAvg, and just before it
+  aggregates, the replies get equal weights and numpy's generator a fresh seed that the round document records
+  (workers/fl/central_task.py); the commit carries the aggregator's claim;
 * what becomes a fact: each accepted update's PTTS1 bytes go to the store before the rule runs (FedMedian
   and FedTrimmedAvg pop the arrays out of the replies), then the global model and the round document, and
   the round is committed on chain (`workers.fl.committer`) before the next one starts.

@@ -116,14 +116,14 @@ def create(args: argparse.Namespace) -> int:
             raise CliError("--central-dp needs --dp-epsilon, each client's epsilon cap for the task")
         if rule != "fedavg":
             raise CliError(f"--central-dp needs --rule fedavg (its noise is calibrated to a mean), not {rule}")
-    if args.central_dp is not None:
-        _check_central_cap(args)
     try:
         secagg = _secagg_settings(args)
         dp_terms = None if args.dp_epsilon is None else FlDp(
             args.accountant, args.dp_epsilon, args.dp_delta,
             args.clipping_norm if args.central_dp else args.max_grad_norm, args.noise_multiplier)
         dp, central = (None, dp_terms) if args.central_dp else (dp_terms, None)
+        if central is not None:
+            _check_central_cap(central, args.central_dp, args.rounds)
         spec = build_spec(recipe=args.recipe, rule=rule, rounds=args.rounds,
                           min_clients_per_round=args.min_clients, fraction_per_round=args.fraction,
                           hyperparameters=parse_hyperparameters(args.hyperparameters), seed=args.seed,
@@ -207,17 +207,15 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_central_cap(args: argparse.Namespace) -> None:
+def _check_central_cap(terms: Any, clipped_by: str, rounds: int) -> None:
     """Refuse central-DP terms whose rounds would spend more than the cap: the last rounds could never be released."""
     from paratrain.fl_specs import chain_central_dp
     from workers.fl.central_task import CentralTask
-    from workers.fl.dp_task import FlDp
     from workers.privacy.accounting import PrivacyError
 
     try:
-        terms = FlDp(args.accountant, args.dp_epsilon, args.dp_delta, args.clipping_norm, args.noise_multiplier)
-        over = CentralTask.from_chain(chain_central_dp(terms, args.central_dp)).over_the_cap(args.rounds)
-    except (ValueError, PrivacyError) as exc:
+        over = CentralTask.from_chain(chain_central_dp(terms, clipped_by)).over_the_cap(rounds)
+    except PrivacyError as exc:
         raise CliError(f"bad central DP terms: {exc}") from None
     if over is not None:
         raise CliError(f"--central-dp: {over}; raise --dp-epsilon or --noise-multiplier, or lower --rounds")

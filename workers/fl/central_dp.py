@@ -54,18 +54,22 @@ def seed_words(seed: bytes) -> np.ndarray:
     return np.frombuffer(seed, dtype="<u4").astype(np.uint32)
 
 
+def _norm(arrays: Sequence[np.ndarray]) -> float:
+    """Flower's get_norm: the L2 norm of the arrays flattened, per array then over the arrays."""
+    norms = [np.linalg.norm(array.flat) for array in arrays]
+    return float(np.sqrt(sum([norm**2 for norm in norms])))
+
+
 def update_norm(base: Mapping[str, np.ndarray], model: Mapping[str, np.ndarray], order: Sequence[str]) -> float:
     """Flower's get_norm of (model - base) over the arrays in `order`."""
-    norms = [np.linalg.norm(np.subtract(model[n], base[n]).flat) for n in order]
-    return float(np.sqrt(sum([norm**2 for norm in norms])))
+    return _norm([np.subtract(model[n], base[n]) for n in order])
 
 
 def clip_model(base: Mapping[str, np.ndarray], model: Mapping[str, np.ndarray], clipping_norm: float,
                order: Sequence[str]) -> Arrays:
     """Flower's compute_clip_model_update: base + (model - base) * min(1, C / ||model - base||)."""
     update = [np.subtract(model[n], base[n]) for n in order]
-    norms = [np.linalg.norm(array.flat) for array in update]
-    scaling = min(1, clipping_norm / float(np.sqrt(sum([norm**2 for norm in norms]))))
+    scaling = min(1, clipping_norm / _norm(update))
     for array in update:
         array *= scaling
     return {n: base[n] + array for n, array in zip(order, update, strict=True)}

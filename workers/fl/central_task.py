@@ -15,12 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from runtime_bindings.privacy import accountant_name, epsilon_from_chain, epsilon_to_chain, norm_from_chain
+from runtime_bindings.privacy import accountant_name, epsilon_to_chain, norm_from_chain
 from workers.fl.central_dp import CentralRelease, noise_std, seed_words
 from workers.fl.central_noise import CentralDpError, CentralNoise
-from workers.privacy.accounting import DpClaim, DpTerms, mechanism_problems, recompute_epsilon, under_reported
+from workers.fl.spec import PERBILL
+from workers.privacy.accounting import (
+    DpClaim,
+    DpTerms,
+    above_cap,
+    mechanism_problems,
+    recompute_epsilon,
+    under_reported,
+)
 
-PERBILL = 1_000_000_000
 ONE_RELEASE = "central DP (one release a round, no amplification)"
 
 
@@ -74,12 +81,8 @@ class CentralTask:
         reasons = mechanism_problems(claim, self.terms, PERBILL, source="task", rate_source=ONE_RELEASE)
         if claim.steps != round_:
             reasons.append(f"steps: claimed {claim.steps}, round {round_} is release {round_}")
-        low = under_reported(claim, self.terms, PERBILL, round_)
-        reasons += [low] if low else []
-        if claim.epsilon > self.terms.epsilon_cap:
-            reasons.append(f"epsilon: claimed {epsilon_from_chain(claim.epsilon)}, above the cap "
-                           f"{epsilon_from_chain(self.terms.epsilon_cap)}")
-        return reasons
+        low, cap = under_reported(claim, self.terms, PERBILL, round_), above_cap(claim, self.terms)
+        return reasons + [r for r in (low, cap) if r]
 
     def wrap(self, inner: Any, participants: int) -> Any:
         """Flower's fixed-clipping wrapper of `inner` (FedAvg) for this task; `num_sampled_clients` is set again

@@ -49,6 +49,7 @@ from workers.fl.committer import CommitRefused, RoundCommit, RoundCommitter, Sig
 from workers.fl.dp_record import claim_of
 from workers.fl.spec import MAX_REASON_LEN, Participant, Refusal, RoundDocument, RuleSpec, round_document
 from workers.observers import Observable
+from workers.privacy.accounting import above_cap
 
 log = logging.getLogger("paratrain.fl.strategy")
 
@@ -327,9 +328,10 @@ class ChainStrategy(Strategy, Observable):
         _keep_common_metrics([a.reply for a in accepted])
         central = self.task.central
         claim = central.claim(round_) if central is not None else None   # before the release: it may be refused
-        if claim is not None and claim.epsilon > central.terms.epsilon_cap:
-            raise CentralDpError(f"task {self.task.task_id}: releasing round {round_} would spend epsilon "
-                                 f"{claim.epsilon / 1e6:g}, above each client's cap: nothing is released")
+        over = above_cap(claim, central.terms) if claim is not None else None
+        if over is not None:
+            raise CentralDpError(f"task {self.task.task_id}: releasing round {round_} would go above each "
+                                 f"client's cap ({over}); nothing is released")
         release = begin_release(central, self.inner, [a.reply.content.metric_records[METRICS] for a in accepted],
                                 NUM_EXAMPLES) if central is not None else None
         arrays, metrics = self.inner.aggregate_train(server_round, [a.reply for a in accepted])

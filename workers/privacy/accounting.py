@@ -266,7 +266,13 @@ def check_claim(claim: DpClaim | Mapping[str, Any], terms: DpTerms | Mapping[str
                        f"epoch, {epochs} epochs) says {steps}")
     low = under_reported(claim, terms, rate, steps, tolerance=tolerance)
     reasons += [low] if low else []
+    cap = above_cap(claim, terms)
+    return reasons + ([cap] if cap else [])
+
+
+def above_cap(claim: DpClaim, terms: DpTerms) -> str | None:
+    """Why `claim` spends more than the cap `terms` reserved (None: it does not)."""
     if claim.epsilon > terms.epsilon_cap:
-        reasons.append(f"epsilon: claimed {epsilon_from_chain(claim.epsilon)}, above the cap "
-                       f"{epsilon_from_chain(terms.epsilon_cap)}")
-    return reasons
+        return (f"epsilon: claimed {epsilon_from_chain(claim.epsilon)}, "
+                f"above the cap {epsilon_from_chain(terms.epsilon_cap)}")
+    return None

@@ -36,12 +36,14 @@ from runtime_bindings.primitives import ss58_decode, verify_signature
 
 UPDATE_CONTEXT = b"paratrain/fl-update/v1"
 IDENTITY_CONTEXT = b"paratrain/fl-identity/v1"
+STAGE_REPLY_CONTEXT = b"paratrain/secagg-reply/v1"
 SCHEMES = ("Sr25519", "Ed25519")
 """The MultiSignature variants a client may sign with (the pallets' rule: ECDSA never verifies)."""
 
 _U32_MAX, _U64_MAX = 2**32 - 1, 2**64 - 1
 _COMMITMENT = struct.Struct("<QI32s32sQ")
 _IDENTITY = struct.Struct("<QQQ")
+_STAGE_REPLY = struct.Struct("<QI32s32s")
 _LEAF_PREFIX, _NODE_PREFIX = b"\x00", b"\x01"
 
 HashLike: TypeAlias = "bytes | str"
@@ -217,6 +219,30 @@ def verify_identity(signer: AccountLike, scheme: str, signature: bytes | str, ta
     return _verify(signer, scheme, signature, message)
 
 
+def stage_reply_bytes(task_id: int, round: int, stage: str, digest: bytes) -> bytes:
+    """The message a SecAgg+ client signs for one stage's reply: `digest` binds what it was sent and what it
+    answered (workers/fl/secagg_evidence.py), the stage name is padded to 32 bytes."""
+    name = stage.encode()
+    if len(name) > 32 or len(digest) != 32:
+        raise ValueError("a stage name is at most 32 bytes and a reply digest 32")
+    return STAGE_REPLY_CONTEXT + _STAGE_REPLY.pack(_uint(task_id, _U64_MAX, "task_id"), _uint(round, _U32_MAX, "round"),
+                                                   name.ljust(32, b"\0"), digest)
+
+
+def sign_stage_reply(keypair: Keypair, task_id: int, round: int, stage: str, digest: bytes) -> Signed:
+    return _sign(keypair, stage_reply_bytes(task_id, round, stage, digest))
+
+
+def verify_stage_reply(signer: AccountLike, scheme: str, signature: bytes | str, task_id: int, round: int,
+                       stage: str, digest: bytes) -> bool:
+    """True only if `signer` signed this stage reply of this task and round; a malformed field is False."""
+    try:
+        message = stage_reply_bytes(task_id, round, stage, digest)
+    except (ValueError, TypeError):
+        return False
+    return _verify(signer, scheme, signature, message)
+
+
 def multi_signature(scheme: str, signature: bytes | str) -> MultiSignature:
     """The chain's MultiSignature of a (scheme, 64 bytes) pair, as a client's record carries it."""
     variant = next((s for s in SCHEMES if s.lower() == scheme.lower()), None)
@@ -242,7 +268,9 @@ def signed_update(client: AccountLike, update_hash: HashLike, num_examples: int,
 
 
 __all__ = [
-    "IDENTITY_CONTEXT", "SCHEMES", "UPDATE_CONTEXT", "AccountLike", "HashLike", "Signed", "UpdateCommitment",
-    "account_public_key", "identity_bytes", "multi_signature", "sign_identity", "sign_update", "signed_update",
-    "update_commitment_bytes", "update_leaf", "update_root", "verify_identity", "verify_update",
+    "IDENTITY_CONTEXT", "SCHEMES", "STAGE_REPLY_CONTEXT", "UPDATE_CONTEXT", "AccountLike", "HashLike", "Signed",
+    "UpdateCommitment",
+    "account_public_key", "identity_bytes", "multi_signature", "sign_identity", "sign_stage_reply", "sign_update",
+    "signed_update", "stage_reply_bytes", "update_commitment_bytes", "update_leaf", "update_root", "verify_identity",
+    "verify_stage_reply", "verify_update",
 ]

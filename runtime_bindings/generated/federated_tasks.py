@@ -280,6 +280,21 @@ class RegisterSealKeyCall(CallArgs):
     key: str | bytes
 
 
+@dataclass(frozen=True)
+class ReportRefusedCall(CallArgs):
+    """The round's aggregator names, once and before any verdict, the joined clients its guard dropped for a
+            malformed stage reply they signed, each with the hash of that evidence in the store. The pallet cannot
+            read the evidence; a verdict may reject a named client only because validators re-checked it.
+    """
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    CALL: ClassVar[str] = "report_refused"
+
+    task: int
+    round: int
+    refused: list[t.RefusedClient | dict[str, object]]
+
+
 # Events -----------------------------------------------------------------------------------------
 
 
@@ -817,6 +832,22 @@ class SealKeyRegisteredEvent(TypedEvent):
         return cls(validator=t.AccountId.from_value(v["validator"]), key=t.H256.from_value(v["key"]))
 
 
+@dataclass(frozen=True)
+class RefusalsReportedEvent(TypedEvent):
+    """The aggregator reported the joined clients its guard dropped from a SecAgg round for a malformed, signed stage reply; a verdict may reject (and so slash) them once validators re-checked the evidence."""
+
+    PALLET: ClassVar[str] = "FederatedTasks"
+    NAME: ClassVar[str] = "RefusalsReported"
+
+    task: int
+    round: int
+    clients: list[t.AccountId]
+
+    @classmethod
+    def from_value(cls, v: Any) -> RefusalsReportedEvent:
+        return cls(task=v["task"], round=v["round"], clients=[t.AccountId.from_value(_v0) for _v0 in v["clients"]])
+
+
 # Errors -----------------------------------------------------------------------------------------
 
 
@@ -895,6 +926,8 @@ class FederatedTasksError(ModuleError):
     NotCentralDp: ClassVar[type[FederatedTasksError]]
     CentralDpNeedsClaim: ClassVar[type[FederatedTasksError]]
     CentralDpNeedsFedAvg: ClassVar[type[FederatedTasksError]]
+    RefusalsClosed: ClassVar[type[FederatedTasksError]]
+    BadRefusal: ClassVar[type[FederatedTasksError]]
 
 
 class TaskNotFound(FederatedTasksError):
@@ -1220,7 +1253,7 @@ class AlreadyVoted(FederatedTasksError):
 
 
 class VerdictMismatch(FederatedTasksError):
-    """contributions are not aligned with the participants, a factor exceeds 100 %, or rejected_clients are not participants in ascending order."""
+    """contributions are not aligned with the participants, a factor exceeds 100 %, or rejected_clients are not participants (or reported refusals) in ascending order."""
 
     name: ClassVar[str] = "VerdictMismatch"
     error_index: ClassVar[int | None] = 46
@@ -1353,7 +1386,7 @@ class AuditOpen(FederatedTasksError):
 
 
 class RejectedNotAudited(FederatedTasksError):
-    """A verdict on a SecAgg round may reject only the clients its audit drew."""
+    """A verdict on a SecAgg round may reject only the clients its audit drew or the aggregator reported refused."""
 
     name: ClassVar[str] = "RejectedNotAudited"
     error_index: ClassVar[int | None] = 65
@@ -1392,6 +1425,20 @@ class CentralDpNeedsFedAvg(FederatedTasksError):
 
     name: ClassVar[str] = "CentralDpNeedsFedAvg"
     error_index: ClassVar[int | None] = 70
+
+
+class RefusalsClosed(FederatedTasksError):
+    """A round's refusals are reported once, by its aggregator, while it is pending and before any verdict."""
+
+    name: ClassVar[str] = "RefusalsClosed"
+    error_index: ClassVar[int | None] = 71
+
+
+class BadRefusal(FederatedTasksError):
+    """A reported client is not a joined client outside the round's participants, or the clients are not in strictly ascending order, or there are more than MaxClientsPerRound."""
+
+    name: ClassVar[str] = "BadRefusal"
+    error_index: ClassVar[int | None] = 72
 
 
 # API --------------------------------------------------------------------------------------------
@@ -1829,6 +1876,26 @@ class FederatedTasksApi(PalletApi):
         call = RegisterSealKeyCall(key=key)
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
+    def report_refused(
+        self,
+        signer: Keypair,
+        task: int,
+        round: int,
+        refused: list[t.RefusedClient | dict[str, object]],
+        *,
+        wait: Wait = "inclusion",
+        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Receipt:
+        """The round's aggregator names, once and before any verdict, the joined clients its guard dropped for a
+                malformed stage reply they signed, each with the hash of that evidence in the store. The pallet cannot
+                read the evidence; a verdict may reject a named client only because validators re-checked it.
+
+        Submits the call signed by `signer`; see `Chain.submit`.
+        """
+        call = ReportRefusedCall(task=task, round=round, refused=refused)
+        return self.submit(call, signer, wait=wait, timeout=timeout, **options)
+
     @property
     def next_task_id(self) -> StorageValue[int]:
         """The id the next federated task gets.
@@ -2003,6 +2070,20 @@ class FederatedTasksApi(PalletApi):
             key_count=1,
             decode=lambda v: t.H256.from_value(v),
             decode_keys=(t.AccountId.from_value, ),
+        )
+
+    @property
+    def sec_agg_refused(self) -> StorageMap[tuple[int, int], list[t.RefusedClient] | None]:
+        """(task, round) -> the clients the aggregator's guard dropped for a malformed signed stage reply, with the hash of that reply (reset when re-committed).
+
+        `FederatedTasks.SecAggRefused`, a storage map with 2 keys (absent entries read as None).
+        """
+        return StorageMap(
+            self._chain,
+            "FederatedTasks",
+            "SecAggRefused",
+            key_count=2,
+            decode=lambda v: [t.RefusedClient.from_value(_v0) for _v0 in v],
         )
 
     @property

@@ -1349,6 +1349,18 @@ class Progress:
         return cls(step=v["step"], checkpoint_root=H256.from_value(v["checkpoint_root"]))
 
 
+@dataclass(frozen=True)
+class RefusedClient:
+    """`pallet_federated_tasks::types::RefusedClient`."""
+
+    client: AccountId
+    evidence_hash: H256
+
+    @classmethod
+    def from_value(cls, v: Any) -> RefusedClient:
+        return cls(client=AccountId.from_value(v["client"]), evidence_hash=H256.from_value(v["evidence_hash"]))
+
+
 class Releases(ChainEnum):
     """`pallet_transaction_payment::Releases`: `Releases.<Variant>`, one subclass per variant."""
 
@@ -2229,6 +2241,7 @@ __all__ = [
     "PhaseFinalization",
     "PhaseInitialization",
     "Progress",
+    "RefusedClient",
     "Releases",
     "ReleasesV1Ancient",
     "ReleasesV2",

@@ -39,6 +39,8 @@ ERRORS = [
     "NotPrivate", "PrivateNeedsClaims",
     # spec_version 8: central DP
     "NotCentralDp", "CentralDpNeedsClaim", "CentralDpNeedsFedAvg",
+    # spec_version 9: signed SecAgg refusals
+    "RefusalsClosed", "BadRefusal",
 ]
 CALLS = {  # index -> (name, argument names), design section 2
     0: ("create_task", ["spec", "bounty", "join_deadline", "deadline", "validators_required", "holdout_commitment"]),
@@ -66,17 +68,18 @@ CALLS = {  # index -> (name, argument names), design section 2
     17: ("commit_central_round", ["task", "round", "base_model_hash", "global_model_hash", "round_doc_hash",
                                   "artifact_uri", "updates", "claim"]),
     18: ("register_seal_key", ["key"]),
+    19: ("report_refused", ["task", "round", "refused"]),
 }
 EVENTS = [
     "TaskCreated", "TaskCancelled", "ClientJoined", "ClientLeft", "TaskOpened", "AggregatorClaimed", "Heartbeat",
     "RoundCommitted", "HoldoutRevealed", "RoundVerdictSubmitted", "RoundAccepted", "ClientPaid", "ClientSlashed",
     "RoundRejected", "AggregatorSlashed", "RoundTimedOut", "LeaseExpired", "AggregatorReleased", "TaskReopened",
     "TaskCompleted", "TaskExpired", "StakeWithdrawn", "SecAggRequired", "AuditDrawn", "UpdateRevealed",
-    "DpRequired", "CentralDpRequired", "SealKeyRegistered"
+    "DpRequired", "CentralDpRequired", "SealKeyRegistered", "RefusalsReported"
 ]
 STORAGE = [
     "NextTaskId", "Tasks", "Clients", "Rounds", "RoundVerdicts", "Holdouts", "AggregatorTasks", "LeaseExpiries",
-    "DeadlineExpiries", "RoundDeadlines", "SecAggSpecs", "Audits", "AuditReveals", "SealKeys"
+    "DeadlineExpiries", "RoundDeadlines", "SecAggSpecs", "Audits", "AuditReveals", "SealKeys", "SecAggRefused"
 ]
 
 

@@ -145,3 +145,36 @@ def test_a_participant_without_a_valid_signature_makes_the_round_uncommittable(s
     stored = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     # at most the models (a shared account is refused before anything is stored), never a round document
     assert stored <= {model_hash(base).hex(), model_hash(aggregate).hex()}
+
+
+def test_only_signed_refusals_of_non_participants_are_stored_and_reported_once_per_account(tmp_path) -> None:
+    store, recorder, reports = ArtifactStore(tmp_path), RecordingCommitter(), []
+    committer = SecAggCommitter(task_id=TASK, rule="fedavg", store=store, committer=recorder,
+                                report=lambda task, round_, refused: reports.append((task, round_, list(refused))))
+    base, aggregate = _models()
+    stranger, other = (Keypair.create_from_uri(f"//CommitRefused{i}") for i in range(2))
+    committer.refused(SecAggRefusal(ROUND, 40, "share_keys", "cut", stranger.ss58_address, b"evidence one"))
+    committer.refused(SecAggRefusal(ROUND, 40, "unmask", "again", stranger.ss58_address, b"evidence two"))
+    committer.refused(SecAggRefusal(ROUND, 41, "setup", "unsigned"))
+    committer.refused(SecAggRefusal(ROUND, 42, "share_keys", "cut", other.ss58_address, b"evidence three"))
+    committer.refused(SecAggRefusal(ROUND, NODES[0], "unmask", "a participant", KEYS[0].ss58_address, b"no"))
+    committer(_round([_participant(i, base) for i in range(3)], base, aggregate))
+
+    ((task, round_, refused),) = reports
+    assert (task, round_) == (TASK, ROUND)
+    expected = sorted([(stranger.ss58_address, b"evidence one"), (other.ss58_address, b"evidence three")],
+                      key=lambda e: Keypair(ss58_address=e[0]).public_key)
+    assert [(a, store.get(d.hex())) for a, d in refused] == expected
+    doc = decode_round_document(store.get(recorder.commits[0].round_doc_hash.hex()))
+    assert [r.client for r in doc.refused] == [stranger.ss58_address, stranger.ss58_address, None,
+                                               other.ss58_address, KEYS[0].ss58_address]
+
+
+def test_a_round_with_no_signed_refusal_reports_nothing(tmp_path) -> None:
+    reports: list = []
+    committer = SecAggCommitter(task_id=TASK, rule="fedavg", store=ArtifactStore(tmp_path),
+                                committer=RecordingCommitter(), report=lambda *a: reports.append(a))
+    base, aggregate = _models()
+    committer.refused(SecAggRefusal(ROUND, 41, "setup", "unsigned"))
+    committer(_round([_participant(i, base) for i in range(3)], base, aggregate))
+    assert reports == []

@@ -18,6 +18,9 @@ Attacks on the update, with ``delta = trained - base`` (the received global mode
 ``dp-underreport`` (a private task only) halves the epsilon of the round's DP claim before the client signs it:
 the update is honest, the privacy it says it spent is not.
 
+``bad-shares`` (a SecAgg task only) cuts the last ciphertext off the client's share-keys reply and signs it all
+the same, as a client out to break its neighbours' round would (workers/fl/secagg_evidence.py).
+
 ``flip-labels`` poisons the data instead (``y -> classes - 1 - y``): the train handler applies
 `flip_labels` to the local shard and the update it sends is an honest one of poisoned data.
 """
@@ -36,6 +39,7 @@ ATTACK_KEY = "paratrain-attack"
 UPDATE_ATTACKS = ("sign-flip", "scale", "free-rider", "nan", "inf", "wrong-shape", "oversize")
 DATA_ATTACKS = ("flip-labels",)
 CLAIM_ATTACKS = ("dp-underreport",)   # a private task's claim: epsilon halved before it is signed
+SECAGG_ATTACKS = ("bad-shares",)      # a SecAgg stage reply malformed, and signed
 PADDING_NAME = "paratrain.padding"
 DEFAULT_OVERSIZE_BYTES = 64 << 20
 MAX_SCALE = 1e12
@@ -70,8 +74,8 @@ def parse_attack(text: str | None) -> Attack | None:
         if not np.isfinite(factor) or abs(factor) > MAX_SCALE:
             raise AttackSpecError(f"scale factor {argument!r} is not a finite number up to {MAX_SCALE:g}")
         return Attack("scale", factor)
-    if argument or name not in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS:
-        known = ", ".join(("scale:K",) + tuple(a for a in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS
+    if argument or name not in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS + SECAGG_ATTACKS:
+        known = ", ".join(("scale:K",) + tuple(a for a in UPDATE_ATTACKS + DATA_ATTACKS + CLAIM_ATTACKS + SECAGG_ATTACKS
                                                if a != "scale"))
         raise AttackSpecError(f"unknown attack {text!r} (known: {known})")
     return Attack(name)

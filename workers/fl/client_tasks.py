@@ -175,6 +175,16 @@ def keep_reveal(state_dir: Path, task_id: int, round_: int, document: bytes) -> 
     return path
 
 
+def keep_masking(state_dir: Path, task_id: int, round_: int, masking: bytes) -> None:
+    """Attach a round's masking record to its kept reveal document (one bundle, workers/fl/secagg_audit.py), so
+    the audit can check the masked vector this client sent; nothing to attach to without a kept reveal."""
+    from workers.fl.secagg_audit import bundle
+
+    path = Path(state_dir) / REVEALS_DIR / f"{int(task_id)}-{int(round_)}.ptts"
+    if path.exists():
+        keep_reveal(state_dir, task_id, round_, bundle(path.read_bytes(), masking))
+
+
 def kept_reveals(state_dir: Path) -> list[tuple[int, int, Path]]:
     """The reveal documents kept and not yet settled: (task, round, path), in task and round order."""
     found = []
@@ -186,5 +196,6 @@ def kept_reveals(state_dir: Path) -> list[tuple[int, int, Path]]:
 
 
 __all__ = ["REVEALS_DIR", "SIGNED_DIR", "TASKS_FILE", "AlreadySignedError", "ClientStateError", "JoinedTask",
-           "NotJoinedError", "claim_signature", "joined_task", "keep_reveal", "kept_reveals", "load_tasks",
+           "NotJoinedError", "claim_signature", "joined_task", "keep_masking", "keep_reveal", "kept_reveals",
+           "load_tasks",
            "record_task", "rounds_signed"]

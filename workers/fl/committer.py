@@ -135,6 +135,19 @@ class ChainCommitter:
         return CommitReceipt(receipt.extrinsic_hash, receipt.block_number, receipt.block_hash)
 
 
+    def report_refused(self, task_id: int, round_: int, refused: Sequence[tuple[str, bytes]]) -> None:
+        """Name on chain the clients a SecAgg round's guard dropped for a malformed reply they signed, each with
+        the hash of that evidence (CommitRefused when the chain does not take the report)."""
+        entries = [{"client": "0x" + fl.account_public_key(account).hex(), "evidence_hash": "0x" + digest.hex()}
+                   for account, digest in refused]
+        try:
+            self.chain.federated_tasks.report_refused(self.keypair, task_id, round_, entries, timeout=self.timeout)
+        except DispatchError as exc:
+            raise CommitRefused(round_, exc.error_name, str(exc)) from exc
+        except BindingsError as exc:
+            raise CommitRefused(round_, type(exc).__name__, str(exc)) from exc
+
+
 def sorted_entries(entries: Sequence[SignedEntry]) -> tuple[SignedEntry, ...]:
     """The pallet's participant order: ascending account bytes."""
     return tuple(sorted(entries, key=lambda e: e.public_key))

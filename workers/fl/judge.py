@@ -251,7 +251,8 @@ class RoundJudge:
         not the chain's: the requester's fault, not the aggregator's."""
         from runtime_bindings import DispatchError
         from runtime_bindings.generated.federated_tasks import AuditAlreadyDrawn, AuditNotDue
-        from workers.fl.secagg_verify import secagg_round_verdict
+        from workers.fl.secagg_refusals import with_refusals
+        from workers.fl.secagg_verify import reveal_bound, secagg_round_verdict
         from workers.fl.verify import HEADER_ALLOWANCE
         from workers.result_checks import TORCH_LOCK
 
@@ -279,7 +280,7 @@ class RoundJudge:
                                        with_updates=False)
         except RoundFailed as exc:
             return _unreadable(chain_round, exc)
-        audited = [self.fetch_reveal(task_id, round_, str(account), spec.max_update_bytes + HEADER_ALLOWANCE)
+        audited = [self.fetch_reveal(task_id, round_, str(account), reveal_bound(spec))
                    for account in audit.drawn]
         holdout_data = self.fetch_holdout(holdout) if holdout is not None else None
         with TORCH_LOCK:
@@ -289,7 +290,18 @@ class RoundJudge:
         drawn = {str(a) for a in audit.drawn}
         failures = {a: why for a, why in self.claim_failures(task_id, round_, spec, record, objects.claims).items()
                     if a in drawn}
-        return with_claim_failures(outcome, chain_round, failures)
+        return with_refusals(with_claim_failures(outcome, chain_round, failures),
+                             self.refusal_findings(task_id, round_, spec, record))
+
+    def refusal_findings(self, task_id: int, round_: int, spec: FlSpec, record: Any) -> Any:
+        """The ruling on the clients the aggregator reported refused (workers/fl/secagg_refusals.py)."""
+        from workers.fl.secagg_refusals import rule_on_refusals
+
+        reported = self.chain.federated_tasks.sec_agg_refused(task_id, round_) or []
+        root = artifact_root(record.artifact_uri.text)
+        return rule_on_refusals([(str(r.client), as_hex(r.evidence_hash)) for r in reported],
+                                lambda digest: fetch_object(self.store, root, digest, "refusal evidence"),
+                                task_id=task_id, round_=round_, spec=spec)
 
     def fetch_reveal(self, task_id: int, round_: int, account: str, max_bytes: int) -> Any:
         """A drawn client's reveal document, by the hash and place it recorded on chain (the client chose the

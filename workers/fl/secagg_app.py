@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import Context, Error, Message
+from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.common import FitIns, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
 from flwr.server import ServerConfig
@@ -48,22 +48,26 @@ from flwr.serverapp import Grid, ServerApp
 from workers.fl.arrays import Arrays
 from workers.fl.dp_record import claim_of
 from workers.fl.secagg_checks import (
-    check_masked_vector,
-    check_setup,
-    check_share_keys,
-    check_unmask,
     configs_of,
     duplicate_keys,
+    examples_of,
+    reply_problem,
     stage_of,
 )
 from workers.fl.secagg_client import ACCOUNT, COMMITMENT, ROUND, SCHEME, SIGNATURE, TASK_ID, UPDATE_NORM
+from workers.fl.secagg_evidence import (
+    SIGNATURE_RECORD,
+    STAMP_RECORD,
+    EvidenceError,
+    StageReply,
+    evidence_document,
+)
 from workers.fl.secagg_params import SecAggParams, SecAggParamsError
 from workers.fl.strategy import ForwardingGrid
 
 log = logging.getLogger("paratrain.fl.secagg")
 
 GUARD_REFUSED = 6   # flwr ErrorCode.MOD_FAILED_PRECONDITION, as workers/fl/client_app.py's refusals
-FITRES_NUM_EXAMPLES = "fitres.num_examples"
 
 
 class PrunedSecAggPlusWorkflow(SecAggPlusWorkflow):
@@ -88,12 +92,15 @@ class PrunedSecAggPlusWorkflow(SecAggPlusWorkflow):
 
 @dataclass(frozen=True)
 class SecAggRefusal:
-    """A reply the guard turned into a dropout: whose, in which stage, and why."""
+    """A reply the guard turned into a dropout: whose, in which stage, and why; `evidence` is the client's own
+    signed reply (workers/fl/secagg_evidence.py) when it proves the fault, which is what lets the chain slash it."""
 
     round: int
     node_id: int
     stage: str
     reason: str
+    account: str | None = None
+    evidence: bytes | None = None
 
 
 class SecAggGuardGrid(ForwardingGrid):
@@ -101,19 +108,26 @@ class SecAggGuardGrid(ForwardingGrid):
 
     It reads the stage and what each node was sent (its neighbours' keys, the active/dead lists) from the
     outgoing messages themselves, so it needs no access to the workflow's state; `shapes` are the model's
-    (the strategy's base: legacy Parameters carry bytes without shapes)."""
+    (the strategy's base: legacy Parameters carry bytes without shapes). With a `task_id` it stamps every
+    stage message with the task and round, which clients sign their replies under."""
 
     def __init__(self, grid: Grid, params: SecAggParams, shapes: Sequence[tuple[int, ...]], *,
-                 round_of: Callable[[], int] = lambda: 0,
-                 on_refusal: Callable[[SecAggRefusal], None] | None = None) -> None:
+                 round_of: Callable[[], int] = lambda: 0, task_id: int | None = None, require_signed: bool = False,
+                 on_refusal: Callable[[SecAggRefusal], None] | None = None,
+                 on_masked: Callable[[int, int, str, bytes], None] | None = None) -> None:
         self.grid, self.params, self.shapes, self.round_of = grid, params, [tuple(s) for s in shapes], round_of
-        self.on_refusal = on_refusal
+        self.task_id, self.require_signed = task_id, require_signed
+        self.on_refusal, self.on_masked = on_refusal, on_masked
         self.refusals: list[SecAggRefusal] = []
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         sent = list(messages)
-        replies = list(self.grid.send_and_receive(sent, timeout=timeout))
         stage = stage_of(configs_of(sent[0].content)) if sent else None
+        if stage is not None and self.task_id is not None:
+            for message in sent:
+                message.content.config_records[STAMP_RECORD] = ConfigRecord(
+                    {"task-id": self.task_id, "round": self.round_of()})
+        replies = list(self.grid.send_and_receive(sent, timeout=timeout))
         if stage is None:
             return replies
         by_node = {m.metadata.dst_node_id: m for m in sent}
@@ -125,39 +139,67 @@ class SecAggGuardGrid(ForwardingGrid):
             problem = self._check(stage, node, by_node[node], reply)
             if problem is not None:
                 problems[node] = problem
+        proven = set(problems)
+        if stage == Stage.COLLECT_MASKED_VECTORS:
+            problems.update(self._masked(by_node, [r for r in replies if not r.has_error()
+                                                   and int(r.metadata.src_node_id) in set(by_node) - proven]))
         if stage == Stage.SETUP:
             keys = {int(r.metadata.src_node_id): [configs_of(r.content)[Key.PUBLIC_KEY_1],  # type: ignore[index]
                                                   configs_of(r.content)[Key.PUBLIC_KEY_2]]  # type: ignore[index]
                     for r in replies if not r.has_error() and int(r.metadata.src_node_id) not in problems}
             problems.update({n: p for n, p in duplicate_keys(keys).items() if n not in problems})
-        return [self._refuse(r, stage, problems[int(r.metadata.src_node_id)])
-                if int(r.metadata.src_node_id) in problems else r for r in replies]
+        out = []
+        for reply in replies:
+            node = int(reply.metadata.src_node_id)
+            if node not in problems:
+                out.append(reply)
+                continue
+            signed = self._signed(stage, node, by_node[node], reply) if node in proven else None
+            out.append(self._refuse(reply, stage, problems[node], signed))
+        return out
 
     def _check(self, stage: str, node: int, request: Message, reply: Message) -> str | None:
-        answer = configs_of(reply.content)
-        if answer is None:
-            return f"{stage}: the reply has no SecAgg+ record"
-        asked = configs_of(request.content) or {}
-        if stage == Stage.SETUP:
-            return check_setup(answer)
-        if stage == Stage.SHARE_KEYS:
-            return check_share_keys(node, [int(k) for k in asked if k != Key.STAGE], answer)
-        if stage == Stage.COLLECT_MASKED_VECTORS:
-            examples = reply.content.metric_records.get(FITRES_NUM_EXAMPLES, {}).get("num_examples")
-            try:
-                self.params.check_examples(examples)  # type: ignore[arg-type]
-            except SecAggParamsError as exc:
-                return f"{stage}: {exc}"
-            return check_masked_vector(answer, self.shapes, self.params.modulus_range)
-        if stage == Stage.UNMASK:
-            return check_unmask([*asked.get(Key.ACTIVE_NODE_ID_LIST, []), *asked.get(Key.DEAD_NODE_ID_LIST, [])],
-                                answer)
-        return None
+        return reply_problem(stage, node, configs_of(request.content) or {}, configs_of(reply.content),
+                             examples_of(reply.content), self.params, self.shapes)
 
-    def _refuse(self, reply: Message, stage: str, reason: str) -> Message:
-        refusal = SecAggRefusal(self.round_of(), int(reply.metadata.src_node_id), stage, reason)
+    def _masked(self, by_node: Mapping[int, Message], replies: Sequence[Message]) -> dict[int, str]:
+        """Each well-formed masked vector's signed digest, for the round document (the audit checks a drawn
+        client's reveal against it, workers/fl/secagg_masks.py); with `require_signed`, the unsigned ones'
+        refusals, which drop but never slash (anybody can strip a signature)."""
+        unsigned: dict[int, str] = {}
+        for reply in replies:
+            node = int(reply.metadata.src_node_id)
+            signed = self._signed(Stage.COLLECT_MASKED_VECTORS, node, by_node[node], reply)
+            if signed is not None and self.on_masked is not None:
+                self.on_masked(self.round_of(), node, signed.account, signed.digest())
+            elif signed is None and self.require_signed:
+                unsigned[node] = f"{Stage.COLLECT_MASKED_VECTORS}: the masked vector is not signed by its sender"
+        return unsigned
+
+    def _signed(self, stage: str, node: int, request: Message, reply: Message) -> StageReply | None:
+        """The node's signed reply, if its signature covers this task, round, request and reply."""
+        fields = reply.content.config_records.get(SIGNATURE_RECORD)
+        answer = configs_of(reply.content)
+        if self.task_id is None or fields is None or answer is None:
+            return None
+        account, scheme, signature = fields.get("account"), fields.get("scheme"), fields.get("signature")
+        if not (isinstance(account, str) and isinstance(scheme, str) and isinstance(signature, bytes)):
+            return None
+        examples = examples_of(reply.content)
+        signed = StageReply(self.task_id, self.round_of(), stage, node, account, scheme, signature,
+                            dict(configs_of(request.content) or {}), dict(answer),
+                            examples if isinstance(examples, int) else None)
+        try:
+            return signed if signed.signed() else None
+        except EvidenceError:
+            return None
+
+    def _refuse(self, reply: Message, stage: str, reason: str, signed: StageReply | None = None) -> Message:
+        refusal = SecAggRefusal(self.round_of(), int(reply.metadata.src_node_id), stage, reason,
+                                signed.account if signed else None, evidence_document(signed) if signed else None)
         self.refusals.append(refusal)
-        log.warning("secagg round %d: node %d refused in %s: %s", refusal.round, refusal.node_id, stage, reason)
+        log.warning("secagg round %d: node %d refused in %s%s: %s", refusal.round, refusal.node_id, stage,
+                    " (signed)" if signed else "", reason)
         if self.on_refusal is not None:
             self.on_refusal(refusal)
         return Message(metadata=reply.metadata, error=Error(code=GUARD_REFUSED, reason=f"paratrain guard: {reason}"))
@@ -288,14 +330,17 @@ def _text(value: Any) -> str:
 
 
 def run_round(grid: Grid, context: Context, strategy: SecAggStrategy, *, timeout: float | None = None,
-              guard: bool = True, on_refusal: Callable[[SecAggRefusal], None] | None = None) -> SecAggRound | None:
+              guard: bool = True, require_signed: bool = False,
+              on_refusal: Callable[[SecAggRefusal], None] | None = None,
+              on_masked: Callable[[int, int, str, bytes], None] | None = None) -> SecAggRound | None:
     """One SecAgg+ round of `strategy` on `grid`; the round, or None when it halted (too many dropouts, too few
     clients): a round without a result is never pretended."""
     before = len(strategy.rounds)
     round_ = strategy.next_round
     shapes = [a.shape for a in strategy.base.values()]
-    guarded = SecAggGuardGrid(grid, strategy.params, shapes, round_of=lambda: round_, on_refusal=on_refusal) \
-        if guard else grid
+    guarded = SecAggGuardGrid(grid, strategy.params, shapes, round_of=lambda: round_, task_id=strategy.task_id,
+                              require_signed=require_signed, on_refusal=on_refusal,
+                              on_masked=on_masked) if guard else grid
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=strategy)
     DefaultWorkflow(fit_workflow=secagg_workflow(strategy.params, timeout, PrunedSecAggPlusWorkflow))(guarded, legacy)
     return strategy.rounds[-1] if len(strategy.rounds) > before else None

@@ -14,10 +14,9 @@ Under SecAgg nobody sees an individual update, so each round a few participants 
 client with a reason, or with a document `parse_reveal` refuses (`RevealError`), or with none at all, in the
 verdict's rejected clients. Which of several faults is named does not matter for the verdict.
 
-Out of scope here: the third check of docs/design/private.md 2.6, that the *masked vector the client sent* is
-this model (recomputing its masks from its seeds and its neighbours' signed keys and comparing with the signed
-masked vector). Without it, a client can commit to and reveal a clipped model while masking another one;
-the two checks here hold it to what it committed, not yet to what it summed.
+The third check of docs/design/private.md 2.6, that the *masked vector the client sent* is this model, is
+workers/fl/secagg_masks.py: a drawn client's reveal is then a bundle (`bundle`) of this document and its masking
+record.
 
 The reveal document is a PTTS1 document of workers/fl/arrays.py (the encoding every update and model uses, so
 the arrays decode with the same bounds and hash the same way) whose meta carries the rest, under its own kind
@@ -44,6 +43,7 @@ from workers.fl.secagg_client import SALT_BYTES, Reveal, commitment
 
 REVEAL_KIND = "fl-secagg-reveal"
 REVEAL_VERSION = 1
+BUNDLE_MAGIC = b"PTRB1"   # a reveal document followed by its masking record
 REVEAL_FIELDS = frozenset({"client", "kind", "num_examples", "round", "salt", "task_id", "version"})
 ACCOUNT_BYTES = 32
 U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
@@ -103,6 +103,22 @@ def reveal_document(reveal: Reveal, client: bytes) -> bytes:
         return dumps(reveal.arrays, meta)
     except ArrayFormatError as exc:
         raise RevealError(f"cannot write the reveal: {exc}") from None
+
+
+def bundle(reveal: bytes, masking: bytes) -> bytes:
+    """A reveal document with the client's masking record (workers/fl/secagg_masks.py), as one sealed plaintext."""
+    return BUNDLE_MAGIC + len(reveal).to_bytes(8, "little") + reveal + masking
+
+
+def unbundle(raw: bytes) -> tuple[bytes, bytes | None]:
+    """The reveal document and the masking record of a bundle; a plain reveal document has no record."""
+    if not raw.startswith(BUNDLE_MAGIC):
+        return raw, None
+    start = len(BUNDLE_MAGIC) + 8
+    size = int.from_bytes(raw[len(BUNDLE_MAGIC):start], "little")
+    if len(raw) < start + size:
+        raise RevealError("a reveal bundle shorter than its reveal document")
+    return raw[start:start + size], raw[start + size:]
 
 
 def parse_reveal(raw: bytes, *, max_bytes: int, names: Sequence[str],
@@ -206,5 +222,6 @@ def audit_document(raw: bytes, *, max_bytes: int, signed_commitment: bytes, base
                          task_id=task_id, round=round, client=client, num_examples=num_examples)
 
 
-__all__ = ["NORM_RTOL", "REVEAL_KIND", "REVEAL_VERSION", "RevealError", "RevealedModel", "audit_document",
-           "audit_problem", "parse_reveal", "reveal_document", "rounding_allowance", "update_norm"]
+__all__ = ["BUNDLE_MAGIC", "NORM_RTOL", "REVEAL_KIND", "REVEAL_VERSION", "RevealError", "RevealedModel",
+           "audit_document", "audit_problem", "bundle", "parse_reveal", "reveal_document", "rounding_allowance",
+           "unbundle", "update_norm"]

@@ -27,12 +27,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 
+from workers.fl.secagg_params import SecAggParams, SecAggParamsError
+
 MAX_KEY_BYTES = 1024
 FERNET_VERSION = 0x80
 FERNET_OVERHEAD = 1 + 8 + 16 + 32   # version, timestamp, IV, HMAC; the AES-CBC body is a multiple of 16
 MAX_CIPHERTEXT_BYTES = 64 * 1024
 MASKED_DTYPE = np.dtype(np.int64)
 SHARE_INDEX_BYTES = 4   # Flower's Shamir share: a 4-byte index, then 16 bytes per 16-byte chunk of the secret
+FITRES_NUM_EXAMPLES = "fitres.num_examples"
 
 
 def stage_of(config: Mapping[str, Any] | None) -> str | None:
@@ -44,6 +47,11 @@ def stage_of(config: Mapping[str, Any] | None) -> str | None:
 def configs_of(content: Any) -> Mapping[str, Any] | None:
     """The ``secaggplus_configs`` record of a message's content, if any."""
     return content.config_records.get(RECORD_KEY_CONFIGS)
+
+
+def examples_of(content: Any) -> Any:
+    """The example count a masked-vector reply gives (None in the other stages), as sent."""
+    return content.metric_records.get(FITRES_NUM_EXAMPLES, {}).get("num_examples")
 
 
 def public_key_problem(value: Any) -> str | None:
@@ -146,6 +154,28 @@ def check_masked_vector(reply: Mapping[str, Any], shapes: Sequence[tuple[int, ..
     return None
 
 
+def reply_problem(stage: str, node: int, asked: Mapping[str, Any], answer: Mapping[str, Any] | None,
+                  num_examples: Any, params: SecAggParams, shapes: Sequence[tuple[int, ...]]) -> str | None:
+    """Why node `node`'s reply `answer` in `stage` cannot be used, given what it was `asked` (the stage's
+    ``secaggplus_configs`` it was sent) and the task's settings; None: it can. The one rule the aggregator's
+    guard, an honest client before it signs, and the validators re-checking signed evidence all apply."""
+    if answer is None:
+        return f"{stage}: the reply has no SecAgg+ record"
+    if stage == Stage.SETUP:
+        return check_setup(answer)
+    if stage == Stage.SHARE_KEYS:
+        return check_share_keys(node, [int(k) for k in asked if k != Key.STAGE], answer)
+    if stage == Stage.COLLECT_MASKED_VECTORS:
+        try:
+            params.check_examples(num_examples)
+        except SecAggParamsError as exc:
+            return f"{stage}: {exc}"
+        return check_masked_vector(answer, shapes, params.modulus_range)
+    if stage == Stage.UNMASK:
+        return check_unmask([*asked.get(Key.ACTIVE_NODE_ID_LIST, []), *asked.get(Key.DEAD_NODE_ID_LIST, [])], answer)
+    return None
+
+
 def check_unmask(asked: Iterable[int], reply: Mapping[str, Any]) -> str | None:
     """An unmask reply: one share per node id, node ids unique and among those it was asked about."""
     nids, shares = reply.get(Key.NODE_ID_LIST), reply.get(Key.SHARE_LIST)
@@ -164,5 +194,6 @@ def check_unmask(asked: Iterable[int], reply: Mapping[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["check_masked_vector", "check_setup", "check_share_keys", "check_unmask", "configs_of",
-           "duplicate_keys", "fernet_problem", "public_key_problem", "stage_of"]
+__all__ = ["FITRES_NUM_EXAMPLES", "check_masked_vector", "check_setup", "check_share_keys", "check_unmask",
+           "configs_of", "duplicate_keys", "examples_of", "fernet_problem", "public_key_problem", "reply_problem",
+           "stage_of"]

@@ -4,8 +4,10 @@ The deployed ClientApp (workers/fl/client_app.py) serves every task the node joi
 SecAgg+ round's four stages are TRAIN messages carrying Flower's ``secaggplus_configs`` record; `secagg_route`
 takes exactly those and runs them through::
 
-    secaggplus_mod -> clip_commit_mod(the joined task's settings, keep, sign) -> local training (legacy FitRes)
+    stage_sign_mod -> secaggplus_mod -> clip_commit_mod(the joined task's settings, keep, sign) -> local training
 
+* every stage's reply is signed with the node's key when it is well formed (workers/fl/secagg_sign.py), so
+  a malformed one it sent can be proved against it and slashed, and an honest one never can;
 * the settings are the task's own spec document (``<state>/tasks.json``, checked against the chain's spec_hash
   when the daemon joined), never the aggregator's message: the norm bound, the SecAgg+ parameters, and the
   model's array names, in name order (the aggregator sends them in that order, workers/fl/secagg_serve.py);
@@ -34,7 +36,15 @@ from flwr.compat.common import recorddict_compat as compat
 
 from runtime_bindings.fl import UpdateCommitment, sign_update
 from runtime_bindings.fl_private import sign_private_update
-from workers.fl.client_tasks import JoinedTask, claim_signature, joined_task, keep_reveal, rounds_signed
+from workers.fl.client_tasks import (
+    JoinedTask,
+    NotJoinedError,
+    claim_signature,
+    joined_task,
+    keep_masking,
+    keep_reveal,
+    rounds_signed,
+)
 from workers.fl.dp_claims import CapReached
 from workers.fl.dp_local import train_private_round
 from workers.fl.dp_record import claim_fields, to_chain
@@ -42,7 +52,9 @@ from workers.fl.local_training import train_round
 from workers.fl.model import initial_model
 from workers.fl.secagg_audit import reveal_document
 from workers.fl.secagg_client import ROUND, TASK_ID, Reveal, SecAggClientRefusal, SecAggClientSettings, clip_commit_mod
-from workers.fl.spec import FlSpec, decode_spec
+from workers.fl.secagg_evidence import model_shapes
+from workers.fl.secagg_sign import StageSigner, stage_sign_mod
+from workers.fl.spec import FlSpec, SpecError, decode_spec
 
 Handler = Callable[[Message, Context], Message]
 
@@ -127,10 +139,25 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
 
         return clip_commit_mod(settings, keep, sign)(msg, ctx, lambda m, c: trained(m, c, claims))
 
+    def signer_of(ctx: Context, task_id: int) -> StageSigner | None:
+        node = resolve(ctx)
+        try:
+            spec = decode_spec(joined_task(node.state_dir, task_id).spec, require_canonical=True)
+        except (NotJoinedError, SpecError):
+            return None
+        if spec.secagg is None:
+            return None
+        return StageSigner(node.keypair, spec.secagg.params, model_shapes(spec),
+                           bad_shares=node.attack is not None and node.attack.kind == "bad-shares",
+                           keep_masking=lambda task, round_, record: keep_masking(node.state_dir, task, round_,
+                                                                                  record))
+
+    signed = stage_sign_mod(signer_of)
+
     def route(msg: Message, ctx: Context, call_next: Handler) -> Message:
         if not is_secagg_message(msg):
             return call_next(msg, ctx)
-        return secaggplus_mod(msg, ctx, committed)
+        return signed(msg, ctx, lambda m, c: secaggplus_mod(m, c, committed))
 
     return route
 

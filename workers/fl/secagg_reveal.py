@@ -77,12 +77,15 @@ def seal_recipients(chain: Any) -> dict[bytes, bytes]:
     return dict(sorted(keys.items())[:MAX_RECIPIENTS])
 
 
-def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Any) -> RevealState:
-    """`settle_reveal` of what a client's clip/commit mod kept (a workers.fl.secagg_client.Reveal)."""
-    from workers.fl.secagg_audit import reveal_document
+def reveal_if_drawn(chain: Any, keypair: Any, store: ArtifactStore, reveal: Any,
+                    masking: bytes | None = None) -> RevealState:
+    """`settle_reveal` of what a client's clip/commit mod kept (a workers.fl.secagg_client.Reveal), with the
+    masking record its signing mod kept (workers/fl/secagg_masks.py) when there is one."""
+    from workers.fl.secagg_audit import bundle, reveal_document
 
+    document = reveal_document(reveal, keypair.public_key)
     return settle_reveal(chain, keypair, store, reveal.task_id, reveal.round,
-                         reveal_document(reveal, keypair.public_key))
+                         document if masking is None else bundle(document, masking))
 
 
 __all__ = ["RevealState", "reveal_if_drawn", "seal_recipients", "settle_reveal"]

@@ -43,8 +43,9 @@ def serve_secagg(grid: Grid, context: Context, setup: Any, spec: FlSpec, view: F
     assert spec.secagg is not None
     chain, me, task_id = setup.chain, setup.keypair.ss58_address, setup.task_id
 
+    on_chain = ChainCommitter(chain, setup.keypair)
     committer = SecAggCommitter(task_id=task_id, rule=spec.rule.text, store=setup.store,
-                                committer=setup.committer or ChainCommitter(chain, setup.keypair),
+                                committer=setup.committer or on_chain, report=on_chain.report_refused,
                                 observers=setup.observers)
     idle = 0
     while idle < max_idle_passes:
@@ -58,7 +59,8 @@ def serve_secagg(grid: Grid, context: Context, setup: Any, spec: FlSpec, view: F
                                   first_round=done_rounds + 1, task_id=task_id, on_round=committer)
         joined = JoinedGrid(grid, identities, min_nodes=view.min_clients,
                             give_up_at=time.monotonic() + spec.round_timeout_s)
-        finished = run_round(joined, context, strategy, timeout=spec.round_timeout_s, on_refusal=committer.refused)
+        finished = run_round(joined, context, strategy, timeout=spec.round_timeout_s, require_signed=True,
+                             on_refusal=committer.refused, on_masked=committer.masked)
         if finished is None:
             idle += 1
             for observer in setup.observers:

@@ -19,13 +19,17 @@ reject only drawn clients (RejectedNotAudited).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from workers.fl import model as fl_model
 from workers.fl.model import ModelError
-from workers.fl.secagg_audit import audit_document
+from workers.fl.secagg_audit import RevealError, audit_document, parse_reveal, unbundle
+from workers.fl.secagg_evidence import evidence_bound
+from workers.fl.secagg_masks import MaskingError, masking_problem, parse_masking
 from workers.fl.spec import FlSpec, SpecError, canonical_json, decode_round_document
 from workers.fl.verify import (
     EVIDENCE_KIND,
@@ -88,10 +92,19 @@ def secagg_round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base:
         if client.document is None:
             failed[client.account] = f"audit: no reveal ({client.missing or 'nothing on chain'})"
             continue
-        reason = audit_document(client.document, max_bytes=spec.max_update_bytes + HEADER_ALLOWANCE,
+        try:
+            reveal, masking = unbundle(client.document)
+        except RevealError as exc:
+            failed[client.account] = f"audit: {exc}"
+            continue
+        reason = audit_document(reveal, max_bytes=spec.max_update_bytes + HEADER_ALLOWANCE,
                                 signed_commitment=signed, base=base_arrays,
                                 norm_bound=spec.secagg.update_norm_bound, task_id=chain.task_id, round=chain.round,
                                 client=client.public_key, num_examples=examples)
+        digest = doc.masked_vectors.get(client.account)
+        if reason is None and digest is not None:   # the aggregator recorded what it summed: hold the client to it
+            reason = _masking_reason(spec, chain, client.account, reveal, masking, bytes.fromhex(digest), examples,
+                                     base_arrays)
         if reason is not None:
             failed[client.account] = reason
     evidence["audit"] = [{"client": c.account, "passed": c.account not in failed,
@@ -103,9 +116,32 @@ def secagg_round_verdict(spec: FlSpec, chain: ChainRound, document: bytes, base:
                              [*notes, *failed.values()])
 
 
+def reveal_bound(spec: FlSpec) -> int:
+    """The most bytes a reveal bundle may have: the reveal document and the masking record."""
+    return spec.max_update_bytes + HEADER_ALLOWANCE + evidence_bound(spec)
+
+
+def _masking_reason(spec: FlSpec, chain: ChainRound, account: str, reveal: bytes, masking: bytes | None,
+                    digest: bytes, examples: int, base: Mapping[str, Any]) -> str | None:
+    """Why the masked vector the audited client sent is not its revealed model (workers/fl/secagg_masks.py)."""
+    assert spec.secagg is not None
+    if masking is None:
+        return "audit: the reveal does not show how it masked (no masking record)"
+    try:
+        record = parse_masking(masking, max_bytes=evidence_bound(spec))
+    except MaskingError as exc:
+        return f"audit: its masking record: {exc}"
+    names = sorted(base)
+    model = parse_reveal(reveal, max_bytes=spec.max_update_bytes + HEADER_ALLOWANCE, names=names,
+                         shapes=[np.shape(base[n]) for n in names]).arrays
+    return masking_problem(record, model=[model[n] for n in names], params=spec.secagg.params,
+                           shapes=[tuple(np.shape(base[n])) for n in names], task_id=chain.task_id,
+                           round_=chain.round, account=account, num_examples=examples, recorded_digest=digest)
+
+
 def _reject(chain: ChainRound, reasons: list[str], evidence: dict[str, Any]) -> RoundVerdictValue:
     evidence.update(accept=False, reasons=reasons)
     return RoundVerdictValue(False, 0, [], [0] * len(chain.participants), canonical_json(evidence), reasons)
 
 
-__all__ = ["AuditedClient", "secagg_round_verdict"]
+__all__ = ["AuditedClient", "reveal_bound", "secagg_round_verdict"]

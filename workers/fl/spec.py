@@ -473,6 +473,8 @@ class RoundDocument:
     flower_version: str = ""
     run_id: int = 0
     central_dp: CentralNoise | None = None   # a central-DP task's noise record (workers/fl/central_dp.py)
+    masked_vectors: dict[str, str] = field(default_factory=dict)   # SecAgg: account -> digest of its signed
+    #                                            masked-vector reply (workers/fl/secagg_evidence.py), for the audit
 
     @property
     def update_hashes(self) -> list[str]:
@@ -488,7 +490,8 @@ class RoundDocument:
                 "refused": [{"client": r.client, "node_id": r.node_id, "reason": r.reason} for r in self.refused],
                 "round": self.round, "rule": self.rule, "task_id": self.task_id,
                 "train_metrics": dict(self.train_metrics),
-                **({"central_dp": self.central_dp.to_dict()} if self.central_dp is not None else {})}
+                **({"central_dp": self.central_dp.to_dict()} if self.central_dp is not None else {}),
+                **({"masked_vectors": dict(self.masked_vectors)} if self.masked_vectors else {})}
 
     def canonical_bytes(self) -> bytes:
         self.validate()
@@ -534,6 +537,9 @@ class RoundDocument:
         _check(isinstance(self.flower_version, str) and len(self.flower_version) <= 64, "flower.version",
                "a version string")
         _check(_is_int(self.run_id) and 0 <= self.run_id <= U64_MAX, "flower.run_id", "a u64")
+        _check(isinstance(self.masked_vectors, dict) and len(self.masked_vectors) <= MAX_PARTICIPANTS
+               and all(_is_account(k) and _is_hash(v) for k, v in self.masked_vectors.items()), "masked_vectors",
+               f"an object of at most {MAX_PARTICIPANTS} accounts, each to 64 lower-case hex characters")
         if self.central_dp is not None:
             _check(isinstance(self.central_dp, CentralNoise), "central_dp", "a central-DP noise record")
             try:
@@ -546,7 +552,7 @@ class RoundDocument:
     def from_dict(cls, doc: Any) -> RoundDocument:
         known = {"base_model_hash", "flower", "global_model_hash", "kind", "participants", "refused", "round", "rule",
                  "task_id", "train_metrics"}
-        doc = _fields(doc, "round", known | {"central_dp"}, known)
+        doc = _fields(doc, "round", known | {"central_dp", "masked_vectors"}, known)
         _check(doc["kind"] == ROUND_KIND, "kind", f"not {ROUND_KIND!r}")
         central = None
         if "central_dp" in doc:
@@ -573,7 +579,8 @@ class RoundDocument:
         return cls(task_id=doc["task_id"], round=doc["round"], rule=doc["rule"],
                    base_model_hash=doc["base_model_hash"], global_model_hash=doc["global_model_hash"],
                    participants=tuple(participants), refused=tuple(refused), train_metrics=doc["train_metrics"],
-                   flower_version=flower["version"], run_id=flower["run_id"], central_dp=central).validate()
+                   flower_version=flower["version"], run_id=flower["run_id"], central_dp=central,
+                   masked_vectors=doc.get("masked_vectors", {})).validate()
 
 
 def _is_hash(value: Any) -> bool:
@@ -590,8 +597,8 @@ def _is_account(value: Any) -> bool:
 def round_document(*, task_id: int, round: int, rule: str | RuleSpec, base_model_hash: str | bytes,
                    global_model_hash: str | bytes, participants: Sequence[Participant],
                    refused: Sequence[Refusal] = (), train_metrics: Mapping[str, float] | None = None,
-                   flower_version: str = "", run_id: int = 0,
-                   central_dp: CentralNoise | None = None) -> RoundDocument:
+                   flower_version: str = "", run_id: int = 0, central_dp: CentralNoise | None = None,
+                   masked_vectors: Mapping[str, str] | None = None) -> RoundDocument:
     """A validated round document; hashes may be given as 32 bytes or any hex form, signatures as 0x-hex."""
     rows = [replace(p, update_hash=normalize_hash(p.update_hash), signature=p.signature.removeprefix("0x").lower())
             for p in participants]
@@ -599,7 +606,8 @@ def round_document(*, task_id: int, round: int, rule: str | RuleSpec, base_model
                          base_model_hash=normalize_hash(base_model_hash),
                          global_model_hash=normalize_hash(global_model_hash), participants=tuple(rows),
                          refused=tuple(refused), train_metrics={k: float(v) for k, v in (train_metrics or {}).items()},
-                         flower_version=flower_version, run_id=run_id, central_dp=central_dp).validate()
+                         flower_version=flower_version, run_id=run_id, central_dp=central_dp,
+                         masked_vectors=dict(masked_vectors or {})).validate()
 
 
 def decode_round_document(data: bytes | str, *, require_canonical: bool = True) -> RoundDocument:

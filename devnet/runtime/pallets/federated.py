@@ -466,7 +466,7 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, FederatedPrivate, Pallet)
             raise self.error("CannotJudgeOwnWork")
         if self.RoundVerdicts.contains(ctx.state, task, round, who):
             raise self.error("AlreadyVoted")
-        self._check_verdict(verdict, committed)
+        self._check_verdict(verdict, committed, self.refused_accounts(ctx, task, round))
         self._check_secagg_verdict(ctx, task, round, verdict)
         self.RoundVerdicts.set(ctx.state, task, round, who, verdict)
         committed["accepts" if verdict["accept"] else "rejects"].append(who)
@@ -530,12 +530,12 @@ class FederatedTasks(FederatedRounds, FederatedSecAgg, FederatedPrivate, Pallet)
             raise self.error("BadUpdateSignature")
         return update_leaf(client, commitment)
 
-    def _check_verdict(self, verdict: dict[str, Any], committed: dict[str, Any]) -> None:
+    def _check_verdict(self, verdict: dict[str, Any], committed: dict[str, Any], refused: list[bytes]) -> None:
         """Factors aligned with the participants (a rejecting verdict may carry none), each at most 100 %;
-        rejected clients are participants in ascending order."""
+        rejected clients are participants, or clients reported refused, in ascending order."""
         count = len(committed["participants"])
         factors, rejected = verdict["contributions"], verdict["rejected_clients"]
-        members = {client for client, _ in committed["participants"]}
+        members = {client for client, _ in committed["participants"]} | set(refused)
         if (len(factors) != count and (verdict["accept"] or factors)) or any(f > PERBILL for f in factors) \
                 or any(c not in members for c in rejected) or any(a >= b for a, b in pairwise(rejected)):
             raise self.error("VerdictMismatch")

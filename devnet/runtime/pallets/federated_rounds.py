@@ -78,7 +78,9 @@ class FederatedRounds:
         verdicts = [self.RoundVerdicts.get(ctx.state, task, number, v) for v in deciders]
         participants = committed["participants"]
         position = {client: i for i, (client, _) in enumerate(participants)}
-        rejected = set.intersection(*[{position[c] for c in v["rejected_clients"]} for v in verdicts])
+        named = set.intersection(*[{bytes(c) for c in v["rejected_clients"]} for v in verdicts])
+        rejected = {position[c] for c in named if c in position}
+        refused = sorted(named - set(position))   # reported refused (SecAgg): slashed, never paid
         factors = client_factors([v["contributions"] for v in verdicts], rejected)
         split = split_round(round_reward(record["bounty"], spec["rounds"], number), s.validator_reward_share,
                             spec["client_share"], len(deciders))
@@ -88,6 +90,8 @@ class FederatedRounds:
             paid_clients += self._pay_client(ctx, task, record, number, client, amount, factor)
         for i in sorted(rejected):
             self._slash_client(ctx, task, record, number, participants[i][0], deciders)
+        for client in refused:
+            self._slash_client(ctx, task, record, number, client, deciders)
         self._spend_private_round(ctx, task, number, participants)   # a private task's clients pay in epsilon
         self.balances.repatriate_reserved(ctx, requester, committed["aggregator"], split.aggregator, "Free")
         for validator in deciders:

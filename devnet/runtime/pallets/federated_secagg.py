@@ -21,6 +21,7 @@ them; a production chain would take the seed from BABE's VRF randomness instead 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from devnet.crypto import blake2_256
@@ -32,6 +33,7 @@ from devnet.runtime.pallets.federated_types import (
     TASK,
     AuditRecord,
     FlTaskSpec,
+    RefusedClient,
     RevealRecord,
     SecAggSpec,
 )
@@ -39,7 +41,7 @@ from devnet.runtime.pallets.models import BoundedBytes
 from devnet.runtime.pallets.system import System
 from devnet.runtime.pallets.task_bounties_types import PERBILL
 from devnet.runtime.pallets.timestamp import Timestamp
-from devnet.scale.types import H256, U32, U64, U128, AccountId, Option
+from devnet.scale.types import H256, U32, U64, U128, AccountId, Option, Sequence
 
 MIN_THRESHOLD = 600_000_000   # Perbill: below 60 % of the shares a lying aggregator with few colluders
 #                               reconstructs a live client's mask (docs/design/private.md fact 4)
@@ -76,8 +78,12 @@ class FederatedSecAgg:
                                docs="(task, round, client) -> the hash and place of a drawn client's reveal.")
     SealKeys = StorageItem(H256, (("Blake2_128Concat", AccountId),),
                            docs="validator -> the X25519 key audited clients seal their reveal documents to.")
+    SecAggRefused = StorageItem(Sequence(RefusedClient), (("Twox64Concat", U64), ("Twox64Concat", U32)),
+                                docs="(task, round) -> the clients the aggregator's guard dropped for a malformed "
+                                     "signed stage reply, with the hash of that reply (reset when re-committed).")
 
     # provided by the pallet class
+    Clients: StorageItem
     Rounds: StorageItem
     Tasks: StorageItem
     settings: Any
@@ -144,6 +150,33 @@ class FederatedSecAgg:
         self.SealKeys.set(ctx.state, origin, key)
         ctx.deposit_event(self, "SealKeyRegistered", {"validator": origin, "key": key})
 
+    @call(19, TASK, ROUND, ("refused", Sequence(RefusedClient), "BoundedVec<RefusedClient<T>, T::MaxClientsPerRound>"),
+          weight=150_000_000)
+    def report_refused(self, ctx: DispatchContext, origin: bytes | None, task: int, round: int,
+                       refused: list[dict[str, Any]]) -> None:
+        """The round's aggregator names, once and before any verdict, the joined clients its guard dropped for a
+        malformed stage reply they signed, each with the hash of that evidence in the store. The pallet cannot
+        read the evidence; a verdict may reject a named client only because validators re-checked it."""
+        if origin is None:
+            raise BAD_ORIGIN
+        if not self.SecAggSpecs.contains(ctx.state, task):
+            raise self.error("NotSecAgg")
+        committed = self.Rounds.get(ctx.state, task, round)
+        if committed is None or committed["status"][0] != "Pending":
+            raise self.error("RoundNotPending")
+        if origin != committed["aggregator"]:
+            raise self.error("NotAggregator")
+        if committed["accepts"] or committed["rejects"] or self.SecAggRefused.contains(ctx.state, task, round):
+            raise self.error("RefusalsClosed")
+        clients = [bytes(r["client"]) for r in refused]
+        members = {bytes(c) for c, _ in committed["participants"]}
+        if not clients or len(clients) > self.settings.max_clients_per_round \
+                or any(a >= b for a, b in pairwise(clients)) \
+                or any(c in members or not self.Clients.contains(ctx.state, task, c) for c in clients):
+            raise self.error("BadRefusal")
+        self.SecAggRefused.set(ctx.state, task, round, refused)
+        ctx.deposit_event(self, "RefusalsReported", {"task": task, "round": round, "clients": clients})
+
     # Used by the pallet's own calls -------------------------------------------------------------
     def _check_secagg(self, spec: dict[str, Any], secagg: dict[str, Any]) -> None:
         q, m = secagg["quantization_range"], secagg["modulus_range"]
@@ -164,7 +197,8 @@ class FederatedSecAgg:
             raise self.error("ExamplesAboveMaxWeight")
 
     def _reset_audit(self, ctx: DispatchContext, task: int, round_number: int) -> None:
-        """A round committed again (after a Void or Rejected one) gets a fresh draw and no old reveals."""
+        """A round committed again (after a Void or Rejected one) gets a fresh draw, no old reveals or refusals."""
+        self.SecAggRefused.remove(ctx.state, task, round_number)
         old = self.Audits.get(ctx.state, task, round_number)
         if old is None:
             return
@@ -174,14 +208,19 @@ class FederatedSecAgg:
 
     def _check_secagg_verdict(self, ctx: DispatchContext, task: int, round_number: int,
                               verdict: dict[str, Any]) -> None:
-        """A SecAgg round is judged once its audit is settled, and only drawn clients may be rejected."""
+        """A SecAgg round is judged once its audit is settled, and only drawn or reported clients may be rejected."""
         if not self.SecAggSpecs.contains(ctx.state, task):
             return
         audit = self._audit(ctx, task, round_number)
         if audit["revealed"] < len(audit["drawn"]) and Timestamp.Now.get(ctx.state) < audit["reveal_until"]:
             raise self.error("AuditOpen")
-        if any(client not in audit["drawn"] for client in verdict["rejected_clients"]):
+        named = {*audit["drawn"], *self.refused_accounts(ctx, task, round_number)}
+        if any(client not in named for client in verdict["rejected_clients"]):
             raise self.error("RejectedNotAudited")
+
+    def refused_accounts(self, ctx: DispatchContext, task: int, round_number: int) -> list[bytes]:
+        """The clients the aggregator reported refused in this round (empty: none, or not a SecAgg task)."""
+        return [bytes(r["client"]) for r in self.SecAggRefused.get(ctx.state, task, round_number) or []]
 
     def _audit(self, ctx: DispatchContext, task: int, round_number: int) -> dict[str, Any]:
         """The round's audit, drawn now if it is due and not drawn yet."""

@@ -119,6 +119,10 @@ AuditRecord = Composite((PALLET, "types", "AuditRecord"), fields(
 RevealRecord = Composite((PALLET, "types", "RevealRecord"), fields(
     ("reveal_hash", H256, "H256"), ("reveal_uri", BoundedBytes, "BoundedVec<u8, T::MaxUriLen>"),
     ("revealed_at", U32, "BlockNumberFor<T>")))
+# A SecAgg client the aggregator's guard dropped for a malformed stage reply, with the hash of its own signed
+# reply (workers/fl/secagg_evidence.py): what validators re-check before a verdict slashes it
+RefusedClient = Composite((PALLET, "types", "RefusedClient"), fields(
+    ("client", AccountId, "T::AccountId"), ("evidence_hash", H256, "H256")))
 AUDIT_DOMAIN = b"paratrain/fl-audit/v1"
 # Private tasks (local DP-SGD on every client): an update's signature covers its cumulative DP claim too
 PRIVATE_UPDATE_DOMAIN = b"paratrain/fl-update/v2"
@@ -247,6 +251,9 @@ EVENTS = (
              "FederatedCentralDp); joining reserves the epsilon cap of the client's own budget."),
     EventDef("SealKeyRegistered", fields(("validator", AccountId, "T::AccountId"), ("key", H256, "H256")),
              "A validator registered the X25519 key audited clients seal their reveal documents to."),
+    EventDef("RefusalsReported", fields(TASK, ROUND, ("clients", Sequence(AccountId), "Vec<T::AccountId>")),
+             "The aggregator reported the joined clients its guard dropped from a SecAgg round for a malformed, "
+             "signed stage reply; a verdict may reject (and so slash) them once validators re-checked the evidence."),
 )
 ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("TaskNotFound", "No federated task with this id."),
@@ -298,7 +305,7 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("CannotJudgeOwnWork", "The aggregator, the requester and the round's participants may not judge it."),
     ("AlreadyVoted", "The validator already voted on this round."),
     ("VerdictMismatch", "contributions are not aligned with the participants, a factor exceeds 100 %, or "
-                        "rejected_clients are not participants in ascending order."),
+                        "rejected_clients are not participants (or reported refusals) in ascending order."),
     ("NoHoldoutCommitment", "The task has no holdout commitment."),
     ("HoldoutAlreadyRevealed", "The holdout was already revealed."),
     ("HoldoutNotRevealable", "The holdout may be revealed only once round 1 is committed."),
@@ -320,7 +327,8 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("AlreadyRevealed", "The account already revealed its update for this round."),
     ("RevealClosed", "The round's reveal window is over."),
     ("AuditOpen", "Verdicts on a SecAgg round wait until every drawn client revealed or the reveal window closed."),
-    ("RejectedNotAudited", "A verdict on a SecAgg round may reject only the clients its audit drew."),
+    ("RejectedNotAudited", "A verdict on a SecAgg round may reject only the clients its audit drew or the "
+                           "aggregator reported refused."),
     ("NotPrivate", "The task does not train with DP: commit its rounds with commit_round."),
     ("PrivateNeedsClaims", "The task trains with DP: its rounds carry each update's DP claim (commit_private_round)."),
     ("NotCentralDp", "The task has no central DP terms: commit its rounds with commit_round or "
@@ -328,4 +336,8 @@ ERRORS = tuple(ErrorDef(n, d) for n, d in (
     ("CentralDpNeedsClaim", "The task releases its rounds under central DP: commit them with commit_central_round "
                             "and the round's DP claim."),
     ("CentralDpNeedsFedAvg", "Central DP calibrates its noise to an unweighted mean: the rule must be FedAvg."),
+    ("RefusalsClosed", "A round's refusals are reported once, by its aggregator, while it is pending and before "
+                       "any verdict."),
+    ("BadRefusal", "A reported client is not a joined client outside the round's participants, or the clients are "
+                   "not in strictly ascending order, or there are more than MaxClientsPerRound."),
 ))

@@ -373,6 +373,8 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
                         for account, _ in clients} if paying else {}
         audits = {number: node.chain.federated_tasks.audits(args.task_id, number) for number, _ in rounds} \
             if secagg is not None else {}
+        refused = {number: node.chain.federated_tasks.sec_agg_refused(args.task_id, number) or []
+                   for number, _ in rounds} if secagg is not None else {}
     status = task.status
     head = (f"federated task {args.task_id}: {status_name(status)}"
             + (f" (aggregator {short(str(status.aggregator), full)}, lease until #{status.lease_until})"
@@ -381,12 +383,12 @@ def _status_view(node: Node, args: argparse.Namespace, task: Any = None) -> Any:
             f"paid {node.fmt(task.paid)} of {node.fmt(task.bounty)}")
     table = Table(title="rounds")
     for column in ("round", "status", "participants", "global model", "accepts", "rejects",
-                   *(("audited (revealed)",) if secagg is not None else ())):
+                   *(("audited (revealed)", "refused (signed)") if secagg is not None else ())):
         table.add_column(column)
     for number, record in rounds:
         audit = audits.get(number)
-        audited = (f"{len(audit.drawn)} ({audit.revealed})" if audit is not None else "not drawn",) \
-            if secagg is not None else ()
+        audited = (f"{len(audit.drawn)} ({audit.revealed})" if audit is not None else "not drawn",
+                   str(len(refused.get(number, [])))) if secagg is not None else ()
         table.add_row(str(number), status_name(record.status), str(len(record.participants)),
                       _hash_text(record.global_model_hash, full), str(len(record.accepts)), str(len(record.rejects)),
                       *audited)

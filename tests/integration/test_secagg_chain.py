@@ -280,3 +280,17 @@ def test_the_cheats_are_slashed_and_every_honest_client_paid(settled: Mapping[st
         if partition not in (CHEAT, SWAP):
             assert after[partition].stake == before[partition] and after[partition].rounds_rejected == 0
             assert after[partition].paid > 0
+
+
+def test_fl_status_shows_the_audit_and_the_signed_refusal(settled: Mapping[str, Any], devnet, capsys,
+                                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from paratrain.cli import main
+
+    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
+    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "220")
+    assert main(["fl", "status", str(settled["task"])]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("│ 1 "))
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[0] == "1" and cells[1] == "Accepted" and cells[2] == str(N)
+    assert cells[-2:] == [f"{N} ({N})", "1"]   # audited (revealed), refused (signed)

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from devnet.runtime.framework import ModuleError
+from devnet.runtime.pallets.collab_types import Input
 from devnet.runtime.pallets.system import System
-from devnet.runtime.primitives import DispatchClass, RuntimeVersion, Weight
+from devnet.runtime.primitives import DispatchClass, DispatchError, RuntimeVersion, Weight
 from devnet.runtime.validity import INVALID_KINDS, UNKNOWN_KINDS, BadFormat, TransactionValidityError
 from devnet.scale.codec import CodecError, codec_for, decode_compact
-from devnet.scale.types import U32, U64, U128, AccountId, Bool, Bytes, Composite, Option, Sequence, fields
+from devnet.scale.types import (
+    U32,
+    U64,
+    U128,
+    AccountId,
+    Bool,
+    Bytes,
+    Composite,
+    Option,
+    Result,
+    Sequence,
+    Tuple,
+    fields,
+)
 
 if TYPE_CHECKING:
     from devnet.chain import Chain
@@ -53,6 +68,7 @@ def call_runtime_api(chain: "Chain", metadata: bytes, method: str, data: bytes, 
         "TransactionPaymentApi_query_fee_details": lambda: codec_for(FeeDetails).encode(
             chain.executive.fee_details(*_extrinsic_and_len(data))),
         "TaggedTransactionQueue_validate_transaction": lambda: _validate(chain, data, at),
+        "CollaborativeModelsApi_predict": lambda: _predict(chain, data, at),
     }
     handler = handlers.get(method)
     if handler is None:
@@ -61,6 +77,21 @@ def call_runtime_api(chain: "Chain", metadata: bytes, method: str, data: bytes, 
         return handler()
     except (CodecError, BadFormat) as exc:
         raise RuntimeApiError(f"Could not decode input of {method}: {exc}") from None
+
+
+PREDICT_INPUT = Tuple((U64, Input))
+PREDICT_OUTPUT = Result(U32, DispatchError)
+
+
+def _predict(chain: "Chain", data: bytes, at: bytes) -> bytes:
+    """CollaborativeModelsApi v1: (model: u64, input: Input) -> Result<u32, DispatchError>, without a transaction;
+    a missing model or a bad input is the pallet's named error."""
+    model, values = codec_for(PREDICT_INPUT).decode(data)
+    try:
+        return codec_for(PREDICT_OUTPUT).encode(("Ok", chain.runtime.collab.predict_at(chain.state_at(at), model,
+                                                                                          values)))
+    except ModuleError as exc:
+        return codec_for(PREDICT_OUTPUT).encode(("Err", exc.value))
 
 
 def _validate(chain: "Chain", data: bytes, at: bytes) -> bytes:

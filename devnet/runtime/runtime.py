@@ -11,6 +11,7 @@ from typing import Any
 
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
+from devnet.runtime.pallets.collab import CollaborativeModels
 from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
 from devnet.runtime.pallets.models import Models
 from devnet.runtime.pallets.privacy import PrivacyBudgets
@@ -85,6 +86,7 @@ API_VERSIONS = (  # (blake2_64 of the API's name, version); only APIs that state
     ("TaggedTransactionQueue", bytes.fromhex("d2bc9897eed08f15"), 3),
     ("AccountNonceApi", bytes.fromhex("bc9d89904f5b923f"), 1),
     ("TransactionPaymentApi", bytes.fromhex("37c8bb1350a9a2a8"), 4),
+    ("CollaborativeModelsApi", bytes.fromhex("172f93cfdfc7aac8"), 1),   # predict (devnet/runtime/apis.py)
 )
 
 
@@ -95,8 +97,8 @@ class Runtime:
     # would misread (devnet has no migrations). 2: the challenge period and verification windows in ms.
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
     # 4: the FederatedTasks pallet (index 23). 5: the PrivacyBudgets pallet (index 24) and TaskBounties' private
-    # tasks (create_private_task, submit_private_result).
-    spec_version = 9
+    # tasks (create_private_task, submit_private_result). 10: the CollaborativeModels pallet (index 25).
+    spec_version = 10
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
@@ -117,6 +119,7 @@ class Runtime:
         self.workers = Workers(self.balances)
         self.models = Models()
         self.privacy = PrivacyBudgets()
+        self.collab = CollaborativeModels(self.balances)
         self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
                                           challenge_period_ms=challenge_period_ms,
                                           verification_grace_ms=verification_grace_ms, privacy=self.privacy)
@@ -126,7 +129,7 @@ class Runtime:
             settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
-             self.models, self.federated, self.privacy, *extra_pallets], key=lambda p: p.index)
+             self.models, self.federated, self.privacy, self.collab, *extra_pallets], key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 
         self.call_type = VariantType((RUNTIME_PATH, "RuntimeCall"), tuple(
@@ -169,5 +172,10 @@ class Runtime:
         return items + extra
 
     def call_weight(self, call: tuple[str, tuple[str, Any]]) -> int:
-        pallet_name, (call_name, _) = call
-        return self.calls[(pallet_name, call_name)][1].weight
+        """The declared weight, or what the pallet's `weight_of` says a call of these arguments costs (a call whose
+        work grows with its input: CollaborativeModels.add_data)."""
+        pallet_name, (call_name, args) = call
+        instance, call_def = self.calls[(pallet_name, call_name)]
+        sized = getattr(instance, "weight_of", None)
+        weight = sized(call_name, args) if sized is not None else None
+        return call_def.weight if weight is None else weight

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from runtime_bindings.generated import (
     balances,
+    collaborative_models,
     federated_tasks,
     models,
     privacy_budgets,
@@ -30,6 +31,7 @@ PALLETS: dict[str, str] = {
     "Models": "models",
     "FederatedTasks": "federated_tasks",
     "PrivacyBudgets": "privacy_budgets",
+    "CollaborativeModels": "collaborative_models",
 }
 
 
@@ -75,11 +77,16 @@ class GeneratedPallets:
     def privacy_budgets(self) -> privacy_budgets.PrivacyBudgetsApi:
         return self.pallet("PrivacyBudgets")  # type: ignore[return-value]
 
+    @property
+    def collaborative_models(self) -> collaborative_models.CollaborativeModelsApi:
+        return self.pallet("CollaborativeModels")  # type: ignore[return-value]
+
 
 __all__ = [
     "PALLETS",
     "GeneratedPallets",
     "balances",
+    "collaborative_models",
     "federated_tasks",
     "models",
     "privacy_budgets",

@@ -408,6 +408,47 @@ class ClientInfo:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """`pallet_collaborative_models::types::Contribution`."""
+
+    contributor: AccountId
+    input: Input
+    label: int
+    added_s: int
+    deposit: int
+    claimable: int
+    claims: int
+    refunded: bool
+    claimed_by: list[AccountId]
+
+    @classmethod
+    def from_value(cls, v: Any) -> Contribution:
+        return cls(
+            contributor=AccountId.from_value(v["contributor"]),
+            input=Input.from_value(v["input"]),
+            label=v["label"],
+            added_s=v["added_s"],
+            deposit=v["deposit"],
+            claimable=v["claimable"],
+            claims=v["claims"],
+            refunded=v["refunded"],
+            claimed_by=[AccountId.from_value(_v0) for _v0 in v["claimed_by"]],
+        )
+
+
+@dataclass(frozen=True)
+class ContributorStats:
+    """`pallet_collaborative_models::types::ContributorStats`."""
+
+    submitted: int
+    good: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ContributorStats:
+        return cls(submitted=v["submitted"], good=v["good"])
+
+
+@dataclass(frozen=True)
 class Digest:
     """`sp_runtime::generic::digest::Digest`."""
 
@@ -1030,6 +1071,50 @@ class Holdout:
         )
 
 
+class Input(ChainEnum):
+    """`pallet_collaborative_models::types::Input`: `Input.<Variant>`, one subclass per variant."""
+
+    Dense: ClassVar[type[InputDense]]
+    Sparse: ClassVar[type[InputSparse]]
+
+
+@dataclass(frozen=True)
+class InputDense(Input):
+    """`pallet_collaborative_models::types::Input::Dense`."""
+
+    VARIANT: ClassVar[str] = "Dense"
+
+    field_0: list[int]
+
+    @classmethod
+    def from_payload(cls, v: Any) -> InputDense:
+        return cls(field_0=v)
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: to_scale_value(self.field_0)}
+
+
+@dataclass(frozen=True)
+class InputSparse(Input):
+    """`pallet_collaborative_models::types::Input::Sparse`."""
+
+    VARIANT: ClassVar[str] = "Sparse"
+
+    field_0: list[int]
+
+    @classmethod
+    def from_payload(cls, v: Any) -> InputSparse:
+        return cls(field_0=v)
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: to_scale_value(self.field_0)}
+
+
+Input.Dense = InputDense
+Input.Sparse = InputSparse
+Input._VARIANTS = {"Dense": Input.Dense, "Sparse": Input.Sparse}
+
+
 @dataclass(frozen=True)
 class LastRuntimeUpgradeInfo:
     """`frame_system::LastRuntimeUpgradeInfo`."""
@@ -1064,6 +1149,128 @@ class MarketFederated(Market, UnitVariant):
 Market.Bounty = MarketBounty()
 Market.Federated = MarketFederated()
 Market._VARIANTS = {"Bounty": Market.Bounty, "Federated": Market.Federated}
+
+
+class Mechanism(ChainEnum):
+    """`pallet_collaborative_models::types::Mechanism`: `Mechanism.<Variant>`, one subclass per variant."""
+
+    DepositRefundTake: ClassVar[type[MechanismDepositRefundTake]]
+    Points: ClassVar[type[MechanismPoints]]
+
+
+@dataclass(frozen=True)
+class MechanismDepositRefundTake(Mechanism):
+    """`pallet_collaborative_models::types::Mechanism::DepositRefundTake`."""
+
+    VARIANT: ClassVar[str] = "DepositRefundTake"
+
+    waits: Waits
+    cost_weight: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> MechanismDepositRefundTake:
+        return cls(waits=Waits.from_value(v["waits"]), cost_weight=v["cost_weight"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class MechanismPoints(Mechanism):
+    """`pallet_collaborative_models::types::Mechanism::Points`."""
+
+    VARIANT: ClassVar[str] = "Points"
+
+    waits: Waits
+
+    @classmethod
+    def from_payload(cls, v: Any) -> MechanismPoints:
+        return cls(waits=Waits.from_value(v["waits"]))
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+Mechanism.DepositRefundTake = MechanismDepositRefundTake
+Mechanism.Points = MechanismPoints
+Mechanism._VARIANTS = {"DepositRefundTake": Mechanism.DepositRefundTake, "Points": Mechanism.Points}
+
+
+class ModelParams(ChainEnum):
+    """`pallet_collaborative_models::types::ModelParams`: `ModelParams.<Variant>`, one subclass per variant."""
+
+    Perceptron: ClassVar[type[ModelParamsPerceptron]]
+    NearestCentroid: ClassVar[type[ModelParamsNearestCentroid]]
+    NaiveBayes: ClassVar[type[ModelParamsNaiveBayes]]
+
+
+@dataclass(frozen=True)
+class ModelParamsPerceptron(ModelParams):
+    """`pallet_collaborative_models::types::ModelParams::Perceptron`."""
+
+    VARIANT: ClassVar[str] = "Perceptron"
+
+    weights: list[int]
+    intercept: int
+    learning_rate: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> ModelParamsPerceptron:
+        return cls(weights=v["weights"], intercept=v["intercept"], learning_rate=v["learning_rate"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class ModelParamsNearestCentroid(ModelParams):
+    """`pallet_collaborative_models::types::ModelParams::NearestCentroid`."""
+
+    VARIANT: ClassVar[str] = "NearestCentroid"
+
+    centroids: list[list[int]]
+    counts: list[int]
+
+    @classmethod
+    def from_payload(cls, v: Any) -> ModelParamsNearestCentroid:
+        return cls(centroids=v["centroids"], counts=v["counts"])
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+@dataclass(frozen=True)
+class ModelParamsNaiveBayes(ModelParams):
+    """`pallet_collaborative_models::types::ModelParams::NaiveBayes`."""
+
+    VARIANT: ClassVar[str] = "NaiveBayes"
+
+    num_samples: list[int]
+    total_feature_count: list[int]
+    feature_counts: list[list[int]]
+    smoothing: int
+
+    @classmethod
+    def from_payload(cls, v: Any) -> ModelParamsNaiveBayes:
+        return cls(
+            num_samples=v["num_samples"],
+            total_feature_count=v["total_feature_count"],
+            feature_counts=v["feature_counts"],
+            smoothing=v["smoothing"],
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+ModelParams.Perceptron = ModelParamsPerceptron
+ModelParams.NearestCentroid = ModelParamsNearestCentroid
+ModelParams.NaiveBayes = ModelParamsNaiveBayes
+ModelParams._VARIANTS = {
+    "Perceptron": ModelParams.Perceptron,
+    "NearestCentroid": ModelParams.NearestCentroid,
+    "NaiveBayes": ModelParams.NaiveBayes,
+}
 
 
 @dataclass(frozen=True)
@@ -2055,6 +2262,33 @@ TransactionalError._VARIANTS = {
 
 
 @dataclass(frozen=True)
+class TypesModelRecord:
+    """`pallet_collaborative_models::types::ModelRecord`."""
+
+    owner: AccountId
+    features: int
+    classes: int
+    mechanism: Mechanism
+    last_update_s: int
+    contributions: int
+    total_good: int
+    held: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> TypesModelRecord:
+        return cls(
+            owner=AccountId.from_value(v["owner"]),
+            features=v["features"],
+            classes=v["classes"],
+            mechanism=Mechanism.from_value(v["mechanism"]),
+            last_update_s=v["last_update_s"],
+            contributions=v["contributions"],
+            total_good=v["total_good"],
+            held=v["held"],
+        )
+
+
+@dataclass(frozen=True)
 class Verdict:
     """`pallet_task_bounties::types::Verdict`."""
 
@@ -2068,6 +2302,23 @@ class Verdict:
             accept=v["accept"],
             measured_metric=v["measured_metric"],
             evidence_hash=H256.from_value(v["evidence_hash"]),
+        )
+
+
+@dataclass(frozen=True)
+class Waits:
+    """`pallet_collaborative_models::types::Waits`."""
+
+    refund_wait_s: int
+    owner_claim_wait_s: int
+    any_claim_wait_s: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Waits:
+        return cls(
+            refund_wait_s=v["refund_wait_s"],
+            owner_claim_wait_s=v["owner_claim_wait_s"],
+            any_claim_wait_s=v["any_claim_wait_s"],
         )
 
 
@@ -2174,6 +2425,8 @@ __all__ = [
     "ChainEnum",
     "Challenge",
     "ClientInfo",
+    "Contribution",
+    "ContributorStats",
     "Digest",
     "DigestItem",
     "DigestItemConsensus",
@@ -2218,10 +2471,20 @@ __all__ = [
     "FlTaskStatusRunning",
     "H256",
     "Holdout",
+    "Input",
+    "InputDense",
+    "InputSparse",
     "LastRuntimeUpgradeInfo",
     "Market",
     "MarketBounty",
     "MarketFederated",
+    "Mechanism",
+    "MechanismDepositRefundTake",
+    "MechanismPoints",
+    "ModelParams",
+    "ModelParamsNaiveBayes",
+    "ModelParamsNearestCentroid",
+    "ModelParamsPerceptron",
     "ModelRecord",
     "MultiAddress",
     "MultiAddressAddress20",
@@ -2293,8 +2556,10 @@ __all__ = [
     "TransactionalErrorLimitReached",
     "TransactionalErrorNoLayer",
     "TypedEvent",
+    "TypesModelRecord",
     "UnitVariant",
     "Verdict",
+    "Waits",
     "Weight",
     "WorkerInfo",
     "WorkerStatus",

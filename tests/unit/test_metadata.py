@@ -24,6 +24,8 @@ from xt_builder import (
 from devnet.chain import Chain
 from devnet.metadata import METADATA_MAGIC, encode_metadata, metadata_value
 from devnet.runtime.apis import (
+    PREDICT_INPUT,
+    PREDICT_OUTPUT,
     SUPPORTED_METADATA_VERSIONS,
     FeeDetails,
     RuntimeApiError,
@@ -32,6 +34,7 @@ from devnet.runtime.apis import (
     call_runtime_api,
 )
 from devnet.runtime.framework import Pallet
+from devnet.runtime.pallets.collab import CollaborativeModels
 from devnet.runtime.primitives import Era, MultiAddress, MultiSignature, RuntimeVersion
 from devnet.runtime.runtime import (
     API_VERSIONS,
@@ -397,6 +400,11 @@ def _sample_calls(chain: Chain) -> dict[str, list[tuple[str, bytes, Any]]]:
         "TransactionPaymentApi": [
             ("TransactionPaymentApi_query_info", xt + u32.encode(len(xt)), query_info),
             ("TransactionPaymentApi_query_fee_details", xt + u32.encode(len(xt)), fee_details),
+        ],
+        "CollaborativeModelsApi": [   # no model deployed: the pallet's ModelNotFound (its tests deploy some)
+            ("CollaborativeModelsApi_predict", codec_for(PREDICT_INPUT).encode((0, ("Dense", [0]))),
+             lambda out: codec_for(PREDICT_OUTPUT).decode(out) == (
+                 "Err", ("Module", {"index": CollaborativeModels.index, "error": bytes(4)}))),
         ],
     }
 

@@ -1,0 +1,66 @@
+"""Collaborative models on chain (pallet CollaborativeModels): fixed-point inputs and predict without a transaction.
+
+The calls, storage and types are generated (`chain.collaborative_models`, `runtime_bindings.generated.types`);
+this module adds what metadata V14 cannot describe: the runtime API ``CollaborativeModelsApi_predict`` that
+``state_call`` serves, ``(model: u64, input: Input) -> Result<u32, DispatchError>``, with the pallet's named error
+raised as the typed exception (`ModelNotFound`, `DimensionMismatch`, ...).
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runtime_bindings.errors import DispatchError, dispatch_error_from
+from runtime_bindings.generated.types import Input
+from runtime_bindings.scale import encode_compact
+
+if TYPE_CHECKING:
+    from runtime_bindings.client import Chain
+
+TO_FLOAT = 10**9
+"""The models' fixed point: a value v is stored and sent as round(v * 10^9), as DeCAI's `toFloat`."""
+
+PREDICT = "CollaborativeModelsApi_predict"
+_DISPATCH_VARIANTS = ("Other", "CannotLookup", "BadOrigin", "Module")   # sp_runtime::DispatchError, in order
+
+
+def to_fixed(value: float) -> int:
+    return round(value * TO_FLOAT)
+
+
+def dense(values: Sequence[float]) -> Input:
+    """A dense input: one real value a feature."""
+    return Input.Dense([to_fixed(v) for v in values])
+
+
+def sparse(indices: Sequence[int]) -> Input:
+    """A sparse input: the indices of the features present (each worth 1.0)."""
+    return Input.Sparse([int(i) for i in indices])
+
+
+def encode_input(values: Input) -> bytes:
+    """SCALE of an Input: its variant index, then the compact length and the items (i64 or u32, little endian)."""
+    items = values.field_0  # type: ignore[attr-defined]
+    if values.VARIANT == "Dense":
+        return b"\x00" + encode_compact(len(items)) + struct.pack(f"<{len(items)}q", *items)
+    return b"\x01" + encode_compact(len(items)) + struct.pack(f"<{len(items)}I", *items)
+
+
+def predict(chain: Chain, model: int, values: Input, *, at: str | None = None) -> int:
+    """The model's class for `values` at block `at` (the best by default), read without a transaction; the
+    pallet's refusal (a missing model, a bad input) raises its typed DispatchError."""
+    data = struct.pack("<Q", model) + encode_input(values)
+    result = chain.rpc("state_call", [PREDICT, "0x" + data.hex(), *([at] if at else [])])
+    out = bytes.fromhex(str(result).removeprefix("0x"))
+    if out[:1] == b"\x00" and len(out) == 5:
+        return int(struct.unpack("<I", out[1:])[0])
+    if out[:1] == b"\x01" and len(out) >= 2 and out[1] < len(_DISPATCH_VARIANTS):
+        kind = _DISPATCH_VARIANTS[out[1]]
+        if kind == "Module" and len(out) == 7:
+            raise dispatch_error_from({"Module": {"index": out[2], "error": out[3:7]}}, chain.metadata().errors)
+        raise dispatch_error_from(kind, chain.metadata().errors)
+    raise DispatchError(f"{PREDICT} returned {len(out)} bytes that are not a Result<u32, DispatchError>", None)
+
+
+__all__ = ["PREDICT", "TO_FLOAT", "dense", "encode_input", "predict", "sparse", "to_fixed"]

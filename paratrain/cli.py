@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "paratrain.commands.stake",      # stake register|bond-extra|update-capabilities|unregister|withdraw|show
     "paratrain.commands.fl",         # fl create|join|status|partition|reveal|withdraw, client
     "paratrain.commands.budget",     # budget set|lower|show
+    "paratrain.commands.collab",     # collab deploy|add|refund|report|predict|show
 )
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -12,6 +12,8 @@ from runtime_bindings import collab as bc
 from runtime_bindings.generated import collaborative_models as cm
 from runtime_bindings.generated import types as t
 
+pytestmark = pytest.mark.slow  # a devnet process
+
 ALICE, BOB, CHARLIE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie"))
 WAITS = t.Waits(refund_wait_s=0, owner_claim_wait_s=3_600, any_claim_wait_s=7_200)
 COST_WEIGHT = 10**9

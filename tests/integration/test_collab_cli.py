@@ -1,0 +1,74 @@
+"""`paratrain collab` against a devnet process, in-process (`paratrain.cli.main`): deploy, add, predict, refund,
+report, show; every refusal one line naming the pallet error, nothing signed when the CLI can tell first."""
+from __future__ import annotations
+
+import pytest
+
+from paratrain.cli import main
+
+pytestmark = pytest.mark.slow  # a devnet process
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch, devnet):
+    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
+    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "220")
+    for name in ("PARATRAIN_KEY", "PARATRAIN_KEY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(capsys, *argv: str) -> str:
+    code, _, err = run(capsys, *argv)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: a secret")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    return lines[0]
+
+
+def deploy(capsys, *extra: str) -> int:
+    code, out, err = run(capsys, "collab", "deploy", "--kind", "perceptron", "--features", "2", "--refund-wait", "0s",
+                         "--owner-wait", "1h", "--any-wait", "2h", "--key", "//Alice", *extra)
+    assert code == 0, err
+    return int(out.strip().splitlines()[-1])
+
+
+def test_a_model_learns_predicts_refunds_and_shows(capsys) -> None:
+    model = deploy(capsys)
+    assert run(capsys, "collab", "predict", str(model), "--x", "1,0.5")[1].strip() == "0"
+    code, out, err = run(capsys, "collab", "add", str(model), "--x", "1,0.5", "--label", "1", "--key", "//Bob")
+    assert code == 0 and "contribution 0" in out and "deposit held" in out, err
+    assert run(capsys, "collab", "predict", str(model), "--x", "1,0.5")[1].strip() == "1"
+    assert run(capsys, "collab", "predict", str(model), "--present", "0")[1].strip() == "1"
+    code, out, err = run(capsys, "collab", "refund", str(model), "0", "--key", "//Bob")
+    assert code == 0 and out.startswith("refunded "), err
+    code, out, err = run(capsys, "collab", "show", str(model))
+    assert code == 0, err
+    assert "Perceptron" in out and "2 features, 2 classes" in out and "1 (1 refunded as good)" in out
+
+
+def test_points_deploys_without_a_deposit(capsys) -> None:
+    model = deploy(capsys, "--points")
+    code, out, err = run(capsys, "collab", "add", str(model), "--present", "1", "--label", "0", "--key", "//Bob")
+    assert code == 0 and "deposit held: 0" in out, err
+
+
+def test_refusals_are_one_line_and_named(capsys) -> None:
+    model = deploy(capsys)
+    assert "CollaborativeModels.DimensionMismatch" in one_line_error(
+        capsys, "collab", "add", str(model), "--x", "1,2,3", "--label", "0", "--key", "//Bob")
+    assert "CollaborativeModels.ClassOutOfRange" in one_line_error(
+        capsys, "collab", "add", str(model), "--x", "1,2", "--label", "4", "--key", "//Bob")
+    assert "CollaborativeModels.ModelNotFound" in one_line_error(capsys, "collab", "predict", "999", "--x", "1,0")
+    assert "CollaborativeModels.ModelNotFound" in one_line_error(capsys, "collab", "show", "999")
+    assert "CollaborativeModels.ContributionNotFound" in one_line_error(
+        capsys, "collab", "refund", str(model), "5", "--key", "//Bob")
+    assert "InvalidMechanism" in one_line_error(capsys, "collab", "deploy", "--kind", "perceptron", "--features",
+                                                "2", "--refund-wait", "2d", "--owner-wait", "1d", "--key", "//Alice")
+    assert "a perceptron has 2 classes" in one_line_error(capsys, "collab", "deploy", "--kind", "perceptron",
+                                                          "--features", "2", "--classes", "3", "--key", "//Alice")

@@ -126,6 +126,7 @@ class Chain:
         self.import_listeners: list[Callable[[Block], None]] = []
         self.finality_listeners: list[Callable[[Block], None]] = []
         self.finalized_number = 0
+        self.clock_offset_ms = 0   # dev_timeTravel: added to the wall clock for every block authored from now on
         stored = store.load_blocks() if store else []
         if stored:
             self._restore(stored)
@@ -217,9 +218,19 @@ class Chain:
             self.tx_listeners.pop(tx_hash, None)
 
     # Blocks --------------------------------------------------------------------------------------
+    def time_travel(self, target_ms: int) -> int:
+        """Author the next blocks as if the wall clock read `target_ms` now (chopsticks' dev_timeTravel): a test
+        or an experiment drives the chain through simulated days. Only forward: the timestamp must increment."""
+        from devnet.runtime.pallets.timestamp import Timestamp
+
+        if target_ms <= Timestamp.Now.get(self.state_at(self.best.hash)):
+            raise ValueError("the chain's time only moves forward: give a moment after the best block's")
+        self.clock_offset_ms = target_ms - int(time.time() * 1000)
+        return target_ms
+
     def produce_block(self, now_ms: int | None = None) -> Block:
         parent = self.best
-        now = int(time.time() * 1000) if now_ms is None else now_ms
+        now = int(time.time() * 1000) + self.clock_offset_ms if now_ms is None else now_ms
         built = self.executive.build_block(parent.hash, parent.number, parent.header["state_root"],
                                            self.state.head, self.pool.ready(), now)
         block = Block(parent.number + 1, built.hash, built.header, built.header_bytes, built.extrinsics)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from scalecodec.utils.ss58 import ss58_decode
@@ -282,6 +283,23 @@ class Methods:
             raise invalid_params("account must be 32 bytes")
         return self.chain.account_next_index(who)
 
+    # dev_* (as chopsticks has them) ------------------------------------------------------------------
+    async def dev_timeTravel(self, params: Any) -> int:  # noqa: N802
+        """Move the chain's clock: the next blocks carry this moment (ms since the epoch, or an ISO 8601 date)
+        and time runs on from it. A devnet is a development chain; a production node has no such call."""
+        value = param(params, 0, "date")
+        if isinstance(value, str):
+            try:
+                value = int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError:
+                raise invalid_params("date must be milliseconds since the epoch or an ISO 8601 date") from None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+            raise invalid_params("date must be milliseconds since the epoch or an ISO 8601 date")
+        try:
+            return self.chain.time_travel(value)
+        except ValueError as exc:
+            raise invalid_params(str(exc)) from None
+
     def _static(self) -> dict[str, Callable[[], Any]]:
         node = self.node
         return {
@@ -380,7 +398,7 @@ class Methods:
     def table(self) -> dict[str, Handler]:
         handlers: dict[str, Handler] = {}
         for name in dir(self):
-            if "_" in name and name.split("_")[0] in ("chain", "state", "author", "payment", "system"):
+            if "_" in name and name.split("_")[0] in ("chain", "state", "author", "payment", "system", "dev"):
                 handlers[name] = getattr(self, name)
         aliases = {
             "chain_getHead": "chain_getBlockHash", "chain_getFinalisedHead": "chain_getFinalizedHead",

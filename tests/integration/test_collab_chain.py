@@ -65,3 +65,24 @@ def test_bad_input_is_refused_by_name(chain: Chain, model: int) -> None:
         bc.predict(chain, model, bc.dense([1.0]))
     with pytest.raises(cm.ModelNotFound):
         bc.predict(chain, model + 100, bc.dense([1.0, 0.0]))
+
+
+def test_dev_time_travel_moves_the_chain_through_the_refund_wait(chain: Chain) -> None:
+    """The experiment's clock: dev_timeTravel (chopsticks' call) sets the next blocks' timestamp."""
+    from runtime_bindings import RpcError
+
+    waits = t.Waits(refund_wait_s=86_400, owner_claim_wait_s=86_400, any_claim_wait_s=86_400)
+    receipt = chain.collaborative_models.deploy(
+        ALICE, 2, 2, t.ModelParams.Perceptron(weights=[0, 0], intercept=0, learning_rate=bc.TO_FLOAT),
+        t.Mechanism.DepositRefundTake(waits=waits, cost_weight=COST_WEIGHT))
+    model = int(next(e.model for e in receipt.events if e.name == "ModelDeployed"))
+    receipt = chain.collaborative_models.add_data(BOB, model, bc.dense([-1.0, 0.0]), 0)
+    contribution = int(next(e.contribution for e in receipt.events if e.name == "DataAdded"))
+    with pytest.raises(cm.TooEarly):
+        chain.collaborative_models.refund(BOB, model, contribution)
+    now = int(chain.timestamp.now())
+    assert chain.rpc("dev_timeTravel", [now + 86_400_000 + 1_000]) == now + 86_400_000 + 1_000
+    chain.collaborative_models.refund(BOB, model, contribution)
+    assert int(chain.timestamp.now()) >= now + 86_400_000
+    with pytest.raises(RpcError, match="only moves forward"):
+        chain.rpc("dev_timeTravel", [now])

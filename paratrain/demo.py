@@ -97,7 +97,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo).
-    `--federated` runs the federated demo instead (paratrain.demo_federated)."""
+    `--federated` runs the federated demo instead (paratrain.demo_federated), `--collab` the collaborative-model
+    one (paratrain.demo_collab)."""
     if getattr(args, "secagg", False) and not getattr(args, "federated", False):
         from paratrain.cli import CliError
 
@@ -113,6 +114,10 @@ def run_command(args: argparse.Namespace) -> int:
         if dp_epsilon > BUDGET_EPSILON:
             raise CliError(f"--dp-epsilon {dp_epsilon:g} is more than the budget of epsilon {BUDGET_EPSILON:g} each "
                            "data owner sets for its shard")
+    if getattr(args, "collab", False):
+        from paratrain.demo_collab import CollabDemoOptions, run_collab_demo
+
+        return run_collab_demo(CollabDemoOptions(port=args.port, out=args.out, samples=args.samples))
     if getattr(args, "federated", False):
         from paratrain.demo_federated import FederatedDemoOptions, run_federated_demo
 
@@ -152,6 +157,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                                 "epsilon E of its own budget of 8 (docs/dp-sgd.md)")
     federated.add_argument("--png", default="fl-accuracy.png", metavar="PATH",
                            help="where the accuracy-per-round picture is written (default fl-accuracy.png)")
+    collab = parser.add_argument_group("collab", "paratrain demo --collab: DeCAI's experiment, a model on chain fed "
+                                       "by a good and a bad agent under Deposit-Refund-Take (docs/collab.md)")
+    collab.add_argument("--collab", action="store_true", help="run the collaborative-model demo")
+    collab.add_argument("--samples", type=positive, default=None, metavar="N",
+                        help="with --collab: stream only the first N examples (default all 420)")
     return parser
 
 

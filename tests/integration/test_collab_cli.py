@@ -72,3 +72,11 @@ def test_refusals_are_one_line_and_named(capsys) -> None:
                                                 "2", "--refund-wait", "2d", "--owner-wait", "1d", "--key", "//Alice")
     assert "a perceptron has 2 classes" in one_line_error(capsys, "collab", "deploy", "--kind", "perceptron",
                                                           "--features", "2", "--classes", "3", "--key", "//Alice")
+
+
+def test_demo_collab_reports_balances_writes_the_pictures_and_exits_0(capsys, tmp_path) -> None:
+    code, out, err = run(capsys, "demo", "--collab", "--samples", "150", "--out", str(tmp_path))
+    assert code == 0, out + err
+    assert "the bad agent lost what the good agent gained" in out and "Good" in out and "Bad" in out
+    assert (tmp_path / "collab-accuracy.png").stat().st_size > 10_000
+    assert (tmp_path / "collab-balances.png").stat().st_size > 10_000

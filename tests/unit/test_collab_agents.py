@@ -14,7 +14,7 @@ def test_waits_and_deposits_are_positive_and_deposits_capped_at_the_balance() ->
     rng = random.Random(1)
     tiny = AgentSpec("Tiny", True, 10, 1, 50, 0.5, stdev_wait_s=5)
     assert all(next_wait(rng, tiny) >= 1 for _ in range(200))
-    assert all(0 < willing_deposit(rng, tiny, 1_000) for _ in range(200))
+    assert all(willing_deposit(rng, tiny, 1_000) > 0 for _ in range(200))
     assert willing_deposit(rng, GOOD, 7) == 7
 
 

@@ -115,6 +115,26 @@ def metric_value(value: str) -> float:
     return number
 
 
+MODEL_VALUE_MAX = 1000.0   # CollaborativeModels' MaxValue: 10^12 in its fixed point of 10^9 a unit
+
+
+def model_value(value: str) -> float:
+    """A collaborative model's parameter (an intercept): at most MaxValue either way."""
+    number = _real(value)
+    if abs(number) > MODEL_VALUE_MAX:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is beyond +-{MODEL_VALUE_MAX:g} (CollaborativeModels' "
+                                         "MaxValue)")
+    return number
+
+
+def model_rate(value: str) -> float:
+    """A collaborative model's learning rate or smoothing: above 0 and at most MaxValue."""
+    number = model_value(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is not above 0")
+    return number
+
+
 # Token amounts -----------------------------------------------------------------------------------
 class Amount(NamedTuple):
     """A token amount in planck; `symbol` is the token named after the number, if any, for the command to

@@ -40,9 +40,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     deploy.add_argument("--kind", choices=KINDS, required=True)
     deploy.add_argument("--features", type=argtypes.integer("--features", 1, 1024), required=True)
     deploy.add_argument("--classes", type=argtypes.integer("--classes", 2, 16), default=2)
-    deploy.add_argument("--learning-rate", type=argtypes.positive_real, default=1.0, help="perceptron (default 1)")
-    deploy.add_argument("--intercept", type=float, default=0.0, help="perceptron (default 0)")
-    deploy.add_argument("--smoothing", type=argtypes.positive_real, default=1.0, help="Naive Bayes (default 1)")
+    deploy.add_argument("--learning-rate", type=argtypes.model_rate, default=1.0, help="perceptron (default 1)")
+    deploy.add_argument("--intercept", type=argtypes.model_value, default=0.0, help="perceptron (default 0)")
+    deploy.add_argument("--smoothing", type=argtypes.model_rate, default=1.0, help="Naive Bayes (default 1)")
     deploy.add_argument("--points", action="store_true", help="gamification (points, no deposit) instead of "
                                                               "Deposit-Refund-Take")
     deploy.add_argument("--cost-weight", type=argtypes.amount, default=None,

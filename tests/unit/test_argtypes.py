@@ -30,7 +30,7 @@ INTEGERS: dict[str, tuple[int, int]] = {
     "count_or_zero": (0, U32), "megabytes": (0, U64), "seed": (0, 2**63 - 1), "port": (1, 65535),
     "port_or_off": (0, 65535), "port_or_any": (0, 65535), "ss58_format": (0, 16383), "positive": (1, U64), "non_negative": (0, U64),
 }
-REALS = ("seconds", "timeout", "tolerance", "metric_value")
+REALS = ("seconds", "timeout", "tolerance", "metric_value", "model_value", "model_rate")
 EXTREMES = ["", " ", "-", "+", "-0", "+0", "0", "00", "-1", "1", "nan", "NaN", "inf", "-inf", "Infinity", "1e400",
             "-1e400", "1e-400", "1e308", "1e309", "0x10", "1_000", " 5", "5 ", "1.5", "1.", ".5", "١٢٣", "１２", "5\n",
             "\u00b2", "9" * 5000, "0" * 5000 + "1", "1" + "0" * 5000, "-" + "9" * 5000, "1e" + "9" * 50,
@@ -249,7 +249,7 @@ def bad_values(action: argparse.Action) -> list[str]:
     if name == "amount":
         return ["1e400", "-1", "nan", "1.0000000000001", str(2**128), ""]
     if name in REALS:
-        return ["1e400", "nan", "inf", "-1" if name != "metric_value" else "1e13", ""]
+        return ["1e400", "nan", "inf", {"metric_value": "1e13", "model_value": "1001"}.get(name, "-1"), ""]
     return ["1e400x", "nan?", ""] if action.choices is None else ["1e400", "-1"]
 
 

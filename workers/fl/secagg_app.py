@@ -11,7 +11,10 @@ runs `run_round` once per round:
 * `SecAggGuardGrid` checks every reply of every stage with workers/fl/secagg_checks.py before the workflow
   sees it; a bad reply becomes an error reply (the workflow counts the client as dropped and, after key
   sharing, removes its masks with its neighbours' shares) and a `SecAggRefusal` naming the node, the stage
-  and the reason, kept for the round document and the validators.
+  and the reason, kept for the round document and the validators. It stamps every stage message with the task and
+  round; a refused reply the client signed carries that signature as evidence (workers/fl/secagg_evidence.py),
+  and each signed masked vector's digest goes to `on_masked` for the round document and the audit
+  (workers/fl/secagg_masks.py).
 * `PrunedSecAggPlusWorkflow` is Flower's workflow with one bookkeeping fix (a client that dropped before the
   masked-vector stage halted every round in Flower 1.42, its class docstring says why).
 * `SecAggStrategy` returns the base model from `initialize_parameters` (else the workflow asks a random client

@@ -11,7 +11,8 @@ computed here (within the SecAgg quantization bound `SecAggParams.error_bound` o
   client receives the model in a FitIns and returns its trained model in a FitRes;
 * **SecAgg+**: the project's path, the same legacy path with `fit_workflow=PrunedSecAggPlusWorkflow`
   (`workers.fl.secagg_app.run_round`: `SecAggStrategy` behind `SecAggGuardGrid`, every reply checked) and the
-  data owners' `secagg_client_app` (Flower's `secaggplus_mod` with paratrain's `clip_commit_mod`), with the
+  data owners' `secagg_client_app` (Flower's `secaggplus_mod` with paratrain's `clip_commit_mod`, inside the
+  deployed client's `pack_mod` and `stage_sign_mod`: uint32 masked vectors, every stage reply signed), with the
   `SecAggParams` defaults: all-to-all shares (num_shares 1.0), reconstruction threshold 0.6, clipping range 8,
   quantization 2**22, modulus 2**32, max_weight 1000.
 
@@ -136,10 +137,25 @@ def client_app(out: Path) -> Any:
     from flwr.clientapp import ClientApp
 
     from workers.fl.secagg_client import SecAggClientSettings, secagg_client_app
+    from workers.fl.secagg_pack import pack_mod
     from workers.fl.secagg_params import SecAggParams
+    from workers.fl.secagg_sign import StageSigner, stage_sign_mod
 
     settings = SecAggClientSettings(params=SecAggParams(), norm_bound=NORM_BOUND, names=NAMES)
-    secagg = secagg_client_app(train, settings)
+    signers: dict[int, Any] = {}
+
+    def signer_of(ctx: Any, task_id: int) -> Any:   # the deployed client's: every stage reply signed
+        from runtime_bindings import Keypair
+
+        pid = int(ctx.node_config["partition-id"])
+        if pid not in signers:
+            signers[pid] = StageSigner(Keypair.create_from_uri(f"//SecAggBench{pid}"), settings.params,
+                                       [tuple(np.shape(v)) for v in base_model().values()])
+        return signers[pid]
+
+    # as the deployed ClientApp routes a SecAgg round (workers/fl/secagg_node.py): the masked vector packed to
+    # uint32 outermost, every stage reply signed inside it, then Flower's mod
+    secagg = secagg_client_app(train, settings, outer=[pack_mod, stage_sign_mod(signer_of)])
 
     class Plain(NumPyClient):
         def __init__(self, ctx: Any) -> None:

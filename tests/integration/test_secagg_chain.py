@@ -47,6 +47,7 @@ from workers.fl.secagg_audit import RevealError, parse_reveal, unbundle
 from workers.fl.secagg_client import Reveal, SecAggClientSettings, clip_commit_mod
 from workers.fl.secagg_commit import SecAggCommitter
 from workers.fl.secagg_masks import parse_masking
+from workers.fl.secagg_pack import pack_mod
 from workers.fl.secagg_params import SecAggParams
 from workers.fl.secagg_reveal import RevealState, reveal_if_drawn
 from workers.fl.secagg_sign import StageSigner, stage_sign_mod
@@ -120,7 +121,7 @@ def client_app(out: Path) -> ClientApp:
         fitres.parameters = ndarrays_to_parameters([-a for a in parameters_to_ndarrays(fitres.parameters)])
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
-    return ClientApp(client_fn=client_fn, mods=[stage_sign_mod(signer_of), secaggplus_mod, swap, chosen])
+    return ClientApp(client_fn=client_fn, mods=[pack_mod, stage_sign_mod(signer_of), secaggplus_mod, swap, chosen])
 
 
 def post_task(chain: Chain, store: ArtifactStore, secagg: SecAggTask) -> int:

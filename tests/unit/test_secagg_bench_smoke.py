@@ -36,7 +36,9 @@ def test_secagg_rounds_benchmark_runs_tiny_and_writes_its_json(tmp_path: Path) -
     assert set(size["secagg"]["stages_per_client"]) == {"setup", "share_keys", "collect_masked_vectors",
                                                                "unmask"}
     assert size["plain"]["sent_bytes_per_client"]["median"] > 4 * 10_016          # the float32 model
-    assert size["sent_bytes_ratio"] > 2 and size["round_s_ratio"] > 0            # int64 masked vector
+    # the masked vector goes as uint32 (workers/fl/secagg_pack.py): about a float32 model plus the keys and
+    # signatures; Flower's int64 would be above 2
+    assert 1 < size["sent_bytes_ratio"] < 1.5 and size["round_s_ratio"] > 0
     assert results["command"].startswith(".venv/bin/python") and "ratio" in done.stdout
 
 

@@ -65,6 +65,7 @@ from workers.fl.secagg_evidence import (
     StageReply,
     evidence_document,
 )
+from workers.fl.secagg_pack import unpack
 from workers.fl.secagg_params import SecAggParams, SecAggParamsError
 from workers.fl.strategy import ForwardingGrid
 
@@ -133,6 +134,9 @@ class SecAggGuardGrid(ForwardingGrid):
         replies = list(self.grid.send_and_receive(sent, timeout=timeout))
         if stage is None:
             return replies
+        for reply in replies:   # a uint32 masked vector back to Flower's int64 bytes (workers/fl/secagg_pack.py)
+            if not reply.has_error():
+                unpack(reply.content)
         by_node = {m.metadata.dst_node_id: m for m in sent}
         problems: dict[int, str] = {}
         for reply in replies:

@@ -4,10 +4,12 @@ The deployed ClientApp (workers/fl/client_app.py) serves every task the node joi
 SecAgg+ round's four stages are TRAIN messages carrying Flower's ``secaggplus_configs`` record; `secagg_route`
 takes exactly those and runs them through::
 
-    stage_sign_mod -> secaggplus_mod -> clip_commit_mod(the joined task's settings, keep, sign) -> local training
+    pack_mod -> stage_sign_mod -> secaggplus_mod -> clip_commit_mod(the joined task's settings, keep, sign)
+        -> local training
 
 * every stage's reply is signed with the node's key when it is well formed (workers/fl/secagg_sign.py), so
-  a malformed one it sent can be proved against it and slashed, and an honest one never can;
+  a malformed one it sent can be proved against it and slashed, and an honest one never can; the masked vector
+  goes out as uint32, half Flower's int64 (workers/fl/secagg_pack.py);
 * the settings are the task's own spec document (``<state>/tasks.json``, checked against the chain's spec_hash
   when the daemon joined), never the aggregator's message: the norm bound, the SecAgg+ parameters, and the
   model's array names, in name order (the aggregator sends them in that order, workers/fl/secagg_serve.py);
@@ -53,6 +55,7 @@ from workers.fl.model import initial_model
 from workers.fl.secagg_audit import reveal_document
 from workers.fl.secagg_client import ROUND, TASK_ID, Reveal, SecAggClientRefusal, SecAggClientSettings, clip_commit_mod
 from workers.fl.secagg_evidence import model_shapes
+from workers.fl.secagg_pack import pack_mod
 from workers.fl.secagg_sign import StageSigner, stage_sign_mod
 from workers.fl.spec import FlSpec, SpecError, decode_spec
 
@@ -157,7 +160,7 @@ def secagg_route(resolve: Callable[[Context], Any]) -> Callable[[Message, Contex
     def route(msg: Message, ctx: Context, call_next: Handler) -> Message:
         if not is_secagg_message(msg):
             return call_next(msg, ctx)
-        return signed(msg, ctx, lambda m, c: secaggplus_mod(m, c, committed))
+        return pack_mod(msg, ctx, lambda m, c: signed(m, c, lambda m2, c2: secaggplus_mod(m2, c2, committed)))
 
     return route
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from math import isqrt
+from typing import TYPE_CHECKING, Any
 
 from runtime_bindings.errors import DispatchError, dispatch_error_from
 from runtime_bindings.generated.types import Input
@@ -23,6 +24,19 @@ TO_FLOAT = 10**9
 
 PREDICT = "CollaborativeModelsApi_predict"
 _DISPATCH_VARIANTS = ("Other", "CannotLookup", "BadOrigin", "Module")   # sp_runtime::DispatchError, in order
+
+
+DEPOSIT_PERIOD_S = 3600
+"""The pallet's DepositPeriodS: a deposit is cost_weight * this / isqrt(seconds since the last update)."""
+
+
+def next_deposit(mechanism: Any, last_update_s: int, now_s: int) -> int:
+    """What a contribution made at `now_s` must hold, by the pallet's rule (0 under Points): clients price a
+    contribution before they send it."""
+    if mechanism.VARIANT != "DepositRefundTake":
+        return 0
+    elapsed = max(now_s - int(last_update_s), 0)
+    return int(mechanism.cost_weight) * DEPOSIT_PERIOD_S // (isqrt(elapsed) if elapsed else 1)
 
 
 def to_fixed(value: float) -> int:
@@ -63,4 +77,5 @@ def predict(chain: Chain, model: int, values: Input, *, at: str | None = None) -
     raise DispatchError(f"{PREDICT} returned {len(out)} bytes that are not a Result<u32, DispatchError>", None)
 
 
-__all__ = ["PREDICT", "TO_FLOAT", "dense", "encode_input", "predict", "sparse", "to_fixed"]
+__all__ = ["DEPOSIT_PERIOD_S", "PREDICT", "TO_FLOAT", "dense", "encode_input", "next_deposit", "predict", "sparse",
+           "to_fixed"]

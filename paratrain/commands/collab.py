@@ -188,6 +188,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from runtime_bindings import collab as bc
+
     url = chain_url(args)
     with Node(url) as node, chain_errors(url):
         pallet = node.chain.collaborative_models
@@ -205,18 +207,9 @@ def _show(args: argparse.Namespace) -> int:
                           f"{waits.any_claim_wait_s} s"),
                 ("contributions", f"{record.contributions} ({record.total_good} refunded as good)"),
                 ("held", node.fmt(record.held)),
-                ("next deposit", node.fmt(next_deposit(mechanism, record.last_update_s, now_s)))]
+                ("next deposit", node.fmt(bc.next_deposit(mechanism, record.last_update_s, now_s)))]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         out().print(f"{key:<{width}}  {value}")
     return 0
 
-
-def next_deposit(mechanism: Any, last_update_s: int, now_s: int) -> int:
-    """The pallet's deposit rule: cost_weight * 3600 / isqrt(seconds since the last update), 0 under Points."""
-    from math import isqrt
-
-    if mechanism.VARIANT != "DepositRefundTake":
-        return 0
-    elapsed = max(now_s - int(last_update_s), 0)
-    return int(mechanism.cost_weight) * 3600 // (isqrt(elapsed) if elapsed else 1)

@@ -23,7 +23,6 @@ import heapq
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from math import isqrt
 from typing import Any
 
 import numpy as np
@@ -151,9 +150,10 @@ class Experiment:
         return int(self.chain.system.account(who.ss58_address).data.free)
 
     def _deposit_now(self, model: int, now_s: int) -> int:
+        from runtime_bindings import collab as bc
+
         record = self.chain.collaborative_models.models(model)
-        elapsed = max(now_s - int(record.last_update_s), 0)
-        return self.config.cost_weight * 3600 // (isqrt(elapsed) if elapsed else 1)
+        return bc.next_deposit(record.mechanism, record.last_update_s, now_s)
 
     def _travel(self, t_s: int) -> None:
         target = self.start_ms + t_s * 1000

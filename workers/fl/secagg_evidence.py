@@ -33,6 +33,7 @@ STAMP_RECORD = "paratrain.secagg-stage"
 SIGNATURE_RECORD = "paratrain.stage-signature"
 EVIDENCE_VERSION = "paratrain/secagg-evidence/v1"
 _SCALARS = {bool: "?", int: "i", float: "f", str: "s", bytes: "b"}
+_KINDS = {tag: kind for kind, tag in _SCALARS.items()}
 
 
 class EvidenceError(ValueError):
@@ -66,7 +67,7 @@ def _value(tag: str, raw: Any) -> Any:
         return bytes.fromhex(raw)
     if tag == "f":
         return float.fromhex(raw)
-    kind = {v: k for k, v in _SCALARS.items()}[tag]
+    kind = _KINDS[tag]
     if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
         raise EvidenceError(f"a value tagged {tag} is a {type(raw).__name__}")
     return raw

@@ -1,1 +1,3 @@
-"""The wire contract's generated stubs (v1/), the bottom layer that server and clients import (protogen)."""
+"""The contract that both sides of the wire compute alike, at the bottom of the layers: the gRPC stubs (v1/,
+protogen) that server and clients import, the default endpoints, and the integer semantics of the collaborative
+models (collab_classifiers) that the chain runs and the prediction market's validators replay off chain."""

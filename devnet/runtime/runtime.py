@@ -13,6 +13,7 @@ from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
 from devnet.runtime.pallets.collab import CollaborativeModels
 from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
+from devnet.runtime.pallets.market import PredictionMarkets
 from devnet.runtime.pallets.models import Models
 from devnet.runtime.pallets.privacy import PrivacyBudgets
 from devnet.runtime.pallets.system import System, event_record_type
@@ -98,7 +99,8 @@ class Runtime:
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
     # 4: the FederatedTasks pallet (index 23). 5: the PrivacyBudgets pallet (index 24) and TaskBounties' private
     # tasks (create_private_task, submit_private_result). 10: the CollaborativeModels pallet (index 25).
-    spec_version = 10
+    # 11: the PredictionMarkets pallet (index 26).
+    spec_version = 11
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
@@ -120,6 +122,7 @@ class Runtime:
         self.models = Models()
         self.privacy = PrivacyBudgets()
         self.collab = CollaborativeModels(self.balances)
+        self.markets = PredictionMarkets(self.balances, self.workers)
         self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
                                           challenge_period_ms=challenge_period_ms,
                                           verification_grace_ms=verification_grace_ms, privacy=self.privacy)
@@ -129,7 +132,8 @@ class Runtime:
             settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
-             self.models, self.federated, self.privacy, self.collab, *extra_pallets], key=lambda p: p.index)
+             self.models, self.federated, self.privacy, self.collab, self.markets, *extra_pallets],
+            key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 
         self.call_type = VariantType((RUNTIME_PATH, "RuntimeCall"), tuple(

@@ -9,6 +9,7 @@ from runtime_bindings.generated import (
     collaborative_models,
     federated_tasks,
     models,
+    prediction_markets,
     privacy_budgets,
     system,
     task_bounties,
@@ -32,6 +33,7 @@ PALLETS: dict[str, str] = {
     "FederatedTasks": "federated_tasks",
     "PrivacyBudgets": "privacy_budgets",
     "CollaborativeModels": "collaborative_models",
+    "PredictionMarkets": "prediction_markets",
 }
 
 
@@ -81,6 +83,10 @@ class GeneratedPallets:
     def collaborative_models(self) -> collaborative_models.CollaborativeModelsApi:
         return self.pallet("CollaborativeModels")  # type: ignore[return-value]
 
+    @property
+    def prediction_markets(self) -> prediction_markets.PredictionMarketsApi:
+        return self.pallet("PredictionMarkets")  # type: ignore[return-value]
+
 
 __all__ = [
     "PALLETS",
@@ -89,6 +95,7 @@ __all__ = [
     "collaborative_models",
     "federated_tasks",
     "models",
+    "prediction_markets",
     "privacy_budgets",
     "system",
     "task_bounties",

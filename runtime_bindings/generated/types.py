@@ -1151,6 +1151,137 @@ Market.Federated = MarketFederated()
 Market._VARIANTS = {"Bounty": Market.Bounty, "Federated": Market.Federated}
 
 
+@dataclass(frozen=True)
+class MarketContribution:
+    """`pallet_prediction_markets::types::MarketContribution`."""
+
+    contributor: AccountId
+    input: Input
+    label: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> MarketContribution:
+        return cls(
+            contributor=AccountId.from_value(v["contributor"]),
+            input=Input.from_value(v["input"]),
+            label=v["label"],
+        )
+
+
+class MarketPhase(ChainEnum):
+    """`pallet_prediction_markets::types::MarketPhase`: `MarketPhase.<Variant>`, one subclass per variant."""
+
+    Initialization: ClassVar[MarketPhase]
+    Participation: ClassVar[MarketPhase]
+    Scoring: ClassVar[MarketPhase]
+    Settled: ClassVar[MarketPhase]
+    Abandoned: ClassVar[MarketPhase]
+
+
+class MarketPhaseInitialization(MarketPhase, UnitVariant):
+    """`pallet_prediction_markets::types::MarketPhase::Initialization`."""
+
+    VARIANT: ClassVar[str] = "Initialization"
+
+
+class MarketPhaseParticipation(MarketPhase, UnitVariant):
+    """`pallet_prediction_markets::types::MarketPhase::Participation`."""
+
+    VARIANT: ClassVar[str] = "Participation"
+
+
+class MarketPhaseScoring(MarketPhase, UnitVariant):
+    """`pallet_prediction_markets::types::MarketPhase::Scoring`."""
+
+    VARIANT: ClassVar[str] = "Scoring"
+
+
+class MarketPhaseSettled(MarketPhase, UnitVariant):
+    """`pallet_prediction_markets::types::MarketPhase::Settled`."""
+
+    VARIANT: ClassVar[str] = "Settled"
+
+
+class MarketPhaseAbandoned(MarketPhase, UnitVariant):
+    """`pallet_prediction_markets::types::MarketPhase::Abandoned`."""
+
+    VARIANT: ClassVar[str] = "Abandoned"
+
+
+MarketPhase.Initialization = MarketPhaseInitialization()
+MarketPhase.Participation = MarketPhaseParticipation()
+MarketPhase.Scoring = MarketPhaseScoring()
+MarketPhase.Settled = MarketPhaseSettled()
+MarketPhase.Abandoned = MarketPhaseAbandoned()
+MarketPhase._VARIANTS = {
+    "Initialization": MarketPhase.Initialization,
+    "Participation": MarketPhase.Participation,
+    "Scoring": MarketPhase.Scoring,
+    "Settled": MarketPhase.Settled,
+    "Abandoned": MarketPhase.Abandoned,
+}
+
+
+@dataclass(frozen=True)
+class MarketRecord:
+    """`pallet_prediction_markets::types::MarketRecord`."""
+
+    owner: AccountId
+    features: int
+    classes: int
+    initial: ModelParams
+    terms: MarketTerms
+    piece_hashes: list[H256]
+    opened_at: int
+    opened_s: int
+    revealed_index: int | None
+    phase: MarketPhase
+    participation_from_s: int
+    scoring_until_s: int
+    contributions: int
+    test_samples: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> MarketRecord:
+        return cls(
+            owner=AccountId.from_value(v["owner"]),
+            features=v["features"],
+            classes=v["classes"],
+            initial=ModelParams.from_value(v["initial"]),
+            terms=MarketTerms.from_value(v["terms"]),
+            piece_hashes=[H256.from_value(_v0) for _v0 in v["piece_hashes"]],
+            opened_at=v["opened_at"],
+            opened_s=v["opened_s"],
+            revealed_index=v["revealed_index"],
+            phase=MarketPhase.from_value(v["phase"]),
+            participation_from_s=v["participation_from_s"],
+            scoring_until_s=v["scoring_until_s"],
+            contributions=v["contributions"],
+            test_samples=v["test_samples"],
+        )
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """`pallet_prediction_markets::types::MarketTerms`."""
+
+    bounty: int
+    stake: int
+    min_contributions: int
+    min_length_s: int
+    validators_required: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> MarketTerms:
+        return cls(
+            bounty=v["bounty"],
+            stake=v["stake"],
+            min_contributions=v["min_contributions"],
+            min_length_s=v["min_length_s"],
+            validators_required=v["validators_required"],
+        )
+
+
 class Mechanism(ChainEnum):
     """`pallet_collaborative_models::types::Mechanism`: `Mechanism.<Variant>`, one subclass per variant."""
 
@@ -1472,6 +1603,18 @@ MultiSignature._VARIANTS = {
     "Sr25519": MultiSignature.Sr25519,
     "Ecdsa": MultiSignature.Ecdsa,
 }
+
+
+@dataclass(frozen=True)
+class Participant:
+    """`pallet_prediction_markets::types::Participant`."""
+
+    account: AccountId
+    contributions: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Participant:
+        return cls(account=AccountId.from_value(v["account"]), contributions=v["contributions"])
 
 
 class Pays(ChainEnum):
@@ -1816,6 +1959,18 @@ class RuntimeVersion:
             transaction_version=v["transaction_version"],
             state_version=v["state_version"],
         )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """`pallet_prediction_markets::types::Sample`."""
+
+    input: Input
+    label: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> Sample:
+        return cls(input=Input.from_value(v["input"]), label=v["label"])
 
 
 @dataclass(frozen=True)
@@ -2477,7 +2632,16 @@ __all__ = [
     "LastRuntimeUpgradeInfo",
     "Market",
     "MarketBounty",
+    "MarketContribution",
     "MarketFederated",
+    "MarketPhase",
+    "MarketPhaseAbandoned",
+    "MarketPhaseInitialization",
+    "MarketPhaseParticipation",
+    "MarketPhaseScoring",
+    "MarketPhaseSettled",
+    "MarketRecord",
+    "MarketTerms",
     "Mechanism",
     "MechanismDepositRefundTake",
     "MechanismPoints",
@@ -2496,6 +2660,7 @@ __all__ = [
     "MultiSignatureEcdsa",
     "MultiSignatureEd25519",
     "MultiSignatureSr25519",
+    "Participant",
     "Pays",
     "PaysNo",
     "PaysYes",
@@ -2524,6 +2689,7 @@ __all__ = [
     "RoundVerdict",
     "RuntimeDbWeight",
     "RuntimeVersion",
+    "Sample",
     "SecAggSpec",
     "Signature",
     "SignedPrivateUpdate",

@@ -11,7 +11,7 @@ from fl_pallet_harness import CLIENTS, OUTSIDER, REQUESTER, FlHarness
 
 from devnet.runtime.framework import ModuleError
 from devnet.runtime.pallets.collab import CollaborativeModels as CM
-from devnet.runtime.pallets.collab_classifiers import TO_FLOAT
+from paratrain_api.collab_classifiers import TO_FLOAT
 
 PALLET = "CollaborativeModels"
 DAY = 86_400

@@ -1,10 +1,10 @@
 """pallet_collaborative_models: small models that live in chain state and learn from every contribution, kept
 honest by DeCAI's incentive mechanisms (Harris and Waggoner, microsoft/0xDeCA10B; docs/collab.md).
 
-`deploy` stores a Perceptron, NearestCentroid or NaiveBayes model (collab_classifiers.py: integer fixed point, so
-every node computes the same update) with its incentive mechanism. `add_data` updates the model in the same call,
-as DeCAI's CollaborativeTrainer does, and records the contribution. Predictions need no transaction: the runtime
-API `CollaborativeModelsApi_predict` (devnet/runtime/apis.py).
+`deploy` stores a Perceptron, NearestCentroid or NaiveBayes model (paratrain_api/collab_classifiers.py: integer
+fixed point, so every node computes the same update) with its incentive mechanism. `add_data` updates the model
+in the same call, as DeCAI's CollaborativeTrainer does, and records the contribution. Predictions need no
+transaction: the runtime API `CollaborativeModelsApi_predict` (devnet/runtime/apis.py).
 
 Deposit, Refund and Take (DeCAI's Stakeable.sol, on chain semantics):
 
@@ -31,15 +31,6 @@ from typing import Any
 
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, ModuleError, Pallet, StorageItem, call
-from devnet.runtime.pallets.collab_classifiers import (
-    MAX_CLASSES,
-    MAX_FEATURES,
-    MAX_VALUE,
-    ModelInputError,
-    check_params,
-    predict,
-    update,
-)
 from devnet.runtime.pallets.collab_types import (
     CONTRIBUTION,
     ERRORS,
@@ -55,6 +46,15 @@ from devnet.runtime.pallets.collab_types import (
 )
 from devnet.runtime.pallets.timestamp import Timestamp
 from devnet.scale.types import U32, U64, AccountId
+from paratrain_api.collab_classifiers import (
+    MAX_CLASSES,
+    MAX_FEATURES,
+    MAX_VALUE,
+    ModelInputError,
+    check_params,
+    predict,
+    update,
+)
 
 HOUR_S = 3600
 MAX_CLAIMERS = 64

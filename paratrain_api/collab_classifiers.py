@@ -1,5 +1,6 @@
 """The three models DeCAI keeps on chain, in integer fixed point: every node computes the same prediction and the
-same update (Harris and Waggoner, microsoft/0xDeCA10B `classification/*.sol`).
+same update, and so does every validator that replays a prediction market off chain (workers/collab/market_scores.py)
+(Harris and Waggoner, microsoft/0xDeCA10B `classification/*.sol`).
 
 Values are scaled by TO_FLOAT = 10^9, as DeCAI's `Classifier64.toFloat`. An input is dense (one value a feature,
 scaled) or sparse (the indices of the features present, each worth 1.0; a repeated index counts again, as in
@@ -124,10 +125,10 @@ def update(params: Any, features: int, values: Any, label: int) -> Any:
                 weights[i] = _clamp(weights[i] + sign * _trunc_div(x * p["learning_rate"], TO_FLOAT))
         return kind, {**p, "weights": weights}
     if kind == "NearestCentroid":
-        x = dense(values, features)
+        point = dense(values, features)
         n = p["counts"][label]
         centroids = [list(c) for c in p["centroids"]]
-        centroids[label] = [_clamp(_trunc_div(c * n + xj, n + 1)) for c, xj in zip(centroids[label], x)]
+        centroids[label] = [_clamp(_trunc_div(c * n + xj, n + 1)) for c, xj in zip(centroids[label], point)]
         counts = list(p["counts"])
         counts[label] = n + 1
         return kind, {**p, "centroids": centroids, "counts": counts}

@@ -98,7 +98,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """`paratrain demo`: run_demo on the parsed options; it ends the process itself (see run_demo).
     `--federated` runs the federated demo instead (paratrain.demo_federated), `--collab` the collaborative-model
-    one (paratrain.demo_collab)."""
+    one (paratrain.demo_collab), `--market` the prediction market (paratrain.demo_market)."""
     if getattr(args, "secagg", False) and not getattr(args, "federated", False):
         from paratrain.cli import CliError
 
@@ -114,6 +114,10 @@ def run_command(args: argparse.Namespace) -> int:
         if dp_epsilon > BUDGET_EPSILON:
             raise CliError(f"--dp-epsilon {dp_epsilon:g} is more than the budget of epsilon {BUDGET_EPSILON:g} each "
                            "data owner sets for its shard")
+    if getattr(args, "market", False):
+        from paratrain.demo_market import MarketDemoOptions, run_market_demo
+
+        return run_market_demo(MarketDemoOptions(port=args.port, out=args.out, samples=args.samples))
     if getattr(args, "collab", False):
         from paratrain.demo_collab import CollabDemoOptions, run_collab_demo
 
@@ -160,8 +164,12 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     collab = parser.add_argument_group("collab", "paratrain demo --collab: DeCAI's experiment, a model on chain fed "
                                        "by a good and a bad agent under Deposit-Refund-Take (docs/collab.md)")
     collab.add_argument("--collab", action="store_true", help="run the collaborative-model demo")
+    collab.add_argument("--market", action="store_true",
+                        help="run DeCAI's prediction market: a bounty, a good and a bad contributor, two validators "
+                             "whose quorum settles it on chain (writes market-payouts.png)")
     collab.add_argument("--samples", type=positive, default=None, metavar="N",
-                        help="with --collab: stream only the first N examples (default all 420)")
+                        help="with --collab: stream only the first N examples (default all 420); with --market: "
+                             "N contributions (default 60)")
     return parser
 
 

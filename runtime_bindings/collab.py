@@ -1,4 +1,5 @@
-"""Collaborative models on chain (pallet CollaborativeModels): fixed-point inputs and predict without a transaction.
+"""Collaborative models on chain (pallet CollaborativeModels): fixed-point inputs and predict without a transaction;
+the prediction market's test-set commitments (pallet PredictionMarkets).
 
 The calls, storage and types are generated (`chain.collaborative_models`, `runtime_bindings.generated.types`);
 this module adds what metadata V14 cannot describe: the runtime API ``CollaborativeModelsApi_predict`` that
@@ -7,14 +8,16 @@ raised as the typed exception (`ModelNotFound`, `DimensionMismatch`, ...).
 """
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Sequence
 from math import isqrt
 from typing import TYPE_CHECKING, Any
 
 from runtime_bindings.errors import DispatchError, dispatch_error_from
-from runtime_bindings.generated.types import Input
+from runtime_bindings.generated.types import Input, ModelParams, Sample
 from runtime_bindings.scale import encode_compact
+from runtime_bindings.values import H256
 
 if TYPE_CHECKING:
     from runtime_bindings.client import Chain
@@ -61,6 +64,37 @@ def encode_input(values: Input) -> bytes:
     return b"\x01" + encode_compact(len(items)) + struct.pack(f"<{len(items)}I", *items)
 
 
+def piece_hash(samples: Sequence[Sample]) -> H256:
+    """The commitment a market's owner makes to a test-set piece: blake2_256 of SCALE(Vec<Sample>), which
+    Polkadot.js computes as ``api.createType('Vec<Sample>', piece).hash``."""
+    encoded = encode_compact(len(samples)) + b"".join(
+        encode_input(s.input) + struct.pack("<I", s.label) for s in samples)
+    return H256(hashlib.blake2b(encoded, digest_size=32).digest())
+
+
+MARKET_DOMAIN = b"paratrain/market-reveal/v1"
+
+
+def drawn_piece(opening_block_hash: bytes | str, market: int, pieces: int) -> int:
+    """The piece a market's owner must reveal first: ``blake2_256(MARKET_DOMAIN ++ hash of the block that
+    opened the market ++ SCALE(market)) mod pieces``, as the pallet draws it. The hash is the open receipt's
+    `block_hash` (System.BlockHash holds it only from the next block on)."""
+    seed = bytes(H256(opening_block_hash))
+    digest = hashlib.blake2b(MARKET_DOMAIN + seed + struct.pack("<Q", market), digest_size=32).digest()
+    return int.from_bytes(digest, "little") % pieces
+
+
+def plain(value: Input | ModelParams) -> tuple[str, Any]:
+    """An Input or ModelParams in the form the shared integer models take (paratrain_api.collab_classifiers):
+    ``(variant, values)`` or ``(variant, fields)``."""
+    if isinstance(value, Input):
+        return value.VARIANT, list(value.field_0)  # type: ignore[attr-defined]
+    encoded = value.to_value()
+    assert isinstance(encoded, dict)   # every ModelParams variant carries fields
+    name, fields = next(iter(encoded.items()))
+    return str(name), dict(fields)
+
+
 def predict(chain: Chain, model: int, values: Input, *, at: str | None = None) -> int:
     """The model's class for `values` at block `at` (the best by default), read without a transaction; the
     pallet's refusal (a missing model, a bad input) raises its typed DispatchError."""
@@ -77,5 +111,5 @@ def predict(chain: Chain, model: int, values: Input, *, at: str | None = None) -
     raise DispatchError(f"{PREDICT} returned {len(out)} bytes that are not a Result<u32, DispatchError>", None)
 
 
-__all__ = ["DEPOSIT_PERIOD_S", "PREDICT", "TO_FLOAT", "dense", "encode_input", "next_deposit", "predict", "sparse",
-           "to_fixed"]
+__all__ = ["DEPOSIT_PERIOD_S", "MARKET_DOMAIN", "PREDICT", "TO_FLOAT", "dense", "drawn_piece", "encode_input",
+           "next_deposit", "piece_hash", "plain", "predict", "sparse", "to_fixed"]

@@ -28,6 +28,7 @@ Events the daemons send (what, detail):
 | ``vote`` | validator | a vote recorded: ``accept``, and ``challenge=True`` for a challenge |
 | ``abstained`` | validator | a result it did not vote on: ``task_id``, ``reason`` |
 | ``round-vote`` ``round-abstained`` | validator | a federated round voted on (``accept``) or not (``reason``), by workers.fl.judge |
+| ``market-scored`` ``market-abstained`` | validator | a prediction market's scores submitted (``market``, ``votes``, ``settled``) or not (``reason``), by workers.collab.market_judge |
 
 The daemons keep no record of these: to read them back (tests, benchmarks), subscribe a bounded
 ``workers.observers.Recorder(maxlen=...)``.

@@ -50,6 +50,9 @@ Federated rounds (a chain with the FederatedTasks pallet): the pallet's finalize
 judge, workers.fl.judge.RoundJudge, which the loop drives after the results: every committed round is judged
 and voted on once (``state.json``'s ``rounds``, votes keyed ``fl:<task>:<round>``; "round-vote" and
 "round-abstained" to subscribers). On a chain without the pallet there is no judge and nothing changes.
+Prediction markets (the PredictionMarkets pallet): every finalized MarketEnded makes the market one to score
+(``state.json``'s ``markets``); workers.collab.market_judge replays it off chain and submits the passes' scores
+once ("market-scored", "market-abstained" to subscribers).
 
 Structure: the set-up shared with the worker (key, store, state directory, chain connection and its start-up
 checks, signals) is workers._daemon_base; what is verified about a result is workers.result_checks
@@ -71,6 +74,8 @@ from runtime_bindings.errors import BindingsError
 from runtime_bindings.generated.types import Attestation, TaskStatus
 from workers._daemon_base import EXIT_ERROR, EXIT_OK, DaemonBase
 from workers.artifacts import FetchLimits
+from workers.collab.market_judge import PALLET as MARKET_PALLET
+from workers.collab.market_judge import MarketJudge
 from workers.errors import Abstain, ModelUnusable, ValidatorError
 from workers.fl.judge import PALLET as FL_PALLET
 from workers.fl.judge import JudgeSettings, RoundJudge
@@ -136,6 +141,7 @@ class ValidatorState:
     voted: dict[str, dict[str, Any]] = field(default_factory=dict)     # "task:attestation_hash:round" -> vote
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)    # attestation_hash -> own verdict
     rounds: dict[str, dict[str, Any]] = field(default_factory=dict)    # "task:round" -> a federated round to judge
+    markets: dict[str, dict[str, Any]] = field(default_factory=dict)   # prediction market id -> {block it ended}
 
     @classmethod
     def load(cls, path: Path) -> ValidatorState:
@@ -149,7 +155,8 @@ class ValidatorState:
         voted = {key if key.count(":") == 2 else f"{key}:{FIRST_ROUND}": vote
                  for key, vote in dict(doc.get("voted", {})).items()}
         return cls(last_block=doc.get("last_block"), pending=dict(doc.get("pending", {})), voted=voted,
-                   judged=dict(doc.get("judged", {})), rounds=dict(doc.get("rounds", {})))
+                   judged=dict(doc.get("judged", {})), rounds=dict(doc.get("rounds", {})),
+                   markets=dict(doc.get("markets", {})))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -176,6 +183,7 @@ class ValidatorDaemon(DaemonBase):
         self.exit_code: int | None = None
         self._checks: ResultChecker | None = None
         self.round_judge: RoundJudge | None = None  # on a chain with the FederatedTasks pallet
+        self.market_judge: MarketJudge | None = None  # on a chain with the PredictionMarkets pallet
 
     # Set-up ---------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -194,6 +202,9 @@ class ValidatorDaemon(DaemonBase):
                 self.round_judge.ensure_seal_key()   # audited SecAgg clients seal their reveals to it
             except BindingsError as exc:   # it still judges every other round; SecAgg reveals wait for a key
                 log.warning("validator %s: the seal key was not registered: %s", self.account, exc)
+        if MARKET_PALLET in self.chain.metadata().pallets:
+            self.market_judge = MarketJudge(chain=self.chain, keypair=self.keypair, state=self.state,
+                                            save=self._save, notify=self._notify)
         log.info("validator %s (stake %d) on %s, store %s, Q=%d", self.account, info.stake, self.config.chain_url,
                  self.store.root, self.config.spot_checks)
         self._notify("connected", chain=self.config.chain_url)
@@ -233,6 +244,8 @@ class ValidatorDaemon(DaemonBase):
                 self._judge_pending()
                 if self.round_judge is not None and not self._done():
                     self.round_judge.judge_pending(lambda: self.stopping or self._done())
+                if self.market_judge is not None and not self.stopping:
+                    self.market_judge.score_pending()
                 self._stop.wait(self.config.poll_interval_s)
             self.exit_code = EXIT_OK
         except ValidatorError as exc:
@@ -255,6 +268,9 @@ class ValidatorDaemon(DaemonBase):
             event = record.event
             if event.pallet == FL_PALLET and self.round_judge is not None:
                 self.round_judge.take_in(event, block)
+                continue
+            if event.pallet == MARKET_PALLET and self.market_judge is not None:
+                self.market_judge.take_in(event, block)
                 continue
             if event.pallet != "TaskBounties" or not hasattr(event, "task_id"):
                 continue

@@ -80,3 +80,10 @@ def test_demo_collab_reports_balances_writes_the_pictures_and_exits_0(capsys, tm
     assert "the bad agent lost what the good agent gained" in out and "Good" in out and "Bad" in out
     assert (tmp_path / "collab-accuracy.png").stat().st_size > 10_000
     assert (tmp_path / "collab-balances.png").stat().st_size > 10_000
+
+
+def test_demo_market_settles_on_chain_writes_the_picture_and_exits_0(capsys, tmp_path) -> None:
+    code, out, err = run(capsys, "demo", "--market", "--samples", "40", "--out", str(tmp_path))
+    assert code == 0, out + err
+    assert "settled by the validators' quorum" in out and "Good" in out and "Bad" in out
+    assert (tmp_path / "market-payouts.png").stat().st_size > 10_000

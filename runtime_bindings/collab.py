@@ -66,7 +66,7 @@ def encode_input(values: Input) -> bytes:
 
 def piece_hash(samples: Sequence[Sample]) -> H256:
     """The commitment a market's owner makes to a test-set piece: blake2_256 of SCALE(Vec<Sample>), which
-    Polkadot.js computes as ``api.createType('Vec<Sample>', piece).hash``."""
+    Polkadot.js computes as ``api.createType('Vec<PalletPredictionMarketsSample>', piece).hash``."""
     encoded = encode_compact(len(samples)) + b"".join(
         encode_input(s.input) + struct.pack("<I", s.label) for s in samples)
     return H256(hashlib.blake2b(encoded, digest_size=32).digest())

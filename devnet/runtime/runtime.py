@@ -11,11 +11,14 @@ from typing import Any
 
 from devnet.runtime.framework import Pallet, StorageItem
 from devnet.runtime.pallets.balances import Balances
+from devnet.runtime.pallets.channels import PaymentChannels
 from devnet.runtime.pallets.collab import CollaborativeModels
+from devnet.runtime.pallets.datasets import Datasets
 from devnet.runtime.pallets.federated import FederatedSettings, FederatedTasks
 from devnet.runtime.pallets.market import PredictionMarkets
 from devnet.runtime.pallets.models import Models
 from devnet.runtime.pallets.privacy import PrivacyBudgets
+from devnet.runtime.pallets.services import ModelServices
 from devnet.runtime.pallets.system import System, event_record_type
 from devnet.runtime.pallets.task_bounties import (
     DEFAULT_CHALLENGE_PERIOD_MS,
@@ -99,8 +102,9 @@ class Runtime:
     # 3: the holdout commitment binds the holdout's hash and size (reveal_holdout, Holdouts, HoldoutRevealed).
     # 4: the FederatedTasks pallet (index 23). 5: the PrivacyBudgets pallet (index 24) and TaskBounties' private
     # tasks (create_private_task, submit_private_result). 10: the CollaborativeModels pallet (index 25).
-    # 11: the PredictionMarkets pallet (index 26).
-    spec_version = 11
+    # 11: the PredictionMarkets pallet (index 26). 12: the Datasets pallet (27), checked by TaskBounties;
+    # ModelServices (28) and PaymentChannels (29).
+    spec_version = 12
     transaction_version = 1
 
     def __init__(self, *, block_hash_count: int = 4096, minimum_period_ms: int = 3000,
@@ -123,16 +127,21 @@ class Runtime:
         self.privacy = PrivacyBudgets()
         self.collab = CollaborativeModels(self.balances)
         self.markets = PredictionMarkets(self.balances, self.workers)
+        self.datasets = Datasets(self.balances)
+        self.services = ModelServices()
+        self.channels = PaymentChannels(self.balances, self.services)
         self.task_bounties = TaskBounties(self.balances, self.workers, self.models,
                                           challenge_period_ms=challenge_period_ms,
-                                          verification_grace_ms=verification_grace_ms, privacy=self.privacy)
+                                          verification_grace_ms=verification_grace_ms, privacy=self.privacy,
+                                          datasets=self.datasets)
         # one verification window for both markets unless a test asks otherwise (the node's --verification-grace-ms)
         self.federated = FederatedTasks(
             self.balances, self.workers, self.privacy, max_claims_per_worker=self.task_bounties.max_claims,
             settings=federated or FederatedSettings(verification_grace_ms=verification_grace_ms))
         self.pallets: list[Pallet] = sorted(
             [self.system, self.timestamp, self.balances, self.payment, self.workers, self.task_bounties,
-             self.models, self.federated, self.privacy, self.collab, self.markets, *extra_pallets],
+             self.models, self.federated, self.privacy, self.collab, self.markets, self.datasets,
+             self.services, self.channels, *extra_pallets],
             key=lambda p: p.index)
         self.by_index = {p.index: p for p in self.pallets}
 

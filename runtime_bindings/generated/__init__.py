@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 from runtime_bindings.generated import (
     balances,
     collaborative_models,
+    datasets,
     federated_tasks,
+    model_services,
     models,
+    payment_channels,
     prediction_markets,
     privacy_budgets,
     system,
@@ -34,6 +37,9 @@ PALLETS: dict[str, str] = {
     "PrivacyBudgets": "privacy_budgets",
     "CollaborativeModels": "collaborative_models",
     "PredictionMarkets": "prediction_markets",
+    "Datasets": "datasets",
+    "ModelServices": "model_services",
+    "PaymentChannels": "payment_channels",
 }
 
 
@@ -87,14 +93,29 @@ class GeneratedPallets:
     def prediction_markets(self) -> prediction_markets.PredictionMarketsApi:
         return self.pallet("PredictionMarkets")  # type: ignore[return-value]
 
+    @property
+    def datasets(self) -> datasets.DatasetsApi:
+        return self.pallet("Datasets")  # type: ignore[return-value]
+
+    @property
+    def model_services(self) -> model_services.ModelServicesApi:
+        return self.pallet("ModelServices")  # type: ignore[return-value]
+
+    @property
+    def payment_channels(self) -> payment_channels.PaymentChannelsApi:
+        return self.pallet("PaymentChannels")  # type: ignore[return-value]
+
 
 __all__ = [
     "PALLETS",
     "GeneratedPallets",
     "balances",
     "collaborative_models",
+    "datasets",
     "federated_tasks",
+    "model_services",
     "models",
+    "payment_channels",
     "prediction_markets",
     "privacy_budgets",
     "system",

@@ -10,6 +10,52 @@ from runtime_bindings.base import TypedEvent, runtime_event, struct_value, to_sc
 from runtime_bindings.values import AccountId, Bytes, ChainEnum, FixedBytes, H256, UnitVariant
 
 
+class Access(ChainEnum):
+    """`pallet_datasets::types::Access`: `Access.<Variant>`, one subclass per variant."""
+
+    Public: ClassVar[Access]
+    Paid: ClassVar[Access]
+    ComputeOnly: ClassVar[type[AccessComputeOnly]]
+
+
+class AccessPublic(Access, UnitVariant):
+    """`pallet_datasets::types::Access::Public`."""
+
+    VARIANT: ClassVar[str] = "Public"
+
+
+class AccessPaid(Access, UnitVariant):
+    """`pallet_datasets::types::Access::Paid`."""
+
+    VARIANT: ClassVar[str] = "Paid"
+
+
+@dataclass(frozen=True)
+class AccessComputeOnly(Access):
+    """`pallet_datasets::types::Access::ComputeOnly`."""
+
+    VARIANT: ClassVar[str] = "ComputeOnly"
+
+    recipes: list[H256]
+    workers: list[AccountId]
+
+    @classmethod
+    def from_payload(cls, v: Any) -> AccessComputeOnly:
+        return cls(
+            recipes=[H256.from_value(_v0) for _v0 in v["recipes"]],
+            workers=[AccountId.from_value(_v0) for _v0 in v["workers"]],
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {self.VARIANT: struct_value(self)}
+
+
+Access.Public = AccessPublic()
+Access.Paid = AccessPaid()
+Access.ComputeOnly = AccessComputeOnly
+Access._VARIANTS = {"Public": Access.Public, "Paid": Access.Paid, "ComputeOnly": Access.ComputeOnly}
+
+
 @dataclass(frozen=True)
 class AccountData:
     """`pallet_balances::types::AccountData`."""
@@ -379,6 +425,36 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class Channel:
+    """`pallet_payment_channels::types::Channel`."""
+    _SCALE_NAMES: ClassVar[dict[str, str]] = {'signer_': 'signer'}
+
+    sender: AccountId
+    recipient: AccountId
+    service: H256
+    signer_: H256
+    deposit: int
+    nonce: int
+    expiry_ms: int
+    claimed: int
+    open: bool
+
+    @classmethod
+    def from_value(cls, v: Any) -> Channel:
+        return cls(
+            sender=AccountId.from_value(v["sender"]),
+            recipient=AccountId.from_value(v["recipient"]),
+            service=H256.from_value(v["service"]),
+            signer_=H256.from_value(v["signer"]),
+            deposit=v["deposit"],
+            nonce=v["nonce"],
+            expiry_ms=v["expiry_ms"],
+            claimed=v["claimed"],
+            open=v["open"],
+        )
+
+
+@dataclass(frozen=True)
 class ClientInfo:
     """`pallet_federated_tasks::types::ClientInfo`."""
 
@@ -404,6 +480,27 @@ class ClientInfo:
             last_paid_round=v["last_paid_round"],
             rounds_rejected=v["rounds_rejected"],
             withdrawn=v["withdrawn"],
+        )
+
+
+@dataclass(frozen=True)
+class ComputeReceipt:
+    """`pallet_datasets::types::ComputeReceipt`."""
+
+    task_id: int
+    worker: AccountId
+    code_hash: H256
+    attestation_hash: H256
+    block: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ComputeReceipt:
+        return cls(
+            task_id=v["task_id"],
+            worker=AccountId.from_value(v["worker"]),
+            code_hash=H256.from_value(v["code_hash"]),
+            attestation_hash=H256.from_value(v["attestation_hash"]),
+            block=v["block"],
         )
 
 
@@ -446,6 +543,35 @@ class ContributorStats:
     @classmethod
     def from_value(cls, v: Any) -> ContributorStats:
         return cls(submitted=v["submitted"], good=v["good"])
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """`pallet_datasets::types::DatasetRecord`."""
+
+    owner: AccountId
+    size: int
+    format: Bytes
+    license: Bytes
+    price: int
+    access: Access
+    retired: bool
+    registered_at: int
+    grants: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> DatasetRecord:
+        return cls(
+            owner=AccountId.from_value(v["owner"]),
+            size=v["size"],
+            format=Bytes.from_value(v["format"]),
+            license=Bytes.from_value(v["license"]),
+            price=v["price"],
+            access=Access.from_value(v["access"]),
+            retired=v["retired"],
+            registered_at=v["registered_at"],
+            grants=v["grants"],
+        )
 
 
 @dataclass(frozen=True)
@@ -2000,6 +2126,27 @@ class SecAggSpec:
         )
 
 
+@dataclass(frozen=True)
+class ServiceRecord:
+    """`pallet_model_services::types::ServiceRecord`."""
+
+    owner: AccountId
+    price_per_call: int
+    endpoint: Bytes
+    active: bool
+    registered_at: int
+
+    @classmethod
+    def from_value(cls, v: Any) -> ServiceRecord:
+        return cls(
+            owner=AccountId.from_value(v["owner"]),
+            price_per_call=v["price_per_call"],
+            endpoint=Bytes.from_value(v["endpoint"]),
+            active=v["active"],
+            registered_at=v["registered_at"],
+        )
+
+
 class Signature(FixedBytes):
     """`sp_core::ed25519::Signature`, 64 bytes."""
 
@@ -2549,6 +2696,10 @@ WorkerStatus._VARIANTS = {"Active": WorkerStatus.Active, "Unbonding": WorkerStat
 
 
 __all__ = [
+    "Access",
+    "AccessComputeOnly",
+    "AccessPaid",
+    "AccessPublic",
     "AccountData",
     "AccountId",
     "AccountInfo",
@@ -2579,9 +2730,12 @@ __all__ = [
     "CentralDp",
     "ChainEnum",
     "Challenge",
+    "Channel",
     "ClientInfo",
+    "ComputeReceipt",
     "Contribution",
     "ContributorStats",
+    "DatasetRecord",
     "Digest",
     "DigestItem",
     "DigestItemConsensus",
@@ -2691,6 +2845,7 @@ __all__ = [
     "RuntimeVersion",
     "Sample",
     "SecAggSpec",
+    "ServiceRecord",
     "Signature",
     "SignedPrivateUpdate",
     "SignedUpdate",

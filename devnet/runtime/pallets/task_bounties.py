@@ -80,6 +80,7 @@ from typing import Any, Callable
 from devnet.crypto import blake2_256, verify_signature
 from devnet.runtime.context import DispatchContext
 from devnet.runtime.framework import BAD_ORIGIN, Constant, DispatchError, Pallet, StorageItem, call
+from devnet.runtime.pallets.datasets import Datasets
 from devnet.runtime.pallets.models import BoundedBytes, Models
 from devnet.runtime.pallets.privacy import PrivacyBudgets
 from devnet.runtime.pallets.privacy_types import DpClaim, DpSpec, dp_attestation_message
@@ -154,7 +155,7 @@ class TaskBounties(Pallet):
                  max_deadline_blocks: int = 100_000_000, max_recipe_len: int = 64, max_uri_len: int = 256,
                  max_metric_name_len: int = 32, max_metrics: int = 16, max_checkpoints: int = 64,
                  challenge_period_ms: int = DEFAULT_CHALLENGE_PERIOD_MS, challenge_deposit: int = 10 * UNIT,
-                 privacy: PrivacyBudgets) -> None:
+                 privacy: PrivacyBudgets, datasets: Datasets) -> None:
         self.constants = (
             Constant("TaskDeposit", U128, task_deposit, "Reserved from the requester per task, returned at the end."),
             Constant("MinBounty", U128, min_bounty, "The least bounty a task may offer."),
@@ -187,6 +188,7 @@ class TaskBounties(Pallet):
                      "How many blocks after the current one a task's deadline may be."),
         )
         self.balances, self.workers, self.models, self.privacy = balances, workers, models, privacy
+        self.datasets = datasets   # the access rules of registered data sets (pallet Datasets)
         self.task_deposit, self.min_bounty = task_deposit, min_bounty
         self.claim_lease, self.verification_grace = claim_lease, verification_grace_ms
         self.max_claims, self.max_validators = max_claims_per_worker, max_validators_required
@@ -233,7 +235,9 @@ class TaskBounties(Pallet):
 
     def _open_task(self, ctx: DispatchContext, requester: bytes, spec: dict[str, Any], bounty: int, min_stake: int,
                    deadline: int, validators_required: int, holdout_commitment: bytes | None) -> int:
-        """Reserve the bounty and deposit, store the Open task, schedule its deadline; returns its id."""
+        """Reserve the bounty and deposit, store the Open task, schedule its deadline; returns its id. A registered
+        data set must admit the requester (Datasets.check_task)."""
+        self.datasets.check_task(ctx, spec["dataset_hash"], requester)
         self.balances.reserve(ctx, requester, bounty + self.task_deposit)
         task_id = TaskBounties.NextTaskId.get(ctx.state)
         TaskBounties.NextTaskId.set(ctx.state, task_id + 1)
@@ -284,6 +288,7 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("RequirementsNotMet")
         if info["active_claims"] >= self.max_claims:
             raise TaskBounties.error("TooManyClaims")
+        self.datasets.check_claim(ctx, task["spec"]["dataset_hash"], who)
         lease_until = self._schedule(ctx, TaskBounties.LeaseExpiries, ctx.block_number + self.claim_lease, task_id)
         task["status"] = ("Claimed", {"worker": who, "lease_until": lease_until})
         TaskBounties.Tasks.set(ctx.state, task_id, task)
@@ -353,6 +358,7 @@ class TaskBounties(Pallet):
             raise TaskBounties.error("TooManyCheckpoints")
         if attestation["dataset_hash"] != task["spec"]["dataset_hash"]:
             raise TaskBounties.error("DatasetMismatch")
+        self.datasets.check_result(ctx, attestation["dataset_hash"], attestation["code_hash"])
         if attestation["finished_ms"] < attestation["started_ms"]:
             raise TaskBounties.error("InvalidTimestamps")
         scheme, raw_signature = signature
@@ -589,6 +595,9 @@ class TaskBounties(Pallet):
                 "dataset_hash": attestation["dataset_hash"], "parent": task["spec"]["parent_model"],
                 "metrics": attestation["metrics"], "artifact_uri": attestation["artifact_uri"],
                 "attestation_hash": result["attestation_hash"], "block": ctx.block_number})
+        self.datasets.record_compute(ctx, attestation["dataset_hash"], attestation["model_hash"], {
+            "task_id": task_id, "worker": worker, "code_hash": attestation["code_hash"],
+            "attestation_hash": result["attestation_hash"]})
 
     def _reject(self, ctx: DispatchContext, task_id: int, task: dict[str, Any], result: dict[str, Any]) -> None:
         """The current round's rejecters won: slash the worker to requester and rejecters, reopen the task."""

@@ -1,6 +1,8 @@
-"""Regenerate the gRPC stubs of `proto/paratrain/v1/*.proto` into `paratrain_api/v1/`.
+"""Regenerate the gRPC stubs of `proto/paratrain/v1/*.proto` into `paratrain_api/v1/`, and those of the Open
+Inference Protocol (`proto/inference/*.proto`, KServe's v2 gRPC API, package `inference`) into
+`paratrain_api/inference/`.
 
-    python -m paratrain_api.protogen           # rewrite paratrain_api/v1/*_pb2.py, *_pb2_grpc.py, *_pb2.pyi
+    python -m paratrain_api.protogen           # rewrite both packages' *_pb2.py, *_pb2_grpc.py, *_pb2.pyi
     python -m paratrain_api.protogen --check   # exit 1 (and list the files) when they drift from the protos
 
 The stubs live in `paratrain_api`, the bottom layer, because the server (orchestrator), its clients
@@ -23,44 +25,64 @@ import argparse
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-PROTO_PACKAGE = Path("paratrain") / "v1"  # where protoc writes, from the proto package's directory
-OUT_PACKAGE = Path("paratrain_api") / "v1"
 SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
-INIT_TEXT = '"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain_api.protogen)."""\n'
+
+
+@dataclass(frozen=True)
+class StubPackage:
+    """One proto package: where its .proto files are (relative to proto/, the directory protoc writes to) and
+    the Python package its stubs go to."""
+
+    proto: str
+    out: str
+    init_text: str
+
+    @property
+    def out_dir(self) -> Path:
+        return ROOT / self.out.replace(".", "/")
+
+
+V1 = StubPackage("paratrain/v1", "paratrain_api.v1",
+                 '"""Generated gRPC stubs of the paratrain.v1 contract (python -m paratrain_api.protogen)."""\n')
+INFERENCE = StubPackage("inference", "paratrain_api.inference",
+                        '"""Generated gRPC stubs of the Open Inference Protocol, KServe\'s v2 API '
+                        '(python -m paratrain_api.protogen)."""\n')
+PACKAGES = (V1, INFERENCE)
 
 # protoc names the modules after the proto files' path: `from paratrain.v1 import common_pb2 as ...`
 # between the stubs, and 'paratrain.v1.common_pb2' as the module of the generated classes (pickling,
 # reprs). Both become paratrain_api.v1. A bare `import common_pb2` (if someone changes -I) is fixed too.
 # Quoted names with a service or message after the module (b'paratrain.v1.Task', '/paratrain.v1.X/Y')
 # never end in `_pb2'`, so the wire names are left alone.
-_PACKAGE_IMPORT = re.compile(r"^from paratrain\.v1 import ", re.MULTILINE)
-_MODULE_NAME = re.compile(r"'paratrain\.v1\.(\w+_pb2)'")
 _BARE_IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)
 
 
-def _relocate(text: str) -> str:
-    """protoc's output with its Python module path moved from paratrain.v1 to paratrain_api.v1."""
-    text = _PACKAGE_IMPORT.sub("from paratrain_api.v1 import ", text)
-    text = _MODULE_NAME.sub(r"'paratrain_api.v1.\1'", text)
-    return _BARE_IMPORT.sub(r"from paratrain_api.v1 import \1 as \2", text)
+def _relocate(text: str, package: StubPackage) -> str:
+    """protoc's output with its Python module path moved from the proto package (paratrain.v1) to the stubs'
+    package (paratrain_api.v1)."""
+    proto_module = re.escape(package.proto.replace("/", "."))
+    text = re.sub(rf"^from {proto_module} import ", f"from {package.out} import ", text, flags=re.MULTILINE)
+    text = re.sub(rf"'{proto_module}\.(\w+_pb2)'", rf"'{package.out}.\1'", text)
+    return _BARE_IMPORT.sub(rf"from {package.out} import \1 as \2", text)
 
 
-def proto_files(proto_dir: Path = PROTO_DIR) -> list[Path]:
-    return sorted((proto_dir / "paratrain" / "v1").glob("*.proto"))
+def proto_files(proto_dir: Path = PROTO_DIR, package: StubPackage = V1) -> list[Path]:
+    return sorted((proto_dir / package.proto).glob("*.proto"))
 
 
-def generate(out_root: Path, proto_dir: Path = PROTO_DIR) -> dict[str, str]:
-    """Run protoc into `out_root`; return {file name: text} of the generated files."""
+def generate(out_root: Path, proto_dir: Path = PROTO_DIR, package: StubPackage = V1) -> dict[str, str]:
+    """Run protoc into `out_root`; return {file name: text} of `package`'s generated files."""
     import grpc_tools
     from grpc_tools import protoc
 
-    files = proto_files(proto_dir)
+    files = proto_files(proto_dir, package)
     if not files:
-        raise SystemExit(f"no .proto files under {proto_dir / 'paratrain' / 'v1'}")
+        raise SystemExit(f"no .proto files under {proto_dir / package.proto}")
     out_root.mkdir(parents=True, exist_ok=True)
     well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
     args = [
@@ -76,10 +98,10 @@ def generate(out_root: Path, proto_dir: Path = PROTO_DIR) -> dict[str, str]:
     if rc != 0:
         raise SystemExit(f"protoc failed with exit code {rc}")
     out: dict[str, str] = {}
-    for path in sorted((out_root / PROTO_PACKAGE).iterdir()):
+    for path in sorted((out_root / package.proto).iterdir()):
         if path.name.endswith(SUFFIXES):
-            out[path.name] = _relocate(path.read_text(encoding="utf-8"))
-    out["__init__.py"] = INIT_TEXT
+            out[path.name] = _relocate(path.read_text(encoding="utf-8"), package)
+    out["__init__.py"] = package.init_text
     return out
 
 
@@ -103,28 +125,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paratrain_api.protogen", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the checked-in stubs drift from the protos")
     parser.add_argument("--proto-dir", type=Path, default=PROTO_DIR)
-    parser.add_argument("--out", type=Path, default=ROOT / OUT_PACKAGE, help="the paratrain_api/v1 package folder")
+    parser.add_argument("--out", type=Path, default=V1.out_dir, help="the paratrain_api/v1 package folder")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="protogen-") as tmp:
-        generated = generate(Path(tmp), args.proto_dir)
-    existing = current(args.out)
-    changed = drift(generated, existing)
-    if args.check:
-        if changed:
-            print("generated stubs drift from proto/ (run `python -m paratrain_api.protogen`):", file=sys.stderr)
-            for name in changed:
-                print(f"  {args.out / name}", file=sys.stderr)
-            return 1
-        print(f"{len(generated)} generated files up to date")
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in changed:
-        if name in generated:
-            (args.out / name).write_text(generated[name], encoding="utf-8")
-        else:
-            (args.out / name).unlink()
-    print(f"wrote {len(changed)} of {len(generated)} files into {args.out}")
-    return 0
+    status = 0
+    for package in PACKAGES:
+        with tempfile.TemporaryDirectory(prefix="protogen-") as tmp:
+            generated = generate(Path(tmp), args.proto_dir, package)
+        out = args.out if package is V1 else package.out_dir
+        changed = drift(generated, current(out))
+        if args.check:
+            if changed:
+                print("generated stubs drift from proto/ (run `python -m paratrain_api.protogen`):", file=sys.stderr)
+                for name in changed:
+                    print(f"  {out / name}", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{len(generated)} generated files in {package.out} up to date")
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        for name in changed:
+            if name in generated:
+                (out / name).write_text(generated[name], encoding="utf-8")
+            else:
+                (out / name).unlink()
+        print(f"wrote {len(changed)} of {len(generated)} files into {out}")
+    return status
 
 
 if __name__ == "__main__":

@@ -30,6 +30,19 @@ def test_generated_stubs_have_no_drift(tmp_path: Path) -> None:
     assert {"worker_pb2.py", "worker_pb2_grpc.py", "worker_pb2.pyi", "task_pb2.py", "common_pb2.py"} <= set(generated)
 
 
+def test_the_open_inference_protocol_stubs_have_no_drift(tmp_path: Path) -> None:
+    generated = protogen.generate(tmp_path, package=protogen.INFERENCE)
+    assert protogen.drift(generated, protogen.current(ROOT / "paratrain_api" / "inference")) == []
+    from paratrain_api.inference import grpc_predict_v2_pb2 as v2
+
+    service = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"      # the wire name every v2 client calls
+    assert [m.name for m in service.methods] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
+                                                 "ModelMetadata", "ModelInfer"]
+    assert v2.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number == 7
+    assert v2.InferTensorContents.DESCRIPTOR.fields_by_name["fp32_contents"].number == 6
+
+
 def test_generation_is_deterministic(tmp_path: Path) -> None:
     assert protogen.generate(tmp_path / "a") == protogen.generate(tmp_path / "b")
 

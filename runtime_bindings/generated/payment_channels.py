@@ -29,14 +29,13 @@ INDEX = 29
 
 @dataclass(frozen=True)
 class OpenCall(CallArgs):
-    """Escrow `deposit` for `service` until `expiry_ms`; `signer` signs the payments."""
+    """Escrow `deposit` for `service` until `expiry_ms`; `signing_key` signs the payments."""
 
     PALLET: ClassVar[str] = "PaymentChannels"
     CALL: ClassVar[str] = "open"
-    _SCALE_NAMES: ClassVar[dict[str, str]] = {'signer_': 'signer'}
 
     service: str | bytes
-    signer_: str | bytes
+    signing_key: str | bytes
     deposit: int
     expiry_ms: int
 
@@ -266,7 +265,7 @@ class PaymentChannelsApi(PalletApi):
         self,
         signer: Keypair,
         service: str | bytes,
-        signer_: str | bytes,
+        signing_key: str | bytes,
         deposit: int,
         expiry_ms: int,
         *,
@@ -274,11 +273,11 @@ class PaymentChannelsApi(PalletApi):
         timeout: float | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Receipt:
-        """Escrow `deposit` for `service` until `expiry_ms`; `signer` signs the payments.
+        """Escrow `deposit` for `service` until `expiry_ms`; `signing_key` signs the payments.
 
         Submits the call signed by `signer`; see `Chain.submit`.
         """
-        call = OpenCall(service=service, signer_=signer_, deposit=deposit, expiry_ms=expiry_ms)
+        call = OpenCall(service=service, signing_key=signing_key, deposit=deposit, expiry_ms=expiry_ms)
         return self.submit(call, signer, wait=wait, timeout=timeout, **options)
 
     def claim(

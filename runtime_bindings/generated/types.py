@@ -427,12 +427,11 @@ class Challenge:
 @dataclass(frozen=True)
 class Channel:
     """`pallet_payment_channels::types::Channel`."""
-    _SCALE_NAMES: ClassVar[dict[str, str]] = {'signer_': 'signer'}
 
     sender: AccountId
     recipient: AccountId
     service: H256
-    signer_: H256
+    signing_key: H256
     deposit: int
     nonce: int
     expiry_ms: int
@@ -445,7 +444,7 @@ class Channel:
             sender=AccountId.from_value(v["sender"]),
             recipient=AccountId.from_value(v["recipient"]),
             service=H256.from_value(v["service"]),
-            signer_=H256.from_value(v["signer"]),
+            signing_key=H256.from_value(v["signing_key"]),
             deposit=v["deposit"],
             nonce=v["nonce"],
             expiry_ms=v["expiry_ms"],

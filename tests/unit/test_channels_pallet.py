@@ -42,7 +42,7 @@ class Harness(DpHarness):
 
     def open(self, deposit: int = UNIT, expiry_ms: int | None = None) -> int:
         channel = PC.NextChannelId.get(self.ctx.state)
-        self.ok(CLIENT, "open", "PaymentChannels", service=MODEL, signer=CLIENT.public_key, deposit=deposit,
+        self.ok(CLIENT, "open", "PaymentChannels", service=MODEL, signing_key=CLIENT.public_key, deposit=deposit,
                 expiry_ms=expiry_ms or self.ctx.timestamp_ms + DAY_MS)
         return channel
 
@@ -114,7 +114,7 @@ def test_a_channel_pays_the_latest_signed_amount_once_then_returns_the_rest(h: H
 
 
 def test_opening_refuses_what_cannot_be_paid_or_served(h: Harness) -> None:
-    args = {"service": MODEL, "signer": CLIENT.public_key, "deposit": UNIT,
+    args = {"service": MODEL, "signing_key": CLIENT.public_key, "deposit": UNIT,
             "expiry_ms": h.ctx.timestamp_ms + DAY_MS}
     h.refused("PaymentChannels.ServiceUnavailable", CLIENT, "open", **args)
     h.serve()

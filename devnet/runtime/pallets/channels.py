@@ -1,8 +1,8 @@
 """pallet_payment_channels: paying for inference call by call without a transaction per call, in the shape of
 SingularityNET's multi-party escrow (docs/assets.md).
 
-* `open(service, signer, deposit, expiry_ms)`: a client escrows (reserves) `deposit` for a service until
-  `expiry_ms` (a Timestamp.Now moment); `signer` is the sr25519 public key that signs its payments (its account
+* `open(service, signing_key, deposit, expiry_ms)`: a client escrows (reserves) `deposit` for a service until
+  `expiry_ms` (a Timestamp.Now moment); `signing_key` is the sr25519 public key that signs its payments (its account
   key, or a session key it keeps off chain).
 * Each call carries the client's signature over ``CHANNEL_DOMAIN ++ SCALE(channel: u64, nonce: u32, amount:
   u128)``: the cumulative amount it owes under the channel's current nonce. The service checks it off chain
@@ -59,11 +59,11 @@ class PaymentChannels(Pallet):
         self.constants = (Constant("MaxChannelMs", U64, MAX_CHANNEL_MS,
                                    "How far ahead of now (ms) a channel's expiry may be."),)
 
-    @call(0, SERVICE, ("signer", H256, "[u8; 32]"), ("deposit", U128, "BalanceOf<T>"),
+    @call(0, SERVICE, ("signing_key", H256, "[u8; 32]"), ("deposit", U128, "BalanceOf<T>"),
           ("expiry_ms", U64, "T::Moment"), weight=200_000_000)
-    def open(self, ctx: DispatchContext, origin: bytes | None, service: bytes, signer: bytes, deposit: int,
+    def open(self, ctx: DispatchContext, origin: bytes | None, service: bytes, signing_key: bytes, deposit: int,
              expiry_ms: int) -> None:
-        """Escrow `deposit` for `service` until `expiry_ms`; `signer` signs the payments."""
+        """Escrow `deposit` for `service` until `expiry_ms`; `signing_key` signs the payments."""
         sender = _signed(origin)
         record = self.services.active(ctx.state, service)
         if record is None:
@@ -78,7 +78,8 @@ class PaymentChannels(Pallet):
         channel = self.NextChannelId.get(ctx.state)
         self.NextChannelId.set(ctx.state, channel + 1)
         self.Channels.set(ctx.state, channel, {
-            "sender": sender, "recipient": bytes(record["owner"]), "service": service, "signer": signer,
+            "sender": sender, "recipient": bytes(record["owner"]), "service": service,
+            "signing_key": signing_key,
             "deposit": deposit, "nonce": 0, "expiry_ms": expiry_ms, "claimed": 0, "open": True})
         ctx.deposit_event(self, "ChannelOpened", {"channel": channel, "sender": sender, "service": service,
                                                   "deposit": deposit, "expiry_ms": expiry_ms})
@@ -97,7 +98,7 @@ class PaymentChannels(Pallet):
             raise self.error("InvalidAmount")
         scheme, raw = signature
         if scheme != "Sr25519" or not verify_signature(
-                scheme, bytes(raw), channel_message(channel, record["nonce"], amount), bytes(record["signer"])):
+                scheme, bytes(raw), channel_message(channel, record["nonce"], amount), bytes(record["signing_key"])):
             raise self.error("BadSignature")
         self.balances.repatriate_reserved(ctx, bytes(record["sender"]), who, amount, "Free")
         record.update(deposit=record["deposit"] - amount, nonce=record["nonce"] + 1,

@@ -18,7 +18,7 @@ ServiceRecord = Composite((SERVICES, "types", "ServiceRecord"), fields(
     ("registered_at", U32, "BlockNumberFor<T>")))
 Channel = Composite((CHANNELS, "types", "Channel"), fields(
     ("sender", AccountId, "T::AccountId"), ("recipient", AccountId, "T::AccountId"), SERVICE,
-    ("signer", H256, "[u8; 32]"), ("deposit", U128, BALANCE), ("nonce", U32, "u32"),
+    ("signing_key", H256, "[u8; 32]"), ("deposit", U128, BALANCE), ("nonce", U32, "u32"),
     ("expiry_ms", U64, "T::Moment"), ("claimed", U128, BALANCE), ("open", Bool, "bool")))
 
 SERVICE_EVENTS = (

@@ -72,6 +72,15 @@ positive = integer("a positive integer", 1, U64_MAX)
 non_negative = integer("an integer of zero or more", 0, U64_MAX)
 
 
+def hash32(value: str) -> str:
+    """A 32-byte content hash (a model's, a data set's, a recipe's code): 64 hex digits, 0x optional; returned
+    as lowercase 0x-hex, the form the bindings take."""
+    text = value.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"not a 32-byte hash: {shown(value)} (expected 64 hex digits)")
+    return "0x" + text
+
+
 # Reals -------------------------------------------------------------------------------------------
 def _real(value: str) -> float:
     if not _FLOAT.fullmatch(value):

@@ -15,7 +15,7 @@ from rich.markup import escape
 COMMAND_MODULES = (
     "paratrain.devnet_command",      # devnet
     "paratrain.demo",                # demo
-    "paratrain.commands.dataset",    # dataset add
+    "paratrain.commands.dataset",    # dataset add|register|buy|show
     "paratrain.commands.daemons",    # worker, validator, orchestrator
     "paratrain.commands.task",       # task create|list|show|watch|cancel|finalize|challenge
     "paratrain.commands.account",    # account new|show|balance|transfer
@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "paratrain.commands.fl",         # fl create|join|status|partition|reveal|withdraw, client
     "paratrain.commands.budget",     # budget set|lower|show
     "paratrain.commands.collab",     # collab deploy|add|refund|report|predict|show
+    "paratrain.commands.serving",    # serve, infer, service register|show, channel open|extend|reclaim|show
 )
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -14,79 +14,32 @@ import grpc
 import numpy as np
 import pytest
 
-from runtime_bindings import AttestationCodec, Chain, Keypair
-from runtime_bindings.generated import types as t
+from paratrain._local.serving import accepted_model
+from runtime_bindings import Chain, Keypair
 from runtime_bindings.values import H256, Bytes
 from workers.artifacts import ArtifactStore
-from workers.datasets import add_dataset
 from workers.serving.client import PaidClient, PaymentError
 from workers.serving.model import ModelNotServable, load_accepted_model
 from workers.serving.payments import AMOUNT_KEY, CHANNEL_KEY, NONCE_KEY, SIGNATURE_KEY, PaymentGate
 from workers.serving.server import ChainClock, Claimer, InferenceHandlers, build_server, channel_view
-from workers.spec import DatasetRef, Evaluation, Limits, TaskSpec
 
 pytestmark = pytest.mark.slow  # a devnet process, torch, a gRPC server
 
 UNIT = 10**12
 ALICE, BOB, CHARLIE, DAVE, EVE = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave",
                                                                                 "Eve"))
-CAPS = t.Capabilities(8, 0, "", 16_000)
 PRICE = UNIT // 1000
 HOUR_MS = 3_600_000
-
-
-def trained_weights(store: ArtifactStore, spec: TaskSpec) -> tuple[bytes, Any]:
-    """A digits_mlp trained for a few hundred steps here, as the worker would have: (PTTS1 bytes, the module)."""
-    import torch
-
-    from workers import tensorio
-    from workers.datasets import decode_dataset
-    from workers.recipes import get_recipe
-
-    recipe = get_recipe(spec.recipe)
-    hp = recipe.hyperparameters(spec.hyperparameters)
-    prepared = recipe.prepare(decode_dataset(store.get(spec.dataset.hash)), hp, spec.validation)
-    torch.manual_seed(spec.seed)
-    module = recipe.build_model(hp, prepared)
-    optimizer = torch.optim.Adam(module.parameters(), lr=0.003)
-    for step in range(300):
-        batch = slice((step * 64) % 1400, (step * 64) % 1400 + 64)
-        loss = torch.nn.functional.cross_entropy(module(prepared.train_x[batch]), prepared.train_y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    module.eval()
-    return tensorio.dumps(module.state_dict()), module
 
 
 @pytest.fixture(scope="module")
 def world(devnet, tmp_path_factory) -> Iterator[dict[str, Any]]:
     store = ArtifactStore(tmp_path_factory.mktemp("owner-store"))
-    digest, uri = add_dataset("digits", store)
-    spec = TaskSpec(recipe="digits_mlp", dataset=DatasetRef(digest, uri), evaluation=Evaluation("accuracy", 0.8),
-                    hyperparameters={"epochs": 1}, seed=5, checkpoint_every=40,
-                    limits=Limits(timeout_s=600, memory_mb=1024))
-    spec_hash = store.put(spec.canonical_bytes())
     with Chain.connect(devnet.ws_url, timeout=20) as chain:
-        from paratrain.task_specs import post_task
-
-        chain.workers.register(BOB, "Trainer", chain.constant("Workers", "MinTrainerStake"), CAPS)
-        chain.workers.register(DAVE, "Validator", chain.constant("Workers", "MinValidatorStake"), CAPS)
-        task_id, _ = post_task(chain, ALICE, spec, store.uri(spec_hash), bounty=10 * UNIT)
-        chain.task_bounties.claim_task(BOB, task_id)
-        weights, module = trained_weights(store, spec)
-        model_hash = store.put(weights)
-        attestation = t.Attestation(
-            task_id=task_id, worker=BOB.ss58_address, model_hash=H256.from_value("0x" + model_hash),
-            artifact_uri=Bytes(store.uri(model_hash).encode()), metrics=[(Bytes(b"accuracy"), 900_000)],
-            trajectory_root=H256(bytes(32)), checkpoints=[], code_hash=H256(bytes(32)),
-            dataset_hash=H256.from_value("0x" + digest), started_ms=1, finished_ms=2)
-        signature = AttestationCodec.from_chain(chain).multi_signature(attestation, BOB)
-        chain.task_bounties.submit_result(BOB, task_id, attestation, signature)
-        chain.task_bounties.submit_verdict(DAVE, task_id, t.Verdict(accept=True, measured_metric=900_000,
-                                                                      evidence_hash=H256(bytes(32))))
-        assert chain.models.models("0x" + model_hash) is not None
-        yield {"chain": chain, "store": store, "model_hash": "0x" + model_hash, "module": module, "url": devnet.ws_url}
+        made = accepted_model(chain, store, ALICE, BOB, DAVE)
+        assert chain.models.models(made.model_hash) is not None
+        model_hash, module = made.model_hash, made.module
+        yield {"chain": chain, "store": store, "model_hash": model_hash, "module": module, "url": devnet.ws_url}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 * `service register MODEL_HASH --price P --endpoint HOST:PORT` (the model's owner; only accepted models) and
   `service show MODEL_HASH`;
 * `serve MODEL_HASH`: the Open Inference Protocol over gRPC on --host:--port (health and reflection too), every
-  call paid through a channel, the latest payments claimed every --claim-every calls or --claim-interval;
+  call paid through a channel, a channel's latest payment claimed once it pays for --claim-every calls and
+  every channel's each --claim-interval and on the way out;
 * `infer MODEL_HASH --input FILE`: the paying client (opens a channel with --deposit unless --channel names
   one); the rows of FILE (.npy, or .csv of numbers) are sent one call each. Its place in each channel (the
   nonce and what it signed) is kept in $PARATRAIN_HOME/channels, written after every call;
@@ -57,8 +58,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("model_hash", type=argtypes.hash32)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=argtypes.port_or_any, default=8001, help="default 8001 (0: any)")
-    serve.add_argument("--claim-every", type=argtypes.positive, default=500, metavar="N",
-                       help="claim the latest payments every N paid calls (default 500)")
+    serve.add_argument("--claim-every", type=argtypes.positive, default=1000, metavar="N",
+                       help="claim a channel's latest payment once it pays for N calls (default 1000)")
     serve.add_argument("--claim-interval", type=argtypes.seconds, default=60.0, metavar="S",
                        help="and at least every S seconds (default 60)")
     add_store_argument(serve)

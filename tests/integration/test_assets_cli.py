@@ -83,7 +83,7 @@ def model(devnet, tmp_path_factory) -> dict[str, Any]:
 @pytest.fixture
 def serving(capsys, devnet, model) -> Iterator[dict[str, Any]]:
     port = free_port()
-    code, out, err = run(capsys, "service", "register", model["hash"], "--price", "0.001", "--endpoint",
+    code, _, err = run(capsys, "service", "register", model["hash"], "--price", "0.001", "--endpoint",
                          f"127.0.0.1:{port}", "--key", "//Alice")
     assert code == 0, err
     env = {**os.environ, "PARATRAIN_CHAIN": devnet.ws_url}

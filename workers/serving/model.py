@@ -42,7 +42,7 @@ class ServedModel:
 
         x = inputs["input"]
         with self._lock, torch.inference_mode():
-            logits = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+            logits = self.module(torch.from_numpy(np.array(x, dtype=np.float32))).numpy()   # a writable copy
         return {"logits": logits, "class": logits.argmax(axis=1).astype(np.int64)}
 
 

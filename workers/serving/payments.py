@@ -80,6 +80,7 @@ class _Account:
     signature: bytes = b""
     in_flight: int = 0           # taken to claim, not yet seen on chain
     calls: int = 0
+    unclaimed_calls: int = 0     # paid calls since the last claim was taken
 
 
 def parse_payment(metadata: Mapping[str, str]) -> Payment:
@@ -123,15 +124,18 @@ class PaymentGate:
                     raise
                 account.view = self._read(payment.channel)      # extended or moved on since we read it?
                 self._check(account, payment)
-            account.amount, account.signature, account.calls = payment.amount, payment.signature, account.calls + 1
+            account.amount, account.signature = payment.amount, payment.signature
+            account.calls += 1
+            account.unclaimed_calls += 1
 
-    def take_claims(self) -> list[Claim]:
-        """The latest payment of every channel owed something: claimed under its nonce, after which payments
-        are accepted under the next nonce from 0."""
+    def take_claims(self, min_calls: int = 1) -> list[Claim]:
+        """The latest payment of every channel owed for at least `min_calls` calls: claimed under its nonce,
+        after which payments are accepted under the next nonce from 0."""
         with self._lock:
             claims = []
             for channel, account in self._accounts.items():
-                if account.amount:
+                if account.amount and account.unclaimed_calls >= min_calls:
+                    account.unclaimed_calls = 0
                     claims.append(Claim(channel, account.nonce, account.amount, account.signature))
                     account.in_flight += account.amount
                     account.nonce, account.amount, account.signature = account.nonce + 1, 0, b""

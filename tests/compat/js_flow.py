@@ -19,9 +19,10 @@ COMPLAINTS = ("not decorated", "FATAL", "Unable to", "Unknown signed extension",
 """What Polkadot.js writes on stderr about metadata it cannot decorate or decode."""
 
 
-def run_flow(script: str, ws_url: str, *, timeout: float) -> dict[str, Any]:
-    """The report of tests/js/`script` run once against `ws_url` (it must exit 0 and complain of nothing)."""
-    proc = subprocess.run([NODE, str(JS_DIR / script), ws_url], check=False, capture_output=True, text=True,
+def run_flow(script: str, ws_url: str, *args: str, timeout: float) -> dict[str, Any]:
+    """The report of tests/js/`script` run once against `ws_url` and `args` (it must exit 0 and complain of
+    nothing)."""
+    proc = subprocess.run([NODE, str(JS_DIR / script), ws_url, *args], check=False, capture_output=True, text=True,
                           timeout=timeout, cwd=JS_DIR)
     assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stderr}\n{proc.stdout[-2000:]}"
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -15,7 +15,7 @@ from rich.markup import escape
 COMMAND_MODULES = (
     "paratrain.devnet_command",      # devnet
     "paratrain.demo",                # demo
-    "paratrain.commands.dataset",    # dataset add|register|buy|show
+    "paratrain.commands.dataset",    # dataset add|register|buy|serve|fetch|show
     "paratrain.commands.daemons",    # worker, validator, orchestrator
     "paratrain.commands.task",       # task create|list|show|watch|cancel|finalize|challenge
     "paratrain.commands.account",    # account new|show|balance|transfer

@@ -1,13 +1,18 @@
-"""`paratrain dataset add|register|buy|show`: data sets in the artifact store and as on-chain assets.
+"""`paratrain dataset add|register|buy|serve|fetch|show`: data sets in the artifact store and as on-chain assets.
 
 `add` packages a data set into the artifact store (its hash and URI, for a task to name). `register` makes it
 an asset of pallet Datasets with its license, price and access rule: public, paid (`buy` pays the owner and
 grants access) or compute-only (the data never leaves the owner's designated --worker accounts, and tasks on it
 must use an allowed --recipe code hash); `show` prints the record and whether an account holds a grant.
+`serve` serves the owner's store to signed requests the chain's rule admits (workers/asset_store.py) and
+`fetch` is the signed client.
 """
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from pathlib import Path
 
 from paratrain import argtypes
 from paratrain.cli import CliError
@@ -52,6 +57,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         add_key_argument(parser)
         add_chain_argument(parser)
         parser.set_defaults(run=run_chain)
+    serve = dataset_commands.add_parser("serve", help="serve your store's registered data sets to signed requests "
+                                                      "the chain's access rules admit")
+    serve.add_argument("--store", default=None, metavar="URL", help="the artifact store (default as for add)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=argtypes.port_or_any, default=8002, help="default 8002 (0: any)")
+    add_chain_argument(serve)
+    serve.set_defaults(run=run_serve)
+    fetch = dataset_commands.add_parser("fetch", help="fetch a data set from its owner's server, signed by your key")
+    fetch.add_argument("dataset_hash", type=argtypes.hash32)
+    fetch.add_argument("--from", dest="source", required=True, metavar="HOST:PORT")
+    fetch.add_argument("--out", "-o", type=Path, required=True, metavar="FILE")
+    add_key_argument(fetch)
+    fetch.set_defaults(run=run_fetch)
     show = dataset_commands.add_parser("show", help="a registered data set; --account: does it hold a grant")
     show.add_argument("dataset_hash", type=argtypes.hash32)
     show.add_argument("--account", default=None, metavar="ADDRESS")
@@ -70,6 +88,60 @@ def run_add(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(digest)
     print(uri)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from concurrent import futures
+
+    import grpc
+
+    from paratrain_api.v1 import asset_pb2_grpc
+    from workers.artifacts import ArtifactStore
+    from workers.asset_store import AssetServicer, dataset_view
+
+    url = chain_url(args)
+    with Node(url) as node, chain_errors(url):
+        lock = threading.Lock()
+
+        def read(dataset: str) -> object:
+            with lock:
+                return dataset_view(node.chain.datasets.datasets(dataset))
+
+        def granted(dataset: str, account: str) -> bool:
+            with lock:
+                return node.chain.datasets.grants(dataset, account) is not None
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        asset_pb2_grpc.add_AssetServiceServicer_to_server(AssetServicer(ArtifactStore(args.store), read, granted),
+                                                          server)
+        port = server.add_insecure_port(f"{args.host}:{args.port}")
+        if port == 0:
+            raise CliError(f"cannot listen on {args.host}:{args.port}")
+        server.start()
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        out().print(f"{args.host}:{port}")
+        stop.wait()
+        server.stop(5).wait()
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    import grpc
+
+    from workers.asset_store import fetch_dataset
+
+    keypair = load_key(args)
+    try:
+        data = fetch_dataset(args.source, args.dataset_hash, keypair)
+    except grpc.RpcError as exc:
+        raise CliError(f"{args.source} refused the fetch: {exc.code().name}: {exc.details()}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    args.out.write_bytes(data)
+    out().print(f"{len(data)} bytes of {args.dataset_hash} written to {args.out}")
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from paratrain_api.inference import grpc_predict_v2_pb2 as v2
 from paratrain_api.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 from runtime_bindings.channels import sign_payment
-from workers.serving.payments import AMOUNT_KEY, CHANNEL_KEY, EXPECTED_NONCE_KEY, NONCE_KEY, SIGNATURE_KEY
+from workers.serving.payments import EXPECTED_NONCE_KEY, PAYMENT_KEY, Payment, encode_payment
 from workers.serving.serde import decode_outputs, encode_input
 
 
@@ -47,10 +47,10 @@ class PaidClient:
     def spent(self) -> int:
         return self.spent_before + self.owed
 
-    def payment(self, amount: int) -> tuple[tuple[str, str], ...]:
+    def payment(self, amount: int) -> tuple[tuple[str, bytes], ...]:
+        """The call metadata paying `amount` in all under the current nonce."""
         signature = sign_payment(self.signer, self.channel, self.nonce, amount)
-        return ((CHANNEL_KEY, str(self.channel)), (NONCE_KEY, str(self.nonce)), (AMOUNT_KEY, str(amount)),
-                (SIGNATURE_KEY, signature.hex()))
+        return ((PAYMENT_KEY, encode_payment(Payment(self.channel, self.nonce, amount, signature))),)
 
     def infer(self, x: np.ndarray, *, timeout: float = 30.0) -> dict[str, np.ndarray]:
         tensor, raw = encode_input("input", np.atleast_2d(x))

@@ -44,7 +44,7 @@ class InferenceHandlers:
         if name not in ("", self.model.name):
             raise ModelNotFound(f"this server serves model {self.model.name}, not {name!r}")
 
-    def infer(self, request: Any, metadata: Mapping[str, str]) -> Any:
+    def infer(self, request: Any, metadata: Mapping[str, Any]) -> Any:
         self.check_model(request.model_name)
         if self.gate is not None:
             self.gate.authorize(parse_payment(metadata))
@@ -81,8 +81,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
-            return self.handlers.infer(request, {k: v for k, v in context.invocation_metadata()
-                                                 if isinstance(v, str)})
+            return self.handlers.infer(request, dict(context.invocation_metadata()))
         except PaymentRefused as refused:
             if refused.trailers:
                 context.set_trailing_metadata(tuple(refused.trailers.items()))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import isolate, one_line_error, run
 
 from paratrain._local.serving import accepted_model
 from paratrain.cli import main
@@ -30,24 +31,9 @@ CODE = "0x" + "cd" * 32
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, devnet):
-    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
-    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "220")
-    for name in ("PARATRAIN_KEY", "PARATRAIN_KEY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path, devnet.ws_url)
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(capsys, *argv: str) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: a secret")]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
-    return lines[0]
 
 
 def test_dataset_register_buy_and_show(capsys) -> None:

@@ -3,32 +3,16 @@ report, show; every refusal one line naming the pallet error, nothing signed whe
 from __future__ import annotations
 
 import pytest
-
-from paratrain.cli import main
+from cli_helpers import isolate, one_line_error, run
 
 pytestmark = pytest.mark.slow  # a devnet process
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, devnet):
-    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
-    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "220")
-    for name in ("PARATRAIN_KEY", "PARATRAIN_KEY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path, devnet.ws_url)
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(capsys, *argv: str) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: a secret")]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
-    return lines[0]
 
 
 def deploy(capsys, *extra: str) -> int:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import isolate, one_line_error, run
 
 from paratrain.cli import main
 from runtime_bindings import Chain, Keypair
@@ -28,12 +29,7 @@ CLIENT_KEYS = ("//Charlie", "//Dave", "//Eve")
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, devnet):
-    monkeypatch.setenv("PARATRAIN_CHAIN", devnet.ws_url)
-    monkeypatch.setenv("PARATRAIN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PARATRAIN_ARTIFACTS", str(tmp_path / "store"))
-    monkeypatch.setenv("COLUMNS", "220")  # full addresses fit the status tables
-    for name in ("PARATRAIN_KEY", "PARATRAIN_KEY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+    isolate(monkeypatch, tmp_path, devnet.ws_url)
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +46,6 @@ def shards(tmp_path_factory) -> Path:
     return out
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(capsys, *argv: str) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: a secret")]  # --key //X
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
-    return lines[0]
 
 
 def create(capsys, shards: Path, *extra: str) -> int:

@@ -364,7 +364,7 @@ class WorkerDaemon(DaemonBase):
         self._set(recipe=spec.recipe, deadline=task.deadline)
         log.info("task %d: spec %s verified (recipe %s, dataset %s); fetching the data set from %s", run.task_id,
                  task.spec.spec_hash.hex()[:16], spec.recipe, spec.dataset.hash[:16], spec.dataset.uri)
-        fetch_dataset(self.store, spec)
+        fetch_dataset(self.store, spec, self.keypair)
         return spec, task
 
     # Extrinsics -------------------------------------------------------------------------------

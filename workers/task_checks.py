@@ -84,8 +84,18 @@ def check_task(task: Any, *, view: Any, store: ArtifactStore, account: str, best
     return spec
 
 
-def fetch_dataset(store: ArtifactStore, spec: Any) -> None:
-    """The task's data set into this store, where the engine reads it by hash (verified again there)."""
+ASSET_SCHEME = "paratrain-asset://"
+"""A data set served by its owner to signed requests (`paratrain dataset serve`, workers/asset_store.py):
+``paratrain-asset://HOST:PORT/0x<hash>``, how a ComputeOnly data set reaches its designated workers."""
+
+
+def fetch_dataset(store: ArtifactStore, spec: Any, signer: Any = None) -> None:
+    """The task's data set into this store, where the engine reads it by hash (verified again there). A
+    paratrain-asset:// data set is fetched with a request signed by `signer` (the worker's key), which the
+    owner's server serves only to the accounts the chain's access rule admits."""
+    if spec.dataset.uri.startswith(ASSET_SCHEME):
+        _fetch_signed(store, spec, signer)
+        return
     try:
         store.get(store.fetch_into_store(spec.dataset.uri, spec.dataset.hash, kind=Kind.DATASET))
     except ArtifactIntegrityError:
@@ -93,3 +103,23 @@ def fetch_dataset(store: ArtifactStore, spec: Any) -> None:
                           f"the task requires") from None
     except (ArtifactError, OSError, ValueError, MemoryError) as exc:
         raise TaskRefused(f"cannot fetch the data set: {exc}") from None
+
+
+def _fetch_signed(store: ArtifactStore, spec: Any, signer: Any) -> None:
+    import grpc
+
+    from workers.asset_store import fetch_dataset as fetch_signed
+
+    if store.exists(spec.dataset.hash):
+        return
+    target = spec.dataset.uri[len(ASSET_SCHEME):].split("/", 1)[0]
+    if signer is None or not target:
+        raise TaskRefused(f"the data set at {spec.dataset.uri} is fetched only with a signed request")
+    try:
+        data = fetch_signed(target, spec.dataset.hash, signer, max_bytes=store.limits.of(Kind.DATASET))
+    except grpc.RpcError as exc:
+        raise TaskRefused(f"the data owner's server at {target} refused this worker: {exc.code().name}: "
+                          f"{exc.details()}") from None
+    except ValueError as exc:
+        raise TaskRefused(f"cannot fetch the data set from {target}: {exc}") from None
+    store.put(data)
